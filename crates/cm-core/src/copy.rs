@@ -1,0 +1,1 @@
+//! copy (to be written).

@@ -1,0 +1,1 @@
+//! dotenv (to be written).

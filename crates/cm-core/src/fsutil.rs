@@ -1,0 +1,74 @@
+//! Small file-system helpers shared by every module that writes files.
+//!
+//! Invariant: a file written through [`write_atomic`] is either the old content or the new
+//! content, never a mix, and is never readable with wider permissions than `mode`, not even
+//! for a moment (the temporary is created with `mode` before any byte is written).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The temporary name used beside `path` while it is being written.
+pub fn temp_path_for(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = format!(".{}.cm-tmp.{}", name, std::process::id());
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.join(tmp),
+        _ => PathBuf::from(tmp),
+    }
+}
+
+/// Write `data` to `path` atomically: a temporary beside it created with `mode`, written,
+/// fsynced, then renamed into place (and the directory fsynced).
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = temp_path_for(path);
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The umask may have narrowed `mode`; never widen past it, but make it exact.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_sets_mode_and_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret.env");
+        write_atomic(&p, b"A=1\n", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"A=1\n");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o600);
+        write_atomic(&p, b"A=2\n", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"A=2\n");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left");
+    }
+}

@@ -1,0 +1,1 @@
+//! ini (to be written).

@@ -1,0 +1,27 @@
+//! cm-core: the library under the cm-migrate suite.
+//!
+//! Every binary of the suite (cm-ini-to-env, cm-copy-data, cm-verify, cm-migrate) is a thin
+//! layer over this crate: it parses arguments, calls in here, and renders what comes back.
+//! Modules are named for what they are:
+//!
+//! - [`ini`]: chatmail.ini read exactly as chatmail's `iniconfig` reads it.
+//! - [`params`]: chatmail's parameters, their defaults and types, compared as chatmail does.
+//! - [`dotenv`]: `.env` written (and read back) exactly as Docker Compose v2 reads it.
+//! - [`owners`]: mapping host uids/gids to the container image's.
+//! - [`tree`]: walking a tree and recording every entry's metadata and content hash.
+//! - [`manifest`]: the on-disk record of a tree that cm-copy-data writes and cm-verify reads.
+//! - [`copy`]: the copy engine behind cm-copy-data.
+//! - [`systemd`]: discovering, stopping and restoring chatmail's units.
+//! - [`report`]: differences and outcomes, grouped for humans and serialised for machines.
+//! - [`fsutil`]: small file-system helpers shared by the rest (atomic writes).
+
+pub mod copy;
+pub mod dotenv;
+pub mod fsutil;
+pub mod ini;
+pub mod manifest;
+pub mod owners;
+pub mod params;
+pub mod report;
+pub mod systemd;
+pub mod tree;

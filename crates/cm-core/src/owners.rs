@@ -1,0 +1,1 @@
+//! owners (to be written).

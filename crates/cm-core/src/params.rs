@@ -1,0 +1,1 @@
+//! params (to be written).

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("cm-migrate: not built yet");
+    std::process::exit(2);
+}
