@@ -505,6 +505,43 @@ pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ReadError> {
     })
 }
 
+/// The name of a backup kept beside `path` before it is replaced:
+/// `<name>.bak-YYYYMMDDTHHMMSSZ` (UTC), with `-N` added if that name is taken.
+pub fn backup_path(path: &Path, now: std::time::SystemTime) -> std::path::PathBuf {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // civil-from-days (Howard Hinnant), days since 1970-01-01
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let stamp = format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ".env".into());
+    let mut candidate = path.with_file_name(format!("{name}.bak-{stamp}"));
+    let mut n = 1;
+    while candidate.symlink_metadata().is_ok() {
+        candidate = path.with_file_name(format!("{name}.bak-{stamp}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
 /// What [`merge`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergeReport {
@@ -649,6 +686,13 @@ mod tests {
         assert!(parse_map("A B=1\n").is_err());
         let inherited = parse("HOME\n", &|k| (k == "HOME").then(|| "/root".to_string())).unwrap();
         assert_eq!(inherited[0].value, "/root");
+    }
+
+    #[test]
+    fn backup_name_is_utc_stamp() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        let p = backup_path(Path::new("/nonexistent/dir/.env"), t);
+        assert_eq!(p, Path::new("/nonexistent/dir/.env.bak-20261118T110640Z"));
     }
 
     #[test]

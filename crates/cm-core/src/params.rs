@@ -801,6 +801,25 @@ impl Conversion {
     }
 }
 
+impl Conversion {
+    /// The header lines written above the settings (without `# `).
+    pub fn header(&self, all: bool) -> Vec<String> {
+        vec![
+            format!("Written by cm-ini-to-env from {}", self.source),
+            if all {
+                "Every chatmail setting present in the ini, keys uppercased.".to_string()
+            } else {
+                "MAIL_DOMAIN and the settings that differ from chatmail's defaults.".to_string()
+            },
+        ]
+    }
+
+    /// The whole .env text (header, then `KEY="value"` lines in [`PARAMS`] order).
+    pub fn to_env(&self, all: bool) -> Result<String, crate::dotenv::DotenvError> {
+        crate::dotenv::render(&self.header(all), &self.env_entries(all))
+    }
+}
+
 /// Read the [params] of a parsed ini as chatmail does: mail_domain is required; known keys
 /// are kept (in [`PARAMS`] order); unknown keys only produce warnings.
 pub fn convert(ini: &IniFile) -> Result<Conversion, ParamsError> {
