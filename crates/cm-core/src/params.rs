@@ -355,7 +355,7 @@ pub static PARAMS: &[Param] = &[
             None,
             Kind::Path,
             "1.1",
-            "deprecated: mailbox directory (default /home/vmail/mail/<mail_domain>)",
+            "mailbox directory (default /home/vmail/mail/<mail_domain>)",
         )
     },
     Param {
@@ -365,7 +365,7 @@ pub static PARAMS: &[Param] = &[
             Some("/home/vmail/passdb.sqlite"),
             Kind::Path,
             "1.1",
-            "deprecated: legacy sqlite password database",
+            "legacy sqlite password database, only read for a first migration",
         )
     },
     Param {
@@ -733,7 +733,10 @@ pub fn warnings(ini: &IniFile) -> Vec<Warning> {
                     Status::Active => {}
                     Status::Deprecated => out.push(w(
                         WarningKind::Deprecated,
-                        format!("deprecated key '{}': {}", p.name, p.doc),
+                        format!(
+                            "key '{}' is deprecated ({}); chatmail still reads it",
+                            p.name, p.doc
+                        ),
                     )),
                     Status::Unused => out.push(w(
                         WarningKind::Unused,
