@@ -355,7 +355,7 @@ pub static PARAMS: &[Param] = &[
             None,
             Kind::Path,
             "1.1",
-            "mailbox directory (default /home/vmail/mail/<mail_domain>)",
+            "the mailbox directory, by default /home/vmail/mail/<mail_domain>",
         )
     },
     Param {

@@ -24,7 +24,21 @@ const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 /// would reject) go to stderr. Exit codes: 0 done; 1 --check found differences; 2 unusable
 /// input or arguments (one line on stderr, nothing written).
 #[derive(Parser, Debug)]
-#[command(name = "cm-ini-to-env", version, max_term_width = 100)]
+#[command(
+    name = "cm-ini-to-env",
+    version,
+    max_term_width = 100,
+    after_long_help = "\
+Examples:
+  cm-ini-to-env                                   print the .env for this host's chatmail.ini
+  cm-ini-to-env chatmail.ini /srv/chatmail/.env   write it (refuses to overwrite)
+  cm-ini-to-env --merge chatmail.ini .env         update an existing .env, keep its other lines
+  cm-ini-to-env chatmail.ini --check .env         exit 1 and list settings that differ
+
+Unknown keys are reported and not written (chatmail ignores them); other sections than
+[params] are ignored, as chatmail does. Values are written as KEY=\"...\" with \\ \" $ and
+line breaks escaped, which Docker Compose v2 reads back exactly."
+)]
 struct Args {
     /// chatmail.ini to read.
     #[arg(value_name = "INI", default_value = DEFAULT_INI)]
@@ -99,6 +113,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<u8, Fail> {
     let parsed = ini::read(&args.ini)?;
     let conv = params::convert(&parsed)?;
+    let text = conv.to_env(args.all)?;
     // Refuse an unusable ENV before any warning, so that bad input is one line.
     if let Some(env_path) = &args.env {
         if env_path.is_dir() {
@@ -137,7 +152,6 @@ fn run(args: &Args) -> Result<u8, Fail> {
     if let Some(env_path) = &args.check {
         return check(args, &parsed, env_path);
     }
-    let text = conv.to_env(args.all)?;
     let Some(env_path) = &args.env else {
         print_out(args, &conv, &text)?;
         return Ok(0);
