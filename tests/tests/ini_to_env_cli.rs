@@ -336,3 +336,28 @@ fn help_explains_every_option() {
         assert!(h.contains(opt), "--help lacks {opt}:\n{h}");
     }
 }
+
+#[test]
+fn symlinked_env_is_written_through_and_ini_is_never_the_target() {
+    let d = setup();
+    fs::create_dir(d.path().join("secrets")).unwrap();
+    fs::write(d.path().join("secrets/chatmail.env"), "OTHER=1\n").unwrap();
+    std::os::unix::fs::symlink("secrets/chatmail.env", d.path().join(".env")).unwrap();
+    let o = run(d.path(), &["--merge", "-q", "chatmail.ini", ".env"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(fs::symlink_metadata(d.path().join(".env"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let m = dotenv::read_file(&d.path().join("secrets/chatmail.env")).unwrap();
+    assert_eq!(m["OTHER"], "1");
+    assert_eq!(m["MAIL_DOMAIN"], "cli.example.org");
+    assert_eq!(mode(&d.path().join("secrets/chatmail.env")), 0o600);
+    let o = run(d.path(), &["--force", "chatmail.ini", "chatmail.ini"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is the ini itself"), "{}", stderr(&o));
+    assert_eq!(
+        fs::read_to_string(d.path().join("chatmail.ini")).unwrap(),
+        INI
+    );
+}

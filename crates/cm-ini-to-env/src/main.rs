@@ -125,6 +125,15 @@ fn run(args: &Args) -> Result<u8, Fail> {
                 ),
             ));
         }
+        if same_file(env_path, &args.ini) {
+            return Err(Fail(
+                2,
+                format!(
+                    "{} is the ini itself; give another path for the .env",
+                    env_path.display()
+                ),
+            ));
+        }
         if env_path.symlink_metadata().is_ok() && !args.force && !args.merge {
             return Err(Fail(
                 2,
@@ -187,6 +196,29 @@ fn write_env(
     env_path: &Path,
     text: &str,
 ) -> Result<u8, Fail> {
+    // A symlinked .env (e.g. to a secrets directory) is written through, not replaced.
+    let resolved;
+    let env_path = match env_path.symlink_metadata() {
+        Ok(m) if m.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(env_path).map_err(|e| {
+                format!(
+                    "{}: a symlink whose target cannot be used: {e}",
+                    env_path.display()
+                )
+            })?;
+            resolved.as_path()
+        }
+        _ => env_path,
+    };
+    if same_file(env_path, &args.ini) {
+        return Err(Fail(
+            2,
+            format!(
+                "{} is the ini itself; give another path for the .env",
+                env_path.display()
+            ),
+        ));
+    }
     let shown = env_path.display();
     let existing = match env_path.symlink_metadata() {
         Ok(m) if m.is_dir() => {
@@ -315,4 +347,12 @@ fn check(args: &Args, parsed: &ini::IniFile, env_path: &Path) -> Result<u8, Fail
         }
     }
     Ok(if diffs.is_empty() { 0 } else { 1 })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
