@@ -589,6 +589,19 @@ pub fn merge(
             _ => report.removed.push(e.key.clone()),
         }
     }
+    // An untouched assignment sharing a line with a replaced one would be lost: refuse.
+    for e in &entries {
+        let touched = set.iter().any(|(k, _)| *k == e.key) || remove.contains(&e.key);
+        if !touched && (e.line - 1..e.end_line).any(|i| drop.get(i) == Some(&true)) {
+            return Err(DotenvError::Syntax {
+                line: e.line,
+                message: format!(
+                    "{} shares its line with another assignment; put each on its own line before merging",
+                    e.key
+                ),
+            });
+        }
+    }
     let mut out = String::with_capacity(existing.len() + 64);
     if bom {
         out.push('\u{feff}');
@@ -723,5 +736,10 @@ mod tests {
         assert_eq!(rep.added, vec!["ADDED"]);
         assert_eq!(rep.removed, vec!["MAIL_DOMAIN", "GONE"]);
         assert_eq!(m(&new)["ADDED"], "$");
+        let shared = merge("A=\"1\" B=\"2\"\n", &[("A".into(), "x".into())], &[], &[]);
+        assert!(
+            matches!(shared, Err(DotenvError::Syntax { line: 1, .. })),
+            "{shared:?}"
+        );
     }
 }

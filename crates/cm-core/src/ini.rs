@@ -145,6 +145,8 @@ pub enum IniError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: no such file; give the path of chatmail.ini (on a chatmail host: /usr/local/lib/chatmaild/chatmail.ini)")]
+    NotFound { path: String },
     #[error("{path}: is a directory, not a chatmail.ini file")]
     IsDirectory { path: String },
     #[error("{path}:{line}: not valid UTF-8 (byte {offset} of the file); chatmail reads chatmail.ini as UTF-8, re-save it as UTF-8")]
@@ -429,9 +431,17 @@ pub fn read(path: &Path) -> Result<IniFile, IniError> {
     if path.is_dir() {
         return Err(IniError::IsDirectory { path: shown });
     }
-    let data = std::fs::read(path).map_err(|source| IniError::Io {
-        path: shown.clone(),
-        source,
+    let data = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            IniError::NotFound {
+                path: shown.clone(),
+            }
+        } else {
+            IniError::Io {
+                path: shown.clone(),
+                source,
+            }
+        }
     })?;
     parse_bytes(&shown, &data)
 }
