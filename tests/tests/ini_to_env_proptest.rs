@@ -32,6 +32,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
+    fn parsers_never_panic(text in prop::collection::vec(prop_oneof![nasty(), Just("\n".to_string()), Just("[params]\n".to_string()), Just("A=\"".to_string())], 0..12)) {
+        let text = text.concat();
+        let _ = dotenv::parse_map(&text);
+        let _ = ini::parse_str("x.ini", &text);
+        let _ = dotenv::merge(&text, &[("A".into(), "b".into())], &["B".into()], &[]);
+        if let Ok(f) = ini::parse_str("x.ini", &text) {
+            let _ = params::convert(&f);
+            let _ = params::warnings(&f);
+        }
+    }
+
+    #[test]
     fn writer_then_reader_is_identity(v in nasty()) {
         prop_assume!(!v.contains('\0'));
         let text = dotenv::line("KEY", &v).unwrap();

@@ -113,7 +113,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn line_at(&self, pos: usize) -> usize {
-        1 + self.src[..pos.min(self.src.len())].matches('\n').count()
+        let b = self.src.as_bytes();
+        1 + b[..pos.min(b.len())]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count()
     }
 
     fn err(&self, pos: usize, message: String) -> DotenvError {
@@ -390,55 +394,38 @@ pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
                 }
                 let op = &inner[n..];
                 let val = lookup(name);
-                let piece = if op.is_empty() {
-                    val.unwrap_or_default()
-                } else if let Some(d) = op.strip_prefix(":-") {
-                    match val {
-                        Some(v) if !v.is_empty() => v,
-                        _ => substitute(d, lookup)?,
-                    }
-                } else if let Some(d) = op.strip_prefix(":?") {
-                    match val {
-                        Some(v) if !v.is_empty() => v,
-                        _ => {
-                            return Err(format!(
-                                "required variable {name} is missing a value: {}",
-                                substitute(d, lookup)?
-                            ))
-                        }
-                    }
-                } else if let Some(d) = op.strip_prefix(":+") {
-                    match val {
-                        Some(v) if !v.is_empty() => substitute(d, lookup)?,
-                        _ => String::new(),
-                    }
-                } else if let Some(d) = op.strip_prefix('-') {
-                    match val {
-                        Some(v) => v,
-                        None => substitute(d, lookup)?,
-                    }
-                } else if let Some(d) = op.strip_prefix('?') {
-                    match val {
-                        Some(v) => v,
-                        None => {
-                            return Err(format!(
-                                "required variable {name} is missing a value: {}",
-                                substitute(d, lookup)?
-                            ))
-                        }
-                    }
-                } else if let Some(d) = op.strip_prefix('+') {
-                    match val {
-                        Some(_) => substitute(d, lookup)?,
-                        None => String::new(),
-                    }
-                } else {
-                    return Err(format!("invalid template: {s:?}"));
+                // compose substitutes the operand first, even when it is not used
+                let (kind, operand) = ["", ":-", ":?", ":+", "-", "?", "+"]
+                    .iter()
+                    .rev()
+                    .find_map(|k| op.strip_prefix(k).map(|rest| (*k, rest)))
+                    .filter(|(k, rest)| !k.is_empty() || rest.is_empty())
+                    .ok_or_else(|| format!("invalid template: {s:?}"))?;
+                let operand = substitute(operand, lookup)?;
+                let set = val.is_some();
+                let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
+                let missing = || format!("required variable {name} is missing a value: {operand}");
+                let piece = match kind {
+                    "" => val.unwrap_or_default(),
+                    ":-" if nonempty => val.unwrap_or_default(),
+                    ":-" => operand.clone(),
+                    "-" if set => val.unwrap_or_default(),
+                    "-" => operand.clone(),
+                    ":?" if nonempty => val.unwrap_or_default(),
+                    "?" if set => val.unwrap_or_default(),
+                    ":?" | "?" => return Err(missing()),
+                    ":+" if nonempty => operand.clone(),
+                    "+" if set => operand.clone(),
+                    _ => String::new(),
                 };
                 out.push_str(&piece);
                 rest = &body[close + 1..];
             }
-            _ => return Err(format!("invalid template: {s:?}")),
+            // a `$` not followed by a name, `{` or `$` is a literal `$`
+            _ => {
+                out.push('$');
+                rest = after;
+            }
         }
     }
     out.push_str(rest);
@@ -695,7 +682,8 @@ mod tests {
         assert_eq!(got, want);
         assert!(parse_map("A=\"unterminated\n").is_err());
         assert!(parse_map("A=${\n").is_err());
-        assert!(parse_map("A=x$\n").is_err());
+        assert_eq!(m("A=x$ $1 $}\n")["A"], "x$ $1 $}");
+        assert!(parse_map("A=${1}\n").is_err());
         assert!(parse_map("A B=1\n").is_err());
         let inherited = parse("HOME\n", &|k| (k == "HOME").then(|| "/root".to_string())).unwrap();
         assert_eq!(inherited[0].value, "/root");
@@ -706,6 +694,13 @@ mod tests {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
         let p = backup_path(Path::new("/nonexistent/dir/.env"), t);
         assert_eq!(p, Path::new("/nonexistent/dir/.env.bak-20261118T110640Z"));
+    }
+
+    #[test]
+    fn multibyte_value_at_end_of_file() {
+        assert_eq!(m("A=é")["A"], "é");
+        assert_eq!(m("A=x\\é\n")["A"], "x\\é");
+        assert_eq!(parse("A=\"é\"", &|_| None).unwrap()[0].end_line, 1);
     }
 
     #[test]
