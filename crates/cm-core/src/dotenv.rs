@@ -13,8 +13,9 @@
 //!   `\a \b \f \n \r \t \v \" \\ \$` and octal `\0NNN`, then `$` expansion;
 //! - expansion: `$$` is `$`, `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
 //!   `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`; a variable comes from the
-//!   given environment first, then from earlier keys of the file; unset is empty; any other
-//!   `$` is an error, as in Compose.
+//!   given environment first, then from earlier keys of the file; unset is empty; a `$` not
+//!   followed by a name, `{` or `$` stays literal; a malformed `${...}` is an error, as in
+//!   Compose (checked against the real binary in tests/tests/compose_dotenv*.rs).
 //!
 //! [`merge`] updates some keys of an existing file and keeps every other line and comment.
 
