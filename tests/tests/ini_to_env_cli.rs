@@ -10,8 +10,11 @@ use cm_core::dotenv;
 const INI: &str = "[params]\nmail_domain = cli.example.org\nmax_mailbox_size = 2G\ndisable_ipv6 = False\nprivacy_mail = a$b@cli.example.org\n";
 
 fn tool(args: &[&std::ffi::OsStr], cwd: &Path) -> Output {
-    Command::new(cm_tests::bin("cm-ini-to-env"))
-        .args(args)
+    let mut cmd = Command::new(cm_tests::bin("cm-ini-to-env"));
+    for p in cm_core::params::PARAMS {
+        cmd.env_remove(p.env_key());
+    }
+    cmd.args(args)
         .current_dir(cwd)
         .output()
         .expect("run cm-ini-to-env")
@@ -359,5 +362,22 @@ fn symlinked_env_is_written_through_and_ini_is_never_the_target() {
     assert_eq!(
         fs::read_to_string(d.path().join("chatmail.ini")).unwrap(),
         INI
+    );
+}
+
+#[test]
+fn warns_when_the_shell_environment_would_shadow_the_env_file() {
+    let d = setup();
+    let o = Command::new(cm_tests::bin("cm-ini-to-env"))
+        .arg("chatmail.ini")
+        .env("MAX_MAILBOX_SIZE", "9G")
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("MAX_MAILBOX_SIZE is set in this shell"),
+        "{}",
+        stderr(&o)
     );
 }

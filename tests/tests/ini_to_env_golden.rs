@@ -59,8 +59,11 @@ fn golden(name: &str, actual: &[u8], failures: &mut Vec<String>) {
 }
 
 fn run_in_fixtures(args: &[&str]) -> std::process::Output {
-    Command::new(cm_tests::bin("cm-ini-to-env"))
-        .args(args)
+    let mut cmd = Command::new(cm_tests::bin("cm-ini-to-env"));
+    for p in cm_core::params::PARAMS {
+        cmd.env_remove(p.env_key());
+    }
+    cmd.args(args)
         .current_dir(fixture_dir())
         .output()
         .expect("run cm-ini-to-env")

@@ -157,6 +157,13 @@ fn run(args: &Args) -> Result<u8, Fail> {
                 None => eprintln!("warning: {}: {}", conv.source, w.message),
             }
         }
+        // Compose lets the calling environment override .env when it interpolates.
+        for p in params::PARAMS {
+            let k = p.env_key();
+            if std::env::var_os(&k).is_some() {
+                eprintln!("warning: {k} is set in this shell's environment; docker compose run from here would use it instead of the .env value");
+            }
+        }
     }
     if let Some(env_path) = &args.check {
         return check(args, &parsed, env_path);
