@@ -161,10 +161,19 @@ fn merge_refuses_a_file_compose_cannot_read() {
     let d = setup();
     let p = d.path().join("out.env");
     fs::write(&p, "BROKEN=\"unterminated\n").unwrap();
-    let o = run(d.path(), &["--merge", "chatmail.ini", "out.env"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    // an ini with warnings: the refusal is still the only line
+    fs::write(d.path().join("warn.ini"), format!("{INI}unknown_key = 1\n")).unwrap();
+    for ini in ["chatmail.ini", "warn.ini"] {
+        let o = run(d.path(), &["--merge", ini, "out.env"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains("out.env:1: "), "{}", stderr(&o));
+        let o = run(d.path(), &[ini, "--check", "out.env"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    }
     assert_eq!(fs::read_to_string(&p).unwrap(), "BROKEN=\"unterminated\n");
+    assert_eq!(entries(d.path()).len(), 3, "no backup, no temp");
 }
 
 #[test]

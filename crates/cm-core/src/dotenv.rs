@@ -33,6 +33,16 @@ pub enum DotenvError {
     Syntax { line: usize, message: String },
 }
 
+impl DotenvError {
+    /// The message located in a file: `path:line: message` (or `path: message`).
+    pub fn at(&self, path: &str) -> String {
+        match self {
+            DotenvError::Syntax { line, message } => format!("{path}:{line}: {message}"),
+            other => format!("{path}: {other}"),
+        }
+    }
+}
+
 /// Whether `key` can be written (`[A-Za-z_][A-Za-z0-9_]*`).
 pub fn valid_key(key: &str) -> bool {
     let mut chars = key.chars();
@@ -467,6 +477,8 @@ pub enum ReadError {
         line: usize,
         message: String,
     },
+    #[error("{message}")]
+    Other { message: String },
 }
 
 /// Read a .env file as Compose would (empty calling environment).
@@ -485,10 +497,8 @@ pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ReadError> {
             line,
             message,
         },
-        other => ReadError::Syntax {
-            path: shown,
-            line: 0,
-            message: other.to_string(),
+        other => ReadError::Other {
+            message: other.at(&shown),
         },
     })
 }
