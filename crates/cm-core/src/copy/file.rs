@@ -72,11 +72,13 @@ impl Worker {
     /// A fresh temporary name (short, so it fits beside any name).
     pub fn temp_name(&mut self) -> CString {
         self.seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        CString::new(format!(".cm-copy.{}.{}.{}.tmp", self.pid, self.id, self.seq))
-            .expect("no NUL in a formatted name")
+        CString::new(format!(
+            ".cm-copy.{}.{}.{}.tmp",
+            self.pid, self.id, self.seq
+        ))
+        .expect("no NUL in a formatted name")
     }
 }
-
 
 /// Removes the temporary unless disarmed.
 struct TempGuard {
@@ -110,6 +112,32 @@ pub struct Copied {
     /// The source's metadata as it was while its bytes were read.
     pub st: Stat,
     pub hash: [u8; 32],
+    /// Extended attributes the copy carries (ACL ids mapped), sorted by name.
+    pub xattrs: Xattrs,
+}
+
+/// Extended attributes: (name, value) pairs sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Read every extended attribute of `x`, sorted by name.
+pub fn read_xattrs(w: &mut Worker, x: &XTarget) -> io::Result<Xattrs> {
+    let n = x.list(&mut w.xnames)?;
+    let mut out = Vec::new();
+    let names: Vec<Vec<u8>> = w.xnames[..n]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_vec())
+        .collect();
+    for nm in names {
+        let c = sys::cstr(&nm)?;
+        match x.get(&c, &mut w.xval) {
+            Ok(l) => out.push((nm, w.xval[..l].to_vec())),
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Copy the data of `src` to `dst` (a new empty file), hashing the bytes read.
@@ -196,15 +224,30 @@ pub fn hash_fd(w: &mut Worker, fd: RawFd, size: u64, sparse: bool) -> io::Result
     Ok(h.finalize().into())
 }
 
-/// Hash the file `name` in `dir` (source or copy) as it is now.
-pub fn hash_at(w: &mut Worker, dir: RawFd, name: &CStr, noatime: bool) -> io::Result<Copied> {
+/// Hash the file `name` in `dir` (source or copy) as it is now; with `xattrs`, read its
+/// extended attributes too.
+pub fn hash_at(
+    w: &mut Worker,
+    dir: RawFd,
+    name: &CStr,
+    noatime: bool,
+    xattrs: bool,
+) -> io::Result<Copied> {
     let fd = sys::open_at(dir, name, libc::O_RDONLY, noatime)?;
     let st = sys::fstat(fd.as_raw_fd())?;
     if st.kind != Kind::File {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
     }
     let hash = hash_fd(w, fd.as_raw_fd(), st.size, st.is_sparse())?;
-    Ok(Copied { st, hash })
+    let xattrs = if xattrs {
+        read_xattrs(w, &XTarget::Fd(fd.as_raw_fd()))?
+    } else {
+        Vec::new()
+    };
+    Ok(Copied { st, hash, xattrs })
 }
 
 // POSIX ACL xattr layout (linux/posix_acl_xattr.h): a 4-byte version header, then entries of
@@ -242,7 +285,8 @@ pub fn copy_xattrs(
     dst: &XTarget,
     ids: Option<&dyn MapIds>,
     prune: bool,
-) -> Result<(), ItemError> {
+) -> Result<Xattrs, ItemError> {
+    let mut done = Vec::new();
     let n = src.list(&mut w.xnames).map_err(io("list xattrs"))?;
     let names: Vec<Vec<u8>> = w.xnames[..n]
         .split(|&b| b == 0)
@@ -282,8 +326,10 @@ pub fn copy_xattrs(
                 e,
             )
         })?;
+        done.push((name, v));
     }
-    Ok(())
+    done.sort();
+    Ok(done)
 }
 
 fn owner(st: &Stat, ids: Option<&dyn MapIds>) -> (u32, u32) {
@@ -366,6 +412,7 @@ pub fn copy_file(
                 }
             }
         }
+        let mut xattrs = Vec::with_capacity(xa.len());
         for (nm, c, mut v) in xa {
             if let Some(ids) = ids {
                 if is_acl(&nm) {
@@ -378,12 +425,18 @@ pub fn copy_file(
                     e,
                 )
             })?;
+            xattrs.push((nm, v));
         }
+        xattrs.sort();
         sys::futimens(t, st1.atime, st1.mtime).map_err(io("set times"))?;
         drop(tfd);
         sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
         guard.armed = false;
-        return Ok(Copied { st: st1, hash });
+        return Ok(Copied {
+            st: st1,
+            hash,
+            xattrs,
+        });
     }
     Err(ItemError::Changed)
 }
@@ -397,7 +450,7 @@ pub fn copy_special(
     ddir: RawFd,
     name: &CStr,
     ids: Option<&dyn MapIds>,
-) -> Result<(Stat, Option<Vec<u8>>), ItemError> {
+) -> Result<(Stat, Option<Vec<u8>>, Xattrs), ItemError> {
     for _attempt in 0..3 {
         let st0 = match sys::lstat_at(sdir, name) {
             Ok(s) => s,
@@ -434,7 +487,7 @@ pub fn copy_special(
         if st0.kind != Kind::Symlink {
             sys::chmod_at(ddir, &guard.name, st0.perm).map_err(io("chmod"))?;
         }
-        copy_xattrs(
+        let xattrs = copy_xattrs(
             w,
             &XTarget::At(sdir, name),
             &XTarget::At(ddir, &guard.name),
@@ -452,7 +505,7 @@ pub fn copy_special(
         sys::lutimens_at(ddir, &guard.name, st1.atime, st1.mtime).map_err(io("set times"))?;
         sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
         guard.armed = false;
-        return Ok((st1, link));
+        return Ok((st1, link, xattrs));
     }
     Err(ItemError::Changed)
 }
@@ -485,14 +538,14 @@ pub fn apply_dir_meta(
     sfd: RawFd,
     dfd: RawFd,
     ids: Option<&dyn MapIds>,
-) -> Result<Stat, ItemError> {
+) -> Result<(Stat, Xattrs), ItemError> {
     let st = sys::fstat(sfd).map_err(io("stat source directory"))?;
     let (uid, gid) = owner(&st, ids);
     sys::fchown(dfd, uid, gid).map_err(io("chown"))?;
     sys::fchmod(dfd, st.perm).map_err(io("chmod"))?;
-    copy_xattrs(w, &XTarget::Fd(sfd), &XTarget::Fd(dfd), ids, true)?;
+    let x = copy_xattrs(w, &XTarget::Fd(sfd), &XTarget::Fd(dfd), ids, true)?;
     sys::futimens(dfd, st.atime, st.mtime).map_err(io("set times"))?;
-    Ok(st)
+    Ok((st, x))
 }
 
 /// Does the open directory carry a default ACL (inherited by entries created in it)?

@@ -31,6 +31,7 @@ mod sys;
 pub use scan::{Node, NO_PARENT};
 pub use sys::{Kind, Stat, Ts};
 
+pub use file::Xattrs;
 use file::{ItemError, Worker};
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
@@ -45,6 +46,15 @@ use std::sync::Mutex;
 pub trait MapIds: Sync {
     fn uid(&self, uid: u32) -> u32;
     fn gid(&self, gid: u32) -> u32;
+}
+
+impl MapIds for crate::owners::OwnerMap {
+    fn uid(&self, uid: u32) -> u32 {
+        crate::owners::OwnerMap::uid(self, uid)
+    }
+    fn gid(&self, gid: u32) -> u32 {
+        crate::owners::OwnerMap::gid(self, gid)
+    }
 }
 
 /// One source tree and where its copy goes.
@@ -82,6 +92,7 @@ pub struct PrevEntry {
     pub uid: u32,
     pub gid: u32,
     pub hash: [u8; 32],
+    pub xattrs: Xattrs,
 }
 
 /// How to copy.
@@ -213,7 +224,7 @@ pub struct Plan {
     tmatch: Vec<usize>,
     /// Target nodes to remove, deepest first.
     deletes: Vec<usize>,
-    prev_hash: Vec<Option<[u8; 32]>>,
+    prev_hash: Vec<Option<([u8; 32], Xattrs)>>,
 }
 
 impl Plan {
@@ -237,23 +248,38 @@ impl Plan {
                 )
             })
             .collect();
-        v.extend(self.deletes.iter().map(|&j| (show(&self.tgt[j].rel), "delete")));
+        v.extend(
+            self.deletes
+                .iter()
+                .map(|&j| (show(&self.tgt[j].rel), "delete")),
+        );
         v
     }
 }
 
 const NONE: usize = usize::MAX;
 
-/// The marker an unfinished run leaves beside the target (it holds the boot id).
+/// Where a volume's manifest lives: `<parent of target>/.cm-manifest/<target name>.manifest`
+/// (outside every volume, see docs/manifest.md).
+pub fn manifest_path(dst: &Path) -> PathBuf {
+    state_path(dst, ".manifest")
+}
+
+/// The marker an unfinished run leaves beside the manifest (it holds the boot id).
 pub fn marker_path(dst: &Path) -> PathBuf {
-    let name = dst
+    state_path(dst, ".running")
+}
+
+fn state_path(dst: &Path, ext: &str) -> PathBuf {
+    let mut name = dst
         .file_name()
-        .map(|n| n.as_bytes().to_vec())
-        .unwrap_or_else(|| b"copy".to_vec());
-    let mut m = b".".to_vec();
-    m.extend_from_slice(&name);
-    m.extend_from_slice(b".cm-copy-running");
-    dst.with_file_name(std::ffi::OsStr::from_bytes(&m))
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "copy".into());
+    name.push(ext);
+    dst.parent()
+        .unwrap_or(Path::new("/"))
+        .join(".cm-manifest")
+        .join(name)
 }
 
 fn boot_id() -> String {
@@ -342,7 +368,10 @@ pub fn plan(
         p.problems.push(Problem {
             severity: Severity::Error,
             path: join_show(&p.src_root, &sp.rel),
-            message: format!("cannot read: {} (not copied; nothing beneath it is removed from the copy)", sp.error),
+            message: format!(
+                "cannot read: {} (not copied; nothing beneath it is removed from the copy)",
+                sp.error
+            ),
         });
         unsure.insert(sp.rel);
     }
@@ -457,7 +486,7 @@ pub fn plan(
             match recorded {
                 _ if opts.checksum => Act::Checksum,
                 Some(e) => {
-                    prev_hash[i] = Some(e.hash);
+                    prev_hash[i] = Some((e.hash, e.xattrs.clone()));
                     Act::Keep
                 }
                 None if force_checksum => Act::Checksum,
@@ -479,7 +508,8 @@ pub fn plan(
         let gone = match smap.get(tn.rel.as_slice()) {
             None => true,
             Some(&i) => {
-                acts[i] == Act::Skip || ((nodes[i].st.kind == Kind::Dir) != (tn.st.kind == Kind::Dir))
+                acts[i] == Act::Skip
+                    || ((nodes[i].st.kind == Kind::Dir) != (tn.st.kind == Kind::Dir))
             }
         };
         if !gone {
@@ -550,6 +580,7 @@ pub struct Record {
     pub st: Stat,
     pub hash: Option<[u8; 32]>,
     pub link: Option<Vec<u8>>,
+    pub xattrs: Xattrs,
     /// For every name of a hard-linked inode: the index (in the records) of its first name.
     pub link_group: Option<usize>,
 }
@@ -688,7 +719,17 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             return out;
         }
     }
-    if let Err(e) = crate::fsutil::write_atomic(&marker_path(dst), boot_id().as_bytes(), 0o600) {
+    let marker = marker_path(dst);
+    let made = marker.parent().map_or(Ok(()), |d| {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)
+    });
+    if let Err(e) =
+        made.and_then(|_| crate::fsutil::write_atomic(&marker, boot_id().as_bytes(), 0o600))
+    {
         fatal(&mut out, "cannot write the run marker beside the target", e);
         return out;
     }
@@ -722,7 +763,10 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         let tn = &plan.tgt[j];
         let r = (|| -> io::Result<()> {
             if cache.as_ref().map(|c| c.0) != Some(tn.parent) {
-                cache = Some((tn.parent, sys::open_dir_beneath(dr, &plan.tgt[tn.parent].rel, true)?));
+                cache = Some((
+                    tn.parent,
+                    sys::open_dir_beneath(dr, &plan.tgt[tn.parent].rel, true)?,
+                ));
             }
             let d = cache.as_ref().map(|c| c.1.as_raw_fd()).unwrap_or(dr);
             match sys::unlink_at(d, &name_c(tn)?, tn.st.kind == Kind::Dir) {
@@ -791,7 +835,9 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
                     &mut out,
                     Severity::Error,
                     &node.rel,
-                    format!("cannot create the directory in the copy: {e}; nothing beneath it copied"),
+                    format!(
+                        "cannot create the directory in the copy: {e}; nothing beneath it copied"
+                    ),
                 );
             }
         }
@@ -800,13 +846,15 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
     let mut recs: Vec<Option<Record>> = vec![None; nodes.len()];
     let mut recopied = vec![false; nodes.len()];
     let mut failed = vec![false; nodes.len()];
-    let record = |i: usize, st: Stat, hash: Option<[u8; 32]>, link: Option<Vec<u8>>| Record {
-        rel: nodes[i].rel.clone(),
-        st,
-        hash,
-        link,
-        link_group: None,
-    };
+    let record =
+        |i: usize, st: Stat, hash: Option<[u8; 32]>, link: Option<Vec<u8>>, xattrs| Record {
+            rel: nodes[i].rel.clone(),
+            st,
+            hash,
+            link,
+            xattrs,
+            link_group: None,
+        };
 
     // Phase 2: files, symlinks and nodes, in parallel, one directory's entries per job.
     on(Event::Phase("copying"));
@@ -830,9 +878,10 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             Err(e) => {
                 for &i in items {
                     let e2 = match &e {
-                        ItemError::Io(op, err) => {
-                            ItemError::Io(op, io::Error::from_raw_os_error(err.raw_os_error().unwrap_or(libc::EIO)))
-                        }
+                        ItemError::Io(op, err) => ItemError::Io(
+                            op,
+                            io::Error::from_raw_os_error(err.raw_os_error().unwrap_or(libc::EIO)),
+                        ),
                         _ => ItemError::Changed,
                     };
                     on(Event::Done { bytes: 0 });
@@ -888,18 +937,47 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             }
         }
     }
-    // Entries already right.
-    for (i, node) in nodes.iter().enumerate() {
-        if plan.acts[i] == Act::Keep && node.st.kind != Kind::Dir && dir_ok[node.parent] {
-            if let Act::Keep = plan.acts[i] {
-                let t = plan.tmatch[i];
-                if t == NONE {
-                    continue;
+    // Entries already right (their attributes from the earlier manifest or the copy).
+    {
+        let mut w = Worker::new(usize::MAX / 4);
+        let mut cache: Option<(usize, OwnedFd)> = None;
+        for (i, node) in nodes.iter().enumerate() {
+            if plan.acts[i] != Act::Keep || node.st.kind == Kind::Dir || !dir_ok[node.parent] {
+                continue;
+            }
+            let t = plan.tmatch[i];
+            if t == NONE {
+                continue;
+            }
+            let st = plan.tgt[t].st;
+            let (hash, xattrs) = match &plan.prev_hash[i] {
+                Some((h, x)) => (Some(*h), Ok(x.clone())),
+                None => {
+                    let x = (|| -> io::Result<Xattrs> {
+                        if cache.as_ref().map(|c| c.0) != Some(node.parent) {
+                            cache = Some((
+                                node.parent,
+                                sys::open_dir_beneath(dr, &nodes[node.parent].rel, false)?,
+                            ));
+                        }
+                        let d = cache.as_ref().map(|c| c.1.as_raw_fd()).unwrap_or(dr);
+                        let c = name_c(node)?;
+                        file::read_xattrs(&mut w, &sys::XTarget::At(d, &c))
+                    })();
+                    (None, x)
                 }
-                let mut st = plan.tgt[t].st;
-                st.nlink = st.nlink.max(1);
-                recs[i] = Some(record(i, st, plan.prev_hash[i], plan.tgt[t].link.clone()));
-                out.unchanged += 1;
+            };
+            match xattrs {
+                Ok(x) => {
+                    recs[i] = Some(record(i, st, hash, plan.tgt[t].link.clone(), x));
+                    out.unchanged += 1;
+                }
+                Err(e) => problem(
+                    &mut out,
+                    Severity::Error,
+                    &node.rel,
+                    format!("cannot read the copy's extended attributes: {e}"),
+                ),
             }
         }
     }
@@ -960,7 +1038,13 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             Ok(d) => d,
             Err(e) => {
                 for &i in items {
-                    res.push((i, Err(ItemError::Io("open directory in the copy", io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))))));
+                    res.push((
+                        i,
+                        Err(ItemError::Io(
+                            "open directory in the copy",
+                            io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
+                        )),
+                    ));
                 }
                 return;
             }
@@ -1012,7 +1096,7 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         if node.st.kind != Kind::Dir || !dir_ok[i] {
             continue;
         }
-        let r = (|| -> Result<Stat, ItemError> {
+        let r = (|| -> Result<(Stat, Xattrs), ItemError> {
             let s = sys::open_dir_beneath(sr, &node.rel, true)
                 .map_err(|e| ItemError::Io("open source directory", e))?;
             let d = sys::open_dir_beneath(dr, &node.rel, false)
@@ -1020,8 +1104,8 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             file::apply_dir_meta(&mut w, s.as_raw_fd(), d.as_raw_fd(), ids)
         })();
         match r {
-            Ok(st) => {
-                recs[i] = Some(record(i, map_st(&st, ids), None, None));
+            Ok((st, x)) => {
+                recs[i] = Some(record(i, map_st(&st, ids), None, None, x));
                 if plan.acts[i] == Act::Create {
                     out.copied += 1;
                 } else {
@@ -1074,11 +1158,12 @@ fn item(
         Ok(c) => c,
         Err(e) => return ItemResult::Failed(ItemError::Io("name", e)),
     };
-    let rec = |st: Stat, hash: Option<[u8; 32]>, link: Option<Vec<u8>>| Record {
+    let rec = |st: Stat, hash: Option<[u8; 32]>, link: Option<Vec<u8>>, xattrs| Record {
         rel: node.rel.clone(),
         st,
         hash,
         link,
+        xattrs,
         link_group: None,
     };
     let copy = |w: &mut Worker| -> ItemResult {
@@ -1086,38 +1171,38 @@ fn item(
             match file::copy_file(w, s, d, &name, ids, dacl) {
                 Ok(c) => {
                     let b = c.st.size;
-                    ItemResult::Done(rec(map_st(&c.st, ids), Some(c.hash), None), b)
+                    ItemResult::Done(rec(map_st(&c.st, ids), Some(c.hash), None, c.xattrs), b)
                 }
                 Err(e) => ItemResult::Failed(e),
             }
         } else {
             match file::copy_special(w, s, d, &name, ids) {
-                Ok((st, link)) => ItemResult::Done(rec(map_st(&st, ids), None, link), 0),
+                Ok((st, link, x)) => ItemResult::Done(rec(map_st(&st, ids), None, link, x), 0),
                 Err(e) => ItemResult::Failed(e),
             }
         }
     };
     match plan.acts[i] {
         Act::Create => copy(w),
-        Act::HashTarget => match file::hash_at(w, d, &name, true) {
+        Act::HashTarget => match file::hash_at(w, d, &name, true, true) {
             Ok(c) => {
                 let b = c.st.size;
-                ItemResult::Done(rec(c.st, Some(c.hash), None), b)
+                ItemResult::Done(rec(c.st, Some(c.hash), None, c.xattrs), b)
             }
             Err(e) => ItemResult::Failed(ItemError::Io("read the copy to checksum it", e)),
         },
         Act::Checksum => {
-            let src = match file::hash_at(w, s, &name, true) {
+            let src = match file::hash_at(w, s, &name, true, false) {
                 Ok(c) => c,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     return ItemResult::Failed(ItemError::Vanished)
                 }
                 Err(e) => return ItemResult::Failed(ItemError::Io("read source", e)),
             };
-            match file::hash_at(w, d, &name, true) {
+            match file::hash_at(w, d, &name, true, true) {
                 Ok(t) if t.hash == src.hash && !changed_meta(&src.st, &node.st) => {
                     let b = t.st.size;
-                    ItemResult::Same(rec(t.st, Some(t.hash), None), b)
+                    ItemResult::Same(rec(t.st, Some(t.hash), None, t.xattrs), b)
                 }
                 _ => copy(w),
             }
@@ -1146,4 +1231,130 @@ impl DirBuilderExt2 for std::fs::DirBuilder {
         use std::os::unix::fs::DirBuilderExt;
         self.mode(0o700)
     }
+}
+
+/// Read the manifest an earlier run wrote for `dst`, as the planner's record of hashes.
+/// `Ok(None)` when there is none.
+pub fn load_prev(
+    dst: &Path,
+) -> Result<Option<HashMap<Vec<u8>, PrevEntry>>, crate::manifest::ManifestError> {
+    let p = manifest_path(dst);
+    if !p.exists() {
+        return Ok(None);
+    }
+    let snap = crate::manifest::read(&p)?;
+    let mut m = HashMap::with_capacity(snap.entries.len());
+    for e in snap.entries {
+        let Some(hash) = e.sha256 else { continue };
+        let rel = e.path.as_os_str().as_bytes().to_vec();
+        m.insert(
+            rel,
+            PrevEntry {
+                size: e.size,
+                mtime: Ts {
+                    sec: e.mtime.sec,
+                    nsec: e.mtime.nsec as i64,
+                },
+                perm: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                hash,
+                xattrs: e
+                    .xattrs
+                    .into_iter()
+                    .map(|(n, v)| (n.as_bytes().to_vec(), v))
+                    .collect(),
+            },
+        );
+    }
+    Ok(Some(m))
+}
+
+fn ftype(k: Kind) -> crate::tree::FileType {
+    use crate::tree::FileType as F;
+    match k {
+        Kind::File => F::File,
+        Kind::Dir => F::Dir,
+        Kind::Symlink => F::Symlink,
+        Kind::Fifo => F::Fifo,
+        Kind::Char => F::CharDevice,
+        Kind::Block => F::BlockDevice,
+        Kind::Socket => F::Socket,
+    }
+}
+
+fn stamp(t: Ts) -> crate::tree::Timestamp {
+    crate::tree::Timestamp {
+        sec: t.sec,
+        nsec: t.nsec.clamp(0, 999_999_999) as u32,
+    }
+}
+
+/// The copy as a tree snapshot (what the manifest records), sorted, link groups numbered.
+pub fn snapshot(records: &[Record]) -> crate::tree::Snapshot {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let entries = records
+        .iter()
+        .map(|r| crate::tree::Entry {
+            path: if r.rel.is_empty() {
+                PathBuf::from(".")
+            } else {
+                PathBuf::from(OsString::from_vec(r.rel.clone()))
+            },
+            kind: ftype(r.st.kind),
+            mode: r.st.perm,
+            uid: r.st.uid,
+            gid: r.st.gid,
+            size: r.st.size,
+            mtime: stamp(r.st.mtime),
+            atime: stamp(r.st.atime),
+            rdev: match r.st.kind {
+                Kind::Char | Kind::Block => r.st.rdev,
+                _ => 0,
+            },
+            target: r.link.clone().map(OsString::from_vec),
+            inode: r.link_group.map(|g| crate::tree::Inode {
+                dev: u64::MAX,
+                ino: g as u64,
+                nlink: 2,
+            }),
+            link_group: None,
+            xattrs: r
+                .xattrs
+                .iter()
+                .map(|(n, v)| (OsString::from_vec(n.clone()), v.clone()))
+                .collect(),
+            sha256: r.hash,
+        })
+        .collect();
+    let mut snap = crate::tree::Snapshot {
+        entries,
+        errors: Vec::new(),
+    };
+    snap.assign_link_groups();
+    snap
+}
+
+/// Write the volume's manifest from a run's outcome, then remove the run marker.
+pub fn write_manifest(
+    plan: &Plan,
+    out: &Outcome,
+    comments: &[String],
+) -> Result<PathBuf, crate::manifest::ManifestError> {
+    let path = manifest_path(&plan.dst_root);
+    let mut c = comments.to_vec();
+    c.push(format!("source: {}", plan.src_root.display()));
+    if out.errors() > 0 {
+        c.push(format!(
+            "incomplete: {} entries could not be copied and are not listed",
+            out.failed
+        ));
+    }
+    crate::manifest::write(&path, &snapshot(&out.records), &c)?;
+    finish(plan).map_err(|source| crate::manifest::ManifestError::Io {
+        path: marker_path(&plan.dst_root),
+        source,
+    })?;
+    Ok(path)
 }

@@ -108,7 +108,8 @@ pub struct SpaceCheck {
 
 impl SpaceCheck {
     pub fn ok(&self) -> bool {
-        self.need_bytes <= self.free_bytes && self.free_inodes.is_none_or(|f| self.need_inodes <= f)
+        self.need_bytes <= self.free_bytes
+            && self.free_inodes.map_or(true, |f| self.need_inodes <= f)
     }
 }
 

@@ -205,12 +205,7 @@ pub fn create_at(dir: RawFd, name: &CStr, mode: u32) -> Result<OwnedFd> {
 /// symlink (the caller resolves the path first when the user named a symlink).
 pub fn open_dir_path(path: &Path) -> Result<OwnedFd> {
     let c = cstr(path.as_os_str().as_bytes())?;
-    open_at(
-        libc::AT_FDCWD,
-        &c,
-        libc::O_RDONLY | libc::O_DIRECTORY,
-        true,
-    )
+    open_at(libc::AT_FDCWD, &c, libc::O_RDONLY | libc::O_DIRECTORY, true)
 }
 
 #[repr(C)]
@@ -341,8 +336,15 @@ pub fn symlink_at(target: &[u8], dir: RawFd, name: &CStr) -> Result<()> {
 }
 
 pub fn mknod_at(dir: RawFd, name: &CStr, mode: u32, rdev: u64) -> Result<()> {
-    cvt(unsafe { libc::mknodat(dir, name.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })
-        .map(|_| ())
+    cvt(unsafe {
+        libc::mknodat(
+            dir,
+            name.as_ptr(),
+            mode as libc::mode_t,
+            rdev as libc::dev_t,
+        )
+    })
+    .map(|_| ())
 }
 
 pub fn link_at(odir: RawFd, oname: &CStr, ndir: RawFd, nname: &CStr) -> Result<()> {
@@ -485,7 +487,9 @@ impl XTarget<'_> {
                     (XTarget::Fd(fd), _) => {
                         libc::flistxattr(*fd, buf.as_mut_ptr().cast(), buf.len())
                     }
-                    (_, Some(p)) => libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()),
+                    (_, Some(p)) => {
+                        libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                    }
                     _ => unreachable!("path built for At"),
                 }
             };
@@ -545,7 +549,13 @@ impl XTarget<'_> {
                 }
                 XTarget::At(d, n) => {
                     let p = Self::proc_path(*d, n)?;
-                    libc::lsetxattr(p.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+                    libc::lsetxattr(
+                        p.as_ptr(),
+                        name.as_ptr(),
+                        value.as_ptr().cast(),
+                        value.len(),
+                        0,
+                    )
                 }
             }
         };
