@@ -271,7 +271,7 @@ fn unreadable_entries_are_reported_and_nothing_beneath_them_is_removed() {
     // to bypass file permissions (as root, modes alone never stop a read).
     for p in ["secret", "locked"] {
         std::os::unix::fs::chown(src.join(p), Some(4321), Some(4321)).unwrap();
-        std::fs::set_permissions(src.join(p), std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(src.join(p), std::fs::Permissions::from_mode(0o000)).unwrap();
     }
     std::fs::write(src.join("ok/file"), b"changed").unwrap();
     let mut c = Command::new("setpriv");
