@@ -25,7 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use nix::fcntl::{readlinkat, AtFlags};
+use nix::sys::stat::{fstatat, FileStat};
 use sha2::{Digest, Sha256};
+use std::ffi::CStr;
+use std::os::fd::{IntoRawFd, RawFd};
 
 use crate::owners::OwnerMap;
 
@@ -195,6 +199,39 @@ impl Entry {
                 dev: md.dev(),
                 ino: md.ino(),
                 nlink: md.nlink(),
+            }),
+            link_group: None,
+            xattrs: Vec::new(),
+            sha256: None,
+        }
+    }
+
+    /// Build an entry from a raw `lstat`/`fstatat` result (no xattrs, no target, no hash).
+    pub fn from_stat(path: PathBuf, st: &FileStat) -> Entry {
+        let mode = st.st_mode;
+        let kind = FileType::from_mode(mode);
+        let ts = |sec: i64, nsec: i64| Timestamp {
+            sec,
+            nsec: nsec.clamp(0, 999_999_999) as u32,
+        };
+        Entry {
+            path,
+            kind,
+            mode: mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            mtime: ts(st.st_mtime, st.st_mtime_nsec),
+            atime: ts(st.st_atime, st.st_atime_nsec),
+            rdev: match kind {
+                FileType::CharDevice | FileType::BlockDevice => st.st_rdev,
+                _ => 0,
+            },
+            target: None,
+            inode: Some(Inode {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                nlink: st.st_nlink,
             }),
             link_group: None,
             xattrs: Vec::new(),
@@ -413,19 +450,19 @@ pub fn walk(
         }
     }
     // Reading the root directory itself must work.
-    let first = fs::read_dir(root).map_err(|source| TreeError::Io {
+    let first = Dir::open(root).map_err(|source| TreeError::Io {
         path: root.to_path_buf(),
         source,
     })?;
     snap.entries.push(top);
-    let mut stack: Vec<(PathBuf, Option<fs::ReadDir>)> = vec![(PathBuf::from("."), Some(first))];
+    let mut stack: Vec<(PathBuf, Option<Dir>)> = vec![(PathBuf::from("."), Some(first))];
     let mut count = 0u64;
-    while let Some((rel, rd)) = stack.pop() {
+    while let Some((rel, dir)) = stack.pop() {
         let abs = abs_path(root, &rel);
-        let rd = match rd {
-            Some(rd) => rd,
-            None => match fs::read_dir(&abs) {
-                Ok(rd) => rd,
+        let mut dir = match dir {
+            Some(d) => d,
+            None => match Dir::open(&abs) {
+                Ok(d) => d,
                 Err(e) => {
                     snap.errors.push(ScanError {
                         path: rel.clone(),
@@ -435,9 +472,10 @@ pub fn walk(
                 }
             },
         };
-        for de in rd {
-            let de = match de {
-                Ok(de) => de,
+        let fd = dir.fd();
+        while let Some(name) = dir.next_name() {
+            let name = match name {
+                Ok(n) => n,
                 Err(e) => {
                     snap.errors.push(ScanError {
                         path: rel.clone(),
@@ -446,36 +484,36 @@ pub fn walk(
                     break;
                 }
             };
-            let crel = child_rel(&rel, &de.file_name());
+            let name = OsStr::from_bytes(&name);
+            let cname = name;
+            let crel = child_rel(&rel, name);
             if !opts.exclude.is_empty() && opts.exclude.contains(&crel) {
                 continue;
             }
-            let md = match de.metadata() {
-                Ok(md) => md,
+            let st = match fstatat(Some(fd), cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                // Vanished between listing and lstat: that is not an entry any more.
+                Err(nix::errno::Errno::ENOENT) => continue,
                 Err(e) => {
-                    // Vanished between listing and lstat: that is not an entry any more.
-                    if e.kind() != io::ErrorKind::NotFound {
-                        snap.errors.push(ScanError {
-                            path: crel,
-                            message: format!("cannot stat: {e}"),
-                        });
-                    }
+                    snap.errors.push(ScanError {
+                        path: crel,
+                        message: format!("cannot stat: {}", io::Error::from(e)),
+                    });
                     continue;
                 }
             };
-            let mut e = Entry::from_metadata(crel, &md);
-            let cabs = de.path();
+            let mut e = Entry::from_stat(crel, &st);
             if e.kind == FileType::Symlink {
-                match fs::read_link(&cabs) {
-                    Ok(t) => e.target = Some(t.into_os_string()),
+                match readlinkat(Some(fd), cname) {
+                    Ok(t) => e.target = Some(t),
                     Err(err) => snap.errors.push(ScanError {
                         path: e.path.clone(),
-                        message: format!("cannot read symlink: {err}"),
+                        message: format!("cannot read symlink: {}", io::Error::from(err)),
                     }),
                 }
             }
             if opts.xattrs {
-                match read_xattrs(&cabs) {
+                match read_xattrs(&abs.join(name)) {
                     Ok(x) => e.xattrs = x,
                     Err(err) => snap.errors.push(ScanError {
                         path: e.path.clone(),
@@ -496,6 +534,75 @@ pub fn walk(
     progress.scanned(count % 256);
     snap.assign_link_groups();
     Ok(snap)
+}
+
+/// A directory opened for listing: never through a symlink, with `O_NOATIME` where the
+/// kernel allows it (the owner or root), so listing does not touch its atime. (std's
+/// `read_dir` takes no open flags.)
+struct Dir(*mut libc::DIR);
+
+impl Dir {
+    fn open(path: &Path) -> io::Result<Dir> {
+        let base = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(base | libc::O_NOATIME)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
+                .read(true)
+                .custom_flags(base)
+                .open(path)?,
+            Err(e) => return Err(e),
+        };
+        let fd = f.into_raw_fd();
+        // SAFETY: fd is an open directory descriptor we own; on success the DIR owns it.
+        let d = unsafe { libc::fdopendir(fd) };
+        if d.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so fd is still ours to close.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        Ok(Dir(d))
+    }
+
+    fn fd(&self) -> RawFd {
+        // SAFETY: self.0 is a valid DIR until drop.
+        unsafe { libc::dirfd(self.0) }
+    }
+
+    /// The next name (without `.` and `..`), or None at the end.
+    fn next_name(&mut self) -> Option<io::Result<Vec<u8>>> {
+        loop {
+            // SAFETY: errno is thread-local; readdir64 on a valid DIR; the returned entry
+            // is valid until the next readdir on this DIR, and we copy the name out at once.
+            unsafe {
+                *libc::__errno_location() = 0;
+                let ent = libc::readdir64(self.0);
+                if ent.is_null() {
+                    let e = io::Error::last_os_error();
+                    return match e.raw_os_error() {
+                        Some(0) | None => None,
+                        _ => Some(Err(e)),
+                    };
+                }
+                let name = CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                return Some(Ok(name.to_vec()));
+            }
+        }
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from fdopendir and is closed once.
+        unsafe { libc::closedir(self.0) };
+    }
 }
 
 /// Extended attributes of `path` itself (a symlink's own), sorted by name. A file system
