@@ -299,3 +299,175 @@ pub fn keeping_mtime(path: &Path, f: impl FnOnce()) {
     f();
     set_times(path, &m, &a);
 }
+
+// The planted differences: each changes the copy in one way only.
+
+pub type Planter = fn(&Path);
+
+fn flip_byte(d: &Path) {
+    let f = p(d, BIG);
+    keeping_mtime(&f, || {
+        let mut b = fs::read(&f).unwrap();
+        b[1_500_000] ^= 0x01;
+        fs::write(&f, &b).unwrap();
+    });
+}
+
+fn split_link(d: &Path) {
+    let f = p(d, MSG_LINK);
+    let tmp = f.with_extension("split");
+    sh("cp", &["-a", f.to_str().unwrap(), tmp.to_str().unwrap()]);
+    fs::rename(&tmp, &f).unwrap();
+}
+
+fn retarget(d: &Path) {
+    let f = p(d, LIVE);
+    keeping_mtime(&f, || {
+        fs::remove_file(&f).unwrap();
+        symlink("../certs/xyz", &f).unwrap();
+    });
+}
+
+fn lose_xattr(d: &Path) {
+    sh(
+        "setfattr",
+        &["-x", "user.origin", p(d, XATTR_FILE).to_str().unwrap()],
+    );
+}
+
+fn lose_default_acl(d: &Path) {
+    sh("setfacl", &["-k", p(d, ACL_DIR).to_str().unwrap()]);
+}
+
+fn chmod_password(d: &Path) {
+    fs::set_permissions(p(d, PASSWORD), fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+fn lose_setuid(d: &Path) {
+    fs::set_permissions(p(d, SETUID), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn chown_password(d: &Path) {
+    std::os::unix::fs::lchown(p(d, PASSWORD), Some(5001), None).unwrap();
+}
+
+fn remove_nonutf8(d: &Path) {
+    fs::remove_file(pb(d, NONUTF8)).unwrap();
+}
+
+fn add_extra(d: &Path) {
+    fs::write(p(d, "vmail/extra"), b"x").unwrap();
+}
+
+fn fifo_to_file(d: &Path) {
+    let f = p(d, FIFO);
+    keeping_mtime(&f, || {
+        fs::remove_file(&f).unwrap();
+        fs::write(&f, b"").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o620)).unwrap();
+    });
+}
+
+fn truncate_password(d: &Path) {
+    let f = p(d, PASSWORD);
+    keeping_mtime(&f, || {
+        let b = fs::read(&f).unwrap();
+        fs::write(&f, &b[..5]).unwrap();
+    });
+}
+
+fn touch_newline(d: &Path) {
+    set_times(
+        &pb(d, NEWLINE),
+        "1800000000.000000001",
+        "1800000000.000000001",
+    );
+}
+
+fn other_device(d: &Path) {
+    let f = p(d, DEV);
+    keeping_mtime(&f, || {
+        fs::remove_file(&f).unwrap();
+        sh("mknod", &["-m", "0666", f.to_str().unwrap(), "c", "1", "5"]);
+    });
+}
+
+fn remove_cert_dir(d: &Path) {
+    fs::remove_dir_all(p(d, "acme/certs")).unwrap();
+}
+
+/// (name, planter, expected (kind, json path) list)
+pub type Case = (&'static str, Planter, Vec<(&'static str, String)>);
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        (
+            "byte flipped, size and mtime kept",
+            flip_byte,
+            vec![("content", BIG.into())],
+        ),
+        (
+            "hard link split",
+            split_link,
+            vec![("hard_link", MSG.into())],
+        ),
+        (
+            "symlink retargeted",
+            retarget,
+            vec![("symlink_target", LIVE.into())],
+        ),
+        ("xattr lost", lose_xattr, vec![("xattr", XATTR_FILE.into())]),
+        (
+            "default ACL lost",
+            lose_default_acl,
+            vec![("xattr", ACL_DIR.into())],
+        ),
+        (
+            "mode changed",
+            chmod_password,
+            vec![("mode", PASSWORD.into())],
+        ),
+        ("setuid lost", lose_setuid, vec![("mode", SETUID.into())]),
+        (
+            "owner changed",
+            chown_password,
+            vec![("owner", PASSWORD.into())],
+        ),
+        (
+            "file missing",
+            remove_nonutf8,
+            vec![("missing", jp(NONUTF8))],
+        ),
+        (
+            "file extra",
+            add_extra,
+            vec![("extra", "vmail/extra".into())],
+        ),
+        ("type changed", fifo_to_file, vec![("type", FIFO.into())]),
+        (
+            "size changed",
+            truncate_password,
+            vec![("size", PASSWORD.into())],
+        ),
+        ("mtime changed", touch_newline, vec![("mtime", jp(NEWLINE))]),
+        (
+            "device number changed",
+            other_device,
+            vec![("rdev", DEV.into())],
+        ),
+        (
+            "directory missing",
+            remove_cert_dir,
+            vec![
+                ("missing", "acme/certs".into()),
+                ("missing", "acme/certs/abc".into()),
+                ("missing", "acme/certs/abc/fullchain".into()),
+            ],
+        ),
+    ]
+}
+
+pub fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
+    v.sort();
+    v
+}
