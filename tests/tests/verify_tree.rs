@@ -5,8 +5,6 @@ mod verify_support;
 
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
 
 use verify_support::*;
 
