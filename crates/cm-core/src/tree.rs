@@ -289,13 +289,13 @@ pub struct Snapshot {
 impl Snapshot {
     /// Sort entries by path (needed before [`Snapshot::get`]).
     pub fn sort(&mut self) {
-        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        self.entries.sort_by(|a, b| path_cmp(&a.path, &b.path));
     }
 
     /// Look an entry up by relative path (entries must be sorted).
     pub fn get(&self, path: &Path) -> Option<&Entry> {
         self.entries
-            .binary_search_by(|e| e.path.as_path().cmp(path))
+            .binary_search_by(|e| path_cmp(&e.path, path))
             .ok()
             .map(|i| &self.entries[i])
     }
@@ -388,6 +388,31 @@ pub trait Progress: Sync {
 }
 
 impl Progress for () {}
+
+/// The order of entries in a snapshot and a manifest: the root `.` first, then component by
+/// component by bytes (the same as `Path`'s order for the clean relative paths a walk
+/// produces, but without splitting into components: a byte compare where `/` sorts before
+/// every other byte).
+pub fn path_cmp(a: &Path, b: &Path) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a, b) = (a.as_os_str().as_bytes(), b.as_os_str().as_bytes());
+    match (a == b".", b == b".") {
+        (true, true) => return Ordering::Equal,
+        (true, false) => return Ordering::Less,
+        (false, true) => return Ordering::Greater,
+        _ => {}
+    }
+    let n = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    match (a.get(n), b.get(n)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(&x), Some(&y)) => {
+            let key = |c: u8| if c == b'/' { 0u16 } else { c as u16 + 1 };
+            key(x).cmp(&key(y))
+        }
+    }
+}
 
 /// Join a relative path (`.` = root) onto a root.
 pub fn abs_path(root: &Path, rel: &Path) -> PathBuf {
@@ -775,7 +800,7 @@ fn hash_snapshots(
         snap.entries[i].sha256 = snap.entries[first].sha256;
     }
     for (_, snap, _) in items.iter_mut() {
-        snap.errors.sort_by(|a, b| a.path.cmp(&b.path));
+        snap.errors.sort_by(|a, b| path_cmp(&a.path, &b.path));
     }
 }
 
@@ -996,7 +1021,7 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
     };
     while i < a.len() || j < b.len() {
         let ord = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.path.cmp(&y.path),
+            (Some(x), Some(y)) => path_cmp(&x.path, &y.path),
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
@@ -1112,7 +1137,7 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
             });
         }
     }
-    out.sort_by(|p, q| p.path.cmp(&q.path).then(p.kind.cmp(&q.kind)));
+    out.sort_by(|p, q| path_cmp(&p.path, &q.path).then(p.kind.cmp(&q.kind)));
     out
 }
 
@@ -1331,6 +1356,19 @@ mod tests {
         assert!(d.iter().all(|x| x.kind == DiffKind::Content));
         assert_eq!(d[0].path, Path::new("a/b/one-link"));
         assert_eq!(d[1].path, Path::new("a/one"));
+    }
+
+    #[test]
+    fn path_order_is_component_order() {
+        let mut v: Vec<PathBuf> = ["a/b", "a-b", "a", ".", "-x", "a/b/c", "a.b", "b", "a/a", "a b"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let mut w = v.clone();
+        v.sort_by(|a, b| path_cmp(a, b));
+        w.sort();
+        assert_eq!(v, w);
+        assert_eq!(v[0], Path::new("."));
     }
 
     #[test]
