@@ -22,6 +22,7 @@ pub mod ini;
 pub mod manifest;
 pub mod owners;
 pub mod params;
+pub mod ports;
 pub mod report;
 pub mod systemd;
 pub mod tree;
