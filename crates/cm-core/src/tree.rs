@@ -25,7 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use nix::fcntl::{readlinkat, AtFlags};
+use nix::sys::stat::{fstatat, FileStat};
 use sha2::{Digest, Sha256};
+use std::ffi::CStr;
+use std::os::fd::{IntoRawFd, RawFd};
 
 use crate::owners::OwnerMap;
 
@@ -202,6 +206,39 @@ impl Entry {
         }
     }
 
+    /// Build an entry from a raw `lstat`/`fstatat` result (no xattrs, no target, no hash).
+    pub fn from_stat(path: PathBuf, st: &FileStat) -> Entry {
+        let mode = st.st_mode;
+        let kind = FileType::from_mode(mode);
+        let ts = |sec: i64, nsec: i64| Timestamp {
+            sec,
+            nsec: nsec.clamp(0, 999_999_999) as u32,
+        };
+        Entry {
+            path,
+            kind,
+            mode: mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            mtime: ts(st.st_mtime, st.st_mtime_nsec),
+            atime: ts(st.st_atime, st.st_atime_nsec),
+            rdev: match kind {
+                FileType::CharDevice | FileType::BlockDevice => st.st_rdev,
+                _ => 0,
+            },
+            target: None,
+            inode: Some(Inode {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                nlink: st.st_nlink,
+            }),
+            link_group: None,
+            xattrs: Vec::new(),
+            sha256: None,
+        }
+    }
+
     /// Read one entry at `abs` (never following a symlink), recording it under `rel`:
     /// metadata, symlink target, xattrs (when `xattrs`) and the content hash (when `hash`).
     pub fn read(abs: &Path, rel: PathBuf, xattrs: bool, hash: bool) -> io::Result<Entry> {
@@ -252,13 +289,13 @@ pub struct Snapshot {
 impl Snapshot {
     /// Sort entries by path (needed before [`Snapshot::get`]).
     pub fn sort(&mut self) {
-        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        self.entries.sort_by(|a, b| path_cmp(&a.path, &b.path));
     }
 
     /// Look an entry up by relative path (entries must be sorted).
     pub fn get(&self, path: &Path) -> Option<&Entry> {
         self.entries
-            .binary_search_by(|e| e.path.as_path().cmp(path))
+            .binary_search_by(|e| path_cmp(&e.path, path))
             .ok()
             .map(|i| &self.entries[i])
     }
@@ -352,6 +389,31 @@ pub trait Progress: Sync {
 
 impl Progress for () {}
 
+/// The order of entries in a snapshot and a manifest: the root `.` first, then component by
+/// component by bytes (the same as `Path`'s order for the clean relative paths a walk
+/// produces, but without splitting into components: a byte compare where `/` sorts before
+/// every other byte).
+pub fn path_cmp(a: &Path, b: &Path) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a, b) = (a.as_os_str().as_bytes(), b.as_os_str().as_bytes());
+    match (a == b".", b == b".") {
+        (true, true) => return Ordering::Equal,
+        (true, false) => return Ordering::Less,
+        (false, true) => return Ordering::Greater,
+        _ => {}
+    }
+    let n = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    match (a.get(n), b.get(n)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(&x), Some(&y)) => {
+            let key = |c: u8| if c == b'/' { 0u16 } else { c as u16 + 1 };
+            key(x).cmp(&key(y))
+        }
+    }
+}
+
 /// Join a relative path (`.` = root) onto a root.
 pub fn abs_path(root: &Path, rel: &Path) -> PathBuf {
     if rel == Path::new(".") {
@@ -413,19 +475,19 @@ pub fn walk(
         }
     }
     // Reading the root directory itself must work.
-    let first = fs::read_dir(root).map_err(|source| TreeError::Io {
+    let first = Dir::open(root).map_err(|source| TreeError::Io {
         path: root.to_path_buf(),
         source,
     })?;
     snap.entries.push(top);
-    let mut stack: Vec<(PathBuf, Option<fs::ReadDir>)> = vec![(PathBuf::from("."), Some(first))];
+    let mut stack: Vec<(PathBuf, Option<Dir>)> = vec![(PathBuf::from("."), Some(first))];
     let mut count = 0u64;
-    while let Some((rel, rd)) = stack.pop() {
+    while let Some((rel, dir)) = stack.pop() {
         let abs = abs_path(root, &rel);
-        let rd = match rd {
-            Some(rd) => rd,
-            None => match fs::read_dir(&abs) {
-                Ok(rd) => rd,
+        let mut dir = match dir {
+            Some(d) => d,
+            None => match Dir::open(&abs) {
+                Ok(d) => d,
                 Err(e) => {
                     snap.errors.push(ScanError {
                         path: rel.clone(),
@@ -435,9 +497,10 @@ pub fn walk(
                 }
             },
         };
-        for de in rd {
-            let de = match de {
-                Ok(de) => de,
+        let fd = dir.fd();
+        while let Some(name) = dir.next_name() {
+            let name = match name {
+                Ok(n) => n,
                 Err(e) => {
                     snap.errors.push(ScanError {
                         path: rel.clone(),
@@ -446,36 +509,36 @@ pub fn walk(
                     break;
                 }
             };
-            let crel = child_rel(&rel, &de.file_name());
+            let name = OsStr::from_bytes(&name);
+            let cname = name;
+            let crel = child_rel(&rel, name);
             if !opts.exclude.is_empty() && opts.exclude.contains(&crel) {
                 continue;
             }
-            let md = match de.metadata() {
-                Ok(md) => md,
+            let st = match fstatat(Some(fd), cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                // Vanished between listing and lstat: that is not an entry any more.
+                Err(nix::errno::Errno::ENOENT) => continue,
                 Err(e) => {
-                    // Vanished between listing and lstat: that is not an entry any more.
-                    if e.kind() != io::ErrorKind::NotFound {
-                        snap.errors.push(ScanError {
-                            path: crel,
-                            message: format!("cannot stat: {e}"),
-                        });
-                    }
+                    snap.errors.push(ScanError {
+                        path: crel,
+                        message: format!("cannot stat: {}", io::Error::from(e)),
+                    });
                     continue;
                 }
             };
-            let mut e = Entry::from_metadata(crel, &md);
-            let cabs = de.path();
+            let mut e = Entry::from_stat(crel, &st);
             if e.kind == FileType::Symlink {
-                match fs::read_link(&cabs) {
-                    Ok(t) => e.target = Some(t.into_os_string()),
+                match readlinkat(Some(fd), cname) {
+                    Ok(t) => e.target = Some(t),
                     Err(err) => snap.errors.push(ScanError {
                         path: e.path.clone(),
-                        message: format!("cannot read symlink: {err}"),
+                        message: format!("cannot read symlink: {}", io::Error::from(err)),
                     }),
                 }
             }
             if opts.xattrs {
-                match read_xattrs(&cabs) {
+                match read_xattrs(&abs.join(name)) {
                     Ok(x) => e.xattrs = x,
                     Err(err) => snap.errors.push(ScanError {
                         path: e.path.clone(),
@@ -496,6 +559,75 @@ pub fn walk(
     progress.scanned(count % 256);
     snap.assign_link_groups();
     Ok(snap)
+}
+
+/// A directory opened for listing: never through a symlink, with `O_NOATIME` where the
+/// kernel allows it (the owner or root), so listing does not touch its atime. (std's
+/// `read_dir` takes no open flags.)
+struct Dir(*mut libc::DIR);
+
+impl Dir {
+    fn open(path: &Path) -> io::Result<Dir> {
+        let base = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(base | libc::O_NOATIME)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
+                .read(true)
+                .custom_flags(base)
+                .open(path)?,
+            Err(e) => return Err(e),
+        };
+        let fd = f.into_raw_fd();
+        // SAFETY: fd is an open directory descriptor we own; on success the DIR owns it.
+        let d = unsafe { libc::fdopendir(fd) };
+        if d.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so fd is still ours to close.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        Ok(Dir(d))
+    }
+
+    fn fd(&self) -> RawFd {
+        // SAFETY: self.0 is a valid DIR until drop.
+        unsafe { libc::dirfd(self.0) }
+    }
+
+    /// The next name (without `.` and `..`), or None at the end.
+    fn next_name(&mut self) -> Option<io::Result<Vec<u8>>> {
+        loop {
+            // SAFETY: errno is thread-local; readdir64 on a valid DIR; the returned entry
+            // is valid until the next readdir on this DIR, and we copy the name out at once.
+            unsafe {
+                *libc::__errno_location() = 0;
+                let ent = libc::readdir64(self.0);
+                if ent.is_null() {
+                    let e = io::Error::last_os_error();
+                    return match e.raw_os_error() {
+                        Some(0) | None => None,
+                        _ => Some(Err(e)),
+                    };
+                }
+                let name = CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                return Some(Ok(name.to_vec()));
+            }
+        }
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from fdopendir and is closed once.
+        unsafe { libc::closedir(self.0) };
+    }
 }
 
 /// Extended attributes of `path` itself (a symlink's own), sorted by name. A file system
@@ -668,7 +800,7 @@ fn hash_snapshots(
         snap.entries[i].sha256 = snap.entries[first].sha256;
     }
     for (_, snap, _) in items.iter_mut() {
-        snap.errors.sort_by(|a, b| a.path.cmp(&b.path));
+        snap.errors.sort_by(|a, b| path_cmp(&a.path, &b.path));
     }
 }
 
@@ -889,7 +1021,7 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
     };
     while i < a.len() || j < b.len() {
         let ord = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.path.cmp(&y.path),
+            (Some(x), Some(y)) => path_cmp(&x.path, &y.path),
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
@@ -1005,7 +1137,7 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
             });
         }
     }
-    out.sort_by(|p, q| p.path.cmp(&q.path).then(p.kind.cmp(&q.kind)));
+    out.sort_by(|p, q| path_cmp(&p.path, &q.path).then(p.kind.cmp(&q.kind)));
     out
 }
 
@@ -1224,6 +1356,19 @@ mod tests {
         assert!(d.iter().all(|x| x.kind == DiffKind::Content));
         assert_eq!(d[0].path, Path::new("a/b/one-link"));
         assert_eq!(d[1].path, Path::new("a/one"));
+    }
+
+    #[test]
+    fn path_order_is_component_order() {
+        let mut v: Vec<PathBuf> = ["a/b", "a-b", "a", ".", "-x", "a/b/c", "a.b", "b", "a/a", "a b"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let mut w = v.clone();
+        v.sort_by(|a, b| path_cmp(a, b));
+        w.sort();
+        assert_eq!(v, w);
+        assert_eq!(v[0], Path::new("."));
     }
 
     #[test]
