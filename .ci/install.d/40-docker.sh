@@ -5,7 +5,7 @@
 # dockerd by hand and stops it again. debootstrap builds the base image's root filesystem.
 set -euo pipefail
 need=()
-for p in docker.io debootstrap; do
+for p in docker.io debootstrap openssl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
