@@ -348,6 +348,8 @@ fn migrated_data_boots_in_the_image() {
     ok(&out, "cm-ini-to-env");
     let mut env_text = fs::read_to_string(&env_file).unwrap();
     env_text.push_str("CM_BUILD_TARGET=\"mailstack\"\n");
+    // certificate monitoring on, checking every second (PATH_TO_SSL: its default, live/<domain>)
+    env_text.push_str("ENABLE_CERTS_MONITORING=\"true\"\nCERTS_MONITORING_TIMEOUT=\"1\"\n");
     fs::write(&env_file, &env_text).unwrap();
     // no host networking in a test: the container gets its own loopback (with IPv6, which
     // unbound binds); everything else is the shipped compose file
@@ -603,6 +605,58 @@ fn migrated_data_boots_in_the_image() {
         .output()
         .unwrap();
     ok(&out, "cm-verify layout");
+
+    // 10. certificate monitoring: a renewed certificate (a file behind the live link changes)
+    //     reloads nginx, dovecot and postfix
+    let environ_mode = exec_ok(&[CONTAINER, "stat", "-c", "%a %U", "/run/cm-env/environ"]);
+    assert_eq!(
+        environ_mode.trim(),
+        "600 root",
+        "the saved environment must be private"
+    );
+    let state = "/run/cm-env/certmon.sha256";
+    let mut recorded = false;
+    for _ in 0..120 {
+        if exec(&[CONTAINER, "test", "-s", state]).status.success() {
+            recorded = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let timer = exec(&[CONTAINER, "systemctl", "is-active", "cm-certmon.timer"]);
+    assert!(
+        recorded,
+        "cm-certmon never ran (timer: {})",
+        String::from_utf8_lossy(&timer.stdout).trim()
+    );
+    fs::write(
+        data.join("chatmail-acme/certs/c1d2/fullchain"),
+        format!("renewed fullchain of {DOMAIN}\n"),
+    )
+    .unwrap();
+    let mut log = String::new();
+    for _ in 0..120 {
+        log = exec_ok(&[
+            CONTAINER,
+            "journalctl",
+            "--no-pager",
+            "-u",
+            "cm-certmon.service",
+        ]);
+        if log.contains("changed: reloading") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(
+        log.contains("changed: reloading"),
+        "no reload after the certificate changed:\n{log}"
+    );
+    let reloaded = exec_ok(&[CONTAINER, "journalctl", "--no-pager", "-u", "nginx.service"]);
+    assert!(
+        reloaded.contains("Reloaded"),
+        "nginx was not reloaded:\n{reloaded}"
+    );
 
     drop(project);
 }
