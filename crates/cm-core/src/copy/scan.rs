@@ -91,9 +91,11 @@ struct Entry {
     child: Option<u64>,
 }
 
+/// Directories to list (id, relative path) and how many are queued or being listed.
+type Queue = (Vec<(u64, Vec<u8>)>, usize);
+
 struct Shared {
-    /// Directories to list (id, relative path) and how many are queued or being listed.
-    queue: Mutex<(Vec<(u64, Vec<u8>)>, usize)>,
+    queue: Mutex<Queue>,
     cv: Condvar,
     next_id: AtomicU64,
     results: Mutex<HashMap<u64, Vec<Entry>>>,
