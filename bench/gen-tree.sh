@@ -2,7 +2,7 @@
 # Generate a maildir-like tree for benchmarks (shared by bench/copy.sh and the verify
 # benchmark): USERS mailboxes under vmail/mail/example.org/, each with cur/ new/ tmp/, a
 # .Sent folder, a password file and dovecot index files; mail files of 2-50 KiB, about one in
-# 200 an attachment of 1-20 MiB; one message in 20 hard-linked into another user's mailbox
+# 500 an attachment of 1-20 MiB; one message in 20 hard-linked into another user's mailbox
 # (as dovecot does for copies); owner 5000:5000, dirs 0700, files 0600. Deterministic
 # (seeded), so runs are comparable.
 # Usage: bench/gen-tree.sh DIR [USERS=500] [FILES_PER_USER=40]
@@ -40,7 +40,7 @@ for u in range(users):
     files += 4
     for m in range(per):
         size = rnd.randrange(2048, 51200)
-        if rnd.random() < 1 / 200:
+        if rnd.random() < 1 / 500:
             size = rnd.randrange(1 << 20, 20 << 20)
         folder = "cur" if rnd.random() < 0.8 else ".Sent/cur"
         name = "%d.M%dP%d.host,S=%d,W=%d:2,S" % (1700000000 + m, u, m, size, size + 40)
@@ -51,7 +51,7 @@ for u in range(users):
         files += 1
         if prev and rnd.random() < 0.05:
             src = rnd.choice(prev)
-            os.link(src, os.path.join(ud, "cur", "copy-" + os.path.basename(src)))
+            os.link(src, os.path.join(ud, "cur", "copy%d-" % links + os.path.basename(src)))
             links += 1
         prev.append(p)
         if len(prev) > 200:

@@ -294,3 +294,42 @@ fn unreadable_entries_are_reported_and_nothing_beneath_them_is_removed() {
     assert_eq!(std::fs::read(dst.join("ok/file")).unwrap(), b"changed");
     assert_eq!(std::fs::read(dst.join("locked/inside")).unwrap(), b"hidden");
 }
+
+#[test]
+fn after_a_reboot_mid_copy_unrecorded_files_are_compared_by_content() {
+    assert_root();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    mail_tree(&src, 3, 5, 0);
+    let dst = t.path().join("data/chatmail");
+    let m = map_arg(&src, &dst);
+    let ok = |extra: &[&str]| {
+        let mut c = copy_cmd();
+        c.args(["--map", &m]).args(extra);
+        run(c)
+    };
+    assert_eq!(ok(&[]).status.code(), Some(0));
+    // Simulate a power loss during a later run: that run's manifest never got written, its
+    // marker (holding another boot's id) stayed, and a file it renamed into place lost its
+    // data although size and mtime look right.
+    std::fs::remove_file(cm_core::copy::manifest_path(&dst)).unwrap();
+    let f = dst.join("vmail/mail/example.org/user1/cur/2.M1P1.host:2,S");
+    let md = std::fs::metadata(&f).unwrap();
+    std::fs::write(&f, vec![0u8; md.len() as usize]).unwrap();
+    filetime::set_file_times(
+        &f,
+        filetime::FileTime::from_last_access_time(&md),
+        filetime::FileTime::from_last_modification_time(&md),
+    )
+    .unwrap();
+    std::fs::write(cm_core::copy::marker_path(&dst), "another-boot\n").unwrap();
+    let o = ok(&["--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted by a restart"));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["volumes"][0]["outcome"]["copied"], 1, "{j}");
+    assert_same(&src, &dst);
+    // Without the marker (a plain kill in the same boot) the metadata is trusted: the same
+    // damage would only be found by --checksum, or cm-verify against the manifest.
+    assert!(!cm_core::copy::marker_path(&dst).exists());
+}

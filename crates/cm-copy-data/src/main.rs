@@ -203,7 +203,8 @@ fn main() -> ExitCode {
     if let Err(e) = safety::check_overlap(&vols) {
         return usage(e);
     }
-    let quiet = a.quiet || a.json;
+    // Notes go to stderr unless --quiet; --json only keeps stdout for the JSON.
+    let quiet = a.quiet;
     if vols.iter().any(|v| v.mail_store) {
         match safety::mail_services(&a.root) {
             safety::Services::Running(units) if !a.live && !a.dry_run => {
@@ -325,7 +326,7 @@ fn run(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitCode 
         .iter()
         .map(|p| p.counts.copy + p.counts.link + p.counts.verify)
         .sum();
-    let pb = if quiet {
+    let pb = if quiet || a.json {
         ProgressBar::hidden()
     } else {
         let pb = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());

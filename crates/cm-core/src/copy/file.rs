@@ -429,6 +429,9 @@ pub fn copy_file(
         }
         xattrs.sort();
         sys::futimens(t, st1.atime, st1.mtime).map_err(io("set times"))?;
+        if st1.size >= 1 << 20 {
+            sys::start_writeback(t);
+        }
         drop(tfd);
         sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
         guard.armed = false;
@@ -554,4 +557,59 @@ pub fn has_default_acl(dir: RawFd) -> bool {
     XTarget::Fd(dir)
         .get(c"system.posix_acl_default", &mut b)
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Plus(u32);
+    impl MapIds for Plus {
+        fn uid(&self, u: u32) -> u32 {
+            u + self.0
+        }
+        fn gid(&self, g: u32) -> u32 {
+            g + 2 * self.0
+        }
+    }
+
+    #[test]
+    fn acl_ids_of_named_users_and_groups_are_mapped_others_kept() {
+        // version 2; USER_OBJ rw-; USER 1234 rw-; GROUP 2345 r--; MASK rw-; OTHER r--
+        let mut v = vec![2, 0, 0, 0];
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 6, 1234),
+            (8, 4, 2345),
+            (0x10, 6, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ] {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&perm.to_le_bytes());
+            v.extend_from_slice(&id.to_le_bytes());
+        }
+        map_acl(&mut v, &Plus(10));
+        let ids: Vec<u32> = v[4..]
+            .chunks(8)
+            .map(|e| u32::from_le_bytes([e[4], e[5], e[6], e[7]]))
+            .collect();
+        assert_eq!(ids, vec![u32::MAX, 1244, 2365, u32::MAX, u32::MAX]);
+        // A malformed value is left alone.
+        let mut bad = vec![2, 0, 0, 0, 1];
+        map_acl(&mut bad, &Plus(1));
+        assert_eq!(bad, vec![2, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn changed_detects_size_time_and_inode_moves() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let d = sys::open_dir_path(t.path()).unwrap();
+        let a = sys::lstat_at(d.as_raw_fd(), c"f").unwrap();
+        assert!(!changed(&a, &a));
+        std::fs::write(&p, b"abcd").unwrap();
+        let b = sys::lstat_at(d.as_raw_fd(), c"f").unwrap();
+        assert!(changed(&a, &b));
+    }
 }

@@ -356,7 +356,24 @@ pub fn plan(
             )));
         }
     }
-    let (nodes, sprobs) = scan::scan(&p.src_root, true).map_err(src_err)?;
+    // Both trees are walked at once, each by several workers.
+    let threads = opts.jobs.clamp(2, 8);
+    let (sres, tres) = std::thread::scope(|sc| {
+        let t = sc.spawn(|| {
+            if dst_meta.is_some() {
+                scan::scan(&vol.dst, true, threads)
+            } else {
+                Ok((Vec::new(), Vec::new()))
+            }
+        });
+        let s = scan::scan(&p.src_root, true, threads);
+        (
+            s,
+            t.join()
+                .unwrap_or_else(|_| Err(io::Error::other("target walker panicked"))),
+        )
+    });
+    let (nodes, sprobs) = sres.map_err(src_err)?;
     if nodes[0].st.kind != Kind::Dir {
         return Err(CopyError::Refused(format!(
             "{}: the source is not a directory",
@@ -375,11 +392,7 @@ pub fn plan(
         });
         unsure.insert(sp.rel);
     }
-    let (tgt, _tprobs) = if dst_meta.is_some() {
-        scan::scan(&vol.dst, true).map_err(dst_err)?
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    let (tgt, _tprobs) = tres.map_err(dst_err)?;
     // A run that was interrupted by a reboot may have renamed files whose data never reached
     // the disk: compare contents of everything an earlier finished run did not record.
     let mut force_checksum = false;
@@ -467,7 +480,9 @@ pub fn plan(
         };
         let same = same_meta(st, t, ids)
             && match st.kind {
-                Kind::File => st.size == t.size && ((st.nlink > 1) == (t.nlink > 1)),
+                // A single-name file whose copy shares its inode (a stale link) is copied
+                // anew; names of a linked inode are checked through the link groups.
+                Kind::File => st.size == t.size && (st.nlink > 1 || t.nlink == 1),
                 Kind::Symlink => node.link == tgt[tmatch[i]].link,
                 _ => st.rdev == t.rdev,
             };
@@ -829,6 +844,7 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
                     r => r,
                 }
             })();
+            on(Event::Done { bytes: 0 });
             if let Err(e) = r {
                 dir_ok[i] = false;
                 problem(
@@ -1357,4 +1373,30 @@ pub fn write_manifest(
         source,
     })?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_names_escape_control_and_invalid_bytes() {
+        assert_eq!(show(b"cur/1.M1:2,S"), "cur/1.M1:2,S");
+        assert_eq!(show(b"new\nline"), "new\\x0aline");
+        assert_eq!(show(b"bad-\xff"), "bad-\\xff");
+        assert_eq!(show(b"a\\b"), "a\\\\b");
+    }
+
+    #[test]
+    fn state_files_live_beside_the_volume_not_inside() {
+        let d = Path::new("/p/data/chatmail");
+        assert_eq!(
+            manifest_path(d),
+            Path::new("/p/data/.cm-manifest/chatmail.manifest")
+        );
+        assert_eq!(
+            marker_path(d),
+            Path::new("/p/data/.cm-manifest/chatmail.running")
+        );
+    }
 }

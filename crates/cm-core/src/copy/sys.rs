@@ -291,7 +291,6 @@ pub fn read_dir(dir: RawFd) -> Result<Vec<Vec<u8>>> {
         unsafe { libc::close(d) };
         return Err(e);
     }
-    unsafe { libc::rewinddir(dp) };
     let mut out = Vec::new();
     let result = loop {
         unsafe { *libc::__errno_location() = 0 };
@@ -453,6 +452,12 @@ pub fn seek_data(fd: RawFd, off: u64, whence: libc::c_int) -> Result<Option<u64>
         return Err(e);
     }
     Ok(Some(r as u64))
+}
+
+/// Start writing a file's dirty pages to disk without waiting (so the final syncfs has
+/// little left to do); errors are ignored: it is only a hint.
+pub fn start_writeback(fd: RawFd) {
+    unsafe { libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 pub fn syncfs(fd: RawFd) -> Result<()> {
