@@ -1197,8 +1197,10 @@ fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut V
     }
 }
 
-/// Walk and hash both trees (in parallel) and compare them. Only files present on both
-/// sides with the same size are hashed (a size difference says enough); hard links once.
+/// Walk both trees (in parallel) and compare them. Contents are compared byte for byte
+/// (cheaper than hashing both sides, and exact), only for files present on both sides with the
+/// same size (a size difference says enough), each pair of inodes once, across `jobs`
+/// threads; files that differ are then hashed so the report shows both SHA-256s.
 pub fn compare_trees(
     src: &Path,
     dst: &Path,
@@ -1223,13 +1225,190 @@ pub fn compare_trees(
         (a, b)
     });
     let (mut a, mut b) = (a?, b?);
+    let mut stats = TreeStats::of(&a, &b);
     if opts.content {
-        let (ac, bc) = (a.clone(), b.clone());
-        let mut items = vec![(src, &mut a, Some(&bc)), (dst, &mut b, Some(&ac))];
-        hash_snapshots(&mut items, opts.jobs, progress);
+        let (files, bytes) = compare_contents(src, &mut a, dst, &mut b, opts.jobs, progress);
+        stats.files_hashed = files;
+        stats.bytes_hashed = bytes;
     }
-    let stats = TreeStats::of(&a, &b);
     Ok((compare(&a, &b, opts), stats))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Ident {
+    Group(u64),
+    Entry(usize),
+}
+
+/// Compare the contents of the regular files present on both sides with the same size, byte
+/// for byte, in parallel: each distinct (source inode, copy inode) pair once. Both sides of a
+/// pair that differs are then hashed, so [`compare`] reports it with its SHA-256s; equal
+/// pairs are left without hashes. Read failures go to the snapshots' errors. Returns the
+/// number of files (paths on the source side) and bytes (one side) compared.
+fn compare_contents(
+    src: &Path,
+    a: &mut Snapshot,
+    dst: &Path,
+    b: &mut Snapshot,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> (u64, u64) {
+    let ident = |e: &Entry, i: usize| match e.link_group {
+        Some(g) => Ident::Group(g),
+        None => Ident::Entry(i),
+    };
+    // unique pairs (source index, copy index), and every path pair that maps to each
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut members: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut seen: HashMap<(Ident, Ident), usize> = HashMap::new();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let (mut i, mut j) = (0, 0);
+    while i < a.entries.len() && j < b.entries.len() {
+        match path_cmp(&a.entries[i].path, &b.entries[j].path) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (&a.entries[i], &b.entries[j]);
+                if x.kind == FileType::File && y.kind == FileType::File && x.size == y.size {
+                    files += 1;
+                    bytes += x.size;
+                    let k = (ident(x, i), ident(y, j));
+                    let n = *seen.entry(k).or_insert_with(|| {
+                        pairs.push((i, j));
+                        members.push(Vec::new());
+                        pairs.len() - 1
+                    });
+                    members[n].push((i, j));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let total: u64 = pairs.iter().map(|&(i, _)| a.entries[i].size * 2).sum();
+    progress.hash_start(pairs.len() as u64 * 2, total);
+    #[derive(Clone)]
+    enum Outcome {
+        Same,
+        Differ([u8; 32], [u8; 32]),
+        Fail(bool, String), // (source side?, message)
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let jobs = jobs.max(1).min(pairs.len().max(1));
+    {
+        let (a, b, pairs, next, results) = (&*a, &*b, &pairs, &next, &results);
+        std::thread::scope(|s| {
+            for _ in 0..jobs {
+                s.spawn(move || {
+                    let mut b1 = vec![0u8; HASH_BUF];
+                    let mut b2 = vec![0u8; HASH_BUF];
+                    let mut local = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(i, j)) = pairs.get(n) else { break };
+                        let (x, y) = (&a.entries[i], &b.entries[j]);
+                        let pa = abs_path(src, &x.path);
+                        let pb = abs_path(dst, &y.path);
+                        let out = match same_content(&pa, x.inode, &pb, y.inode, &mut b1, &mut b2) {
+                            Ok(true) => Outcome::Same,
+                            Ok(false) => {
+                                match (
+                                    hash_file_buf(&pa, &mut b1, x.inode),
+                                    hash_file_buf(&pb, &mut b2, y.inode),
+                                ) {
+                                    (Ok(h1), Ok(h2)) => Outcome::Differ(h1, h2),
+                                    (Err(e), _) => Outcome::Fail(true, e.to_string()),
+                                    (_, Err(e)) => Outcome::Fail(false, e.to_string()),
+                                }
+                            }
+                            Err((side, e)) => Outcome::Fail(side, e.to_string()),
+                        };
+                        progress.hashed(x.size * 2);
+                        local.push((n, out));
+                    }
+                    if let Ok(mut r) = results.lock() {
+                        r.extend(local);
+                    }
+                });
+            }
+        });
+    }
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (n, out) in results {
+        match out {
+            Outcome::Same => {}
+            Outcome::Differ(h1, h2) => {
+                for &(i, j) in &members[n] {
+                    a.entries[i].sha256 = Some(h1);
+                    b.entries[j].sha256 = Some(h2);
+                }
+            }
+            Outcome::Fail(src_side, m) => {
+                let (snap, idx) = if src_side {
+                    (&mut *a, pairs[n].0)
+                } else {
+                    (&mut *b, pairs[n].1)
+                };
+                let path = snap.entries[idx].path.clone();
+                snap.errors.push(ScanError {
+                    path,
+                    message: format!("cannot read content: {m}"),
+                });
+            }
+        }
+    }
+    for snap in [a, b] {
+        snap.errors.sort_by(|x, y| path_cmp(&x.path, &y.path));
+    }
+    (files, bytes)
+}
+
+/// Fill `buf` as far as the file allows; returns the bytes read (less only at the end).
+fn fill(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Are two files' contents identical? Errors say which side (true = the first).
+fn same_content(
+    pa: &Path,
+    ia: Option<Inode>,
+    pb: &Path,
+    ib: Option<Inode>,
+    b1: &mut [u8],
+    b2: &mut [u8],
+) -> Result<bool, (bool, io::Error)> {
+    let open = |p: &Path, want: Option<Inode>| -> io::Result<File> {
+        let f = open_for_read(p)?;
+        if let Some(w) = want {
+            let md = f.metadata()?;
+            if md.dev() != w.dev || md.ino() != w.ino {
+                return Err(io::Error::other("replaced by another file while being verified"));
+            }
+        }
+        Ok(f)
+    };
+    let mut fa = open(pa, ia).map_err(|e| (true, e))?;
+    let mut fb = open(pb, ib).map_err(|e| (false, e))?;
+    loop {
+        let na = fill(&mut fa, b1).map_err(|e| (true, e))?;
+        let nb = fill(&mut fb, b2).map_err(|e| (false, e))?;
+        if na != nb || b1[..na] != b2[..nb] {
+            return Ok(false);
+        }
+        if na < b1.len() {
+            return Ok(true);
+        }
+    }
 }
 
 /// Compare a recorded snapshot (a manifest) with the live tree at `dst`: walk `dst`, hash
@@ -1263,7 +1442,8 @@ pub fn check_against(
 pub struct TreeStats {
     pub source_entries: u64,
     pub copy_entries: u64,
-    /// Regular files whose content was compared by hash.
+    /// Regular files (paths) whose content was compared: byte for byte between two live
+    /// trees, by SHA-256 against a manifest.
     pub files_hashed: u64,
     /// Bytes of those files (one side).
     pub bytes_hashed: u64,
@@ -1360,10 +1540,12 @@ mod tests {
 
     #[test]
     fn path_order_is_component_order() {
-        let mut v: Vec<PathBuf> = ["a/b", "a-b", "a", ".", "-x", "a/b/c", "a.b", "b", "a/a", "a b"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
+        let mut v: Vec<PathBuf> = [
+            "a/b", "a-b", "a", ".", "-x", "a/b/c", "a.b", "b", "a/a", "a b",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
         let mut w = v.clone();
         v.sort_by(|a, b| path_cmp(a, b));
         w.sort();
