@@ -23,7 +23,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use nix::fcntl::{readlinkat, AtFlags};
 use nix::sys::stat::{fstatat, FileStat};
@@ -352,7 +352,7 @@ pub struct ScanOptions {
     pub xattrs: bool,
     /// Hash every regular file (SHA-256).
     pub hash: bool,
-    /// Worker threads for hashing (at least 1).
+    /// Threads for walking and hashing (at least 1).
     pub jobs: usize,
     /// Relative paths to leave out (with everything below them).
     pub exclude: Vec<PathBuf>,
@@ -363,7 +363,7 @@ impl Default for ScanOptions {
         ScanOptions {
             xattrs: true,
             hash: true,
-            jobs: default_jobs(),
+            jobs: default_io_jobs(),
             exclude: Vec::new(),
         }
     }
@@ -374,6 +374,12 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+/// Threads for walking and reading trees: reading is mostly waiting for the disk, so more
+/// threads than CPUs keep it busy (4 per CPU, between 8 and 32).
+pub fn default_io_jobs() -> usize {
+    (default_jobs() * 4).clamp(8, 32)
 }
 
 /// Receives progress from walks and hashing (called from worker threads). All methods
@@ -475,90 +481,161 @@ pub fn walk(
         }
     }
     // Reading the root directory itself must work.
-    let first = Dir::open(root).map_err(|source| TreeError::Io {
+    drop(Dir::open(root).map_err(|source| TreeError::Io {
         path: root.to_path_buf(),
         source,
-    })?;
+    })?);
     snap.entries.push(top);
-    let mut stack: Vec<(PathBuf, Option<Dir>)> = vec![(PathBuf::from("."), Some(first))];
-    let mut count = 0u64;
-    while let Some((rel, dir)) = stack.pop() {
-        let abs = abs_path(root, &rel);
-        let mut dir = match dir {
-            Some(d) => d,
-            None => match Dir::open(&abs) {
-                Ok(d) => d,
-                Err(e) => {
-                    snap.errors.push(ScanError {
-                        path: rel.clone(),
-                        message: format!("cannot list directory: {e}"),
-                    });
-                    continue;
-                }
-            },
-        };
-        let fd = dir.fd();
-        while let Some(name) = dir.next_name() {
-            let name = match name {
-                Ok(n) => n,
-                Err(e) => {
-                    snap.errors.push(ScanError {
-                        path: rel.clone(),
-                        message: format!("cannot list directory: {e}"),
-                    });
-                    break;
-                }
-            };
-            let name = OsStr::from_bytes(&name);
-            let cname = name;
-            let crel = child_rel(&rel, name);
-            if !opts.exclude.is_empty() && opts.exclude.contains(&crel) {
-                continue;
-            }
-            let st = match fstatat(Some(fd), cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                // Vanished between listing and lstat: that is not an entry any more.
-                Err(nix::errno::Errno::ENOENT) => continue,
-                Err(e) => {
-                    snap.errors.push(ScanError {
-                        path: crel,
-                        message: format!("cannot stat: {}", io::Error::from(e)),
-                    });
-                    continue;
-                }
-            };
-            let mut e = Entry::from_stat(crel, &st);
-            if e.kind == FileType::Symlink {
-                match readlinkat(Some(fd), cname) {
-                    Ok(t) => e.target = Some(t),
-                    Err(err) => snap.errors.push(ScanError {
-                        path: e.path.clone(),
-                        message: format!("cannot read symlink: {}", io::Error::from(err)),
-                    }),
-                }
-            }
-            if opts.xattrs {
-                match read_xattrs(&abs.join(name)) {
-                    Ok(x) => e.xattrs = x,
-                    Err(err) => snap.errors.push(ScanError {
-                        path: e.path.clone(),
-                        message: format!("cannot read extended attributes: {err}"),
-                    }),
-                }
-            }
-            if e.kind == FileType::Dir {
-                stack.push((e.path.clone(), None));
-            }
-            snap.entries.push(e);
-            count += 1;
-            if count % 256 == 0 {
-                progress.scanned(256);
-            }
+    let threads = opts.jobs.max(1);
+    if threads == 1 {
+        let mut dirs = vec![PathBuf::from(".")];
+        while let Some(rel) = dirs.pop() {
+            let n = list_dir(
+                root,
+                &rel,
+                opts,
+                &mut snap.entries,
+                &mut snap.errors,
+                &mut dirs,
+            );
+            progress.scanned(n);
         }
+    } else {
+        // Directories are shared through a queue; each thread lists whole directories.
+        struct Queue {
+            dirs: Vec<PathBuf>,
+            busy: usize,
+        }
+        let q = Mutex::new(Queue {
+            dirs: vec![PathBuf::from(".")],
+            busy: 0,
+        });
+        let cv = Condvar::new();
+        let parts: Mutex<Vec<(Vec<Entry>, Vec<ScanError>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let (mut entries, mut errors, mut found) = (Vec::new(), Vec::new(), Vec::new());
+                    loop {
+                        let rel = {
+                            let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
+                            loop {
+                                if let Some(d) = g.dirs.pop() {
+                                    g.busy += 1;
+                                    break Some(d);
+                                }
+                                if g.busy == 0 {
+                                    break None;
+                                }
+                                g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                            }
+                        };
+                        let Some(rel) = rel else {
+                            cv.notify_all();
+                            break;
+                        };
+                        let n = list_dir(root, &rel, opts, &mut entries, &mut errors, &mut found);
+                        progress.scanned(n);
+                        let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
+                        g.dirs.append(&mut found);
+                        g.busy -= 1;
+                        drop(g);
+                        cv.notify_all();
+                    }
+                    parts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((entries, errors));
+                });
+            }
+        });
+        for (mut e, mut er) in parts.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            snap.entries.append(&mut e);
+            snap.errors.append(&mut er);
+        }
+        snap.errors.sort_by(|x, y| path_cmp(&x.path, &y.path));
     }
-    progress.scanned(count % 256);
     snap.assign_link_groups();
     Ok(snap)
+}
+
+/// List one directory (`rel` under `root`): record its entries, queue its subdirectories.
+/// Returns the number of entries recorded.
+fn list_dir(
+    root: &Path,
+    rel: &Path,
+    opts: &ScanOptions,
+    entries: &mut Vec<Entry>,
+    errors: &mut Vec<ScanError>,
+    dirs: &mut Vec<PathBuf>,
+) -> u64 {
+    let abs = abs_path(root, rel);
+    let mut dir = match Dir::open(&abs) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.push(ScanError {
+                path: rel.to_path_buf(),
+                message: format!("cannot list directory: {e}"),
+            });
+            return 0;
+        }
+    };
+    let fd = dir.fd();
+    let mut count = 0;
+    while let Some(name) = dir.next_name() {
+        let name = match name {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(ScanError {
+                    path: rel.to_path_buf(),
+                    message: format!("cannot list directory: {e}"),
+                });
+                break;
+            }
+        };
+        let name = OsStr::from_bytes(&name);
+        let crel = child_rel(rel, name);
+        if !opts.exclude.is_empty() && opts.exclude.contains(&crel) {
+            continue;
+        }
+        let st = match fstatat(Some(fd), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            // Vanished between listing and lstat: that is not an entry any more.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => {
+                errors.push(ScanError {
+                    path: crel,
+                    message: format!("cannot stat: {}", io::Error::from(e)),
+                });
+                continue;
+            }
+        };
+        let mut e = Entry::from_stat(crel, &st);
+        if e.kind == FileType::Symlink {
+            match readlinkat(Some(fd), name) {
+                Ok(t) => e.target = Some(t),
+                Err(err) => errors.push(ScanError {
+                    path: e.path.clone(),
+                    message: format!("cannot read symlink: {}", io::Error::from(err)),
+                }),
+            }
+        }
+        if opts.xattrs {
+            match read_xattrs(&abs.join(name)) {
+                Ok(x) => e.xattrs = x,
+                Err(err) => errors.push(ScanError {
+                    path: e.path.clone(),
+                    message: format!("cannot read extended attributes: {err}"),
+                }),
+            }
+        }
+        if e.kind == FileType::Dir {
+            dirs.push(e.path.clone());
+        }
+        entries.push(e);
+        count += 1;
+    }
+    count
 }
 
 /// A directory opened for listing: never through a symlink, with `O_NOATIME` where the
@@ -925,7 +1002,7 @@ pub struct CompareOptions {
     pub xattrs: bool,
     /// Compare content hashes (hashing both sides when walking).
     pub content: bool,
-    /// Worker threads for hashing.
+    /// Threads for walking and reading contents.
     pub jobs: usize,
     /// Relative paths to leave out on both sides.
     pub exclude: Vec<PathBuf>,
@@ -938,7 +1015,7 @@ impl Default for CompareOptions {
             atime: false,
             xattrs: true,
             content: true,
-            jobs: default_jobs(),
+            jobs: default_io_jobs(),
             exclude: Vec::new(),
         }
     }
@@ -1392,7 +1469,9 @@ fn same_content(
         if let Some(w) = want {
             let md = f.metadata()?;
             if md.dev() != w.dev || md.ino() != w.ino {
-                return Err(io::Error::other("replaced by another file while being verified"));
+                return Err(io::Error::other(
+                    "replaced by another file while being verified",
+                ));
             }
         }
         Ok(f)

@@ -148,7 +148,7 @@ enum ManifestCmd {
         /// Do not record extended attributes and ACLs.
         #[arg(long)]
         no_xattrs: bool,
-        /// Hashing threads (default: the number of CPUs).
+        /// Threads for walking and reading (default: 4 per CPU, between 8 and 32).
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
         #[command(flatten)]
@@ -190,7 +190,7 @@ struct CompareArgs {
     /// Leave out this relative path (and everything below it) on both sides. Repeatable.
     #[arg(long, value_name = "REL")]
     exclude: Vec<PathBuf>,
-    /// Hashing threads (default: the number of CPUs).
+    /// Threads for walking and reading (default: 4 per CPU, between 8 and 32).
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
 }
@@ -261,7 +261,7 @@ fn compare_options(a: &CompareArgs) -> Result<CompareOptions> {
         atime: a.atime,
         xattrs: !a.no_xattrs,
         content: !a.no_content,
-        jobs: a.jobs.unwrap_or_else(tree::default_jobs).max(1),
+        jobs: a.jobs.unwrap_or_else(tree::default_io_jobs).max(1),
         exclude: a.exclude.clone(),
     })
 }
@@ -461,7 +461,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = ScanOptions {
                 xattrs: !no_xattrs,
                 hash: !no_hash,
-                jobs: jobs.unwrap_or_else(tree::default_jobs).max(1),
+                jobs: jobs.unwrap_or_else(tree::default_io_jobs).max(1),
                 exclude: Vec::new(),
             };
             let bar = Bar::new(out.quiet);
