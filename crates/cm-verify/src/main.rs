@@ -26,12 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Compare two trees entry by entry: presence, type, mode, owner, size, mtime, content
-    /// (SHA-256), symlink target, hard-link grouping, extended attributes and ACLs, device
-    /// numbers.
+    /// Compare two trees entry by entry: presence, type, mode, owner, size, mtime, content,
+    /// symlink target, hard-link grouping, extended attributes and ACLs, device numbers.
     ///
-    /// Symlinks are never followed. atime is not compared unless --atime. Files are hashed
-    /// in parallel (--jobs), only where both sides have a regular file of the same size.
+    /// Symlinks are never followed; both trees are read-only and opened with O_NOATIME.
+    /// atime is not compared unless --atime. Contents are compared byte for byte in parallel
+    /// (--jobs), only where both sides have a regular file of the same size, each pair of
+    /// inodes once; files that differ are reported with both SHA-256s.
     Tree {
         /// The original tree (e.g. /home on the old host).
         src: PathBuf,
@@ -175,13 +176,15 @@ struct CompareArgs {
     /// /etc/group) or `host-uid:host-gid=uid:gid`; `#` comments.
     #[arg(long, value_name = "FILE")]
     owner_map: Option<PathBuf>,
-    /// Root of the old host's file system, for resolving the names in --owner-map.
+    /// Root of the old host's file system: where the names in --owner-map are resolved (its
+    /// etc/passwd, etc/group), and where `all` finds the volumes' sources (home,
+    /// etc/dkimkeys, var/lib/acme).
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
     /// Also compare access times (off by default: reading a file may update them).
     #[arg(long)]
     atime: bool,
-    /// Do not compare contents (no hashing: metadata only).
+    /// Do not compare contents (metadata only).
     #[arg(long)]
     no_content: bool,
     /// Do not compare extended attributes and ACLs.
