@@ -205,6 +205,11 @@ fn broken_manifests_exit_2_naming_file_and_line() {
             "{name}: {err}"
         );
     }
+    // A manifest may not be written inside the tree it records.
+    let (code, _, err) = write_manifest(&src, &src.join("vmail/m.manifest"), &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("inside the tree"), "{err}");
+    assert!(!src.join("vmail/m.manifest").exists());
     let (code, _, err) = verify(&[
         OsStr::new("manifest"),
         OsStr::new("check"),

@@ -220,6 +220,10 @@ impl Bar {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
         } else {
             let pb = ProgressBar::new_spinner();
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {msg}: {human_pos} entries")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             pb.set_message("walking");
             pb.enable_steady_tick(std::time::Duration::from_millis(200));
             pb
@@ -467,6 +471,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 jobs: jobs.unwrap_or_else(tree::default_io_jobs).max(1),
                 exclude: Vec::new(),
             };
+            // A manifest inside the tree it records would be listed as extra by every check.
+            let parent = match output.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if let (Ok(r), Ok(p)) = (root.canonicalize(), parent.canonicalize()) {
+                if p.starts_with(&r) {
+                    anyhow::bail!(
+                        "{} is inside the tree {} it would record: write it elsewhere (cm-copy-data keeps them in data/.cm-manifest/)",
+                        q(&output),
+                        q(&root)
+                    );
+                }
+            }
             let bar = Bar::new(out.quiet);
             let snap = tree::scan(&root, &opts, &bar)?;
             drop(bar);
