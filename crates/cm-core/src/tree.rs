@@ -1617,6 +1617,77 @@ mod tests {
         assert_eq!(d[1].path, Path::new("a/one"));
     }
 
+    fn file(p: &str, group: Option<u64>) -> Entry {
+        Entry {
+            path: PathBuf::from(p),
+            kind: FileType::File,
+            mode: 0o600,
+            uid: 1,
+            gid: 1,
+            size: 1,
+            mtime: Timestamp::default(),
+            atime: Timestamp::default(),
+            rdev: 0,
+            target: None,
+            inode: None,
+            link_group: group,
+            xattrs: vec![],
+            sha256: None,
+        }
+    }
+
+    #[test]
+    fn hard_link_groups_split_merged_and_regrouped() {
+        let snap = |v: Vec<Entry>| {
+            let mut s = Snapshot {
+                entries: v,
+                errors: vec![],
+            };
+            s.sort();
+            s
+        };
+        let o = CompareOptions::default();
+        let kinds = |d: Vec<Difference>| -> Vec<(DiffKind, String)> {
+            d.into_iter()
+                .map(|d| (d.kind, d.path.display().to_string()))
+                .collect()
+        };
+        // same grouping, different group numbers: fine
+        let a = snap(vec![
+            file("a", Some(1)),
+            file("b", Some(1)),
+            file("c", None),
+        ]);
+        let b = snap(vec![
+            file("a", Some(7)),
+            file("b", Some(7)),
+            file("c", None),
+        ]);
+        assert!(compare(&a, &b, &o).is_empty());
+        // split in the copy
+        let b = snap(vec![file("a", None), file("b", None), file("c", None)]);
+        assert_eq!(
+            kinds(compare(&a, &b, &o)),
+            vec![(DiffKind::HardLink, "a".into())]
+        );
+        // merged in the copy
+        let b = snap(vec![
+            file("a", Some(1)),
+            file("b", Some(1)),
+            file("c", Some(1)),
+        ]);
+        assert_eq!(
+            kinds(compare(&a, &b, &o)),
+            vec![(DiffKind::HardLink, "a".into())]
+        );
+        // a missing member is reported as missing, not as a split
+        let b = snap(vec![file("a", None), file("c", None)]);
+        assert_eq!(
+            kinds(compare(&a, &b, &o)),
+            vec![(DiffKind::Missing, "b".into())]
+        );
+    }
+
     #[test]
     fn path_order_is_component_order() {
         let mut v: Vec<PathBuf> = [
