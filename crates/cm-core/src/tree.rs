@@ -1185,9 +1185,34 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
                     };
                     push(DiffKind::Target, p, show(&x.target), show(&y.target));
                 }
-                if opts.xattrs && x.xattrs != y.xattrs {
-                    let (e, a) = xattr_diff(&x.xattrs, &y.xattrs);
-                    push(DiffKind::Xattr, p, e, a);
+                if opts.xattrs {
+                    // ACLs name owners: map them as the owners are mapped.
+                    let mapped;
+                    let xs = if map.is_identity()
+                        || !x
+                            .xattrs
+                            .iter()
+                            .any(|(n, _)| crate::owners::is_acl_xattr(n.as_bytes()))
+                    {
+                        &x.xattrs
+                    } else {
+                        mapped = x
+                            .xattrs
+                            .iter()
+                            .map(|(n, v)| {
+                                if crate::owners::is_acl_xattr(n.as_bytes()) {
+                                    (n.clone(), map.map_acl(v))
+                                } else {
+                                    (n.clone(), v.clone())
+                                }
+                            })
+                            .collect::<Vec<_>>();
+                        &mapped
+                    };
+                    if *xs != y.xattrs {
+                        let (e, a) = xattr_diff(xs, &y.xattrs);
+                        push(DiffKind::Xattr, p, e, a);
+                    }
                 }
                 if x.rdev != y.rdev {
                     push(DiffKind::Rdev, p, show_rdev(x.rdev), show_rdev(y.rdev));
