@@ -11,6 +11,14 @@
 # here recreates files 10-25x slower right after an `rm -rf` (see the baselines), which
 # would distort any timing. Tools are run in alternating order so none always goes second.
 # Needs: root, e2fsprogs (mkfs.ext4), util-linux (mount, losetup), rsync, python3, cargo.
+#
+# Measured 2026-11-29 (2 cores shared with other jobs, load ~6; 500 users: 20,328 files,
+# 1,189 hard-linked, 4,672 dirs, 531 MB per tree; medians of 3):
+#                                     warm s   cold s
+#   cm-verify tree (release)            1.55     3.66
+#   find|xargs sha256sum, both trees   10.21    15.78   (cm-verify: 6.6x / 4.3x faster)
+#   find|xargs -P2 sha256sum            5.79    14.65
+#   rsync -aHc --dry-run                1.82     9.35
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${1:-500}
@@ -30,7 +38,7 @@ IMG=$WORK/ext4.img
 cleanup() {
   cd /
   if mountpoint -q "$MNT"; then umount "$MNT"; fi
-  if [ "${KEEP:-0}" != 1 ]; then rm -f "$IMG"; fi
+  if [ "${KEEP:-0}" != 1 ]; then rm -f "$IMG" "$WORK/a.sum" "$WORK/b.sum"; fi
 }
 trap cleanup EXIT
 mkdir -p "$MNT"
@@ -104,7 +112,7 @@ t_shaP() {
 }
 t_rsync() { [ -z "$(rsync -aHc --dry-run --itemize-changes "$SRC/" "$DST/")" ]; }
 TOOLS=(t_cmverify t_sha t_shaP t_rsync)
-declare -A LABEL=([t_cmverify]="cm-verify tree (release, $NP threads)"
+declare -A LABEL=([t_cmverify]="cm-verify tree (release)"
   [t_sha]="find|xargs sha256sum, both trees" [t_shaP]="find|xargs -P$NP sha256sum, both trees"
   [t_rsync]="rsync -aHc --dry-run")
 

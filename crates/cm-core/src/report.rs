@@ -155,7 +155,7 @@ pub fn render_text(
     }
     let scope = match stats {
         Some(s) => format!(
-            " ({} entries in the source, {} in the copy, {} files / {} bytes compared by SHA-256)",
+            " ({} entries in the source, {} in the copy, {} files / {} bytes compared by content)",
             s.source_entries, s.copy_entries, s.files_hashed, s.bytes_hashed
         ),
         None => String::new(),
@@ -204,8 +204,8 @@ pub fn to_json(diffs: &[Difference], what: &str, stats: Option<&TreeStats>) -> s
         v["stats"] = serde_json::json!({
             "source_entries": s.source_entries,
             "copy_entries": s.copy_entries,
-            "files_hashed": s.files_hashed,
-            "bytes_hashed": s.bytes_hashed,
+            "files_compared": s.files_hashed,
+            "bytes_compared": s.bytes_hashed,
         });
     }
     v

@@ -26,12 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Compare two trees entry by entry: presence, type, mode, owner, size, mtime, content
-    /// (SHA-256), symlink target, hard-link grouping, extended attributes and ACLs, device
-    /// numbers.
+    /// Compare two trees entry by entry: presence, type, mode, owner, size, mtime, content,
+    /// symlink target, hard-link grouping, extended attributes and ACLs, device numbers.
     ///
-    /// Symlinks are never followed. atime is not compared unless --atime. Files are hashed
-    /// in parallel (--jobs), only where both sides have a regular file of the same size.
+    /// Symlinks are never followed; both trees are read-only and opened with O_NOATIME.
+    /// atime is not compared unless --atime. Contents are compared byte for byte in parallel
+    /// (--jobs), only where both sides have a regular file of the same size, each pair of
+    /// inodes once; files that differ are reported with both SHA-256s.
     Tree {
         /// The original tree (e.g. /home on the old host).
         src: PathBuf,
@@ -148,7 +149,7 @@ enum ManifestCmd {
         /// Do not record extended attributes and ACLs.
         #[arg(long)]
         no_xattrs: bool,
-        /// Hashing threads (default: the number of CPUs).
+        /// Threads for walking and reading (default: 4 per CPU, between 8 and 32).
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
         #[command(flatten)]
@@ -175,13 +176,15 @@ struct CompareArgs {
     /// /etc/group) or `host-uid:host-gid=uid:gid`; `#` comments.
     #[arg(long, value_name = "FILE")]
     owner_map: Option<PathBuf>,
-    /// Root of the old host's file system, for resolving the names in --owner-map.
+    /// Root of the old host's file system: where the names in --owner-map are resolved (its
+    /// etc/passwd, etc/group), and where `all` finds the volumes' sources (home,
+    /// etc/dkimkeys, var/lib/acme).
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
     /// Also compare access times (off by default: reading a file may update them).
     #[arg(long)]
     atime: bool,
-    /// Do not compare contents (no hashing: metadata only).
+    /// Do not compare contents (metadata only).
     #[arg(long)]
     no_content: bool,
     /// Do not compare extended attributes and ACLs.
@@ -190,7 +193,7 @@ struct CompareArgs {
     /// Leave out this relative path (and everything below it) on both sides. Repeatable.
     #[arg(long, value_name = "REL")]
     exclude: Vec<PathBuf>,
-    /// Hashing threads (default: the number of CPUs).
+    /// Threads for walking and reading (default: 4 per CPU, between 8 and 32).
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
 }
@@ -217,6 +220,10 @@ impl Bar {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
         } else {
             let pb = ProgressBar::new_spinner();
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {msg}: {human_pos} entries")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             pb.set_message("walking");
             pb.enable_steady_tick(std::time::Duration::from_millis(200));
             pb
@@ -261,7 +268,7 @@ fn compare_options(a: &CompareArgs) -> Result<CompareOptions> {
         atime: a.atime,
         xattrs: !a.no_xattrs,
         content: !a.no_content,
-        jobs: a.jobs.unwrap_or_else(tree::default_jobs).max(1),
+        jobs: a.jobs.unwrap_or_else(tree::default_io_jobs).max(1),
         exclude: a.exclude.clone(),
     })
 }
@@ -461,9 +468,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = ScanOptions {
                 xattrs: !no_xattrs,
                 hash: !no_hash,
-                jobs: jobs.unwrap_or_else(tree::default_jobs).max(1),
+                jobs: jobs.unwrap_or_else(tree::default_io_jobs).max(1),
                 exclude: Vec::new(),
             };
+            // A manifest inside the tree it records would be listed as extra by every check.
+            let parent = match output.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if let (Ok(r), Ok(p)) = (root.canonicalize(), parent.canonicalize()) {
+                if p.starts_with(&r) {
+                    anyhow::bail!(
+                        "{} is inside the tree {} it would record: write it elsewhere (cm-copy-data keeps them in data/.cm-manifest/)",
+                        q(&output),
+                        q(&root)
+                    );
+                }
+            }
             let bar = Bar::new(out.quiet);
             let snap = tree::scan(&root, &opts, &bar)?;
             drop(bar);
