@@ -4,7 +4,7 @@
 # chatmail.ini. The container's environment is the one Docker gave PID 1, saved by
 # `cm-env-apply boot` to /run/cm-env/environ (NUL-separated, 0600) before systemd started.
 set -euo pipefail
-ENVIRON=/run/cm-env/environ
+ENVIRON=${CM_ENVIRON:-/run/cm-env/environ}   # overridable for tests and debugging
 if [ -r "$ENVIRON" ]; then
   while IFS= read -r -d '' kv; do
     name=${kv%%=*}
@@ -38,15 +38,18 @@ fi
 # 2. chatmail.ini: generated from the relay's template when missing (or always, with
 #    FORCE_REINIT_INI_FILE=true), then every chatmail setting of the environment applied.
 mkdir -p "$(dirname "$INI_FILE")"
+create=()
 if [ "${FORCE_REINIT_INI_FILE:-false}" = true ] || [ ! -e "$INI_FILE" ]; then
   if relay_installed; then
     "$CMDEPLOY" init --config "$INI_FILE" --force "$MAIL_DOMAIN"
   else
-    printf '[params]\nmail_domain = %s\n' "$MAIL_DOMAIN" >"$INI_FILE.cm-new"
-    mv "$INI_FILE.cm-new" "$INI_FILE"
+    # no relay template in this stage: start from an empty [params] (MAIL_DOMAIN is applied
+    # like every other setting)
+    rm -f "$INI_FILE"
+    create=(--create)
   fi
 fi
-/usr/local/bin/cm-env-apply apply --ini "$INI_FILE" --environ-file "$ENVIRON"
+/usr/local/bin/cm-env-apply apply --ini "$INI_FILE" --environ-file "$ENVIRON" "${create[@]}"
 [ "${DEBUG_COMMANDS_ENABLED:-false}" = true ] && cat "$INI_FILE"
 
 # 3. The DKIM key: migrated data brings it (owned by opendkim already, see docker/users);

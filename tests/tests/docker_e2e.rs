@@ -658,5 +658,56 @@ fn migrated_data_boots_in_the_image() {
         "nginx was not reloaded:\n{reloaded}"
     );
 
+    // 11. start-up switches: without FORCE_REINIT_INI_FILE a hand edit of chatmail.ini
+    //     survives a start; with it (and DEBUG_COMMANDS_ENABLED) the ini is generated anew and
+    //     the .env settings applied again
+    let ini_path = "/opt/chatmail/chatmail.ini";
+    let start = "/usr/local/lib/cm-docker/cm-start.sh";
+    exec_ok(&[
+        CONTAINER,
+        "sh",
+        "-c",
+        &format!("echo 'max_imap_connections = 7' >> {ini_path}"),
+    ]);
+    exec_ok(&[CONTAINER, start]);
+    let kept = exec_ok(&[CONTAINER, "cat", ini_path]);
+    assert!(
+        kept.contains("max_imap_connections = 7"),
+        "hand edit lost:\n{kept}"
+    );
+    exec_ok(&[
+        CONTAINER,
+        "sh",
+        "-c",
+        "cp /run/cm-env/environ /tmp/env2 && printf 'FORCE_REINIT_INI_FILE=true\\0DEBUG_COMMANDS_ENABLED=true\\0' >>/tmp/env2",
+    ]);
+    let out = exec(&[CONTAINER, "env", "CM_ENVIRON=/tmp/env2", start]);
+    let shown = ok(&out, "cm-start.sh with FORCE_REINIT_INI_FILE");
+    assert!(
+        shown.contains("[params]"),
+        "DEBUG_COMMANDS_ENABLED printed no ini:\n{shown}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("+ "),
+        "DEBUG_COMMANDS_ENABLED did not trace"
+    );
+    let fresh = exec_ok(&[CONTAINER, "cat", ini_path]);
+    assert!(
+        !fresh.contains("max_imap_connections"),
+        "not regenerated:\n{fresh}"
+    );
+    let fresh = ini::parse_str("regenerated chatmail.ini", &fresh).unwrap();
+    for p in params::PARAMS {
+        let (a, b) = (
+            old.params().unwrap().get(p.name),
+            fresh.params().unwrap().get(p.name),
+        );
+        assert!(
+            params::values_equal(p.name, a, b),
+            "{} after reinit: {a:?} vs {b:?}",
+            p.name
+        );
+    }
+
     drop(project);
 }
