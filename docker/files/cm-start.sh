@@ -72,7 +72,10 @@ fi
 
 # 5. The relay itself (relay stage only): cmdeploy's stages against this container.
 if relay_installed; then
-  ln -sf "$INI_FILE" "$CHATMAIL_SRC/chatmail.ini" 2>/dev/null || true
+  # cmdeploy's default config path is the source's chatmail.ini: point it at INI_FILE
+  if [ "$(realpath -m "$INI_FILE")" != "$(realpath -m "$CHATMAIL_SRC/chatmail.ini")" ]; then
+    ln -sfn "$INI_FILE" "$CHATMAIL_SRC/chatmail.ini"
+  fi
   export CMDEPLOY_STAGES=${CMDEPLOY_STAGES:-configure,activate}
   export CHATMAIL_INI=$INI_FILE CHATMAIL_NOSYSCTL=True CHATMAIL_NOPORTCHECK=True
   "$CMDEPLOY" run --config "$INI_FILE" --ssh-host @local

@@ -709,5 +709,54 @@ fn migrated_data_boots_in_the_image() {
         );
     }
 
+    // 12. the relay stage's path of cm-start.sh (cmdeploy init, settings onto its template,
+    //     cmdeploy run with the stages), with a stand-in for cmdeploy: the real one needs the
+    //     internet to be installed
+    let standin = fs::read(repo.join("tests/data/docker/cmdeploy-standin.sh")).unwrap();
+    fs::write(work.path().join("cmdeploy"), standin).unwrap();
+    exec_ok(&[CONTAINER, "mkdir", "-p", "/opt/cmdeploy/bin"]);
+    let out = Command::new(DOCKER)
+        .args(["cp"])
+        .arg(work.path().join("cmdeploy"))
+        .arg(format!("{CONTAINER}:/opt/cmdeploy/bin/cmdeploy"))
+        .output()
+        .unwrap();
+    ok(&out, "docker cp cmdeploy stand-in");
+    exec_ok(&[CONTAINER, "chmod", "0755", "/opt/cmdeploy/bin/cmdeploy"]);
+    exec_ok(&[CONTAINER, "env", "CM_ENVIRON=/tmp/env2", start]);
+    let calls = exec_ok(&[CONTAINER, "cat", "/tmp/cmdeploy.log"]);
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(
+        calls,
+        [
+            format!("cmdeploy init --config {ini_path} --force {DOMAIN} CMDEPLOY_STAGES= CHATMAIL_INI="),
+            format!("cmdeploy run --config {ini_path} --ssh-host @local CMDEPLOY_STAGES=configure,activate CHATMAIL_INI={ini_path}"),
+        ],
+    );
+    let kind = exec_ok(&[CONTAINER, "stat", "-c", "%F", ini_path]);
+    assert_eq!(kind.trim(), "regular file", "{ini_path} must stay a file");
+    let text = exec_ok(&[CONTAINER, "cat", ini_path]);
+    // commented-out template lines were set in place, next to their documentation
+    assert!(
+        text.contains("# maximum mailbox size of a chatmail address\nmax_mailbox_size = 2G\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# deactivate IPv6\ndisable_ipv6 = True\n"),
+        "{text}"
+    );
+    let templ = ini::parse_str("templated chatmail.ini", &text).unwrap();
+    for p in params::PARAMS {
+        let (a, b) = (
+            old.params().unwrap().get(p.name),
+            templ.params().unwrap().get(p.name),
+        );
+        assert!(
+            params::values_equal(p.name, a, b),
+            "{} on the template: {a:?} vs {b:?}",
+            p.name
+        );
+    }
+
     drop(project);
 }
