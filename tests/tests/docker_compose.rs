@@ -333,6 +333,17 @@ fn applier_changes_only_what_the_environment_sets() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    // --check and --dry-run see the change and write nothing
+    assert_eq!(
+        env_apply(&target, &env, &["--check"]).status.code(),
+        Some(1)
+    );
+    let dry = env_apply(&target, &env, &["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("max_message_size: (not set) -> \"1000\"")
+    );
+    assert_eq!(fs::read_to_string(&target).unwrap(), text);
     let out = env_apply(&target, &env, &["--json"]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
