@@ -283,6 +283,12 @@ pub fn stop_services(
         }
     }
 
+    if report.actions.iter().any(|a| a.action == "disable") {
+        if let Err(e) = sm.reload() {
+            fail(&mut report, on, "systemd", "daemon-reload", e.to_string());
+        }
+    }
+
     // 4. verify: every unit inactive and disabled
     let names: Vec<String> = plan.units.iter().map(|u| u.unit.clone()).collect();
     let planned: BTreeSet<&str> = names.iter().map(String::as_str).collect();
@@ -551,6 +557,12 @@ pub fn restore_services(
         }
     }
 
+    if report.actions.iter().any(|a| a.action == "enable") {
+        if let Err(e) = sm.reload() {
+            fail(&mut report, on, "systemd", "daemon-reload", e.to_string());
+        }
+    }
+
     if !names.is_empty() {
         let after = sm.show(&names)?;
         for r in &state.units {
@@ -633,7 +645,7 @@ mod tests {
     fn changes(log: &[String]) -> Vec<&str> {
         log.iter()
             .map(String::as_str)
-            .filter(|l| *l != "list")
+            .filter(|l| *l != "list" && *l != "reload")
             .collect()
     }
 
@@ -679,6 +691,11 @@ mod tests {
                 "disable unbound.service",
             ]
         );
+        let reloads: Vec<usize> = (0..sd.log.len())
+            .filter(|&i| sd.log[i] == "reload")
+            .collect();
+        assert_eq!(reloads.len(), 1, "one daemon-reload after all disables");
+        assert_eq!(sd.log[reloads[0] - 1], "disable unbound.service");
         for foreign in ["ssh.service", "cron.service", "chatmail-custom.service"] {
             assert_eq!(sd.state(foreign), ("active".into(), "enabled".into()));
         }
