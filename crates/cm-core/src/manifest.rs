@@ -1,1 +1,566 @@
-//! manifest (to be written).
+//! The on-disk record of a tree that cm-copy-data writes and cm-verify reads.
+//!
+//! One UTF-8 text file per volume; the format is documented in `docs/manifest.md`. In short:
+//! a first line `cm-manifest 1`, then `#` comment lines and one line per entry with twelve
+//! space-separated fields:
+//!
+//! ```text
+//! path type mode uid gid size mtime atime sha256 target link xattrs
+//! a/cur/1.M2:2,S f 0600 5000 5000 1234 1700000000.123456789 1700000001.000000000 9f86...08 - 3 -
+//! ```
+//!
+//! Invariants: [`render`] then [`parse`] gives back the same [`Snapshot`] (minus live inode
+//! identities and read errors), for any byte name; the reader never accepts a path that is
+//! absolute, contains `..` or is listed twice, so a manifest cannot point a writer outside
+//! its tree; every error names the file and line.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::report::{escape_with, unescape};
+use crate::tree::{Entry, FileType, Snapshot, Timestamp};
+
+/// The first line of every manifest of this version.
+pub const HEADER: &str = "cm-manifest 1";
+
+/// The column names, as written in the second line.
+pub const COLUMNS: &str = "# path type mode uid gid size mtime atime sha256 target link xattrs";
+
+/// Why a manifest could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Escape one field: printable non-space characters as they are, everything else escaped
+/// (see [`escape_with`]); a field that would read as `-` (meaning "none") is written `\x2d`.
+pub fn escape_field(b: &[u8]) -> String {
+    if b == b"-" {
+        return "\\x2d".into();
+    }
+    if b.is_empty() {
+        // Cannot happen for names or link targets; keep the line's field count intact.
+        return "\\x".into();
+    }
+    let s = escape_with(b, |c| !c.is_control() && !c.is_whitespace());
+    // A line starting with `#` is a comment: never let a name start one.
+    match s.strip_prefix('#') {
+        Some(rest) => format!("\\x23{rest}"),
+        None => s,
+    }
+}
+
+fn unescape_field(s: &str) -> Result<Vec<u8>, String> {
+    if s == "\\x" {
+        return Ok(Vec::new());
+    }
+    unescape(s)
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn type_field(e: &Entry) -> String {
+    match e.kind {
+        FileType::CharDevice | FileType::BlockDevice => format!(
+            "{}:{}:{}",
+            e.kind.letter(),
+            libc::major(e.rdev),
+            libc::minor(e.rdev)
+        ),
+        k => k.letter().to_string(),
+    }
+}
+
+/// One entry as a manifest line (without the newline).
+pub fn render_entry(e: &Entry) -> String {
+    let path = escape_field(e.path.as_os_str().as_bytes());
+    let sha = e.sha256.map(|h| hex(&h)).unwrap_or_else(|| "-".into());
+    let target = e
+        .target
+        .as_ref()
+        .map(|t| escape_field(t.as_bytes()))
+        .unwrap_or_else(|| "-".into());
+    let link = e
+        .link_group
+        .map(|g| g.to_string())
+        .unwrap_or_else(|| "-".into());
+    let xattrs = if e.xattrs.is_empty() {
+        "-".to_string()
+    } else {
+        e.xattrs
+            .iter()
+            .map(|(n, v)| {
+                format!(
+                    "{}={}",
+                    escape_with(n.as_bytes(), |c| !c.is_control()
+                        && !c.is_whitespace()
+                        && c != ','
+                        && c != '='),
+                    hex(v)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        "{path} {} {:04o} {} {} {} {} {} {sha} {target} {link} {xattrs}",
+        type_field(e),
+        e.mode,
+        e.uid,
+        e.gid,
+        e.size,
+        e.mtime,
+        e.atime
+    )
+}
+
+/// The whole manifest text for a snapshot (entries in the snapshot's order, which should be
+/// sorted). `comments` are written as `# ` lines after the header (one per line).
+pub fn render(snap: &Snapshot, comments: &[String]) -> String {
+    let mut out = String::with_capacity(snap.entries.len() * 120 + 64);
+    out.push_str(HEADER);
+    out.push('\n');
+    for c in comments {
+        for l in c.lines() {
+            let _ = writeln!(out, "# {l}");
+        }
+    }
+    out.push_str(COLUMNS);
+    out.push('\n');
+    for e in &snap.entries {
+        out.push_str(&render_entry(e));
+        out.push('\n');
+    }
+    out
+}
+
+/// Write a manifest atomically (temp beside + rename), mode 0600.
+pub fn write(path: &Path, snap: &Snapshot, comments: &[String]) -> Result<(), ManifestError> {
+    crate::fsutil::write_atomic(path, render(snap, comments).as_bytes(), 0o600).map_err(|source| {
+        ManifestError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Read a manifest file.
+pub fn read(path: &Path) -> Result<Snapshot, ManifestError> {
+    let bytes = std::fs::read(path).map_err(|source| ManifestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        ManifestError::Line {
+            path: path.to_path_buf(),
+            line,
+            message: "not valid UTF-8 (a manifest is UTF-8 text; was it edited or truncated?)"
+                .into(),
+        }
+    })?;
+    parse(&text, path)
+}
+
+fn check_rel(p: &Path) -> Result<(), String> {
+    if p == Path::new(".") {
+        return Ok(());
+    }
+    if p.as_os_str().as_bytes().ends_with(b"/") || p.as_os_str().as_bytes().contains(&0) {
+        return Err(format!(
+            "path {} is not a clean relative path",
+            crate::report::quote_path(p)
+        ));
+    }
+    for c in p.components() {
+        match c {
+            Component::Normal(_) => {}
+            _ => {
+                return Err(format!(
+                    "path {} must be relative, without `.` or `..` components",
+                    crate::report::quote_path(p)
+                ))
+            }
+        }
+    }
+    // `a//b` would collapse to `a/b` and alias another line.
+    if p.as_os_str().as_bytes().windows(2).any(|w| w == b"//") {
+        return Err(format!(
+            "path {} contains `//`",
+            crate::report::quote_path(p)
+        ));
+    }
+    Ok(())
+}
+
+fn parse_line(l: &str) -> Result<Entry, String> {
+    let f: Vec<&str> = l.split(' ').collect();
+    if f.len() != 12 {
+        return Err(format!(
+            "expected 12 space-separated fields ({}), found {}",
+            &COLUMNS[2..],
+            f.len()
+        ));
+    }
+    let path = PathBuf::from(OsString::from_vec(
+        unescape_field(f[0]).map_err(|e| format!("path: {e}"))?,
+    ));
+    check_rel(&path)?;
+    let mut t = f[1].split(':');
+    let letter = t.next().unwrap_or("");
+    let kind = letter
+        .chars()
+        .next()
+        .filter(|_| letter.len() == 1)
+        .and_then(FileType::from_letter)
+        .ok_or_else(|| format!("type {:?} is not one of f d l p c b s", f[1]))?;
+    let rdev = match kind {
+        FileType::CharDevice | FileType::BlockDevice => {
+            let maj: u32 = t.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
+                format!(
+                    "device type {:?} must be c:MAJOR:MINOR or b:MAJOR:MINOR",
+                    f[1]
+                )
+            })?;
+            let min: u32 = t.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
+                format!(
+                    "device type {:?} must be c:MAJOR:MINOR or b:MAJOR:MINOR",
+                    f[1]
+                )
+            })?;
+            libc::makedev(maj, min)
+        }
+        _ => 0,
+    };
+    if t.next().is_some() {
+        return Err(format!("type {:?} has extra parts", f[1]));
+    }
+    let mode = u32::from_str_radix(f[2], 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("mode {:?} is not octal permission bits (0000-7777)", f[2]))?;
+    let num = |s: &str, what: &str| -> Result<u64, String> {
+        s.parse::<u64>()
+            .map_err(|_| format!("{what} {s:?} is not a number"))
+    };
+    let uid = u32::try_from(num(f[3], "uid")?).map_err(|_| format!("uid {} too large", f[3]))?;
+    let gid = u32::try_from(num(f[4], "gid")?).map_err(|_| format!("gid {} too large", f[4]))?;
+    let size = num(f[5], "size")?;
+    let mtime: Timestamp = f[6].parse().map_err(|e| format!("mtime: {e}"))?;
+    let atime: Timestamp = f[7].parse().map_err(|e| format!("atime: {e}"))?;
+    let sha256 = if f[8] == "-" {
+        None
+    } else {
+        let v = unhex(f[8])
+            .filter(|v| v.len() == 32)
+            .ok_or_else(|| format!("sha256 {:?} is not 64 hex digits or -", f[8]))?;
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&v);
+        Some(h)
+    };
+    if sha256.is_some() && kind != FileType::File {
+        return Err("only regular files have a sha256".into());
+    }
+    let target = if f[9] == "-" {
+        None
+    } else {
+        Some(OsString::from_vec(
+            unescape_field(f[9]).map_err(|e| format!("target: {e}"))?,
+        ))
+    };
+    if (kind == FileType::Symlink) != target.is_some() {
+        return Err("a symlink needs a target, and only a symlink has one".into());
+    }
+    let link_group = if f[10] == "-" {
+        None
+    } else {
+        Some(
+            f[10]
+                .parse::<u64>()
+                .map_err(|_| format!("link group {:?} is not a number or -", f[10]))?,
+        )
+    };
+    let mut xattrs = Vec::new();
+    if f[11] != "-" {
+        for item in f[11].split(',') {
+            let (n, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("xattr {item:?} is not NAME=HEXVALUE"))?;
+            let name = OsString::from_vec(unescape(n).map_err(|e| format!("xattr name: {e}"))?);
+            let value = unhex(v).ok_or_else(|| format!("xattr {n} value is not hex"))?;
+            xattrs.push((name, value));
+        }
+        xattrs.sort();
+    }
+    Ok(Entry {
+        path,
+        kind,
+        mode,
+        uid,
+        gid,
+        size,
+        mtime,
+        atime,
+        rdev,
+        target,
+        inode: None,
+        link_group,
+        xattrs,
+        sha256,
+    })
+}
+
+/// Parse manifest text; `file` only names the source in errors. The result is sorted.
+pub fn parse(text: &str, file: &Path) -> Result<Snapshot, ManifestError> {
+    let err = |line: usize, message: String| ManifestError::Line {
+        path: file.to_path_buf(),
+        line,
+        message,
+    };
+    let mut lines = text.split('\n').enumerate();
+    match lines.next() {
+        Some((_, h)) if h == HEADER => {}
+        Some((_, h)) if h.starts_with("cm-manifest ") => {
+            return Err(err(
+                1,
+                format!("manifest version {:?} is not supported (this cm-verify reads {HEADER:?}); use the matching release", &h[12..]),
+            ))
+        }
+        _ => return Err(err(1, format!("not a manifest: the first line must be {HEADER:?}"))),
+    }
+    let mut snap = Snapshot::default();
+    if !text.ends_with('\n') {
+        return Err(err(
+            text.split('\n').count(),
+            "the last line has no newline: the manifest is truncated".into(),
+        ));
+    }
+    for (i, l) in lines {
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let e = parse_line(l).map_err(|m| err(i + 1, m))?;
+        snap.entries.push(e);
+    }
+    snap.sort();
+    for w in snap.entries.windows(2) {
+        if w[0].path == w[1].path {
+            let line = text
+                .split('\n')
+                .enumerate()
+                .filter(|(_, l)| !l.starts_with('#'))
+                .filter(|(_, l)| {
+                    l.split(' ')
+                        .next()
+                        .and_then(|p| unescape_field(p).ok())
+                        .as_deref()
+                        == Some(w[0].path.as_os_str().as_bytes())
+                })
+                .nth(1)
+                .map(|(i, _)| i + 1)
+                .unwrap_or(0);
+            return Err(err(
+                line,
+                format!(
+                    "path {} is listed twice",
+                    crate::report::quote_path(&w[0].path)
+                ),
+            ));
+        }
+    }
+    Ok(snap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{scan, ScanOptions};
+    use std::ffi::OsStr;
+    use std::os::unix::fs::symlink;
+
+    fn entry(path: &[u8]) -> Entry {
+        Entry {
+            path: PathBuf::from(OsStr::from_bytes(path)),
+            kind: FileType::File,
+            mode: 0o4755,
+            uid: 5000,
+            gid: 5001,
+            size: 3,
+            mtime: Timestamp {
+                sec: 1_700_000_000,
+                nsec: 123_456_789,
+            },
+            atime: Timestamp { sec: -1, nsec: 5 },
+            rdev: 0,
+            target: None,
+            inode: None,
+            link_group: Some(7),
+            xattrs: vec![
+                (
+                    OsString::from("system.posix_acl_access"),
+                    vec![2, 0, 0, 0, 1, 0, 6, 0],
+                ),
+                (OsString::from("user.a=b,c d"), vec![]),
+            ],
+            sha256: Some([0xab; 32]),
+        }
+    }
+
+    #[test]
+    fn any_byte_name_round_trips() {
+        let mut snap = Snapshot::default();
+        for name in [
+            &b"."[..],
+            b"a b",
+            b"new\nline",
+            b"-",
+            b"back\\slash",
+            b"\xff\xfe",
+            b"cur/1700000000.M1P2.host,S=1234,W=1300:2,S",
+            b"#hash",
+            "t\u{e4}b\tle".as_bytes(),
+        ] {
+            snap.entries.push(entry(name));
+        }
+        let mut l = entry(b"link");
+        l.kind = FileType::Symlink;
+        l.sha256 = None;
+        l.target = Some(OsString::from_vec(b"-".to_vec()));
+        snap.entries.push(l);
+        let mut l = entry(b"link2");
+        l.kind = FileType::Symlink;
+        l.sha256 = None;
+        l.xattrs.clear();
+        l.link_group = None;
+        l.target = Some(OsString::from_vec(b"../x y\n\x01".to_vec()));
+        snap.entries.push(l);
+        let mut d = entry(b"dev/null");
+        d.kind = FileType::CharDevice;
+        d.rdev = libc::makedev(1, 3);
+        d.sha256 = None;
+        snap.entries.push(d);
+        snap.sort();
+        let text = render(&snap, &["written by a test\nsecond line".into()]);
+        assert_eq!(text.lines().count(), 2 + 2 + snap.entries.len());
+        let back = parse(&text, Path::new("m")).unwrap();
+        assert_eq!(back, snap);
+        assert!(text.contains(" c:1:3 "), "{text}");
+        assert!(
+            text.contains("\n\\x2d f 4755 5000 5001 3 1700000000.123456789 -1.000000005 "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn scanned_tree_round_trips_through_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("t");
+        std::fs::create_dir(&r).unwrap();
+        std::fs::write(r.join("f"), b"abc").unwrap();
+        std::fs::hard_link(r.join("f"), r.join("g")).unwrap();
+        symlink("f", r.join("l")).unwrap();
+        let snap = scan(&r, &ScanOptions::default(), &()).unwrap();
+        let m = d.path().join("t.manifest");
+        write(&m, &snap, &[]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&m).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let mut back = read(&m).unwrap();
+        let mut expect = snap.clone();
+        for e in expect.entries.iter_mut() {
+            e.inode = None;
+        }
+        for e in back.entries.iter_mut() {
+            e.inode = None;
+        }
+        assert_eq!(back, expect);
+    }
+
+    #[test]
+    fn errors_have_line_numbers() {
+        let good = render_entry(&entry(b"ok"));
+        let cases: Vec<(String, usize, &str)> = vec![
+            ("hello\n".into(), 1, "not a manifest"),
+            ("cm-manifest 9\n".into(), 1, "not supported"),
+            (format!("{HEADER}\n# c\n{good}\nx f\n"), 4, "expected 12"),
+            (
+                format!("{HEADER}\n{}\n", good.replace("ok f", "../up f")),
+                2,
+                "relative",
+            ),
+            (
+                format!("{HEADER}\n{}\n", good.replace("ok f", "/abs f")),
+                2,
+                "relative",
+            ),
+            (
+                format!("{HEADER}\n{}\n", good.replace("ok f", "ok q")),
+                2,
+                "type",
+            ),
+            (
+                format!("{HEADER}\n{}\n", good.replace("4755", "9999")),
+                2,
+                "mode",
+            ),
+            (
+                format!("{HEADER}\n{}\n", good.replace(".123456789", ".12")),
+                2,
+                "mtime",
+            ),
+            (
+                format!("{HEADER}\n{}\n", good.replace("abab", "zz")),
+                2,
+                "sha256",
+            ),
+            (format!("{HEADER}\n{}\n{good}\n", good), 3, "listed twice"),
+            (format!("{HEADER}\n{good}"), 2, "truncated"),
+            (
+                format!("{HEADER}\n{}\n", good.replace("ok f", "o\\q f")),
+                2,
+                "escape",
+            ),
+        ];
+        for (text, line, msg) in cases {
+            let e = parse(&text, Path::new("v.manifest"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("v.manifest:{line}: ")), "{e}");
+            assert!(e.contains(msg), "{e}");
+        }
+    }
+}

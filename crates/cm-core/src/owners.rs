@@ -1,1 +1,305 @@
-//! owners (to be written).
+//! Mapping host uids/gids to the container image's.
+//!
+//! Service users (vmail, opendkim, ...) are created as system users, so their numbers differ
+//! between the old host and the image. An [`OwnerMap`] says, for each host id, which id the
+//! copy must carry. It is read from a small text file (see [`OwnerMap::parse`]):
+//!
+//! ```text
+//! # name -> container uid gid (the name's host uid/gid come from ROOT/etc/passwd, /etc/group)
+//! vmail 999 999
+//! opendkim 998 998
+//! # or numerically: host-uid:host-gid=uid:gid
+//! 5000:5000=999:999
+//! ```
+//!
+//! Invariant: uids and gids are mapped independently (a file owned by `vmail:mail` gets only
+//! its uid changed), an id that is not mapped is kept as it is, and one host id never maps to
+//! two different ids (a conflicting line is an error with its line number).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why an owner map could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerMapError {
+    /// The owner-map file itself could not be read.
+    #[error("{path}: cannot read owner map: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of the owner-map file is wrong.
+    #[error("{path}:{line}: {message}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Host ids -> container ids, uids and gids separately. The default map is the identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerMap {
+    uids: BTreeMap<u32, u32>,
+    gids: BTreeMap<u32, u32>,
+}
+
+/// One line of /etc/passwd or /etc/group that matters here: name -> (id, primary gid).
+#[derive(Debug, Default)]
+struct IdDb {
+    users: BTreeMap<String, (u32, u32)>,
+    groups: BTreeMap<String, u32>,
+}
+
+impl IdDb {
+    fn load(root: &Path) -> IdDb {
+        let mut db = IdDb::default();
+        if let Ok(text) = std::fs::read(root.join("etc/passwd")) {
+            for line in String::from_utf8_lossy(&text).lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                if f.len() >= 4 {
+                    if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
+                        db.users.entry(f[0].to_string()).or_insert((uid, gid));
+                    }
+                }
+            }
+        }
+        if let Ok(text) = std::fs::read(root.join("etc/group")) {
+            for line in String::from_utf8_lossy(&text).lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                if f.len() >= 3 {
+                    if let Ok(gid) = f[2].parse() {
+                        db.groups.entry(f[0].to_string()).or_insert(gid);
+                    }
+                }
+            }
+        }
+        db
+    }
+}
+
+impl OwnerMap {
+    /// The identity map: every id kept.
+    pub fn identity() -> OwnerMap {
+        OwnerMap::default()
+    }
+
+    /// True when nothing is mapped.
+    pub fn is_identity(&self) -> bool {
+        self.uids.iter().all(|(a, b)| a == b) && self.gids.iter().all(|(a, b)| a == b)
+    }
+
+    /// Read an owner-map file. Names are resolved against `root`'s `etc/passwd` and
+    /// `etc/group` (the SOURCE root: the old host, possibly mounted elsewhere).
+    pub fn load(file: &Path, root: &Path) -> Result<OwnerMap, OwnerMapError> {
+        let text = std::fs::read(file).map_err(|source| OwnerMapError::Read {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let text = String::from_utf8(text).map_err(|e| OwnerMapError::Line {
+            path: file.to_path_buf(),
+            line: 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count(),
+            message: "not valid UTF-8".into(),
+        })?;
+        OwnerMap::parse(&text, file, root)
+    }
+
+    /// Parse owner-map text; `file` only names the source in errors.
+    ///
+    /// Lines: `name uid gid` (host user `name` -> uid, host group `name` -> gid; when no group
+    /// has that name, the user's primary group is mapped) or `host-uid:host-gid=uid:gid`.
+    /// `#` starts a comment; blank lines are ignored.
+    pub fn parse(text: &str, file: &Path, root: &Path) -> Result<OwnerMap, OwnerMapError> {
+        let mut map = OwnerMap::default();
+        let mut db: Option<IdDb> = None;
+        for (i, raw) in text.lines().enumerate() {
+            let lineno = i + 1;
+            let err = |message: String| OwnerMapError::Line {
+                path: file.to_path_buf(),
+                line: lineno,
+                message,
+            };
+            let line = match raw.find('#') {
+                Some(p) => &raw[..p],
+                None => raw,
+            }
+            .trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (host_uid, host_gid, uid, gid) = if let Some((host, target)) = line.split_once('=')
+            {
+                let (hu, hg) = parse_pair(host.trim()).ok_or_else(|| {
+                    err(format!("expected host-uid:host-gid=uid:gid, got {line:?}"))
+                })?;
+                let (u, g) = parse_pair(target.trim()).ok_or_else(|| {
+                    err(format!("expected host-uid:host-gid=uid:gid, got {line:?}"))
+                })?;
+                (hu, hg, u, g)
+            } else {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() != 3 {
+                    return Err(err(format!(
+                        "expected `name uid gid` or `host-uid:host-gid=uid:gid`, got {line:?}"
+                    )));
+                }
+                let u: u32 = f[1]
+                    .parse()
+                    .map_err(|_| err(format!("uid {:?} is not a number", f[1])))?;
+                let g: u32 = f[2]
+                    .parse()
+                    .map_err(|_| err(format!("gid {:?} is not a number", f[2])))?;
+                let db = db.get_or_insert_with(|| IdDb::load(root));
+                let name = f[0];
+                let (hu, primary) = *db.users.get(name).ok_or_else(|| {
+                    err(format!(
+                        "no user {name:?} in {}: use host-uid:host-gid=uid:gid, or point --root at the old host",
+                        root.join("etc/passwd").display()
+                    ))
+                })?;
+                let hg = db.groups.get(name).copied().unwrap_or(primary);
+                (hu, hg, u, g)
+            };
+            insert(&mut map.uids, host_uid, uid)
+                .map_err(|prev| err(format!("host uid {host_uid} is already mapped to {prev}")))?;
+            insert(&mut map.gids, host_gid, gid)
+                .map_err(|prev| err(format!("host gid {host_gid} is already mapped to {prev}")))?;
+        }
+        Ok(map)
+    }
+
+    /// Add one numeric mapping (host uid/gid -> uid/gid). Later calls for the same host id
+    /// replace earlier ones.
+    pub fn insert(&mut self, host_uid: u32, host_gid: u32, uid: u32, gid: u32) {
+        self.uids.insert(host_uid, uid);
+        self.gids.insert(host_gid, gid);
+    }
+
+    /// Map a host uid (unmapped: kept).
+    pub fn uid(&self, uid: u32) -> u32 {
+        self.uids.get(&uid).copied().unwrap_or(uid)
+    }
+
+    /// Map a host gid (unmapped: kept).
+    pub fn gid(&self, gid: u32) -> u32 {
+        self.gids.get(&gid).copied().unwrap_or(gid)
+    }
+
+    /// Map a host owner pair.
+    pub fn map(&self, uid: u32, gid: u32) -> (u32, u32) {
+        (self.uid(uid), self.gid(gid))
+    }
+}
+
+impl fmt::Display for OwnerMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let u: Vec<String> = self.uids.iter().map(|(a, b)| format!("{a}->{b}")).collect();
+        let g: Vec<String> = self.gids.iter().map(|(a, b)| format!("{a}->{b}")).collect();
+        write!(f, "uids [{}], gids [{}]", u.join(", "), g.join(", "))
+    }
+}
+
+fn parse_pair(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once(':')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+fn insert(m: &mut BTreeMap<u32, u32>, from: u32, to: u32) -> Result<(), u32> {
+    match m.get(&from) {
+        Some(&prev) if prev != to => Err(prev),
+        _ => {
+            m.insert(from, to);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_with_ids() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\nvmail:x:5000:5000::/home/vmail:/bin/false\nopendkim:x:110:120::/run/opendkim:/usr/sbin/nologin\necho:x:111:65534::/:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nvmail:x:5000:\nopendkim:x:120:postfix\n",
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn names_resolve_against_the_source_root() {
+        let root = root_with_ids();
+        let text = "# service users\n\nvmail 999 998  # comment\nopendkim 101 102\necho 7 8\n";
+        let m = OwnerMap::parse(text, Path::new("map"), root.path()).unwrap();
+        assert_eq!(m.map(5000, 5000), (999, 998));
+        assert_eq!(m.map(110, 120), (101, 102));
+        // echo has no group of its own: its primary gid (65534) is mapped.
+        assert_eq!(m.map(111, 65534), (7, 8));
+        // independent: vmail-owned file in group opendkim
+        assert_eq!(m.map(5000, 120), (999, 102));
+        // unmapped ids kept
+        assert_eq!(m.map(0, 0), (0, 0));
+        assert_eq!(m.map(1234, 4321), (1234, 4321));
+    }
+
+    #[test]
+    fn numeric_lines() {
+        let m = OwnerMap::parse(
+            "5000:5001=999:998\n",
+            Path::new("m"),
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(m.map(5000, 5001), (999, 998));
+        assert!(!m.is_identity());
+        assert!(OwnerMap::identity().is_identity());
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let root = root_with_ids();
+        let cases = [
+            ("vmail 999\n", 1, "expected"),
+            ("\n# x\nnobody-here 1 2\n", 3, "no user \"nobody-here\""),
+            ("vmail x 2\n", 1, "uid \"x\""),
+            (
+                "5000:5000=1:2\n5000:1=3:2\n",
+                2,
+                "host uid 5000 is already mapped to 1",
+            ),
+            ("1:2=3\n", 1, "expected host-uid"),
+        ];
+        for (text, line, msg) in cases {
+            let e = OwnerMap::parse(text, Path::new("owners.txt"), root.path()).unwrap_err();
+            let s = e.to_string();
+            assert!(s.starts_with(&format!("owners.txt:{line}: ")), "{s}");
+            assert!(s.contains(msg), "{s}");
+        }
+    }
+
+    #[test]
+    fn load_reads_a_file() {
+        let root = root_with_ids();
+        let f = root.path().join("map");
+        std::fs::write(&f, "vmail 1 2\n").unwrap();
+        assert_eq!(
+            OwnerMap::load(&f, root.path()).unwrap().map(5000, 5000),
+            (1, 2)
+        );
+        let e = OwnerMap::load(&root.path().join("missing"), root.path()).unwrap_err();
+        assert!(e.to_string().contains("cannot read owner map"));
+    }
+}

@@ -1,1 +1,1365 @@
-//! tree (to be written).
+//! Walking a tree and recording every entry's metadata and content hash; comparing two
+//! records.
+//!
+//! A [`Snapshot`] is the record of one tree: for every entry (the root itself is `.`) its
+//! relative path (bytes: any name, including non-UTF-8 and newlines), [`FileType`],
+//! permission bits (with setuid, setgid, sticky), owner, size, mtime and atime to the
+//! nanosecond, device number, symlink target, hard-link group, extended attributes (POSIX
+//! ACLs included, as raw `system.posix_acl_*` values) and optionally the SHA-256 of its
+//! content. [`compare`] turns two snapshots into typed [`Difference`]s; [`compare_trees`]
+//! and [`check_against`] do the walking and (parallel) hashing as well.
+//!
+//! Invariants: symlinks are never followed (the walk uses `lstat`-style calls only and opens
+//! files with `O_NOFOLLOW`); the walked tree is never written (files are opened read-only,
+//! with `O_NOATIME` where the kernel allows it); a file that cannot be read is recorded as a
+//! [`ScanError`], never silently skipped; atime is recorded but not compared unless asked.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use nix::fcntl::{readlinkat, AtFlags};
+use nix::sys::stat::{fstatat, FileStat};
+use sha2::{Digest, Sha256};
+use std::ffi::CStr;
+use std::os::fd::{IntoRawFd, RawFd};
+
+use crate::owners::OwnerMap;
+
+/// The type of a directory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
+}
+
+impl FileType {
+    /// From `st_mode`.
+    pub fn from_mode(mode: u32) -> FileType {
+        match mode & libc::S_IFMT {
+            libc::S_IFDIR => FileType::Dir,
+            libc::S_IFLNK => FileType::Symlink,
+            libc::S_IFIFO => FileType::Fifo,
+            libc::S_IFCHR => FileType::CharDevice,
+            libc::S_IFBLK => FileType::BlockDevice,
+            libc::S_IFSOCK => FileType::Socket,
+            _ => FileType::File,
+        }
+    }
+
+    /// One-letter code, as in the manifest: f d l p c b s.
+    pub fn letter(self) -> char {
+        match self {
+            FileType::File => 'f',
+            FileType::Dir => 'd',
+            FileType::Symlink => 'l',
+            FileType::Fifo => 'p',
+            FileType::CharDevice => 'c',
+            FileType::BlockDevice => 'b',
+            FileType::Socket => 's',
+        }
+    }
+
+    /// Inverse of [`FileType::letter`].
+    pub fn from_letter(c: char) -> Option<FileType> {
+        Some(match c {
+            'f' => FileType::File,
+            'd' => FileType::Dir,
+            'l' => FileType::Symlink,
+            'p' => FileType::Fifo,
+            'c' => FileType::CharDevice,
+            'b' => FileType::BlockDevice,
+            's' => FileType::Socket,
+            _ => return None,
+        })
+    }
+
+    /// A word for humans.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::File => "file",
+            FileType::Dir => "directory",
+            FileType::Symlink => "symlink",
+            FileType::Fifo => "fifo",
+            FileType::CharDevice => "char device",
+            FileType::BlockDevice => "block device",
+            FileType::Socket => "socket",
+        }
+    }
+}
+
+/// A point in time, seconds since the epoch plus nanoseconds (`0 <= nsec < 1e9`), as `stat`
+/// gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Timestamp {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:09}", self.sec, self.nsec)
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Timestamp, String> {
+        let (a, b) = s
+            .split_once('.')
+            .ok_or_else(|| format!("time {s:?} is not SECONDS.NANOSECONDS"))?;
+        let sec: i64 = a
+            .parse()
+            .map_err(|_| format!("time {s:?}: seconds are not a number"))?;
+        if b.len() != 9 || !b.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(format!("time {s:?}: nanoseconds must be 9 digits"));
+        }
+        let nsec: u32 = b
+            .parse()
+            .map_err(|_| format!("time {s:?}: nanoseconds are not a number"))?;
+        Ok(Timestamp { sec, nsec })
+    }
+}
+
+/// Identity of an inode, from a live scan (not stored in manifests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Inode {
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+}
+
+/// One entry of a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative to the tree's root; the root itself is `.`.
+    pub path: PathBuf,
+    pub kind: FileType,
+    /// Permission bits including setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Byte size (`st_size`); compared for regular files only.
+    pub size: u64,
+    pub mtime: Timestamp,
+    pub atime: Timestamp,
+    /// Device number of a char/block device; 0 for everything else.
+    pub rdev: u64,
+    /// Target of a symlink, as bytes.
+    pub target: Option<OsString>,
+    /// Inode identity from a live scan; `None` when read from a manifest.
+    pub inode: Option<Inode>,
+    /// Hard-link group inside this tree: entries with the same id are one inode. Only set
+    /// when at least two paths of the tree share the inode. Ids are numbered from 1 in path
+    /// order by [`Snapshot::assign_link_groups`].
+    pub link_group: Option<u64>,
+    /// Extended attributes (including `system.posix_acl_access`/`_default`), sorted by name.
+    pub xattrs: Vec<(OsString, Vec<u8>)>,
+    /// SHA-256 of a regular file's content, when hashed.
+    pub sha256: Option<[u8; 32]>,
+}
+
+impl Entry {
+    /// Build an entry from `lstat` metadata (no xattrs, no target, no hash).
+    pub fn from_metadata(path: PathBuf, md: &Metadata) -> Entry {
+        let kind = FileType::from_mode(md.mode());
+        Entry {
+            path,
+            kind,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            size: md.size(),
+            mtime: Timestamp {
+                sec: md.mtime(),
+                nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+            },
+            atime: Timestamp {
+                sec: md.atime(),
+                nsec: md.atime_nsec().clamp(0, 999_999_999) as u32,
+            },
+            rdev: match kind {
+                FileType::CharDevice | FileType::BlockDevice => md.rdev(),
+                _ => 0,
+            },
+            target: None,
+            inode: Some(Inode {
+                dev: md.dev(),
+                ino: md.ino(),
+                nlink: md.nlink(),
+            }),
+            link_group: None,
+            xattrs: Vec::new(),
+            sha256: None,
+        }
+    }
+
+    /// Build an entry from a raw `lstat`/`fstatat` result (no xattrs, no target, no hash).
+    pub fn from_stat(path: PathBuf, st: &FileStat) -> Entry {
+        let mode = st.st_mode;
+        let kind = FileType::from_mode(mode);
+        let ts = |sec: i64, nsec: i64| Timestamp {
+            sec,
+            nsec: nsec.clamp(0, 999_999_999) as u32,
+        };
+        Entry {
+            path,
+            kind,
+            mode: mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            mtime: ts(st.st_mtime, st.st_mtime_nsec),
+            atime: ts(st.st_atime, st.st_atime_nsec),
+            rdev: match kind {
+                FileType::CharDevice | FileType::BlockDevice => st.st_rdev,
+                _ => 0,
+            },
+            target: None,
+            inode: Some(Inode {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                nlink: st.st_nlink,
+            }),
+            link_group: None,
+            xattrs: Vec::new(),
+            sha256: None,
+        }
+    }
+
+    /// Read one entry at `abs` (never following a symlink), recording it under `rel`:
+    /// metadata, symlink target, xattrs (when `xattrs`) and the content hash (when `hash`).
+    pub fn read(abs: &Path, rel: PathBuf, xattrs: bool, hash: bool) -> io::Result<Entry> {
+        let md = fs::symlink_metadata(abs)?;
+        let mut e = Entry::from_metadata(rel, &md);
+        if e.kind == FileType::Symlink {
+            e.target = Some(fs::read_link(abs)?.into_os_string());
+        }
+        if xattrs {
+            e.xattrs = read_xattrs(abs)?;
+        }
+        if hash && e.kind == FileType::File {
+            e.sha256 = Some(hash_file(abs)?);
+        }
+        Ok(e)
+    }
+}
+
+/// A problem met while reading one entry: the entry could not be recorded (or hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanError {
+    /// Relative path of the entry.
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// Why a tree could not be walked at all.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: not a directory (a tree's root must be a directory)", path.display())]
+    NotADirectory { path: PathBuf },
+}
+
+/// The record of a tree. Entries are sorted by path (component-wise, so `.` comes first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub entries: Vec<Entry>,
+    /// Entries that could not be read or hashed.
+    pub errors: Vec<ScanError>,
+}
+
+impl Snapshot {
+    /// Sort entries by path (needed before [`Snapshot::get`]).
+    pub fn sort(&mut self) {
+        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+
+    /// Look an entry up by relative path (entries must be sorted).
+    pub fn get(&self, path: &Path) -> Option<&Entry> {
+        self.entries
+            .binary_search_by(|e| e.path.as_path().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    /// Number hard-link groups from the inode identities of a live scan: paths (not
+    /// directories) sharing one inode get the same id, numbered from 1 in path order; an
+    /// inode seen at only one path gets none. Sorts the entries first.
+    pub fn assign_link_groups(&mut self) {
+        self.sort();
+        let mut by_inode: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Some(ino) = e.inode {
+                if ino.nlink > 1 && e.kind != FileType::Dir {
+                    by_inode.entry((ino.dev, ino.ino)).or_default().push(i);
+                }
+            }
+        }
+        let mut groups: Vec<Vec<usize>> = by_inode.into_values().filter(|g| g.len() > 1).collect();
+        groups.sort_by_key(|g| g[0]);
+        for e in &mut self.entries {
+            e.link_group = None;
+        }
+        for (n, g) in groups.iter().enumerate() {
+            for &i in g {
+                self.entries[i].link_group = Some(n as u64 + 1);
+            }
+        }
+    }
+
+    /// Paths of each hard-link group, by id.
+    pub fn link_groups(&self) -> BTreeMap<u64, Vec<&Path>> {
+        let mut m: BTreeMap<u64, Vec<&Path>> = BTreeMap::new();
+        for e in &self.entries {
+            if let Some(g) = e.link_group {
+                m.entry(g).or_default().push(&e.path);
+            }
+        }
+        m
+    }
+
+    /// Regular files and their total size.
+    pub fn file_totals(&self) -> (u64, u64) {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == FileType::File)
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.size))
+    }
+}
+
+/// Options for [`scan`].
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Record extended attributes and ACLs.
+    pub xattrs: bool,
+    /// Hash every regular file (SHA-256).
+    pub hash: bool,
+    /// Worker threads for hashing (at least 1).
+    pub jobs: usize,
+    /// Relative paths to leave out (with everything below them).
+    pub exclude: Vec<PathBuf>,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            xattrs: true,
+            hash: true,
+            jobs: default_jobs(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// The number of CPUs available (at least 1).
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Receives progress from walks and hashing (called from worker threads). All methods
+/// default to doing nothing; `()` is the silent sink.
+pub trait Progress: Sync {
+    /// `n` more entries were recorded by a walk.
+    fn scanned(&self, _n: u64) {}
+    /// Hashing is about to start on `files` files totalling `bytes`.
+    fn hash_start(&self, _files: u64, _bytes: u64) {}
+    /// One more file of `bytes` was hashed.
+    fn hashed(&self, _bytes: u64) {}
+}
+
+impl Progress for () {}
+
+/// Join a relative path (`.` = root) onto a root.
+pub fn abs_path(root: &Path, rel: &Path) -> PathBuf {
+    if rel == Path::new(".") {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    }
+}
+
+fn child_rel(parent: &Path, name: &OsStr) -> PathBuf {
+    if parent == Path::new(".") {
+        PathBuf::from(name)
+    } else {
+        parent.join(name)
+    }
+}
+
+/// Walk `root` (never following symlinks) and record every entry; hash regular files in
+/// parallel when `opts.hash`. Per-entry problems land in [`Snapshot::errors`]; only an
+/// unreadable root is an error. Link groups are assigned and entries sorted.
+pub fn scan(
+    root: &Path,
+    opts: &ScanOptions,
+    progress: &dyn Progress,
+) -> Result<Snapshot, TreeError> {
+    let mut snap = walk(root, opts, progress)?;
+    if opts.hash {
+        let mut pending = Vec::new();
+        pending.push((root, &mut snap, None::<&Snapshot>));
+        hash_snapshots(&mut pending, opts.jobs, progress);
+    }
+    Ok(snap)
+}
+
+/// Walk only (no hashing), sorted, link groups assigned.
+pub fn walk(
+    root: &Path,
+    opts: &ScanOptions,
+    progress: &dyn Progress,
+) -> Result<Snapshot, TreeError> {
+    let md = fs::symlink_metadata(root).map_err(|source| TreeError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !md.is_dir() {
+        return Err(TreeError::NotADirectory {
+            path: root.to_path_buf(),
+        });
+    }
+    let mut snap = Snapshot::default();
+    let mut top = Entry::from_metadata(PathBuf::from("."), &md);
+    if opts.xattrs {
+        match read_xattrs(root) {
+            Ok(x) => top.xattrs = x,
+            Err(e) => snap.errors.push(ScanError {
+                path: top.path.clone(),
+                message: format!("cannot read extended attributes: {e}"),
+            }),
+        }
+    }
+    // Reading the root directory itself must work.
+    let first = Dir::open(root).map_err(|source| TreeError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    snap.entries.push(top);
+    let mut stack: Vec<(PathBuf, Option<Dir>)> = vec![(PathBuf::from("."), Some(first))];
+    let mut count = 0u64;
+    while let Some((rel, dir)) = stack.pop() {
+        let abs = abs_path(root, &rel);
+        let mut dir = match dir {
+            Some(d) => d,
+            None => match Dir::open(&abs) {
+                Ok(d) => d,
+                Err(e) => {
+                    snap.errors.push(ScanError {
+                        path: rel.clone(),
+                        message: format!("cannot list directory: {e}"),
+                    });
+                    continue;
+                }
+            },
+        };
+        let fd = dir.fd();
+        while let Some(name) = dir.next_name() {
+            let name = match name {
+                Ok(n) => n,
+                Err(e) => {
+                    snap.errors.push(ScanError {
+                        path: rel.clone(),
+                        message: format!("cannot list directory: {e}"),
+                    });
+                    break;
+                }
+            };
+            let name = OsStr::from_bytes(&name);
+            let cname = name;
+            let crel = child_rel(&rel, name);
+            if !opts.exclude.is_empty() && opts.exclude.contains(&crel) {
+                continue;
+            }
+            let st = match fstatat(Some(fd), cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                // Vanished between listing and lstat: that is not an entry any more.
+                Err(nix::errno::Errno::ENOENT) => continue,
+                Err(e) => {
+                    snap.errors.push(ScanError {
+                        path: crel,
+                        message: format!("cannot stat: {}", io::Error::from(e)),
+                    });
+                    continue;
+                }
+            };
+            let mut e = Entry::from_stat(crel, &st);
+            if e.kind == FileType::Symlink {
+                match readlinkat(Some(fd), cname) {
+                    Ok(t) => e.target = Some(t),
+                    Err(err) => snap.errors.push(ScanError {
+                        path: e.path.clone(),
+                        message: format!("cannot read symlink: {}", io::Error::from(err)),
+                    }),
+                }
+            }
+            if opts.xattrs {
+                match read_xattrs(&abs.join(name)) {
+                    Ok(x) => e.xattrs = x,
+                    Err(err) => snap.errors.push(ScanError {
+                        path: e.path.clone(),
+                        message: format!("cannot read extended attributes: {err}"),
+                    }),
+                }
+            }
+            if e.kind == FileType::Dir {
+                stack.push((e.path.clone(), None));
+            }
+            snap.entries.push(e);
+            count += 1;
+            if count % 256 == 0 {
+                progress.scanned(256);
+            }
+        }
+    }
+    progress.scanned(count % 256);
+    snap.assign_link_groups();
+    Ok(snap)
+}
+
+/// A directory opened for listing: never through a symlink, with `O_NOATIME` where the
+/// kernel allows it (the owner or root), so listing does not touch its atime. (std's
+/// `read_dir` takes no open flags.)
+struct Dir(*mut libc::DIR);
+
+impl Dir {
+    fn open(path: &Path) -> io::Result<Dir> {
+        let base = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(base | libc::O_NOATIME)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
+                .read(true)
+                .custom_flags(base)
+                .open(path)?,
+            Err(e) => return Err(e),
+        };
+        let fd = f.into_raw_fd();
+        // SAFETY: fd is an open directory descriptor we own; on success the DIR owns it.
+        let d = unsafe { libc::fdopendir(fd) };
+        if d.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so fd is still ours to close.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        Ok(Dir(d))
+    }
+
+    fn fd(&self) -> RawFd {
+        // SAFETY: self.0 is a valid DIR until drop.
+        unsafe { libc::dirfd(self.0) }
+    }
+
+    /// The next name (without `.` and `..`), or None at the end.
+    fn next_name(&mut self) -> Option<io::Result<Vec<u8>>> {
+        loop {
+            // SAFETY: errno is thread-local; readdir64 on a valid DIR; the returned entry
+            // is valid until the next readdir on this DIR, and we copy the name out at once.
+            unsafe {
+                *libc::__errno_location() = 0;
+                let ent = libc::readdir64(self.0);
+                if ent.is_null() {
+                    let e = io::Error::last_os_error();
+                    return match e.raw_os_error() {
+                        Some(0) | None => None,
+                        _ => Some(Err(e)),
+                    };
+                }
+                let name = CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                return Some(Ok(name.to_vec()));
+            }
+        }
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from fdopendir and is closed once.
+        unsafe { libc::closedir(self.0) };
+    }
+}
+
+/// Extended attributes of `path` itself (a symlink's own), sorted by name. A file system
+/// without xattr support yields none.
+pub fn read_xattrs(path: &Path) -> io::Result<Vec<(OsString, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        match xattr::get(path, &name) {
+            Ok(Some(v)) => out.push((name, v)),
+            Ok(None) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+const HASH_BUF: usize = 256 * 1024;
+
+/// SHA-256 of a regular file's content, streamed: opened read-only, without following a
+/// symlink, with `O_NOATIME` where permitted (the owner or root), without blocking on a FIFO
+/// put in its place. Anything but a regular file is an error.
+pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
+    let mut buf = vec![0u8; HASH_BUF];
+    hash_file_buf(path, &mut buf, None)
+}
+
+/// Open `path` read-only for reading its content, never following a symlink, with
+/// `O_NOATIME` where the kernel allows it. Fails unless it is a regular file.
+pub fn open_for_read(path: &Path) -> io::Result<File> {
+    let base = libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(base | libc::O_NOATIME)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
+            .read(true)
+            .custom_flags(base)
+            .open(path)?,
+        Err(e) => return Err(e),
+    };
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
+/// Hash with a caller's buffer; when `expect` is given, fail if the opened file is not that
+/// inode (it was replaced since the walk).
+fn hash_file_buf(path: &Path, buf: &mut [u8], expect: Option<Inode>) -> io::Result<[u8; 32]> {
+    let mut f = open_for_read(path)?;
+    if let Some(want) = expect {
+        let md = f.metadata()?;
+        if md.dev() != want.dev || md.ino() != want.ino {
+            return Err(io::Error::other(
+                "replaced by another file while being verified",
+            ));
+        }
+    }
+    let mut h = Sha256::new();
+    loop {
+        let n = match f.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// Hash the regular files of several snapshots with one pool of `jobs` threads, sharing a
+/// queue. Each element is (root, snapshot, filter): when a filter snapshot is given, only
+/// files that exist there as regular files of the same size are hashed (others differ
+/// anyway). Hard links are hashed once per inode. Failures go to the snapshot's errors.
+fn hash_snapshots(
+    items: &mut [(&Path, &mut Snapshot, Option<&Snapshot>)],
+    jobs: usize,
+    progress: &dyn Progress,
+) {
+    // (item, entry index, shares-with index)
+    let mut work: Vec<(usize, usize)> = Vec::new();
+    let mut dups: Vec<(usize, usize, usize)> = Vec::new();
+    let mut total_bytes = 0u64;
+    for (k, (_, snap, filter)) in items.iter().enumerate() {
+        let mut seen: HashMap<u64, usize> = HashMap::new();
+        for (i, e) in snap.entries.iter().enumerate() {
+            if e.kind != FileType::File {
+                continue;
+            }
+            if let Some(f) = filter {
+                match f.get(&e.path) {
+                    Some(o) if o.kind == FileType::File && o.size == e.size => {}
+                    _ => continue,
+                }
+            }
+            if let Some(g) = e.link_group {
+                if let Some(&first) = seen.get(&g) {
+                    dups.push((k, i, first));
+                    continue;
+                }
+                seen.insert(g, i);
+            }
+            work.push((k, i));
+            total_bytes += e.size;
+        }
+    }
+    progress.hash_start(work.len() as u64, total_bytes);
+    let next = AtomicUsize::new(0);
+    type HashResult = (usize, usize, Result<[u8; 32], String>);
+    let results: Mutex<Vec<HashResult>> = Mutex::new(Vec::with_capacity(work.len()));
+    let jobs = jobs.max(1).min(work.len().max(1));
+    {
+        let roots: Vec<&Path> = items.iter().map(|(r, _, _)| *r).collect();
+        let snaps: Vec<&Snapshot> = items.iter().map(|(_, s, _)| &**s).collect();
+        let work = &work;
+        let next = &next;
+        let results = &results;
+        let roots = &roots;
+        let snaps = &snaps;
+        std::thread::scope(|s| {
+            for _ in 0..jobs {
+                s.spawn(move || {
+                    let mut buf = vec![0u8; HASH_BUF];
+                    let mut local = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(k, i)) = work.get(n) else { break };
+                        let e = &snaps[k].entries[i];
+                        let abs = abs_path(roots[k], &e.path);
+                        let r = hash_file_buf(&abs, &mut buf, e.inode).map_err(|e| e.to_string());
+                        progress.hashed(e.size);
+                        local.push((k, i, r));
+                    }
+                    if let Ok(mut r) = results.lock() {
+                        r.extend(local);
+                    }
+                });
+            }
+        });
+    }
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (k, i, r) in results {
+        let snap = &mut items[k].1;
+        match r {
+            Ok(h) => snap.entries[i].sha256 = Some(h),
+            Err(m) => {
+                let path = snap.entries[i].path.clone();
+                snap.errors.push(ScanError {
+                    path,
+                    message: format!("cannot read content: {m}"),
+                });
+            }
+        }
+    }
+    for (k, i, first) in dups {
+        let snap = &mut items[k].1;
+        snap.entries[i].sha256 = snap.entries[first].sha256;
+    }
+    for (_, snap, _) in items.iter_mut() {
+        snap.errors.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+}
+
+/// The kinds of difference between two trees, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DiffKind {
+    /// In the source (or manifest), not in the copy.
+    Missing,
+    /// In the copy, not in the source.
+    Extra,
+    /// Different file type.
+    Type,
+    /// Different permission bits (incl. setuid/setgid/sticky); not compared for symlinks.
+    Mode,
+    /// Different owner or group (after the owner map).
+    Owner,
+    /// Different size (regular files).
+    Size,
+    /// Different mtime (to the nanosecond).
+    Mtime,
+    /// Different atime (only when asked for).
+    Atime,
+    /// Same size, different SHA-256.
+    Content,
+    /// Different symlink target.
+    Target,
+    /// Hard-link grouping differs: a group split in the copy, or separate files merged.
+    HardLink,
+    /// Extended attributes or ACLs differ.
+    Xattr,
+    /// Different device number.
+    Rdev,
+    /// An entry could not be read on one side, so it could not be verified.
+    Unreadable,
+}
+
+impl DiffKind {
+    /// All kinds, in report order.
+    pub const ALL: [DiffKind; 14] = [
+        DiffKind::Missing,
+        DiffKind::Extra,
+        DiffKind::Type,
+        DiffKind::Mode,
+        DiffKind::Owner,
+        DiffKind::Size,
+        DiffKind::Mtime,
+        DiffKind::Atime,
+        DiffKind::Content,
+        DiffKind::Target,
+        DiffKind::HardLink,
+        DiffKind::Xattr,
+        DiffKind::Rdev,
+        DiffKind::Unreadable,
+    ];
+
+    /// Stable machine name (used in `--json`).
+    pub fn key(self) -> &'static str {
+        match self {
+            DiffKind::Missing => "missing",
+            DiffKind::Extra => "extra",
+            DiffKind::Type => "type",
+            DiffKind::Mode => "mode",
+            DiffKind::Owner => "owner",
+            DiffKind::Size => "size",
+            DiffKind::Mtime => "mtime",
+            DiffKind::Atime => "atime",
+            DiffKind::Content => "content",
+            DiffKind::Target => "symlink_target",
+            DiffKind::HardLink => "hard_link",
+            DiffKind::Xattr => "xattr",
+            DiffKind::Rdev => "rdev",
+            DiffKind::Unreadable => "unreadable",
+        }
+    }
+
+    /// Heading for humans.
+    pub fn title(self) -> &'static str {
+        match self {
+            DiffKind::Missing => "missing in the copy",
+            DiffKind::Extra => "extra in the copy",
+            DiffKind::Type => "file type differs",
+            DiffKind::Mode => "permission bits differ",
+            DiffKind::Owner => "owner differs",
+            DiffKind::Size => "size differs",
+            DiffKind::Mtime => "mtime differs",
+            DiffKind::Atime => "atime differs",
+            DiffKind::Content => "content differs (same size)",
+            DiffKind::Target => "symlink target differs",
+            DiffKind::HardLink => "hard-link grouping differs",
+            DiffKind::Xattr => "extended attributes or ACLs differ",
+            DiffKind::Rdev => "device number differs",
+            DiffKind::Unreadable => "could not be read (not verified)",
+        }
+    }
+}
+
+impl fmt::Display for DiffKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// One difference: what, where, and the two sides as short human-readable values
+/// (`expected` from the source or manifest, `actual` from the copy; empty when that side
+/// has no such entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    pub kind: DiffKind,
+    pub path: PathBuf,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// Options for comparing.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// Applied to the source's (or manifest's) owners before comparing.
+    pub owner_map: OwnerMap,
+    /// Compare atime too (off by default: reading a file may change it).
+    pub atime: bool,
+    /// Compare extended attributes and ACLs.
+    pub xattrs: bool,
+    /// Compare content hashes (hashing both sides when walking).
+    pub content: bool,
+    /// Worker threads for hashing.
+    pub jobs: usize,
+    /// Relative paths to leave out on both sides.
+    pub exclude: Vec<PathBuf>,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            owner_map: OwnerMap::identity(),
+            atime: false,
+            xattrs: true,
+            content: true,
+            jobs: default_jobs(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+fn hex(h: &[u8]) -> String {
+    let mut s = String::with_capacity(h.len() * 2);
+    for b in h {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Lowercase hex of a SHA-256.
+pub fn sha256_hex(h: &[u8; 32]) -> String {
+    hex(h)
+}
+
+fn show_xattrs(x: &[(OsString, Vec<u8>)]) -> String {
+    if x.is_empty() {
+        return "none".into();
+    }
+    x.iter()
+        .map(|(n, v)| format!("{}({} bytes)", n.to_string_lossy(), v.len()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn xattr_diff(a: &[(OsString, Vec<u8>)], b: &[(OsString, Vec<u8>)]) -> (String, String) {
+    let am: BTreeMap<&OsString, &Vec<u8>> = a.iter().map(|(n, v)| (n, v)).collect();
+    let bm: BTreeMap<&OsString, &Vec<u8>> = b.iter().map(|(n, v)| (n, v)).collect();
+    let mut exp = Vec::new();
+    let mut act = Vec::new();
+    for (n, v) in &am {
+        match bm.get(n) {
+            None => {
+                exp.push(format!("{}({} bytes)", n.to_string_lossy(), v.len()));
+                act.push(format!("no {}", n.to_string_lossy()));
+            }
+            Some(w) if w != v => {
+                exp.push(format!("{}={}", n.to_string_lossy(), hex(v)));
+                act.push(format!("{}={}", n.to_string_lossy(), hex(w)));
+            }
+            _ => {}
+        }
+    }
+    for (n, w) in &bm {
+        if !am.contains_key(n) {
+            exp.push(format!("no {}", n.to_string_lossy()));
+            act.push(format!("{}({} bytes)", n.to_string_lossy(), w.len()));
+        }
+    }
+    if exp.is_empty() {
+        (show_xattrs(a), show_xattrs(b))
+    } else {
+        (exp.join(", "), act.join(", "))
+    }
+}
+
+fn show_rdev(r: u64) -> String {
+    format!("{}:{}", libc::major(r), libc::minor(r))
+}
+
+/// Compare `src` (the source tree or a manifest) with `dst` (the copy). Both must be sorted.
+/// Differences come sorted by path then kind; read errors of either side are reported as
+/// [`DiffKind::Unreadable`].
+pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let map = &opts.owner_map;
+    let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
+    let (mut i, mut j) = (0, 0);
+    let (a, b) = (&src.entries, &dst.entries);
+    let mut push = |kind, path: &Path, expected: String, actual: String| {
+        out.push(Difference {
+            kind,
+            path: path.to_path_buf(),
+            expected,
+            actual,
+        })
+    };
+    while i < a.len() || j < b.len() {
+        let ord = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.path.cmp(&y.path),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                let x = &a[i];
+                if !excluded(&x.path) {
+                    push(
+                        DiffKind::Missing,
+                        &x.path,
+                        x.kind.name().into(),
+                        String::new(),
+                    );
+                }
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                let y = &b[j];
+                if !excluded(&y.path) {
+                    push(
+                        DiffKind::Extra,
+                        &y.path,
+                        String::new(),
+                        y.kind.name().into(),
+                    );
+                }
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (&a[i], &b[j]);
+                i += 1;
+                j += 1;
+                if excluded(&x.path) {
+                    continue;
+                }
+                let p = &x.path;
+                if x.kind != y.kind {
+                    push(
+                        DiffKind::Type,
+                        p,
+                        x.kind.name().into(),
+                        y.kind.name().into(),
+                    );
+                    continue;
+                }
+                if x.kind != FileType::Symlink && x.mode != y.mode {
+                    push(
+                        DiffKind::Mode,
+                        p,
+                        format!("{:04o}", x.mode),
+                        format!("{:04o}", y.mode),
+                    );
+                }
+                let (u, g) = map.map(x.uid, x.gid);
+                if (u, g) != (y.uid, y.gid) {
+                    let exp = if (u, g) != (x.uid, x.gid) {
+                        format!("{u}:{g} (mapped from {}:{})", x.uid, x.gid)
+                    } else {
+                        format!("{u}:{g}")
+                    };
+                    push(DiffKind::Owner, p, exp, format!("{}:{}", y.uid, y.gid));
+                }
+                if x.kind == FileType::File && x.size != y.size {
+                    push(DiffKind::Size, p, x.size.to_string(), y.size.to_string());
+                }
+                if x.mtime != y.mtime {
+                    push(DiffKind::Mtime, p, x.mtime.to_string(), y.mtime.to_string());
+                }
+                if opts.atime && x.atime != y.atime {
+                    push(DiffKind::Atime, p, x.atime.to_string(), y.atime.to_string());
+                }
+                if opts.content && x.kind == FileType::File && x.size == y.size {
+                    if let (Some(h1), Some(h2)) = (x.sha256, y.sha256) {
+                        if h1 != h2 {
+                            push(DiffKind::Content, p, hex(&h1), hex(&h2));
+                        }
+                    }
+                }
+                if x.target != y.target {
+                    let show = |t: &Option<OsString>| {
+                        t.as_deref()
+                            .map(crate::report::quote_bytes_os)
+                            .unwrap_or_default()
+                    };
+                    push(DiffKind::Target, p, show(&x.target), show(&y.target));
+                }
+                if opts.xattrs && x.xattrs != y.xattrs {
+                    let (e, a) = xattr_diff(&x.xattrs, &y.xattrs);
+                    push(DiffKind::Xattr, p, e, a);
+                }
+                if x.rdev != y.rdev {
+                    push(DiffKind::Rdev, p, show_rdev(x.rdev), show_rdev(y.rdev));
+                }
+            }
+        }
+    }
+    link_diffs(src, dst, opts, &mut out);
+    for (side, snap) in [("source", src), ("copy", dst)] {
+        for e in &snap.errors {
+            if excluded(&e.path) {
+                continue;
+            }
+            let (expected, actual) = if side == "source" {
+                (e.message.clone(), String::new())
+            } else {
+                (String::new(), e.message.clone())
+            };
+            out.push(Difference {
+                kind: DiffKind::Unreadable,
+                path: e.path.clone(),
+                expected,
+                actual,
+            });
+        }
+    }
+    out.sort_by(|p, q| p.path.cmp(&q.path).then(p.kind.cmp(&q.kind)));
+    out
+}
+
+/// Hard-link grouping: each group of one side, restricted to the paths present as
+/// non-directories of the same type on both sides, must be exactly one group on the other.
+fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut Vec<Difference>) {
+    let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
+    let quote_list = |ps: &[&Path]| {
+        ps.iter()
+            .map(|p| crate::report::quote_path(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // (this side, other side, kind of finding from this side's point of view)
+    for (this, other, from_src) in [(src, dst, true), (dst, src, false)] {
+        for (_, paths) in this.link_groups() {
+            let common: Vec<&Path> = paths
+                .iter()
+                .copied()
+                .filter(|p| !excluded(p))
+                .filter(|p| {
+                    matches!((this.get(p), other.get(p)), (Some(x), Some(y)) if x.kind == y.kind)
+                })
+                .collect();
+            if common.len() < 2 {
+                continue;
+            }
+            // Partition by the other side's group (None = on its own).
+            let mut parts: BTreeMap<Option<u64>, Vec<&Path>> = BTreeMap::new();
+            let mut singles: Vec<Vec<&Path>> = Vec::new();
+            for p in &common {
+                match other.get(p).and_then(|e| e.link_group) {
+                    Some(g) => parts.entry(Some(g)).or_default().push(p),
+                    None => singles.push(vec![p]),
+                }
+            }
+            let n_parts = parts.len() + singles.len();
+            if n_parts <= 1 {
+                continue;
+            }
+            let mut shown: Vec<String> = parts.values().map(|v| quote_list(v)).collect();
+            shown.extend(singles.iter().map(|v| quote_list(v)));
+            let linked = format!("one inode: {}", quote_list(&common));
+            let split = format!("{} separate inodes: {}", n_parts, shown.join(" | "));
+            let (expected, actual) = if from_src {
+                (linked, split)
+            } else {
+                (split, linked)
+            };
+            out.push(Difference {
+                kind: DiffKind::HardLink,
+                path: common[0].to_path_buf(),
+                expected,
+                actual,
+            });
+        }
+    }
+}
+
+/// Walk and hash both trees (in parallel) and compare them. Only files present on both
+/// sides with the same size are hashed (a size difference says enough); hard links once.
+pub fn compare_trees(
+    src: &Path,
+    dst: &Path,
+    opts: &CompareOptions,
+    progress: &dyn Progress,
+) -> Result<(Vec<Difference>, TreeStats), TreeError> {
+    let sopts = ScanOptions {
+        xattrs: opts.xattrs,
+        hash: false,
+        jobs: opts.jobs,
+        exclude: opts.exclude.clone(),
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let ha = s.spawn(|| walk(src, &sopts, progress));
+        let b = walk(dst, &sopts, progress);
+        let a = ha.join().unwrap_or_else(|_| {
+            Err(TreeError::Io {
+                path: src.to_path_buf(),
+                source: io::Error::other("walker thread panicked"),
+            })
+        });
+        (a, b)
+    });
+    let (mut a, mut b) = (a?, b?);
+    if opts.content {
+        let (ac, bc) = (a.clone(), b.clone());
+        let mut items = vec![(src, &mut a, Some(&bc)), (dst, &mut b, Some(&ac))];
+        hash_snapshots(&mut items, opts.jobs, progress);
+    }
+    let stats = TreeStats::of(&a, &b);
+    Ok((compare(&a, &b, opts), stats))
+}
+
+/// Compare a recorded snapshot (a manifest) with the live tree at `dst`: walk `dst`, hash
+/// the files whose size matches a recorded file with a hash, compare.
+pub fn check_against(
+    expected: &Snapshot,
+    dst: &Path,
+    opts: &CompareOptions,
+    progress: &dyn Progress,
+) -> Result<(Vec<Difference>, TreeStats), TreeError> {
+    let sopts = ScanOptions {
+        xattrs: opts.xattrs,
+        hash: false,
+        jobs: opts.jobs,
+        exclude: opts.exclude.clone(),
+    };
+    let mut b = walk(dst, &sopts, progress)?;
+    if opts.content {
+        // Only files the manifest has a hash for are worth reading.
+        let mut filter = expected.clone();
+        filter.entries.retain(|e| e.sha256.is_some());
+        let mut items = vec![(dst, &mut b, Some(&filter))];
+        hash_snapshots(&mut items, opts.jobs, progress);
+    }
+    let stats = TreeStats::of(expected, &b);
+    Ok((compare(expected, &b, opts), stats))
+}
+
+/// What a comparison looked at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeStats {
+    pub source_entries: u64,
+    pub copy_entries: u64,
+    /// Regular files whose content was compared by hash.
+    pub files_hashed: u64,
+    /// Bytes of those files (one side).
+    pub bytes_hashed: u64,
+}
+
+impl TreeStats {
+    fn of(a: &Snapshot, b: &Snapshot) -> TreeStats {
+        let mut s = TreeStats {
+            source_entries: a.entries.len() as u64,
+            copy_entries: b.entries.len() as u64,
+            ..Default::default()
+        };
+        for e in &b.entries {
+            if e.sha256.is_some() && a.get(&e.path).is_some_and(|x| x.sha256.is_some()) {
+                s.files_hashed += 1;
+                s.bytes_hashed += e.size;
+            }
+        }
+        s
+    }
+}
+
+/// Bytes of a path, for callers that escape or hash names.
+pub fn path_bytes(p: &Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn sample() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("a/b")).unwrap();
+        fs::write(r.join("a/one"), b"hello").unwrap();
+        fs::hard_link(r.join("a/one"), r.join("a/b/one-link")).unwrap();
+        fs::write(r.join(OsStr::from_bytes(b"odd\nname\xff")), b"x").unwrap();
+        symlink("../one", r.join("a/b/up")).unwrap();
+        fs::set_permissions(r.join("a/b"), fs::Permissions::from_mode(0o2750)).unwrap();
+        d
+    }
+
+    #[test]
+    fn walk_records_names_links_and_groups() {
+        let d = sample();
+        let s = scan(d.path(), &ScanOptions::default(), &()).unwrap();
+        let paths: Vec<&Path> = s.entries.iter().map(|e| e.path.as_path()).collect();
+        assert_eq!(paths[0], Path::new("."));
+        let odd = s
+            .get(Path::new(OsStr::from_bytes(b"odd\nname\xff")))
+            .unwrap();
+        assert_eq!(odd.kind, FileType::File);
+        let up = s.get(Path::new("a/b/up")).unwrap();
+        assert_eq!(up.target.as_deref(), Some(OsStr::new("../one")));
+        let one = s.get(Path::new("a/one")).unwrap();
+        let link = s.get(Path::new("a/b/one-link")).unwrap();
+        assert_eq!(one.link_group, Some(1));
+        assert_eq!(link.link_group, Some(1));
+        assert_eq!(one.sha256, link.sha256);
+        assert_eq!(
+            sha256_hex(&one.sha256.unwrap()),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(s.get(Path::new("a/b")).unwrap().mode, 0o2750);
+        assert!(s.errors.is_empty());
+    }
+
+    #[test]
+    fn identical_trees_compare_clean_and_planted_ones_do_not() {
+        let a = sample();
+        let b = sample();
+        // Make times equal: copy every mtime from a to b.
+        let sa = scan(a.path(), &ScanOptions::default(), &()).unwrap();
+        for e in sa.entries.iter().rev() {
+            let t = filetime::FileTime::from_unix_time(e.mtime.sec, e.mtime.nsec);
+            filetime::set_symlink_file_times(abs_path(b.path(), &e.path), t, t).unwrap();
+        }
+        let (d, _) = compare_trees(a.path(), b.path(), &CompareOptions::default(), &()).unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        // Same size, same mtime, different byte.
+        let f = b.path().join("a/one");
+        let md = fs::metadata(&f).unwrap();
+        fs::write(&f, b"hellO").unwrap();
+        filetime::set_file_mtime(&f, filetime::FileTime::from_last_modification_time(&md)).unwrap();
+        let (d, _) = compare_trees(a.path(), b.path(), &CompareOptions::default(), &()).unwrap();
+        // Both names of the hard-linked inode carry the flipped byte.
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().all(|x| x.kind == DiffKind::Content));
+        assert_eq!(d[0].path, Path::new("a/b/one-link"));
+        assert_eq!(d[1].path, Path::new("a/one"));
+    }
+
+    #[test]
+    fn timestamps_parse_and_print() {
+        let t: Timestamp = "1700000000.000000042".parse().unwrap();
+        assert_eq!(
+            t,
+            Timestamp {
+                sec: 1700000000,
+                nsec: 42
+            }
+        );
+        assert_eq!(t.to_string(), "1700000000.000000042");
+        let n: Timestamp = "-5.500000000".parse().unwrap();
+        assert_eq!(n.to_string(), "-5.500000000");
+        assert!("1.5".parse::<Timestamp>().is_err());
+        assert!("x".parse::<Timestamp>().is_err());
+    }
+
+    #[test]
+    fn hash_file_refuses_symlinks_and_fifos() {
+        let d = tempfile::tempdir().unwrap();
+        symlink("/etc/passwd", d.path().join("l")).unwrap();
+        assert!(hash_file(&d.path().join("l")).is_err());
+        nix::unistd::mkfifo(
+            &d.path().join("p"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        assert!(hash_file(&d.path().join("p")).is_err());
+    }
+}
