@@ -152,12 +152,16 @@ fn wait_for_queue(
         Err(e) => on(Event::QueueFlushFailed(e.to_string())),
     }
     let start = Instant::now();
+    let mut last = None;
     loop {
         let st = mq.status()?;
         if st.total == 0 || start.elapsed() >= opts.queue_timeout {
             return Ok(st);
         }
-        on(Event::QueueWaiting(st.total));
+        if last != Some(st.total) {
+            on(Event::QueueWaiting(st.total)); // only when the count changes
+            last = Some(st.total);
+        }
         std::thread::sleep(
             opts.queue_poll
                 .min(opts.queue_timeout.saturating_sub(start.elapsed())),
@@ -785,7 +789,13 @@ mod tests {
             ev.iter()
                 .filter(|e| matches!(e, Event::QueueWaiting(2)))
                 .count(),
-            2
+            1,
+            "reported once while the count stays the same"
+        );
+        assert_eq!(
+            r.queue_before.as_ref().map(|q| q.total),
+            Some(0),
+            "polled until empty"
         );
     }
 
