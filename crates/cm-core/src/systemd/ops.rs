@@ -896,6 +896,47 @@ mod tests {
     }
 
     #[test]
+    fn mail_left_in_the_queue_of_an_already_stopped_postfix_is_reported() {
+        let e = env();
+        let mut sd = relay();
+        sd.add("postfix.service", "inactive", "enabled");
+        sd.add("postfix@-.service", "inactive", "enabled-runtime");
+        let mut q = FakeQueue {
+            messages: 4,
+            ..Default::default()
+        };
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert!(
+            r.queue_before.is_none(),
+            "postfix not running: nothing to drain"
+        );
+        assert_eq!(r.queue_after.as_ref().unwrap().total, 4);
+        assert_eq!(r.exit_code(), 1, "queued mail would be left behind");
+        assert_eq!(sd.state("postfix.service").1, "disabled");
+    }
+
+    #[test]
+    fn a_cron_file_whose_aside_name_is_taken_is_left_and_reported() {
+        let e = env();
+        let mut sd = FakeSystemd::default();
+        fs::write(e.opts.cron_dir.join("expunge"), "new\n").unwrap();
+        fs::write(e.opts.cron_dir.join("expunge.cm-migrate-disabled"), "old\n").unwrap();
+        let mut q = FakeQueue::default();
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert_eq!(r.exit_code(), 1);
+        let a = r.actions.iter().find(|a| a.action == "move-cron").unwrap();
+        assert!(
+            !a.ok && a.error.as_deref().unwrap().contains("already exists"),
+            "{a:?}"
+        );
+        assert_eq!(fs::read(e.opts.cron_dir.join("expunge")).unwrap(), b"new\n");
+        assert_eq!(
+            fs::read(e.opts.cron_dir.join("expunge.cm-migrate-disabled")).unwrap(),
+            b"old\n"
+        );
+    }
+
+    #[test]
     fn runtime_enabled_unit_is_fine_only_when_pulled_in_by_a_planned_unit() {
         let planned: BTreeSet<&str> = ["postfix.service", "postfix@-.service"].into();
         let mut u = UnitInfo {
