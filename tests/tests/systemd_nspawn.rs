@@ -548,6 +548,8 @@ fn a_unit_that_will_not_stop_is_reported_and_the_others_still_stop() {
         "the rest went on"
     );
     assert_eq!(after["nginx.service"].active_state, "inactive");
+    // let the container halt quickly
+    c.sh("systemctl kill --signal=KILL mtail.service");
 }
 
 #[test]
