@@ -59,8 +59,11 @@ fn golden(name: &str, actual: &[u8], failures: &mut Vec<String>) {
 }
 
 fn run_in_fixtures(args: &[&str]) -> std::process::Output {
-    Command::new(cm_tests::bin("cm-ini-to-env"))
-        .args(args)
+    let mut cmd = Command::new(cm_tests::bin("cm-ini-to-env"));
+    for p in cm_core::params::PARAMS {
+        cmd.env_remove(p.env_key());
+    }
+    cmd.args(args)
         .current_dir(fixture_dir())
         .output()
         .expect("run cm-ini-to-env")
@@ -192,5 +195,39 @@ fn every_template_key_is_known() {
                 e.key
             );
         }
+    }
+}
+
+#[test]
+fn env_applied_back_onto_an_ini_means_the_same() {
+    // What the container's start-up applier does: take the .env of each fixture and apply
+    // it onto another host's ini (with non-default values of its own); the result must mean
+    // exactly what the .env means, and applying it again must change nothing.
+    let base = fs::read_to_string(fixture_dir().join("host-1.12.ini")).unwrap();
+    for case in cases().into_iter().filter(|c| !c.starts_with("err-")) {
+        let f = ini::read(&fixture_dir().join(format!("{case}.ini"))).unwrap();
+        let conv = cm_core::params::convert(&f).unwrap();
+        let env = cm_core::dotenv::parse_map(&conv.to_env(false).unwrap()).unwrap();
+        let applied = cm_core::params::apply_env("base.ini", &base, &env, true).unwrap();
+        let back = ini::parse_str("applied.ini", &applied.text).unwrap();
+        let diffs = cm_core::params::diff_env(back.params().unwrap(), &env);
+        assert!(diffs.is_empty(), "{case}: {diffs:?}\n{}", applied.text);
+        // every carried value arrives byte for byte
+        for (k, v) in &env {
+            let p = cm_core::params::from_env_key(k).unwrap();
+            assert_eq!(
+                back.params().unwrap().get(p.name),
+                Some(v.as_str()),
+                "{case}: {k}"
+            );
+        }
+        // and the original ini means the same as the applied one
+        assert!(
+            cm_core::params::diff_env(f.params().unwrap(), &env).is_empty(),
+            "{case}"
+        );
+        let again = cm_core::params::apply_env("a.ini", &applied.text, &env, true).unwrap();
+        assert!(again.changes.is_empty(), "{case}: {:?}", again.changes);
+        assert_eq!(again.text, applied.text);
     }
 }

@@ -13,8 +13,9 @@
 //!   `\a \b \f \n \r \t \v \" \\ \$` and octal `\0NNN`, then `$` expansion;
 //! - expansion: `$$` is `$`, `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
 //!   `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`; a variable comes from the
-//!   given environment first, then from earlier keys of the file; unset is empty; any other
-//!   `$` is an error, as in Compose.
+//!   given environment first, then from earlier keys of the file; unset is empty; a `$` not
+//!   followed by a name, `{` or `$` stays literal; a malformed `${...}` is an error, as in
+//!   Compose (checked against the real binary in tests/tests/compose_dotenv*.rs).
 //!
 //! [`merge`] updates some keys of an existing file and keeps every other line and comment.
 
@@ -30,6 +31,16 @@ pub enum DotenvError {
     Nul(String),
     #[error("line {line}: {message}")]
     Syntax { line: usize, message: String },
+}
+
+impl DotenvError {
+    /// The message located in a file: `path:line: message` (or `path: message`).
+    pub fn at(&self, path: &str) -> String {
+        match self {
+            DotenvError::Syntax { line, message } => format!("{path}:{line}: {message}"),
+            other => format!("{path}: {other}"),
+        }
+    }
 }
 
 /// Whether `key` can be written (`[A-Za-z_][A-Za-z0-9_]*`).
@@ -113,7 +124,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn line_at(&self, pos: usize) -> usize {
-        1 + self.src[..pos.min(self.src.len())].matches('\n').count()
+        let b = self.src.as_bytes();
+        1 + b[..pos.min(b.len())]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count()
     }
 
     fn err(&self, pos: usize, message: String) -> DotenvError {
@@ -390,55 +405,38 @@ pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
                 }
                 let op = &inner[n..];
                 let val = lookup(name);
-                let piece = if op.is_empty() {
-                    val.unwrap_or_default()
-                } else if let Some(d) = op.strip_prefix(":-") {
-                    match val {
-                        Some(v) if !v.is_empty() => v,
-                        _ => substitute(d, lookup)?,
-                    }
-                } else if let Some(d) = op.strip_prefix(":?") {
-                    match val {
-                        Some(v) if !v.is_empty() => v,
-                        _ => {
-                            return Err(format!(
-                                "required variable {name} is missing a value: {}",
-                                substitute(d, lookup)?
-                            ))
-                        }
-                    }
-                } else if let Some(d) = op.strip_prefix(":+") {
-                    match val {
-                        Some(v) if !v.is_empty() => substitute(d, lookup)?,
-                        _ => String::new(),
-                    }
-                } else if let Some(d) = op.strip_prefix('-') {
-                    match val {
-                        Some(v) => v,
-                        None => substitute(d, lookup)?,
-                    }
-                } else if let Some(d) = op.strip_prefix('?') {
-                    match val {
-                        Some(v) => v,
-                        None => {
-                            return Err(format!(
-                                "required variable {name} is missing a value: {}",
-                                substitute(d, lookup)?
-                            ))
-                        }
-                    }
-                } else if let Some(d) = op.strip_prefix('+') {
-                    match val {
-                        Some(_) => substitute(d, lookup)?,
-                        None => String::new(),
-                    }
-                } else {
-                    return Err(format!("invalid template: {s:?}"));
+                // compose substitutes the operand first, even when it is not used
+                let (kind, operand) = ["", ":-", ":?", ":+", "-", "?", "+"]
+                    .iter()
+                    .rev()
+                    .find_map(|k| op.strip_prefix(k).map(|rest| (*k, rest)))
+                    .filter(|(k, rest)| !k.is_empty() || rest.is_empty())
+                    .ok_or_else(|| format!("invalid template: {s:?}"))?;
+                let operand = substitute(operand, lookup)?;
+                let set = val.is_some();
+                let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
+                let missing = || format!("required variable {name} is missing a value: {operand}");
+                let piece = match kind {
+                    "" => val.unwrap_or_default(),
+                    ":-" if nonempty => val.unwrap_or_default(),
+                    ":-" => operand.clone(),
+                    "-" if set => val.unwrap_or_default(),
+                    "-" => operand.clone(),
+                    ":?" if nonempty => val.unwrap_or_default(),
+                    "?" if set => val.unwrap_or_default(),
+                    ":?" | "?" => return Err(missing()),
+                    ":+" if nonempty => operand.clone(),
+                    "+" if set => operand.clone(),
+                    _ => String::new(),
                 };
                 out.push_str(&piece);
                 rest = &body[close + 1..];
             }
-            _ => return Err(format!("invalid template: {s:?}")),
+            // a `$` not followed by a name, `{` or `$` is a literal `$`
+            _ => {
+                out.push('$');
+                rest = after;
+            }
         }
     }
     out.push_str(rest);
@@ -479,6 +477,8 @@ pub enum ReadError {
         line: usize,
         message: String,
     },
+    #[error("{message}")]
+    Other { message: String },
 }
 
 /// Read a .env file as Compose would (empty calling environment).
@@ -497,10 +497,8 @@ pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ReadError> {
             line,
             message,
         },
-        other => ReadError::Syntax {
-            path: shown,
-            line: 0,
-            message: other.to_string(),
+        other => ReadError::Other {
+            message: other.at(&shown),
         },
     })
 }
@@ -587,6 +585,19 @@ pub fn merge(
                 report.updated.push(k.clone());
             }
             _ => report.removed.push(e.key.clone()),
+        }
+    }
+    // An untouched assignment sharing a line with a replaced one would be lost: refuse.
+    for e in &entries {
+        let touched = set.iter().any(|(k, _)| *k == e.key) || remove.contains(&e.key);
+        if !touched && (e.line - 1..e.end_line).any(|i| drop.get(i) == Some(&true)) {
+            return Err(DotenvError::Syntax {
+                line: e.line,
+                message: format!(
+                    "{} shares its line with another assignment; put each on its own line before merging",
+                    e.key
+                ),
+            });
         }
     }
     let mut out = String::with_capacity(existing.len() + 64);
@@ -682,7 +693,8 @@ mod tests {
         assert_eq!(got, want);
         assert!(parse_map("A=\"unterminated\n").is_err());
         assert!(parse_map("A=${\n").is_err());
-        assert!(parse_map("A=x$\n").is_err());
+        assert_eq!(m("A=x$ $1 $}\n")["A"], "x$ $1 $}");
+        assert!(parse_map("A=${1}\n").is_err());
         assert!(parse_map("A B=1\n").is_err());
         let inherited = parse("HOME\n", &|k| (k == "HOME").then(|| "/root".to_string())).unwrap();
         assert_eq!(inherited[0].value, "/root");
@@ -693,6 +705,13 @@ mod tests {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
         let p = backup_path(Path::new("/nonexistent/dir/.env"), t);
         assert_eq!(p, Path::new("/nonexistent/dir/.env.bak-20261118T110640Z"));
+    }
+
+    #[test]
+    fn multibyte_value_at_end_of_file() {
+        assert_eq!(m("A=é")["A"], "é");
+        assert_eq!(m("A=x\\é\n")["A"], "x\\é");
+        assert_eq!(parse("A=\"é\"", &|_| None).unwrap()[0].end_line, 1);
     }
 
     #[test]
@@ -723,5 +742,10 @@ mod tests {
         assert_eq!(rep.added, vec!["ADDED"]);
         assert_eq!(rep.removed, vec!["MAIL_DOMAIN", "GONE"]);
         assert_eq!(m(&new)["ADDED"], "$");
+        let shared = merge("A=\"1\" B=\"2\"\n", &[("A".into(), "x".into())], &[], &[]);
+        assert!(
+            matches!(shared, Err(DotenvError::Syntax { line: 1, .. })),
+            "{shared:?}"
+        );
     }
 }

@@ -145,6 +145,8 @@ pub enum IniError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: no such file; give the path of chatmail.ini (on a chatmail host: /usr/local/lib/chatmaild/chatmail.ini)")]
+    NotFound { path: String },
     #[error("{path}: is a directory, not a chatmail.ini file")]
     IsDirectory { path: String },
     #[error("{path}:{line}: not valid UTF-8 (byte {offset} of the file); chatmail reads chatmail.ini as UTF-8, re-save it as UTF-8")]
@@ -218,18 +220,34 @@ pub fn py_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if ('\u{80}'..='\u{a0}').contains(&c) || c == '\u{ad}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
+            c if py_nonprintable(c) => {
+                let n = c as u32;
+                if n < 0x100 {
+                    out.push_str(&format!("\\x{n:02x}"));
+                } else if n < 0x10000 {
+                    out.push_str(&format!("\\u{n:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{n:08x}"));
+                }
             }
             c => out.push(c),
         }
     }
     out.push(quote);
     out
+}
+
+/// Python's `not str.isprintable()` for one character (controls, format characters, separators
+/// other than the ASCII space, private use), as far as it matters for messages.
+fn py_nonprintable(c: char) -> bool {
+    c != ' '
+        && (c.is_control()
+            || c.is_whitespace()
+            || matches!(c,
+                '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{180e}'
+                | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
+                | '\u{e000}'..='\u{f8ff}' | '\u{f0000}'..))
 }
 
 /// Split like Python's `str.splitlines()` (terminators dropped).
@@ -413,9 +431,17 @@ pub fn read(path: &Path) -> Result<IniFile, IniError> {
     if path.is_dir() {
         return Err(IniError::IsDirectory { path: shown });
     }
-    let data = std::fs::read(path).map_err(|source| IniError::Io {
-        path: shown.clone(),
-        source,
+    let data = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            IniError::NotFound {
+                path: shown.clone(),
+            }
+        } else {
+            IniError::Io {
+                path: shown.clone(),
+                source,
+            }
+        }
     })?;
     parse_bytes(&shown, &data)
 }
@@ -456,6 +482,11 @@ pub fn render_entry(key: &str, value: &str) -> Result<String, IniValueError> {
     }
     let mut lines = value.split('\n');
     let first = lines.next().unwrap_or("");
+    if first != py_strip(first) {
+        return Err(IniValueError::BadLine {
+            key: key.to_string(),
+        });
+    }
     let mut out = if first.is_empty() {
         format!("{key} =")
     } else {

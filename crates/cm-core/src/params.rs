@@ -355,7 +355,7 @@ pub static PARAMS: &[Param] = &[
             None,
             Kind::Path,
             "1.1",
-            "mailbox directory (default /home/vmail/mail/<mail_domain>)",
+            "the mailbox directory, by default /home/vmail/mail/<mail_domain>",
         )
     },
     Param {
@@ -911,6 +911,79 @@ pub fn diff_env(params: &Section, env: &BTreeMap<String, String>) -> Vec<Differe
             }
         })
         .collect()
+}
+
+/// One change [`apply_env`] made to an ini.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    pub key: String,
+    /// Value before (None: absent).
+    pub from: Option<String>,
+    /// Value after (None: removed, so chatmail uses its default).
+    pub to: Option<String>,
+}
+
+/// What [`apply_env`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The new ini text (every untouched line and comment kept).
+    pub text: String,
+    pub changes: Vec<Change>,
+}
+
+/// Why [`apply_env`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Ini(#[from] IniError),
+    #[error(transparent)]
+    Update(#[from] crate::ini::IniUpdateError),
+}
+
+/// The reverse of [`convert`], for the start-up applier inside the container: put the chatmail
+/// settings found in `env` (ENV_KEY -> value, e.g. the process environment) into chatmail.ini
+/// text. A key is rewritten only when chatmail would behave differently (an ini spelling that
+/// means the same is kept). With `reset_absent`, known keys that `env` does not set are
+/// removed from the ini when they are not at their default (never `mail_domain`), so that the
+/// result means exactly what `env` means: afterwards [`diff_env`] of the result and `env` is
+/// empty. `path` is used in messages.
+pub fn apply_env(
+    path: &str,
+    ini_text: &str,
+    env: &BTreeMap<String, String>,
+    reset_absent: bool,
+) -> Result<Applied, ApplyError> {
+    let parsed = crate::ini::parse_str(path, ini_text)?;
+    let params = parsed.params()?;
+    let mut updates: Vec<(String, Option<String>)> = Vec::new();
+    let mut changes = Vec::new();
+    for p in PARAMS {
+        let iv = params.get(p.name);
+        let to = match env.get(&p.env_key()) {
+            Some(ev) if !values_equal(p.name, iv, Some(ev)) => Some(ev.clone()),
+            Some(_) => continue,
+            None if reset_absent
+                && p.name != "mail_domain"
+                && iv.is_some()
+                && !is_default(p.name, iv) =>
+            {
+                None
+            }
+            None => continue,
+        };
+        updates.push((p.name.to_string(), to.clone()));
+        changes.push(Change {
+            key: p.name.to_string(),
+            from: iv.map(str::to_string),
+            to,
+        });
+    }
+    let text = if updates.is_empty() {
+        ini_text.to_string()
+    } else {
+        crate::ini::update_section(ini_text, "params", &updates)?
+    };
+    Ok(Applied { text, changes })
 }
 
 #[cfg(test)]

@@ -24,7 +24,21 @@ const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 /// would reject) go to stderr. Exit codes: 0 done; 1 --check found differences; 2 unusable
 /// input or arguments (one line on stderr, nothing written).
 #[derive(Parser, Debug)]
-#[command(name = "cm-ini-to-env", version, max_term_width = 100)]
+#[command(
+    name = "cm-ini-to-env",
+    version,
+    max_term_width = 100,
+    after_long_help = "\
+Examples:
+  cm-ini-to-env                                   print the .env for this host's chatmail.ini
+  cm-ini-to-env chatmail.ini /srv/chatmail/.env   write it (refuses to overwrite)
+  cm-ini-to-env --merge chatmail.ini .env         update an existing .env, keep its other lines
+  cm-ini-to-env chatmail.ini --check .env         exit 1 and list settings that differ
+
+Unknown keys are reported and not written (chatmail ignores them); other sections than
+[params] are ignored, as chatmail does. Values are written as KEY=\"...\" with \\ \" $ and
+line breaks escaped, which Docker Compose v2 reads back exactly."
+)]
 struct Args {
     /// chatmail.ini to read.
     #[arg(value_name = "INI", default_value = DEFAULT_INI)]
@@ -99,33 +113,26 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<u8, Fail> {
     let parsed = ini::read(&args.ini)?;
     let conv = params::convert(&parsed)?;
-    // Refuse an unusable ENV before any warning, so that bad input is one line.
-    if let Some(env_path) = &args.env {
-        if env_path.is_dir() {
+    let text = conv.to_env(args.all)?;
+    // Everything that can refuse the input is decided before any warning is printed, so
+    // that bad input is exactly one line.
+    let check_env = match &args.check {
+        Some(p) if p.is_dir() => {
             return Err(Fail(
                 2,
                 format!(
                     "{}: is a directory; give the path of the .env file",
-                    env_path.display()
+                    p.display()
                 ),
-            ));
+            ))
         }
-        if env_path.symlink_metadata().is_ok() && !args.force && !args.merge {
-            return Err(Fail(
-                2,
-                format!("{} already exists; use --merge to update the chatmail settings in it and keep its other lines, or --force to replace it (a backup is kept)", env_path.display()),
-            ));
-        }
-    }
-    if let Some(env_path) = &args.check {
-        if !env_path.is_file() {
-            let e = dotenv::read_file(env_path).err().map(|e| e.to_string());
-            return Err(Fail(
-                2,
-                e.unwrap_or_else(|| format!("{}: not a regular file", env_path.display())),
-            ));
-        }
-    }
+        Some(p) => Some((p, dotenv::read_file(p)?)),
+        None => None,
+    };
+    let plan = match &args.env {
+        Some(p) => Some(plan_write(args, &conv, p, &text)?),
+        None => None,
+    };
     if !args.quiet {
         for w in &conv.warnings {
             match w.line {
@@ -133,16 +140,24 @@ fn run(args: &Args) -> Result<u8, Fail> {
                 None => eprintln!("warning: {}: {}", conv.source, w.message),
             }
         }
+        // Compose lets the calling environment override .env when it interpolates.
+        for p in params::PARAMS {
+            let k = p.env_key();
+            if std::env::var_os(&k).is_some() {
+                eprintln!("warning: {k} is set in this shell's environment; docker compose run from here would use it instead of the .env value");
+            }
+        }
     }
-    if let Some(env_path) = &args.check {
-        return check(args, &parsed, env_path);
+    if let Some((path, env)) = check_env {
+        return check(args, &parsed, path, &env);
     }
-    let text = conv.to_env(args.all)?;
-    let Some(env_path) = &args.env else {
-        print_out(args, &conv, &text)?;
-        return Ok(0);
-    };
-    write_env(args, &conv, env_path, &text)
+    match plan {
+        Some(plan) => execute(args, &conv, plan),
+        None => {
+            print_out(args, &conv, &text)?;
+            Ok(0)
+        }
+    }
 }
 
 fn print_out(args: &Args, conv: &params::Conversion, text: &str) -> Result<(), Fail> {
@@ -167,21 +182,46 @@ fn print_out(args: &Args, conv: &params::Conversion, text: &str) -> Result<(), F
     Ok(())
 }
 
-fn write_env(
+/// What writing ENV will do, decided before anything is written.
+struct Plan {
+    /// The file to write (a symlink's target).
+    target: PathBuf,
+    existing: Option<Vec<u8>>,
+    content: String,
+    action: String,
+}
+
+fn plan_write(
     args: &Args,
     conv: &params::Conversion,
     env_path: &Path,
     text: &str,
-) -> Result<u8, Fail> {
+) -> Result<Plan, Fail> {
+    // A symlinked .env (e.g. to a secrets directory) is written through, not replaced.
+    let target = match env_path.symlink_metadata() {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(env_path).map_err(|e| {
+            format!(
+                "{}: a symlink whose target cannot be used: {e}",
+                env_path.display()
+            )
+        })?,
+        _ => env_path.to_path_buf(),
+    };
     let shown = env_path.display();
-    let existing = match env_path.symlink_metadata() {
+    if same_file(&target, &args.ini) {
+        return Err(Fail(
+            2,
+            format!("{shown} is the ini itself; give another path for the .env"),
+        ));
+    }
+    let existing = match target.symlink_metadata() {
         Ok(m) if m.is_dir() => {
             return Err(Fail(
                 2,
                 format!("{shown}: is a directory; give the path of the .env file"),
             ))
         }
-        Ok(_) => Some(std::fs::read(env_path).map_err(|e| format!("{shown}: cannot read: {e}"))?),
+        Ok(_) => Some(std::fs::read(&target).map_err(|e| format!("{shown}: cannot read: {e}"))?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Fail(2, format!("{shown}: {e}"))),
     };
@@ -200,7 +240,10 @@ fn write_env(
             let set = conv.env_entries(args.all);
             let keep: BTreeSet<&str> = set.iter().map(|(k, _)| k.as_str()).collect();
             let existing_keys = dotenv::parse(old, &|_| None).map_err(|e| {
-                format!("{shown}: {e}; cannot merge into it (fix it, or use --force to replace it)")
+                format!(
+                    "{}; cannot merge into it (fix it, or use --force to replace it)",
+                    e.at(&shown.to_string())
+                )
             })?;
             let remove: Vec<String> = existing_keys
                 .iter()
@@ -208,7 +251,12 @@ fn write_env(
                 .map(|e| e.key.clone())
                 .collect();
             let (merged, rep) = dotenv::merge(old, &set, &remove, &conv.header(args.all))
-                .map_err(|e| format!("{shown}: {e}"))?;
+                .map_err(|e| {
+                    format!(
+                        "{}; cannot merge into it (use --force to replace it)",
+                        e.at(&shown.to_string())
+                    )
+                })?;
             let mut what = format!(
                 "merged ({} updated, {} added, {} removed",
                 rep.updated.len(),
@@ -222,54 +270,64 @@ fn write_env(
             (merged, what)
         }
     };
+    Ok(Plan {
+        target,
+        existing,
+        content,
+        action,
+    })
+}
+
+fn execute(args: &Args, conv: &params::Conversion, plan: Plan) -> Result<u8, Fail> {
+    let shown = plan.target.display();
     if args.dry_run {
-        std::io::stdout().lock().write_all(content.as_bytes())?;
+        std::io::stdout()
+            .lock()
+            .write_all(plan.content.as_bytes())?;
         if !args.quiet {
-            eprintln!("dry run: would have {action} {shown}; nothing written");
+            eprintln!(
+                "dry run: would have {} {shown}; nothing written",
+                plan.action
+            );
         }
         return Ok(0);
     }
     let mut backup_note = String::new();
-    if let Some(old) = &existing {
-        let backup = dotenv::backup_path(env_path, std::time::SystemTime::now());
+    if let Some(old) = &plan.existing {
+        let backup = dotenv::backup_path(&plan.target, std::time::SystemTime::now());
         fsutil::write_atomic(&backup, old, 0o600)
             .map_err(|e| format!("{}: cannot write backup: {e}", backup.display()))?;
         backup_note = format!("; backup: {}", backup.display());
     }
-    fsutil::write_atomic(env_path, content.as_bytes(), 0o600)
+    fsutil::write_atomic(&plan.target, plan.content.as_bytes(), 0o600)
         .map_err(|e| format!("{shown}: cannot write: {e}"))?;
     let n = conv.env_entries(args.all).len();
     if args.json {
         let v = serde_json::json!({
             "source": conv.source,
-            "env": env_path.display().to_string(),
-            "action": action,
+            "env": plan.target.display().to_string(),
+            "action": plan.action,
             "settings": n,
             "warnings": conv.warnings,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if !args.quiet {
         eprintln!(
-            "{action} {shown}: {n} settings from {}{backup_note}",
-            conv.source
+            "{} {shown}: {n} settings from {}{backup_note}",
+            plan.action, conv.source
         );
     }
     Ok(0)
 }
 
-fn check(args: &Args, parsed: &ini::IniFile, env_path: &Path) -> Result<u8, Fail> {
-    if env_path.is_dir() {
-        return Err(Fail(
-            2,
-            format!(
-                "{}: is a directory; give the path of the .env file",
-                env_path.display()
-            ),
-        ));
-    }
-    let env = dotenv::read_file(env_path)?;
+fn check(
+    args: &Args,
+    parsed: &ini::IniFile,
+    env_path: &Path,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<u8, Fail> {
     let section = parsed.params()?;
-    let diffs = params::diff_env(section, &env);
+    let diffs = params::diff_env(section, env);
     if args.json {
         let v = serde_json::json!({
             "source": parsed.path,
@@ -301,4 +359,12 @@ fn check(args: &Args, parsed: &ini::IniFile, env_path: &Path) -> Result<u8, Fail
         }
     }
     Ok(if diffs.is_empty() { 0 } else { 1 })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
