@@ -3,7 +3,7 @@
 # and xattrs in test trees), hyperfine for benchmarks.
 set -euo pipefail
 need=()
-for p in rsync acl attr e2fsprogs; do
+for p in rsync acl attr e2fsprogs openssl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

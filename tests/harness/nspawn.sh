@@ -57,7 +57,8 @@ cmd_rootfs() {
   mkdir -p "$CACHE"
   exec 8>"$CACHE/rootfs-chatmail.lock"
   flock 8
-  if [ ! -f "$ROOTFS/.cm-complete" ]; then
+  # the marker holds the package list: changing PKGS rebuilds the cached rootfs
+  if [ "$(cat "$ROOTFS/.cm-complete" 2>/dev/null)" != "$PKGS" ]; then
     local base tmp
     base=$("$HERE/rootfs.sh")
     tmp=$(mktemp -d "$CACHE/rootfs-chatmail.XXXXXX")
@@ -79,7 +80,7 @@ cmd_rootfs() {
       die "installing $PKGS into the rootfs failed (log: $CACHE/rootfs-chatmail.log)"
     fi
     rm_cg "rootfs-$$"
-    touch "$tmp/.cm-complete"
+    echo "$PKGS" >"$tmp/.cm-complete"
     rm -rf "$ROOTFS"
     mv "$tmp" "$ROOTFS"
   fi

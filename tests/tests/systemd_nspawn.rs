@@ -157,6 +157,19 @@ impl Container {
         busy.sort_unstable();
         busy
     }
+
+    /// Wait (bounded) until all `ports` are in use: daemons bind after systemctl returns.
+    fn wait_for_ports(&self, ports: &[u16]) -> Vec<u16> {
+        let mut busy = Vec::new();
+        for _ in 0..200 {
+            busy = self.busy_ports();
+            if ports.iter().all(|p| busy.contains(p)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        busy
+    }
 }
 
 impl Drop for Container {
@@ -318,7 +331,7 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
         ),
         ("active", "disabled")
     );
-    let busy = c.busy_ports();
+    let busy = c.wait_for_ports(&[25, 53, 80, 143, 3340, 10080, 10081, 10082, 10083]);
     for p in [25, 53, 80, 143, 3340, 10080, 10081, 10082, 10083] {
         assert!(
             busy.contains(&p),
@@ -439,7 +452,7 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
     assert!(!c.exists("/etc/cron.d/expunge.cm-migrate-disabled"));
     assert!(!c.exists("/var/lib/cm-migrate/services-state.json"));
     assert!(c.exists("/var/lib/cm-migrate/services-state.json.restored"));
-    let busy = c.busy_ports();
+    let busy = c.wait_for_ports(&[25, 53, 80, 143, 3340, 10080]);
     for p in [25, 53, 80, 143, 3340, 10080] {
         assert!(
             busy.contains(&p),
@@ -535,6 +548,8 @@ fn a_unit_that_will_not_stop_is_reported_and_the_others_still_stop() {
         "the rest went on"
     );
     assert_eq!(after["nginx.service"].active_state, "inactive");
+    // let the container halt quickly
+    c.sh("systemctl kill --signal=KILL mtail.service");
 }
 
 #[test]
@@ -544,6 +559,10 @@ fn a_port_held_by_a_foreign_process_is_named_and_fails_the_stop() {
     c.sh("chmod 755 /usr/local/bin/listen");
     service(&c, "legacy-proxy", "/usr/local/bin/listen 8443", "");
     c.sh("systemctl daemon-reload; systemctl enable --now legacy-proxy 2>/dev/null");
+    assert!(
+        c.wait_for_ports(&[8443]).contains(&8443),
+        "test setup: legacy-proxy does not listen on 8443"
+    );
     let o = c.cm_migrate(&["stop-services", "--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");

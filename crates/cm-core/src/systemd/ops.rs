@@ -152,12 +152,16 @@ fn wait_for_queue(
         Err(e) => on(Event::QueueFlushFailed(e.to_string())),
     }
     let start = Instant::now();
+    let mut last = None;
     loop {
         let st = mq.status()?;
         if st.total == 0 || start.elapsed() >= opts.queue_timeout {
             return Ok(st);
         }
-        on(Event::QueueWaiting(st.total));
+        if last != Some(st.total) {
+            on(Event::QueueWaiting(st.total)); // only when the count changes
+            last = Some(st.total);
+        }
         std::thread::sleep(
             opts.queue_poll
                 .min(opts.queue_timeout.saturating_sub(start.elapsed())),
@@ -280,6 +284,12 @@ pub fn stop_services(
                 }
                 Err(e) => fail(&mut report, on, &u.unit, "disable", e.to_string()),
             }
+        }
+    }
+
+    if report.actions.iter().any(|a| a.action == "disable") {
+        if let Err(e) = sm.reload() {
+            fail(&mut report, on, "systemd", "daemon-reload", e.to_string());
         }
     }
 
@@ -551,6 +561,12 @@ pub fn restore_services(
         }
     }
 
+    if report.actions.iter().any(|a| a.action == "enable") {
+        if let Err(e) = sm.reload() {
+            fail(&mut report, on, "systemd", "daemon-reload", e.to_string());
+        }
+    }
+
     if !names.is_empty() {
         let after = sm.show(&names)?;
         for r in &state.units {
@@ -633,7 +649,7 @@ mod tests {
     fn changes(log: &[String]) -> Vec<&str> {
         log.iter()
             .map(String::as_str)
-            .filter(|l| *l != "list")
+            .filter(|l| *l != "list" && *l != "reload")
             .collect()
     }
 
@@ -679,6 +695,11 @@ mod tests {
                 "disable unbound.service",
             ]
         );
+        let reloads: Vec<usize> = (0..sd.log.len())
+            .filter(|&i| sd.log[i] == "reload")
+            .collect();
+        assert_eq!(reloads.len(), 1, "one daemon-reload after all disables");
+        assert_eq!(sd.log[reloads[0] - 1], "disable unbound.service");
         for foreign in ["ssh.service", "cron.service", "chatmail-custom.service"] {
             assert_eq!(sd.state(foreign), ("active".into(), "enabled".into()));
         }
@@ -768,7 +789,13 @@ mod tests {
             ev.iter()
                 .filter(|e| matches!(e, Event::QueueWaiting(2)))
                 .count(),
-            2
+            1,
+            "reported once while the count stays the same"
+        );
+        assert_eq!(
+            r.queue_before.as_ref().map(|q| q.total),
+            Some(0),
+            "polled until empty"
         );
     }
 
@@ -866,6 +893,47 @@ mod tests {
             .iter()
             .any(|s| s.unit == "postfix.service" && s.start && s.enable));
         assert!(e.opts.state_file.exists());
+    }
+
+    #[test]
+    fn mail_left_in_the_queue_of_an_already_stopped_postfix_is_reported() {
+        let e = env();
+        let mut sd = relay();
+        sd.add("postfix.service", "inactive", "enabled");
+        sd.add("postfix@-.service", "inactive", "enabled-runtime");
+        let mut q = FakeQueue {
+            messages: 4,
+            ..Default::default()
+        };
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert!(
+            r.queue_before.is_none(),
+            "postfix not running: nothing to drain"
+        );
+        assert_eq!(r.queue_after.as_ref().unwrap().total, 4);
+        assert_eq!(r.exit_code(), 1, "queued mail would be left behind");
+        assert_eq!(sd.state("postfix.service").1, "disabled");
+    }
+
+    #[test]
+    fn a_cron_file_whose_aside_name_is_taken_is_left_and_reported() {
+        let e = env();
+        let mut sd = FakeSystemd::default();
+        fs::write(e.opts.cron_dir.join("expunge"), "new\n").unwrap();
+        fs::write(e.opts.cron_dir.join("expunge.cm-migrate-disabled"), "old\n").unwrap();
+        let mut q = FakeQueue::default();
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert_eq!(r.exit_code(), 1);
+        let a = r.actions.iter().find(|a| a.action == "move-cron").unwrap();
+        assert!(
+            !a.ok && a.error.as_deref().unwrap().contains("already exists"),
+            "{a:?}"
+        );
+        assert_eq!(fs::read(e.opts.cron_dir.join("expunge")).unwrap(), b"new\n");
+        assert_eq!(
+            fs::read(e.opts.cron_dir.join("expunge.cm-migrate-disabled")).unwrap(),
+            b"old\n"
+        );
     }
 
     #[test]

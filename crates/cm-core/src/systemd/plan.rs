@@ -237,6 +237,10 @@ pub(crate) mod fake {
             self.units.get_mut(unit).unwrap().unit_file_state = "enabled".into();
             Ok(())
         }
+        fn reload(&mut self) -> Result<(), SystemdError> {
+            self.log.push("reload".into());
+            Ok(())
+        }
     }
 
     /// A queue that empties after `drains_after` status calls once flushed.

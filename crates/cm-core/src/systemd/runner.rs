@@ -26,10 +26,13 @@ pub trait ServiceManager {
     fn stop(&mut self, unit: &str, timeout: Duration) -> Result<(), SystemdError>;
     /// Start one unit and wait until it is started, at most `timeout`.
     fn start(&mut self, unit: &str, timeout: Duration) -> Result<(), SystemdError>;
-    /// Disable one unit (remove its install symlinks).
+    /// Disable one unit (remove its install symlinks) without reloading systemd: call
+    /// [`ServiceManager::reload`] once after a batch.
     fn disable(&mut self, unit: &str) -> Result<(), SystemdError>;
-    /// Enable one unit (create its install symlinks).
+    /// Enable one unit (create its install symlinks) without reloading systemd.
     fn enable(&mut self, unit: &str) -> Result<(), SystemdError>;
+    /// Make systemd re-read unit files and links (`systemctl daemon-reload`).
+    fn reload(&mut self) -> Result<(), SystemdError>;
 }
 
 /// The postfix mail queue.
@@ -207,7 +210,7 @@ impl ServiceManager for Systemctl {
     fn disable(&mut self, unit: &str) -> Result<(), SystemdError> {
         run(
             &self.program,
-            &["disable", "--", unit],
+            &["disable", "--no-reload", "--", unit],
             Some(Duration::from_secs(120)),
         )
         .map(|_| ())
@@ -216,7 +219,16 @@ impl ServiceManager for Systemctl {
     fn enable(&mut self, unit: &str) -> Result<(), SystemdError> {
         run(
             &self.program,
-            &["enable", "--", unit],
+            &["enable", "--no-reload", "--", unit],
+            Some(Duration::from_secs(120)),
+        )
+        .map(|_| ())
+    }
+
+    fn reload(&mut self) -> Result<(), SystemdError> {
+        run(
+            &self.program,
+            &["daemon-reload"],
             Some(Duration::from_secs(120)),
         )
         .map(|_| ())
