@@ -14,7 +14,8 @@ home_of() {
     *) echo /nonexistent ;;
   esac
 }
-sed -e 's/#.*//' "$users" | while read -r name uid gid; do
+# `name uid gid` lines and `#fixed name uid gid` lines; any other `#` starts a comment
+sed -e 's/^#fixed[[:space:]]//' -e 's/#.*//' "$users" | while read -r name uid gid; do
   [ -n "$name" ] || continue
   groupadd --system --gid "$gid" "$name"
   useradd --system --uid "$uid" --gid "$gid" --no-create-home \

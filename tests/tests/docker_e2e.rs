@@ -422,6 +422,30 @@ fn migrated_data_boots_in_the_image() {
         state, "running",
         "systemd in the container: {state}; failed units:\n{failed}"
     );
+    // every service user of docker/users (owner-map lines and `#fixed` ones) has its number
+    let users_text = fs::read_to_string(repo.join("docker/users")).unwrap();
+    let mut fixed = 0;
+    for line in users_text.lines() {
+        let line = line.strip_prefix("#fixed ").unwrap_or(line);
+        let f: Vec<&str> = line.split('#').next().unwrap().split_whitespace().collect();
+        if f.len() != 3 {
+            continue;
+        }
+        let ids = exec_ok(&[
+            CONTAINER,
+            "sh",
+            "-c",
+            &format!("echo $(id -u {0}):$(id -g {0})", f[0]),
+        ]);
+        assert_eq!(
+            ids.trim(),
+            format!("{}:{}", f[1], f[2]),
+            "user {} in the image",
+            f[0]
+        );
+        fixed += 1;
+    }
+    assert_eq!(fixed, 7, "docker/users lists 7 service users");
     let pid1 = exec_ok(&[CONTAINER, "cat", "/proc/1/comm"]);
     assert_eq!(pid1.trim(), "systemd");
     for unit in [
@@ -652,7 +676,14 @@ fn migrated_data_boots_in_the_image() {
         log.contains("changed: reloading"),
         "no reload after the certificate changed:\n{log}"
     );
-    let reloaded = exec_ok(&[CONTAINER, "journalctl", "--no-pager", "-u", "nginx.service"]);
+    let mut reloaded = String::new();
+    for _ in 0..120 {
+        reloaded = exec_ok(&[CONTAINER, "journalctl", "--no-pager", "-u", "nginx.service"]);
+        if reloaded.contains("Reloaded") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     assert!(
         reloaded.contains("Reloaded"),
         "nginx was not reloaded:\n{reloaded}"
