@@ -61,7 +61,8 @@ struct Args {
     checksum: bool,
 
     /// Copy the mail store although chatmail services are running (the bulk copy of a
-    /// two-phase migration; run again after stopping them).
+    /// two-phase migration; run again after stopping them). Files that keep changing while
+    /// they are read are then warnings (left for the next run), not errors.
     #[arg(long)]
     live: bool,
 
@@ -224,6 +225,7 @@ fn main() -> ExitCode {
     let opts = copy::Options {
         jobs,
         checksum: a.checksum,
+        live: a.live,
         ids: owners
             .as_ref()
             .filter(|m| !m.is_identity())

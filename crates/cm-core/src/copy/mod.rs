@@ -103,6 +103,9 @@ pub struct Options<'a> {
     pub checksum: bool,
     /// Owner mapping; `None` keeps numeric ids.
     pub ids: Option<&'a dyn MapIds>,
+    /// A bulk copy while services run: an entry that keeps changing while it is read is a
+    /// warning (the next run copies it), not an error. It is never recorded as copied.
+    pub live: bool,
 }
 
 /// Counts of a plan (what is there and what will be done).
@@ -941,7 +944,9 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             }
             ItemResult::Failed(e) => {
                 failed[i] = true;
-                let sev = if matches!(e, ItemError::Vanished) {
+                let sev = if matches!(e, ItemError::Vanished)
+                    || (opts.live && matches!(e, ItemError::Changed))
+                {
                     Severity::Warning
                 } else {
                     Severity::Error
