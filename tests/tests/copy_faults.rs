@@ -342,7 +342,7 @@ fn a_file_written_during_the_copy_is_retried_then_reported_never_recorded() {
     std::fs::create_dir_all(src.join("vmail")).unwrap();
     std::fs::write(src.join("vmail/quiet"), b"still").unwrap();
     let busy = src.join("vmail/dovecot.index.log");
-    std::fs::write(&busy, vec![b'x'; 32 << 20]).unwrap();
+    std::fs::write(&busy, vec![b'x'; 8 << 20]).unwrap();
     let dst = t.path().join("data/chatmail");
     let m = map_arg(&src, &dst);
     // A writer appends to the file the whole time (as dovecot does to its logs).
