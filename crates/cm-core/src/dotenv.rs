@@ -1,1 +1,745 @@
-//! dotenv (to be written).
+//! `.env` files as Docker Compose v2 reads them (the compose-go dotenv parser).
+//!
+//! The writer always produces `KEY="..."` with `\` `"` `$` newline and carriage return
+//! escaped, which Compose reads back byte for byte whatever the value (NUL is refused: no
+//! environment can carry it). The reader follows Compose's rules so that files edited by
+//! hand are read as Compose reads them:
+//! - a UTF-8 BOM is dropped; blank lines and lines starting with `#` are skipped;
+//! - `export KEY=...`, `KEY=v` and `KEY: v`; key characters are letters, digits, `_ . - [ ]`;
+//!   a bare `KEY` line takes its value from the given environment (or is skipped);
+//! - unquoted values run to the end of the line, an inline comment starts at ` #`, trailing
+//!   whitespace is trimmed, backslashes are literal, `$` expansion applies;
+//! - single quotes: literal, only `\'` is an escape; double quotes: may span lines, escapes
+//!   `\a \b \f \n \r \t \v \" \\ \$` and octal `\0NNN`, then `$` expansion;
+//! - expansion: `$$` is `$`, `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
+//!   `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`; a variable comes from the
+//!   given environment first, then from earlier keys of the file; unset is empty; any other
+//!   `$` is an error, as in Compose.
+//!
+//! [`merge`] updates some keys of an existing file and keeps every other line and comment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Why a .env cannot be written or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DotenvError {
+    #[error("variable name {0:?} is not usable: it must match [A-Za-z_][A-Za-z0-9_]*")]
+    BadKey(String),
+    #[error("value of {0} contains a NUL byte, which no environment variable can carry")]
+    Nul(String),
+    #[error("line {line}: {message}")]
+    Syntax { line: usize, message: String },
+}
+
+/// Whether `key` can be written (`[A-Za-z_][A-Za-z0-9_]*`).
+pub fn valid_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The double-quoted form of `value` that Compose reads back exactly.
+pub fn quote(key: &str, value: &str) -> Result<String, DotenvError> {
+    if value.contains('\0') {
+        return Err(DotenvError::Nul(key.to_string()));
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '$' => out.push_str("\\$"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    Ok(out)
+}
+
+/// One `KEY="value"` line, with its newline.
+pub fn line(key: &str, value: &str) -> Result<String, DotenvError> {
+    if !valid_key(key) {
+        return Err(DotenvError::BadKey(key.to_string()));
+    }
+    Ok(format!("{key}={}\n", quote(key, value)?))
+}
+
+/// A whole file: `header` lines (each prefixed with `# `), then one line per entry.
+pub fn render(header: &[String], entries: &[(String, String)]) -> Result<String, DotenvError> {
+    let mut out = String::new();
+    for h in header {
+        out.push_str("# ");
+        out.push_str(&h.replace(['\n', '\r'], " "));
+        out.push('\n');
+    }
+    for (k, v) in entries {
+        out.push_str(&line(k, v)?);
+    }
+    Ok(out)
+}
+
+/// One assignment read from a .env.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvEntry {
+    pub key: String,
+    pub value: String,
+    /// 1-based line where the statement starts.
+    pub line: usize,
+    /// 1-based line where it ends (multi-line double-quoted values).
+    pub end_line: usize,
+}
+
+fn go_is_space(c: char) -> bool {
+    c.is_whitespace()
+}
+
+/// compose-go's `isSpace`: blanks but not the newline.
+fn inline_space(c: char) -> bool {
+    matches!(c, '\t' | '\x0b' | '\x0c' | '\r' | ' ' | '\u{85}' | '\u{a0}')
+}
+
+fn valid_key_char(c: char) -> bool {
+    matches!(c, '_' | '.' | '-' | '[' | ']') || c.is_alphabetic() || c.is_numeric()
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Parser<'_> {
+    fn line_at(&self, pos: usize) -> usize {
+        1 + self.src[..pos.min(self.src.len())].matches('\n').count()
+    }
+
+    fn err(&self, pos: usize, message: String) -> DotenvError {
+        DotenvError::Syntax {
+            line: self.line_at(pos),
+            message,
+        }
+    }
+
+    fn parse(&self) -> Result<Vec<EnvEntry>, DotenvError> {
+        let s = self.src;
+        let mut out: Vec<EnvEntry> = Vec::new();
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        let mut pos = 0;
+        loop {
+            // statement start: skip whitespace and comment lines
+            loop {
+                match s[pos..].find(|c: char| !go_is_space(c)) {
+                    None => return Ok(out),
+                    Some(off) => pos += off,
+                }
+                if s[pos..].starts_with('#') {
+                    match s[pos..].find('\n') {
+                        None => return Ok(out),
+                        Some(off) => pos += off,
+                    }
+                } else {
+                    break;
+                }
+            }
+            let start = pos;
+            // export prefix: `export` followed by [\t\n\f\r ]
+            let rest = &s[pos..];
+            if let Some(after) = rest.strip_prefix("export") {
+                if after.starts_with(['\t', '\n', '\x0c', '\r', ' ']) {
+                    pos += "export".len();
+                    pos += s[pos..].len() - s[pos..].trim_start_matches(inline_space).len();
+                }
+            }
+            // key
+            let key_start = pos;
+            let mut term: Option<(usize, char)> = None;
+            for (i, c) in s[pos..].char_indices() {
+                if inline_space(c) {
+                    continue;
+                }
+                match c {
+                    '=' | ':' | '\n' => {
+                        term = Some((pos + i, c));
+                        break;
+                    }
+                    c if valid_key_char(c) => continue,
+                    c => {
+                        let l = s[key_start..].split('\n').next().unwrap_or("");
+                        return Err(self.err(
+                            pos + i,
+                            format!("unexpected character {c:?} in variable name {l:?}"),
+                        ));
+                    }
+                }
+            }
+            let (key_end, value_start, inherited) = match term {
+                Some((i, c)) => (i, i + c.len_utf8(), c == '\n'),
+                None => (key_start, key_start, false),
+            };
+            let key = s[key_start..key_end]
+                .trim_end_matches(go_is_space)
+                .to_string();
+            if key.contains(' ') {
+                return Err(self.err(start, "key cannot contain a space".into()));
+            }
+            pos = value_start;
+            pos += s[pos..].len() - s[pos..].trim_start_matches(inline_space).len();
+            if inherited {
+                if let Some(v) = (self.lookup)(&key) {
+                    vars.insert(key.clone(), v.clone());
+                    out.push(EnvEntry {
+                        key,
+                        value: v,
+                        line: self.line_at(start),
+                        end_line: self.line_at(start),
+                    });
+                }
+                continue;
+            }
+            let rest = &s[pos..];
+            let value;
+            match rest.chars().next() {
+                Some(q @ ('"' | '\'')) => {
+                    let mut chars = String::new();
+                    let mut esc = false;
+                    let mut end = None;
+                    for (i, c) in rest.char_indices().skip(1) {
+                        if esc {
+                            esc = false;
+                            if c != q {
+                                chars.push('\\');
+                            }
+                            chars.push(c);
+                            continue;
+                        }
+                        if c == '\\' {
+                            esc = true;
+                        } else if c == q {
+                            end = Some(i);
+                            break;
+                        } else {
+                            chars.push(c);
+                        }
+                    }
+                    let Some(end) = end else {
+                        let l = rest.split('\n').next().unwrap_or("");
+                        return Err(self.err(pos, format!("unterminated quoted value {l}")));
+                    };
+                    value = if q == '"' {
+                        self.expand(&expand_escapes(&chars), &vars, pos)?
+                    } else {
+                        chars
+                    };
+                    pos += end + 1;
+                }
+                _ => {
+                    let line_end = rest.find('\n').unwrap_or(rest.len());
+                    let mut v = &rest[..line_end];
+                    if let Some(i) = v.find(" #") {
+                        v = &v[..i];
+                    }
+                    let v = v.trim_end_matches(go_is_space);
+                    value = self.expand(v, &vars, pos)?;
+                    pos += line_end;
+                }
+            }
+            vars.insert(key.clone(), value.clone());
+            out.push(EnvEntry {
+                key,
+                value,
+                line: self.line_at(start),
+                end_line: self.line_at(pos.saturating_sub(1).max(start)),
+            });
+        }
+    }
+
+    fn expand(
+        &self,
+        v: &str,
+        vars: &BTreeMap<String, String>,
+        pos: usize,
+    ) -> Result<String, DotenvError> {
+        let lookup = |name: &str| -> Option<String> {
+            (self.lookup)(name).or_else(|| vars.get(name).cloned())
+        };
+        substitute(v, &lookup).map_err(|m| self.err(pos, m))
+    }
+}
+
+/// compose-go's `expandEscapes` for double-quoted values.
+fn expand_escapes(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut last = 0;
+    while i < b.len() {
+        if b[i] != b'\\' || i + 1 >= b.len() {
+            i += 1;
+            continue;
+        }
+        let c = b[i + 1];
+        let simple = match c {
+            b'a' => Some("\x07"),
+            b'b' => Some("\x08"),
+            b'f' => Some("\x0c"),
+            b'n' => Some("\n"),
+            b'r' => Some("\r"),
+            b't' => Some("\t"),
+            b'v' => Some("\x0b"),
+            b'"' => Some("\""),
+            b'\\' => Some("\\"),
+            b'$' => Some("$$"),
+            b'c' => Some("\\c"), // in the regex, but not a Go escape: stays as is
+            _ => None,
+        };
+        if let Some(r) = simple {
+            out.push_str(&s[last..i]);
+            out.push_str(r);
+            i += 2;
+            last = i;
+            continue;
+        }
+        if c == b'0' {
+            // `\0` then up to three digits; valid only as exactly three octal digits <= 0o377
+            let mut j = i + 2;
+            while j < b.len() && j < i + 5 && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            let digits = &s[i + 2..j];
+            out.push_str(&s[last..i]);
+            let ok = digits.len() == 3
+                && digits.bytes().all(|d| (b'0'..=b'7').contains(&d))
+                && u32::from_str_radix(digits, 8).is_ok_and(|v| v <= 0o377);
+            if ok {
+                let v = u32::from_str_radix(digits, 8).unwrap_or(0);
+                out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+            } else {
+                out.push_str(&s[i..j]);
+            }
+            i = j;
+            last = i;
+            continue;
+        }
+        i += 1;
+    }
+    out.push_str(&s[last..]);
+    out
+}
+
+fn is_name_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_'
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Compose's variable substitution (`$$`, `$VAR`, `${VAR...}`); errors are messages.
+pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let mut chars = after.chars();
+        match chars.next() {
+            Some('$') => {
+                out.push('$');
+                rest = &after[1..];
+            }
+            Some(c) if is_name_start(c) => {
+                let n = after
+                    .find(|c: char| !is_name_char(c))
+                    .unwrap_or(after.len());
+                out.push_str(&lookup(&after[..n]).unwrap_or_default());
+                rest = &after[n..];
+            }
+            Some('{') => {
+                // find the matching close brace, counting nested `${`
+                let body = &after[1..];
+                let bb = body.as_bytes();
+                let mut depth = 1;
+                let mut j = 0;
+                let mut close = None;
+                while j < bb.len() {
+                    if bb[j] == b'}' {
+                        depth -= 1;
+                        if depth == 0 {
+                            close = Some(j);
+                            break;
+                        }
+                    } else if bb[j] == b'$' && bb.get(j + 1) == Some(&b'{') {
+                        depth += 1;
+                        j += 1;
+                    }
+                    j += 1;
+                }
+                let Some(close) = close else {
+                    return Err(format!("invalid template: {s:?}"));
+                };
+                let inner = &body[..close];
+                let n = inner
+                    .find(|c: char| !is_name_char(c))
+                    .unwrap_or(inner.len());
+                let name = &inner[..n];
+                if name.is_empty() || !name.starts_with(is_name_start) {
+                    return Err(format!("invalid template: {s:?}"));
+                }
+                let op = &inner[n..];
+                let val = lookup(name);
+                let piece = if op.is_empty() {
+                    val.unwrap_or_default()
+                } else if let Some(d) = op.strip_prefix(":-") {
+                    match val {
+                        Some(v) if !v.is_empty() => v,
+                        _ => substitute(d, lookup)?,
+                    }
+                } else if let Some(d) = op.strip_prefix(":?") {
+                    match val {
+                        Some(v) if !v.is_empty() => v,
+                        _ => {
+                            return Err(format!(
+                                "required variable {name} is missing a value: {}",
+                                substitute(d, lookup)?
+                            ))
+                        }
+                    }
+                } else if let Some(d) = op.strip_prefix(":+") {
+                    match val {
+                        Some(v) if !v.is_empty() => substitute(d, lookup)?,
+                        _ => String::new(),
+                    }
+                } else if let Some(d) = op.strip_prefix('-') {
+                    match val {
+                        Some(v) => v,
+                        None => substitute(d, lookup)?,
+                    }
+                } else if let Some(d) = op.strip_prefix('?') {
+                    match val {
+                        Some(v) => v,
+                        None => {
+                            return Err(format!(
+                                "required variable {name} is missing a value: {}",
+                                substitute(d, lookup)?
+                            ))
+                        }
+                    }
+                } else if let Some(d) = op.strip_prefix('+') {
+                    match val {
+                        Some(_) => substitute(d, lookup)?,
+                        None => String::new(),
+                    }
+                } else {
+                    return Err(format!("invalid template: {s:?}"));
+                };
+                out.push_str(&piece);
+                rest = &body[close + 1..];
+            }
+            _ => return Err(format!("invalid template: {s:?}")),
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parse .env text with Compose v2's rules; `lookup` is the calling environment.
+pub fn parse(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<EnvEntry>, DotenvError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    Parser { src: text, lookup }.parse()
+}
+
+/// Parse with an empty calling environment; later keys override earlier ones.
+pub fn parse_map(text: &str) -> Result<BTreeMap<String, String>, DotenvError> {
+    Ok(parse(text, &|_| None)?
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect())
+}
+
+/// Why a .env file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid UTF-8")]
+    Utf8 { path: String },
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Read a .env file as Compose would (empty calling environment).
+pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ReadError> {
+    let shown = path.display().to_string();
+    let data = std::fs::read(path).map_err(|source| ReadError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let text = String::from_utf8(data).map_err(|_| ReadError::Utf8 {
+        path: shown.clone(),
+    })?;
+    parse_map(&text).map_err(|e| match e {
+        DotenvError::Syntax { line, message } => ReadError::Syntax {
+            path: shown,
+            line,
+            message,
+        },
+        other => ReadError::Syntax {
+            path: shown,
+            line: 0,
+            message: other.to_string(),
+        },
+    })
+}
+
+/// The name of a backup kept beside `path` before it is replaced:
+/// `<name>.bak-YYYYMMDDTHHMMSSZ` (UTC), with `-N` added if that name is taken.
+pub fn backup_path(path: &Path, now: std::time::SystemTime) -> std::path::PathBuf {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // civil-from-days (Howard Hinnant), days since 1970-01-01
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let stamp = format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ".env".into());
+    let mut candidate = path.with_file_name(format!("{name}.bak-{stamp}"));
+    let mut n = 1;
+    while candidate.symlink_metadata().is_ok() {
+        candidate = path.with_file_name(format!("{name}.bak-{stamp}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// What [`merge`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Keys whose line was replaced in place.
+    pub updated: Vec<String>,
+    /// Keys appended at the end.
+    pub added: Vec<String>,
+    /// Keys whose lines were removed (listed in `remove`, or later duplicates).
+    pub removed: Vec<String>,
+}
+
+/// Update an existing .env: each key of `set` replaces its first definition in place (later
+/// definitions of it are dropped, since they would override it) or is appended after
+/// `append_header` (comment lines); every definition of a key in `remove` is dropped; every
+/// other line, comment and blank line is kept byte for byte.
+pub fn merge(
+    existing: &str,
+    set: &[(String, String)],
+    remove: &[String],
+    append_header: &[String],
+) -> Result<(String, MergeReport), DotenvError> {
+    let bom = existing.starts_with('\u{feff}');
+    let body = existing.strip_prefix('\u{feff}').unwrap_or(existing);
+    let entries = parse(body, &|_| None)?;
+    let lines: Vec<&str> = body.split_inclusive('\n').collect();
+    let mut replace: Vec<Option<String>> = vec![None; lines.len()];
+    let mut drop = vec![false; lines.len()];
+    let mut report = MergeReport::default();
+    let mut done: Vec<&str> = Vec::new();
+    for e in &entries {
+        let new = set.iter().find(|(k, _)| *k == e.key);
+        let gone = remove.contains(&e.key);
+        if new.is_none() && !gone {
+            continue;
+        }
+        for d in drop.iter_mut().take(e.end_line).skip(e.line - 1) {
+            *d = true;
+        }
+        match new {
+            Some((k, v)) if !done.contains(&k.as_str()) => {
+                replace[e.line - 1] = Some(line(k, v)?);
+                done.push(k);
+                report.updated.push(k.clone());
+            }
+            _ => report.removed.push(e.key.clone()),
+        }
+    }
+    // An untouched assignment sharing a line with a replaced one would be lost: refuse.
+    for e in &entries {
+        let touched = set.iter().any(|(k, _)| *k == e.key) || remove.contains(&e.key);
+        if !touched && (e.line - 1..e.end_line).any(|i| drop.get(i) == Some(&true)) {
+            return Err(DotenvError::Syntax {
+                line: e.line,
+                message: format!(
+                    "{} shares its line with another assignment; put each on its own line before merging",
+                    e.key
+                ),
+            });
+        }
+    }
+    let mut out = String::with_capacity(existing.len() + 64);
+    if bom {
+        out.push('\u{feff}');
+    }
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(r) = &replace[i] {
+            out.push_str(r);
+        } else if !drop[i] {
+            out.push_str(l);
+        }
+    }
+    let missing: Vec<&(String, String)> = set
+        .iter()
+        .filter(|(k, _)| !done.contains(&k.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        for h in append_header {
+            out.push_str("# ");
+            out.push_str(&h.replace(['\n', '\r'], " "));
+            out.push('\n');
+        }
+        for (k, v) in missing {
+            out.push_str(&line(k, v)?);
+            report.added.push(k.clone());
+        }
+    }
+    Ok((out, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(text: &str) -> BTreeMap<String, String> {
+        parse_map(text).unwrap()
+    }
+
+    #[test]
+    fn writer_round_trips_nasty_values() {
+        let vals = [
+            "",
+            "plain",
+            "a$b",
+            "${X}",
+            "$$",
+            "q\"uote",
+            "back\\",
+            "\\n literal",
+            " edge ",
+            "multi\nline\r\n",
+            "tab\there",
+            "#hash",
+            "a #b",
+            "'single'",
+            "ünïcödé ✓",
+            "k=v",
+            "\\0123",
+            "\\$",
+            "$",
+        ];
+        for v in vals {
+            let text = line("K", v).unwrap();
+            assert_eq!(m(&text).get("K").map(String::as_str), Some(v), "{text}");
+        }
+        assert!(line("K", "a\0b").is_err());
+        assert!(line("1K", "x").is_err());
+        assert!(line("K-1", "x").is_err());
+    }
+
+    #[test]
+    fn reader_follows_compose() {
+        let got = m("\u{feff}# c\nexport A=1\nB: two words  # comment\nC=a#b\nD='x\\'y $A'\nE=\"$A-${B}\"\nF=a$$b\nG=\nH=\"l1\nl2\"\nI = ${Z:-dflt}\nJ=\\x41\n");
+        let want: BTreeMap<String, String> = [
+            ("A", "1"),
+            ("B", "two words"),
+            ("C", "a#b"),
+            ("D", "x'y $A"),
+            ("E", "1-two words"),
+            ("F", "a$b"),
+            ("G", ""),
+            ("H", "l1\nl2"),
+            ("I", "dflt"),
+            ("J", "\\x41"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        assert!(parse_map("A=\"unterminated\n").is_err());
+        assert!(parse_map("A=${\n").is_err());
+        assert!(parse_map("A=x$\n").is_err());
+        assert!(parse_map("A B=1\n").is_err());
+        let inherited = parse("HOME\n", &|k| (k == "HOME").then(|| "/root".to_string())).unwrap();
+        assert_eq!(inherited[0].value, "/root");
+    }
+
+    #[test]
+    fn backup_name_is_utc_stamp() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        let p = backup_path(Path::new("/nonexistent/dir/.env"), t);
+        assert_eq!(p, Path::new("/nonexistent/dir/.env.bak-20261118T110640Z"));
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(m("A=\"\\0101\\t\\q\"\n")["A"], "A\t\\q");
+        assert_eq!(m("A=\"\\012\"\n")["A"], "\\012");
+    }
+
+    #[test]
+    fn merge_keeps_foreign_lines() {
+        let old = "# mine\nCOMPOSE_PROJECT_NAME=chatmail\nMAIL_DOMAIN=\"old.org\"\nX=\"multi\nline\"\n\nMAIL_DOMAIN=again\nGONE=1\n";
+        let (new, rep) = merge(
+            old,
+            &[
+                ("MAIL_DOMAIN".into(), "new.org".into()),
+                ("X".into(), "y".into()),
+                ("ADDED".into(), "$".into()),
+            ],
+            &["GONE".into()],
+            &["from chatmail.ini".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            new,
+            "# mine\nCOMPOSE_PROJECT_NAME=chatmail\nMAIL_DOMAIN=\"new.org\"\nX=\"y\"\n\n# from chatmail.ini\nADDED=\"\\$\"\n"
+        );
+        assert_eq!(rep.updated, vec!["MAIL_DOMAIN", "X"]);
+        assert_eq!(rep.added, vec!["ADDED"]);
+        assert_eq!(rep.removed, vec!["MAIL_DOMAIN", "GONE"]);
+        assert_eq!(m(&new)["ADDED"], "$");
+        let shared = merge("A=\"1\" B=\"2\"\n", &[("A".into(), "x".into())], &[], &[]);
+        assert!(
+            matches!(shared, Err(DotenvError::Syntax { line: 1, .. })),
+            "{shared:?}"
+        );
+    }
+}

@@ -66,9 +66,16 @@ mod tests {
         let p = dir.path().join("secret.env");
         write_atomic(&p, b"A=1\n", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"A=1\n");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
         write_atomic(&p, b"A=2\n", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"A=2\n");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! - [`report`]: differences and outcomes, grouped for humans and serialised for machines.
 //! - [`fsutil`]: small file-system helpers shared by the rest (atomic writes).
 
+pub mod checks;
 pub mod copy;
 pub mod dotenv;
 pub mod fsutil;
@@ -22,6 +23,7 @@ pub mod ini;
 pub mod manifest;
 pub mod owners;
 pub mod params;
+pub mod ports;
 pub mod report;
 pub mod systemd;
 pub mod tree;

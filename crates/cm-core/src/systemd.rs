@@ -1,1 +1,0 @@
-//! systemd (to be written).

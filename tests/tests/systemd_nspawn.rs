@@ -1,0 +1,608 @@
+//! `cm-migrate stop-services` and `start-services --restore` against a REAL systemd (Debian 12,
+//! systemd 252) booted in systemd-nspawn, with the real postfix, dovecot, nginx, opendkim and
+//! unbound packages plus chatmail-like units. The harness is tests/harness/nspawn.sh; every test
+//! boots its own container (--volatile=overlay: nothing persists, nothing is shared) with a
+//! private network, so ports are the container's own and the binary runs inside it.
+//!
+//! Needs root, systemd-container and debootstrap: run .ci/install-deps first.
+
+use cm_core::ports::{parse_proc_net, CONTAINER_PORTS};
+use cm_core::systemd::parse::parse_show;
+use cm_core::systemd::UnitInfo;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn harness() -> PathBuf {
+    cm_tests::repo_root().join("tests/harness/nspawn.sh")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A booted container; halted when dropped.
+struct Container {
+    name: String,
+    leader: u32,
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl Container {
+    fn up(tag: &str) -> Container {
+        assert!(
+            nix_is_root(),
+            "these tests boot systemd-nspawn containers and must run as root (CI does)"
+        );
+        assert!(
+            Command::new("sh")
+                .args(["-c", "command -v systemd-nspawn && command -v debootstrap"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false),
+            "systemd-nspawn or debootstrap is missing: run .ci/install-deps"
+        );
+        let name = format!(
+            "cmt{}-{}-{tag}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let o = Command::new("bash")
+            .arg(harness())
+            .args(["up", &name])
+            .output()
+            .expect("run tests/harness/nspawn.sh");
+        assert!(
+            o.status.success(),
+            "booting the test container failed (run .ci/install-deps; logs under \
+             /var/tmp/cm-migrate-test and /run/cm-migrate-test):\n{}",
+            text(&o)
+        );
+        let leader: u32 = stdout(&o)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("harness printed no leader pid:\n{}", text(&o)));
+        let c = Container { name, leader };
+        let bin = cm_tests::bin("cm-migrate");
+        std::fs::copy(&bin, c.root().join("usr/local/bin/cm-migrate"))
+            .expect("copy cm-migrate into the container");
+        c
+    }
+
+    fn root(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.leader))
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(harness())
+            .args(["exec", &self.name])
+            .args(args)
+            .output()
+            .expect("run nspawn.sh exec")
+    }
+
+    /// Run a shell script inside; it must succeed.
+    fn sh(&self, script: &str) -> String {
+        let o = self.exec(&["sh", "-ec", script]);
+        assert!(o.status.success(), "in container: {script}\n{}", text(&o));
+        stdout(&o)
+    }
+
+    fn write(&self, path: &str, content: &str) {
+        let p = self.root().join(path.trim_start_matches('/'));
+        std::fs::write(&p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.root()
+            .join(path.trim_start_matches('/'))
+            .symlink_metadata()
+            .is_ok()
+    }
+
+    fn cm_migrate(&self, args: &[&str]) -> Output {
+        let mut a = vec!["cm-migrate"];
+        a.extend_from_slice(args);
+        self.exec(&a)
+    }
+
+    /// ActiveState and UnitFileState of units, by Id.
+    fn states(&self, units: &[&str]) -> BTreeMap<String, UnitInfo> {
+        let mut a = vec![
+            "systemctl",
+            "show",
+            "-p",
+            "Id,LoadState,ActiveState,SubState,UnitFileState",
+            "--",
+        ];
+        a.extend_from_slice(units);
+        let o = self.exec(&a);
+        assert!(o.status.success(), "{}", text(&o));
+        parse_show("systemctl show", &stdout(&o))
+            .expect("parse systemctl show")
+            .into_iter()
+            .map(|u| (u.id.clone(), u))
+            .collect()
+    }
+
+    /// Ports among the container's that something listens on, inside the container.
+    fn busy_ports(&self) -> Vec<u16> {
+        let mut busy = Vec::new();
+        for f in ["tcp", "tcp6", "udp", "udp6"] {
+            let o = self.exec(&["cat", &format!("/proc/net/{f}")]);
+            for s in parse_proc_net(&stdout(&o)) {
+                let bound = if f.starts_with("tcp") {
+                    s.state == 0x0A
+                } else {
+                    s.state == 0x07 && s.remote_port == 0
+                };
+                if bound && CONTAINER_PORTS.contains(&s.port) && !busy.contains(&s.port) {
+                    busy.push(s.port);
+                }
+            }
+        }
+        busy.sort_unstable();
+        busy
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(harness())
+            .args(["down", &self.name])
+            .output();
+    }
+}
+
+fn nix_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective uid of the process
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// A daemon that listens on TCP ports (perl-base is in every Debian), for the port checks.
+const LISTEN: &str = r#"#!/usr/bin/perl
+# listen on the TCP ports given, forever (a stand-in for chatmail's daemons)
+use IO::Socket::INET;
+my @s = map { IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $_, Listen => 5, ReuseAddr => 1) or die "port $_: $!\n" } @ARGV;
+sleep;
+"#;
+
+fn service(c: &Container, name: &str, exec: &str, extra: &str) {
+    c.write(
+        &format!("/etc/systemd/system/{name}.service"),
+        &format!(
+            "[Unit]\nDescription=test {name}\n[Service]\nExecStart={exec}\n{extra}\n\
+             [Install]\nWantedBy=multi-user.target\n"
+        ),
+    );
+}
+
+fn timer(c: &Container, name: &str) {
+    c.write(
+        &format!("/etc/systemd/system/{name}.service"),
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    );
+    c.write(
+        &format!("/etc/systemd/system/{name}.timer"),
+        "[Timer]\nOnCalendar=*-01-01 00:00:00\n[Install]\nWantedBy=timers.target\n",
+    );
+}
+
+/// chatmail's units as a 1.12 relay has them (the real packages are already installed and
+/// running), a legacy echobot, a legacy cron job, one unit enabled but not running, one
+/// running but not enabled, a non-chatmail unit and an unknown chatmail-looking leftover.
+fn chatmail_relay(c: &Container) {
+    c.write("/usr/local/bin/listen", LISTEN);
+    c.sh("chmod 755 /usr/local/bin/listen");
+    let sleep = "/bin/sleep infinity";
+    service(c, "doveauth", sleep, "");
+    service(c, "filtermail", "/usr/local/bin/listen 10080", "");
+    service(
+        c,
+        "filtermail-incoming",
+        "/usr/local/bin/listen 10081 10082",
+        "",
+    );
+    service(c, "filtermail-transport", "/usr/local/bin/listen 10083", "");
+    service(c, "chatmail-metadata", sleep, "");
+    service(c, "lastlogin", sleep, "");
+    service(c, "turnserver", sleep, "");
+    service(c, "iroh-relay", "/usr/local/bin/listen 3340", "");
+    service(c, "echobot", sleep, "");
+    service(c, "backup-agent", sleep, ""); // not chatmail's
+    service(c, "chatmail-custom", sleep, ""); // looks like chatmail's, unknown
+    timer(c, "chatmail-expire");
+    timer(c, "chatmail-fsreport");
+    timer(c, "acmetool-reconcile");
+    c.write(
+        "/etc/systemd/system/tls-cert-reload.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    );
+    c.write(
+        "/etc/systemd/system/tls-cert-reload.path",
+        "[Path]\nPathChanged=/etc/ssl/certs/mailserver.pem\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    c.write(
+        "/etc/cron.d/expunge",
+        "2 0 * * * vmail find /home/vmail/mail -mtime +20 -delete\n",
+    );
+    c.sh("systemctl daemon-reload
+         systemctl enable --now doveauth filtermail filtermail-incoming filtermail-transport \
+           chatmail-metadata iroh-relay echobot backup-agent chatmail-custom \
+           chatmail-expire.timer chatmail-fsreport.timer acmetool-reconcile.timer \
+           tls-cert-reload.path 2>/dev/null
+         systemctl enable lastlogin 2>/dev/null
+         systemctl start turnserver");
+}
+
+/// Every chatmail unit the relay above has (real packages + fakes), and whether it ran.
+const CHATMAIL_UNITS: &[&str] = &[
+    "chatmail-expire.timer",
+    "chatmail-fsreport.timer",
+    "acmetool-reconcile.timer",
+    "tls-cert-reload.path",
+    "postfix@-.service",
+    "postfix.service",
+    "filtermail.service",
+    "filtermail-incoming.service",
+    "filtermail-transport.service",
+    "dovecot.service",
+    "doveauth.service",
+    "lastlogin.service",
+    "chatmail-metadata.service",
+    "echobot.service",
+    "opendkim.service",
+    "nginx.service",
+    "iroh-relay.service",
+    "turnserver.service",
+    "unbound.service",
+    "unbound-resolvconf.service",
+];
+const FOREIGN: &[&str] = &["backup-agent.service", "chatmail-custom.service"];
+
+fn all_units() -> Vec<&'static str> {
+    CHATMAIL_UNITS.iter().chain(FOREIGN).copied().collect()
+}
+
+fn summary(m: &BTreeMap<String, UnitInfo>) -> BTreeMap<String, (String, String)> {
+    m.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (v.active_state.clone(), v.unit_file_state.clone()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_prior_state() {
+    let c = Container::up("main");
+    chatmail_relay(&c);
+    let before = c.states(&all_units());
+    // the starting point is what the test claims it is
+    for u in CHATMAIL_UNITS {
+        assert_eq!(before[*u].load_state, "loaded", "{u}: {:?}", before[*u]);
+    }
+    assert_eq!(before["postfix.service"].active_state, "active");
+    assert_eq!(before["postfix@-.service"].sub_state, "running");
+    assert_eq!(before["dovecot.service"].sub_state, "running");
+    assert_eq!(
+        (
+            before["lastlogin.service"].active_state.as_str(),
+            before["lastlogin.service"].unit_file_state.as_str()
+        ),
+        ("inactive", "enabled")
+    );
+    assert_eq!(
+        (
+            before["turnserver.service"].active_state.as_str(),
+            before["turnserver.service"].unit_file_state.as_str()
+        ),
+        ("active", "disabled")
+    );
+    let busy = c.busy_ports();
+    for p in [25, 53, 80, 143, 3340, 10080, 10081, 10082, 10083] {
+        assert!(
+            busy.contains(&p),
+            "port {p} should be in use before: {busy:?}"
+        );
+    }
+
+    // --dry-run: prints the plan, changes nothing
+    let o = c.cm_migrate(&["stop-services", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let plan = stdout(&o);
+    let pos = |u: &str| {
+        plan.find(&format!("    {u} "))
+            .unwrap_or_else(|| panic!("{u} not in plan:\n{plan}"))
+    };
+    assert!(pos("chatmail-expire.timer") < pos("postfix.service"));
+    assert!(pos("postfix.service") < pos("filtermail.service"));
+    assert!(pos("filtermail-transport.service") < pos("dovecot.service"));
+    assert!(pos("dovecot.service") < pos("doveauth.service"));
+    assert!(pos("echobot.service") < pos("opendkim.service"));
+    assert!(pos("opendkim.service") < pos("nginx.service"));
+    assert!(pos("turnserver.service") < pos("unbound.service"));
+    assert!(plan.contains("/etc/cron.d/expunge"), "{plan}");
+    assert!(
+        plan.contains("not touched") && plan.contains("chatmail-custom.service"),
+        "{plan}"
+    );
+    assert!(!plan.contains("backup-agent"), "{plan}");
+    assert_eq!(summary(&c.states(&all_units())), summary(&before));
+    assert!(!c.exists("/var/lib/cm-migrate/services-state.json"));
+    assert!(c.exists("/etc/cron.d/expunge"));
+
+    // the real stop
+    let o = c.cm_migrate(&["stop-services", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", text(&o)));
+    assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["ports_in_use"], serde_json::json!([]), "{report:#}");
+    let after = c.states(&all_units());
+    for u in CHATMAIL_UNITS {
+        let a = &after[*u];
+        assert!(
+            a.active_state == "inactive" || a.active_state == "failed",
+            "{u} still {}",
+            a.active_state
+        );
+        if *u == "postfix@-.service" {
+            // a generator links it into postfix.service.wants in /run: inert once postfix is
+            // disabled
+            assert_eq!(a.unit_file_state, "enabled-runtime");
+        } else {
+            assert!(
+                !matches!(a.unit_file_state.as_str(), "enabled" | "linked"),
+                "{u} still {}",
+                a.unit_file_state
+            );
+        }
+    }
+    for u in FOREIGN {
+        assert_eq!(
+            (
+                after[*u].active_state.as_str(),
+                after[*u].unit_file_state.as_str()
+            ),
+            ("active", "enabled"),
+            "{u} must not be touched"
+        );
+    }
+    assert_eq!(
+        c.busy_ports(),
+        Vec::<u16>::new(),
+        "container ports still in use"
+    );
+    assert!(!c.exists("/etc/cron.d/expunge"));
+    assert!(c.exists("/etc/cron.d/expunge.cm-migrate-disabled"));
+    let state: serde_json::Value =
+        serde_json::from_str(&c.sh("cat /var/lib/cm-migrate/services-state.json"))
+            .expect("state file is JSON");
+    let rec = |u: &str| {
+        state["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unit"] == u)
+            .unwrap_or_else(|| panic!("{u} not recorded: {state:#}"))
+            .clone()
+    };
+    assert_eq!(rec("nginx.service")["active_state"], "active");
+    assert_eq!(rec("nginx.service")["unit_file_state"], "enabled");
+    assert_eq!(rec("lastlogin.service")["active_state"], "inactive");
+    assert_eq!(rec("turnserver.service")["unit_file_state"], "disabled");
+
+    // a second run finds nothing to do and keeps the first record
+    let o = c.cm_migrate(&["stop-services", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        stdout(&o).is_empty(),
+        "--quiet prints nothing: {}",
+        text(&o)
+    );
+
+    // restore, dry run first: nothing changes
+    let o = c.cm_migrate(&["start-services", "--restore", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stdout(&o).contains("nginx.service"), "{}", text(&o));
+    assert_eq!(summary(&c.states(&all_units())), summary(&after));
+
+    let o = c.cm_migrate(&["start-services", "--restore"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let restored = c.states(&all_units());
+    assert_eq!(
+        summary(&restored),
+        summary(&before),
+        "restore must bring back exactly the prior state"
+    );
+    assert!(c.exists("/etc/cron.d/expunge"));
+    assert!(!c.exists("/etc/cron.d/expunge.cm-migrate-disabled"));
+    assert!(!c.exists("/var/lib/cm-migrate/services-state.json"));
+    assert!(c.exists("/var/lib/cm-migrate/services-state.json.restored"));
+    let busy = c.busy_ports();
+    for p in [25, 53, 80, 143, 3340, 10080] {
+        assert!(
+            busy.contains(&p),
+            "port {p} should be served again: {busy:?}"
+        );
+    }
+}
+
+#[test]
+fn queued_mail_blocks_the_stop_with_count_and_place_and_allow_queued_mail_proceeds() {
+    let c = Container::up("queue");
+    // no network in the container: the MX lookup fails temporarily and the message is deferred
+    c.sh("echo 'Subject: test' | sendmail someone@example.org");
+    let mut deferred = false;
+    for _ in 0..100 {
+        if c.sh("postqueue -j").contains("\"deferred\"") {
+            deferred = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        deferred,
+        "test setup: the message was not deferred:\n{}",
+        c.sh("postqueue -p")
+    );
+    let before = c.states(&["postfix.service", "postfix@-.service", "nginx.service"]);
+
+    let o = c.cm_migrate(&["stop-services", "--queue-timeout", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("1 message(s)") && out.contains("1 in /var/spool/postfix/deferred"),
+        "{}",
+        text(&o)
+    );
+    assert!(out.contains("--allow-queued-mail"), "{out}");
+    assert_eq!(
+        summary(&c.states(&["postfix.service", "postfix@-.service", "nginx.service"])),
+        summary(&before),
+        "nothing may change when the queue blocks"
+    );
+    assert!(!c.exists("/var/lib/cm-migrate/services-state.json"));
+
+    let o = c.cm_migrate(&[
+        "stop-services",
+        "--queue-timeout",
+        "1",
+        "--allow-queued-mail",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("1 message(s)"),
+        "the warning names the count: {}",
+        text(&o)
+    );
+    let after = c.states(&["postfix.service", "postfix@-.service"]);
+    assert_eq!(after["postfix.service"].active_state, "inactive");
+    assert_eq!(after["postfix@-.service"].active_state, "inactive");
+    assert!(
+        c.sh("postqueue -j 2>/dev/null")
+            .contains("someone@example.org"),
+        "the queued message stays in the queue"
+    );
+}
+
+#[test]
+fn a_unit_that_will_not_stop_is_reported_and_the_others_still_stop() {
+    let c = Container::up("hang");
+    service(
+        &c,
+        "mtail",
+        "/bin/sleep infinity",
+        "ExecStop=/bin/sleep 600\nTimeoutStopSec=900",
+    );
+    c.sh("systemctl daemon-reload; systemctl enable --now mtail 2>/dev/null");
+    let o = c.cm_migrate(&["stop-services", "--unit-timeout", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let all = text(&o);
+    assert!(
+        all.contains("stop mtail.service FAILED") && all.contains("did not finish within 2 s"),
+        "{all}"
+    );
+    assert!(all.contains("NOT DOWN: mtail.service"), "{all}");
+    let after = c.states(&["mtail.service", "unbound.service", "nginx.service"]);
+    assert_eq!(after["mtail.service"].active_state, "deactivating");
+    assert_eq!(
+        after["mtail.service"].unit_file_state, "disabled",
+        "disabled anyway"
+    );
+    assert_eq!(
+        after["unbound.service"].active_state, "inactive",
+        "the rest went on"
+    );
+    assert_eq!(after["nginx.service"].active_state, "inactive");
+}
+
+#[test]
+fn a_port_held_by_a_foreign_process_is_named_and_fails_the_stop() {
+    let c = Container::up("port");
+    c.write("/usr/local/bin/listen", LISTEN);
+    c.sh("chmod 755 /usr/local/bin/listen");
+    service(&c, "legacy-proxy", "/usr/local/bin/listen 8443", "");
+    c.sh("systemctl daemon-reload; systemctl enable --now legacy-proxy 2>/dev/null");
+    let o = c.cm_migrate(&["stop-services", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ports = report["ports_in_use"].as_array().expect("ports_in_use");
+    assert_eq!(ports.len(), 1, "{report:#}");
+    assert_eq!(ports[0]["port"], 8443);
+    assert_eq!(ports[0]["holders"][0]["name"], "listen");
+    assert_eq!(ports[0]["holders"][0]["unit"], "legacy-proxy.service");
+    assert_eq!(
+        c.states(&["legacy-proxy.service"])["legacy-proxy.service"].active_state,
+        "active",
+        "a foreign unit is never stopped"
+    );
+    let o = c.cm_migrate(&["stop-services"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("PORT IN USE: tcp 0.0.0.0:8443 held by listen (pid"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn not_root_and_no_systemd_are_usage_errors() {
+    let c = Container::up("errors");
+    let o = c.exec(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "cm-migrate",
+        "stop-services",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("must run as root"),
+        "{}",
+        text(&o)
+    );
+    // inside, with /run hidden: no systemd marker
+    let o = c.exec(&[
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        "mount -t tmpfs none /run && exec cm-migrate start-services --restore",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("systemd is not running"),
+        "{}",
+        text(&o)
+    );
+    // restore without a state file
+    let o = c.cm_migrate(&["start-services", "--restore"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nothing to restore"),
+        "{}",
+        text(&o)
+    );
+}

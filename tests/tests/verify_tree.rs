@@ -1,0 +1,236 @@
+//! `cm-verify tree`: a clean rsync -aHAX copy passes; every kind of difference, planted one
+//! at a time and all together, is reported with its path and nothing else is.
+
+mod verify_support;
+
+use std::ffi::OsStr;
+use std::fs;
+
+use verify_support::*;
+
+#[test]
+fn clean_rsync_copy_passes_and_source_is_untouched() {
+    let t = scratch();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    build_source(&src);
+    rsync_copy(&src, &dst);
+    // atimes older than mtimes: with relatime, any read of a file or listing of a directory
+    // without O_NOATIME would now update them.
+    let snap = cm_core::tree::walk(&src, &Default::default(), &()).unwrap();
+    for e in snap.entries.iter().rev() {
+        let old = format!("{}.{:09}", e.mtime.sec - 100_000, e.mtime.nsec);
+        set_times(
+            &cm_core::tree::abs_path(&src, &e.path),
+            &e.mtime.to_string(),
+            &old,
+        );
+    }
+    let before = cm_core::tree::walk(&src, &Default::default(), &()).unwrap();
+    let (code, diffs, v) = tree_json(&src, &dst, &[]);
+    assert_eq!(diffs, vec![], "{v}");
+    assert_eq!(code, 0);
+    assert_eq!(v["ok"], true);
+    // Every file was compared by content (the hard-linked message counts twice).
+    assert_eq!(v["stats"]["files_compared"], 9, "{v}");
+    // Reading did not change a single atime (O_NOATIME) or anything else in the source.
+    let after = cm_core::tree::walk(&src, &Default::default(), &()).unwrap();
+    let opts = cm_core::tree::CompareOptions {
+        atime: true,
+        ..Default::default()
+    };
+    // Except a symlink's atime: the kernel updates it on every readlink (relatime rules),
+    // and no flag avoids that.
+    let changed: Vec<_> = cm_core::tree::compare(&before, &after, &opts)
+        .into_iter()
+        .filter(|d| {
+            !(d.kind == cm_core::tree::DiffKind::Atime
+                && before.get(&d.path).unwrap().kind == cm_core::tree::FileType::Symlink)
+        })
+        .collect();
+    assert_eq!(changed, vec![], "cm-verify changed its source");
+    // atime is compared only when asked: rsync -a does not carry it over.
+    let (code, diffs, _) = tree_json(&src, &dst, &["--atime"]);
+    assert_eq!(code, 1);
+    assert!(diffs.iter().all(|(k, _)| k == "atime"), "{diffs:?}");
+    assert!(
+        diffs.contains(&("atime".into(), PASSWORD.into())),
+        "{diffs:?}"
+    );
+    // The text report says so too.
+    let (code, out, _) = verify(&[OsStr::new("tree"), src.as_os_str(), dst.as_os_str()]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("OK: tree "), "{out}");
+}
+
+#[test]
+fn each_difference_alone_is_reported_with_its_path() {
+    let t = scratch();
+    let src = t.path().join("src");
+    build_source(&src);
+    for (i, (name, planter, expected)) in cases().into_iter().enumerate() {
+        let dst = t.path().join(format!("dst{i}"));
+        rsync_copy(&src, &dst);
+        plant(&dst, planter);
+        let (code, diffs, v) = tree_json(&src, &dst, &[]);
+        let want: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, p)| (k.to_string(), p.clone()))
+            .collect();
+        assert_eq!(sorted(diffs), sorted(want), "case {name:?}: {v:#}");
+        assert_eq!(code, 1, "case {name:?}");
+        assert_eq!(v["ok"], false);
+        fs::remove_dir_all(&dst).unwrap();
+    }
+}
+
+#[test]
+fn all_differences_together_are_reported() {
+    let t = scratch();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    build_source(&src);
+    rsync_copy(&src, &dst);
+    let mut want = Vec::new();
+    plant(&dst, |d| {
+        for (_, planter, expected) in cases() {
+            planter(d);
+            want.extend(expected.into_iter().map(|(k, p)| (k.to_string(), p)));
+        }
+    });
+    let (code, diffs, v) = tree_json(&src, &dst, &[]);
+    assert_eq!(sorted(diffs), sorted(want.clone()), "{v:#}");
+    assert_eq!(code, 1);
+    // Metadata only: everything but the flipped byte.
+    let (_, diffs, _) = tree_json(&src, &dst, &["--no-content"]);
+    let meta: Vec<_> = want
+        .iter()
+        .filter(|(k, _)| k != "content")
+        .cloned()
+        .collect();
+    assert_eq!(sorted(diffs), sorted(meta));
+    // Counts by kind add up.
+    let total: u64 = v["counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(total as usize, v["differences"].as_array().unwrap().len());
+
+    // The human report groups by kind, counts, and quotes odd names unambiguously.
+    let (code, out, _) = verify(&[
+        OsStr::new("tree"),
+        src.as_os_str(),
+        dst.as_os_str(),
+        OsStr::new("--examples"),
+        OsStr::new("2"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("mtime differs (mtime): 1\n  \"odd/new\\nline\": expected "),
+        "{out}"
+    );
+    assert!(out.contains("missing in the copy (missing): 4\n"), "{out}");
+    assert!(
+        out.contains("  ... and 2 more (--json lists all)\n"),
+        "{out}"
+    );
+    let (_, out, _) = verify(&[OsStr::new("tree"), src.as_os_str(), dst.as_os_str()]);
+    assert!(!out.contains("more (--json lists all)"), "{out}");
+    assert!(
+        out.contains("content differs (same size) (content): 1\n"),
+        "{out}"
+    );
+    assert!(out.contains("\"odd/caf\\xe9 \\\"q\\\"\" (file)"), "{out}");
+    assert!(
+        out.lines().last().unwrap().starts_with("DIFFERENT: tree "),
+        "{out}"
+    );
+    // --quiet prints nothing; the exit status tells.
+    let (code, out, _) = verify(&[
+        OsStr::new("tree"),
+        src.as_os_str(),
+        dst.as_os_str(),
+        OsStr::new("--quiet"),
+    ]);
+    assert_eq!((code, out.as_str()), (1, ""));
+}
+
+#[test]
+fn owner_map_maps_source_owners_before_comparing() {
+    let t = scratch();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    build_source(&src);
+    rsync_copy(&src, &dst);
+    // The copy as cm-copy-data would make it for an image where vmail is 999:998.
+    plant(&dst, |d| {
+        let snap = cm_core::tree::walk(d, &Default::default(), &()).unwrap();
+        for e in &snap.entries {
+            if e.uid == 5000 {
+                let path = cm_core::tree::abs_path(d, &e.path);
+                std::os::unix::fs::lchown(&path, Some(999), Some(998)).unwrap();
+            }
+        }
+    });
+    let (code, diffs, _) = tree_json(&src, &dst, &[]);
+    assert_eq!(code, 1);
+    assert!(diffs.iter().all(|(k, _)| k == "owner"));
+    assert!(diffs.contains(&("owner".into(), PASSWORD.into())));
+
+    let numeric = t.path().join("numeric.map");
+    fs::write(&numeric, "# vmail\n5000:5000=999:998\n").unwrap();
+    let (code, diffs, v) = tree_json(&src, &dst, &["--owner-map", numeric.to_str().unwrap()]);
+    assert_eq!((code, diffs), (0, vec![]), "{v}");
+
+    // By name, resolved in the OLD host's /etc/passwd and /etc/group (--root).
+    let old = t.path().join("oldroot");
+    fs::create_dir_all(old.join("etc")).unwrap();
+    fs::write(
+        old.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nvmail:x:5000:5000::/home/vmail:/bin/false\n",
+    )
+    .unwrap();
+    fs::write(old.join("etc/group"), "root:x:0:\nvmail:x:5000:\n").unwrap();
+    let named = t.path().join("named.map");
+    fs::write(&named, "vmail 999 998\n").unwrap();
+    let (code, diffs, v) = tree_json(
+        &src,
+        &dst,
+        &[
+            "--owner-map",
+            named.to_str().unwrap(),
+            "--root",
+            old.to_str().unwrap(),
+        ],
+    );
+    assert_eq!((code, diffs), (0, vec![]), "{v}");
+}
+
+#[test]
+fn unusable_input_exits_2_with_a_located_message() {
+    let t = scratch();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let (code, _, err) = verify(&[
+        OsStr::new("tree"),
+        src.as_os_str(),
+        t.path().join("nope").as_os_str(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("nope") && err.contains("No such file"),
+        "{err}"
+    );
+    let bad = t.path().join("bad.map");
+    fs::write(&bad, "# ok\nvmail 1\n").unwrap();
+    let (code, _, err) = verify(&[
+        OsStr::new("tree"),
+        src.as_os_str(),
+        src.as_os_str(),
+        OsStr::new("--owner-map"),
+        bad.as_os_str(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.map:2: "), "{err}");
+    let (code, _, _) = verify(&[OsStr::new("tree"), src.as_os_str()]);
+    assert_eq!(code, 2);
+}
