@@ -241,6 +241,18 @@ fn delta_run_copies_only_changes_and_removes_what_is_gone() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["volumes"][0]["outcome"]["copied"], 1, "{j}");
     assert_same(&src, &dst);
+    // The delta run's manifest records every file with its hash (hard-linked names too) and
+    // matches the copy.
+    let snap = cm_core::manifest::read(&cm_core::copy::manifest_path(&dst)).unwrap();
+    let files: Vec<_> = snap
+        .entries
+        .iter()
+        .filter(|e| e.kind == tree::FileType::File)
+        .collect();
+    assert!(files.len() > 15 && files.iter().all(|e| e.sha256.is_some()));
+    assert_eq!(snap.link_groups().values().map(|v| v.len()).max(), Some(4));
+    let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
+    assert!(d.is_empty(), "manifest vs copy after deltas: {d:#?}");
     assert_eq!(
         std::fs::read(dst.join("keys/opendkim.private")).unwrap(),
         b"YEK\n"

@@ -1155,6 +1155,11 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         if let Some(mut r) = r {
             if first_of[i] != NONE && index[first_of[i]] != NONE {
                 let g = index[first_of[i]];
+                // One inode: the same metadata, content hash and attributes as its first name.
+                let first = &out.records[g];
+                r.st = first.st;
+                r.hash = first.hash;
+                r.xattrs = first.xattrs.clone();
                 r.link_group = Some(g);
                 out.records[g].link_group = Some(g);
             }
