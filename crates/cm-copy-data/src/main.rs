@@ -55,8 +55,8 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     owner_map: Option<PathBuf>,
 
-    /// Decide what changed by comparing contents (SHA-256 of both sides), not only size,
-    /// mtime, mode, owner and type.
+    /// Decide what changed by comparing contents (SHA-256 of both sides), not only type,
+    /// size, mtime, mode, owner, xattrs and ACLs.
     #[arg(long)]
     checksum: bool,
 
