@@ -37,14 +37,16 @@ drop() {
   fi
 }
 now() { date +%s.%N; }
-declare -A T
-timeit() { # name command...
+declare -A T S
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
+timeit() { # name command...   (T: until the tool exits; S: until its data is on disk)
   local name=$1; shift
   rm -rf "$M/dst" "$M/.cm-manifest" "$M/sums"
   drop
-  local t0 t1
-  t0=$(now); "$@" >/dev/null; t1=$(now)
-  T[$name]="${T[$name]:-} $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')"
+  local t0 t1 t2
+  t0=$(now); "$@" >/dev/null; t1=$(now); sync; t2=$(now)
+  T[$name]="${T[$name]:-} $(secs "$t0" "$t1")"
+  S[$name]="${S[$name]:-} $(secs "$t0" "$t2")"
 }
 cm()      { "$BIN" --map "$M/src=$M/dst" --quiet; }
 cpa()     { cp -a "$M/src" "$M/dst"; }
@@ -72,17 +74,19 @@ for tool in dcm drs; do
   drop
   t0=$(now)
   if [ $tool = dcm ]; then "$BIN" --map "$M/src=$M/dcm" --quiet; else rsync -aH --numeric-ids --delete "$M/src/" "$M/drs/"; fi
-  t1=$(now)
-  T[$tool]=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
+  t1=$(now); sync; t2=$(now)
+  T[$tool]=$(secs "$t0" "$t1"); S[$tool]=$(secs "$t0" "$t2")
 done
 
 med() { echo "$1" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {printf "%.2f", (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
 echo
-echo "tree: $nfiles files, $size, on loop-mounted ext4; $cold runs; $(nproc) CPUs; median of 2 (times in s)"
-printf '%-55s %8s\n' "tool" "seconds"
-printf '%-55s %8s\n' "cm-copy-data (SHA-256 + read-back check, manifest)" "$(med "${T[cm]}")"
-printf '%-55s %8s\n' "cp -a" "$(med "${T[cpa]}")"
-printf '%-55s %8s\n' "rsync -aH --numeric-ids" "$(med "${T[rs]}")"
-printf '%-55s %8s\n' "rsync -aH --numeric-ids + sha256sum both trees" "$(med "${T[rs_sums]}")"
-printf '%-55s %8s\n' "delta ($nchanged files changed): cm-copy-data" "${T[dcm]}"
-printf '%-55s %8s\n' "delta ($nchanged files changed): rsync -aH --delete" "${T[drs]}"
+echo "tree: $nfiles files, $size, on loop-mounted ext4; $cold runs; $(nproc) CPUs; median of 2 (seconds)"
+echo "'+sync': until the data is on disk (cm-copy-data syncs before it writes the manifest)"
+row() { printf '%-55s %8s %8s\n' "$1" "$2" "$3"; }
+row "tool" "exit" "+sync"
+row "cm-copy-data (SHA-256 + read-back check, manifest)" "$(med "${T[cm]}")" "$(med "${S[cm]}")"
+row "cp -a" "$(med "${T[cpa]}")" "$(med "${S[cpa]}")"
+row "rsync -aH --numeric-ids" "$(med "${T[rs]}")" "$(med "${S[rs]}")"
+row "rsync -aH --numeric-ids + sha256sum both trees" "$(med "${T[rs_sums]}")" "$(med "${S[rs_sums]}")"
+row "delta ($nchanged files changed): cm-copy-data" "${T[dcm]}" "${S[dcm]}"
+row "delta ($nchanged files changed): rsync -aH --delete" "${T[drs]}" "${S[drs]}"

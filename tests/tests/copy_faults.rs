@@ -333,3 +333,72 @@ fn after_a_reboot_mid_copy_unrecorded_files_are_compared_by_content() {
     // damage would only be found by --checksum, or cm-verify against the manifest.
     assert!(!cm_core::copy::marker_path(&dst).exists());
 }
+
+#[test]
+fn a_file_written_during_the_copy_is_retried_then_reported_never_recorded() {
+    assert_root();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("vmail")).unwrap();
+    std::fs::write(src.join("vmail/quiet"), b"still").unwrap();
+    let busy = src.join("vmail/dovecot.index.log");
+    std::fs::write(&busy, vec![b'x'; 8 << 20]).unwrap();
+    let dst = t.path().join("data/chatmail");
+    let m = map_arg(&src, &dst);
+    // A writer appends to the file the whole time (as dovecot does to its logs).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let (busy, stop) = (busy.clone(), stop.clone());
+        move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(busy).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b"y").unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    });
+    let o = run({
+        let mut c = copy_cmd();
+        c.args(["--map", &m]);
+        c
+    });
+    let o_live = run({
+        let mut c = copy_cmd();
+        c.args(["--map", &m, "--live"]);
+        c
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a file that never holds still is an error"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("dovecot.index.log") && err.contains("kept changing"),
+        "{err}"
+    );
+    assert_eq!(o_live.status.code(), Some(0), "with --live it is a warning");
+    assert!(String::from_utf8_lossy(&o_live.stderr).contains("kept changing"));
+    assert!(
+        !dst.join("vmail/dovecot.index.log").exists(),
+        "never under its final name"
+    );
+    assert_eq!(std::fs::read(dst.join("vmail/quiet")).unwrap(), b"still");
+    let snap = cm_core::manifest::read(&cm_core::copy::manifest_path(&dst)).unwrap();
+    assert!(
+        snap.get(Path::new("vmail/dovecot.index.log")).is_none(),
+        "not recorded"
+    );
+    assert!(snap.get(Path::new("vmail/quiet")).is_some());
+    // Once it holds still, the next run copies it.
+    let o = run({
+        let mut c = copy_cmd();
+        c.args(["--map", &m]);
+        c
+    });
+    assert_eq!(o.status.code(), Some(0));
+    assert_same(&src, &dst);
+}

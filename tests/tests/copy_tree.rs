@@ -210,6 +210,13 @@ fn delta_run_copies_only_changes_and_removes_what_is_gone() {
         .status()
         .unwrap();
     std::fs::hard_link(mail.join("cur/1.M1:2,S"), mail.join("cur/fourth")).unwrap();
+    // An ACL changed (only the ctime moves): the copy must follow.
+    let st = Command::new("setfacl")
+        .args(["-m", "u:777:r"])
+        .arg(src.join("acl-file"))
+        .status()
+        .unwrap();
+    assert!(st.success());
     std::fs::write(dst.join("vmail/.cm-copy.1.2.3.tmp"), b"half").unwrap();
     std::fs::write(dst.join("stray"), b"not in source").unwrap();
     // The source's parent dir mtimes changed: put them back as they were is not needed; the
@@ -219,8 +226,8 @@ fn delta_run_copies_only_changes_and_removes_what_is_gone() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let out = &j["volumes"][0]["outcome"];
     let copied = out["copied"].as_u64().unwrap();
-    // 4 files (big, fresh, empty, setgid, xattrs = 5) plus directories re-created: few.
-    assert!((5..=8).contains(&copied), "copied only the changes: {j}");
+    // big, fresh, empty (now a file), setgid, xattrs, acl-file: 6, and nothing else.
+    assert_eq!(copied, 6, "copied only the changes: {j}");
     assert!(out["deleted"].as_u64().unwrap() >= 4, "{j}");
     assert_same(&src, &dst);
     assert!(!dst.join("stray").exists() && !dst.join("vmail/.cm-copy.1.2.3.tmp").exists());
@@ -241,6 +248,18 @@ fn delta_run_copies_only_changes_and_removes_what_is_gone() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["volumes"][0]["outcome"]["copied"], 1, "{j}");
     assert_same(&src, &dst);
+    // The delta run's manifest records every file with its hash (hard-linked names too) and
+    // matches the copy.
+    let snap = cm_core::manifest::read(&cm_core::copy::manifest_path(&dst)).unwrap();
+    let files: Vec<_> = snap
+        .entries
+        .iter()
+        .filter(|e| e.kind == tree::FileType::File)
+        .collect();
+    assert!(files.len() > 15 && files.iter().all(|e| e.sha256.is_some()));
+    assert_eq!(snap.link_groups().values().map(|v| v.len()).max(), Some(4));
+    let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
+    assert!(d.is_empty(), "manifest vs copy after deltas: {d:#?}");
     assert_eq!(
         std::fs::read(dst.join("keys/opendkim.private")).unwrap(),
         b"YEK\n"
@@ -301,12 +320,26 @@ fn owner_map_maps_owners_and_acl_ids() {
         acl.contains("user:42:rw-") && acl.contains("group:43:r--"),
         "{acl}"
     );
+    // A second run with the same map finds nothing to do (owners and ACLs compare mapped).
+    let o = copy(&[
+        "--map",
+        &map_arg(&src, &dst),
+        "--owner-map",
+        map.to_str().unwrap(),
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["volumes"][0]["outcome"]["copied"], 0, "{j}");
     let owners = OwnerMap::load(&map, Path::new("/")).unwrap();
     let d = diffs(&src, &dst, owners);
-    // The comparison maps owners but not ids inside ACLs: only those xattrs may differ.
+    // The comparison maps owners, ACL entries included, as the copy did: nothing differs.
+    assert!(d.is_empty(), "{d:#?}");
+    // Without the map, owners and ACLs differ (the comparison can see it).
+    let d = diffs(&src, &dst, OwnerMap::identity());
+    assert!(d.iter().any(|x| x.kind == DiffKind::Owner), "{d:#?}");
     assert!(
-        d.iter().all(|x| x.kind == DiffKind::Xattr
-            && (x.path.ends_with("acl-file") || x.path.starts_with("acl-dir"))),
+        d.iter()
+            .any(|x| x.kind == DiffKind::Xattr && x.path.ends_with("acl-file")),
         "{d:#?}"
     );
 }

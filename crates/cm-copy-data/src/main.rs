@@ -55,13 +55,14 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     owner_map: Option<PathBuf>,
 
-    /// Decide what changed by comparing contents (SHA-256 of both sides), not only size,
-    /// mtime, mode, owner and type.
+    /// Decide what changed by comparing contents (SHA-256 of both sides), not only type,
+    /// size, mtime, mode, owner, xattrs and ACLs.
     #[arg(long)]
     checksum: bool,
 
     /// Copy the mail store although chatmail services are running (the bulk copy of a
-    /// two-phase migration; run again after stopping them).
+    /// two-phase migration; run again after stopping them). Files that keep changing while
+    /// they are read are then warnings (left for the next run), not errors.
     #[arg(long)]
     live: bool,
 
@@ -224,6 +225,7 @@ fn main() -> ExitCode {
     let opts = copy::Options {
         jobs,
         checksum: a.checksum,
+        live: a.live,
         ids: owners
             .as_ref()
             .filter(|m| !m.is_identity())

@@ -256,7 +256,7 @@ const ACL_USER: u16 = 0x02;
 const ACL_GROUP: u16 = 0x08;
 
 /// Map the uids/gids named inside a POSIX ACL xattr value.
-fn map_acl(value: &mut [u8], ids: &dyn MapIds) {
+pub fn map_acl(value: &mut [u8], ids: &dyn MapIds) {
     if value.len() < 4 || (value.len() - 4) % 8 != 0 {
         return;
     }
@@ -272,7 +272,7 @@ fn map_acl(value: &mut [u8], ids: &dyn MapIds) {
     }
 }
 
-fn is_acl(name: &[u8]) -> bool {
+pub fn is_acl(name: &[u8]) -> bool {
     name == b"system.posix_acl_access" || name == b"system.posix_acl_default"
 }
 

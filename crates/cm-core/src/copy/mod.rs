@@ -103,6 +103,9 @@ pub struct Options<'a> {
     pub checksum: bool,
     /// Owner mapping; `None` keeps numeric ids.
     pub ids: Option<&'a dyn MapIds>,
+    /// A bulk copy while services run: an entry that keeps changing while it is read is a
+    /// warning (the next run copies it), not an error. It is never recorded as copied.
+    pub live: bool,
 }
 
 /// Counts of a plan (what is there and what will be done).
@@ -296,6 +299,24 @@ fn lstat_path(p: &Path) -> io::Result<Option<std::fs::Metadata>> {
     }
 }
 
+/// The source's attributes (ACL ids mapped) equal the copy's?
+fn same_xattrs(s: &Xattrs, t: &Xattrs, ids: Option<&dyn MapIds>) -> bool {
+    if s.len() != t.len() {
+        return false;
+    }
+    s.iter().zip(t).all(|((sn, sv), (tn, tv))| {
+        sn == tn
+            && match ids {
+                Some(m) if file::is_acl(sn) => {
+                    let mut v = sv.clone();
+                    file::map_acl(&mut v, m);
+                    &v == tv
+                }
+                _ => sv == tv,
+            }
+    })
+}
+
 fn same_meta(s: &Stat, t: &Stat, ids: Option<&dyn MapIds>) -> bool {
     let (u, g) = match ids {
         Some(m) => (m.uid(s.uid), m.gid(s.gid)),
@@ -479,6 +500,7 @@ pub fn plan(
             continue;
         };
         let same = same_meta(st, t, ids)
+            && same_xattrs(&node.xattrs, &tgt[tmatch[i]].xattrs, ids)
             && match st.kind {
                 // A single-name file whose copy shares its inode (a stale link) is copied
                 // anew; names of a linked inode are checked through the link groups.
@@ -941,7 +963,9 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             }
             ItemResult::Failed(e) => {
                 failed[i] = true;
-                let sev = if matches!(e, ItemError::Vanished) {
+                let sev = if matches!(e, ItemError::Vanished)
+                    || (opts.live && matches!(e, ItemError::Changed))
+                {
                     Severity::Warning
                 } else {
                     Severity::Error
@@ -953,49 +977,19 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             }
         }
     }
-    // Entries already right (their attributes from the earlier manifest or the copy).
-    {
-        let mut w = Worker::new(usize::MAX / 4);
-        let mut cache: Option<(usize, OwnedFd)> = None;
-        for (i, node) in nodes.iter().enumerate() {
-            if plan.acts[i] != Act::Keep || node.st.kind == Kind::Dir || !dir_ok[node.parent] {
-                continue;
-            }
-            let t = plan.tmatch[i];
-            if t == NONE {
-                continue;
-            }
-            let st = plan.tgt[t].st;
-            let (hash, xattrs) = match &plan.prev_hash[i] {
-                Some((h, x)) => (Some(*h), Ok(x.clone())),
-                None => {
-                    let x = (|| -> io::Result<Xattrs> {
-                        if cache.as_ref().map(|c| c.0) != Some(node.parent) {
-                            cache = Some((
-                                node.parent,
-                                sys::open_dir_beneath(dr, &nodes[node.parent].rel, false)?,
-                            ));
-                        }
-                        let d = cache.as_ref().map(|c| c.1.as_raw_fd()).unwrap_or(dr);
-                        let c = name_c(node)?;
-                        file::read_xattrs(&mut w, &sys::XTarget::At(d, &c))
-                    })();
-                    (None, x)
-                }
-            };
-            match xattrs {
-                Ok(x) => {
-                    recs[i] = Some(record(i, st, hash, plan.tgt[t].link.clone(), x));
-                    out.unchanged += 1;
-                }
-                Err(e) => problem(
-                    &mut out,
-                    Severity::Error,
-                    &node.rel,
-                    format!("cannot read the copy's extended attributes: {e}"),
-                ),
-            }
+    // Entries already right (their attributes as the scan of the copy found them).
+    for (i, node) in nodes.iter().enumerate() {
+        if plan.acts[i] != Act::Keep || node.st.kind == Kind::Dir || !dir_ok[node.parent] {
+            continue;
         }
+        let t = plan.tmatch[i];
+        if t == NONE {
+            continue;
+        }
+        let tn = &plan.tgt[t];
+        let hash = plan.prev_hash[i].as_ref().map(|(h, _)| *h);
+        recs[i] = Some(record(i, tn.st, hash, tn.link.clone(), tn.xattrs.clone()));
+        out.unchanged += 1;
     }
 
     // Phase 3: further names of hard-linked inodes.
@@ -1150,6 +1144,11 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         if let Some(mut r) = r {
             if first_of[i] != NONE && index[first_of[i]] != NONE {
                 let g = index[first_of[i]];
+                // One inode: the same metadata, content hash and attributes as its first name.
+                let first = &out.records[g];
+                r.st = first.st;
+                r.hash = first.hash;
+                r.xattrs = first.xattrs.clone();
                 r.link_group = Some(g);
                 out.records[g].link_group = Some(g);
             }

@@ -4,6 +4,7 @@
 
 use super::sys::{self, Kind, Stat};
 use std::collections::HashMap;
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
@@ -25,6 +26,8 @@ pub struct Node {
     pub st: Stat,
     /// A symlink's target, as bytes.
     pub link: Option<Vec<u8>>,
+    /// Extended attributes of a non-directory (directories get theirs synced every run).
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Node {
@@ -78,6 +81,7 @@ pub fn scan(
         name_at: 0,
         st,
         link: None,
+        xattrs: Vec::new(),
     }];
     assemble(0, 0, &mut results, &mut nodes);
     Ok((nodes, problems))
@@ -87,6 +91,7 @@ struct Entry {
     name: Vec<u8>,
     st: Stat,
     link: Option<Vec<u8>>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Id of the directory's own listing (directories only).
     child: Option<u64>,
 }
@@ -173,6 +178,7 @@ fn list(
         }
     };
     let mut out = Vec::with_capacity(names.len());
+    let mut xbuf = vec![0u8; 1024];
     for name in names {
         let c = match sys::cstr(&name) {
             Ok(c) => c,
@@ -211,6 +217,21 @@ fn list(
         } else {
             None
         };
+        let xattrs = if st.kind == Kind::Dir {
+            Vec::new()
+        } else {
+            match read_xattrs(d, &c, &mut xbuf) {
+                Ok(x) => x,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(error) => {
+                    problems.push(ScanProblem {
+                        rel: join(rel, &name).0,
+                        error,
+                    });
+                    continue;
+                }
+            }
+        };
         let child = (st.kind == Kind::Dir).then(|| {
             let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
             subdirs.push((id, join(rel, &name).0));
@@ -220,6 +241,7 @@ fn list(
             name,
             st,
             link,
+            xattrs,
             child,
         });
     }
@@ -245,11 +267,39 @@ fn assemble(id: u64, idx: usize, results: &mut HashMap<u64, Vec<Entry>>, nodes: 
             name_at,
             st: e.st,
             link: e.link,
+            xattrs: e.xattrs,
         });
     }
     for (c, i) in subs {
         assemble(c, i, results, nodes);
     }
+}
+
+/// The entry's extended attributes (never following a symlink), sorted by name; one
+/// syscall when it has none.
+fn read_xattrs(dir: RawFd, name: &CStr, buf: &mut Vec<u8>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let x = sys::XTarget::At(dir, name);
+    let n = x.list(buf)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let names: Vec<Vec<u8>> = buf[..n]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_vec())
+        .collect();
+    let mut out = Vec::with_capacity(names.len());
+    let mut val = vec![0u8; 256];
+    for nm in names {
+        let c = sys::cstr(&nm)?;
+        match x.get(&c, &mut val) {
+            Ok(l) => out.push((nm, val[..l].to_vec())),
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn join(parent: &[u8], name: &[u8]) -> (Vec<u8>, usize) {
