@@ -40,7 +40,17 @@ struct Container {
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 impl Container {
+    /// A container on a volatile overlay: nothing it changes survives its halt.
     fn up(tag: &str) -> Container {
+        Container::boot(tag, &[])
+    }
+
+    /// A container whose changes survive [`Container::reboot`].
+    fn up_persistent(tag: &str) -> Container {
+        Container::boot(tag, &["--persistent"])
+    }
+
+    fn boot(tag: &str, opts: &[&str]) -> Container {
         assert!(
             nix_is_root(),
             "these tests boot systemd-nspawn containers and must run as root (CI does)"
@@ -58,9 +68,25 @@ impl Container {
             std::process::id() % 100_000,
             SEQ.fetch_add(1, Ordering::SeqCst)
         );
+        let mut c = Container { name, leader: 0 };
+        c.leader = c.harness_boot("up", opts);
+        let bin = cm_tests::bin("cm-migrate");
+        std::fs::copy(&bin, c.root().join("usr/local/bin/cm-migrate"))
+            .expect("copy cm-migrate into the container");
+        c
+    }
+
+    /// Shut the container down cleanly and boot it again, as a reboot of the host would.
+    fn reboot(&mut self) {
+        self.leader = self.harness_boot("reboot", &[]);
+    }
+
+    /// Run `nspawn.sh CMD NAME OPTS...`, which boots the container and prints its leader pid.
+    fn harness_boot(&self, cmd: &str, opts: &[&str]) -> u32 {
         let o = Command::new("bash")
             .arg(harness())
-            .args(["up", &name])
+            .args([cmd, &self.name])
+            .args(opts)
             .output()
             .expect("run tests/harness/nspawn.sh");
         assert!(
@@ -69,16 +95,11 @@ impl Container {
              /var/tmp/cm-migrate-test and /run/cm-migrate-test):\n{}",
             text(&o)
         );
-        let leader: u32 = stdout(&o)
+        stdout(&o)
             .lines()
             .last()
             .and_then(|l| l.trim().parse().ok())
-            .unwrap_or_else(|| panic!("harness printed no leader pid:\n{}", text(&o)));
-        let c = Container { name, leader };
-        let bin = cm_tests::bin("cm-migrate");
-        std::fs::copy(&bin, c.root().join("usr/local/bin/cm-migrate"))
-            .expect("copy cm-migrate into the container");
-        c
+            .unwrap_or_else(|| panic!("harness printed no leader pid:\n{}", text(&o)))
     }
 
     fn root(&self) -> PathBuf {
@@ -462,6 +483,73 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
 }
 
 #[test]
+fn the_disabled_state_survives_a_reboot_and_restore_brings_the_enabled_units_back_after_one() {
+    let mut c = Container::up_persistent("reboot");
+    chatmail_relay(&c);
+    let before = c.states(&all_units());
+    let o = c.cm_migrate(&["stop-services", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    c.reboot();
+    let after = c.states(&all_units());
+    for u in CHATMAIL_UNITS {
+        let a = &after[*u];
+        assert_eq!(
+            a.active_state, "inactive",
+            "{u} came back at boot after stop-services: {a:?}"
+        );
+        if *u != "postfix@-.service" {
+            assert!(!a.is_enabled(), "{u} enabled again after the reboot: {a:?}");
+        }
+    }
+    for u in FOREIGN {
+        assert_eq!(
+            (
+                after[*u].active_state.as_str(),
+                after[*u].unit_file_state.as_str()
+            ),
+            ("active", "enabled"),
+            "{u}: the boot must start enabled units (or this test proves nothing)"
+        );
+    }
+    assert_eq!(
+        c.busy_ports(),
+        Vec::<u16>::new(),
+        "container ports in use after the reboot"
+    );
+    assert!(c.exists("/etc/cron.d/expunge.cm-migrate-disabled"));
+    assert!(!c.exists("/etc/cron.d/expunge"));
+
+    let o = c.cm_migrate(&["start-services", "--restore", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    c.reboot();
+    let back = c.states(&all_units());
+    for u in CHATMAIL_UNITS {
+        let (b, a) = (&before[*u], &back[*u]);
+        assert_eq!(a.unit_file_state, b.unit_file_state, "{u}: {a:?}");
+        if (b.is_enabled() || b.is_enabled_runtime()) && b.is_active() {
+            assert!(
+                a.is_active(),
+                "{u} was enabled and running before the move and must run after a reboot: {a:?}"
+            );
+        }
+    }
+    assert_eq!(
+        back["turnserver.service"].active_state, "inactive",
+        "turnserver was never enabled: restore must not enable it"
+    );
+    let ports = [25, 53, 80, 143, 3340, 10080, 10081, 10082, 10083];
+    let busy = c.wait_for_ports(&ports);
+    for p in ports {
+        assert!(
+            busy.contains(&p),
+            "port {p} should be served after the reboot: {busy:?}"
+        );
+    }
+    assert!(c.exists("/etc/cron.d/expunge"));
+}
+
+#[test]
 fn queued_mail_blocks_the_stop_with_count_and_place_and_allow_queued_mail_proceeds() {
     let c = Container::up("queue");
     // no network in the container: the MX lookup fails temporarily and the message is deferred
@@ -481,6 +569,28 @@ fn queued_mail_blocks_the_stop_with_count_and_place_and_allow_queued_mail_procee
     );
     let before = c.states(&["postfix.service", "postfix@-.service", "nginx.service"]);
 
+    // a second run while the first waits for the queue is refused at once, naming the first
+    let out = c.sh(
+        "cm-migrate stop-services --queue-timeout 300 >/dev/null 2>&1 & first=$!
+         for i in $(seq 300); do [ -s /run/cm-migrate.lock ] && break; sleep 0.1; done
+         echo first=$first
+         rc=0; cm-migrate start-services --restore 2>&1 || rc=$?
+         echo rc=$rc
+         kill $first; wait $first || true",
+    );
+    let first = out
+        .lines()
+        .find_map(|l| l.strip_prefix("first="))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(out.contains("rc=2"), "refused with exit 2: {out}");
+    assert!(
+        out.contains(&format!(
+            "another cm-migrate run is in progress (pid {first}, stop-services;"
+        )) && out.contains("/run/cm-migrate.lock"),
+        "{out}"
+    );
+
+    // the kernel dropped the killed run's lock: the next run goes ahead
     let o = c.cm_migrate(&["stop-services", "--queue-timeout", "2"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = stdout(&o);

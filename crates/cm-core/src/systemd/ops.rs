@@ -6,6 +6,7 @@
 //! stop the others, it is reported and makes the run incomplete.
 
 use super::catalog::{Stage, CRON_ASIDE_SUFFIX};
+use super::lock::RunLock;
 use super::plan::{discover, Plan};
 use super::runner::{MailQueue, QueueStatus, ServiceManager};
 use super::state::{restored_path, CronMove, ServicesState, UnitRecord};
@@ -27,6 +28,8 @@ pub struct StopOptions {
     pub queue_poll: Duration,
     pub allow_queued_mail: bool,
     pub state_file: PathBuf,
+    /// The run lock ([`RunLock`]) held for the whole run.
+    pub lock_file: PathBuf,
     /// How long one unit may take to stop.
     pub unit_timeout: Duration,
     /// Where legacy cron files live (/etc/cron.d).
@@ -45,6 +48,7 @@ impl Default for StopOptions {
             queue_poll: Duration::from_secs(1),
             allow_queued_mail: false,
             state_file: super::DEFAULT_STATE_FILE.into(),
+            lock_file: super::DEFAULT_LOCK_FILE.into(),
             unit_timeout: Duration::from_secs(120),
             cron_dir: "/etc/cron.d".into(),
             proc_root: "/proc".into(),
@@ -116,6 +120,8 @@ pub struct StopReport {
     pub actions: Vec<ActionResult>,
     /// Units still active or enabled afterwards.
     pub problems: Vec<UnitProblem>,
+    /// The ports checked afterwards (those the container needs).
+    pub ports_checked: Vec<u16>,
     /// Container ports still in use afterwards.
     pub ports_in_use: Vec<Listener>,
     pub warnings: Vec<String>,
@@ -169,15 +175,22 @@ fn wait_for_queue(
     }
 }
 
-/// `stop-services`: discover, plan, drain the queue, record, stop and disable in order,
-/// verify. Errors are returned only when the host cannot be used at all (systemctl missing,
-/// unreadable state file); per-unit failures are in the report.
+/// `stop-services`: take the run lock, discover, plan, drain the queue, record, stop and
+/// disable in order, verify. Errors are returned only when the host cannot be used at all
+/// (another run holds the lock, systemctl missing, unreadable state file); per-unit failures
+/// are in the report.
 pub fn stop_services(
     sm: &mut dyn ServiceManager,
     mq: &mut dyn MailQueue,
     opts: &StopOptions,
     on: &mut dyn FnMut(Event),
 ) -> Result<StopReport, SystemdError> {
+    let what = if opts.dry_run {
+        "stop-services --dry-run"
+    } else {
+        "stop-services"
+    };
+    let _lock = RunLock::acquire(&opts.lock_file, what)?;
     let plan = discover(sm, &opts.cron_dir)?;
     on(Event::Plan(plan.clone()));
     let mut report = StopReport {
@@ -313,6 +326,7 @@ pub fn stop_services(
             )),
         }
     }
+    report.ports_checked = opts.ports.clone();
     report.ports_in_use =
         listeners_on(&opts.proc_root, &opts.ports).map_err(|e| SystemdError::Proc {
             path: e.path,
@@ -411,6 +425,8 @@ fn stop_problem(now: &UnitInfo, planned: &BTreeSet<&str>) -> Option<UnitProblem>
 pub struct RestoreOptions {
     pub dry_run: bool,
     pub state_file: PathBuf,
+    /// The run lock ([`RunLock`]) held for the whole run.
+    pub lock_file: PathBuf,
     pub unit_timeout: Duration,
 }
 
@@ -419,6 +435,7 @@ impl Default for RestoreOptions {
         RestoreOptions {
             dry_run: false,
             state_file: super::DEFAULT_STATE_FILE.into(),
+            lock_file: super::DEFAULT_LOCK_FILE.into(),
             unit_timeout: Duration::from_secs(120),
         }
     }
@@ -469,13 +486,20 @@ fn was_running(active_state: &str) -> bool {
     )
 }
 
-/// `start-services --restore`: re-enable and start exactly what ran before, in reverse stop
-/// order, move the legacy cron files back, then check every unit against its record.
+/// `start-services --restore`: take the run lock, re-enable and start exactly what ran before,
+/// in reverse stop order, move the legacy cron files back, then check every unit against its
+/// record.
 pub fn restore_services(
     sm: &mut dyn ServiceManager,
     opts: &RestoreOptions,
     on: &mut dyn FnMut(Event),
 ) -> Result<RestoreReport, SystemdError> {
+    let what = if opts.dry_run {
+        "start-services --restore --dry-run"
+    } else {
+        "start-services --restore"
+    };
+    let _lock = RunLock::acquire(&opts.lock_file, what)?;
     let state = ServicesState::load(&opts.state_file)?.ok_or_else(|| SystemdError::NoState {
         path: opts.state_file.clone(),
     })?;
@@ -629,6 +653,7 @@ mod tests {
             queue_timeout: Duration::ZERO,
             queue_poll: Duration::ZERO,
             state_file: dir.path().join("state/services-state.json"),
+            lock_file: dir.path().join("cm-migrate.lock"),
             cron_dir: cron,
             proc_root,
             ..Default::default()
@@ -843,6 +868,7 @@ mod tests {
         sd.log.clear();
         let ropts = RestoreOptions {
             state_file: e.opts.state_file.clone(),
+            lock_file: e.opts.lock_file.clone(),
             ..Default::default()
         };
         let rr = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap();
@@ -878,6 +904,7 @@ mod tests {
         let mut sd = relay();
         let ropts = RestoreOptions {
             state_file: e.opts.state_file.clone(),
+            lock_file: e.opts.lock_file.clone(),
             dry_run: true,
             ..Default::default()
         };
@@ -934,6 +961,43 @@ mod tests {
             fs::read(e.opts.cron_dir.join("expunge.cm-migrate-disabled")).unwrap(),
             b"old\n"
         );
+    }
+
+    #[test]
+    fn a_second_run_while_one_holds_the_lock_is_refused_and_changes_nothing() {
+        let e = env();
+        let mut sd = relay();
+        let mut q = FakeQueue::default();
+        let held = RunLock::acquire(&e.opts.lock_file, "stop-services").unwrap();
+        let mut ev = Vec::new();
+        let err = stop_services(&mut sd, &mut q, &e.opts, &mut |x| ev.push(x)).unwrap_err();
+        assert!(matches!(err, SystemdError::Locked { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}, stop-services", std::process::id())),
+            "{err}"
+        );
+        assert!(ev.is_empty(), "refused before the first look: {ev:?}");
+        assert!(sd.log.is_empty(), "systemd not even asked: {:?}", sd.log);
+        assert!(!q.flushed);
+        assert!(!e.opts.state_file.exists());
+        let ropts = RestoreOptions {
+            state_file: e.opts.state_file.clone(),
+            lock_file: e.opts.lock_file.clone(),
+            ..Default::default()
+        };
+        let err = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, SystemdError::Locked { .. }), "{err:?}");
+        drop(held);
+
+        // released after each run: stop, then restore, then stop again all go through
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert!(r.is_complete(), "{r:#?}");
+        let rr = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap();
+        assert!(rr.is_complete(), "{rr:#?}");
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert!(r.is_complete(), "{r:#?}");
     }
 
     #[test]
