@@ -22,13 +22,17 @@ fn text(o: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
         o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        stdout(o),
+        stderr(o)
     )
 }
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A booted container; halted when dropped.
@@ -179,6 +183,14 @@ impl Container {
         busy
     }
 
+    fn assert_ports_free(&self, when: &str) {
+        assert_eq!(
+            self.busy_ports(),
+            Vec::<u16>::new(),
+            "container ports in use {when}"
+        );
+    }
+
     /// Wait (bounded) until all `ports` are in use: daemons bind after systemctl returns.
     fn wait_for_ports(&self, ports: &[u16]) -> Vec<u16> {
         let mut busy = Vec::new();
@@ -315,6 +327,36 @@ fn all_units() -> Vec<&'static str> {
     CHATMAIL_UNITS.iter().chain(FOREIGN).copied().collect()
 }
 
+/// Every chatmail unit is in one of the ActiveStates `down` and not enabled.
+/// `postfix@-.service` stays enabled-runtime: a generator links it into postfix.service.wants
+/// in /run, inert once postfix is disabled.
+fn assert_chatmail_down(states: &BTreeMap<String, UnitInfo>, down: &[&str], when: &str) {
+    for u in CHATMAIL_UNITS {
+        let a = &states[*u];
+        assert!(
+            down.contains(&a.active_state.as_str()),
+            "{when}: {u} is {a:?}"
+        );
+        if *u == "postfix@-.service" {
+            assert_eq!(a.unit_file_state, "enabled-runtime", "{when}: {a:?}");
+        } else {
+            assert!(!a.is_enabled(), "{when}: {u} still enabled: {a:?}");
+        }
+    }
+}
+
+/// The units that are not chatmail's are running and enabled, as the setup left them.
+fn assert_foreign_running(states: &BTreeMap<String, UnitInfo>, why: &str) {
+    for u in FOREIGN {
+        let a = &states[*u];
+        assert_eq!(
+            (a.active_state.as_str(), a.unit_file_state.as_str()),
+            ("active", "enabled"),
+            "{u}: {why}"
+        );
+    }
+}
+
 fn summary(m: &BTreeMap<String, UnitInfo>) -> BTreeMap<String, (String, String)> {
     m.iter()
         .map(|(k, v)| {
@@ -392,41 +434,11 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
         .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", text(&o)));
     assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["ports_in_use"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["exit_code"], 0, "{report:#}");
     let after = c.states(&all_units());
-    for u in CHATMAIL_UNITS {
-        let a = &after[*u];
-        assert!(
-            a.active_state == "inactive" || a.active_state == "failed",
-            "{u} still {}",
-            a.active_state
-        );
-        if *u == "postfix@-.service" {
-            // a generator links it into postfix.service.wants in /run: inert once postfix is
-            // disabled
-            assert_eq!(a.unit_file_state, "enabled-runtime");
-        } else {
-            assert!(
-                !matches!(a.unit_file_state.as_str(), "enabled" | "linked"),
-                "{u} still {}",
-                a.unit_file_state
-            );
-        }
-    }
-    for u in FOREIGN {
-        assert_eq!(
-            (
-                after[*u].active_state.as_str(),
-                after[*u].unit_file_state.as_str()
-            ),
-            ("active", "enabled"),
-            "{u} must not be touched"
-        );
-    }
-    assert_eq!(
-        c.busy_ports(),
-        Vec::<u16>::new(),
-        "container ports still in use"
-    );
+    assert_chatmail_down(&after, &["inactive", "failed"], "after stop-services");
+    assert_foreign_running(&after, "must not be touched");
+    c.assert_ports_free("after stop-services");
     assert!(!c.exists("/etc/cron.d/expunge"));
     assert!(c.exists("/etc/cron.d/expunge.cm-migrate-disabled"));
     let state: serde_json::Value =
@@ -492,31 +504,13 @@ fn the_disabled_state_survives_a_reboot_and_restore_brings_the_enabled_units_bac
 
     c.reboot();
     let after = c.states(&all_units());
-    for u in CHATMAIL_UNITS {
-        let a = &after[*u];
-        assert_eq!(
-            a.active_state, "inactive",
-            "{u} came back at boot after stop-services: {a:?}"
-        );
-        if *u != "postfix@-.service" {
-            assert!(!a.is_enabled(), "{u} enabled again after the reboot: {a:?}");
-        }
-    }
-    for u in FOREIGN {
-        assert_eq!(
-            (
-                after[*u].active_state.as_str(),
-                after[*u].unit_file_state.as_str()
-            ),
-            ("active", "enabled"),
-            "{u}: the boot must start enabled units (or this test proves nothing)"
-        );
-    }
-    assert_eq!(
-        c.busy_ports(),
-        Vec::<u16>::new(),
-        "container ports in use after the reboot"
+    // not even "failed": nothing may have been started at boot
+    assert_chatmail_down(&after, &["inactive"], "after stop-services and a reboot");
+    assert_foreign_running(
+        &after,
+        "the boot must start enabled units (or this test proves nothing)",
     );
+    c.assert_ports_free("after stop-services and a reboot");
     assert!(c.exists("/etc/cron.d/expunge.cm-migrate-disabled"));
     assert!(!c.exists("/etc/cron.d/expunge"));
 
@@ -615,7 +609,7 @@ fn queued_mail_blocks_the_stop_with_count_and_place_and_allow_queued_mail_procee
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("1 message(s)"),
+        stderr(&o).contains("1 message(s)"),
         "the warning names the count: {}",
         text(&o)
     );
@@ -707,11 +701,7 @@ fn not_root_and_no_systemd_are_usage_errors() {
         "stop-services",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("must run as root"),
-        "{}",
-        text(&o)
-    );
+    assert!(stderr(&o).contains("must run as root"), "{}", text(&o));
     // inside, with /run hidden: no systemd marker
     let o = c.exec(&[
         "unshare",
@@ -722,16 +712,26 @@ fn not_root_and_no_systemd_are_usage_errors() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("systemd is not running"),
+        stderr(&o).contains("systemd is not running"),
         "{}",
         text(&o)
     );
     // restore without a state file
     let o = c.cm_migrate(&["start-services", "--restore"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("nothing to restore"), "{}", text(&o));
+    assert!(stdout(&o).is_empty(), "errors go to stderr: {}", text(&o));
+    // --json: the error is a JSON document on stdout too
+    let o = c.cm_migrate(&["start-services", "--restore", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("--json error is not JSON ({e}):\n{}", text(&o)));
+    assert_eq!(v["exit_code"], 2, "{v:#}");
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("nothing to restore"),
-        "{}",
-        text(&o)
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nothing to restore"),
+        "{v:#}"
     );
 }

@@ -225,16 +225,7 @@ fn run(cli: Cli) -> Result<i32, SystemdError> {
                 &opts,
                 &mut |e| progress(e, out),
             )?;
-            let code = report.exit_code();
-            if out.json {
-                print_json(&WithExitCode {
-                    exit_code: code,
-                    report: &report,
-                });
-            } else {
-                print_stop_result(&report, out.quiet);
-            }
-            Ok(code)
+            Ok(emit(&report, report.exit_code(), out, print_stop_result))
         }
         Cmd::StartServices {
             restore: _,
@@ -252,26 +243,26 @@ fn run(cli: Cli) -> Result<i32, SystemdError> {
             let report = systemd::restore_services(&mut Systemctl::default(), &opts, &mut |e| {
                 progress(e, out)
             })?;
-            let code = report.exit_code();
-            if out.json {
-                print_json(&WithExitCode {
-                    exit_code: code,
-                    report: &report,
-                });
-            } else {
-                print_restore_result(&report, out.quiet);
-            }
-            Ok(code)
+            Ok(emit(&report, report.exit_code(), out, print_restore_result))
         }
     }
 }
 
-/// A report with the exit code beside its fields (for --json).
-#[derive(Serialize)]
-struct WithExitCode<'a, T: Serialize> {
-    exit_code: i32,
-    #[serde(flatten)]
-    report: &'a T,
+/// Print a report as JSON (with the exit code beside its fields) or for people; returns the
+/// exit code.
+fn emit<T: Serialize>(report: &T, exit_code: i32, out: OutputArgs, human: fn(&T, bool)) -> i32 {
+    #[derive(Serialize)]
+    struct WithExitCode<'a, T: Serialize> {
+        exit_code: i32,
+        #[serde(flatten)]
+        report: &'a T,
+    }
+    if out.json {
+        print_json(&WithExitCode { exit_code, report });
+    } else {
+        human(report, out.quiet);
+    }
+    exit_code
 }
 
 fn print_json<T: Serialize>(v: &T) {
@@ -301,6 +292,7 @@ fn progress(e: Event, out: OutputArgs) {
         Event::QueueWaiting(n) => eprintln!("waiting for the postfix queue: {n} message(s)"),
         Event::StateWritten(p) => eprintln!("prior state recorded in {}", p.display()),
         Event::CronMoved(m) => eprintln!("moved {} -> {}", m.from.display(), m.to.display()),
+        Event::CronRestored(m) => eprintln!("moved {} back", m.from.display()),
         Event::Stopping(u) if tty => eprintln!("stopping {u} ..."),
         Event::Stopped(u) => eprintln!("stopped  {u}"),
         Event::Disabled(u) => eprintln!("disabled {u}"),

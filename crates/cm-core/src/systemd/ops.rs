@@ -69,6 +69,9 @@ pub enum Event {
     QueueFlushFailed(String),
     StateWritten(PathBuf),
     CronMoved(CronMove),
+    CronRestored(CronMove),
+    /// systemd re-read its unit files after the enables or disables.
+    Reloaded,
     Stopping(String),
     Stopped(String),
     Disabled(String),
@@ -185,12 +188,7 @@ pub fn stop_services(
     opts: &StopOptions,
     on: &mut dyn FnMut(Event),
 ) -> Result<StopReport, SystemdError> {
-    let what = if opts.dry_run {
-        "stop-services --dry-run"
-    } else {
-        "stop-services"
-    };
-    let _lock = RunLock::acquire(&opts.lock_file, what)?;
+    let _lock = lock(&opts.lock_file, "stop-services", opts.dry_run)?;
     let plan = discover(sm, &opts.cron_dir)?;
     on(Event::Plan(plan.clone()));
     let mut report = StopReport {
@@ -259,52 +257,31 @@ pub fn stop_services(
 
     // 2. legacy cron jobs: renamed aside (cron ignores names with a dot)
     for m in moves {
-        let res = if m.to.symlink_metadata().is_ok() {
-            Err(format!(
-                "{} already exists; move it away and run again",
-                m.to.display()
-            ))
-        } else {
-            fs::rename(&m.from, &m.to).map_err(|e| e.to_string())
-        };
+        let res = rename_no_replace(&m.from, &m.to);
         let target = m.from.display().to_string();
-        match res {
-            Ok(()) => {
-                on(Event::CronMoved(m));
-                report.actions.push(ok(&target, "move-cron"));
-            }
-            Err(e) => fail(&mut report, on, &target, "move-cron", e),
-        }
+        record(
+            &mut report,
+            on,
+            &target,
+            "move-cron",
+            res,
+            Event::CronMoved(m),
+        );
     }
 
     // 3. stop and disable, in order
     for u in &plan.units {
         if u.stop {
             on(Event::Stopping(u.unit.clone()));
-            match sm.stop(&u.unit, opts.unit_timeout) {
-                Ok(()) => {
-                    on(Event::Stopped(u.unit.clone()));
-                    report.actions.push(ok(&u.unit, "stop"));
-                }
-                Err(e) => fail(&mut report, on, &u.unit, "stop", e.to_string()),
-            }
+            let res = sm.stop(&u.unit, opts.unit_timeout);
+            record_unit(&mut report, on, &u.unit, "stop", res, Event::Stopped);
         }
         if u.disable {
-            match sm.disable(&u.unit) {
-                Ok(()) => {
-                    on(Event::Disabled(u.unit.clone()));
-                    report.actions.push(ok(&u.unit, "disable"));
-                }
-                Err(e) => fail(&mut report, on, &u.unit, "disable", e.to_string()),
-            }
+            let res = sm.disable(&u.unit);
+            record_unit(&mut report, on, &u.unit, "disable", res, Event::Disabled);
         }
     }
-
-    if report.actions.iter().any(|a| a.action == "disable") {
-        if let Err(e) = sm.reload() {
-            fail(&mut report, on, "systemd", "daemon-reload", e.to_string());
-        }
-    }
+    reload_after(sm, &mut report, on, "disable");
 
     // 4. verify: every unit inactive and disabled
     let names: Vec<String> = plan.units.iter().map(|u| u.unit.clone()).collect();
@@ -335,33 +312,84 @@ pub fn stop_services(
     Ok(report)
 }
 
-fn ok(target: &str, action: &str) -> ActionResult {
-    ActionResult {
-        target: target.into(),
-        action: action.into(),
-        ok: true,
-        error: None,
-    }
+/// The run lock, saying what holds it.
+fn lock(path: &Path, what: &str, dry_run: bool) -> Result<RunLock, SystemdError> {
+    let dry = if dry_run { " --dry-run" } else { "" };
+    RunLock::acquire(path, &format!("{what}{dry}"))
 }
 
-fn fail<R: AsMut<Vec<ActionResult>>>(
+fn exists(p: &Path) -> bool {
+    p.symlink_metadata().is_ok()
+}
+
+/// Rename `from` to `to` unless `to` exists (then both are left as they are).
+fn rename_no_replace(from: &Path, to: &Path) -> Result<(), String> {
+    if exists(to) {
+        return Err(format!(
+            "{} already exists; both are left as they are: move one away and run again",
+            to.display()
+        ));
+    }
+    fs::rename(from, to).map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
+}
+
+/// Record the outcome of one action in the report: on success send `done`, on failure a
+/// [`Event::Failed`] with the error.
+fn record<R: AsMut<Vec<ActionResult>>>(
     report: &mut R,
     on: &mut dyn FnMut(Event),
     target: &str,
     action: &str,
-    error: String,
+    res: Result<(), String>,
+    done: Event,
 ) {
-    on(Event::Failed {
-        unit: target.into(),
-        action: action.into(),
-        error: error.clone(),
-    });
+    let error = match res {
+        Ok(()) => {
+            on(done);
+            None
+        }
+        Err(error) => {
+            on(Event::Failed {
+                unit: target.into(),
+                action: action.into(),
+                error: error.clone(),
+            });
+            Some(error)
+        }
+    };
     report.as_mut().push(ActionResult {
         target: target.into(),
         action: action.into(),
-        ok: false,
-        error: Some(error),
+        ok: error.is_none(),
+        error,
     });
+}
+
+/// [`record`] for an action of systemd on a unit; `done` is the event of its success.
+fn record_unit<R: AsMut<Vec<ActionResult>>>(
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    unit: &str,
+    action: &str,
+    res: Result<(), SystemdError>,
+    done: fn(String) -> Event,
+) {
+    let res = res.map_err(|e| e.to_string());
+    record(report, on, unit, action, res, done(unit.to_string()));
+}
+
+/// One `systemctl daemon-reload` after a batch of `action` (enable or disable), if any
+/// happened.
+fn reload_after<R: AsMut<Vec<ActionResult>>>(
+    sm: &mut dyn ServiceManager,
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    action: &str,
+) {
+    if report.as_mut().iter().any(|a| a.action == action) {
+        let res = sm.reload().map_err(|e| e.to_string());
+        record(report, on, "systemd", "daemon-reload", res, Event::Reloaded);
+    }
 }
 
 impl AsMut<Vec<ActionResult>> for StopReport {
@@ -494,12 +522,7 @@ pub fn restore_services(
     opts: &RestoreOptions,
     on: &mut dyn FnMut(Event),
 ) -> Result<RestoreReport, SystemdError> {
-    let what = if opts.dry_run {
-        "start-services --restore --dry-run"
-    } else {
-        "start-services --restore"
-    };
-    let _lock = RunLock::acquire(&opts.lock_file, what)?;
+    let _lock = lock(&opts.lock_file, "start-services --restore", opts.dry_run)?;
     let state = ServicesState::load(&opts.state_file)?.ok_or_else(|| SystemdError::NoState {
         path: opts.state_file.clone(),
     })?;
@@ -539,57 +562,27 @@ pub fn restore_services(
     }
 
     for m in &state.cron {
-        let target = m.from.display().to_string();
-        if m.from.symlink_metadata().is_ok() {
-            if m.to.symlink_metadata().is_ok() {
-                let e = format!(
-                    "both {} and {} exist; left as they are",
-                    m.from.display(),
-                    m.to.display()
-                );
-                fail(&mut report, on, &target, "restore-cron", e);
-            }
+        if exists(&m.from) && !exists(&m.to) {
             continue; // already back
         }
-        match fs::rename(&m.to, &m.from) {
-            Ok(()) => report.actions.push(ok(&target, "restore-cron")),
-            Err(e) => fail(
-                &mut report,
-                on,
-                &target,
-                "restore-cron",
-                format!("{}: {e}", m.to.display()),
-            ),
-        }
+        let res = rename_no_replace(&m.to, &m.from);
+        let target = m.from.display().to_string();
+        let done = Event::CronRestored(m.clone());
+        record(&mut report, on, &target, "restore-cron", res, done);
     }
 
     for s in &steps {
         if s.enable {
-            match sm.enable(&s.unit) {
-                Ok(()) => {
-                    on(Event::Enabled(s.unit.clone()));
-                    report.actions.push(ok(&s.unit, "enable"));
-                }
-                Err(e) => fail(&mut report, on, &s.unit, "enable", e.to_string()),
-            }
+            let res = sm.enable(&s.unit);
+            record_unit(&mut report, on, &s.unit, "enable", res, Event::Enabled);
         }
         if s.start {
             on(Event::Starting(s.unit.clone()));
-            match sm.start(&s.unit, opts.unit_timeout) {
-                Ok(()) => {
-                    on(Event::Started(s.unit.clone()));
-                    report.actions.push(ok(&s.unit, "start"));
-                }
-                Err(e) => fail(&mut report, on, &s.unit, "start", e.to_string()),
-            }
+            let res = sm.start(&s.unit, opts.unit_timeout);
+            record_unit(&mut report, on, &s.unit, "start", res, Event::Started);
         }
     }
-
-    if report.actions.iter().any(|a| a.action == "enable") {
-        if let Err(e) = sm.reload() {
-            fail(&mut report, on, "systemd", "daemon-reload", e.to_string());
-        }
-    }
+    reload_after(sm, &mut report, on, "enable");
 
     if !names.is_empty() {
         let after = sm.show(&names)?;
@@ -961,6 +954,44 @@ mod tests {
             fs::read(e.opts.cron_dir.join("expunge.cm-migrate-disabled")).unwrap(),
             b"old\n"
         );
+    }
+
+    #[test]
+    fn restore_leaves_a_cron_file_recreated_meanwhile_and_keeps_the_state_file() {
+        let e = env();
+        let mut sd = relay();
+        fs::write(e.opts.cron_dir.join("expunge"), "old\n").unwrap();
+        let mut q = FakeQueue::default();
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert!(r.is_complete(), "{r:#?}");
+        fs::write(e.opts.cron_dir.join("expunge"), "new\n").unwrap();
+        let ropts = RestoreOptions {
+            state_file: e.opts.state_file.clone(),
+            lock_file: e.opts.lock_file.clone(),
+            ..Default::default()
+        };
+        let rr = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap();
+        assert_eq!(rr.exit_code(), 1);
+        let a = rr
+            .actions
+            .iter()
+            .find(|a| a.action == "restore-cron")
+            .unwrap();
+        assert!(
+            !a.ok && a.error.as_deref().unwrap().contains("already exists"),
+            "{a:?}"
+        );
+        assert_eq!(fs::read(e.opts.cron_dir.join("expunge")).unwrap(), b"new\n");
+        assert_eq!(
+            fs::read(e.opts.cron_dir.join("expunge.cm-migrate-disabled")).unwrap(),
+            b"old\n"
+        );
+        assert_eq!(
+            sd.state("postfix.service"),
+            ("active".into(), "enabled".into())
+        );
+        assert!(e.opts.state_file.exists(), "kept for another run");
+        assert!(rr.state_file_moved_to.is_none());
     }
 
     #[test]
