@@ -429,6 +429,8 @@ fn print_stop_result(r: &StopReport, quiet: bool) {
                     q.describe()
                 ),
             );
+        } else if r.dry_run && !quiet {
+            println!("postfix queue: empty");
         }
     }
     if r.dry_run {
