@@ -73,7 +73,7 @@ fn manifest_of_the_source_checks_clean_against_a_copy() {
     for tree in [&src, &dst] {
         let (code, diffs, v) = check_json(&m, tree, &[]);
         assert_eq!((code, diffs), (0, vec![]), "{v}");
-        assert_eq!(v["stats"]["files_hashed"], 9, "{v}");
+        assert_eq!(v["stats"]["files_compared"], 9, "{v}");
     }
 }
 
@@ -161,7 +161,7 @@ fn metadata_only_manifest_skips_content() {
         (1, vec![("mode".into(), PASSWORD.into())]),
         "{v}"
     );
-    assert_eq!(v["stats"]["files_hashed"], 0);
+    assert_eq!(v["stats"]["files_compared"], 0);
 }
 
 #[test]
@@ -205,6 +205,11 @@ fn broken_manifests_exit_2_naming_file_and_line() {
             "{name}: {err}"
         );
     }
+    // A manifest may not be written inside the tree it records.
+    let (code, _, err) = write_manifest(&src, &src.join("vmail/m.manifest"), &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("inside the tree"), "{err}");
+    assert!(!src.join("vmail/m.manifest").exists());
     let (code, _, err) = verify(&[
         OsStr::new("manifest"),
         OsStr::new("check"),

@@ -31,7 +31,7 @@ fn clean_rsync_copy_passes_and_source_is_untouched() {
     assert_eq!(code, 0);
     assert_eq!(v["ok"], true);
     // Every file was compared by content (the hard-linked message counts twice).
-    assert_eq!(v["stats"]["files_hashed"], 9, "{v}");
+    assert_eq!(v["stats"]["files_compared"], 9, "{v}");
     // Reading did not change a single atime (O_NOATIME) or anything else in the source.
     let after = cm_core::tree::walk(&src, &Default::default(), &()).unwrap();
     let opts = cm_core::tree::CompareOptions {
@@ -48,6 +48,14 @@ fn clean_rsync_copy_passes_and_source_is_untouched() {
         })
         .collect();
     assert_eq!(changed, vec![], "cm-verify changed its source");
+    // atime is compared only when asked: rsync -a does not carry it over.
+    let (code, diffs, _) = tree_json(&src, &dst, &["--atime"]);
+    assert_eq!(code, 1);
+    assert!(diffs.iter().all(|(k, _)| k == "atime"), "{diffs:?}");
+    assert!(
+        diffs.contains(&("atime".into(), PASSWORD.into())),
+        "{diffs:?}"
+    );
     // The text report says so too.
     let (code, out, _) = verify(&[OsStr::new("tree"), src.as_os_str(), dst.as_os_str()]);
     assert_eq!(code, 0);
@@ -89,8 +97,16 @@ fn all_differences_together_are_reported() {
         }
     });
     let (code, diffs, v) = tree_json(&src, &dst, &[]);
-    assert_eq!(sorted(diffs), sorted(want), "{v:#}");
+    assert_eq!(sorted(diffs), sorted(want.clone()), "{v:#}");
     assert_eq!(code, 1);
+    // Metadata only: everything but the flipped byte.
+    let (_, diffs, _) = tree_json(&src, &dst, &["--no-content"]);
+    let meta: Vec<_> = want
+        .iter()
+        .filter(|(k, _)| k != "content")
+        .cloned()
+        .collect();
+    assert_eq!(sorted(diffs), sorted(meta));
     // Counts by kind add up.
     let total: u64 = v["counts"]
         .as_object()

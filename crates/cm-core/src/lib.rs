@@ -15,6 +15,7 @@
 //! - [`report`]: differences and outcomes, grouped for humans and serialised for machines.
 //! - [`fsutil`]: small file-system helpers shared by the rest (atomic writes).
 
+pub mod checks;
 pub mod copy;
 pub mod dotenv;
 pub mod fsutil;

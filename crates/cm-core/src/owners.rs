@@ -196,6 +196,34 @@ impl OwnerMap {
     }
 }
 
+/// Is this extended attribute a POSIX ACL (whose value names uids and gids)?
+pub fn is_acl_xattr(name: &[u8]) -> bool {
+    name == b"system.posix_acl_access" || name == b"system.posix_acl_default"
+}
+
+impl OwnerMap {
+    /// Map the uids and gids named inside a POSIX ACL xattr value (linux/posix_acl_xattr.h:
+    /// a 4-byte version header, then (u16 tag, u16 perm, u32 id) entries; ids matter for
+    /// ACL_USER (2) and ACL_GROUP (8)). A value of another shape is returned unchanged.
+    pub fn map_acl(&self, value: &[u8]) -> Vec<u8> {
+        let mut v = value.to_vec();
+        if v.len() < 4 || (v.len() - 4) % 8 != 0 {
+            return v;
+        }
+        for e in v[4..].chunks_exact_mut(8) {
+            let tag = u16::from_le_bytes([e[0], e[1]]);
+            let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+            let new = match tag {
+                0x02 => self.uid(id),
+                0x08 => self.gid(id),
+                _ => continue,
+            };
+            e[4..8].copy_from_slice(&new.to_le_bytes());
+        }
+        v
+    }
+}
+
 impl fmt::Display for OwnerMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let u: Vec<String> = self.uids.iter().map(|(a, b)| format!("{a}->{b}")).collect();
@@ -288,6 +316,30 @@ mod tests {
             assert!(s.starts_with(&format!("owners.txt:{line}: ")), "{s}");
             assert!(s.contains(msg), "{s}");
         }
+    }
+
+    #[test]
+    fn acl_entries_are_mapped() {
+        let mut m = OwnerMap::identity();
+        m.insert(5000, 5001, 999, 998);
+        // version 2; USER_OBJ rw; USER 5000 r; GROUP 5001 r; MASK r; OTHER none
+        let mut acl = vec![2, 0, 0, 0];
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 4, 5000),
+            (8, 4, 5001),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            acl.extend_from_slice(&tag.to_le_bytes());
+            acl.extend_from_slice(&perm.to_le_bytes());
+            acl.extend_from_slice(&id.to_le_bytes());
+        }
+        let out = m.map_acl(&acl);
+        assert_eq!(&out[4 + 8 + 4..4 + 16], &999u32.to_le_bytes());
+        assert_eq!(&out[4 + 16 + 4..4 + 24], &998u32.to_le_bytes());
+        assert_eq!(out[..12], acl[..12]);
+        assert_eq!(m.map_acl(b"odd"), b"odd");
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub fn render_text(
     }
     let scope = match stats {
         Some(s) => format!(
-            " ({} entries in the source, {} in the copy, {} files / {} bytes compared by SHA-256)",
+            " ({} entries in the source, {} in the copy, {} files / {} bytes compared by content)",
             s.source_entries, s.copy_entries, s.files_hashed, s.bytes_hashed
         ),
         None => String::new(),
@@ -204,11 +204,53 @@ pub fn to_json(diffs: &[Difference], what: &str, stats: Option<&TreeStats>) -> s
         v["stats"] = serde_json::json!({
             "source_entries": s.source_entries,
             "copy_entries": s.copy_entries,
-            "files_hashed": s.files_hashed,
-            "bytes_hashed": s.bytes_hashed,
+            "files_compared": s.files_hashed,
+            "bytes_compared": s.bytes_hashed,
         });
     }
     v
+}
+
+/// Human report of check findings (env, services, layout): grouped by check with counts,
+/// the first `examples` of each, notes, and a verdict line.
+pub fn render_findings(out: &crate::checks::Outcome, examples: usize, what: &str) -> String {
+    let mut s = String::new();
+    let mut groups: BTreeMap<&str, Vec<&crate::checks::Finding>> = BTreeMap::new();
+    for f in &out.findings {
+        groups.entry(f.check.as_str()).or_default().push(f);
+    }
+    for (check, fs) in &groups {
+        let _ = writeln!(s, "{check}: {}", fs.len());
+        for f in fs.iter().take(examples) {
+            let _ = writeln!(s, "  {}: {}", f.subject, f.problem);
+        }
+        if fs.len() > examples {
+            let _ = writeln!(
+                s,
+                "  ... and {} more (--json lists all)",
+                fs.len() - examples
+            );
+        }
+    }
+    for n in &out.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    if out.findings.is_empty() {
+        let _ = writeln!(s, "OK: {what}");
+    } else {
+        let _ = writeln!(s, "DIFFERENT: {what}: {} problems", out.findings.len());
+    }
+    s
+}
+
+/// Machine report of check findings.
+pub fn findings_json(out: &crate::checks::Outcome, what: &str) -> serde_json::Value {
+    serde_json::json!({
+        "check": what,
+        "ok": out.findings.is_empty(),
+        "findings": out.findings,
+        "notes": out.notes,
+    })
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use nix::fcntl::{readlinkat, AtFlags};
 use nix::sys::stat::{fstatat, FileStat};
@@ -289,13 +289,13 @@ pub struct Snapshot {
 impl Snapshot {
     /// Sort entries by path (needed before [`Snapshot::get`]).
     pub fn sort(&mut self) {
-        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        self.entries.sort_by(|a, b| path_cmp(&a.path, &b.path));
     }
 
     /// Look an entry up by relative path (entries must be sorted).
     pub fn get(&self, path: &Path) -> Option<&Entry> {
         self.entries
-            .binary_search_by(|e| e.path.as_path().cmp(path))
+            .binary_search_by(|e| path_cmp(&e.path, path))
             .ok()
             .map(|i| &self.entries[i])
     }
@@ -352,7 +352,7 @@ pub struct ScanOptions {
     pub xattrs: bool,
     /// Hash every regular file (SHA-256).
     pub hash: bool,
-    /// Worker threads for hashing (at least 1).
+    /// Threads for walking and hashing (at least 1).
     pub jobs: usize,
     /// Relative paths to leave out (with everything below them).
     pub exclude: Vec<PathBuf>,
@@ -363,7 +363,7 @@ impl Default for ScanOptions {
         ScanOptions {
             xattrs: true,
             hash: true,
-            jobs: default_jobs(),
+            jobs: default_io_jobs(),
             exclude: Vec::new(),
         }
     }
@@ -374,6 +374,12 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+/// Threads for walking and reading trees: reading is mostly waiting for the disk, so more
+/// threads than CPUs keep it busy (4 per CPU, between 8 and 32).
+pub fn default_io_jobs() -> usize {
+    (default_jobs() * 4).clamp(8, 32)
 }
 
 /// Receives progress from walks and hashing (called from worker threads). All methods
@@ -388,6 +394,31 @@ pub trait Progress: Sync {
 }
 
 impl Progress for () {}
+
+/// The order of entries in a snapshot and a manifest: the root `.` first, then component by
+/// component by bytes (the same as `Path`'s order for the clean relative paths a walk
+/// produces, but without splitting into components: a byte compare where `/` sorts before
+/// every other byte).
+pub fn path_cmp(a: &Path, b: &Path) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a, b) = (a.as_os_str().as_bytes(), b.as_os_str().as_bytes());
+    match (a == b".", b == b".") {
+        (true, true) => return Ordering::Equal,
+        (true, false) => return Ordering::Less,
+        (false, true) => return Ordering::Greater,
+        _ => {}
+    }
+    let n = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    match (a.get(n), b.get(n)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(&x), Some(&y)) => {
+            let key = |c: u8| if c == b'/' { 0u16 } else { c as u16 + 1 };
+            key(x).cmp(&key(y))
+        }
+    }
+}
 
 /// Join a relative path (`.` = root) onto a root.
 pub fn abs_path(root: &Path, rel: &Path) -> PathBuf {
@@ -450,90 +481,161 @@ pub fn walk(
         }
     }
     // Reading the root directory itself must work.
-    let first = Dir::open(root).map_err(|source| TreeError::Io {
+    drop(Dir::open(root).map_err(|source| TreeError::Io {
         path: root.to_path_buf(),
         source,
-    })?;
+    })?);
     snap.entries.push(top);
-    let mut stack: Vec<(PathBuf, Option<Dir>)> = vec![(PathBuf::from("."), Some(first))];
-    let mut count = 0u64;
-    while let Some((rel, dir)) = stack.pop() {
-        let abs = abs_path(root, &rel);
-        let mut dir = match dir {
-            Some(d) => d,
-            None => match Dir::open(&abs) {
-                Ok(d) => d,
-                Err(e) => {
-                    snap.errors.push(ScanError {
-                        path: rel.clone(),
-                        message: format!("cannot list directory: {e}"),
-                    });
-                    continue;
-                }
-            },
-        };
-        let fd = dir.fd();
-        while let Some(name) = dir.next_name() {
-            let name = match name {
-                Ok(n) => n,
-                Err(e) => {
-                    snap.errors.push(ScanError {
-                        path: rel.clone(),
-                        message: format!("cannot list directory: {e}"),
-                    });
-                    break;
-                }
-            };
-            let name = OsStr::from_bytes(&name);
-            let cname = name;
-            let crel = child_rel(&rel, name);
-            if !opts.exclude.is_empty() && opts.exclude.contains(&crel) {
-                continue;
-            }
-            let st = match fstatat(Some(fd), cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                // Vanished between listing and lstat: that is not an entry any more.
-                Err(nix::errno::Errno::ENOENT) => continue,
-                Err(e) => {
-                    snap.errors.push(ScanError {
-                        path: crel,
-                        message: format!("cannot stat: {}", io::Error::from(e)),
-                    });
-                    continue;
-                }
-            };
-            let mut e = Entry::from_stat(crel, &st);
-            if e.kind == FileType::Symlink {
-                match readlinkat(Some(fd), cname) {
-                    Ok(t) => e.target = Some(t),
-                    Err(err) => snap.errors.push(ScanError {
-                        path: e.path.clone(),
-                        message: format!("cannot read symlink: {}", io::Error::from(err)),
-                    }),
-                }
-            }
-            if opts.xattrs {
-                match read_xattrs(&abs.join(name)) {
-                    Ok(x) => e.xattrs = x,
-                    Err(err) => snap.errors.push(ScanError {
-                        path: e.path.clone(),
-                        message: format!("cannot read extended attributes: {err}"),
-                    }),
-                }
-            }
-            if e.kind == FileType::Dir {
-                stack.push((e.path.clone(), None));
-            }
-            snap.entries.push(e);
-            count += 1;
-            if count % 256 == 0 {
-                progress.scanned(256);
-            }
+    let threads = opts.jobs.max(1);
+    if threads == 1 {
+        let mut dirs = vec![PathBuf::from(".")];
+        while let Some(rel) = dirs.pop() {
+            let n = list_dir(
+                root,
+                &rel,
+                opts,
+                &mut snap.entries,
+                &mut snap.errors,
+                &mut dirs,
+            );
+            progress.scanned(n);
         }
+    } else {
+        // Directories are shared through a queue; each thread lists whole directories.
+        struct Queue {
+            dirs: Vec<PathBuf>,
+            busy: usize,
+        }
+        let q = Mutex::new(Queue {
+            dirs: vec![PathBuf::from(".")],
+            busy: 0,
+        });
+        let cv = Condvar::new();
+        let parts: Mutex<Vec<(Vec<Entry>, Vec<ScanError>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let (mut entries, mut errors, mut found) = (Vec::new(), Vec::new(), Vec::new());
+                    loop {
+                        let rel = {
+                            let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
+                            loop {
+                                if let Some(d) = g.dirs.pop() {
+                                    g.busy += 1;
+                                    break Some(d);
+                                }
+                                if g.busy == 0 {
+                                    break None;
+                                }
+                                g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                            }
+                        };
+                        let Some(rel) = rel else {
+                            cv.notify_all();
+                            break;
+                        };
+                        let n = list_dir(root, &rel, opts, &mut entries, &mut errors, &mut found);
+                        progress.scanned(n);
+                        let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
+                        g.dirs.append(&mut found);
+                        g.busy -= 1;
+                        drop(g);
+                        cv.notify_all();
+                    }
+                    parts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((entries, errors));
+                });
+            }
+        });
+        for (mut e, mut er) in parts.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            snap.entries.append(&mut e);
+            snap.errors.append(&mut er);
+        }
+        snap.errors.sort_by(|x, y| path_cmp(&x.path, &y.path));
     }
-    progress.scanned(count % 256);
     snap.assign_link_groups();
     Ok(snap)
+}
+
+/// List one directory (`rel` under `root`): record its entries, queue its subdirectories.
+/// Returns the number of entries recorded.
+fn list_dir(
+    root: &Path,
+    rel: &Path,
+    opts: &ScanOptions,
+    entries: &mut Vec<Entry>,
+    errors: &mut Vec<ScanError>,
+    dirs: &mut Vec<PathBuf>,
+) -> u64 {
+    let abs = abs_path(root, rel);
+    let mut dir = match Dir::open(&abs) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.push(ScanError {
+                path: rel.to_path_buf(),
+                message: format!("cannot list directory: {e}"),
+            });
+            return 0;
+        }
+    };
+    let fd = dir.fd();
+    let mut count = 0;
+    while let Some(name) = dir.next_name() {
+        let name = match name {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(ScanError {
+                    path: rel.to_path_buf(),
+                    message: format!("cannot list directory: {e}"),
+                });
+                break;
+            }
+        };
+        let name = OsStr::from_bytes(&name);
+        let crel = child_rel(rel, name);
+        if !opts.exclude.is_empty() && opts.exclude.contains(&crel) {
+            continue;
+        }
+        let st = match fstatat(Some(fd), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            // Vanished between listing and lstat: that is not an entry any more.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => {
+                errors.push(ScanError {
+                    path: crel,
+                    message: format!("cannot stat: {}", io::Error::from(e)),
+                });
+                continue;
+            }
+        };
+        let mut e = Entry::from_stat(crel, &st);
+        if e.kind == FileType::Symlink {
+            match readlinkat(Some(fd), name) {
+                Ok(t) => e.target = Some(t),
+                Err(err) => errors.push(ScanError {
+                    path: e.path.clone(),
+                    message: format!("cannot read symlink: {}", io::Error::from(err)),
+                }),
+            }
+        }
+        if opts.xattrs {
+            match read_xattrs(&abs.join(name)) {
+                Ok(x) => e.xattrs = x,
+                Err(err) => errors.push(ScanError {
+                    path: e.path.clone(),
+                    message: format!("cannot read extended attributes: {err}"),
+                }),
+            }
+        }
+        if e.kind == FileType::Dir {
+            dirs.push(e.path.clone());
+        }
+        entries.push(e);
+        count += 1;
+    }
+    count
 }
 
 /// A directory opened for listing: never through a symlink, with `O_NOATIME` where the
@@ -775,7 +877,7 @@ fn hash_snapshots(
         snap.entries[i].sha256 = snap.entries[first].sha256;
     }
     for (_, snap, _) in items.iter_mut() {
-        snap.errors.sort_by(|a, b| a.path.cmp(&b.path));
+        snap.errors.sort_by(|a, b| path_cmp(&a.path, &b.path));
     }
 }
 
@@ -900,7 +1002,7 @@ pub struct CompareOptions {
     pub xattrs: bool,
     /// Compare content hashes (hashing both sides when walking).
     pub content: bool,
-    /// Worker threads for hashing.
+    /// Threads for walking and reading contents.
     pub jobs: usize,
     /// Relative paths to leave out on both sides.
     pub exclude: Vec<PathBuf>,
@@ -913,7 +1015,7 @@ impl Default for CompareOptions {
             atime: false,
             xattrs: true,
             content: true,
-            jobs: default_jobs(),
+            jobs: default_io_jobs(),
             exclude: Vec::new(),
         }
     }
@@ -996,7 +1098,7 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
     };
     while i < a.len() || j < b.len() {
         let ord = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.path.cmp(&y.path),
+            (Some(x), Some(y)) => path_cmp(&x.path, &y.path),
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
@@ -1083,9 +1185,34 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
                     };
                     push(DiffKind::Target, p, show(&x.target), show(&y.target));
                 }
-                if opts.xattrs && x.xattrs != y.xattrs {
-                    let (e, a) = xattr_diff(&x.xattrs, &y.xattrs);
-                    push(DiffKind::Xattr, p, e, a);
+                if opts.xattrs {
+                    // ACLs name owners: map them as the owners are mapped.
+                    let mapped;
+                    let xs = if map.is_identity()
+                        || !x
+                            .xattrs
+                            .iter()
+                            .any(|(n, _)| crate::owners::is_acl_xattr(n.as_bytes()))
+                    {
+                        &x.xattrs
+                    } else {
+                        mapped = x
+                            .xattrs
+                            .iter()
+                            .map(|(n, v)| {
+                                if crate::owners::is_acl_xattr(n.as_bytes()) {
+                                    (n.clone(), map.map_acl(v))
+                                } else {
+                                    (n.clone(), v.clone())
+                                }
+                            })
+                            .collect::<Vec<_>>();
+                        &mapped
+                    };
+                    if *xs != y.xattrs {
+                        let (e, a) = xattr_diff(xs, &y.xattrs);
+                        push(DiffKind::Xattr, p, e, a);
+                    }
                 }
                 if x.rdev != y.rdev {
                     push(DiffKind::Rdev, p, show_rdev(x.rdev), show_rdev(y.rdev));
@@ -1112,7 +1239,7 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
             });
         }
     }
-    out.sort_by(|p, q| p.path.cmp(&q.path).then(p.kind.cmp(&q.kind)));
+    out.sort_by(|p, q| path_cmp(&p.path, &q.path).then(p.kind.cmp(&q.kind)));
     out
 }
 
@@ -1172,8 +1299,10 @@ fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut V
     }
 }
 
-/// Walk and hash both trees (in parallel) and compare them. Only files present on both
-/// sides with the same size are hashed (a size difference says enough); hard links once.
+/// Walk both trees (in parallel) and compare them. Contents are compared byte for byte
+/// (cheaper than hashing both sides, and exact), only for files present on both sides with the
+/// same size (a size difference says enough), each pair of inodes once, across `jobs`
+/// threads; files that differ are then hashed so the report shows both SHA-256s.
 pub fn compare_trees(
     src: &Path,
     dst: &Path,
@@ -1198,13 +1327,192 @@ pub fn compare_trees(
         (a, b)
     });
     let (mut a, mut b) = (a?, b?);
+    let mut stats = TreeStats::of(&a, &b);
     if opts.content {
-        let (ac, bc) = (a.clone(), b.clone());
-        let mut items = vec![(src, &mut a, Some(&bc)), (dst, &mut b, Some(&ac))];
-        hash_snapshots(&mut items, opts.jobs, progress);
+        let (files, bytes) = compare_contents(src, &mut a, dst, &mut b, opts.jobs, progress);
+        stats.files_hashed = files;
+        stats.bytes_hashed = bytes;
     }
-    let stats = TreeStats::of(&a, &b);
     Ok((compare(&a, &b, opts), stats))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Ident {
+    Group(u64),
+    Entry(usize),
+}
+
+/// Compare the contents of the regular files present on both sides with the same size, byte
+/// for byte, in parallel: each distinct (source inode, copy inode) pair once. Both sides of a
+/// pair that differs are then hashed, so [`compare`] reports it with its SHA-256s; equal
+/// pairs are left without hashes. Read failures go to the snapshots' errors. Returns the
+/// number of files (paths on the source side) and bytes (one side) compared.
+fn compare_contents(
+    src: &Path,
+    a: &mut Snapshot,
+    dst: &Path,
+    b: &mut Snapshot,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> (u64, u64) {
+    let ident = |e: &Entry, i: usize| match e.link_group {
+        Some(g) => Ident::Group(g),
+        None => Ident::Entry(i),
+    };
+    // unique pairs (source index, copy index), and every path pair that maps to each
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut members: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut seen: HashMap<(Ident, Ident), usize> = HashMap::new();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let (mut i, mut j) = (0, 0);
+    while i < a.entries.len() && j < b.entries.len() {
+        match path_cmp(&a.entries[i].path, &b.entries[j].path) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (&a.entries[i], &b.entries[j]);
+                if x.kind == FileType::File && y.kind == FileType::File && x.size == y.size {
+                    files += 1;
+                    bytes += x.size;
+                    let k = (ident(x, i), ident(y, j));
+                    let n = *seen.entry(k).or_insert_with(|| {
+                        pairs.push((i, j));
+                        members.push(Vec::new());
+                        pairs.len() - 1
+                    });
+                    members[n].push((i, j));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let total: u64 = pairs.iter().map(|&(i, _)| a.entries[i].size * 2).sum();
+    progress.hash_start(pairs.len() as u64 * 2, total);
+    #[derive(Clone)]
+    enum Outcome {
+        Same,
+        Differ([u8; 32], [u8; 32]),
+        Fail(bool, String), // (source side?, message)
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let jobs = jobs.max(1).min(pairs.len().max(1));
+    {
+        let (a, b, pairs, next, results) = (&*a, &*b, &pairs, &next, &results);
+        std::thread::scope(|s| {
+            for _ in 0..jobs {
+                s.spawn(move || {
+                    let mut b1 = vec![0u8; HASH_BUF];
+                    let mut b2 = vec![0u8; HASH_BUF];
+                    let mut local = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(i, j)) = pairs.get(n) else { break };
+                        let (x, y) = (&a.entries[i], &b.entries[j]);
+                        let pa = abs_path(src, &x.path);
+                        let pb = abs_path(dst, &y.path);
+                        let out = match same_content(&pa, x.inode, &pb, y.inode, &mut b1, &mut b2) {
+                            Ok(true) => Outcome::Same,
+                            Ok(false) => {
+                                match (
+                                    hash_file_buf(&pa, &mut b1, x.inode),
+                                    hash_file_buf(&pb, &mut b2, y.inode),
+                                ) {
+                                    (Ok(h1), Ok(h2)) => Outcome::Differ(h1, h2),
+                                    (Err(e), _) => Outcome::Fail(true, e.to_string()),
+                                    (_, Err(e)) => Outcome::Fail(false, e.to_string()),
+                                }
+                            }
+                            Err((side, e)) => Outcome::Fail(side, e.to_string()),
+                        };
+                        progress.hashed(x.size * 2);
+                        local.push((n, out));
+                    }
+                    if let Ok(mut r) = results.lock() {
+                        r.extend(local);
+                    }
+                });
+            }
+        });
+    }
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (n, out) in results {
+        match out {
+            Outcome::Same => {}
+            Outcome::Differ(h1, h2) => {
+                for &(i, j) in &members[n] {
+                    a.entries[i].sha256 = Some(h1);
+                    b.entries[j].sha256 = Some(h2);
+                }
+            }
+            Outcome::Fail(src_side, m) => {
+                let (snap, idx) = if src_side {
+                    (&mut *a, pairs[n].0)
+                } else {
+                    (&mut *b, pairs[n].1)
+                };
+                let path = snap.entries[idx].path.clone();
+                snap.errors.push(ScanError {
+                    path,
+                    message: format!("cannot read content: {m}"),
+                });
+            }
+        }
+    }
+    for snap in [a, b] {
+        snap.errors.sort_by(|x, y| path_cmp(&x.path, &y.path));
+    }
+    (files, bytes)
+}
+
+/// Fill `buf` as far as the file allows; returns the bytes read (less only at the end).
+fn fill(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Are two files' contents identical? Errors say which side (true = the first).
+fn same_content(
+    pa: &Path,
+    ia: Option<Inode>,
+    pb: &Path,
+    ib: Option<Inode>,
+    b1: &mut [u8],
+    b2: &mut [u8],
+) -> Result<bool, (bool, io::Error)> {
+    let open = |p: &Path, want: Option<Inode>| -> io::Result<File> {
+        let f = open_for_read(p)?;
+        if let Some(w) = want {
+            let md = f.metadata()?;
+            if md.dev() != w.dev || md.ino() != w.ino {
+                return Err(io::Error::other(
+                    "replaced by another file while being verified",
+                ));
+            }
+        }
+        Ok(f)
+    };
+    let mut fa = open(pa, ia).map_err(|e| (true, e))?;
+    let mut fb = open(pb, ib).map_err(|e| (false, e))?;
+    loop {
+        let na = fill(&mut fa, b1).map_err(|e| (true, e))?;
+        let nb = fill(&mut fb, b2).map_err(|e| (false, e))?;
+        if na != nb || b1[..na] != b2[..nb] {
+            return Ok(false);
+        }
+        if na < b1.len() {
+            return Ok(true);
+        }
+    }
 }
 
 /// Compare a recorded snapshot (a manifest) with the live tree at `dst`: walk `dst`, hash
@@ -1238,7 +1546,8 @@ pub fn check_against(
 pub struct TreeStats {
     pub source_entries: u64,
     pub copy_entries: u64,
-    /// Regular files whose content was compared by hash.
+    /// Regular files (paths) whose content was compared: byte for byte between two live
+    /// trees, by SHA-256 against a manifest.
     pub files_hashed: u64,
     /// Bytes of those files (one side).
     pub bytes_hashed: u64,
@@ -1331,6 +1640,92 @@ mod tests {
         assert!(d.iter().all(|x| x.kind == DiffKind::Content));
         assert_eq!(d[0].path, Path::new("a/b/one-link"));
         assert_eq!(d[1].path, Path::new("a/one"));
+    }
+
+    fn file(p: &str, group: Option<u64>) -> Entry {
+        Entry {
+            path: PathBuf::from(p),
+            kind: FileType::File,
+            mode: 0o600,
+            uid: 1,
+            gid: 1,
+            size: 1,
+            mtime: Timestamp::default(),
+            atime: Timestamp::default(),
+            rdev: 0,
+            target: None,
+            inode: None,
+            link_group: group,
+            xattrs: vec![],
+            sha256: None,
+        }
+    }
+
+    #[test]
+    fn hard_link_groups_split_merged_and_regrouped() {
+        let snap = |v: Vec<Entry>| {
+            let mut s = Snapshot {
+                entries: v,
+                errors: vec![],
+            };
+            s.sort();
+            s
+        };
+        let o = CompareOptions::default();
+        let kinds = |d: Vec<Difference>| -> Vec<(DiffKind, String)> {
+            d.into_iter()
+                .map(|d| (d.kind, d.path.display().to_string()))
+                .collect()
+        };
+        // same grouping, different group numbers: fine
+        let a = snap(vec![
+            file("a", Some(1)),
+            file("b", Some(1)),
+            file("c", None),
+        ]);
+        let b = snap(vec![
+            file("a", Some(7)),
+            file("b", Some(7)),
+            file("c", None),
+        ]);
+        assert!(compare(&a, &b, &o).is_empty());
+        // split in the copy
+        let b = snap(vec![file("a", None), file("b", None), file("c", None)]);
+        assert_eq!(
+            kinds(compare(&a, &b, &o)),
+            vec![(DiffKind::HardLink, "a".into())]
+        );
+        // merged in the copy
+        let b = snap(vec![
+            file("a", Some(1)),
+            file("b", Some(1)),
+            file("c", Some(1)),
+        ]);
+        assert_eq!(
+            kinds(compare(&a, &b, &o)),
+            vec![(DiffKind::HardLink, "a".into())]
+        );
+        // a missing member is reported as missing, not as a split
+        let b = snap(vec![file("a", None), file("c", None)]);
+        assert_eq!(
+            kinds(compare(&a, &b, &o)),
+            vec![(DiffKind::Missing, "b".into())]
+        );
+    }
+
+    #[test]
+    fn path_order_is_component_order() {
+        let mut v: Vec<PathBuf> = [
+            "a/b", "a-b", "a", ".", "-x", "a/b/c", "a.b", "b", "a/a", "a b",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let mut w = v.clone();
+        v.sort_by(|a, b| path_cmp(a, b));
+        w.sort();
+        assert_eq!(v, w);
+        assert_eq!(v[0], Path::new("."));
     }
 
     #[test]

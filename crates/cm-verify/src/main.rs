@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use cm_core::checks;
 use cm_core::owners::OwnerMap;
 use cm_core::report;
 use cm_core::tree::{self, CompareOptions, Difference, ScanOptions, TreeStats};
@@ -25,12 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Compare two trees entry by entry: presence, type, mode, owner, size, mtime, content
-    /// (SHA-256), symlink target, hard-link grouping, extended attributes and ACLs, device
-    /// numbers.
+    /// Compare two trees entry by entry: presence, type, mode, owner, size, mtime, content,
+    /// symlink target, hard-link grouping, extended attributes and ACLs, device numbers.
     ///
-    /// Symlinks are never followed. atime is not compared unless --atime. Files are hashed
-    /// in parallel (--jobs), only where both sides have a regular file of the same size.
+    /// Symlinks are never followed; both trees are read-only and opened with O_NOATIME.
+    /// atime is not compared unless --atime. Contents are compared byte for byte in parallel
+    /// (--jobs), only where both sides have a regular file of the same size, each pair of
+    /// inodes once; files that differ are reported with both SHA-256s.
     Tree {
         /// The original tree (e.g. /home on the old host).
         src: PathBuf,
@@ -45,6 +47,88 @@ enum Cmd {
     /// original and the copy are on different machines.
     #[command(subcommand)]
     Manifest(ManifestCmd),
+    /// The .env carries exactly the ini's settings, compared as chatmail interprets them
+    /// (an absent key means its default; `True` and `true` are the same boolean; ...).
+    Env {
+        /// chatmail.ini of the old host (/usr/local/lib/chatmaild/chatmail.ini).
+        ini: PathBuf,
+        /// The compose project's .env.
+        env: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// No chatmail unit (service, timer, path, socket) is active or enabled on this host, no
+    /// legacy chatmail cron job is installed, and the ports the container needs are free
+    /// (naming the process and unit holding each).
+    Services {
+        #[command(flatten)]
+        svc: ServicesArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// The compose project is ready: the folders it mounts exist, the DKIM private key is
+    /// there and private (and owned by the image's opendkim), every ACME live/<domain> link
+    /// resolves inside the copied tree, the mailbox folder of mail_domain exists (owned by the
+    /// image's vmail).
+    ///
+    /// Mounts come from `docker compose config` when the project has a compose file and
+    /// Compose v2 is installed, else from the guide's layout (data/chatmail -> /home,
+    /// data/chatmail-dkimkeys -> /etc/dkimkeys, data/chatmail-acme -> /var/lib/acme).
+    Layout {
+        #[command(flatten)]
+        lay: LayoutArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Everything that applies, one verdict: env (with --ini and a project .env), layout,
+    /// services (where systemd runs), and each volume against its source under --root (when
+    /// that exists) or else against the manifest cm-copy-data wrote.
+    All {
+        /// chatmail.ini of the old host, for the env check (and mail_domain).
+        #[arg(long, value_name = "FILE")]
+        ini: Option<PathBuf>,
+        /// Skip the services check (e.g. when run on the new host).
+        #[arg(long)]
+        no_services: bool,
+        #[command(flatten)]
+        lay: LayoutArgs,
+        #[command(flatten)]
+        svc: ServicesArgs,
+        #[command(flatten)]
+        cmp: CompareArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+#[derive(Args)]
+struct ServicesArgs {
+    /// Where legacy chatmail cron jobs would be.
+    #[arg(long, value_name = "DIR", default_value = "/etc/cron.d")]
+    cron_dir: PathBuf,
+    /// The proc file system to read sockets from.
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    proc_root: PathBuf,
+    /// Ports to require free (comma-separated; default: every port the container needs).
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    ports: Option<Vec<u16>>,
+}
+
+#[derive(Args)]
+struct LayoutArgs {
+    /// The compose project directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    project_dir: PathBuf,
+    /// chatmail's mail_domain (default: MAIL_DOMAIN from the project's .env, or --ini).
+    #[arg(long, value_name = "DOMAIN")]
+    mail_domain: Option<String>,
+    /// A directory holding the image's etc/passwd and etc/group (e.g. from `docker cp`), to
+    /// check owners against the image's vmail and opendkim.
+    #[arg(long, value_name = "DIR")]
+    image_root: Option<PathBuf>,
+    /// The Compose v2 program used to read the compose file's mounts.
+    #[arg(long, value_name = "PROGRAM", default_value = "docker-compose-v2")]
+    compose: String,
 }
 
 #[derive(Subcommand)]
@@ -65,7 +149,7 @@ enum ManifestCmd {
         /// Do not record extended attributes and ACLs.
         #[arg(long)]
         no_xattrs: bool,
-        /// Hashing threads (default: the number of CPUs).
+        /// Threads for walking and reading (default: 4 per CPU, between 8 and 32).
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
         #[command(flatten)]
@@ -92,13 +176,15 @@ struct CompareArgs {
     /// /etc/group) or `host-uid:host-gid=uid:gid`; `#` comments.
     #[arg(long, value_name = "FILE")]
     owner_map: Option<PathBuf>,
-    /// Root of the old host's file system, for resolving the names in --owner-map.
+    /// Root of the old host's file system: where the names in --owner-map are resolved (its
+    /// etc/passwd, etc/group), and where `all` finds the volumes' sources (home,
+    /// etc/dkimkeys, var/lib/acme).
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
     /// Also compare access times (off by default: reading a file may update them).
     #[arg(long)]
     atime: bool,
-    /// Do not compare contents (no hashing: metadata only).
+    /// Do not compare contents (metadata only).
     #[arg(long)]
     no_content: bool,
     /// Do not compare extended attributes and ACLs.
@@ -107,7 +193,7 @@ struct CompareArgs {
     /// Leave out this relative path (and everything below it) on both sides. Repeatable.
     #[arg(long, value_name = "REL")]
     exclude: Vec<PathBuf>,
-    /// Hashing threads (default: the number of CPUs).
+    /// Threads for walking and reading (default: 4 per CPU, between 8 and 32).
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
 }
@@ -134,6 +220,10 @@ impl Bar {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
         } else {
             let pb = ProgressBar::new_spinner();
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {msg}: {human_pos} entries")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             pb.set_message("walking");
             pb.enable_steady_tick(std::time::Duration::from_millis(200));
             pb
@@ -178,7 +268,7 @@ fn compare_options(a: &CompareArgs) -> Result<CompareOptions> {
         atime: a.atime,
         xattrs: !a.no_xattrs,
         content: !a.no_content,
-        jobs: a.jobs.unwrap_or_else(tree::default_jobs).max(1),
+        jobs: a.jobs.unwrap_or_else(tree::default_io_jobs).max(1),
         exclude: a.exclude.clone(),
     })
 }
@@ -210,8 +300,131 @@ fn q(p: &Path) -> String {
     report::quote_path(p)
 }
 
+fn print_findings(o: &checks::Outcome, what: &str, out: &OutputArgs) {
+    if out.json {
+        let v = report::findings_json(o, what);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+        );
+    } else if !out.quiet {
+        print!("{}", report::render_findings(o, out.examples, what));
+    }
+}
+
+fn outcome_code(o: &checks::Outcome) -> ExitCode {
+    if o.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn services(a: &ServicesArgs) -> Result<checks::Outcome> {
+    let ports = a
+        .ports
+        .clone()
+        .unwrap_or_else(|| cm_core::ports::CONTAINER_PORTS.to_vec());
+    let mut sm = cm_core::systemd::Systemctl::default();
+    Ok(checks::check_services(
+        &mut sm,
+        &a.cron_dir,
+        &a.proc_root,
+        &ports,
+    )?)
+}
+
+/// Mounts from the compose file (through real Compose v2) when there is one, else the guide's.
+fn mounts(a: &LayoutArgs, notes: &mut Vec<String>) -> Vec<checks::Mount> {
+    let files = [
+        "compose.yaml",
+        "compose.yml",
+        "docker-compose.yaml",
+        "docker-compose.yml",
+    ];
+    if !files.iter().any(|f| a.project_dir.join(f).exists()) {
+        notes.push("no compose file in the project directory: checked the guide's layout".into());
+        return checks::default_mounts(&a.project_dir);
+    }
+    let run = std::process::Command::new(&a.compose)
+        .args(["config", "--format", "json"])
+        .current_dir(&a.project_dir)
+        .output();
+    match run {
+        Ok(o) if o.status.success() => {
+            match checks::mounts_from_compose_json(&String::from_utf8_lossy(&o.stdout)) {
+                Ok(m) => return m,
+                Err(e) => notes.push(format!("{e}: checked the guide's layout")),
+            }
+        }
+        Ok(o) => notes.push(format!(
+            "{} config failed ({}): checked the guide's layout",
+            a.compose,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => notes.push(format!(
+            "cannot run {} ({e}): checked the guide's layout",
+            a.compose
+        )),
+    }
+    checks::default_mounts(&a.project_dir)
+}
+
+fn layout(a: &LayoutArgs, ini: Option<&Path>) -> Result<checks::Outcome> {
+    let mut notes = Vec::new();
+    let mounts = mounts(a, &mut notes);
+    let mut mail_domain = a.mail_domain.clone();
+    let env_file = a.project_dir.join(".env");
+    if mail_domain.is_none() && env_file.exists() {
+        mail_domain = cm_core::dotenv::read_file(&env_file)?
+            .get("MAIL_DOMAIN")
+            .cloned();
+    }
+    if mail_domain.is_none() {
+        if let Some(ini) = ini {
+            let parsed = cm_core::ini::read(ini)?;
+            mail_domain = parsed.params()?.get("mail_domain").map(str::to_string);
+        }
+    }
+    let image = match &a.image_root {
+        Some(r) => Some(checks::ImageIds::load(r)?),
+        None => None,
+    };
+    let mut o = checks::check_layout(&checks::LayoutOptions {
+        mounts,
+        mail_domain,
+        image,
+    });
+    notes.append(&mut o.notes);
+    o.notes = notes;
+    Ok(o)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Env { ini, env, out } => {
+            let o = checks::check_env(&ini, &env)?;
+            print_findings(&o, &format!("env {} vs {}", q(&ini), q(&env)), &out);
+            Ok(outcome_code(&o))
+        }
+        Cmd::Services { svc, out } => {
+            let o = services(&svc)?;
+            print_findings(&o, "services", &out);
+            Ok(outcome_code(&o))
+        }
+        Cmd::Layout { lay, out } => {
+            let o = layout(&lay, None)?;
+            print_findings(&o, &format!("layout of {}", q(&lay.project_dir)), &out);
+            Ok(outcome_code(&o))
+        }
+        Cmd::All {
+            ini,
+            no_services,
+            lay,
+            svc,
+            cmp,
+            out,
+        } => all(ini, no_services, &lay, &svc, &cmp, &out),
         Cmd::Tree { src, dst, cmp, out } => {
             let opts = compare_options(&cmp)?;
             let bar = Bar::new(out.quiet);
@@ -255,9 +468,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = ScanOptions {
                 xattrs: !no_xattrs,
                 hash: !no_hash,
-                jobs: jobs.unwrap_or_else(tree::default_jobs).max(1),
+                jobs: jobs.unwrap_or_else(tree::default_io_jobs).max(1),
                 exclude: Vec::new(),
             };
+            // A manifest inside the tree it records would be listed as extra by every check.
+            let parent = match output.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if let (Ok(r), Ok(p)) = (root.canonicalize(), parent.canonicalize()) {
+                if p.starts_with(&r) {
+                    anyhow::bail!(
+                        "{} is inside the tree {} it would record: write it elsewhere (cm-copy-data keeps them in data/.cm-manifest/)",
+                        q(&output),
+                        q(&root)
+                    );
+                }
+            }
             let bar = Bar::new(out.quiet);
             let snap = tree::scan(&root, &opts, &bar)?;
             drop(bar);
@@ -334,4 +561,149 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `all`: every check that applies, one verdict.
+fn all(
+    ini: Option<PathBuf>,
+    no_services: bool,
+    lay: &LayoutArgs,
+    svc: &ServicesArgs,
+    cmp: &CompareArgs,
+    out: &OutputArgs,
+) -> Result<ExitCode> {
+    let mut sections: Vec<(String, bool, serde_json::Value, String)> = Vec::new();
+    let mut push_findings = |name: String, o: &checks::Outcome| {
+        let text = report::render_findings(o, out.examples, &name);
+        sections.push((name.clone(), o.ok(), report::findings_json(o, &name), text));
+    };
+    let env_file = lay.project_dir.join(".env");
+    match &ini {
+        Some(ini) => {
+            let o = if env_file.exists() {
+                checks::check_env(ini, &env_file)?
+            } else {
+                checks::Outcome {
+                    findings: vec![checks::Finding {
+                        check: "env".into(),
+                        subject: env_file.display().to_string(),
+                        problem: "missing: write it with cm-ini-to-env".into(),
+                    }],
+                    notes: vec![],
+                }
+            };
+            push_findings(format!("env {} vs {}", q(ini), q(&env_file)), &o);
+        }
+        None => push_findings(
+            "env".into(),
+            &checks::Outcome {
+                findings: vec![],
+                notes: vec!["not checked: give --ini".into()],
+            },
+        ),
+    }
+    let lo = layout(lay, ini.as_deref())?;
+    push_findings(format!("layout of {}", q(&lay.project_dir)), &lo);
+    if no_services {
+        push_findings(
+            "services".into(),
+            &checks::Outcome {
+                findings: vec![],
+                notes: vec!["not checked (--no-services)".into()],
+            },
+        );
+    } else {
+        let o = services(svc).unwrap_or_else(|e| checks::Outcome {
+            findings: vec![],
+            notes: vec![format!("not checked: {e}")],
+        });
+        push_findings("services".into(), &o);
+    }
+    // Trees: each volume against its source under --root, else against its manifest.
+    let opts = compare_options(cmp)?;
+    let mut notes = Vec::new();
+    for m in checks::default_mounts(&lay.project_dir) {
+        if !m.source.is_dir() {
+            continue; // layout reported it
+        }
+        let src = cmp
+            .root
+            .join(m.target.strip_prefix("/").unwrap_or(&m.target));
+        let name = m.source.file_name().unwrap_or_default().to_os_string();
+        let mut manifest_name = name.clone();
+        manifest_name.push(".manifest");
+        let manifest = m
+            .source
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(".cm-manifest")
+            .join(manifest_name);
+        let bar = Bar::new(out.quiet);
+        let (what, diffs, stats) = if src.is_dir() {
+            let (d, s) = tree::compare_trees(&src, &m.source, &opts, &bar)?;
+            (format!("tree {} vs {}", q(&src), q(&m.source)), d, s)
+        } else if manifest.is_file() {
+            let expected = cm_core::manifest::read(&manifest)?;
+            // cm-copy-data records the copy after its owner map: compare ids as they are.
+            let mopts = CompareOptions {
+                owner_map: OwnerMap::identity(),
+                ..opts.clone()
+            };
+            let (d, s) = tree::check_against(&expected, &m.source, &mopts, &bar)?;
+            (
+                format!("manifest {} vs {}", q(&manifest), q(&m.source)),
+                d,
+                s,
+            )
+        } else {
+            notes.push(format!(
+                "{}: neither its source {} nor a manifest {}: not verified",
+                q(&m.source),
+                q(&src),
+                q(&manifest)
+            ));
+            continue;
+        };
+        drop(bar);
+        let text = report::render_text(&diffs, out.examples, &what, Some(&stats));
+        let json = report::to_json(&diffs, &what, Some(&stats));
+        sections.push((what, diffs.is_empty(), json, text));
+    }
+    let ok = sections.iter().all(|s| s.1);
+    if out.json {
+        let v = serde_json::json!({
+            "ok": ok,
+            "checks": sections.iter().map(|s| s.2.clone()).collect::<Vec<_>>(),
+            "notes": notes,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if !out.quiet {
+        for s in &sections {
+            println!("== {}", s.0);
+            print!("{}", s.3);
+        }
+        for n in &notes {
+            println!("note: {n}");
+        }
+        let failed: Vec<&str> = sections
+            .iter()
+            .filter(|s| !s.1)
+            .map(|s| s.0.as_str())
+            .collect();
+        if ok {
+            println!("ALL OK: {} checks hold", sections.len());
+        } else {
+            println!(
+                "NOT OK: {} of {} checks fail: {}",
+                failed.len(),
+                sections.len(),
+                failed.join("; ")
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -1,0 +1,511 @@
+//! The checks of `cm-verify` beyond trees: settings (`env`), the old host's services
+//! (`services`) and the Docker project's layout (`layout`).
+//!
+//! Each check returns [`Finding`]s (what is wrong, about what) and notes (what could not be
+//! checked and why); an empty list of findings means the check holds.
+//!
+//! Invariant: read-only. Nothing here changes a file, a unit or a socket.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::report::quote_path;
+use crate::systemd::ServiceManager;
+
+/// One thing that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// The check: `env`, `services`, `ports`, `layout`, `dkim`, `acme`, `mailbox`, `owner`.
+    pub check: String,
+    /// What it is about: a setting, a unit, a port, a path.
+    pub subject: String,
+    /// What is wrong, and what to do where that is known.
+    pub problem: String,
+}
+
+fn finding(check: &str, subject: impl Into<String>, problem: impl Into<String>) -> Finding {
+    Finding {
+        check: check.into(),
+        subject: subject.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Findings and notes of one or more checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    /// Things not checked, and why (not failures).
+    pub notes: Vec<String>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+    pub fn extend(&mut self, other: Outcome) {
+        self.findings.extend(other.findings);
+        self.notes.extend(other.notes);
+    }
+}
+
+/// Why a check could not run at all (unusable input).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Ini(#[from] crate::ini::IniError),
+    #[error(transparent)]
+    Env(#[from] crate::dotenv::ReadError),
+    #[error(transparent)]
+    Systemd(#[from] crate::systemd::SystemdError),
+    #[error(transparent)]
+    Ports(#[from] crate::ports::PortsError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// `env`: the .env carries exactly the ini's settings, compared as chatmail interprets them
+/// (absent = default, `True` = `true` for booleans, `500M` = `500m`, ...).
+pub fn check_env(ini: &Path, env: &Path) -> Result<Outcome, CheckError> {
+    let parsed = crate::ini::read(ini)?;
+    let section = parsed.params()?;
+    let vars = crate::dotenv::read_file(env)?;
+    let mut out = Outcome::default();
+    for d in crate::params::diff_env(section, &vars) {
+        let show = |v: &Option<String>| match v {
+            Some(v) => format!("{v:?}"),
+            None => "absent (default)".into(),
+        };
+        let at = d.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        out.findings.push(finding(
+            "env",
+            d.env_key.clone(),
+            format!(
+                "ini {}{at}: {}; .env {}: {}",
+                d.key,
+                show(&d.ini),
+                d.env_key,
+                show(&d.env)
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// `services`: no chatmail unit is active or enabled (timers, paths and sockets included),
+/// no legacy cron job is installed, and the ports the container needs are free (naming what
+/// holds each).
+pub fn check_services(
+    sm: &mut dyn ServiceManager,
+    cron_dir: &Path,
+    proc_root: &Path,
+    ports: &[u16],
+) -> Result<Outcome, CheckError> {
+    let plan = crate::systemd::discover(sm, cron_dir)?;
+    let mut out = Outcome::default();
+    for u in &plan.units {
+        let b = &u.before;
+        let mut what = Vec::new();
+        if b.is_active() {
+            what.push(format!("active ({}/{})", b.active_state, b.sub_state));
+        }
+        if b.is_enabled() {
+            what.push(format!("enabled ({})", b.unit_file_state));
+        }
+        if !what.is_empty() {
+            out.findings.push(finding(
+                "services",
+                u.unit.clone(),
+                format!(
+                    "{}: stop and disable it (cm-migrate stop-services)",
+                    what.join(", ")
+                ),
+            ));
+        }
+    }
+    for l in &plan.leftovers {
+        if l.is_active() || l.is_enabled() {
+            out.findings.push(finding(
+                "services",
+                l.id.clone(),
+                format!(
+                    "looks like chatmail's and is {} / {}: check it by hand",
+                    l.active_state, l.unit_file_state
+                ),
+            ));
+        }
+    }
+    for c in &plan.cron_files {
+        out.findings.push(finding(
+            "services",
+            c.display().to_string(),
+            "legacy cron job still installed (it expunges mail or renews certificates)",
+        ));
+    }
+    for l in crate::ports::listeners_on(proc_root, ports)? {
+        out.findings.push(finding(
+            "ports",
+            format!("{} port {}", l.proto, l.port),
+            format!("in use: {l}"),
+        ));
+    }
+    Ok(out)
+}
+
+/// A bind mount of the compose project: host path -> container path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+}
+
+/// The guide's layout, relative to the project directory.
+pub fn default_mounts(project_dir: &Path) -> Vec<Mount> {
+    [
+        ("data/chatmail", "/home"),
+        ("data/chatmail-dkimkeys", "/etc/dkimkeys"),
+        ("data/chatmail-acme", "/var/lib/acme"),
+    ]
+    .iter()
+    .map(|(s, t)| Mount {
+        source: project_dir.join(s),
+        target: PathBuf::from(t),
+    })
+    .collect()
+}
+
+/// Bind mounts from `docker compose config --format json` output.
+pub fn mounts_from_compose_json(json: &str) -> Result<Vec<Mount>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("compose config is not JSON: {e}"))?;
+    let mut out = Vec::new();
+    if let Some(services) = v.get("services").and_then(|s| s.as_object()) {
+        for svc in services.values() {
+            for vol in svc
+                .get("volumes")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if vol.get("type").and_then(|t| t.as_str()) != Some("bind") {
+                    continue;
+                }
+                if let (Some(s), Some(t)) = (
+                    vol.get("source").and_then(|s| s.as_str()),
+                    vol.get("target").and_then(|t| t.as_str()),
+                ) {
+                    out.push(Mount {
+                        source: PathBuf::from(s),
+                        target: PathBuf::from(t),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Users and groups of the container image, from its etc/passwd and etc/group.
+#[derive(Debug, Clone, Default)]
+pub struct ImageIds {
+    pub users: BTreeMap<String, u32>,
+    pub groups: BTreeMap<String, u32>,
+}
+
+impl ImageIds {
+    /// Read `root/etc/passwd` and `root/etc/group` (an exported image file system).
+    pub fn load(root: &Path) -> Result<ImageIds, CheckError> {
+        let mut ids = ImageIds::default();
+        for (file, map) in [
+            ("etc/passwd", &mut ids.users),
+            ("etc/group", &mut ids.groups),
+        ] {
+            let p = root.join(file);
+            let text = fs::read_to_string(&p).map_err(|e| {
+                CheckError::Other(format!(
+                    "{}: cannot read the image's {file}: {e}",
+                    p.display()
+                ))
+            })?;
+            for line in text.lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                if f.len() >= 3 {
+                    if let Ok(id) = f[2].parse() {
+                        map.entry(f[0].to_string()).or_insert(id);
+                    }
+                }
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// What `layout` looks at.
+#[derive(Debug, Clone)]
+pub struct LayoutOptions {
+    /// Bind mounts of the project (from the compose file, or [`default_mounts`]).
+    pub mounts: Vec<Mount>,
+    /// chatmail's mail_domain (from the project's .env or the ini), if known.
+    pub mail_domain: Option<String>,
+    /// The image's users and groups, if known (owners are checked only then).
+    pub image: Option<ImageIds>,
+}
+
+fn mount_for<'a>(mounts: &'a [Mount], target: &str) -> Option<&'a Mount> {
+    mounts.iter().find(|m| m.target == Path::new(target))
+}
+
+/// Follow `rel` inside the tree `root` that the container sees at `mount`, resolving
+/// symlinks as the container would (absolute targets under `mount` stay inside; any other
+/// absolute target, or `..` past the root, leaves the tree). Returns the final relative path.
+pub fn resolve_inside(root: &Path, mount: &Path, rel: &Path) -> Result<PathBuf, String> {
+    let mut queue: Vec<OsString> = rel
+        .components()
+        .rev()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    let mut stack: Vec<OsString> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = queue.pop() {
+        if c == "." || c.is_empty() {
+            continue;
+        }
+        if c == ".." {
+            if stack.pop().is_none() {
+                return Err("leads out of the tree through `..`".into());
+            }
+            continue;
+        }
+        stack.push(c);
+        let here: PathBuf = stack.iter().collect();
+        let abs = root.join(&here);
+        let md = fs::symlink_metadata(&abs)
+            .map_err(|_| format!("{} does not exist in the copy", quote_path(&here)))?;
+        if md.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return Err("too many levels of symlinks".into());
+            }
+            let t = fs::read_link(&abs).map_err(|e| format!("{}: {e}", quote_path(&here)))?;
+            stack.pop();
+            let rest: Vec<OsString> = if t.is_absolute() {
+                let inside = t.strip_prefix(mount).map_err(|_| {
+                    format!(
+                        "{} points to {}, outside {} (the container will not find it)",
+                        quote_path(&here),
+                        quote_path(&t),
+                        mount.display()
+                    )
+                })?;
+                stack.clear();
+                inside
+                    .components()
+                    .map(|c| c.as_os_str().to_os_string())
+                    .collect()
+            } else {
+                t.components()
+                    .filter(|c| !matches!(c, Component::RootDir))
+                    .map(|c| c.as_os_str().to_os_string())
+                    .collect()
+            };
+            queue.extend(rest.into_iter().rev());
+        }
+    }
+    Ok(stack.iter().collect())
+}
+
+/// `layout`: the mounted folders exist; the DKIM private key is there, private and owned as
+/// the image expects; every ACME `live/<domain>` link (and what is inside it) resolves inside
+/// the copied tree; the mailbox folder for mail_domain exists; owners match the image's users.
+pub fn check_layout(opts: &LayoutOptions) -> Outcome {
+    let mut out = Outcome::default();
+    for m in &opts.mounts {
+        if fs::metadata(&m.source).is_err() {
+            out.findings.push(finding(
+                "layout",
+                m.source.display().to_string(),
+                format!(
+                    "mounted at {} but missing: copy it (cm-copy-data)",
+                    m.target.display()
+                ),
+            ));
+        }
+    }
+    let owner_is = |out: &mut Outcome, path: &Path, user: &str, check: &str| {
+        let Some(img) = &opts.image else { return };
+        let Ok(md) = fs::symlink_metadata(path) else {
+            return;
+        };
+        let (Some(&u), g) = (img.users.get(user), img.groups.get(user).copied()) else {
+            out.notes.push(format!(
+                "the image has no user {user}: owner of {} not checked",
+                path.display()
+            ));
+            return;
+        };
+        if md.uid() != u || g.is_some_and(|g| md.gid() != g) {
+            out.findings.push(finding(
+                check,
+                path.display().to_string(),
+                format!(
+                    "owned by {}:{}, the image's {user} is {u}:{}: copy with --owner-map (or chown)",
+                    md.uid(),
+                    md.gid(),
+                    g.map(|g| g.to_string()).unwrap_or_else(|| "?".into())
+                ),
+            ));
+        }
+    };
+    if opts.image.is_none() {
+        out.notes.push(
+            "owners not compared with the image's users: give --image-root (the image's /etc/passwd and /etc/group)".into(),
+        );
+    }
+
+    // DKIM
+    match mount_for(&opts.mounts, "/etc/dkimkeys") {
+        None => out
+            .notes
+            .push("no mount for /etc/dkimkeys: DKIM not checked".into()),
+        Some(m) if m.source.is_dir() => {
+            let key = m.source.join("opendkim.private");
+            match fs::symlink_metadata(&key) {
+                Err(_) => out.findings.push(finding(
+                    "dkim",
+                    key.display().to_string(),
+                    "the DKIM private key is missing: mail would go out unsigned",
+                )),
+                Ok(md) if !md.file_type().is_file() => out.findings.push(finding(
+                    "dkim",
+                    key.display().to_string(),
+                    "is not a regular file",
+                )),
+                Ok(md) => {
+                    if md.mode() & 0o077 != 0 {
+                        out.findings.push(finding(
+                            "dkim",
+                            key.display().to_string(),
+                            format!(
+                                "mode {:04o}: a private key must not be readable by group or others (chmod 600)",
+                                md.mode() & 0o7777
+                            ),
+                        ));
+                    }
+                    owner_is(&mut out, &key, "opendkim", "dkim");
+                }
+            }
+        }
+        Some(_) => {}
+    }
+
+    // ACME
+    if let Some(m) = mount_for(&opts.mounts, "/var/lib/acme") {
+        let live = m.source.join("live");
+        if let Ok(rd) = fs::read_dir(&live) {
+            let mut names: Vec<OsString> =
+                rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+            names.sort();
+            for n in names {
+                let rel = Path::new("live").join(&n);
+                match resolve_inside(&m.source, &m.target, &rel) {
+                    Err(e) => out
+                        .findings
+                        .push(finding("acme", rel.display().to_string(), e)),
+                    Ok(dir) => {
+                        // Everything the certificate directory holds must resolve too.
+                        let abs = m.source.join(&dir);
+                        if let Ok(rd) = fs::read_dir(&abs) {
+                            let mut inner: Vec<OsString> =
+                                rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+                            inner.sort();
+                            for i in inner {
+                                let r = rel.join(&i);
+                                if let Err(e) = resolve_inside(&m.source, &m.target, &r) {
+                                    out.findings
+                                        .push(finding("acme", r.display().to_string(), e));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Mailboxes
+    match (mount_for(&opts.mounts, "/home"), &opts.mail_domain) {
+        (None, _) => out.notes.push("no mount for /home: mailboxes not checked".into()),
+        (_, None) => out.notes.push(
+            "mail_domain unknown (no MAIL_DOMAIN in the project's .env, no --ini): mailbox folder not checked".into(),
+        ),
+        (Some(m), Some(domain)) => {
+            let vmail = m.source.join("vmail");
+            let dir = vmail.join("mail").join(domain);
+            if !dir.is_dir() {
+                out.findings.push(finding(
+                    "mailbox",
+                    dir.display().to_string(),
+                    format!("no mailbox folder for mail_domain {domain:?}"),
+                ));
+            } else {
+                owner_is(&mut out, &vmail, "vmail", "owner");
+                owner_is(&mut out, &dir, "vmail", "owner");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn acme_links_resolve_inside_the_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("certs/abc")).unwrap();
+        fs::create_dir_all(r.join("keys/abc")).unwrap();
+        fs::create_dir_all(r.join("live")).unwrap();
+        fs::write(r.join("keys/abc/privkey"), b"k").unwrap();
+        symlink("../../keys/abc/privkey", r.join("certs/abc/privkey")).unwrap();
+        symlink("../certs/abc", r.join("live/a.example")).unwrap();
+        symlink("/var/lib/acme/certs/abc", r.join("live/b.example")).unwrap();
+        symlink("/etc/ssl/x", r.join("live/c.example")).unwrap();
+        symlink("../certs/nope", r.join("live/d.example")).unwrap();
+        symlink("../../../outside", r.join("live/e.example")).unwrap();
+        let m = Path::new("/var/lib/acme");
+        assert_eq!(
+            resolve_inside(r, m, Path::new("live/a.example/privkey")).unwrap(),
+            Path::new("keys/abc/privkey")
+        );
+        assert_eq!(
+            resolve_inside(r, m, Path::new("live/b.example")).unwrap(),
+            Path::new("certs/abc")
+        );
+        assert!(resolve_inside(r, m, Path::new("live/c.example"))
+            .unwrap_err()
+            .contains("outside"));
+        assert!(resolve_inside(r, m, Path::new("live/d.example"))
+            .unwrap_err()
+            .contains("does not exist"));
+        assert!(resolve_inside(r, m, Path::new("live/e.example"))
+            .unwrap_err()
+            .contains("out of the tree"));
+    }
+
+    #[test]
+    fn compose_bind_mounts_are_read() {
+        let j = r#"{"services":{"chatmail":{"volumes":[
+            {"type":"bind","source":"/p/data/chatmail","target":"/home"},
+            {"type":"tmpfs","target":"/tmp"},
+            {"type":"bind","source":"/sys/fs/cgroup","target":"/sys/fs/cgroup"}]}}}"#;
+        let m = mounts_from_compose_json(j).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].target, Path::new("/home"));
+    }
+}

@@ -1,1 +1,0 @@
-//! copy (to be written).

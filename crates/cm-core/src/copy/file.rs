@@ -1,0 +1,615 @@
+//! Copying one entry: data (sparse-aware, hashed while read, read back and checked), then
+//! owner, mode, extended attributes and times, on a private temporary that is renamed into
+//! place last.
+
+use super::sys::{self, Kind, Stat, XTarget};
+use super::MapIds;
+use sha2::{Digest, Sha256};
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// How an item failed.
+#[derive(Debug)]
+pub enum ItemError {
+    /// The entry disappeared from the source.
+    Vanished,
+    /// The entry kept changing while being read (size, times or type moved under us).
+    Changed,
+    /// An operation failed.
+    Io(&'static str, io::Error),
+    /// The copy read back does not match what was read from the source.
+    Mismatch,
+}
+
+impl std::fmt::Display for ItemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ItemError::Vanished => write!(f, "vanished from the source during the copy"),
+            ItemError::Changed => write!(
+                f,
+                "kept changing while being copied (retried); not copied: copy again once the services are stopped"
+            ),
+            ItemError::Io(op, e) => write!(f, "{op}: {e}"),
+            ItemError::Mismatch => write!(
+                f,
+                "the copy read back differs from the source's bytes (disk or memory fault?)"
+            ),
+        }
+    }
+}
+
+fn io(op: &'static str) -> impl FnOnce(io::Error) -> ItemError {
+    move |e| ItemError::Io(op, e)
+}
+
+/// Per-worker state: buffers and a counter for temporary names.
+pub struct Worker {
+    pub id: usize,
+    buf: Vec<u8>,
+    xnames: Vec<u8>,
+    xval: Vec<u8>,
+    seq: u64,
+    pid: u32,
+}
+
+static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+const BUF: usize = 256 * 1024;
+static ZEROS: [u8; 65536] = [0; 65536];
+
+impl Worker {
+    pub fn new(id: usize) -> Worker {
+        Worker {
+            id,
+            buf: vec![0; BUF],
+            xnames: vec![0; 4096],
+            xval: vec![0; 4096],
+            seq: 0,
+            pid: std::process::id(),
+        }
+    }
+
+    /// A fresh temporary name (short, so it fits beside any name).
+    pub fn temp_name(&mut self) -> CString {
+        self.seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        CString::new(format!(
+            ".cm-copy.{}.{}.{}.tmp",
+            self.pid, self.id, self.seq
+        ))
+        .expect("no NUL in a formatted name")
+    }
+}
+
+/// Removes the temporary unless disarmed.
+struct TempGuard {
+    dir: RawFd,
+    name: CString,
+    armed: bool,
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = sys::unlink_at(self.dir, &self.name, false);
+        }
+    }
+}
+
+fn hash_zeros(h: &mut Sha256, mut n: u64) {
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        h.update(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}
+
+fn changed(a: &Stat, b: &Stat) -> bool {
+    a.size != b.size || a.mtime != b.mtime || a.ctime != b.ctime || a.ino != b.ino
+}
+
+/// The result of copying or hashing one regular file.
+pub struct Copied {
+    /// The source's metadata as it was while its bytes were read.
+    pub st: Stat,
+    pub hash: [u8; 32],
+    /// Extended attributes the copy carries (ACL ids mapped), sorted by name.
+    pub xattrs: Xattrs,
+}
+
+/// Extended attributes: (name, value) pairs sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Read every extended attribute of `x`, sorted by name.
+pub fn read_xattrs(w: &mut Worker, x: &XTarget) -> io::Result<Xattrs> {
+    let n = x.list(&mut w.xnames)?;
+    let mut out = Vec::new();
+    let names: Vec<Vec<u8>> = w.xnames[..n]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_vec())
+        .collect();
+    for nm in names {
+        let c = sys::cstr(&nm)?;
+        match x.get(&c, &mut w.xval) {
+            Ok(l) => out.push((nm, w.xval[..l].to_vec())),
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Copy the data of `src` to `dst` (a new empty file), hashing the bytes read.
+fn copy_data(w: &mut Worker, src: RawFd, dst: RawFd, st: &Stat) -> Result<[u8; 32], ItemError> {
+    let mut h = Sha256::new();
+    if st.is_sparse() {
+        let mut pos = 0u64;
+        while pos < st.size {
+            let data = match sys::seek_data(src, pos, libc::SEEK_DATA).map_err(io("seek"))? {
+                Some(d) if d < st.size => d,
+                _ => break,
+            };
+            let hole = sys::seek_data(src, data, libc::SEEK_HOLE)
+                .map_err(io("seek"))?
+                .unwrap_or(st.size)
+                .min(st.size);
+            hash_zeros(&mut h, data - pos);
+            let mut off = data;
+            while off < hole {
+                let want = ((hole - off) as usize).min(w.buf.len());
+                let n = sys::pread(src, &mut w.buf[..want], off).map_err(io("read source"))?;
+                if n == 0 {
+                    return Err(ItemError::Changed);
+                }
+                h.update(&w.buf[..n]);
+                sys::pwrite_all(dst, &w.buf[..n], off).map_err(io("write copy"))?;
+                off += n as u64;
+            }
+            pos = hole;
+        }
+        hash_zeros(&mut h, st.size - pos.min(st.size));
+        sys::ftruncate(dst, st.size).map_err(io("extend copy"))?;
+    } else {
+        let mut off = 0u64;
+        // Read exactly the size fstat gave: a file that grows or shrinks meanwhile changes its
+        // size/mtime/ctime, which the caller's second fstat catches.
+        while off < st.size {
+            let want = ((st.size - off) as usize).min(w.buf.len());
+            let n = sys::read(src, &mut w.buf[..want]).map_err(io("read source"))?;
+            if n == 0 {
+                return Err(ItemError::Changed);
+            }
+            h.update(&w.buf[..n]);
+            sys::pwrite_all(dst, &w.buf[..n], off).map_err(io("write copy"))?;
+            off += n as u64;
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// SHA-256 of an open file's content (holes read as zeros, found with SEEK_DATA when the file
+/// is sparse so that a huge hole costs no reads).
+pub fn hash_fd(w: &mut Worker, fd: RawFd, size: u64, sparse: bool) -> io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut pos = 0u64;
+    while pos < size {
+        let (data, end) = if sparse {
+            match sys::seek_data(fd, pos, libc::SEEK_DATA)? {
+                Some(d) if d < size => {
+                    let e = sys::seek_data(fd, d, libc::SEEK_HOLE)?.unwrap_or(size);
+                    (d, e.min(size))
+                }
+                _ => (size, size),
+            }
+        } else {
+            (pos, size)
+        };
+        hash_zeros(&mut h, data - pos);
+        let mut off = data;
+        while off < end {
+            let want = ((end - off) as usize).min(w.buf.len());
+            let n = sys::pread(fd, &mut w.buf[..want], off)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than its size",
+                ));
+            }
+            h.update(&w.buf[..n]);
+            off += n as u64;
+        }
+        pos = end;
+    }
+    Ok(h.finalize().into())
+}
+
+/// Hash the file `name` in `dir` (source or copy) as it is now; with `xattrs`, read its
+/// extended attributes too.
+pub fn hash_at(
+    w: &mut Worker,
+    dir: RawFd,
+    name: &CStr,
+    noatime: bool,
+    xattrs: bool,
+) -> io::Result<Copied> {
+    let fd = sys::open_at(dir, name, libc::O_RDONLY, noatime)?;
+    let st = sys::fstat(fd.as_raw_fd())?;
+    if st.kind != Kind::File {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    let hash = hash_fd(w, fd.as_raw_fd(), st.size, st.is_sparse())?;
+    let xattrs = if xattrs {
+        read_xattrs(w, &XTarget::Fd(fd.as_raw_fd()))?
+    } else {
+        Vec::new()
+    };
+    Ok(Copied { st, hash, xattrs })
+}
+
+// POSIX ACL xattr layout (linux/posix_acl_xattr.h): a 4-byte version header, then entries of
+// (u16 tag, u16 perm, u32 id); ids matter for ACL_USER (2) and ACL_GROUP (8).
+const ACL_USER: u16 = 0x02;
+const ACL_GROUP: u16 = 0x08;
+
+/// Map the uids/gids named inside a POSIX ACL xattr value.
+fn map_acl(value: &mut [u8], ids: &dyn MapIds) {
+    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+        return;
+    }
+    for e in value[4..].chunks_exact_mut(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+        let new = match tag {
+            ACL_USER => ids.uid(id),
+            ACL_GROUP => ids.gid(id),
+            _ => continue,
+        };
+        e[4..8].copy_from_slice(&new.to_le_bytes());
+    }
+}
+
+fn is_acl(name: &[u8]) -> bool {
+    name == b"system.posix_acl_access" || name == b"system.posix_acl_default"
+}
+
+/// Copy every extended attribute (ACLs included, their ids mapped) from `src` to `dst`;
+/// with `prune`, remove attributes `dst` has that `src` lacks (an inherited default ACL, or
+/// a directory's stale attributes).
+pub fn copy_xattrs(
+    w: &mut Worker,
+    src: &XTarget,
+    dst: &XTarget,
+    ids: Option<&dyn MapIds>,
+    prune: bool,
+) -> Result<Xattrs, ItemError> {
+    let mut done = Vec::new();
+    let n = src.list(&mut w.xnames).map_err(io("list xattrs"))?;
+    let names: Vec<Vec<u8>> = w.xnames[..n]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_vec())
+        .collect();
+    if prune {
+        let mut dbuf = vec![0u8; 1024];
+        let m = dst.list(&mut dbuf).map_err(io("list xattrs of copy"))?;
+        for dn in dbuf[..m].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+            if !names.iter().any(|s| s == dn) {
+                let c = sys::cstr(dn).map_err(io("xattr name"))?;
+                match dst.remove(&c) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+                    Err(e) => return Err(ItemError::Io("remove stale xattr", e)),
+                }
+            }
+        }
+    }
+    for name in names {
+        let c = sys::cstr(&name).map_err(io("xattr name"))?;
+        let len = match src.get(&c, &mut w.xval) {
+            Ok(l) => l,
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
+            Err(e) => return Err(ItemError::Io("read xattr", e)),
+        };
+        let mut v = w.xval[..len].to_vec();
+        if let Some(ids) = ids {
+            if is_acl(&name) {
+                map_acl(&mut v, ids);
+            }
+        }
+        dst.set(&c, &v).map_err(|e| {
+            ItemError::Io(
+                "set xattr (does the target file system support extended attributes and ACLs?)",
+                e,
+            )
+        })?;
+        done.push((name, v));
+    }
+    done.sort();
+    Ok(done)
+}
+
+fn owner(st: &Stat, ids: Option<&dyn MapIds>) -> (u32, u32) {
+    match ids {
+        Some(m) => (m.uid(st.uid), m.gid(st.gid)),
+        None => (st.uid, st.gid),
+    }
+}
+
+/// Copy regular file `name` from `sdir` into `ddir`. `default_acl`: `ddir` has a default
+/// ACL, so the new file inherits entries that must be pruned.
+pub fn copy_file(
+    w: &mut Worker,
+    sdir: RawFd,
+    ddir: RawFd,
+    name: &CStr,
+    ids: Option<&dyn MapIds>,
+    default_acl: bool,
+) -> Result<Copied, ItemError> {
+    for _attempt in 0..3 {
+        let sfd: OwnedFd = match sys::open_at(sdir, name, libc::O_RDONLY, true) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(ItemError::Vanished),
+            // ELOOP: replaced by a symlink since the scan.
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(ItemError::Changed),
+            Err(e) => return Err(ItemError::Io("open source", e)),
+        };
+        let s = sfd.as_raw_fd();
+        let st0 = sys::fstat(s).map_err(io("stat source"))?;
+        if st0.kind != Kind::File {
+            return Err(ItemError::Changed);
+        }
+        let tmp = w.temp_name();
+        let tfd = sys::create_at(ddir, &tmp, 0o600).map_err(io("create temporary"))?;
+        let mut guard = TempGuard {
+            dir: ddir,
+            name: tmp,
+            armed: true,
+        };
+        let t = tfd.as_raw_fd();
+        let hash = match copy_data(w, s, t, &st0) {
+            Ok(h) => h,
+            Err(ItemError::Changed) => continue,
+            Err(e) => return Err(e),
+        };
+        // Read the source's attributes before the second fstat, so a change to them counts.
+        let src_x = XTarget::Fd(s);
+        let mut xa = Vec::new();
+        {
+            let n = src_x.list(&mut w.xnames).map_err(io("list xattrs"))?;
+            for nm in w.xnames[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+                let c = sys::cstr(nm).map_err(io("xattr name"))?;
+                match src_x.get(&c, &mut w.xval) {
+                    Ok(l) => xa.push((nm.to_vec(), c, w.xval[..l].to_vec())),
+                    Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+                    Err(e) => return Err(ItemError::Io("read xattr", e)),
+                }
+            }
+        }
+        let st1 = sys::fstat(s).map_err(io("stat source"))?;
+        if changed(&st0, &st1) {
+            continue;
+        }
+        drop(sfd);
+        let back = hash_fd(w, t, st1.size, st1.is_sparse()).map_err(io("read back copy"))?;
+        if back != hash {
+            return Err(ItemError::Mismatch);
+        }
+        let (uid, gid) = owner(&st1, ids);
+        sys::fchown(t, uid, gid).map_err(io("chown"))?;
+        sys::fchmod(t, st1.perm).map_err(io("chmod"))?;
+        let dst_x = XTarget::Fd(t);
+        if default_acl {
+            let mut dbuf = vec![0u8; 1024];
+            let m = dst_x.list(&mut dbuf).map_err(io("list xattrs of copy"))?;
+            for dn in dbuf[..m].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+                if !xa.iter().any(|(n, _, _)| n == dn) {
+                    let c = sys::cstr(dn).map_err(io("xattr name"))?;
+                    let _ = dst_x.remove(&c);
+                }
+            }
+        }
+        let mut xattrs = Vec::with_capacity(xa.len());
+        for (nm, c, mut v) in xa {
+            if let Some(ids) = ids {
+                if is_acl(&nm) {
+                    map_acl(&mut v, ids);
+                }
+            }
+            dst_x.set(&c, &v).map_err(|e| {
+                ItemError::Io(
+                    "set xattr (does the target file system support extended attributes and ACLs?)",
+                    e,
+                )
+            })?;
+            xattrs.push((nm, v));
+        }
+        xattrs.sort();
+        sys::futimens(t, st1.atime, st1.mtime).map_err(io("set times"))?;
+        if st1.size >= 1 << 20 {
+            sys::start_writeback(t);
+        }
+        drop(tfd);
+        sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
+        guard.armed = false;
+        return Ok(Copied {
+            st: st1,
+            hash,
+            xattrs,
+        });
+    }
+    Err(ItemError::Changed)
+}
+
+/// Copy a symlink, FIFO or device node `name` (never opened: created anew beside, owner,
+/// mode, xattrs and its own times set, renamed into place). Returns the source's metadata and,
+/// for a symlink, its target.
+pub fn copy_special(
+    w: &mut Worker,
+    sdir: RawFd,
+    ddir: RawFd,
+    name: &CStr,
+    ids: Option<&dyn MapIds>,
+) -> Result<(Stat, Option<Vec<u8>>, Xattrs), ItemError> {
+    for _attempt in 0..3 {
+        let st0 = match sys::lstat_at(sdir, name) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(ItemError::Vanished),
+            Err(e) => return Err(ItemError::Io("stat source", e)),
+        };
+        let tmp = w.temp_name();
+        let mut link = None;
+        match st0.kind {
+            Kind::Symlink => {
+                let t = match sys::readlink_at(sdir, name) {
+                    Ok(t) => t,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        return Err(ItemError::Vanished)
+                    }
+                    Err(e) => return Err(ItemError::Io("read symlink", e)),
+                };
+                sys::symlink_at(&t, ddir, &tmp).map_err(io("create symlink"))?;
+                link = Some(t);
+            }
+            Kind::Fifo | Kind::Char | Kind::Block => {
+                sys::mknod_at(ddir, &tmp, st0.kind.ifmt() | 0o600, st0.rdev)
+                    .map_err(io("create node"))?;
+            }
+            Kind::File | Kind::Dir | Kind::Socket => return Err(ItemError::Changed),
+        }
+        let mut guard = TempGuard {
+            dir: ddir,
+            name: tmp,
+            armed: true,
+        };
+        let (uid, gid) = owner(&st0, ids);
+        sys::lchown_at(ddir, &guard.name, uid, gid).map_err(io("chown"))?;
+        if st0.kind != Kind::Symlink {
+            sys::chmod_at(ddir, &guard.name, st0.perm).map_err(io("chmod"))?;
+        }
+        let xattrs = copy_xattrs(
+            w,
+            &XTarget::At(sdir, name),
+            &XTarget::At(ddir, &guard.name),
+            ids,
+            false,
+        )?;
+        let st1 = match sys::lstat_at(sdir, name) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(ItemError::Vanished),
+            Err(e) => return Err(ItemError::Io("stat source", e)),
+        };
+        if changed(&st0, &st1) || st0.kind != st1.kind {
+            continue;
+        }
+        sys::lutimens_at(ddir, &guard.name, st1.atime, st1.mtime).map_err(io("set times"))?;
+        sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
+        guard.armed = false;
+        return Ok((st1, link, xattrs));
+    }
+    Err(ItemError::Changed)
+}
+
+/// Make `name` in `ddir` another name of the inode at `pname` in `pdir` (a hard link), via a
+/// temporary so an existing entry is replaced atomically.
+pub fn link_into(
+    w: &mut Worker,
+    pdir: RawFd,
+    pname: &CStr,
+    ddir: RawFd,
+    name: &CStr,
+) -> Result<(), ItemError> {
+    let tmp = w.temp_name();
+    sys::link_at(pdir, pname, ddir, &tmp).map_err(io("hard link"))?;
+    let guard = TempGuard {
+        dir: ddir,
+        name: tmp,
+        armed: true,
+    };
+    sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
+    // rename() between two names of one inode does nothing: the guard removes the temporary.
+    Ok(())
+}
+
+/// Apply a directory's metadata (owner, mode, xattrs, times) from the open source directory
+/// `sfd` to the open copy `dfd`. Returns the source metadata applied.
+pub fn apply_dir_meta(
+    w: &mut Worker,
+    sfd: RawFd,
+    dfd: RawFd,
+    ids: Option<&dyn MapIds>,
+) -> Result<(Stat, Xattrs), ItemError> {
+    let st = sys::fstat(sfd).map_err(io("stat source directory"))?;
+    let (uid, gid) = owner(&st, ids);
+    sys::fchown(dfd, uid, gid).map_err(io("chown"))?;
+    sys::fchmod(dfd, st.perm).map_err(io("chmod"))?;
+    let x = copy_xattrs(w, &XTarget::Fd(sfd), &XTarget::Fd(dfd), ids, true)?;
+    sys::futimens(dfd, st.atime, st.mtime).map_err(io("set times"))?;
+    Ok((st, x))
+}
+
+/// Does the open directory carry a default ACL (inherited by entries created in it)?
+pub fn has_default_acl(dir: RawFd) -> bool {
+    let mut b = vec![0u8; 256];
+    XTarget::Fd(dir)
+        .get(c"system.posix_acl_default", &mut b)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Plus(u32);
+    impl MapIds for Plus {
+        fn uid(&self, u: u32) -> u32 {
+            u + self.0
+        }
+        fn gid(&self, g: u32) -> u32 {
+            g + 2 * self.0
+        }
+    }
+
+    #[test]
+    fn acl_ids_of_named_users_and_groups_are_mapped_others_kept() {
+        // version 2; USER_OBJ rw-; USER 1234 rw-; GROUP 2345 r--; MASK rw-; OTHER r--
+        let mut v = vec![2, 0, 0, 0];
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 6, 1234),
+            (8, 4, 2345),
+            (0x10, 6, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ] {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&perm.to_le_bytes());
+            v.extend_from_slice(&id.to_le_bytes());
+        }
+        map_acl(&mut v, &Plus(10));
+        let ids: Vec<u32> = v[4..]
+            .chunks(8)
+            .map(|e| u32::from_le_bytes([e[4], e[5], e[6], e[7]]))
+            .collect();
+        assert_eq!(ids, vec![u32::MAX, 1244, 2365, u32::MAX, u32::MAX]);
+        // A malformed value is left alone.
+        let mut bad = vec![2, 0, 0, 0, 1];
+        map_acl(&mut bad, &Plus(1));
+        assert_eq!(bad, vec![2, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn changed_detects_size_time_and_inode_moves() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let d = sys::open_dir_path(t.path()).unwrap();
+        let a = sys::lstat_at(d.as_raw_fd(), c"f").unwrap();
+        assert!(!changed(&a, &a));
+        std::fs::write(&p, b"abcd").unwrap();
+        let b = sys::lstat_at(d.as_raw_fd(), c"f").unwrap();
+        assert!(changed(&a, &b));
+    }
+}

@@ -1,0 +1,335 @@
+//! cm-copy-data under faults: killed (SIGKILL) at random moments and run again until done;
+//! a target file system without enough space; entries that cannot be read. Runs as root.
+
+use cm_core::owners::OwnerMap;
+use cm_core::tree::{self, CompareOptions};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn copy_cmd() -> Command {
+    Command::new(cm_tests::bin("cm-copy-data"))
+}
+
+fn run(mut c: Command) -> Output {
+    let o = c.output().unwrap();
+    eprintln!(
+        "{c:?}: {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn map_arg(src: &Path, dst: &Path) -> String {
+    format!("{}={}", src.display(), dst.display())
+}
+
+fn assert_root() {
+    assert!(
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false),
+        "these tests must run as root (CI runs as root)"
+    );
+}
+
+fn assert_same(src: &Path, dst: &Path) {
+    let opts = CompareOptions {
+        owner_map: OwnerMap::identity(),
+        atime: false,
+        jobs: 2,
+        ..CompareOptions::default()
+    };
+    let (d, _) = tree::compare_trees(src, dst, &opts, &()).unwrap();
+    assert!(d.is_empty(), "copy differs: {d:#?}");
+}
+
+/// A small maildir-like tree: `users` users with `per` messages each, some shared by hard
+/// link, plus a few larger files.
+fn mail_tree(root: &Path, users: usize, per: usize, big: usize) {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for u in 0..users {
+        let d = root.join(format!("vmail/mail/example.org/user{u}"));
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        for m in 0..per {
+            let len = 2000 + (next() % 30000) as usize;
+            let body: Vec<u8> = (0..len).map(|i| (i as u64 ^ next()) as u8).collect();
+            std::fs::write(d.join(format!("cur/{m}.M{u}P1.host:2,S")), body).unwrap();
+        }
+        if u > 0 {
+            let first = root.join("vmail/mail/example.org/user0/cur/0.M0P1.host:2,S");
+            std::fs::hard_link(first, d.join("cur/shared:2,S")).unwrap();
+        }
+        std::fs::write(d.join("password"), b"{SHA512-CRYPT}x").unwrap();
+    }
+    for b in 0..big {
+        let body: Vec<u8> = (0..(3 << 20)).map(|_| next() as u8).collect();
+        std::fs::write(root.join(format!("vmail/big{b}")), body).unwrap();
+    }
+}
+
+/// Every regular file under its final name in `dst` must equal the source's: a killed run
+/// may leave temporaries (`.cm-copy.*`) but never a short or wrong file under a real name.
+fn assert_nothing_half_done(src: &Path, dst: &Path) {
+    if !dst.exists() {
+        return;
+    }
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(dst.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(r);
+            } else if ft.is_file() && !e.file_name().to_string_lossy().starts_with(".cm-copy.") {
+                let a = std::fs::read(src.join(&r)).unwrap();
+                let b = std::fs::read(dst.join(&r)).unwrap();
+                assert!(
+                    a == b,
+                    "{} is under its final name but incomplete",
+                    r.display()
+                );
+                let sm = std::fs::metadata(src.join(&r)).unwrap();
+                let dm = std::fs::metadata(dst.join(&r)).unwrap();
+                assert_eq!(
+                    sm.mode(),
+                    dm.mode(),
+                    "{}: mode set before rename",
+                    r.display()
+                );
+                assert_eq!(sm.mtime_nsec(), dm.mtime_nsec(), "{}: times", r.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn killed_at_random_points_then_rerun_until_complete() {
+    assert_root();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    mail_tree(&src, 40, 40, 4);
+    let dst = t.path().join("data/chatmail");
+    let m = map_arg(&src, &dst);
+    // Pseudo-random delays (seeded from the clock: every CI run kills at other points).
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut kills = 0;
+    for round in 0..12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(5 + seed % 250);
+        let mut child = copy_cmd()
+            .args(["--map", &m, "--quiet", "--jobs", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        match child.try_wait().unwrap() {
+            Some(st) => {
+                eprintln!("round {round}: finished before the kill ({st})");
+                assert!(st.success());
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                eprintln!("round {round}: killed after {delay:?}");
+            }
+        }
+        assert_nothing_half_done(&src, &dst);
+    }
+    eprintln!("{kills} runs killed");
+    let o = run({
+        let mut c = copy_cmd();
+        c.args(["--map", &m]);
+        c
+    });
+    assert_eq!(o.status.code(), Some(0));
+    assert_same(&src, &dst);
+    let leftovers = Command::new("find")
+        .arg(&dst)
+        .args(["-name", ".cm-copy.*"])
+        .output()
+        .unwrap();
+    assert!(
+        leftovers.stdout.is_empty(),
+        "temporaries left after the final run"
+    );
+    assert!(
+        !cm_core::copy::marker_path(&dst).exists(),
+        "run marker removed"
+    );
+    // And the manifest of the final run describes the copy.
+    let snap = cm_core::manifest::read(&cm_core::copy::manifest_path(&dst)).unwrap();
+    let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
+    assert!(d.is_empty(), "{d:#?}");
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct Tmpfs(PathBuf);
+impl Tmpfs {
+    fn new(at: PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "mount -t tmpfs failed (tests need root with CAP_SYS_ADMIN)"
+        );
+        Tmpfs(at)
+    }
+}
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn small_target_is_refused_cleanly_and_rerun_after_freeing_space_completes() {
+    assert_root();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    mail_tree(&src, 4, 10, 2); // about 6.5 MB
+    let fs = Tmpfs::new(t.path().join("small"), "10m");
+    let filler = fs.0.join("filler");
+    std::fs::write(&filler, vec![1u8; 6 << 20]).unwrap();
+    let dst = fs.0.join("data/chatmail");
+    let m = map_arg(&src, &dst);
+    let o = run({
+        let mut c = copy_cmd();
+        c.args(["--map", &m]);
+        c
+    });
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not enough space") && err.contains("needs"),
+        "{err}"
+    );
+    assert!(!dst.exists(), "nothing written when the space check fails");
+    // --dry-run says the same, without failing.
+    let o = run({
+        let mut c = copy_cmd();
+        c.args(["--map", &m, "--dry-run"]);
+        c
+    });
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("NOT ENOUGH SPACE"));
+
+    std::fs::remove_file(&filler).unwrap();
+    let o = run({
+        let mut c = copy_cmd();
+        c.args(["--map", &m]);
+        c
+    });
+    assert_eq!(o.status.code(), Some(0));
+    assert_same(&src, &dst);
+}
+
+#[test]
+fn unreadable_entries_are_reported_and_nothing_beneath_them_is_removed() {
+    assert_root();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("ok")).unwrap();
+    std::fs::write(src.join("ok/file"), b"fine").unwrap();
+    std::fs::create_dir_all(src.join("locked")).unwrap();
+    std::fs::write(src.join("locked/inside"), b"hidden").unwrap();
+    std::fs::write(src.join("secret"), b"no read").unwrap();
+    let dst = t.path().join("data/copy");
+    let m = map_arg(&src, &dst);
+    // First a complete copy.
+    let o = run({
+        let mut c = copy_cmd();
+        c.args(["--map", &m]);
+        c
+    });
+    assert_eq!(o.status.code(), Some(0));
+    // Then make two entries unreadable for a process that is root without the capabilities
+    // to bypass file permissions (as root, modes alone never stop a read).
+    for p in ["secret", "locked"] {
+        std::os::unix::fs::chown(src.join(p), Some(4321), Some(4321)).unwrap();
+        std::fs::set_permissions(src.join(p), std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    std::fs::write(src.join("ok/file"), b"changed").unwrap();
+    let mut c = Command::new("setpriv");
+    c.args(["--bounding-set", "-dac_override,-dac_read_search", "--"])
+        .arg(cm_tests::bin("cm-copy-data"))
+        .args(["--map", &m]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "unreadable entries mean exit 1");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not copied"), "{err}");
+    assert!(
+        err.contains("/secret") && err.contains("Permission denied"),
+        "the unreadable file is named with its cause: {err}"
+    );
+    assert!(
+        err.contains("/locked"),
+        "the unreadable directory is named: {err}"
+    );
+    // What could be read was copied; what could not was left as it was (not deleted).
+    assert_eq!(std::fs::read(dst.join("ok/file")).unwrap(), b"changed");
+    assert_eq!(std::fs::read(dst.join("locked/inside")).unwrap(), b"hidden");
+}
+
+#[test]
+fn after_a_reboot_mid_copy_unrecorded_files_are_compared_by_content() {
+    assert_root();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    mail_tree(&src, 3, 5, 0);
+    let dst = t.path().join("data/chatmail");
+    let m = map_arg(&src, &dst);
+    let ok = |extra: &[&str]| {
+        let mut c = copy_cmd();
+        c.args(["--map", &m]).args(extra);
+        run(c)
+    };
+    assert_eq!(ok(&[]).status.code(), Some(0));
+    // Simulate a power loss during a later run: that run's manifest never got written, its
+    // marker (holding another boot's id) stayed, and a file it renamed into place lost its
+    // data although size and mtime look right.
+    std::fs::remove_file(cm_core::copy::manifest_path(&dst)).unwrap();
+    let f = dst.join("vmail/mail/example.org/user1/cur/2.M1P1.host:2,S");
+    let md = std::fs::metadata(&f).unwrap();
+    std::fs::write(&f, vec![0u8; md.len() as usize]).unwrap();
+    filetime::set_file_times(
+        &f,
+        filetime::FileTime::from_last_access_time(&md),
+        filetime::FileTime::from_last_modification_time(&md),
+    )
+    .unwrap();
+    std::fs::write(cm_core::copy::marker_path(&dst), "another-boot\n").unwrap();
+    let o = ok(&["--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted by a restart"));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["volumes"][0]["outcome"]["copied"], 1, "{j}");
+    assert_same(&src, &dst);
+    // Without the marker (a plain kill in the same boot) the metadata is trusted: the same
+    // damage would only be found by --checksum, or cm-verify against the manifest.
+    assert!(!cm_core::copy::marker_path(&dst).exists());
+}

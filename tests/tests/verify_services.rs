@@ -1,0 +1,193 @@
+//! `cm-verify services` against a REAL systemd (Debian 12) booted in systemd-nspawn with the
+//! real postfix, dovecot, nginx, opendkim and unbound packages (tests/harness/nspawn.sh):
+//! while the relay runs it names the active and enabled units, the legacy cron job and the
+//! busy ports with their holders; after `cm-migrate stop-services` it passes.
+//!
+//! Needs root, systemd-container and debootstrap: run .ci/install-deps first.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn harness() -> PathBuf {
+    cm_tests::repo_root().join("tests/harness/nspawn.sh")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A booted container; halted when dropped.
+struct Container {
+    name: String,
+    leader: u32,
+}
+
+impl Container {
+    fn up(tag: &str) -> Container {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata("/proc/self").map(|m| m.uid()).ok(),
+            Some(0),
+            "these tests boot systemd-nspawn containers and must run as root (CI does)"
+        );
+        let name = format!("cmv{}-{tag}", std::process::id() % 100_000);
+        let o = Command::new("bash")
+            .arg(harness())
+            .args(["up", &name])
+            .output()
+            .expect("run tests/harness/nspawn.sh");
+        assert!(
+            o.status.success(),
+            "booting the test container failed (run .ci/install-deps; logs under \
+             /var/tmp/cm-migrate-test and /run/cm-migrate-test):\n{}",
+            text(&o)
+        );
+        let leader: u32 = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("harness printed no leader pid:\n{}", text(&o)));
+        let c = Container { name, leader };
+        for b in ["cm-verify", "cm-migrate"] {
+            std::fs::copy(cm_tests::bin(b), c.root().join("usr/local/bin").join(b))
+                .unwrap_or_else(|e| panic!("copy {b} into the container: {e}"));
+        }
+        c
+    }
+
+    fn root(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.leader))
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(harness())
+            .args(["exec", &self.name])
+            .args(args)
+            .output()
+            .expect("run nspawn.sh exec")
+    }
+
+    fn sh(&self, script: &str) {
+        let o = self.exec(&["sh", "-ec", script]);
+        assert!(o.status.success(), "in container: {script}\n{}", text(&o));
+    }
+
+    fn write(&self, path: &str, content: &str) {
+        let p = self.root().join(path.trim_start_matches('/'));
+        std::fs::write(&p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(harness())
+            .args(["down", &self.name])
+            .output();
+    }
+}
+
+const LISTEN: &str = r#"#!/usr/bin/perl
+use IO::Socket::INET;
+my @s = map { IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $_, Listen => 5, ReuseAddr => 1) or die "port $_: $!\n" } @ARGV;
+sleep;
+"#;
+
+fn findings(o: &Output) -> Vec<(String, String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(o)));
+    v["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings: {v}"))
+        .iter()
+        .map(|f| {
+            (
+                f["check"].as_str().unwrap().to_string(),
+                f["subject"].as_str().unwrap().to_string(),
+                f["problem"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn services_names_what_still_runs_and_passes_after_stop_services() {
+    let c = Container::up("svc");
+    // A chatmail unit of our own (filtermail on its port), enabled and running, a disabled
+    // timer that is enabled, and the legacy expunge cron job, beside the real packages.
+    c.write("/usr/local/bin/listen", LISTEN);
+    c.write(
+        "/etc/systemd/system/filtermail.service",
+        "[Service]\nExecStart=/usr/local/bin/listen 10080\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    c.write(
+        "/etc/systemd/system/chatmail-expire.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    );
+    c.write(
+        "/etc/systemd/system/chatmail-expire.timer",
+        "[Timer]\nOnCalendar=*-01-01 00:00:00\n[Install]\nWantedBy=timers.target\n",
+    );
+    c.write(
+        "/etc/cron.d/expunge",
+        "2 0 * * * vmail find /home/vmail/mail -mtime +20 -delete\n",
+    );
+    c.sh("chmod 755 /usr/local/bin/listen
+          systemctl daemon-reload
+          systemctl enable --now filtermail.service 2>/dev/null
+          systemctl enable chatmail-expire.timer 2>/dev/null");
+
+    let o = c.exec(&["cm-verify", "services", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let f = findings(&o);
+    let has = |check: &str, subject: &str, word: &str| {
+        f.iter()
+            .any(|(c, s, p)| c == check && s == subject && p.contains(word))
+    };
+    assert!(has("services", "postfix.service", "active"), "{f:#?}");
+    assert!(has("services", "dovecot.service", "enabled"), "{f:#?}");
+    assert!(has("services", "filtermail.service", "active"), "{f:#?}");
+    assert!(
+        has("services", "chatmail-expire.timer", "enabled"),
+        "{f:#?}"
+    );
+    assert!(has("services", "/etc/cron.d/expunge", "cron"), "{f:#?}");
+    // ports, with the process and unit that holds them
+    assert!(has("ports", "tcp port 25", "master"), "{f:#?}");
+    assert!(
+        has("ports", "tcp port 10080", "filtermail.service"),
+        "{f:#?}"
+    );
+    assert!(has("ports", "udp port 53", "unbound"), "{f:#?}");
+    // the human report groups and counts
+    let o = c.exec(&["cm-verify", "services"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("\nports: ") || out.starts_with("ports: "),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("DIFFERENT: services: "),
+        "{out}"
+    );
+
+    let o = c.exec(&["cm-migrate", "stop-services", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = c.exec(&["cm-verify", "services"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("OK: services"),
+        "{}",
+        text(&o)
+    );
+}
