@@ -636,6 +636,30 @@ mod tests {
         opts: StopOptions,
     }
 
+    impl Env {
+        /// Restore options reading this environment's state file and lock.
+        fn restore_opts(&self) -> RestoreOptions {
+            RestoreOptions {
+                state_file: self.opts.state_file.clone(),
+                lock_file: self.opts.lock_file.clone(),
+                ..Default::default()
+            }
+        }
+
+        /// `action` on the cron file failed because the other name exists, and both files
+        /// are left with their contents.
+        fn assert_cron_conflict_left_alone(&self, actions: &[ActionResult], action: &str) {
+            let a = actions.iter().find(|a| a.action == action).unwrap();
+            assert!(
+                !a.ok && a.error.as_deref().unwrap().contains("already exists"),
+                "{a:?}"
+            );
+            let read = |n: &str| fs::read(self.opts.cron_dir.join(n)).unwrap();
+            assert_eq!(read("expunge"), b"new\n");
+            assert_eq!(read("expunge.cm-migrate-disabled"), b"old\n");
+        }
+    }
+
     fn env() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let cron = dir.path().join("cron.d");
@@ -859,11 +883,7 @@ mod tests {
         assert!(r2.is_complete(), "{r2:#?}");
 
         sd.log.clear();
-        let ropts = RestoreOptions {
-            state_file: e.opts.state_file.clone(),
-            lock_file: e.opts.lock_file.clone(),
-            ..Default::default()
-        };
+        let ropts = e.restore_opts();
         let rr = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap();
         assert!(rr.is_complete(), "{rr:#?}");
         let log = changes(&sd.log);
@@ -896,10 +916,8 @@ mod tests {
         let e = env();
         let mut sd = relay();
         let ropts = RestoreOptions {
-            state_file: e.opts.state_file.clone(),
-            lock_file: e.opts.lock_file.clone(),
             dry_run: true,
-            ..Default::default()
+            ..e.restore_opts()
         };
         let err = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap_err();
         assert_eq!(err.exit_code(), 2);
@@ -944,16 +962,7 @@ mod tests {
         let mut q = FakeQueue::default();
         let (r, _) = stop(&mut sd, &mut q, &e.opts);
         assert_eq!(r.exit_code(), 1);
-        let a = r.actions.iter().find(|a| a.action == "move-cron").unwrap();
-        assert!(
-            !a.ok && a.error.as_deref().unwrap().contains("already exists"),
-            "{a:?}"
-        );
-        assert_eq!(fs::read(e.opts.cron_dir.join("expunge")).unwrap(), b"new\n");
-        assert_eq!(
-            fs::read(e.opts.cron_dir.join("expunge.cm-migrate-disabled")).unwrap(),
-            b"old\n"
-        );
+        e.assert_cron_conflict_left_alone(&r.actions, "move-cron");
     }
 
     #[test]
@@ -965,27 +974,10 @@ mod tests {
         let (r, _) = stop(&mut sd, &mut q, &e.opts);
         assert!(r.is_complete(), "{r:#?}");
         fs::write(e.opts.cron_dir.join("expunge"), "new\n").unwrap();
-        let ropts = RestoreOptions {
-            state_file: e.opts.state_file.clone(),
-            lock_file: e.opts.lock_file.clone(),
-            ..Default::default()
-        };
+        let ropts = e.restore_opts();
         let rr = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap();
         assert_eq!(rr.exit_code(), 1);
-        let a = rr
-            .actions
-            .iter()
-            .find(|a| a.action == "restore-cron")
-            .unwrap();
-        assert!(
-            !a.ok && a.error.as_deref().unwrap().contains("already exists"),
-            "{a:?}"
-        );
-        assert_eq!(fs::read(e.opts.cron_dir.join("expunge")).unwrap(), b"new\n");
-        assert_eq!(
-            fs::read(e.opts.cron_dir.join("expunge.cm-migrate-disabled")).unwrap(),
-            b"old\n"
-        );
+        e.assert_cron_conflict_left_alone(&rr.actions, "restore-cron");
         assert_eq!(
             sd.state("postfix.service"),
             ("active".into(), "enabled".into())
@@ -1013,11 +1005,7 @@ mod tests {
         assert!(sd.log.is_empty(), "systemd not even asked: {:?}", sd.log);
         assert!(!q.flushed);
         assert!(!e.opts.state_file.exists());
-        let ropts = RestoreOptions {
-            state_file: e.opts.state_file.clone(),
-            lock_file: e.opts.lock_file.clone(),
-            ..Default::default()
-        };
+        let ropts = e.restore_opts();
         let err = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap_err();
         assert!(matches!(err, SystemdError::Locked { .. }), "{err:?}");
         drop(held);
