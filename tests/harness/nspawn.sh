@@ -6,14 +6,20 @@
 #
 #   nspawn.sh rootfs              build once (cached) the rootfs with the real packages
 #                                 (postfix dovecot-imapd nginx opendkim unbound); prints its dir
-#   nspawn.sh up NAME             boot container NAME (--volatile=overlay on the cached rootfs,
-#                                 so containers never pollute the rootfs or each other;
-#                                 --private-network, so ports are the container's own);
-#                                 waits until booted; prints the leader pid (host view)
+#   nspawn.sh up NAME [--persistent]
+#                                 boot container NAME with --private-network (ports are the
+#                                 container's own); waits until booted; prints the leader pid
+#                                 (host view). Default: --volatile=overlay on the cached rootfs,
+#                                 so containers never pollute the rootfs or each other, and
+#                                 nothing survives a halt. --persistent: boot an overlay of the
+#                                 cached rootfs whose upper layer lives beside the container's
+#                                 state, so changes survive `reboot` (until `down`).
+#   nspawn.sh reboot NAME         shut the container down cleanly and boot it again (same
+#                                 mode); prints the new leader pid
 #   nspawn.sh leader NAME         print the leader pid (the container's systemd, host view)
 #   nspawn.sh exec NAME CMD...    run CMD as root inside the container (clean environment)
 #   nspawn.sh down NAME           halt the container (SIGTERM, then SIGKILL after 15 s) and
-#                                 remove its cgroups and state
+#                                 remove its cgroups, overlay and state
 #
 # Cache: $CM_TEST_CACHE (default /var/tmp/cm-migrate-test); state of running containers:
 # /run/cm-migrate-test/nspawn/NAME/. Needs: systemd-container, debootstrap (.ci/install-deps).
@@ -104,16 +110,12 @@ cm_exec() {
     LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive "$@"
 }
 
-cmd_up() {
-  local name=$1 rootfs s=unknown
-  need_tools
-  case "$name" in ''|*/*|.*) die "bad container name '$name'" ;; esac
-  rootfs=$(cmd_rootfs)
-  [ -d "$RUNDIR/$name" ] && cmd_down "$name"
-  mkdir -p "$RUNDIR/$name"
-  ( in_cg "$name" systemd-nspawn -b -D "$rootfs" -M "$name" --register=no --keep-unit \
-      --private-network --volatile=overlay --console=read-only \
-      </dev/null >"$RUNDIR/$name/log" 2>&1 ) &
+# boot NAME DIR [NSPAWN-OPTION...]: boot DIR as container NAME, wait until it has booted
+boot() {
+  local name=$1 dir=$2 s=unknown; shift 2
+  ( in_cg "$name" systemd-nspawn -b -D "$dir" -M "$name" --register=no --keep-unit \
+      --private-network --console=read-only "$@" \
+      </dev/null >>"$RUNDIR/$name/log" 2>&1 ) &
   echo $! >"$RUNDIR/$name/pid"
   for _ in $(seq 200); do leader "$name" >/dev/null 2>&1 && break; sleep 0.1; done
   leader "$name" >/dev/null 2>&1 || { tail -20 "$RUNDIR/$name/log" >&2; cmd_down "$name"; die "container $name did not start"; }
@@ -129,12 +131,45 @@ cmd_up() {
   leader "$name"
 }
 
-cmd_down() {
+# boot NAME as recorded in its state directory (volatile or persistent)
+boot_again() {
+  local name=$1 rootfs
+  rootfs=$(cmd_rootfs)
+  if [ "$(cat "$RUNDIR/$name/mode")" = persistent ]; then
+    boot "$name" "$RUNDIR/$name/root"
+  else
+    boot "$name" "$rootfs" --volatile=overlay
+  fi
+}
+
+cmd_up() {
+  local name=$1 mode=${2:-} rootfs d
+  need_tools
+  case "$name" in ''|*/*|.*) die "bad container name '$name'" ;; esac
+  case "$mode" in ''|--persistent) ;; *) die "unknown option '$mode'" ;; esac
+  rootfs=$(cmd_rootfs)
+  [ -d "$RUNDIR/$name" ] && cmd_down "$name"
+  d="$RUNDIR/$name"
+  mkdir -p "$d"
+  if [ "$mode" = --persistent ]; then
+    mkdir -p "$d/upper" "$d/work" "$d/root"
+    mount -t overlay "cm-$name" -o "lowerdir=$rootfs,upperdir=$d/upper,workdir=$d/work" "$d/root" ||
+      { rm -rf "${d:?}"; die "cannot mount an overlay of $rootfs for $name"; }
+    echo persistent >"$d/mode"
+  else
+    echo volatile >"$d/mode"
+  fi
+  boot_again "$name"
+}
+
+# stop the container's nspawn (a clean shutdown: nspawn turns SIGTERM into a halt request);
+# SIGKILL after 15 s. Keeps the state directory.
+halt() {
   local name=$1 pid l
-  [ -f "$RUNDIR/$name/pid" ] || { rm -rf "${RUNDIR:?}/$name"; rm_cg "$name"; return 0; }
+  [ -f "$RUNDIR/$name/pid" ] || return 0
   pid=$(cat "$RUNDIR/$name/pid")
   l=$(leader "$name" 2>/dev/null || true)
-  # the subshell in cmd_up exec'd nspawn, so $pid is nspawn: SIGTERM -> clean halt
+  # the subshell in boot exec'd nspawn, so $pid is nspawn
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then
@@ -142,16 +177,34 @@ cmd_down() {
     kill -KILL "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
+  rm -f "$RUNDIR/$name/pid"
   rmdir /run/systemd/nspawn/propagate/"$name" 2>/dev/null || true
+  rm_cg "$name"
+}
+
+cmd_reboot() {
+  local name=$1
+  [ -f "$RUNDIR/$name/mode" ] || die "container $name was never started"
+  halt "$name"
+  boot_again "$name"
+}
+
+cmd_down() {
+  local name=$1
+  halt "$name"
+  if mountpoint -q "$RUNDIR/$name/root" 2>/dev/null; then
+    umount "$RUNDIR/$name/root" 2>/dev/null || umount -l "$RUNDIR/$name/root"
+  fi
   rm_cg "$name"
   rm -rf "${RUNDIR:?}/$name"
 }
 
 case "${1:-}" in
   rootfs) cmd_rootfs ;;
-  up) [ $# -eq 2 ] || die "usage: nspawn.sh up NAME"; cmd_up "$2" ;;
+  up) [ $# -eq 2 ] || [ $# -eq 3 ] || die "usage: nspawn.sh up NAME [--persistent]"; cmd_up "$2" "${3:-}" ;;
+  reboot) [ $# -eq 2 ] || die "usage: nspawn.sh reboot NAME"; need_tools; cmd_reboot "$2" ;;
   leader) [ $# -eq 2 ] || die "usage: nspawn.sh leader NAME"; leader "$2" || die "container $2 is not running" ;;
   exec) [ $# -ge 3 ] || die "usage: nspawn.sh exec NAME CMD..."; n=$2; shift 2; cm_exec "$n" "$@" ;;
   down) [ $# -eq 2 ] || die "usage: nspawn.sh down NAME"; cmd_down "$2" ;;
-  *) echo "usage: nspawn.sh rootfs | up NAME | leader NAME | exec NAME CMD... | down NAME" >&2; exit 2 ;;
+  *) echo "usage: nspawn.sh rootfs | up NAME [--persistent] | reboot NAME | leader NAME | exec NAME CMD... | down NAME" >&2; exit 2 ;;
 esac

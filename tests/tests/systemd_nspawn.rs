@@ -22,13 +22,17 @@ fn text(o: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
         o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        stdout(o),
+        stderr(o)
     )
 }
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A booted container; halted when dropped.
@@ -40,7 +44,17 @@ struct Container {
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 impl Container {
+    /// A container on a volatile overlay: nothing it changes survives its halt.
     fn up(tag: &str) -> Container {
+        Container::boot(tag, &[])
+    }
+
+    /// A container whose changes survive [`Container::reboot`].
+    fn up_persistent(tag: &str) -> Container {
+        Container::boot(tag, &["--persistent"])
+    }
+
+    fn boot(tag: &str, opts: &[&str]) -> Container {
         assert!(
             nix_is_root(),
             "these tests boot systemd-nspawn containers and must run as root (CI does)"
@@ -58,9 +72,25 @@ impl Container {
             std::process::id() % 100_000,
             SEQ.fetch_add(1, Ordering::SeqCst)
         );
+        let mut c = Container { name, leader: 0 };
+        c.leader = c.harness_boot("up", opts);
+        let bin = cm_tests::bin("cm-migrate");
+        std::fs::copy(&bin, c.root().join("usr/local/bin/cm-migrate"))
+            .expect("copy cm-migrate into the container");
+        c
+    }
+
+    /// Shut the container down cleanly and boot it again, as a reboot of the host would.
+    fn reboot(&mut self) {
+        self.leader = self.harness_boot("reboot", &[]);
+    }
+
+    /// Run `nspawn.sh CMD NAME OPTS...`, which boots the container and prints its leader pid.
+    fn harness_boot(&self, cmd: &str, opts: &[&str]) -> u32 {
         let o = Command::new("bash")
             .arg(harness())
-            .args(["up", &name])
+            .args([cmd, &self.name])
+            .args(opts)
             .output()
             .expect("run tests/harness/nspawn.sh");
         assert!(
@@ -69,16 +99,11 @@ impl Container {
              /var/tmp/cm-migrate-test and /run/cm-migrate-test):\n{}",
             text(&o)
         );
-        let leader: u32 = stdout(&o)
+        stdout(&o)
             .lines()
             .last()
             .and_then(|l| l.trim().parse().ok())
-            .unwrap_or_else(|| panic!("harness printed no leader pid:\n{}", text(&o)));
-        let c = Container { name, leader };
-        let bin = cm_tests::bin("cm-migrate");
-        std::fs::copy(&bin, c.root().join("usr/local/bin/cm-migrate"))
-            .expect("copy cm-migrate into the container");
-        c
+            .unwrap_or_else(|| panic!("harness printed no leader pid:\n{}", text(&o)))
     }
 
     fn root(&self) -> PathBuf {
@@ -156,6 +181,14 @@ impl Container {
         }
         busy.sort_unstable();
         busy
+    }
+
+    fn assert_ports_free(&self, when: &str) {
+        assert_eq!(
+            self.busy_ports(),
+            Vec::<u16>::new(),
+            "container ports in use {when}"
+        );
     }
 
     /// Wait (bounded) until all `ports` are in use: daemons bind after systemctl returns.
@@ -294,6 +327,36 @@ fn all_units() -> Vec<&'static str> {
     CHATMAIL_UNITS.iter().chain(FOREIGN).copied().collect()
 }
 
+/// Every chatmail unit is in one of the ActiveStates `down` and not enabled.
+/// `postfix@-.service` stays enabled-runtime: a generator links it into postfix.service.wants
+/// in /run, inert once postfix is disabled.
+fn assert_chatmail_down(states: &BTreeMap<String, UnitInfo>, down: &[&str], when: &str) {
+    for u in CHATMAIL_UNITS {
+        let a = &states[*u];
+        assert!(
+            down.contains(&a.active_state.as_str()),
+            "{when}: {u} is {a:?}"
+        );
+        if *u == "postfix@-.service" {
+            assert_eq!(a.unit_file_state, "enabled-runtime", "{when}: {a:?}");
+        } else {
+            assert!(!a.is_enabled(), "{when}: {u} still enabled: {a:?}");
+        }
+    }
+}
+
+/// The units that are not chatmail's are running and enabled, as the setup left them.
+fn assert_foreign_running(states: &BTreeMap<String, UnitInfo>, why: &str) {
+    for u in FOREIGN {
+        let a = &states[*u];
+        assert_eq!(
+            (a.active_state.as_str(), a.unit_file_state.as_str()),
+            ("active", "enabled"),
+            "{u}: {why}"
+        );
+    }
+}
+
 fn summary(m: &BTreeMap<String, UnitInfo>) -> BTreeMap<String, (String, String)> {
     m.iter()
         .map(|(k, v)| {
@@ -371,41 +434,11 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
         .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", text(&o)));
     assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["ports_in_use"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["exit_code"], 0, "{report:#}");
     let after = c.states(&all_units());
-    for u in CHATMAIL_UNITS {
-        let a = &after[*u];
-        assert!(
-            a.active_state == "inactive" || a.active_state == "failed",
-            "{u} still {}",
-            a.active_state
-        );
-        if *u == "postfix@-.service" {
-            // a generator links it into postfix.service.wants in /run: inert once postfix is
-            // disabled
-            assert_eq!(a.unit_file_state, "enabled-runtime");
-        } else {
-            assert!(
-                !matches!(a.unit_file_state.as_str(), "enabled" | "linked"),
-                "{u} still {}",
-                a.unit_file_state
-            );
-        }
-    }
-    for u in FOREIGN {
-        assert_eq!(
-            (
-                after[*u].active_state.as_str(),
-                after[*u].unit_file_state.as_str()
-            ),
-            ("active", "enabled"),
-            "{u} must not be touched"
-        );
-    }
-    assert_eq!(
-        c.busy_ports(),
-        Vec::<u16>::new(),
-        "container ports still in use"
-    );
+    assert_chatmail_down(&after, &["inactive", "failed"], "after stop-services");
+    assert_foreign_running(&after, "must not be touched");
+    c.assert_ports_free("after stop-services");
     assert!(!c.exists("/etc/cron.d/expunge"));
     assert!(c.exists("/etc/cron.d/expunge.cm-migrate-disabled"));
     let state: serde_json::Value =
@@ -462,6 +495,55 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
 }
 
 #[test]
+fn the_disabled_state_survives_a_reboot_and_restore_brings_the_enabled_units_back_after_one() {
+    let mut c = Container::up_persistent("reboot");
+    chatmail_relay(&c);
+    let before = c.states(&all_units());
+    let o = c.cm_migrate(&["stop-services", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    c.reboot();
+    let after = c.states(&all_units());
+    // not even "failed": nothing may have been started at boot
+    assert_chatmail_down(&after, &["inactive"], "after stop-services and a reboot");
+    assert_foreign_running(
+        &after,
+        "the boot must start enabled units (or this test proves nothing)",
+    );
+    c.assert_ports_free("after stop-services and a reboot");
+    assert!(c.exists("/etc/cron.d/expunge.cm-migrate-disabled"));
+    assert!(!c.exists("/etc/cron.d/expunge"));
+
+    let o = c.cm_migrate(&["start-services", "--restore", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    c.reboot();
+    let back = c.states(&all_units());
+    for u in CHATMAIL_UNITS {
+        let (b, a) = (&before[*u], &back[*u]);
+        assert_eq!(a.unit_file_state, b.unit_file_state, "{u}: {a:?}");
+        if (b.is_enabled() || b.is_enabled_runtime()) && b.is_active() {
+            assert!(
+                a.is_active(),
+                "{u} was enabled and running before the move and must run after a reboot: {a:?}"
+            );
+        }
+    }
+    assert_eq!(
+        back["turnserver.service"].active_state, "inactive",
+        "turnserver was never enabled: restore must not enable it"
+    );
+    let ports = [25, 53, 80, 143, 3340, 10080, 10081, 10082, 10083];
+    let busy = c.wait_for_ports(&ports);
+    for p in ports {
+        assert!(
+            busy.contains(&p),
+            "port {p} should be served after the reboot: {busy:?}"
+        );
+    }
+    assert!(c.exists("/etc/cron.d/expunge"));
+}
+
+#[test]
 fn queued_mail_blocks_the_stop_with_count_and_place_and_allow_queued_mail_proceeds() {
     let c = Container::up("queue");
     // no network in the container: the MX lookup fails temporarily and the message is deferred
@@ -481,6 +563,28 @@ fn queued_mail_blocks_the_stop_with_count_and_place_and_allow_queued_mail_procee
     );
     let before = c.states(&["postfix.service", "postfix@-.service", "nginx.service"]);
 
+    // a second run while the first waits for the queue is refused at once, naming the first
+    let out = c.sh(
+        "cm-migrate stop-services --queue-timeout 300 >/dev/null 2>&1 & first=$!
+         for i in $(seq 300); do [ -s /run/cm-migrate.lock ] && break; sleep 0.1; done
+         echo first=$first
+         rc=0; cm-migrate start-services --restore 2>&1 || rc=$?
+         echo rc=$rc
+         kill $first; wait $first || true",
+    );
+    let first = out
+        .lines()
+        .find_map(|l| l.strip_prefix("first="))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(out.contains("rc=2"), "refused with exit 2: {out}");
+    assert!(
+        out.contains(&format!(
+            "another cm-migrate run is in progress (pid {first}, stop-services;"
+        )) && out.contains("/run/cm-migrate.lock"),
+        "{out}"
+    );
+
+    // the kernel dropped the killed run's lock: the next run goes ahead
     let o = c.cm_migrate(&["stop-services", "--queue-timeout", "2"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = stdout(&o);
@@ -505,7 +609,7 @@ fn queued_mail_blocks_the_stop_with_count_and_place_and_allow_queued_mail_procee
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("1 message(s)"),
+        stderr(&o).contains("1 message(s)"),
         "the warning names the count: {}",
         text(&o)
     );
@@ -597,11 +701,7 @@ fn not_root_and_no_systemd_are_usage_errors() {
         "stop-services",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("must run as root"),
-        "{}",
-        text(&o)
-    );
+    assert!(stderr(&o).contains("must run as root"), "{}", text(&o));
     // inside, with /run hidden: no systemd marker
     let o = c.exec(&[
         "unshare",
@@ -612,16 +712,26 @@ fn not_root_and_no_systemd_are_usage_errors() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("systemd is not running"),
+        stderr(&o).contains("systemd is not running"),
         "{}",
         text(&o)
     );
     // restore without a state file
     let o = c.cm_migrate(&["start-services", "--restore"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("nothing to restore"), "{}", text(&o));
+    assert!(stdout(&o).is_empty(), "errors go to stderr: {}", text(&o));
+    // --json: the error is a JSON document on stdout too
+    let o = c.cm_migrate(&["start-services", "--restore", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("--json error is not JSON ({e}):\n{}", text(&o)));
+    assert_eq!(v["exit_code"], 2, "{v:#}");
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("nothing to restore"),
-        "{}",
-        text(&o)
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nothing to restore"),
+        "{v:#}"
     );
 }

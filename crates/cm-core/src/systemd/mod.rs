@@ -8,11 +8,13 @@
 //! - [`plan`]: discovery from systemd itself and the ordered plan.
 //! - [`state`]: the state file recording what ran before (for the restore).
 //! - [`ops`]: stopping, verifying and restoring.
+//! - [`lock`]: the run lock that keeps two runs from overlapping.
 //!
 //! Invariant: a unit that is not chatmail's is never stopped, disabled, enabled or started;
 //! nothing is changed before the state file recording the prior state is on disk.
 
 pub mod catalog;
+pub mod lock;
 pub mod ops;
 pub mod parse;
 pub mod plan;
@@ -20,6 +22,7 @@ pub mod runner;
 pub mod state;
 
 pub use catalog::{Class, Origin, Stage};
+pub use lock::{LockHolder, RunLock, DEFAULT_LOCK_FILE};
 pub use ops::{
     restore_services, stop_services, Event, RestoreOptions, RestoreReport, StopOptions, StopReport,
 };
@@ -114,6 +117,17 @@ pub enum SystemdError {
     StateFormat { path: PathBuf, msg: String },
     #[error("no state file at {}: nothing to restore (stop-services writes it before changing anything; pass --state-file if it was written elsewhere)", path.display())]
     NoState { path: PathBuf },
+    #[error("another cm-migrate run is in progress ({}; it holds the lock {}): wait until it has finished, then run again", lock::describe_holder(holder.as_ref()), path.display())]
+    Locked {
+        path: PathBuf,
+        holder: Option<LockHolder>,
+    },
+    #[error("lock file {}: {source}", path.display())]
+    LockIo {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cron file {}: {source}", path.display())]
     Cron {
         path: PathBuf,
@@ -135,7 +149,9 @@ impl SystemdError {
             SystemdError::NotRoot { .. }
             | SystemdError::NotBooted { .. }
             | SystemdError::StateFormat { .. }
-            | SystemdError::NoState { .. } => 2,
+            | SystemdError::NoState { .. }
+            | SystemdError::Locked { .. }
+            | SystemdError::LockIo { .. } => 2,
             _ => 1,
         }
     }

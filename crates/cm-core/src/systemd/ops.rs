@@ -6,6 +6,7 @@
 //! stop the others, it is reported and makes the run incomplete.
 
 use super::catalog::{Stage, CRON_ASIDE_SUFFIX};
+use super::lock::RunLock;
 use super::plan::{discover, Plan};
 use super::runner::{MailQueue, QueueStatus, ServiceManager};
 use super::state::{restored_path, CronMove, ServicesState, UnitRecord};
@@ -27,6 +28,8 @@ pub struct StopOptions {
     pub queue_poll: Duration,
     pub allow_queued_mail: bool,
     pub state_file: PathBuf,
+    /// The run lock ([`RunLock`]) held for the whole run.
+    pub lock_file: PathBuf,
     /// How long one unit may take to stop.
     pub unit_timeout: Duration,
     /// Where legacy cron files live (/etc/cron.d).
@@ -45,6 +48,7 @@ impl Default for StopOptions {
             queue_poll: Duration::from_secs(1),
             allow_queued_mail: false,
             state_file: super::DEFAULT_STATE_FILE.into(),
+            lock_file: super::DEFAULT_LOCK_FILE.into(),
             unit_timeout: Duration::from_secs(120),
             cron_dir: "/etc/cron.d".into(),
             proc_root: "/proc".into(),
@@ -65,6 +69,9 @@ pub enum Event {
     QueueFlushFailed(String),
     StateWritten(PathBuf),
     CronMoved(CronMove),
+    CronRestored(CronMove),
+    /// systemd re-read its unit files after the enables or disables.
+    Reloaded,
     Stopping(String),
     Stopped(String),
     Disabled(String),
@@ -116,6 +123,8 @@ pub struct StopReport {
     pub actions: Vec<ActionResult>,
     /// Units still active or enabled afterwards.
     pub problems: Vec<UnitProblem>,
+    /// The ports checked afterwards (those the container needs).
+    pub ports_checked: Vec<u16>,
     /// Container ports still in use afterwards.
     pub ports_in_use: Vec<Listener>,
     pub warnings: Vec<String>,
@@ -169,15 +178,17 @@ fn wait_for_queue(
     }
 }
 
-/// `stop-services`: discover, plan, drain the queue, record, stop and disable in order,
-/// verify. Errors are returned only when the host cannot be used at all (systemctl missing,
-/// unreadable state file); per-unit failures are in the report.
+/// `stop-services`: take the run lock, discover, plan, drain the queue, record, stop and
+/// disable in order, verify. Errors are returned only when the host cannot be used at all
+/// (another run holds the lock, systemctl missing, unreadable state file); per-unit failures
+/// are in the report.
 pub fn stop_services(
     sm: &mut dyn ServiceManager,
     mq: &mut dyn MailQueue,
     opts: &StopOptions,
     on: &mut dyn FnMut(Event),
 ) -> Result<StopReport, SystemdError> {
+    let _lock = lock(&opts.lock_file, "stop-services", opts.dry_run)?;
     let plan = discover(sm, &opts.cron_dir)?;
     on(Event::Plan(plan.clone()));
     let mut report = StopReport {
@@ -246,52 +257,31 @@ pub fn stop_services(
 
     // 2. legacy cron jobs: renamed aside (cron ignores names with a dot)
     for m in moves {
-        let res = if m.to.symlink_metadata().is_ok() {
-            Err(format!(
-                "{} already exists; move it away and run again",
-                m.to.display()
-            ))
-        } else {
-            fs::rename(&m.from, &m.to).map_err(|e| e.to_string())
-        };
+        let res = rename_no_replace(&m.from, &m.to);
         let target = m.from.display().to_string();
-        match res {
-            Ok(()) => {
-                on(Event::CronMoved(m));
-                report.actions.push(ok(&target, "move-cron"));
-            }
-            Err(e) => fail(&mut report, on, &target, "move-cron", e),
-        }
+        record(
+            &mut report,
+            on,
+            &target,
+            "move-cron",
+            res,
+            Event::CronMoved(m),
+        );
     }
 
     // 3. stop and disable, in order
     for u in &plan.units {
         if u.stop {
             on(Event::Stopping(u.unit.clone()));
-            match sm.stop(&u.unit, opts.unit_timeout) {
-                Ok(()) => {
-                    on(Event::Stopped(u.unit.clone()));
-                    report.actions.push(ok(&u.unit, "stop"));
-                }
-                Err(e) => fail(&mut report, on, &u.unit, "stop", e.to_string()),
-            }
+            let res = sm.stop(&u.unit, opts.unit_timeout);
+            record_unit(&mut report, on, &u.unit, "stop", res, Event::Stopped);
         }
         if u.disable {
-            match sm.disable(&u.unit) {
-                Ok(()) => {
-                    on(Event::Disabled(u.unit.clone()));
-                    report.actions.push(ok(&u.unit, "disable"));
-                }
-                Err(e) => fail(&mut report, on, &u.unit, "disable", e.to_string()),
-            }
+            let res = sm.disable(&u.unit);
+            record_unit(&mut report, on, &u.unit, "disable", res, Event::Disabled);
         }
     }
-
-    if report.actions.iter().any(|a| a.action == "disable") {
-        if let Err(e) = sm.reload() {
-            fail(&mut report, on, "systemd", "daemon-reload", e.to_string());
-        }
-    }
+    reload_after(sm, &mut report, on, "disable");
 
     // 4. verify: every unit inactive and disabled
     let names: Vec<String> = plan.units.iter().map(|u| u.unit.clone()).collect();
@@ -313,6 +303,7 @@ pub fn stop_services(
             )),
         }
     }
+    report.ports_checked = opts.ports.clone();
     report.ports_in_use =
         listeners_on(&opts.proc_root, &opts.ports).map_err(|e| SystemdError::Proc {
             path: e.path,
@@ -321,33 +312,84 @@ pub fn stop_services(
     Ok(report)
 }
 
-fn ok(target: &str, action: &str) -> ActionResult {
-    ActionResult {
-        target: target.into(),
-        action: action.into(),
-        ok: true,
-        error: None,
-    }
+/// The run lock, saying what holds it.
+fn lock(path: &Path, what: &str, dry_run: bool) -> Result<RunLock, SystemdError> {
+    let dry = if dry_run { " --dry-run" } else { "" };
+    RunLock::acquire(path, &format!("{what}{dry}"))
 }
 
-fn fail<R: AsMut<Vec<ActionResult>>>(
+fn exists(p: &Path) -> bool {
+    p.symlink_metadata().is_ok()
+}
+
+/// Rename `from` to `to` unless `to` exists (then both are left as they are).
+fn rename_no_replace(from: &Path, to: &Path) -> Result<(), String> {
+    if exists(to) {
+        return Err(format!(
+            "{} already exists; both are left as they are: move one away and run again",
+            to.display()
+        ));
+    }
+    fs::rename(from, to).map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
+}
+
+/// Record the outcome of one action in the report: on success send `done`, on failure a
+/// [`Event::Failed`] with the error.
+fn record<R: AsMut<Vec<ActionResult>>>(
     report: &mut R,
     on: &mut dyn FnMut(Event),
     target: &str,
     action: &str,
-    error: String,
+    res: Result<(), String>,
+    done: Event,
 ) {
-    on(Event::Failed {
-        unit: target.into(),
-        action: action.into(),
-        error: error.clone(),
-    });
+    let error = match res {
+        Ok(()) => {
+            on(done);
+            None
+        }
+        Err(error) => {
+            on(Event::Failed {
+                unit: target.into(),
+                action: action.into(),
+                error: error.clone(),
+            });
+            Some(error)
+        }
+    };
     report.as_mut().push(ActionResult {
         target: target.into(),
         action: action.into(),
-        ok: false,
-        error: Some(error),
+        ok: error.is_none(),
+        error,
     });
+}
+
+/// [`record`] for an action of systemd on a unit; `done` is the event of its success.
+fn record_unit<R: AsMut<Vec<ActionResult>>>(
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    unit: &str,
+    action: &str,
+    res: Result<(), SystemdError>,
+    done: fn(String) -> Event,
+) {
+    let res = res.map_err(|e| e.to_string());
+    record(report, on, unit, action, res, done(unit.to_string()));
+}
+
+/// One `systemctl daemon-reload` after a batch of `action` (enable or disable), if any
+/// happened.
+fn reload_after<R: AsMut<Vec<ActionResult>>>(
+    sm: &mut dyn ServiceManager,
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    action: &str,
+) {
+    if report.as_mut().iter().any(|a| a.action == action) {
+        let res = sm.reload().map_err(|e| e.to_string());
+        record(report, on, "systemd", "daemon-reload", res, Event::Reloaded);
+    }
 }
 
 impl AsMut<Vec<ActionResult>> for StopReport {
@@ -411,6 +453,8 @@ fn stop_problem(now: &UnitInfo, planned: &BTreeSet<&str>) -> Option<UnitProblem>
 pub struct RestoreOptions {
     pub dry_run: bool,
     pub state_file: PathBuf,
+    /// The run lock ([`RunLock`]) held for the whole run.
+    pub lock_file: PathBuf,
     pub unit_timeout: Duration,
 }
 
@@ -419,6 +463,7 @@ impl Default for RestoreOptions {
         RestoreOptions {
             dry_run: false,
             state_file: super::DEFAULT_STATE_FILE.into(),
+            lock_file: super::DEFAULT_LOCK_FILE.into(),
             unit_timeout: Duration::from_secs(120),
         }
     }
@@ -469,13 +514,15 @@ fn was_running(active_state: &str) -> bool {
     )
 }
 
-/// `start-services --restore`: re-enable and start exactly what ran before, in reverse stop
-/// order, move the legacy cron files back, then check every unit against its record.
+/// `start-services --restore`: take the run lock, re-enable and start exactly what ran before,
+/// in reverse stop order, move the legacy cron files back, then check every unit against its
+/// record.
 pub fn restore_services(
     sm: &mut dyn ServiceManager,
     opts: &RestoreOptions,
     on: &mut dyn FnMut(Event),
 ) -> Result<RestoreReport, SystemdError> {
+    let _lock = lock(&opts.lock_file, "start-services --restore", opts.dry_run)?;
     let state = ServicesState::load(&opts.state_file)?.ok_or_else(|| SystemdError::NoState {
         path: opts.state_file.clone(),
     })?;
@@ -515,57 +562,27 @@ pub fn restore_services(
     }
 
     for m in &state.cron {
-        let target = m.from.display().to_string();
-        if m.from.symlink_metadata().is_ok() {
-            if m.to.symlink_metadata().is_ok() {
-                let e = format!(
-                    "both {} and {} exist; left as they are",
-                    m.from.display(),
-                    m.to.display()
-                );
-                fail(&mut report, on, &target, "restore-cron", e);
-            }
+        if exists(&m.from) && !exists(&m.to) {
             continue; // already back
         }
-        match fs::rename(&m.to, &m.from) {
-            Ok(()) => report.actions.push(ok(&target, "restore-cron")),
-            Err(e) => fail(
-                &mut report,
-                on,
-                &target,
-                "restore-cron",
-                format!("{}: {e}", m.to.display()),
-            ),
-        }
+        let res = rename_no_replace(&m.to, &m.from);
+        let target = m.from.display().to_string();
+        let done = Event::CronRestored(m.clone());
+        record(&mut report, on, &target, "restore-cron", res, done);
     }
 
     for s in &steps {
         if s.enable {
-            match sm.enable(&s.unit) {
-                Ok(()) => {
-                    on(Event::Enabled(s.unit.clone()));
-                    report.actions.push(ok(&s.unit, "enable"));
-                }
-                Err(e) => fail(&mut report, on, &s.unit, "enable", e.to_string()),
-            }
+            let res = sm.enable(&s.unit);
+            record_unit(&mut report, on, &s.unit, "enable", res, Event::Enabled);
         }
         if s.start {
             on(Event::Starting(s.unit.clone()));
-            match sm.start(&s.unit, opts.unit_timeout) {
-                Ok(()) => {
-                    on(Event::Started(s.unit.clone()));
-                    report.actions.push(ok(&s.unit, "start"));
-                }
-                Err(e) => fail(&mut report, on, &s.unit, "start", e.to_string()),
-            }
+            let res = sm.start(&s.unit, opts.unit_timeout);
+            record_unit(&mut report, on, &s.unit, "start", res, Event::Started);
         }
     }
-
-    if report.actions.iter().any(|a| a.action == "enable") {
-        if let Err(e) = sm.reload() {
-            fail(&mut report, on, "systemd", "daemon-reload", e.to_string());
-        }
-    }
+    reload_after(sm, &mut report, on, "enable");
 
     if !names.is_empty() {
         let after = sm.show(&names)?;
@@ -619,6 +636,30 @@ mod tests {
         opts: StopOptions,
     }
 
+    impl Env {
+        /// Restore options reading this environment's state file and lock.
+        fn restore_opts(&self) -> RestoreOptions {
+            RestoreOptions {
+                state_file: self.opts.state_file.clone(),
+                lock_file: self.opts.lock_file.clone(),
+                ..Default::default()
+            }
+        }
+
+        /// `action` on the cron file failed because the other name exists, and both files
+        /// are left with their contents.
+        fn assert_cron_conflict_left_alone(&self, actions: &[ActionResult], action: &str) {
+            let a = actions.iter().find(|a| a.action == action).unwrap();
+            assert!(
+                !a.ok && a.error.as_deref().unwrap().contains("already exists"),
+                "{a:?}"
+            );
+            let read = |n: &str| fs::read(self.opts.cron_dir.join(n)).unwrap();
+            assert_eq!(read("expunge"), b"new\n");
+            assert_eq!(read("expunge.cm-migrate-disabled"), b"old\n");
+        }
+    }
+
     fn env() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let cron = dir.path().join("cron.d");
@@ -629,6 +670,7 @@ mod tests {
             queue_timeout: Duration::ZERO,
             queue_poll: Duration::ZERO,
             state_file: dir.path().join("state/services-state.json"),
+            lock_file: dir.path().join("cm-migrate.lock"),
             cron_dir: cron,
             proc_root,
             ..Default::default()
@@ -841,10 +883,7 @@ mod tests {
         assert!(r2.is_complete(), "{r2:#?}");
 
         sd.log.clear();
-        let ropts = RestoreOptions {
-            state_file: e.opts.state_file.clone(),
-            ..Default::default()
-        };
+        let ropts = e.restore_opts();
         let rr = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap();
         assert!(rr.is_complete(), "{rr:#?}");
         let log = changes(&sd.log);
@@ -877,9 +916,8 @@ mod tests {
         let e = env();
         let mut sd = relay();
         let ropts = RestoreOptions {
-            state_file: e.opts.state_file.clone(),
             dry_run: true,
-            ..Default::default()
+            ..e.restore_opts()
         };
         let err = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap_err();
         assert_eq!(err.exit_code(), 2);
@@ -924,16 +962,61 @@ mod tests {
         let mut q = FakeQueue::default();
         let (r, _) = stop(&mut sd, &mut q, &e.opts);
         assert_eq!(r.exit_code(), 1);
-        let a = r.actions.iter().find(|a| a.action == "move-cron").unwrap();
-        assert!(
-            !a.ok && a.error.as_deref().unwrap().contains("already exists"),
-            "{a:?}"
-        );
-        assert_eq!(fs::read(e.opts.cron_dir.join("expunge")).unwrap(), b"new\n");
+        e.assert_cron_conflict_left_alone(&r.actions, "move-cron");
+    }
+
+    #[test]
+    fn restore_leaves_a_cron_file_recreated_meanwhile_and_keeps_the_state_file() {
+        let e = env();
+        let mut sd = relay();
+        fs::write(e.opts.cron_dir.join("expunge"), "old\n").unwrap();
+        let mut q = FakeQueue::default();
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert!(r.is_complete(), "{r:#?}");
+        fs::write(e.opts.cron_dir.join("expunge"), "new\n").unwrap();
+        let ropts = e.restore_opts();
+        let rr = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap();
+        assert_eq!(rr.exit_code(), 1);
+        e.assert_cron_conflict_left_alone(&rr.actions, "restore-cron");
         assert_eq!(
-            fs::read(e.opts.cron_dir.join("expunge.cm-migrate-disabled")).unwrap(),
-            b"old\n"
+            sd.state("postfix.service"),
+            ("active".into(), "enabled".into())
         );
+        assert!(e.opts.state_file.exists(), "kept for another run");
+        assert!(rr.state_file_moved_to.is_none());
+    }
+
+    #[test]
+    fn a_second_run_while_one_holds_the_lock_is_refused_and_changes_nothing() {
+        let e = env();
+        let mut sd = relay();
+        let mut q = FakeQueue::default();
+        let held = RunLock::acquire(&e.opts.lock_file, "stop-services").unwrap();
+        let mut ev = Vec::new();
+        let err = stop_services(&mut sd, &mut q, &e.opts, &mut |x| ev.push(x)).unwrap_err();
+        assert!(matches!(err, SystemdError::Locked { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}, stop-services", std::process::id())),
+            "{err}"
+        );
+        assert!(ev.is_empty(), "refused before the first look: {ev:?}");
+        assert!(sd.log.is_empty(), "systemd not even asked: {:?}", sd.log);
+        assert!(!q.flushed);
+        assert!(!e.opts.state_file.exists());
+        let ropts = e.restore_opts();
+        let err = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, SystemdError::Locked { .. }), "{err:?}");
+        drop(held);
+
+        // released after each run: stop, then restore, then stop again all go through
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert!(r.is_complete(), "{r:#?}");
+        let rr = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap();
+        assert!(rr.is_complete(), "{rr:#?}");
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert!(r.is_complete(), "{r:#?}");
     }
 
     #[test]

@@ -158,32 +158,18 @@ const TYPES: &str = "--type=service,timer,path,socket";
 
 impl ServiceManager for Systemctl {
     fn list_unit_names(&mut self) -> Result<Vec<String>, SystemdError> {
+        type Parser = fn(&str, &str) -> Result<Vec<String>, SystemdError>;
+        let queries: [(&[&str], Parser); 2] = [
+            (&["list-unit-files"], parse_list_unit_files),
+            (&["list-units", "--all"], parse_list_units),
+        ];
         let mut names = BTreeSet::new();
-        let a = [
-            "list-unit-files",
-            "--no-legend",
-            "--plain",
-            "--no-pager",
-            TYPES,
-        ];
-        let out = run(&self.program, &a, Some(Duration::from_secs(60)))?;
-        names.extend(parse_list_unit_files(
-            &format!("systemctl {}", a.join(" ")),
-            &out.stdout,
-        )?);
-        let a = [
-            "list-units",
-            "--all",
-            "--no-legend",
-            "--plain",
-            "--no-pager",
-            TYPES,
-        ];
-        let out = run(&self.program, &a, Some(Duration::from_secs(60)))?;
-        names.extend(parse_list_units(
-            &format!("systemctl {}", a.join(" ")),
-            &out.stdout,
-        )?);
+        for (verb, parse) in queries {
+            let mut a = verb.to_vec();
+            a.extend(["--no-legend", "--plain", "--no-pager", TYPES]);
+            let out = run(&self.program, &a, Some(Duration::from_secs(60)))?;
+            names.extend(parse(&format!("systemctl {}", a.join(" ")), &out.stdout)?);
+        }
         Ok(names.into_iter().collect())
     }
 
