@@ -24,7 +24,7 @@ say "sample old host in $W/old-host"
 rm -rf "$W/old-host" "$W/project"
 fixtures/sample-host/make.sh "$W/old-host" >/dev/null
 mkdir -p "$W/project"
-cp docker/docker-compose.yaml "$W/project/" 2>/dev/null || true
+cp docker/docker-compose.yaml "$W/project/"
 
 say "cm-ini-to-env: chatmail.ini -> .env"
 "$B/cm-ini-to-env" "$W/old-host/usr/local/lib/chatmaild/chatmail.ini" "$W/project/.env"
@@ -33,10 +33,8 @@ cat "$W/project/.env"
 say "cm-copy-data: old host -> Docker data folders"
 "$B/cm-copy-data" --root "$W/old-host" --project-dir "$W/project" --owner-map docker/users
 
-say "cm-verify: trees, settings"
-"$B/cm-verify" tree --owner-map docker/users "$W/old-host/home" "$W/project/data/chatmail"
-"$B/cm-verify" tree --owner-map docker/users "$W/old-host/etc/dkimkeys" "$W/project/data/chatmail-dkimkeys"
-"$B/cm-verify" tree --owner-map docker/users "$W/old-host/var/lib/acme" "$W/project/data/chatmail-acme"
-"$B/cm-verify" env "$W/old-host/usr/local/lib/chatmaild/chatmail.ini" "$W/project/.env"
+say "cm-verify: every volume against its source, the .env against the ini, the project layout"
+"$B/cm-verify" all --root "$W/old-host" --project-dir "$W/project" --owner-map docker/users \
+  --ini "$W/old-host/usr/local/lib/chatmaild/chatmail.ini" --image-users docker/users --no-services
 
 say "done: the Docker project is in $W/project"

@@ -241,6 +241,45 @@ impl ImageIds {
         }
         Ok(ids)
     }
+
+    /// Read the image's fixed users from a `docker/users` file: `name uid gid` lines (the
+    /// owner-map lines) and `#fixed name uid gid` lines (users that own no migrated data).
+    /// Each user's group has the user's name.
+    pub fn from_users_file(path: &Path) -> Result<ImageIds, CheckError> {
+        let text = fs::read_to_string(path).map_err(|e| {
+            CheckError::Other(format!(
+                "{}: cannot read the image's users: {e}",
+                path.display()
+            ))
+        })?;
+        let mut ids = ImageIds::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.strip_prefix("#fixed").unwrap_or(raw);
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let parsed = match f.as_slice() {
+                [name, uid, gid] => uid
+                    .parse::<u32>()
+                    .ok()
+                    .zip(gid.parse::<u32>().ok())
+                    .map(|ids| (name, ids)),
+                _ => None,
+            };
+            let Some((name, (uid, gid))) = parsed else {
+                return Err(CheckError::Other(format!(
+                    "{}:{}: expected `name uid gid`, got {line:?}",
+                    path.display(),
+                    i + 1
+                )));
+            };
+            ids.users.insert(name.to_string(), uid);
+            ids.groups.insert(name.to_string(), gid);
+        }
+        Ok(ids)
+    }
 }
 
 /// What `layout` looks at.
@@ -361,7 +400,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
     };
     if opts.image.is_none() {
         out.notes.push(
-            "owners not compared with the image's users: give --image-root (the image's /etc/passwd and /etc/group)".into(),
+            "owners not compared with the image's users: give --image-users (docker/users) or --image-root (the image's /etc/passwd and /etc/group)".into(),
         );
     }
 
@@ -463,6 +502,25 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn image_users_file_reads_owner_map_and_fixed_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("users");
+        fs::write(
+            &f,
+            "# comment\nvmail 901 901 # mail\n#fixed iroh 903 904\n\nopendkim\t902 902\n",
+        )
+        .unwrap();
+        let ids = ImageIds::from_users_file(&f).unwrap();
+        assert_eq!(ids.users.get("vmail"), Some(&901));
+        assert_eq!(ids.users.get("opendkim"), Some(&902));
+        assert_eq!(ids.users.get("iroh"), Some(&903));
+        assert_eq!(ids.groups.get("iroh"), Some(&904));
+        fs::write(&f, "vmail 901\n").unwrap();
+        let e = ImageIds::from_users_file(&f).unwrap_err().to_string();
+        assert!(e.contains("users:1:"), "{e}");
+    }
 
     #[test]
     fn acme_links_resolve_inside_the_tree() {

@@ -124,8 +124,12 @@ struct LayoutArgs {
     mail_domain: Option<String>,
     /// A directory holding the image's etc/passwd and etc/group (e.g. from `docker cp`), to
     /// check owners against the image's vmail and opendkim.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "image_users")]
     image_root: Option<PathBuf>,
+    /// The image's fixed users as docker/users lists them (`name uid gid`, `#fixed name uid
+    /// gid`), to check owners against the image's vmail and opendkim without the image.
+    #[arg(long, value_name = "FILE")]
+    image_users: Option<PathBuf>,
     /// The Compose v2 program used to read the compose file's mounts.
     #[arg(long, value_name = "PROGRAM", default_value = "docker-compose-v2")]
     compose: String,
@@ -386,9 +390,10 @@ fn layout(a: &LayoutArgs, ini: Option<&Path>) -> Result<checks::Outcome> {
             mail_domain = parsed.params()?.get("mail_domain").map(str::to_string);
         }
     }
-    let image = match &a.image_root {
-        Some(r) => Some(checks::ImageIds::load(r)?),
-        None => None,
+    let image = match (&a.image_root, &a.image_users) {
+        (Some(r), _) => Some(checks::ImageIds::load(r)?),
+        (None, Some(f)) => Some(checks::ImageIds::from_users_file(f)?),
+        (None, None) => None,
     };
     let mut o = checks::check_layout(&checks::LayoutOptions {
         mounts,
