@@ -13,11 +13,13 @@
 //! - [`copy`]: the copy engine behind cm-copy-data.
 //! - [`systemd`]: discovering, stopping and restoring chatmail's units.
 //! - [`report`]: differences and outcomes, grouped for humans and serialised for machines.
+//! - [`envapply`]: the Docker image's start-up applier (environment -> chatmail.ini).
 //! - [`fsutil`]: small file-system helpers shared by the rest (atomic writes).
 
 pub mod checks;
 pub mod copy;
 pub mod dotenv;
+pub mod envapply;
 pub mod fsutil;
 pub mod ini;
 pub mod manifest;

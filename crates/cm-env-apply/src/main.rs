@@ -1,18 +1,16 @@
 //! cm-env-apply: the start-up applier of the chatmail Docker image (see docker/ and the
-//! README's "docker" section). Thin: argument parsing and printing; the logic is in lib.rs
-//! and cm-core.
+//! README's "docker" section). Thin: argument parsing and printing; the logic is in
+//! `cm_core::envapply`.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use cm_env_apply::{apply, parse_environ, render_environ, settings_from_env, ApplyError};
+use cm_core::envapply::{self, settings_from_env, ApplyError, InputError};
 
 /// Apply chatmail settings from the environment to chatmail.ini, inside the container.
 ///
@@ -119,14 +117,8 @@ fn main() -> ExitCode {
 
 fn boot(save: &Path, program: &[OsString]) -> anyhow::Result<ExitCode> {
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    let block = render_environ(vars.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
-    let saved = (|| -> std::io::Result<()> {
-        if let Some(dir) = save.parent() {
-            std::fs::create_dir_all(dir)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        cm_core::fsutil::write_atomic(save, &block, 0o600)
-    })();
+    let saved =
+        envapply::save_environ(save, vars.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
     if let Err(e) = saved {
         eprintln!(
             "cm-env-apply boot: cannot save the environment to {}: {e}; chatmail settings from .env will not be applied",
@@ -151,64 +143,37 @@ struct ApplyArgs {
 }
 
 fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let vars: BTreeMap<String, String> = match &a.environ_file {
+    let vars = match &a.environ_file {
         Some(f) => {
-            let data = std::fs::read(f)
-                .with_context(|| format!("{}: cannot read the saved environment", f.display()))?;
-            let (vars, bad) = parse_environ(&data);
+            let (vars, bad) = envapply::read_environ_file(f)?;
             for b in &bad {
                 eprintln!("cm-env-apply: warning: {}: {b} (ignored)", f.display());
             }
             vars
         }
-        None => {
-            let mut m = BTreeMap::new();
-            for (k, v) in std::env::vars_os() {
-                match (k.to_str(), v.to_str()) {
-                    (Some(k), Some(v)) => {
-                        m.insert(k.to_string(), v.to_string());
-                    }
-                    (Some(k), None) if cm_core::params::from_env_key(k).is_some() => {
-                        bail!("variable {k} is not valid UTF-8: fix it in .env")
-                    }
-                    _ => {}
-                }
-            }
-            m
-        }
+        None => envapply::vars_from_os(std::env::vars_os())?,
     };
     let settings = settings_from_env(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let shown = a.ini.display().to_string();
-    let (text, mode, existed) = match std::fs::read(&a.ini) {
-        Ok(data) => {
-            let mode = std::fs::metadata(&a.ini)
-                .map(|m| m.permissions().mode() & 0o7777)
-                .unwrap_or(0o644);
-            let text = String::from_utf8(data).map_err(|_| {
-                anyhow::anyhow!("{shown}: not valid UTF-8; chatmail cannot read it either")
-            })?;
-            (text, mode, true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.create => {
-            ("[params]\n".to_string(), 0o644, false)
-        }
-        Err(e) => bail!("{shown}: cannot read: {e} (use --create to start a new one)"),
-    };
-    let outcome = match apply(&shown, &text, &settings, a.accept_invalid) {
-        Ok(o) => o,
-        Err(ApplyError::Invalid(errs)) => {
+    let prepared = match envapply::prepare(&a.ini, a.create, &settings, a.accept_invalid) {
+        Ok(p) => p,
+        Err(InputError::Apply(ApplyError::Invalid(errs))) => {
             bail!(
                 "{} setting(s) in the environment would stop chatmail; {shown} is unchanged:\n  {}\nFix them in .env (or pass --accept-invalid).",
                 errs.len(),
                 errs.join("\n  ")
             )
         }
-        Err(e) => return Err(e).with_context(|| format!("{shown}: not changed")),
+        Err(InputError::Apply(e)) => {
+            return Err(e).with_context(|| format!("{shown}: not changed"))
+        }
+        Err(e) => return Err(e.into()),
     };
+    let outcome = &prepared.outcome;
     for w in &outcome.warnings {
         eprintln!("cm-env-apply: warning: {w}");
     }
-    let changed = outcome.text != text || !existed;
+    let changed = prepared.changed();
     if a.json {
         let v = serde_json::json!({
             "ini": shown,
@@ -245,7 +210,8 @@ fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if changed && !a.dry_run {
-        cm_core::fsutil::write_atomic(&a.ini, outcome.text.as_bytes(), mode)
+        prepared
+            .write()
             .with_context(|| format!("{shown}: cannot write"))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -7,17 +7,25 @@
 //!   beside its documentation.
 //! - Otherwise the setting is added at the end of [params].
 //!
-//! Everything else in the file is kept. Values are read and compared exactly as cm-core's
-//! [`cm_core::params`] does (as chatmail reads them): a value that already means the same is
+//! Everything else in the file is kept. Values are read and compared exactly as
+//! [`crate::params`] does (as chatmail reads them): a value that already means the same is
 //! left as written; a value chatmail would refuse is an error naming the variable.
 //!
 //! Invariant: after [`apply`] succeeds, `params::diff_env(result, env)` is empty, and no line
 //! of the input other than the ones of the applied keys has changed.
+//!
+//! The binary `cm-env-apply` is a thin layer over this module: [`vars_from_os`] /
+//! [`read_environ_file`] take the variables, [`prepare`] reads the ini and computes the new
+//! text, [`Prepared::write`] writes it; [`save_environ`] is what `cm-env-apply boot` does
+//! before it execs systemd.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
-use cm_core::ini::{self, IniError, IniUpdateError, IniValueError};
-use cm_core::params::{self, Change, Kind};
+use crate::ini::{self, IniError, IniUpdateError, IniValueError};
+use crate::params::{self, Change, Kind};
 
 /// Why the environment could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +272,149 @@ where
     out
 }
 
+/// Why the variables or the ini file could not be read (nothing has been written).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A variable named like a chatmail setting is not UTF-8.
+    #[error("variable {0} is not valid UTF-8: fix it in .env")]
+    VarNotUtf8(String),
+    /// The block saved by `cm-env-apply boot` cannot be read.
+    #[error("{}: cannot read the saved environment: {source}", .path.display())]
+    Environ {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The ini cannot be read (and `create` was not asked for, or it exists but is unreadable).
+    #[error("{}: cannot read: {source} (use --create to start a new one)", .path.display())]
+    IniRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The ini is not UTF-8.
+    #[error("{}: not valid UTF-8; chatmail cannot read it either", .0.display())]
+    IniNotUtf8(PathBuf),
+    /// The environment cannot be applied to the ini.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// The variables of an environment (this process's, as `std::env::vars_os()` gives it).
+/// A variable that is not UTF-8 is ignored unless its name is a chatmail setting, which is an
+/// error (a setting must never be dropped silently).
+pub fn vars_from_os<I>(vars: I) -> Result<BTreeMap<String, String>, InputError>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let mut m = BTreeMap::new();
+    for (k, v) in vars {
+        match (k.to_str(), v.to_str()) {
+            (Some(k), Some(v)) => {
+                m.insert(k.to_string(), v.to_string());
+            }
+            (Some(k), None) if params::from_env_key(k).is_some() => {
+                return Err(InputError::VarNotUtf8(k.to_string()))
+            }
+            _ => {}
+        }
+    }
+    Ok(m)
+}
+
+/// The variables of the block saved by `cm-env-apply boot` (see [`parse_environ`]), and the
+/// entries that could not be read (for warnings).
+pub fn read_environ_file(
+    path: &Path,
+) -> Result<(BTreeMap<String, String>, Vec<String>), InputError> {
+    let data = std::fs::read(path).map_err(|source| InputError::Environ {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(parse_environ(&data))
+}
+
+/// Save the environment `vars` for the start-up unit: `path`'s folder is created (0700) and the
+/// NUL-separated block written atomically, 0600.
+pub fn save_environ<'a, I>(path: &Path, vars: I) -> std::io::Result<()>
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let block = render_environ(vars);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    crate::fsutil::write_atomic(path, &block, 0o600)
+}
+
+/// The environment applied to one ini file, not yet written.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The ini file.
+    pub path: PathBuf,
+    /// The file's text before (`[params]\n` when it is to be created).
+    pub before: String,
+    /// The file's mode (0644 for a new file), kept when it is written.
+    pub mode: u32,
+    /// Whether the file exists.
+    pub existed: bool,
+    /// The new text, the changes and the warnings.
+    pub outcome: Outcome,
+}
+
+impl Prepared {
+    /// Whether writing would change the file (or create it).
+    pub fn changed(&self) -> bool {
+        self.outcome.text != self.before || !self.existed
+    }
+
+    /// Write the new text atomically with the file's mode.
+    pub fn write(&self) -> std::io::Result<()> {
+        crate::fsutil::write_atomic(&self.path, self.outcome.text.as_bytes(), self.mode)
+    }
+}
+
+/// Read the ini at `path` (with `create`, a missing file starts as `[params]` alone) and apply
+/// `settings` to it (see [`apply`]). Writes nothing.
+pub fn prepare(
+    path: &Path,
+    create: bool,
+    settings: &[EnvSetting],
+    accept_invalid: bool,
+) -> Result<Prepared, InputError> {
+    let (before, mode, existed) = match std::fs::read(path) {
+        Ok(data) => {
+            let mode = std::fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0o644);
+            let text =
+                String::from_utf8(data).map_err(|_| InputError::IniNotUtf8(path.to_path_buf()))?;
+            (text, mode, true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            ("[params]\n".to_string(), 0o644, false)
+        }
+        Err(source) => {
+            return Err(InputError::IniRead {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let outcome = apply(
+        &path.display().to_string(),
+        &before,
+        settings,
+        accept_invalid,
+    )?;
+    Ok(Prepared {
+        path: path.to_path_buf(),
+        before,
+        mode,
+        existed,
+        outcome,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +528,54 @@ mod tests {
         assert_eq!(vars["B"], "line\nnext");
         let (_, bad) = parse_environ(b"X\0Y=\xff\0");
         assert_eq!(bad.len(), 2);
+    }
+
+    #[test]
+    fn prepare_creates_keeps_mode_and_reports_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("chatmail.ini");
+        let set = [s("MAIL_DOMAIN", "a.org")];
+        match prepare(&ini, false, &set, false) {
+            Err(InputError::IniRead { path, .. }) => assert_eq!(path, ini),
+            other => panic!("{other:?}"),
+        }
+        let p = prepare(&ini, true, &set, false).unwrap();
+        assert!(!p.existed && p.changed());
+        assert_eq!(p.outcome.text, "[params]\nmail_domain = a.org\n");
+        p.write().unwrap();
+        std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let p = prepare(&ini, false, &set, false).unwrap();
+        assert!(p.existed && !p.changed());
+        assert_eq!(p.mode, 0o640);
+        std::fs::write(&ini, b"[params]\n\xff\n").unwrap();
+        assert!(matches!(
+            prepare(&ini, false, &set, false),
+            Err(InputError::IniNotUtf8(_))
+        ));
+    }
+
+    #[test]
+    fn saved_environ_is_private_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cm-env/environ");
+        save_environ(&f, [(&b"MAIL_DOMAIN"[..], &b"a.org"[..])]).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&f), 0o600);
+        assert_eq!(mode(f.parent().unwrap()), 0o700);
+        let (vars, bad) = read_environ_file(&f).unwrap();
+        assert!(bad.is_empty());
+        assert_eq!(vars["MAIL_DOMAIN"], "a.org");
+    }
+
+    #[test]
+    fn non_utf8_setting_variable_is_an_error_others_are_ignored() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(b"\xff".to_vec());
+        let v = vars_from_os([("PATH".into(), bad.clone()), ("A".into(), "1".into())]).unwrap();
+        assert_eq!(v.len(), 1);
+        assert!(matches!(
+            vars_from_os([("MAIL_DOMAIN".into(), bad)]),
+            Err(InputError::VarNotUtf8(k)) if k == "MAIL_DOMAIN"
+        ));
     }
 }
