@@ -203,6 +203,35 @@ fn owner_map_maps_source_owners_before_comparing() {
         ],
     );
     assert_eq!((code, diffs), (0, vec![]), "{v}");
+
+    // A name the old host lacks (an IPv4-only relay has no opendkim) owns nothing there: the
+    // line is skipped with a warning naming file:line on stderr, and the rest still maps.
+    let partial = t.path().join("partial.map");
+    fs::write(&partial, "vmail 999 998\nopendkim 902 902\n").unwrap();
+    let args = |quiet: bool| {
+        let mut a: Vec<&OsStr> = vec![
+            OsStr::new("tree"),
+            src.as_os_str(),
+            dst.as_os_str(),
+            OsStr::new("--owner-map"),
+            partial.as_os_str(),
+            OsStr::new("--root"),
+            old.as_os_str(),
+        ];
+        if quiet {
+            a.push(OsStr::new("--quiet"));
+        }
+        verify(&a)
+    };
+    let (code, out, err) = args(false);
+    assert_eq!(code, 0, "{out}{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("partial.map:2: no user \"opendkim\""),
+        "{err}"
+    );
+    assert_eq!(args(true), (0, String::new(), String::new()));
 }
 
 #[test]

@@ -12,6 +12,11 @@
 //! 5000:5000=999:999
 //! ```
 //!
+//! A `name uid gid` line whose name the old host's /etc/passwd lacks maps nothing (that host
+//! has no file of that user) and is skipped; [`OwnerMap::skipped`] lists such lines so that
+//! the binaries can warn. So one owner map (docker/users) serves every host, e.g. an
+//! IPv4-only relay without opendkim. Numeric lines are always applied.
+//!
 //! Invariant: uids and gids are mapped independently (a file owned by `vmail:mail` gets only
 //! its uid changed), an id that is not mapped is kept as it is, and one host id never maps to
 //! two different ids (a conflicting line is an error with its line number).
@@ -44,6 +49,35 @@ pub enum OwnerMapError {
 pub struct OwnerMap {
     uids: BTreeMap<u32, u32>,
     gids: BTreeMap<u32, u32>,
+    skipped: Vec<SkippedName>,
+}
+
+/// A `name uid gid` line of an owner map that was skipped because the old host has no user
+/// of that name (so it owns nothing there). Displayed as a warning with file:line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedName {
+    /// The owner-map file.
+    pub path: PathBuf,
+    /// Its 1-based line.
+    pub line: usize,
+    /// The user name the old host lacks.
+    pub name: String,
+    /// The passwd file it was looked up in (`ROOT/etc/passwd`).
+    pub passwd: PathBuf,
+}
+
+impl fmt::Display for SkippedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: no user {:?} in {}: line skipped (that host has no files of {:?} to map; if it should, point --root at the old host)",
+            self.path.display(),
+            self.line,
+            self.name,
+            self.passwd.display(),
+            self.name
+        )
+    }
 }
 
 /// One line of /etc/passwd or /etc/group that matters here: name -> (id, primary gid).
@@ -86,6 +120,12 @@ impl OwnerMap {
         OwnerMap::default()
     }
 
+    /// The `name uid gid` lines skipped because the old host has no such user (in file
+    /// order). They map nothing; the binaries print each as a warning.
+    pub fn skipped(&self) -> &[SkippedName] {
+        &self.skipped
+    }
+
     /// True when nothing is mapped.
     pub fn is_identity(&self) -> bool {
         self.uids.iter().all(|(a, b)| a == b) && self.gids.iter().all(|(a, b)| a == b)
@@ -112,7 +152,8 @@ impl OwnerMap {
     /// Parse owner-map text; `file` only names the source in errors.
     ///
     /// Lines: `name uid gid` (host user `name` -> uid, host group `name` -> gid; when no group
-    /// has that name, the user's primary group is mapped) or `host-uid:host-gid=uid:gid`.
+    /// has that name, the user's primary group is mapped; when `root` has no user `name`, the
+    /// line is skipped and recorded in [`OwnerMap::skipped`]) or `host-uid:host-gid=uid:gid`.
     /// `#` starts a comment; blank lines are ignored.
     pub fn parse(text: &str, file: &Path, root: &Path) -> Result<OwnerMap, OwnerMapError> {
         let mut map = OwnerMap::default();
@@ -156,12 +197,15 @@ impl OwnerMap {
                     .map_err(|_| err(format!("gid {:?} is not a number", f[2])))?;
                 let db = db.get_or_insert_with(|| IdDb::load(root));
                 let name = f[0];
-                let (hu, primary) = *db.users.get(name).ok_or_else(|| {
-                    err(format!(
-                        "no user {name:?} in {}: use host-uid:host-gid=uid:gid, or point --root at the old host",
-                        root.join("etc/passwd").display()
-                    ))
-                })?;
+                let Some(&(hu, primary)) = db.users.get(name) else {
+                    map.skipped.push(SkippedName {
+                        path: file.to_path_buf(),
+                        line: lineno,
+                        name: name.to_string(),
+                        passwd: root.join("etc/passwd"),
+                    });
+                    continue;
+                };
                 let hg = db.groups.get(name).copied().unwrap_or(primary);
                 (hu, hg, u, g)
             };
@@ -284,6 +328,45 @@ mod tests {
     }
 
     #[test]
+    fn names_the_host_lacks_are_skipped_and_recorded() {
+        let root = root_with_ids();
+        let text = "vmail 999 998\n\n# x\nnobody-here 1 2\nopendkim 101 102\nghost 3 4 # c\n";
+        let m = OwnerMap::parse(text, Path::new("owners.txt"), root.path()).unwrap();
+        assert_eq!(m.map(5000, 5000), (999, 998));
+        assert_eq!(m.map(110, 120), (101, 102));
+        // the skipped lines map nothing
+        assert_eq!(m.map(1, 2), (1, 2));
+        let names: Vec<(usize, &str)> = m
+            .skipped()
+            .iter()
+            .map(|s| (s.line, s.name.as_str()))
+            .collect();
+        assert_eq!(names, [(4, "nobody-here"), (6, "ghost")]);
+        let w = m.skipped()[0].to_string();
+        assert!(
+            w.starts_with("owners.txt:4: no user \"nobody-here\" in "),
+            "{w}"
+        );
+        assert!(w.contains("etc/passwd"), "{w}");
+        // a root without /etc/passwd at all: every name line is skipped, numeric lines apply
+        let m = OwnerMap::parse(
+            "vmail 1 2\n5000:5000=3:4\n",
+            Path::new("m"),
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(m.skipped().len(), 1);
+        assert_eq!(m.map(5000, 5000), (3, 4));
+        // a skipped line is still checked for its shape and numbers
+        let e = OwnerMap::parse("ghost x 2\n", Path::new("m"), root.path()).unwrap_err();
+        assert!(e.to_string().contains("uid \"x\""), "{e}");
+        assert!(OwnerMap::parse("vmail 1 2\n", Path::new("m"), root.path())
+            .unwrap()
+            .skipped()
+            .is_empty());
+    }
+
+    #[test]
     fn numeric_lines() {
         let m = OwnerMap::parse(
             "5000:5001=999:998\n",
@@ -301,7 +384,6 @@ mod tests {
         let root = root_with_ids();
         let cases = [
             ("vmail 999\n", 1, "expected"),
-            ("\n# x\nnobody-here 1 2\n", 3, "no user \"nobody-here\""),
             ("vmail x 2\n", 1, "uid \"x\""),
             (
                 "5000:5000=1:2\n5000:1=3:2\n",

@@ -262,11 +262,17 @@ impl Drop for Bar {
     }
 }
 
-fn compare_options(a: &CompareArgs) -> Result<CompareOptions> {
+/// The comparison options; a skipped owner-map line is a warning on stderr (not with --quiet).
+fn compare_options(a: &CompareArgs, quiet: bool) -> Result<CompareOptions> {
     let owner_map = match &a.owner_map {
         Some(f) => OwnerMap::load(f, &a.root)?,
         None => OwnerMap::identity(),
     };
+    if !quiet {
+        for s in owner_map.skipped() {
+            eprintln!("cm-verify: warning: {s}");
+        }
+    }
     Ok(CompareOptions {
         owner_map,
         atime: a.atime,
@@ -431,7 +437,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
         } => all(ini, no_services, &lay, &svc, &cmp, &out),
         Cmd::Tree { src, dst, cmp, out } => {
-            let opts = compare_options(&cmp)?;
+            let opts = compare_options(&cmp, out.quiet)?;
             let bar = Bar::new(out.quiet);
             let (diffs, stats) = tree::compare_trees(&src, &dst, &opts, &bar)?;
             drop(bar);
@@ -449,7 +455,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cmp,
             out,
         }) => {
-            let opts = compare_options(&cmp)?;
+            let opts = compare_options(&cmp, out.quiet)?;
             let expected = cm_core::manifest::read(&file)?;
             let bar = Bar::new(out.quiet);
             let (diffs, stats) = tree::check_against(&expected, &dst, &opts, &bar)?;
@@ -625,7 +631,7 @@ fn all(
         push_findings("services".into(), &o);
     }
     // Trees: each volume against its source under --root, else against its manifest.
-    let opts = compare_options(cmp)?;
+    let opts = compare_options(cmp, out.quiet)?;
     let mut notes = Vec::new();
     for m in checks::default_mounts(&lay.project_dir) {
         if !m.source.is_dir() {
