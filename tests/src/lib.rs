@@ -1,7 +1,9 @@
 //! Helpers for the workspace-level end-to-end tests: find the built binaries and run them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use cm_core::ini::{self, SyntaxKind};
 use std::sync::Once;
 
 static BUILD: Once = Once::new();
@@ -48,4 +50,78 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
+}
+
+/// The real Docker Compose v2 (installed by .ci/install.d/20-compose.sh; it needs no engine
+/// for `config`).
+pub const COMPOSE: &str = "/usr/local/bin/docker-compose-v2";
+
+/// [`COMPOSE`], failing with what to run when it is missing.
+pub fn compose() -> PathBuf {
+    let p = PathBuf::from(COMPOSE);
+    assert!(
+        p.exists(),
+        "{COMPOSE} is missing: run .ci/install-deps (it installs Docker Compose v2)"
+    );
+    p
+}
+
+/// `compose config --format json` in the project directory `dir`, with an environment of
+/// PATH and HOME only (so that nothing of the test's environment reaches the project).
+pub fn compose_config(dir: &Path) -> Output {
+    Command::new(compose())
+        .args(["config", "--format", "json"])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir)
+        .output()
+        .expect("run docker-compose-v2")
+}
+
+/// The fixture inis that chatmail can read (fixtures/ini/*.ini but the `err-*` ones), sorted.
+pub fn readable_ini_fixtures() -> Vec<PathBuf> {
+    let dir = repo_root().join("fixtures/ini");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.ends_with(".ini") && !n.starts_with("err-")
+        })
+        .collect();
+    v.sort();
+    assert!(v.len() >= 10, "fixtures/ini has too few inis: {v:?}");
+    v
+}
+
+/// `cm-ini-to-env [--all] --quiet INI`, which must succeed: its stdout (the .env).
+pub fn ini_to_env_quiet(ini: &Path, all: bool) -> String {
+    let mut cmd = Command::new(bin("cm-ini-to-env"));
+    if all {
+        cmd.arg("--all");
+    }
+    let out = cmd.arg("--quiet").arg(ini).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cm-ini-to-env {}: {}",
+        ini.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The message iniconfig gives for one of cm-core's ini syntax errors.
+pub fn iniconfig_msg(kind: &SyntaxKind) -> String {
+    match kind {
+        SyntaxKind::UnexpectedLine(l) => format!("unexpected line: {}", ini::py_repr(l)),
+        SyntaxKind::UnexpectedContinuation => "unexpected value continuation".into(),
+        SyntaxKind::EmptySectionName => "empty section name".into(),
+        SyntaxKind::NoSectionHeader(_) => "no section header defined".into(),
+        SyntaxKind::DuplicateKey { key, .. } => format!("duplicate name {}", ini::py_repr(key)),
+        SyntaxKind::DuplicateSection { name, .. } => {
+            format!("duplicate section {}", ini::py_repr(name))
+        }
+    }
 }

@@ -7,24 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cm_core::{dotenv, ini, params};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRng, TestRunner};
-
-const COMPOSE: &str = "/usr/local/bin/docker-compose-v2";
-
-fn compose() -> PathBuf {
-    let p = PathBuf::from(COMPOSE);
-    assert!(
-        p.exists(),
-        "{COMPOSE} is missing: run .ci/install-deps (it installs Docker Compose v2)"
-    );
-    p
-}
 
 /// Undo compose's `$` -> `$$` in its output.
 fn unescape_dollars(s: &str) -> String {
@@ -48,14 +35,7 @@ fn compose_read(
     }
     yaml.push_str("  envfile:\n    image: scratch\n    env_file: .env\n");
     fs::write(dir.path().join("compose.yaml"), yaml).unwrap();
-    let out = Command::new(compose())
-        .args(["config", "--format", "json"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", dir.path())
-        .output()
-        .expect("run docker-compose-v2");
+    let out = cm_tests::compose_config(dir.path());
     assert!(
         out.status.success(),
         "compose config failed: {}\n.env was:\n{env_text}",
@@ -83,44 +63,14 @@ fn compose_read(
     (env_of("interp"), env_of("envfile"))
 }
 
-fn success_fixtures() -> Vec<PathBuf> {
-    let dir = cm_tests::repo_root().join("fixtures/ini");
-    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.ends_with(".ini") && !n.starts_with("err-")
-        })
-        .collect();
-    v.sort();
-    assert!(v.len() >= 10, "fixtures missing: {v:?}");
-    v
-}
-
-fn run_tool(ini: &Path, all: bool) -> String {
-    let mut cmd = Command::new(cm_tests::bin("cm-ini-to-env"));
-    if all {
-        cmd.arg("--all");
-    }
-    let out = cmd.arg("--quiet").arg(ini).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn every_fixture_env_arrives_byte_for_byte() {
     let mut compared = 0;
-    for path in success_fixtures() {
+    for path in cm_tests::readable_ini_fixtures() {
         let parsed = ini::read(&path).unwrap();
         let section = parsed.params().unwrap();
         for all in [false, true] {
-            let text = run_tool(&path, all);
+            let text = cm_tests::ini_to_env_quiet(&path, all);
             let mine = dotenv::parse_map(&text).unwrap();
             let keys: Vec<String> = mine.keys().cloned().collect();
             let (interp, envfile) = compose_read(&text, &keys);

@@ -5,53 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use cm_core::{ini, params};
-
-const COMPOSE: &str = "/usr/local/bin/docker-compose-v2";
-
-fn compose() -> PathBuf {
-    let p = PathBuf::from(COMPOSE);
-    assert!(
-        p.exists(),
-        "{COMPOSE} is missing: run .ci/install-deps (it installs Docker Compose v2)"
-    );
-    p
-}
-
-/// Fixture inis that chatmail can read (the `err-*` ones it cannot).
-fn fixtures() -> Vec<PathBuf> {
-    let dir = cm_tests::repo_root().join("fixtures/ini");
-    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.ends_with(".ini") && !n.starts_with("err-")
-        })
-        .collect();
-    v.sort();
-    assert!(v.len() >= 5, "fixtures/ini has too few inis: {v:?}");
-    v
-}
-
-fn ini_to_env(ini: &Path, all: bool) -> String {
-    let mut cmd = Command::new(cm_tests::bin("cm-ini-to-env"));
-    if all {
-        cmd.arg("--all");
-    }
-    let out = cmd.arg("--quiet").arg(ini).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "cm-ini-to-env {}: {}",
-        ini.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A compose project directory with the repository's docker/ files and `env` as .env.
 fn project(env: &str) -> tempfile::TempDir {
@@ -66,14 +23,7 @@ fn project(env: &str) -> tempfile::TempDir {
 
 /// `compose config --format json` of the project; the parsed model.
 fn config(dir: &Path) -> serde_json::Value {
-    let out = Command::new(compose())
-        .args(["config", "--format", "json"])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", dir)
-        .output()
-        .expect("run docker-compose-v2");
+    let out = cm_tests::compose_config(dir);
     assert!(
         out.status.success(),
         "compose config failed: {}",
@@ -163,9 +113,9 @@ fn every_env_variable_reaches_the_container() {
         );
     }
     let mut checked = 0;
-    for path in fixtures() {
+    for path in cm_tests::readable_ini_fixtures() {
         for all in [false, true] {
-            let env = ini_to_env(&path, all);
+            let env = cm_tests::ini_to_env_quiet(&path, all);
             let want = cm_core::dotenv::parse_map(&env).unwrap();
             let dir = project(&format!("{env}{switches}"));
             let got = service_env(&config(dir.path()));
@@ -233,11 +183,11 @@ fn templates() -> Vec<(&'static str, String)> {
 #[test]
 fn round_trip_every_fixture() {
     let mut cases = 0;
-    for path in fixtures() {
+    for path in cm_tests::readable_ini_fixtures() {
         let original = ini::read(&path).unwrap();
         let orig = original.params().unwrap();
         for all in [false, true] {
-            let env_text = ini_to_env(&path, all);
+            let env_text = cm_tests::ini_to_env_quiet(&path, all);
             let dir = project(&env_text);
             let env = service_env(&config(dir.path()));
             let invalid = env

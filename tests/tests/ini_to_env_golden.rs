@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cm_core::ini::{self, IniError, SyntaxKind};
+use cm_core::ini::{self, IniError};
 use serde_json::Value;
 
 fn fixture_dir() -> PathBuf {
@@ -113,20 +113,6 @@ fn outputs_match_golden_files() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The message iniconfig gives for one of our syntax errors.
-fn iniconfig_msg(kind: &SyntaxKind) -> String {
-    match kind {
-        SyntaxKind::UnexpectedLine(l) => format!("unexpected line: {}", ini::py_repr(l)),
-        SyntaxKind::UnexpectedContinuation => "unexpected value continuation".into(),
-        SyntaxKind::EmptySectionName => "empty section name".into(),
-        SyntaxKind::NoSectionHeader(_) => "no section header defined".into(),
-        SyntaxKind::DuplicateKey { key, .. } => format!("duplicate name {}", ini::py_repr(key)),
-        SyntaxKind::DuplicateSection { name, .. } => {
-            format!("duplicate section {}", ini::py_repr(name))
-        }
-    }
-}
-
 #[test]
 fn parser_matches_recorded_iniconfig() {
     let mut checked = 0;
@@ -173,7 +159,7 @@ fn parser_matches_recorded_iniconfig() {
                         panic!("{case}: expected a syntax error, got {err}");
                     };
                     assert_eq!(e["line"].as_u64(), Some(*line as u64), "{case}: {err}");
-                    assert_eq!(e["msg"], iniconfig_msg(kind).as_str(), "{case}");
+                    assert_eq!(e["msg"], cm_tests::iniconfig_msg(kind).as_str(), "{case}");
                 }
             }
             (w, g) => panic!("{case}: iniconfig says {w}, cm-core says {g:?}"),

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use cm_core::ini::{self, IniError, SyntaxKind};
+use cm_core::ini::{self, IniError};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -77,19 +77,6 @@ fn file() -> impl Strategy<Value = String> {
         })
 }
 
-fn iniconfig_msg(kind: &SyntaxKind) -> String {
-    match kind {
-        SyntaxKind::UnexpectedLine(l) => format!("unexpected line: {}", ini::py_repr(l)),
-        SyntaxKind::UnexpectedContinuation => "unexpected value continuation".into(),
-        SyntaxKind::EmptySectionName => "empty section name".into(),
-        SyntaxKind::NoSectionHeader(_) => "no section header defined".into(),
-        SyntaxKind::DuplicateKey { key, .. } => format!("duplicate name {}", ini::py_repr(key)),
-        SyntaxKind::DuplicateSection { name, .. } => {
-            format!("duplicate section {}", ini::py_repr(name))
-        }
-    }
-}
-
 #[test]
 fn parser_agrees_with_real_iniconfig_on_generated_files() {
     assert!(
@@ -147,7 +134,7 @@ fn parser_agrees_with_real_iniconfig_on_generated_files() {
             }
             (serde_json::Value::Object(e), Err(IniError::Syntax { line, kind, .. })) => {
                 assert_eq!(e["line"].as_u64(), Some(line as u64), "{ctx}");
-                assert_eq!(e["msg"], iniconfig_msg(&kind).as_str(), "{ctx}");
+                assert_eq!(e["msg"], cm_tests::iniconfig_msg(&kind).as_str(), "{ctx}");
             }
             _ => panic!("disagreement\n{ctx}"),
         }

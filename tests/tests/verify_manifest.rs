@@ -22,23 +22,6 @@ fn write_manifest(root: &Path, file: &Path, extra: &[&str]) -> (i32, String, Str
     verify(&args)
 }
 
-fn check_json(
-    file: &Path,
-    dst: &Path,
-    extra: &[&str],
-) -> (i32, Vec<(String, String)>, serde_json::Value) {
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("manifest"),
-        OsStr::new("check"),
-        file.as_os_str(),
-        dst.as_os_str(),
-        OsStr::new("--json"),
-    ];
-    args.extend(extra.iter().map(OsStr::new));
-    let (code, out, err) = verify(&args);
-    parse_json(code, &out, &err)
-}
-
 #[test]
 fn manifest_of_the_source_checks_clean_against_a_copy() {
     let t = scratch();
@@ -71,7 +54,7 @@ fn manifest_of_the_source_checks_clean_against_a_copy() {
     assert!(text.contains("\ndev/null-like c:1:3 0666 0 0 0 "), "{text}");
 
     for tree in [&src, &dst] {
-        let (code, diffs, v) = check_json(&m, tree, &[]);
+        let (code, diffs, v) = manifest_check_json(&m, tree, &[]);
         assert_eq!((code, diffs), (0, vec![]), "{v}");
         assert_eq!(v["stats"]["files_compared"], 9, "{v}");
     }
@@ -91,7 +74,7 @@ fn manifest_check_reports_each_planted_difference() {
         let dst = t.path().join(format!("dst{i}"));
         rsync_copy(&src, &dst);
         plant(&dst, planter);
-        let (code, diffs, v) = check_json(&m, &dst, &[]);
+        let (code, diffs, v) = manifest_check_json(&m, &dst, &[]);
         let want: Vec<(String, String)> = expected
             .iter()
             .map(|(k, p)| (k.to_string(), p.clone()))
@@ -106,7 +89,7 @@ fn manifest_check_reports_each_planted_difference() {
             planter(d);
         }
     });
-    let (code, diffs, v) = check_json(&m, &together, &[]);
+    let (code, diffs, v) = manifest_check_json(&m, &together, &[]);
     assert_eq!(sorted(diffs), sorted(all), "{v:#}");
     assert_eq!(code, 1);
 }
@@ -122,12 +105,12 @@ fn manifest_check_applies_the_owner_map() {
     plant(&dst, |d| {
         std::os::unix::fs::lchown(p(d, PASSWORD), Some(999), Some(998)).unwrap();
     });
-    let (code, diffs, _) = check_json(&m, &dst, &[]);
+    let (code, diffs, _) = manifest_check_json(&m, &dst, &[]);
     assert_eq!((code, diffs), (1, vec![("owner".into(), PASSWORD.into())]));
     // Only the password file was re-owned: mapping 5000 makes every other vmail file differ.
     let map = t.path().join("owners");
     fs::write(&map, "5000:5000=999:998\n").unwrap();
-    let (code, diffs, _) = check_json(&m, &dst, &["--owner-map", map.to_str().unwrap()]);
+    let (code, diffs, _) = manifest_check_json(&m, &dst, &["--owner-map", map.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(!diffs.contains(&("owner".into(), PASSWORD.into())));
     assert!(diffs.contains(&("owner".into(), MSG.into())));
@@ -155,7 +138,7 @@ fn metadata_only_manifest_skips_content() {
         });
         fs::set_permissions(p(d, PASSWORD), fs::Permissions::from_mode(0o604)).unwrap();
     });
-    let (code, diffs, v) = check_json(&m, &dst, &[]);
+    let (code, diffs, v) = manifest_check_json(&m, &dst, &[]);
     assert_eq!(
         (code, diffs),
         (1, vec![("mode".into(), PASSWORD.into())]),

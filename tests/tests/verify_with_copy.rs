@@ -4,7 +4,6 @@
 
 mod verify_support;
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -32,23 +31,6 @@ fn copy_data(src: &Path, dst: &Path, project: &Path, extra: &[&str]) {
     );
 }
 
-fn check(
-    manifest: &Path,
-    dst: &Path,
-    extra: &[&str],
-) -> (i32, Vec<(String, String)>, serde_json::Value) {
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("manifest"),
-        OsStr::new("check"),
-        manifest.as_os_str(),
-        dst.as_os_str(),
-        OsStr::new("--json"),
-    ];
-    args.extend(extra.iter().map(OsStr::new));
-    let (code, out, err) = verify(&args);
-    parse_json(code, &out, &err)
-}
-
 #[test]
 fn a_cm_copy_data_copy_verifies_against_source_and_manifest() {
     let t = scratch();
@@ -67,7 +49,7 @@ fn a_cm_copy_data_copy_verifies_against_source_and_manifest() {
     let (code, diffs, v) = tree_json(&src, &dst, &[]);
     assert_eq!((code, diffs), (0, vec![]), "{v:#}");
     assert_eq!(v["stats"]["files_compared"], 9, "{v}");
-    let (code, diffs, v) = check(&manifest, &dst, &[]);
+    let (code, diffs, v) = manifest_check_json(&manifest, &dst, &[]);
     assert_eq!((code, diffs), (0, vec![]), "{v:#}");
 
     // A planted difference shows against both.
@@ -81,7 +63,7 @@ fn a_cm_copy_data_copy_verifies_against_source_and_manifest() {
     });
     let want = vec![("content".to_string(), BIG.to_string())];
     assert_eq!(tree_json(&src, &dst, &[]).1, want);
-    assert_eq!(check(&manifest, &dst, &[]).1, want);
+    assert_eq!(manifest_check_json(&manifest, &dst, &[]).1, want);
 }
 
 #[test]
@@ -121,6 +103,6 @@ fn owner_mapped_copy_verifies_with_the_same_map() {
     );
     // The manifest records the copy as written (ids already mapped).
     let manifest = project.join("data/.cm-manifest/chatmail.manifest");
-    let (code, diffs, v) = check(&manifest, &dst, &[]);
+    let (code, diffs, v) = manifest_check_json(&manifest, &dst, &[]);
     assert_eq!((code, diffs), (0, vec![]), "{v:#}");
 }

@@ -231,21 +231,45 @@ pub fn verify(args: &[&OsStr]) -> (i32, String, String) {
     )
 }
 
+/// `cm-verify HEAD... --json [extra]`: exit code, the (kind, path) list and the JSON.
+pub fn verify_json(
+    head: &[&OsStr],
+    extra: &[&str],
+) -> (i32, Vec<(String, String)>, serde_json::Value) {
+    let mut args: Vec<&OsStr> = head.to_vec();
+    args.push(OsStr::new("--json"));
+    args.extend(extra.iter().map(OsStr::new));
+    let (code, out, err) = verify(&args);
+    parse_json(code, &out, &err)
+}
+
 /// `cm-verify tree SRC DST --json [extra]`: exit code and the (kind, path) list.
 pub fn tree_json(
     src: &Path,
     dst: &Path,
     extra: &[&str],
 ) -> (i32, Vec<(String, String)>, serde_json::Value) {
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("tree"),
-        src.as_os_str(),
-        dst.as_os_str(),
-        OsStr::new("--json"),
-    ];
-    args.extend(extra.iter().map(OsStr::new));
-    let (code, out, err) = verify(&args);
-    parse_json(code, &out, &err)
+    verify_json(
+        &[OsStr::new("tree"), src.as_os_str(), dst.as_os_str()],
+        extra,
+    )
+}
+
+/// `cm-verify manifest check FILE DST --json [extra]`: exit code and the (kind, path) list.
+pub fn manifest_check_json(
+    file: &Path,
+    dst: &Path,
+    extra: &[&str],
+) -> (i32, Vec<(String, String)>, serde_json::Value) {
+    verify_json(
+        &[
+            OsStr::new("manifest"),
+            OsStr::new("check"),
+            file.as_os_str(),
+            dst.as_os_str(),
+        ],
+        extra,
+    )
 }
 
 pub fn parse_json(
