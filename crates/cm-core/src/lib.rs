@@ -14,12 +14,14 @@
 //! - [`systemd`]: discovering, stopping and restoring chatmail's units.
 //! - [`report`]: differences and outcomes, grouped for humans and serialised for machines.
 //! - [`envapply`]: the Docker image's start-up applier (environment -> chatmail.ini).
+//! - [`envfile`]: writing the project's .env (new, replaced with a backup, or merged).
 //! - [`fsutil`]: small file-system helpers shared by the rest (atomic writes).
 
 pub mod checks;
 pub mod copy;
 pub mod dotenv;
 pub mod envapply;
+pub mod envfile;
 pub mod fsutil;
 pub mod ini;
 pub mod manifest;

@@ -1,13 +1,12 @@
 //! cm-ini-to-env: chatmail.ini to the `.env` Docker Compose reads, exactly.
-//! Thin: arguments here, logic in cm_core::{ini, params, dotenv}.
+//! Thin: arguments here, logic in cm_core::{ini, params, dotenv, envfile}.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use cm_core::{dotenv, fsutil, ini, params};
+use cm_core::{dotenv, envfile, ini, params};
 
 const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 
@@ -182,103 +181,25 @@ fn print_out(args: &Args, conv: &params::Conversion, text: &str) -> Result<(), F
     Ok(())
 }
 
-/// What writing ENV will do, decided before anything is written.
-struct Plan {
-    /// The file to write (a symlink's target).
-    target: PathBuf,
-    existing: Option<Vec<u8>>,
-    content: String,
-    action: String,
-}
-
 fn plan_write(
     args: &Args,
     conv: &params::Conversion,
     env_path: &Path,
     text: &str,
-) -> Result<Plan, Fail> {
-    // A symlinked .env (e.g. to a secrets directory) is written through, not replaced.
-    let target = match env_path.symlink_metadata() {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(env_path).map_err(|e| {
-            format!(
-                "{}: a symlink whose target cannot be used: {e}",
-                env_path.display()
-            )
-        })?,
-        _ => env_path.to_path_buf(),
+) -> Result<envfile::Plan, Fail> {
+    let existing = if args.force {
+        envfile::Existing::Replace
+    } else if args.merge {
+        envfile::Existing::Merge
+    } else {
+        envfile::Existing::Refuse
     };
-    let shown = env_path.display();
-    if same_file(&target, &args.ini) {
-        return Err(Fail(
-            2,
-            format!("{shown} is the ini itself; give another path for the .env"),
-        ));
-    }
-    let existing = match target.symlink_metadata() {
-        Ok(m) if m.is_dir() => {
-            return Err(Fail(
-                2,
-                format!("{shown}: is a directory; give the path of the .env file"),
-            ))
-        }
-        Ok(_) => Some(std::fs::read(&target).map_err(|e| format!("{shown}: cannot read: {e}"))?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Fail(2, format!("{shown}: {e}"))),
-    };
-    let (content, action) = match &existing {
-        None => (text.to_string(), "wrote".to_string()),
-        Some(_) if !args.force && !args.merge => {
-            return Err(Fail(
-                2,
-                format!("{shown} already exists; use --merge to update the chatmail settings in it and keep its other lines, or --force to replace it (a backup is kept)"),
-            ))
-        }
-        Some(_) if args.force => (text.to_string(), "replaced".to_string()),
-        Some(old) => {
-            let old = std::str::from_utf8(old)
-                .map_err(|_| format!("{shown}: not valid UTF-8; cannot merge into it (use --force to replace it)"))?;
-            let set = conv.env_entries(args.all);
-            let keep: BTreeSet<&str> = set.iter().map(|(k, _)| k.as_str()).collect();
-            let existing_keys = dotenv::parse(old, &|_| None).map_err(|e| {
-                format!(
-                    "{}; cannot merge into it (fix it, or use --force to replace it)",
-                    e.at(&shown.to_string())
-                )
-            })?;
-            let remove: Vec<String> = existing_keys
-                .iter()
-                .filter(|e| params::from_env_key(&e.key).is_some() && !keep.contains(e.key.as_str()))
-                .map(|e| e.key.clone())
-                .collect();
-            let (merged, rep) = dotenv::merge(old, &set, &remove, &conv.header(args.all))
-                .map_err(|e| {
-                    format!(
-                        "{}; cannot merge into it (use --force to replace it)",
-                        e.at(&shown.to_string())
-                    )
-                })?;
-            let mut what = format!(
-                "merged ({} updated, {} added, {} removed",
-                rep.updated.len(),
-                rep.added.len(),
-                rep.removed.len()
-            );
-            if !rep.removed.is_empty() {
-                what.push_str(&format!(": {}", rep.removed.join(" ")));
-            }
-            what.push(')');
-            (merged, what)
-        }
-    };
-    Ok(Plan {
-        target,
-        existing,
-        content,
-        action,
-    })
+    Ok(envfile::plan(
+        conv, args.all, text, &args.ini, env_path, existing,
+    )?)
 }
 
-fn execute(args: &Args, conv: &params::Conversion, plan: Plan) -> Result<u8, Fail> {
+fn execute(args: &Args, conv: &params::Conversion, plan: envfile::Plan) -> Result<u8, Fail> {
     let shown = plan.target.display();
     if args.dry_run {
         std::io::stdout()
@@ -292,21 +213,16 @@ fn execute(args: &Args, conv: &params::Conversion, plan: Plan) -> Result<u8, Fai
         }
         return Ok(0);
     }
-    let mut backup_note = String::new();
-    if let Some(old) = &plan.existing {
-        let backup = dotenv::backup_path(&plan.target, std::time::SystemTime::now());
-        fsutil::write_atomic(&backup, old, 0o600)
-            .map_err(|e| format!("{}: cannot write backup: {e}", backup.display()))?;
-        backup_note = format!("; backup: {}", backup.display());
-    }
-    fsutil::write_atomic(&plan.target, plan.content.as_bytes(), 0o600)
-        .map_err(|e| format!("{shown}: cannot write: {e}"))?;
+    let backup_note = match envfile::execute(&plan, std::time::SystemTime::now())? {
+        Some(b) => format!("; backup: {}", b.display()),
+        None => String::new(),
+    };
     let n = conv.env_entries(args.all).len();
     if args.json {
         let v = serde_json::json!({
             "source": conv.source,
             "env": plan.target.display().to_string(),
-            "action": plan.action,
+            "action": plan.action.to_string(),
             "settings": n,
             "warnings": conv.warnings,
         });
@@ -359,12 +275,4 @@ fn check(
         }
     }
     Ok(if diffs.is_empty() { 0 } else { 1 })
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
 }
