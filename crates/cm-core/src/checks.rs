@@ -95,6 +95,22 @@ pub fn check_env(ini: &Path, env: &Path) -> Result<Outcome, CheckError> {
     Ok(out)
 }
 
+/// `env` of a compose project: [`check_env`] against `env_file`, or a finding when the
+/// project has no .env yet.
+pub fn check_project_env(ini: &Path, env_file: &Path) -> Result<Outcome, CheckError> {
+    if env_file.exists() {
+        return check_env(ini, env_file);
+    }
+    Ok(Outcome {
+        findings: vec![finding(
+            "env",
+            env_file.display().to_string(),
+            "missing: write it with cm-ini-to-env",
+        )],
+        notes: vec![],
+    })
+}
+
 /// `services`: no chatmail unit is active or enabled (timers, paths and sockets included),
 /// no legacy cron job is installed, and the ports the container needs are free (naming what
 /// holds each).
@@ -208,6 +224,87 @@ pub fn mounts_from_compose_json(json: &str) -> Result<Vec<Mount>, String> {
     Ok(out)
 }
 
+/// The file names Docker Compose looks for in a project directory.
+pub const COMPOSE_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// The project's bind mounts as `compose` (the Compose v2 program) reads its compose file
+/// (`config --format json`); the guide's layout ([`default_mounts`]) with a note saying why
+/// when the project has no compose file or Compose cannot read it.
+pub fn project_mounts(project_dir: &Path, compose: &str, notes: &mut Vec<String>) -> Vec<Mount> {
+    if !COMPOSE_FILES.iter().any(|f| project_dir.join(f).exists()) {
+        notes.push("no compose file in the project directory: checked the guide's layout".into());
+        return default_mounts(project_dir);
+    }
+    let run = std::process::Command::new(compose)
+        .args(["config", "--format", "json"])
+        .current_dir(project_dir)
+        .output();
+    match run {
+        Ok(o) if o.status.success() => {
+            match mounts_from_compose_json(&String::from_utf8_lossy(&o.stdout)) {
+                Ok(m) => return m,
+                Err(e) => notes.push(format!("{e}: checked the guide's layout")),
+            }
+        }
+        Ok(o) => notes.push(format!(
+            "{compose} config failed ({}): checked the guide's layout",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => notes.push(format!(
+            "cannot run {compose} ({e}): checked the guide's layout"
+        )),
+    }
+    default_mounts(project_dir)
+}
+
+/// What one volume of the project is verified against (see [`volume_checks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeCheck {
+    /// The volume `dst` against its source `src` under the old host's root.
+    Tree { src: PathBuf, dst: PathBuf },
+    /// The volume `dst` against the manifest cm-copy-data wrote beside it (the copy's owners,
+    /// already mapped: compare ids as they are).
+    Manifest { manifest: PathBuf, dst: PathBuf },
+    /// Neither is there: a note saying so.
+    Unverifiable(String),
+}
+
+/// For each volume of the guide's layout that exists in `project_dir`: its source under
+/// `root` (the old host) when that is a directory, else its manifest
+/// ([`crate::copy::manifest_path`]) when that is a file, else why it cannot be verified. A
+/// missing volume is left out (the layout check reports it).
+pub fn volume_checks(project_dir: &Path, root: &Path) -> Vec<VolumeCheck> {
+    let mut out = Vec::new();
+    for m in default_mounts(project_dir) {
+        if !m.source.is_dir() {
+            continue;
+        }
+        let src = root.join(m.target.strip_prefix("/").unwrap_or(&m.target));
+        let manifest = crate::copy::manifest_path(&m.source);
+        out.push(if src.is_dir() {
+            VolumeCheck::Tree { src, dst: m.source }
+        } else if manifest.is_file() {
+            VolumeCheck::Manifest {
+                manifest,
+                dst: m.source,
+            }
+        } else {
+            VolumeCheck::Unverifiable(format!(
+                "{}: neither its source {} nor a manifest {}: not verified",
+                quote_path(&m.source),
+                quote_path(&src),
+                quote_path(&manifest)
+            ))
+        });
+    }
+    out
+}
+
 /// Users and groups of the container image, from its etc/passwd and etc/group.
 #[derive(Debug, Clone, Default)]
 pub struct ImageIds {
@@ -291,6 +388,57 @@ pub struct LayoutOptions {
     pub mail_domain: Option<String>,
     /// The image's users and groups, if known (owners are checked only then).
     pub image: Option<ImageIds>,
+}
+
+/// Where `layout` of a compose project takes its inputs from.
+#[derive(Debug, Clone)]
+pub struct ProjectLayout<'a> {
+    /// The compose project directory.
+    pub project_dir: &'a Path,
+    /// The Compose v2 program that reads the compose file's mounts.
+    pub compose: &'a str,
+    /// mail_domain as given; else MAIL_DOMAIN of the project's .env, else the ini's.
+    pub mail_domain: Option<String>,
+    /// The old host's chatmail.ini (for mail_domain).
+    pub ini: Option<&'a Path>,
+    /// A directory holding the image's etc/passwd and etc/group.
+    pub image_root: Option<&'a Path>,
+    /// Else the image's docker/users file.
+    pub image_users: Option<&'a Path>,
+}
+
+/// `layout` of a compose project: gathers the mounts ([`project_mounts`]), mail_domain and
+/// the image's ids as [`ProjectLayout`] says, then runs [`check_layout`]. The notes of
+/// gathering come first.
+pub fn check_project_layout(p: &ProjectLayout) -> Result<Outcome, CheckError> {
+    let mut notes = Vec::new();
+    let mounts = project_mounts(p.project_dir, p.compose, &mut notes);
+    let mut mail_domain = p.mail_domain.clone();
+    let env_file = p.project_dir.join(".env");
+    if mail_domain.is_none() && env_file.exists() {
+        mail_domain = crate::dotenv::read_file(&env_file)?
+            .get("MAIL_DOMAIN")
+            .cloned();
+    }
+    if mail_domain.is_none() {
+        if let Some(ini) = p.ini {
+            let parsed = crate::ini::read(ini)?;
+            mail_domain = parsed.params()?.get("mail_domain").map(str::to_string);
+        }
+    }
+    let image = match (p.image_root, p.image_users) {
+        (Some(r), _) => Some(ImageIds::load(r)?),
+        (None, Some(f)) => Some(ImageIds::from_users_file(f)?),
+        (None, None) => None,
+    };
+    let mut o = check_layout(&LayoutOptions {
+        mounts,
+        mail_domain,
+        image,
+    });
+    notes.append(&mut o.notes);
+    o.notes = notes;
+    Ok(o)
 }
 
 fn mount_for<'a>(mounts: &'a [Mount], target: &str) -> Option<&'a Mount> {

@@ -173,6 +173,20 @@ pub fn write(path: &Path, snap: &Snapshot, comments: &[String]) -> Result<(), Ma
     })
 }
 
+/// Whether a manifest written at `output` would lie inside the tree `root` it records (where
+/// every check would list it as extra). Both are resolved through symlinks; a path that
+/// cannot be resolved counts as outside.
+pub fn inside_tree(root: &Path, output: &Path) -> bool {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (root.canonicalize(), parent.canonicalize()) {
+        (Ok(r), Ok(p)) => p.starts_with(&r),
+        _ => false,
+    }
+}
+
 /// Read a manifest file.
 pub fn read(path: &Path) -> Result<Snapshot, ManifestError> {
     let bytes = std::fs::read(path).map_err(|source| ManifestError::Io {
@@ -562,5 +576,17 @@ mod tests {
             assert!(e.starts_with(&format!("v.manifest:{line}: ")), "{e}");
             assert!(e.contains(msg), "{e}");
         }
+    }
+
+    #[test]
+    fn inside_tree_resolves_both_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("tree");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&root, d.path().join("link")).unwrap();
+        assert!(inside_tree(&root, &root.join("m")));
+        assert!(inside_tree(&root, &d.path().join("link/sub/m")));
+        assert!(!inside_tree(&root, &d.path().join("m")));
+        assert!(!inside_tree(&root, &d.path().join("missing/m")));
     }
 }

@@ -344,71 +344,15 @@ fn services(a: &ServicesArgs) -> Result<checks::Outcome> {
     )?)
 }
 
-/// Mounts from the compose file (through real Compose v2) when there is one, else the guide's.
-fn mounts(a: &LayoutArgs, notes: &mut Vec<String>) -> Vec<checks::Mount> {
-    let files = [
-        "compose.yaml",
-        "compose.yml",
-        "docker-compose.yaml",
-        "docker-compose.yml",
-    ];
-    if !files.iter().any(|f| a.project_dir.join(f).exists()) {
-        notes.push("no compose file in the project directory: checked the guide's layout".into());
-        return checks::default_mounts(&a.project_dir);
-    }
-    let run = std::process::Command::new(&a.compose)
-        .args(["config", "--format", "json"])
-        .current_dir(&a.project_dir)
-        .output();
-    match run {
-        Ok(o) if o.status.success() => {
-            match checks::mounts_from_compose_json(&String::from_utf8_lossy(&o.stdout)) {
-                Ok(m) => return m,
-                Err(e) => notes.push(format!("{e}: checked the guide's layout")),
-            }
-        }
-        Ok(o) => notes.push(format!(
-            "{} config failed ({}): checked the guide's layout",
-            a.compose,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => notes.push(format!(
-            "cannot run {} ({e}): checked the guide's layout",
-            a.compose
-        )),
-    }
-    checks::default_mounts(&a.project_dir)
-}
-
 fn layout(a: &LayoutArgs, ini: Option<&Path>) -> Result<checks::Outcome> {
-    let mut notes = Vec::new();
-    let mounts = mounts(a, &mut notes);
-    let mut mail_domain = a.mail_domain.clone();
-    let env_file = a.project_dir.join(".env");
-    if mail_domain.is_none() && env_file.exists() {
-        mail_domain = cm_core::dotenv::read_file(&env_file)?
-            .get("MAIL_DOMAIN")
-            .cloned();
-    }
-    if mail_domain.is_none() {
-        if let Some(ini) = ini {
-            let parsed = cm_core::ini::read(ini)?;
-            mail_domain = parsed.params()?.get("mail_domain").map(str::to_string);
-        }
-    }
-    let image = match (&a.image_root, &a.image_users) {
-        (Some(r), _) => Some(checks::ImageIds::load(r)?),
-        (None, Some(f)) => Some(checks::ImageIds::from_users_file(f)?),
-        (None, None) => None,
-    };
-    let mut o = checks::check_layout(&checks::LayoutOptions {
-        mounts,
-        mail_domain,
-        image,
-    });
-    notes.append(&mut o.notes);
-    o.notes = notes;
-    Ok(o)
+    Ok(checks::check_project_layout(&checks::ProjectLayout {
+        project_dir: &a.project_dir,
+        compose: &a.compose,
+        mail_domain: a.mail_domain.clone(),
+        ini,
+        image_root: a.image_root.as_deref(),
+        image_users: a.image_users.as_deref(),
+    })?)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -483,18 +427,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 exclude: Vec::new(),
             };
             // A manifest inside the tree it records would be listed as extra by every check.
-            let parent = match output.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            if let (Ok(r), Ok(p)) = (root.canonicalize(), parent.canonicalize()) {
-                if p.starts_with(&r) {
-                    anyhow::bail!(
-                        "{} is inside the tree {} it would record: write it elsewhere (cm-copy-data keeps them in data/.cm-manifest/)",
-                        q(&output),
-                        q(&root)
-                    );
-                }
+            if cm_core::manifest::inside_tree(&root, &output) {
+                anyhow::bail!(
+                    "{} is inside the tree {} it would record: write it elsewhere (cm-copy-data keeps them in data/.cm-manifest/)",
+                    q(&output),
+                    q(&root)
+                );
             }
             let bar = Bar::new(out.quiet);
             let snap = tree::scan(&root, &opts, &bar)?;
@@ -591,18 +529,7 @@ fn all(
     let env_file = lay.project_dir.join(".env");
     match &ini {
         Some(ini) => {
-            let o = if env_file.exists() {
-                checks::check_env(ini, &env_file)?
-            } else {
-                checks::Outcome {
-                    findings: vec![checks::Finding {
-                        check: "env".into(),
-                        subject: env_file.display().to_string(),
-                        problem: "missing: write it with cm-ini-to-env".into(),
-                    }],
-                    notes: vec![],
-                }
-            };
+            let o = checks::check_project_env(ini, &env_file)?;
             push_findings(format!("env {} vs {}", q(ini), q(&env_file)), &o);
         }
         None => push_findings(
@@ -633,47 +560,27 @@ fn all(
     // Trees: each volume against its source under --root, else against its manifest.
     let opts = compare_options(cmp, out.quiet)?;
     let mut notes = Vec::new();
-    for m in checks::default_mounts(&lay.project_dir) {
-        if !m.source.is_dir() {
-            continue; // layout reported it
-        }
-        let src = cmp
-            .root
-            .join(m.target.strip_prefix("/").unwrap_or(&m.target));
-        let name = m.source.file_name().unwrap_or_default().to_os_string();
-        let mut manifest_name = name.clone();
-        manifest_name.push(".manifest");
-        let manifest = m
-            .source
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(".cm-manifest")
-            .join(manifest_name);
+    for v in checks::volume_checks(&lay.project_dir, &cmp.root) {
         let bar = Bar::new(out.quiet);
-        let (what, diffs, stats) = if src.is_dir() {
-            let (d, s) = tree::compare_trees(&src, &m.source, &opts, &bar)?;
-            (format!("tree {} vs {}", q(&src), q(&m.source)), d, s)
-        } else if manifest.is_file() {
-            let expected = cm_core::manifest::read(&manifest)?;
-            // cm-copy-data records the copy after its owner map: compare ids as they are.
-            let mopts = CompareOptions {
-                owner_map: OwnerMap::identity(),
-                ..opts.clone()
-            };
-            let (d, s) = tree::check_against(&expected, &m.source, &mopts, &bar)?;
-            (
-                format!("manifest {} vs {}", q(&manifest), q(&m.source)),
-                d,
-                s,
-            )
-        } else {
-            notes.push(format!(
-                "{}: neither its source {} nor a manifest {}: not verified",
-                q(&m.source),
-                q(&src),
-                q(&manifest)
-            ));
-            continue;
+        let (what, diffs, stats) = match v {
+            checks::VolumeCheck::Tree { src, dst } => {
+                let (d, s) = tree::compare_trees(&src, &dst, &opts, &bar)?;
+                (format!("tree {} vs {}", q(&src), q(&dst)), d, s)
+            }
+            checks::VolumeCheck::Manifest { manifest, dst } => {
+                let expected = cm_core::manifest::read(&manifest)?;
+                // cm-copy-data records the copy after its owner map: compare ids as they are.
+                let mopts = CompareOptions {
+                    owner_map: OwnerMap::identity(),
+                    ..opts.clone()
+                };
+                let (d, s) = tree::check_against(&expected, &dst, &mopts, &bar)?;
+                (format!("manifest {} vs {}", q(&manifest), q(&dst)), d, s)
+            }
+            checks::VolumeCheck::Unverifiable(note) => {
+                notes.push(note);
+                continue;
+            }
         };
         drop(bar);
         let text = report::render_text(&diffs, out.examples, &what, Some(&stats));
