@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use cm_core::envapply::{self, settings_from_env, ApplyError, InputError};
 
 /// Apply chatmail settings from the environment to chatmail.ini, inside the container.
@@ -36,37 +36,7 @@ enum Command {
     /// The variables come from this process's environment, or with --environ-file from the
     /// block that `cm-env-apply boot` saved (the container's environment as Docker gave it
     /// to PID 1; systemd does not pass it on to its units).
-    Apply {
-        /// chatmail.ini to update.
-        #[arg(
-            long,
-            value_name = "FILE",
-            default_value = "/opt/chatmail/chatmail.ini"
-        )]
-        ini: PathBuf,
-        /// Read the variables from this NUL-separated KEY=value file instead of the
-        /// environment (written by `cm-env-apply boot`).
-        #[arg(long, value_name = "FILE")]
-        environ_file: Option<PathBuf>,
-        /// Create the ini (`[params]` only, then the settings) when it does not exist.
-        #[arg(long)]
-        create: bool,
-        /// Write values chatmail would refuse (each is reported as a warning instead).
-        #[arg(long)]
-        accept_invalid: bool,
-        /// Only compare: exit 1 when chatmail.ini differs from the environment; write nothing.
-        #[arg(long, conflicts_with = "dry_run")]
-        check: bool,
-        /// Print what would change and write nothing.
-        #[arg(long, short = 'n')]
-        dry_run: bool,
-        /// Print the changes as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        /// Print nothing but errors and warnings.
-        #[arg(long, short = 'q')]
-        quiet: bool,
-    },
+    Apply(ApplyArgs),
     /// Save the whole environment (0600, NUL-separated) and exec PROGRAM: the image's
     /// ENTRYPOINT, so that the start-up unit sees every variable of .env.
     ///
@@ -86,25 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Boot { save, program } => boot(&save, &program),
-        Command::Apply {
-            ini,
-            environ_file,
-            create,
-            accept_invalid,
-            check,
-            dry_run,
-            json,
-            quiet,
-        } => run_apply(&ApplyArgs {
-            ini,
-            environ_file,
-            create,
-            accept_invalid,
-            check,
-            dry_run,
-            json,
-            quiet,
-        }),
+        Command::Apply(a) => run_apply(&a),
     };
     match result {
         Ok(code) => code,
@@ -131,14 +83,37 @@ fn boot(save: &Path, program: &[OsString]) -> anyhow::Result<ExitCode> {
     bail!("cannot exec {}: {err}", Path::new(&program[0]).display())
 }
 
+/// The options of `apply` (see its help).
+#[derive(Args, Debug)]
 struct ApplyArgs {
+    /// chatmail.ini to update.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/opt/chatmail/chatmail.ini"
+    )]
     ini: PathBuf,
+    /// Read the variables from this NUL-separated KEY=value file instead of the
+    /// environment (written by `cm-env-apply boot`).
+    #[arg(long, value_name = "FILE")]
     environ_file: Option<PathBuf>,
+    /// Create the ini (`[params]` only, then the settings) when it does not exist.
+    #[arg(long)]
     create: bool,
+    /// Write values chatmail would refuse (each is reported as a warning instead).
+    #[arg(long)]
     accept_invalid: bool,
+    /// Only compare: exit 1 when chatmail.ini differs from the environment; write nothing.
+    #[arg(long, conflicts_with = "dry_run")]
     check: bool,
+    /// Print what would change and write nothing.
+    #[arg(long, short = 'n')]
     dry_run: bool,
+    /// Print the changes as JSON on stdout.
+    #[arg(long)]
     json: bool,
+    /// Print nothing but errors and warnings.
+    #[arg(long, short = 'q')]
     quiet: bool,
 }
 

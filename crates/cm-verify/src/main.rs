@@ -298,6 +298,19 @@ fn print_report(diffs: &[Difference], what: &str, stats: &TreeStats, out: &Outpu
     }
 }
 
+/// Run one comparison with a progress bar, print its report, and map it to the exit code.
+fn compare_and_report(
+    what: &str,
+    out: &OutputArgs,
+    compare: impl FnOnce(&Bar) -> Result<(Vec<Difference>, TreeStats), tree::TreeError>,
+) -> Result<ExitCode> {
+    let bar = Bar::new(out.quiet);
+    let (diffs, stats) = compare(&bar)?;
+    drop(bar);
+    print_report(&diffs, what, &stats, out);
+    Ok(verdict(&diffs))
+}
+
 fn verdict(diffs: &[Difference]) -> ExitCode {
     if diffs.is_empty() {
         ExitCode::SUCCESS
@@ -382,16 +395,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => all(ini, no_services, &lay, &svc, &cmp, &out),
         Cmd::Tree { src, dst, cmp, out } => {
             let opts = compare_options(&cmp, out.quiet)?;
-            let bar = Bar::new(out.quiet);
-            let (diffs, stats) = tree::compare_trees(&src, &dst, &opts, &bar)?;
-            drop(bar);
-            print_report(
-                &diffs,
-                &format!("tree {} vs {}", q(&src), q(&dst)),
-                &stats,
-                &out,
-            );
-            Ok(verdict(&diffs))
+            compare_and_report(&format!("tree {} vs {}", q(&src), q(&dst)), &out, |bar| {
+                tree::compare_trees(&src, &dst, &opts, bar)
+            })
         }
         Cmd::Manifest(ManifestCmd::Check {
             file,
@@ -401,16 +407,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let opts = compare_options(&cmp, out.quiet)?;
             let expected = cm_core::manifest::read(&file)?;
-            let bar = Bar::new(out.quiet);
-            let (diffs, stats) = tree::check_against(&expected, &dst, &opts, &bar)?;
-            drop(bar);
-            print_report(
-                &diffs,
+            compare_and_report(
                 &format!("manifest {} vs {}", q(&file), q(&dst)),
-                &stats,
                 &out,
-            );
-            Ok(verdict(&diffs))
+                |bar| tree::check_against(&expected, &dst, &opts, bar),
+            )
         }
         Cmd::Manifest(ManifestCmd::Write {
             root,
