@@ -25,9 +25,7 @@ fn write_manifest(root: &Path, file: &Path, extra: &[&str]) -> (i32, String, Str
 #[test]
 fn manifest_of_the_source_checks_clean_against_a_copy() {
     let t = scratch();
-    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-    build_source(&src);
-    rsync_copy(&src, &dst);
+    let (src, dst) = source_and_copy(t.path());
     let m = t.path().join("src.manifest");
     let (code, out, err) = write_manifest(&src, &m, &[]);
     assert_eq!(code, 0, "{err}");
@@ -97,9 +95,7 @@ fn manifest_check_reports_each_planted_difference() {
 #[test]
 fn manifest_check_applies_the_owner_map() {
     let t = scratch();
-    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-    build_source(&src);
-    rsync_copy(&src, &dst);
+    let (src, dst) = source_and_copy(t.path());
     let m = t.path().join("src.manifest");
     assert_eq!(write_manifest(&src, &m, &[]).0, 0);
     plant(&dst, |d| {
@@ -119,9 +115,7 @@ fn manifest_check_applies_the_owner_map() {
 #[test]
 fn metadata_only_manifest_skips_content() {
     let t = scratch();
-    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-    build_source(&src);
-    rsync_copy(&src, &dst);
+    let (src, dst) = source_and_copy(t.path());
     let m = t.path().join("meta.manifest");
     assert_eq!(write_manifest(&src, &m, &["--no-hash"]).0, 0);
     let text = fs::read_to_string(&m).unwrap();
@@ -150,9 +144,7 @@ fn metadata_only_manifest_skips_content() {
 #[test]
 fn broken_manifests_exit_2_naming_file_and_line() {
     let t = scratch();
-    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-    build_source(&src);
-    rsync_copy(&src, &dst);
+    let (src, dst) = source_and_copy(t.path());
     let m = t.path().join("src.manifest");
     assert_eq!(write_manifest(&src, &m, &[]).0, 0);
     let text = fs::read_to_string(&m).unwrap();

@@ -11,9 +11,7 @@ use verify_support::*;
 #[test]
 fn clean_rsync_copy_passes_and_source_is_untouched() {
     let t = scratch();
-    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-    build_source(&src);
-    rsync_copy(&src, &dst);
+    let (src, dst) = source_and_copy(t.path());
     // atimes older than mtimes: with relatime, any read of a file or listing of a directory
     // without O_NOATIME would now update them.
     let snap = cm_core::tree::walk(&src, &Default::default(), &()).unwrap();
@@ -86,9 +84,7 @@ fn each_difference_alone_is_reported_with_its_path() {
 #[test]
 fn all_differences_together_are_reported() {
     let t = scratch();
-    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-    build_source(&src);
-    rsync_copy(&src, &dst);
+    let (src, dst) = source_and_copy(t.path());
     let mut want = Vec::new();
     plant(&dst, |d| {
         for (_, planter, expected) in cases() {
@@ -158,9 +154,7 @@ fn all_differences_together_are_reported() {
 #[test]
 fn owner_map_maps_source_owners_before_comparing() {
     let t = scratch();
-    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-    build_source(&src);
-    rsync_copy(&src, &dst);
+    let (src, dst) = source_and_copy(t.path());
     // The copy as cm-copy-data would make it for an image where vmail is 999:998.
     plant(&dst, |d| {
         let snap = cm_core::tree::walk(d, &Default::default(), &()).unwrap();

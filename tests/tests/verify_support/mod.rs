@@ -218,6 +218,14 @@ pub fn rsync_copy(src: &Path, dst: &Path) {
     sh("rsync", &["-aHAX", "--numeric-ids", &s, &d]);
 }
 
+/// The test tree built under `dir`/src ([`build_source`]) and its rsync copy in `dir`/dst.
+pub fn source_and_copy(dir: &Path) -> (PathBuf, PathBuf) {
+    let (src, dst) = (dir.join("src"), dir.join("dst"));
+    build_source(&src);
+    rsync_copy(&src, &dst);
+    (src, dst)
+}
+
 /// Run cm-verify with arguments, return (exit code, stdout, stderr).
 pub fn verify(args: &[&OsStr]) -> (i32, String, String) {
     let out: Output = Command::new(cm_tests::bin("cm-verify"))
