@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cm_core::ini::{self, SyntaxKind};
+
+pub mod nspawn;
 use std::sync::Once;
 
 static BUILD: Once = Once::new();

@@ -10,132 +10,39 @@ use cm_core::ports::{parse_proc_net, CONTAINER_PORTS};
 use cm_core::systemd::parse::parse_show;
 use cm_core::systemd::UnitInfo;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Output;
 
-fn harness() -> PathBuf {
-    cm_tests::repo_root().join("tests/harness/nspawn.sh")
+use cm_tests::nspawn::{self, stderr, stdout, text, LISTEN};
+
+/// A booted container with cm-migrate in it; halted when dropped.
+struct Container(nspawn::Container);
+
+impl std::ops::Deref for Container {
+    type Target = nspawn::Container;
+    fn deref(&self) -> &nspawn::Container {
+        &self.0
+    }
 }
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A booted container; halted when dropped.
-struct Container {
-    name: String,
-    leader: u32,
-}
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 impl Container {
     /// A container on a volatile overlay: nothing it changes survives its halt.
     fn up(tag: &str) -> Container {
-        Container::boot(tag, &[])
+        Container(nspawn::Container::boot("cmt", tag, &[], &["cm-migrate"]))
     }
 
     /// A container whose changes survive [`Container::reboot`].
     fn up_persistent(tag: &str) -> Container {
-        Container::boot(tag, &["--persistent"])
-    }
-
-    fn boot(tag: &str, opts: &[&str]) -> Container {
-        assert!(
-            nix_is_root(),
-            "these tests boot systemd-nspawn containers and must run as root (CI does)"
-        );
-        assert!(
-            Command::new("sh")
-                .args(["-c", "command -v systemd-nspawn && command -v debootstrap"])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false),
-            "systemd-nspawn or debootstrap is missing: run .ci/install-deps"
-        );
-        let name = format!(
-            "cmt{}-{}-{tag}",
-            std::process::id() % 100_000,
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut c = Container { name, leader: 0 };
-        c.leader = c.harness_boot("up", opts);
-        let bin = cm_tests::bin("cm-migrate");
-        std::fs::copy(&bin, c.root().join("usr/local/bin/cm-migrate"))
-            .expect("copy cm-migrate into the container");
-        c
+        Container(nspawn::Container::boot(
+            "cmt",
+            tag,
+            &["--persistent"],
+            &["cm-migrate"],
+        ))
     }
 
     /// Shut the container down cleanly and boot it again, as a reboot of the host would.
     fn reboot(&mut self) {
-        self.leader = self.harness_boot("reboot", &[]);
-    }
-
-    /// Run `nspawn.sh CMD NAME OPTS...`, which boots the container and prints its leader pid.
-    fn harness_boot(&self, cmd: &str, opts: &[&str]) -> u32 {
-        let o = Command::new("bash")
-            .arg(harness())
-            .args([cmd, &self.name])
-            .args(opts)
-            .output()
-            .expect("run tests/harness/nspawn.sh");
-        assert!(
-            o.status.success(),
-            "booting the test container failed (run .ci/install-deps; logs under \
-             /var/tmp/cm-migrate-test and /run/cm-migrate-test):\n{}",
-            text(&o)
-        );
-        stdout(&o)
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or_else(|| panic!("harness printed no leader pid:\n{}", text(&o)))
-    }
-
-    fn root(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root", self.leader))
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        Command::new("bash")
-            .arg(harness())
-            .args(["exec", &self.name])
-            .args(args)
-            .output()
-            .expect("run nspawn.sh exec")
-    }
-
-    /// Run a shell script inside; it must succeed.
-    fn sh(&self, script: &str) -> String {
-        let o = self.exec(&["sh", "-ec", script]);
-        assert!(o.status.success(), "in container: {script}\n{}", text(&o));
-        stdout(&o)
-    }
-
-    fn write(&self, path: &str, content: &str) {
-        let p = self.root().join(path.trim_start_matches('/'));
-        std::fs::write(&p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-    }
-
-    fn exists(&self, path: &str) -> bool {
-        self.root()
-            .join(path.trim_start_matches('/'))
-            .symlink_metadata()
-            .is_ok()
+        self.0.reboot();
     }
 
     fn cm_migrate(&self, args: &[&str]) -> Output {
@@ -204,31 +111,6 @@ impl Container {
         busy
     }
 }
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(harness())
-            .args(["down", &self.name])
-            .output();
-    }
-}
-
-fn nix_is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the effective uid of the process
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
-/// A daemon that listens on TCP ports (perl-base is in every Debian), for the port checks.
-const LISTEN: &str = r#"#!/usr/bin/perl
-# listen on the TCP ports given, forever (a stand-in for chatmail's daemons)
-use IO::Socket::INET;
-my @s = map { IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $_, Listen => 5, ReuseAddr => 1) or die "port $_: $!\n" } @ARGV;
-sleep;
-"#;
 
 fn service(c: &Container, name: &str, exec: &str, extra: &str) {
     c.write(

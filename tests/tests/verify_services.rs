@@ -5,99 +5,14 @@
 //!
 //! Needs root, systemd-container and debootstrap: run .ci/install-deps first.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn harness() -> PathBuf {
-    cm_tests::repo_root().join("tests/harness/nspawn.sh")
+use cm_tests::nspawn::{self, text, LISTEN};
+
+/// A booted container with cm-verify and cm-migrate in it; halted when dropped.
+fn up(tag: &str) -> nspawn::Container {
+    nspawn::Container::boot("cmv", tag, &[], &["cm-verify", "cm-migrate"])
 }
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A booted container; halted when dropped.
-struct Container {
-    name: String,
-    leader: u32,
-}
-
-impl Container {
-    fn up(tag: &str) -> Container {
-        use std::os::unix::fs::MetadataExt;
-        assert_eq!(
-            std::fs::metadata("/proc/self").map(|m| m.uid()).ok(),
-            Some(0),
-            "these tests boot systemd-nspawn containers and must run as root (CI does)"
-        );
-        let name = format!("cmv{}-{tag}", std::process::id() % 100_000);
-        let o = Command::new("bash")
-            .arg(harness())
-            .args(["up", &name])
-            .output()
-            .expect("run tests/harness/nspawn.sh");
-        assert!(
-            o.status.success(),
-            "booting the test container failed (run .ci/install-deps; logs under \
-             /var/tmp/cm-migrate-test and /run/cm-migrate-test):\n{}",
-            text(&o)
-        );
-        let leader: u32 = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or_else(|| panic!("harness printed no leader pid:\n{}", text(&o)));
-        let c = Container { name, leader };
-        for b in ["cm-verify", "cm-migrate"] {
-            std::fs::copy(cm_tests::bin(b), c.root().join("usr/local/bin").join(b))
-                .unwrap_or_else(|e| panic!("copy {b} into the container: {e}"));
-        }
-        c
-    }
-
-    fn root(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root", self.leader))
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        Command::new("bash")
-            .arg(harness())
-            .args(["exec", &self.name])
-            .args(args)
-            .output()
-            .expect("run nspawn.sh exec")
-    }
-
-    fn sh(&self, script: &str) {
-        let o = self.exec(&["sh", "-ec", script]);
-        assert!(o.status.success(), "in container: {script}\n{}", text(&o));
-    }
-
-    fn write(&self, path: &str, content: &str) {
-        let p = self.root().join(path.trim_start_matches('/'));
-        std::fs::write(&p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(harness())
-            .args(["down", &self.name])
-            .output();
-    }
-}
-
-const LISTEN: &str = r#"#!/usr/bin/perl
-use IO::Socket::INET;
-my @s = map { IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $_, Listen => 5, ReuseAddr => 1) or die "port $_: $!\n" } @ARGV;
-sleep;
-"#;
 
 fn findings(o: &Output) -> Vec<(String, String, String)> {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
@@ -118,7 +33,7 @@ fn findings(o: &Output) -> Vec<(String, String, String)> {
 
 #[test]
 fn services_names_what_still_runs_and_passes_after_stop_services() {
-    let c = Container::up("svc");
+    let c = up("svc");
     // A chatmail unit of our own (filtermail on its port), enabled and running, a disabled
     // timer that is enabled, and the legacy expunge cron job, beside the real packages.
     c.write("/usr/local/bin/listen", LISTEN);
