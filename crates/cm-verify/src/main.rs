@@ -286,10 +286,7 @@ fn compare_options(a: &CompareArgs, quiet: bool) -> Result<CompareOptions> {
 fn print_report(diffs: &[Difference], what: &str, stats: &TreeStats, out: &OutputArgs) {
     if out.json {
         let v = report::to_json(diffs, what, Some(stats));
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
-        );
+        print_json(&v);
     } else if !out.quiet {
         print!(
             "{}",
@@ -308,15 +305,23 @@ fn compare_and_report(
     let (diffs, stats) = compare(&bar)?;
     drop(bar);
     print_report(&diffs, what, &stats, out);
-    Ok(verdict(&diffs))
+    Ok(verdict(diffs.is_empty()))
 }
 
-fn verdict(diffs: &[Difference]) -> ExitCode {
-    if diffs.is_empty() {
+/// 0 when everything holds, 1 when something does not.
+fn verdict(ok: bool) -> ExitCode {
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
 }
 
 fn q(p: &Path) -> String {
@@ -326,20 +331,9 @@ fn q(p: &Path) -> String {
 fn print_findings(o: &checks::Outcome, what: &str, out: &OutputArgs) {
     if out.json {
         let v = report::findings_json(o, what);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
-        );
+        print_json(&v);
     } else if !out.quiet {
         print!("{}", report::render_findings(o, out.examples, what));
-    }
-}
-
-fn outcome_code(o: &checks::Outcome) -> ExitCode {
-    if o.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
 }
 
@@ -373,17 +367,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Env { ini, env, out } => {
             let o = checks::check_env(&ini, &env)?;
             print_findings(&o, &format!("env {} vs {}", q(&ini), q(&env)), &out);
-            Ok(outcome_code(&o))
+            Ok(verdict(o.ok()))
         }
         Cmd::Services { svc, out } => {
             let o = services(&svc)?;
             print_findings(&o, "services", &out);
-            Ok(outcome_code(&o))
+            Ok(verdict(o.ok()))
         }
         Cmd::Layout { lay, out } => {
             let o = layout(&lay, None)?;
             print_findings(&o, &format!("layout of {}", q(&lay.project_dir)), &out);
-            Ok(outcome_code(&o))
+            Ok(verdict(o.ok()))
         }
         Cmd::All {
             ini,
@@ -620,9 +614,5 @@ fn all(
             );
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(verdict(ok))
 }
