@@ -219,6 +219,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
             safety::Services::NotChecked(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
+            safety::Services::Running(units) if !a.live && !quiet => eprintln!(
+                "cm-copy-data: note: chatmail services are running ({}): a real run refuses without --live",
+                units.join(", ")
+            ),
             _ => {}
         }
     }
