@@ -70,7 +70,8 @@ struct Args {
     #[arg(long)]
     dry_run: bool,
 
-    /// Parallel workers (default: the number of CPUs).
+    /// Parallel workers (default: 4 per CPU, at least 8, at most 32: a copy waits on the disk
+    /// far more than on the CPU, so more reads in flight go faster).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
 
@@ -218,10 +219,16 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
             safety::Services::NotChecked(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
+            safety::Services::Running(units) if !a.live && !quiet => eprintln!(
+                "cm-copy-data: note: chatmail services are running ({}): a real run refuses without --live",
+                units.join(", ")
+            ),
             _ => {}
         }
     }
-    let jobs = a.jobs.unwrap_or_else(cm_core::tree::default_jobs);
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| (cm_core::tree::default_jobs() * 4).clamp(8, 32));
     let opts = copy::Options {
         jobs,
         checksum: a.checksum,
