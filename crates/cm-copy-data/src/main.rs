@@ -416,15 +416,15 @@ fn run(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitCode 
                     continue;
                 }
                 println!(
-                    "{}: {} -> {}: copied {} ({}), linked {}, verified {}, unchanged {}, removed {}{}",
+                    "{}: {} -> {}: copied {} ({}, each read back and checked), linked {}, unchanged {} (+{} found equal by content), removed {}{}",
                     p.volume.name,
                     p.volume.src.display(),
                     p.volume.dst.display(),
                     o.copied,
                     human(o.copied_bytes),
                     o.linked,
-                    o.verified,
                     o.unchanged,
+                    o.verified,
                     o.deleted,
                     m.as_ref()
                         .map(|m| format!("; manifest {}", m.display()))
