@@ -54,6 +54,11 @@ fn mail_store_is_refused_while_services_run_unless_live() {
     );
     assert!(!dst.exists(), "nothing copied");
 
+    let o = in_namespace("active", t.path(), &format!("{args} --dry-run"));
+    assert_eq!(o.status.code(), Some(0), "a dry run only says so");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a real run refuses without --live"));
+    assert!(!dst.exists());
+
     let o = in_namespace("active", t.path(), &format!("{args} --live"));
     assert_eq!(o.status.code(), Some(0), "--live copies anyway");
     assert_eq!(std::fs::read(dst.join("vmail/mail/msg")).unwrap(), b"hi\n");

@@ -435,3 +435,58 @@ fn default_plan_uses_root_and_project_dir_and_skips_missing_optional_volumes() {
     assert_eq!(o.status.code(), Some(0));
     assert!(!proj.join("data/chatmail/vmail/x").exists());
 }
+
+#[test]
+fn paths_longer_than_path_max_are_copied() {
+    need_root();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let dst = t.path().join("data/copy");
+    std::fs::create_dir(&src).unwrap();
+    // 20 levels of 250-byte names: about 5,000 bytes, beyond PATH_MAX (4,096). Built and read
+    // with cd (path-based tools, rsync included, cannot reach it).
+    let script = r#"
+        set -e
+        cd "$1"
+        n=$(printf 'd%.0s' $(seq 1 250))
+        for i in $(seq 1 20); do mkdir -m 0750 "$n$i"; cd "$n$i"; done
+        printf 'deep data' > file
+        chmod 0640 file
+        touch -d '2022-03-04 05:06:07.123456789' file
+    "#;
+    let st = Command::new("bash")
+        .args(["-c", script, "x"])
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = copy(&["--map", &map_arg(&src, &dst)]);
+    assert_eq!(o.status.code(), Some(0));
+    let read = r#"
+        set -e
+        cd "$1"
+        n=$(printf 'd%.0s' $(seq 1 250))
+        for i in $(seq 1 20); do cd "$n$i"; done
+        stat -c '%a %y' . file
+        cat file
+    "#;
+    let look = |root: &Path| {
+        let o = Command::new("bash")
+            .args(["-c", read, "x"])
+            .arg(root)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let (a, b) = (look(&src), look(&dst));
+    assert!(
+        b.ends_with("deep data") && b.contains("640 2022-03-04 05:06:07.123456789"),
+        "{b}"
+    );
+    assert_eq!(a, b);
+    // The manifest lists it, and a second run has nothing to do.
+    let o = copy(&["--map", &map_arg(&src, &dst), "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["volumes"][0]["outcome"]["copied"], 0, "{j}");
+}

@@ -628,6 +628,7 @@ pub struct Outcome {
     pub copied: u64,
     pub copied_bytes: u64,
     pub linked: u64,
+    /// Entries compared by content (a resumed or --checksum run) and found equal: not copied.
     pub verified: u64,
     pub unchanged: u64,
     pub deleted: u64,

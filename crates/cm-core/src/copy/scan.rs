@@ -147,6 +147,28 @@ fn worker(sh: &Shared, root: RawFd, noatime: bool) {
     }
 }
 
+/// The value of one step of listing an entry, or None to skip the entry: one that vanished
+/// between readdir and lstat (ENOENT) is simply not part of this scan; any other failure is
+/// a problem reported under its path.
+fn keep<T>(
+    r: io::Result<T>,
+    problems: &mut Vec<ScanProblem>,
+    rel: &[u8],
+    name: &[u8],
+) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+        Err(error) => {
+            problems.push(ScanProblem {
+                rel: join(rel, name).0,
+                error,
+            });
+            None
+        }
+    }
+}
+
 /// List one directory: every entry's lstat (and symlink target); subdirectories are queued.
 fn list(
     root: RawFd,
@@ -180,57 +202,27 @@ fn list(
     let mut out = Vec::with_capacity(names.len());
     let mut xbuf = vec![0u8; 1024];
     for name in names {
-        let c = match sys::cstr(&name) {
-            Ok(c) => c,
-            Err(error) => {
-                problems.push(ScanProblem {
-                    rel: join(rel, &name).0,
-                    error,
-                });
-                continue;
-            }
+        let Some(c) = keep(sys::cstr(&name), problems, rel, &name) else {
+            continue;
         };
-        let st = match sys::lstat_at(d, &c) {
-            Ok(st) => st,
-            // Vanished between readdir and lstat: it is simply not part of this scan.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(error) => {
-                problems.push(ScanProblem {
-                    rel: join(rel, &name).0,
-                    error,
-                });
-                continue;
-            }
+        let Some(st) = keep(sys::lstat_at(d, &c), problems, rel, &name) else {
+            continue;
         };
         let link = if st.kind == Kind::Symlink {
-            match sys::readlink_at(d, &c) {
-                Ok(t) => Some(t),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-                Err(error) => {
-                    problems.push(ScanProblem {
-                        rel: join(rel, &name).0,
-                        error,
-                    });
-                    continue;
-                }
-            }
+            let Some(t) = keep(sys::readlink_at(d, &c), problems, rel, &name) else {
+                continue;
+            };
+            Some(t)
         } else {
             None
         };
         let xattrs = if st.kind == Kind::Dir {
             Vec::new()
         } else {
-            match read_xattrs(d, &c, &mut xbuf) {
-                Ok(x) => x,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-                Err(error) => {
-                    problems.push(ScanProblem {
-                        rel: join(rel, &name).0,
-                        error,
-                    });
-                    continue;
-                }
-            }
+            let Some(x) = keep(read_xattrs(d, &c, &mut xbuf), problems, rel, &name) else {
+                continue;
+            };
+            x
         };
         let child = (st.kind == Kind::Dir).then(|| {
             let id = sh.next_id.fetch_add(1, Ordering::Relaxed);

@@ -390,49 +390,40 @@ pub fn lutimens_at(dir: RawFd, name: &CStr, atime: Ts, mtime: Ts) -> Result<()> 
         .map(|_| ())
 }
 
-pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize> {
+/// Run a read/write-like system call until it is not interrupted (EINTR); its byte count.
+fn retry_eintr(mut call: impl FnMut() -> libc::ssize_t) -> Result<usize> {
     loop {
-        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
+        let r = call();
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
-        return Ok(r as usize);
     }
 }
 
+pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize> {
+    retry_eintr(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
 pub fn pread(fd: RawFd, buf: &mut [u8], off: u64) -> Result<usize> {
-    loop {
-        let r = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), off as libc::off_t) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok(r as usize);
-    }
+    retry_eintr(|| unsafe {
+        libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), off as libc::off_t)
+    })
 }
 
 pub fn pwrite_all(fd: RawFd, mut buf: &[u8], mut off: u64) -> Result<()> {
     while !buf.is_empty() {
-        let r = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), off as libc::off_t) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if r == 0 {
+        let n = retry_eintr(|| unsafe {
+            libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), off as libc::off_t)
+        })?;
+        if n == 0 {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
         }
-        buf = &buf[r as usize..];
-        off += r as u64;
+        buf = &buf[n..];
+        off += n as u64;
     }
     Ok(())
 }
