@@ -490,3 +490,57 @@ fn paths_longer_than_path_max_are_copied() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["volumes"][0]["outcome"]["copied"], 0, "{j}");
 }
+
+#[test]
+fn owner_map_names_the_old_host_lacks_are_skipped_with_a_warning() {
+    need_root();
+    let t = tempfile::tempdir().unwrap();
+    // An old host whose passwd has vmail but no opendkim (an IPv4-only relay).
+    let root = t.path().join("old");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nvmail:x:5000:5000::/home/vmail:/usr/sbin/nologin\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nvmail:x:5000:\n").unwrap();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let map = t.path().join("users");
+    std::fs::write(&map, "vmail 901 901\nopendkim 902 902\n").unwrap();
+    let dst = t.path().join("data/copy");
+    let args = |quiet: bool| {
+        let mut a = vec![
+            "--root".to_string(),
+            root.to_str().unwrap().to_string(),
+            "--map".to_string(),
+            map_arg(&src, &dst),
+            "--owner-map".to_string(),
+            map.to_str().unwrap().to_string(),
+        ];
+        if quiet {
+            a.push("--quiet".into());
+        }
+        a
+    };
+    let a = args(false);
+    let o = copy(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    // (The tree's socket draws a warning of its own.)
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("no user")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].starts_with("cm-copy-data: warning: ")
+            && warnings[0].contains("users:2: no user \"opendkim\""),
+        "{err}"
+    );
+    // The vmail line still maps.
+    let md = std::fs::metadata(dst.join("vmail/mail/example.org/alice")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (901, 901));
+    // --quiet: nothing on stderr.
+    let a = args(true);
+    let o = copy(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+}

@@ -207,6 +207,11 @@ fn main() -> ExitCode {
     }
     // Notes go to stderr unless --quiet; --json only keeps stdout for the JSON.
     let quiet = a.quiet;
+    if !quiet {
+        for s in owners.iter().flat_map(|m| m.skipped()) {
+            eprintln!("cm-copy-data: warning: {s}");
+        }
+    }
     if vols.iter().any(|v| v.mail_store) {
         match safety::mail_services(&a.root) {
             safety::Services::Running(units) if !a.live && !a.dry_run => {
