@@ -404,6 +404,25 @@ fn retry_eintr(mut call: impl FnMut() -> libc::ssize_t) -> Result<usize> {
     }
 }
 
+/// Run an xattr read into `buf`, growing `buf` while the call says it is too small (ERANGE).
+fn grow_on_erange(
+    buf: &mut Vec<u8>,
+    mut call: impl FnMut(&mut Vec<u8>) -> libc::ssize_t,
+) -> Result<usize> {
+    loop {
+        let r = call(buf);
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
+        let n = buf.len().max(1024) * 4;
+        buf.resize(n, 0);
+    }
+}
+
 pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize> {
     retry_eintr(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
@@ -471,69 +490,47 @@ impl XTarget<'_> {
         cstr(&p)
     }
 
-    /// The attribute names, NUL-separated, into `buf` (grown as needed).
+    /// The attribute names, NUL-separated, into `buf` (grown as needed). A file system
+    /// without xattr support has none.
     pub fn list(&self, buf: &mut Vec<u8>) -> Result<usize> {
-        let path = match self {
-            XTarget::At(d, n) => Some(Self::proc_path(*d, n)?),
-            XTarget::Fd(_) => None,
-        };
-        loop {
-            let r = unsafe {
-                match (self, &path) {
-                    (XTarget::Fd(fd), _) => {
-                        libc::flistxattr(*fd, buf.as_mut_ptr().cast(), buf.len())
-                    }
-                    (_, Some(p)) => {
-                        libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-                    }
-                    _ => unreachable!("path built for At"),
-                }
-            };
-            if r >= 0 {
-                return Ok(r as usize);
+        let path = self.path()?;
+        let r = grow_on_erange(buf, |buf| unsafe {
+            match (self, &path) {
+                (XTarget::Fd(fd), _) => libc::flistxattr(*fd, buf.as_mut_ptr().cast(), buf.len()),
+                (_, Some(p)) => libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()),
+                _ => unreachable!("path built for At"),
             }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ERANGE) => {
-                    let n = buf.len().max(1024) * 4;
-                    buf.resize(n, 0);
-                }
-                Some(libc::ENOTSUP) => return Ok(0),
-                _ => return Err(e),
-            }
+        });
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(0),
+            r => r,
         }
     }
 
+    /// The value of attribute `name` into `buf` (grown as needed).
     pub fn get(&self, name: &CStr, buf: &mut Vec<u8>) -> Result<usize> {
-        let path = match self {
-            XTarget::At(d, n) => Some(Self::proc_path(*d, n)?),
-            XTarget::Fd(_) => None,
-        };
-        loop {
-            let r = unsafe {
-                match (self, &path) {
-                    (XTarget::Fd(fd), _) => {
-                        libc::fgetxattr(*fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-                    }
-                    (_, Some(p)) => libc::lgetxattr(
-                        p.as_ptr(),
-                        name.as_ptr(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                    ),
-                    _ => unreachable!("path built for At"),
+        let path = self.path()?;
+        grow_on_erange(buf, |buf| unsafe {
+            match (self, &path) {
+                (XTarget::Fd(fd), _) => {
+                    libc::fgetxattr(*fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
                 }
-            };
-            if r >= 0 {
-                return Ok(r as usize);
+                (_, Some(p)) => libc::lgetxattr(
+                    p.as_ptr(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                ),
+                _ => unreachable!("path built for At"),
             }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ERANGE) {
-                let n = buf.len().max(1024) * 4;
-                buf.resize(n, 0);
-                continue;
-            }
-            return Err(e);
+        })
+    }
+
+    /// The /proc path an `At` target is reached through (None for an open descriptor).
+    fn path(&self) -> Result<Option<CString>> {
+        match self {
+            XTarget::At(d, n) => Some(Self::proc_path(*d, n)).transpose(),
+            XTarget::Fd(_) => Ok(None),
         }
     }
 
