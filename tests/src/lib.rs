@@ -46,6 +46,24 @@ pub fn run(name: &str, args: &[&str]) -> Output {
         .expect("spawn binary")
 }
 
+/// Run `cmd`, log its exit status and output on stderr under `label` (shown when a test
+/// fails), and return the output.
+pub fn run_logged(label: &str, cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("spawn command");
+    eprintln!(
+        "{label}: {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// A `cm-copy-data --map` argument: `SRC=DST`.
+pub fn map_arg(src: &Path, dst: &Path) -> String {
+    format!("{}={}", src.display(), dst.display())
+}
+
 /// Root of the repository (for fixtures/).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,6 +3,7 @@
 
 use cm_core::owners::OwnerMap;
 use cm_core::tree::{self, CompareOptions};
+use cm_tests::map_arg;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,18 +14,7 @@ fn copy_cmd() -> Command {
 }
 
 fn run(mut c: Command) -> Output {
-    let o = c.output().unwrap();
-    eprintln!(
-        "{c:?}: {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn map_arg(src: &Path, dst: &Path) -> String {
-    format!("{}={}", src.display(), dst.display())
+    cm_tests::run_logged(&format!("{c:?}"), &mut c)
 }
 
 fn assert_root() {

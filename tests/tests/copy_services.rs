@@ -25,18 +25,12 @@ fn in_namespace(fake_states: &str, dir: &Path, args: &str) -> Output {
         fake.display(),
         cm_tests::bin("cm-copy-data").display()
     );
-    let o = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env("FAKE_DOVECOT", fake_states)
-        .output()
-        .unwrap();
-    eprintln!(
-        "{args} (dovecot {fake_states}): {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
+    cm_tests::run_logged(
+        &format!("{args} (dovecot {fake_states})"),
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("FAKE_DOVECOT", fake_states),
+    )
 }
 
 #[test]

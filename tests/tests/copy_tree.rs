@@ -6,6 +6,7 @@
 
 use cm_core::owners::OwnerMap;
 use cm_core::tree::{self, CompareOptions, DiffKind};
+use cm_tests::map_arg;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,21 +44,10 @@ pub fn make_tree(dir: &Path) {
 }
 
 fn copy(args: &[&str]) -> Output {
-    let o = Command::new(cm_tests::bin("cm-copy-data"))
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "cm-copy-data {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn map_arg(src: &Path, dst: &Path) -> String {
-    format!("{}={}", src.display(), dst.display())
+    cm_tests::run_logged(
+        &format!("cm-copy-data {args:?}"),
+        Command::new(cm_tests::bin("cm-copy-data")).args(args),
+    )
 }
 
 /// Every difference between two trees, atime included, sockets left out (never copied).
