@@ -164,11 +164,11 @@ fn killed_at_random_points_then_rerun_until_complete() {
         "temporaries left after the final run"
     );
     assert!(
-        !cm_core::copy::marker_path(&dst).exists(),
+        !cm_core::manifest::marker_path_for(&dst).exists(),
         "run marker removed"
     );
     // And the manifest of the final run describes the copy.
-    let snap = cm_core::manifest::read(&cm_core::copy::manifest_path(&dst)).unwrap();
+    let snap = cm_core::manifest::read(&cm_core::manifest::path_for(&dst)).unwrap();
     let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
     assert!(d.is_empty(), "{d:#?}");
 }
@@ -302,7 +302,7 @@ fn after_a_reboot_mid_copy_unrecorded_files_are_compared_by_content() {
     // Simulate a power loss during a later run: that run's manifest never got written, its
     // marker (holding another boot's id) stayed, and a file it renamed into place lost its
     // data although size and mtime look right.
-    std::fs::remove_file(cm_core::copy::manifest_path(&dst)).unwrap();
+    std::fs::remove_file(cm_core::manifest::path_for(&dst)).unwrap();
     let f = dst.join("vmail/mail/example.org/user1/cur/2.M1P1.host:2,S");
     let md = std::fs::metadata(&f).unwrap();
     std::fs::write(&f, vec![0u8; md.len() as usize]).unwrap();
@@ -312,7 +312,7 @@ fn after_a_reboot_mid_copy_unrecorded_files_are_compared_by_content() {
         filetime::FileTime::from_last_modification_time(&md),
     )
     .unwrap();
-    std::fs::write(cm_core::copy::marker_path(&dst), "another-boot\n").unwrap();
+    std::fs::write(cm_core::manifest::marker_path_for(&dst), "another-boot\n").unwrap();
     let o = ok(&["--json"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted by a restart"));
@@ -321,7 +321,7 @@ fn after_a_reboot_mid_copy_unrecorded_files_are_compared_by_content() {
     assert_same(&src, &dst);
     // Without the marker (a plain kill in the same boot) the metadata is trusted: the same
     // damage would only be found by --checksum, or cm-verify against the manifest.
-    assert!(!cm_core::copy::marker_path(&dst).exists());
+    assert!(!cm_core::manifest::marker_path_for(&dst).exists());
 }
 
 #[test]
@@ -377,7 +377,7 @@ fn a_file_written_during_the_copy_is_retried_then_reported_never_recorded() {
         "never under its final name"
     );
     assert_eq!(std::fs::read(dst.join("vmail/quiet")).unwrap(), b"still");
-    let snap = cm_core::manifest::read(&cm_core::copy::manifest_path(&dst)).unwrap();
+    let snap = cm_core::manifest::read(&cm_core::manifest::path_for(&dst)).unwrap();
     assert!(
         snap.get(Path::new("vmail/dovecot.index.log")).is_none(),
         "not recorded"

@@ -117,7 +117,7 @@ fn copy_preserves_every_entry_and_rsync_passes_the_same_comparison() {
         .output()
         .unwrap();
     assert!(out.stdout.is_empty(), "leftover temporaries");
-    let manifest = cm_core::copy::manifest_path(&dst);
+    let manifest = cm_core::manifest::path_for(&dst);
     let snap = cm_core::manifest::read(&manifest).unwrap();
     let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
     assert!(d.is_empty(), "manifest vs copy: {d:#?}");
@@ -240,7 +240,7 @@ fn delta_run_copies_only_changes_and_removes_what_is_gone() {
     assert_same(&src, &dst);
     // The delta run's manifest records every file with its hash (hard-linked names too) and
     // matches the copy.
-    let snap = cm_core::manifest::read(&cm_core::copy::manifest_path(&dst)).unwrap();
+    let snap = cm_core::manifest::read(&cm_core::manifest::path_for(&dst)).unwrap();
     let files: Vec<_> = snap
         .entries
         .iter()

@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::report::quote_path;
+use crate::quote::quote_path;
 use crate::systemd::ServiceManager;
 
 /// One thing that does not hold.
@@ -276,7 +276,7 @@ pub enum VolumeCheck {
 
 /// For each volume of the guide's layout that exists in `project_dir`: its source under
 /// `root` (the old host) when that is a directory, else its manifest
-/// ([`crate::copy::manifest_path`]) when that is a file, else why it cannot be verified. A
+/// ([`crate::manifest::path_for`]) when that is a file, else why it cannot be verified. A
 /// missing volume is left out (the layout check reports it).
 pub fn volume_checks(project_dir: &Path, root: &Path) -> Vec<VolumeCheck> {
     let mut out = Vec::new();
@@ -285,7 +285,7 @@ pub fn volume_checks(project_dir: &Path, root: &Path) -> Vec<VolumeCheck> {
             continue;
         }
         let src = root.join(m.target.strip_prefix("/").unwrap_or(&m.target));
-        let manifest = crate::copy::manifest_path(&m.source);
+        let manifest = crate::manifest::path_for(&m.source);
         out.push(if src.is_dir() {
             VolumeCheck::Tree { src, dst: m.source }
         } else if manifest.is_file() {

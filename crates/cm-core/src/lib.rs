@@ -12,6 +12,7 @@
 //! - [`manifest`]: the on-disk record of a tree that cm-copy-data writes and cm-verify reads.
 //! - [`copy`]: the copy engine behind cm-copy-data.
 //! - [`systemd`]: discovering, stopping and restoring chatmail's units.
+//! - [`quote`]: byte names quoted for people and JSON, one style everywhere.
 //! - [`report`]: differences and outcomes, grouped for humans and serialised for machines.
 //! - [`envapply`]: the Docker image's start-up applier (environment -> chatmail.ini).
 //! - [`envfile`]: writing the project's .env (new, replaced with a backup, or merged).
@@ -28,6 +29,7 @@ pub mod manifest;
 pub mod owners;
 pub mod params;
 pub mod ports;
+pub mod quote;
 pub mod report;
 pub mod systemd;
 pub mod tree;

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::report::{escape_with, unescape};
+use crate::quote::{escape_with, unescape};
 use crate::tree::{Entry, FileType, Snapshot, Timestamp};
 
 /// The first line of every manifest of this version.
@@ -215,7 +215,7 @@ fn check_rel(p: &Path) -> Result<(), String> {
     if p.as_os_str().as_bytes().ends_with(b"/") || p.as_os_str().as_bytes().contains(&0) {
         return Err(format!(
             "path {} is not a clean relative path",
-            crate::report::quote_path(p)
+            crate::quote::quote_path(p)
         ));
     }
     for c in p.components() {
@@ -224,7 +224,7 @@ fn check_rel(p: &Path) -> Result<(), String> {
             _ => {
                 return Err(format!(
                     "path {} must be relative, without `.` or `..` components",
-                    crate::report::quote_path(p)
+                    crate::quote::quote_path(p)
                 ))
             }
         }
@@ -233,7 +233,7 @@ fn check_rel(p: &Path) -> Result<(), String> {
     if p.as_os_str().as_bytes().windows(2).any(|w| w == b"//") {
         return Err(format!(
             "path {} contains `//`",
-            crate::report::quote_path(p)
+            crate::quote::quote_path(p)
         ));
     }
     Ok(())
@@ -409,12 +409,35 @@ pub fn parse(text: &str, file: &Path) -> Result<Snapshot, ManifestError> {
                 line,
                 format!(
                     "path {} is listed twice",
-                    crate::report::quote_path(&w[0].path)
+                    crate::quote::quote_path(&w[0].path)
                 ),
             ));
         }
     }
     Ok(snap)
+}
+
+/// Where a volume's manifest lives: `<parent of target>/.cm-manifest/<target name>.manifest`
+/// (outside every volume, see docs/manifest.md).
+pub fn path_for(dst: &Path) -> PathBuf {
+    state_path(dst, ".manifest")
+}
+
+/// The marker an unfinished run leaves beside the manifest (it holds the boot id).
+pub fn marker_path_for(dst: &Path) -> PathBuf {
+    state_path(dst, ".running")
+}
+
+fn state_path(dst: &Path, ext: &str) -> PathBuf {
+    let mut name = dst
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "copy".into());
+    name.push(ext);
+    dst.parent()
+        .unwrap_or(Path::new("/"))
+        .join(".cm-manifest")
+        .join(name)
 }
 
 #[cfg(test)]

@@ -1180,7 +1180,7 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
                 if x.target != y.target {
                     let show = |t: &Option<OsString>| {
                         t.as_deref()
-                            .map(crate::report::quote_bytes_os)
+                            .map(crate::quote::quote_bytes_os)
                             .unwrap_or_default()
                     };
                     push(DiffKind::Target, p, show(&x.target), show(&y.target));
@@ -1249,7 +1249,7 @@ fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut V
     let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
     let quote_list = |ps: &[&Path]| {
         ps.iter()
-            .map(|p| crate::report::quote_path(p))
+            .map(|p| crate::quote::quote_path(p))
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -304,7 +304,7 @@ pub fn parse_json(
 
 /// The JSON spelling of a relative path.
 pub fn jp(rel: &[u8]) -> String {
-    cm_core::report::json_path(Path::new(OsStr::from_bytes(rel)))
+    cm_core::quote::json_path(Path::new(OsStr::from_bytes(rel)))
 }
 
 /// Run `f` on the copy, then put back the mtimes of every directory of the copy, so that a

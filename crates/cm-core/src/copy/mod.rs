@@ -262,29 +262,6 @@ impl Plan {
 
 const NONE: usize = usize::MAX;
 
-/// Where a volume's manifest lives: `<parent of target>/.cm-manifest/<target name>.manifest`
-/// (outside every volume, see docs/manifest.md).
-pub fn manifest_path(dst: &Path) -> PathBuf {
-    state_path(dst, ".manifest")
-}
-
-/// The marker an unfinished run leaves beside the manifest (it holds the boot id).
-pub fn marker_path(dst: &Path) -> PathBuf {
-    state_path(dst, ".running")
-}
-
-fn state_path(dst: &Path, ext: &str) -> PathBuf {
-    let mut name = dst
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| "copy".into());
-    name.push(ext);
-    dst.parent()
-        .unwrap_or(Path::new("/"))
-        .join(".cm-manifest")
-        .join(name)
-}
-
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
@@ -417,7 +394,7 @@ pub fn plan(
     // A run that was interrupted by a reboot may have renamed files whose data never reached
     // the disk: compare contents of everything an earlier finished run did not record.
     let mut force_checksum = false;
-    if let Ok(b) = std::fs::read_to_string(marker_path(&vol.dst)) {
+    if let Ok(b) = std::fs::read_to_string(crate::manifest::marker_path_for(&vol.dst)) {
         if b.trim() != boot_id() {
             force_checksum = true;
             p.note = Some(format!(
@@ -757,7 +734,7 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             return out;
         }
     }
-    let marker = marker_path(dst);
+    let marker = crate::manifest::marker_path_for(dst);
     let made = marker.parent().map_or(Ok(()), |d| {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -1233,7 +1210,7 @@ fn changed_meta(a: &Stat, b: &Stat) -> bool {
 
 /// After the manifest is written: the run is complete, remove its marker.
 pub fn finish(plan: &Plan) -> io::Result<()> {
-    match std::fs::remove_file(marker_path(&plan.dst_root)) {
+    match std::fs::remove_file(crate::manifest::marker_path_for(&plan.dst_root)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -1254,7 +1231,7 @@ impl DirBuilderExt2 for std::fs::DirBuilder {
 pub fn load_prev(
     dst: &Path,
 ) -> Result<Option<HashMap<Vec<u8>, PrevEntry>>, crate::manifest::ManifestError> {
-    let p = manifest_path(dst);
+    let p = crate::manifest::path_for(dst);
     if !p.exists() {
         return Ok(None);
     }
@@ -1358,7 +1335,7 @@ pub fn write_manifest(
     out: &Outcome,
     comments: &[String],
 ) -> Result<PathBuf, crate::manifest::ManifestError> {
-    let path = manifest_path(&plan.dst_root);
+    let path = crate::manifest::path_for(&plan.dst_root);
     let mut c = comments.to_vec();
     c.push(format!("source: {}", plan.src_root.display()));
     if out.errors() > 0 {
@@ -1369,7 +1346,7 @@ pub fn write_manifest(
     }
     crate::manifest::write(&path, &snapshot(&out.records), &c)?;
     finish(plan).map_err(|source| crate::manifest::ManifestError::Io {
-        path: marker_path(&plan.dst_root),
+        path: crate::manifest::marker_path_for(&plan.dst_root),
         source,
     })?;
     Ok(path)
@@ -1391,11 +1368,11 @@ mod tests {
     fn state_files_live_beside_the_volume_not_inside() {
         let d = Path::new("/p/data/chatmail");
         assert_eq!(
-            manifest_path(d),
+            crate::manifest::path_for(d),
             Path::new("/p/data/.cm-manifest/chatmail.manifest")
         );
         assert_eq!(
-            marker_path(d),
+            crate::manifest::marker_path_for(d),
             Path::new("/p/data/.cm-manifest/chatmail.running")
         );
     }

@@ -1,0 +1,289 @@
+//! cm-ini-to-env: chatmail.ini to the `.env` Docker Compose reads, exactly.
+//! Thin: arguments here, logic in cm_core::{ini, params, dotenv, envfile}.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use cm_core::{dotenv, envfile, ini, params};
+
+const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
+
+/// Convert a bare-metal chatmail.ini into the .env file of chatmail's Docker deployment.
+///
+/// The ini is read exactly as chatmail reads it (iniconfig rules: inline `#` stays in the
+/// value, indented lines continue a value, keys are case-sensitive, duplicates are errors).
+/// The .env gets MAIL_DOMAIN and every setting whose value differs from chatmail's default
+/// (compared as chatmail interprets them: `False` is the default `false`, `500m` is `500M`),
+/// keys uppercased, in a fixed order, each written as KEY="..." so that Docker Compose v2
+/// reads back exactly the ini's value, whatever characters it contains.
+///
+/// Warnings (unknown keys with a suggestion, deprecated or unused keys, values chatmail
+/// would reject) go to stderr. Exit codes: 0 done; 1 --check found differences; 2 unusable
+/// input or arguments (one line on stderr, nothing written).
+#[derive(Parser, Debug)]
+#[command(
+    name = "cm-ini-to-env",
+    version,
+    max_term_width = 100,
+    after_long_help = "\
+Examples:
+  cm-ini-to-env                                   print the .env for this host's chatmail.ini
+  cm-ini-to-env chatmail.ini /srv/chatmail/.env   write it (refuses to overwrite)
+  cm-ini-to-env --merge chatmail.ini .env         update an existing .env, keep its other lines
+  cm-ini-to-env chatmail.ini --check .env         exit 1 and list settings that differ
+
+Unknown keys are reported and not written (chatmail ignores them); other sections than
+[params] are ignored, as chatmail does. Values are written as KEY=\"...\" with \\ \" $ and
+line breaks escaped, which Docker Compose v2 reads back exactly."
+)]
+struct Args {
+    /// chatmail.ini to read.
+    #[arg(value_name = "INI", default_value = DEFAULT_INI)]
+    ini: PathBuf,
+
+    /// .env file to write (mode 0600, atomically). Without it, the .env goes to stdout.
+    /// An existing file is never overwritten silently: see --force and --merge.
+    #[arg(value_name = "ENV")]
+    env: Option<PathBuf>,
+
+    /// Write every setting present in the ini, not only those that differ from defaults.
+    #[arg(long)]
+    all: bool,
+
+    /// Replace an existing ENV. The old file is kept beside it as ENV.bak-<UTC time>
+    /// (mode 0600).
+    #[arg(long, conflicts_with = "merge")]
+    force: bool,
+
+    /// Update an existing ENV: set the chatmail settings from the ini in place, drop
+    /// chatmail settings the ini leaves at their defaults, and keep every other line and
+    /// comment (Docker-only variables, notes). A backup is kept as with --force.
+    #[arg(long)]
+    merge: bool,
+
+    /// Compare an existing .env with the ini instead of writing: lists every setting on
+    /// which chatmail would behave differently, exits 1 if there is any, 0 if none.
+    #[arg(long, value_name = "ENV", conflicts_with_all = ["env", "force", "merge", "all"])]
+    check: Option<PathBuf>,
+
+    /// Show what would be written (the .env on stdout, the action on stderr); write nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+
+    /// No warnings or progress on stderr (errors are still printed).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+
+    /// Machine-readable output on stdout: the settings and warnings, or the differences
+    /// with --check.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An error that ends the run with a code and one line.
+struct Fail(u8, String);
+
+impl<E: std::fmt::Display> From<E> for Fail {
+    fn from(e: E) -> Self {
+        Fail(2, e.to_string())
+    }
+}
+
+/// The tool's command-line definition (for `--help`, man pages and completions).
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
+/// Run the tool with these arguments (the first is the program name) and return its exit
+/// status.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = match Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match convert(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(Fail(code, msg)) => {
+            eprintln!("cm-ini-to-env: {}", msg.replace('\n', " "));
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn convert(args: &Args) -> Result<u8, Fail> {
+    let parsed = ini::read(&args.ini)?;
+    let conv = params::convert(&parsed)?;
+    let text = conv.to_env(args.all)?;
+    // Everything that can refuse the input is decided before any warning is printed, so
+    // that bad input is exactly one line.
+    let check_env = match &args.check {
+        Some(p) if p.is_dir() => {
+            return Err(Fail(
+                2,
+                format!(
+                    "{}: is a directory; give the path of the .env file",
+                    p.display()
+                ),
+            ))
+        }
+        Some(p) => Some((p, dotenv::read_file(p)?)),
+        None => None,
+    };
+    let plan = match &args.env {
+        Some(p) => Some(plan_write(args, &conv, p, &text)?),
+        None => None,
+    };
+    if !args.quiet {
+        for w in &conv.warnings {
+            match w.line {
+                Some(l) => eprintln!("warning: {}:{l}: {}", conv.source, w.message),
+                None => eprintln!("warning: {}: {}", conv.source, w.message),
+            }
+        }
+        // Compose lets the calling environment override .env when it interpolates.
+        for p in params::PARAMS {
+            let k = p.env_key();
+            if std::env::var_os(&k).is_some() {
+                eprintln!("warning: {k} is set in this shell's environment; docker compose run from here would use it instead of the .env value");
+            }
+        }
+    }
+    if let Some((path, env)) = check_env {
+        return check(args, &parsed, path, &env);
+    }
+    match plan {
+        Some(plan) => execute(args, &conv, plan),
+        None => {
+            print_out(args, &conv, &text)?;
+            Ok(0)
+        }
+    }
+}
+
+fn print_out(args: &Args, conv: &params::Conversion, text: &str) -> Result<(), Fail> {
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let entries: Vec<_> = conv
+            .settings
+            .iter()
+            .filter(|s| args.all || s.key == "mail_domain" || !s.is_default)
+            .collect();
+        let v = serde_json::json!({
+            "source": conv.source,
+            "mail_domain": conv.mail_domain,
+            "all": args.all,
+            "entries": entries,
+            "warnings": conv.warnings,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        out.write_all(text.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn plan_write(
+    args: &Args,
+    conv: &params::Conversion,
+    env_path: &Path,
+    text: &str,
+) -> Result<envfile::Plan, Fail> {
+    let existing = if args.force {
+        envfile::Existing::Replace
+    } else if args.merge {
+        envfile::Existing::Merge
+    } else {
+        envfile::Existing::Refuse
+    };
+    Ok(envfile::plan(
+        conv, args.all, text, &args.ini, env_path, existing,
+    )?)
+}
+
+fn execute(args: &Args, conv: &params::Conversion, plan: envfile::Plan) -> Result<u8, Fail> {
+    let shown = plan.target.display();
+    if args.dry_run {
+        std::io::stdout()
+            .lock()
+            .write_all(plan.content.as_bytes())?;
+        if !args.quiet {
+            eprintln!(
+                "dry run: would have {} {shown}; nothing written",
+                plan.action
+            );
+        }
+        return Ok(0);
+    }
+    let backup_note = match envfile::execute(&plan, std::time::SystemTime::now())? {
+        Some(b) => format!("; backup: {}", b.display()),
+        None => String::new(),
+    };
+    let n = conv.env_entries(args.all).len();
+    if args.json {
+        let v = serde_json::json!({
+            "source": conv.source,
+            "env": plan.target.display().to_string(),
+            "action": plan.action.to_string(),
+            "settings": n,
+            "warnings": conv.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if !args.quiet {
+        eprintln!(
+            "{} {shown}: {n} settings from {}{backup_note}",
+            plan.action, conv.source
+        );
+    }
+    Ok(0)
+}
+
+fn check(
+    args: &Args,
+    parsed: &ini::IniFile,
+    env_path: &Path,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<u8, Fail> {
+    let section = parsed.params()?;
+    let diffs = params::diff_env(section, env);
+    if args.json {
+        let v = serde_json::json!({
+            "source": parsed.path,
+            "env": env_path.display().to_string(),
+            "matches": diffs.is_empty(),
+            "differences": diffs,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if diffs.is_empty() {
+        if !args.quiet {
+            println!(
+                "{} matches {}: chatmail would behave the same",
+                env_path.display(),
+                parsed.path
+            );
+        }
+    } else {
+        println!(
+            "{} differs from {} in {} setting(s):",
+            env_path.display(),
+            parsed.path,
+            diffs.len()
+        );
+        for d in &diffs {
+            match d.line {
+                Some(l) => println!("  {d} (ini line {l})"),
+                None => println!("  {d}"),
+            }
+        }
+    }
+    Ok(if diffs.is_empty() { 0 } else { 1 })
+}
