@@ -19,7 +19,7 @@ use std::time::Duration;
 /// before its data is copied into the container; start-services --restore brings back exactly
 /// what ran before, for an operator who aborts the move. Run both as root on the old host.
 #[derive(Parser, Debug)]
-#[command(name = "cm-migrate", version, about, long_about, after_long_help = TOP_AFTER_HELP)]
+#[command(name = "cm-migrate", version = cm_core::version::text(), about, long_about, after_long_help = TOP_AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
