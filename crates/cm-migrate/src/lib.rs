@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+pub mod tools;
+
 /// Move a bare-metal chatmail relay into its Docker deployment: service control on the old host.
 ///
 /// stop-services takes the old relay's services down (and keeps them down across reboots)
