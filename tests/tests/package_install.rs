@@ -19,7 +19,11 @@ fn readme_install_command() -> String {
         .lines()
         .filter(|l| l.starts_with("for t in ") && l.contains("cargo install"))
         .collect();
-    assert_eq!(cmds.len(), 1, "one whole-suite cargo install line: {cmds:?}");
+    assert_eq!(
+        cmds.len(),
+        1,
+        "one whole-suite cargo install line: {cmds:?}"
+    );
     cmds[0].to_string()
 }
 
