@@ -52,8 +52,8 @@ pub static TOOLS: &[Tool] = &[
     },
 ];
 
-/// The binary of the suite whose command-line definition this is: cm-migrate (with the
-/// tools as subcommands, [`command`]) first, then each tool's own.
+/// Every binary of the suite with its command-line definition: cm-migrate (with the tools
+/// as subcommands, [`command`]) first, then each tool's own (for man pages and completions).
 pub fn binaries() -> Vec<(&'static str, clap::Command)> {
     let mut all = vec![("cm-migrate", command())];
     all.extend(TOOLS.iter().map(|t| (t.bin, (t.command)())));
