@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Exit status: 0 everything copied; 1 something was not copied (listed), the target lacks
 /// space, or chatmail services are running; 2 usage error or unusable input.
 #[derive(Parser, Debug)]
-#[command(name = "cm-copy-data", version, verbatim_doc_comment)]
+#[command(name = "cm-copy-data", version = cm_core::version::text(), verbatim_doc_comment)]
 struct Args {
     /// The old host's root directory: the default plan's sources are below it.
     #[arg(long, default_value = "/", value_name = "DIR")]

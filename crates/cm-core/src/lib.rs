@@ -17,6 +17,7 @@
 //! - [`envapply`]: the Docker image's start-up applier (environment -> chatmail.ini).
 //! - [`envfile`]: writing the project's .env (new, replaced with a backup, or merged).
 //! - [`fsutil`]: small file-system helpers shared by the rest (atomic writes).
+//! - [`version`]: the version line every tool's `--version` prints.
 
 pub mod checks;
 pub mod copy;
@@ -33,3 +34,4 @@ pub mod quote;
 pub mod report;
 pub mod systemd;
 pub mod tree;
+pub mod version;

@@ -412,6 +412,52 @@ pub static PARAMS: &[Param] = &[
     },
 ];
 
+/// The chatmail releases whose settings [`PARAMS`] describes, derived from the table itself
+/// (every `since` and `until`), so that `--version` never claims more than the table knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownReleases {
+    /// The oldest numbered release the table has a key of (e.g. "1.1").
+    pub oldest: &'static str,
+    /// The newest numbered release the table has a key of (e.g. "1.12").
+    pub newest: &'static str,
+    /// Whether keys only chatmail's Docker branch reads are known too.
+    pub docker_branch: bool,
+}
+
+impl fmt::Display for KnownReleases {
+    /// `chatmail 1.1 to 1.12 and its Docker branch`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "chatmail {} to {}", self.oldest, self.newest)?;
+        if self.docker_branch {
+            write!(f, " and its Docker branch")?;
+        }
+        Ok(())
+    }
+}
+
+/// The releases [`PARAMS`] covers (see [`KnownReleases`]).
+pub fn known_releases() -> KnownReleases {
+    let numbered = || {
+        PARAMS
+            .iter()
+            .flat_map(|p| std::iter::once(p.since).chain(p.until))
+            .filter_map(|r| release_number(r).map(|n| (n, r)))
+    };
+    let oldest = numbered().min().map_or("?", |(_, r)| r);
+    let newest = numbered().max().map_or("?", |(_, r)| r);
+    KnownReleases {
+        oldest,
+        newest,
+        docker_branch: PARAMS.iter().any(|p| p.status == Status::DockerOnly),
+    }
+}
+
+/// `"1.12"` -> `Some((1, 12))`; anything not `MAJOR.MINOR` (such as `"docker"`) -> None.
+fn release_number(release: &str) -> Option<(u32, u32)> {
+    let (major, minor) = release.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 /// The parameter named `key` (case-sensitive, as chatmail reads it).
 pub fn lookup(key: &str) -> Option<&'static Param> {
     PARAMS.iter().find(|p| p.name == key)
@@ -989,6 +1035,26 @@ pub fn apply_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_releases_come_from_the_table() {
+        let k = known_releases();
+        // numerically, not as text: "1.12" is newer than "1.4", "1.1" older than "1.10"
+        assert_eq!((k.oldest, k.newest, k.docker_branch), ("1.1", "1.12", true));
+        assert_eq!(k.to_string(), "chatmail 1.1 to 1.12 and its Docker branch");
+        for p in PARAMS {
+            for r in std::iter::once(p.since).chain(p.until) {
+                let n = release_number(r);
+                assert!(n.is_some() || r == "docker", "{}: release {r:?}", p.name);
+                if let Some(n) = n {
+                    assert!(n >= release_number(k.oldest).unwrap());
+                    assert!(n <= release_number(k.newest).unwrap());
+                }
+            }
+        }
+        assert_eq!(release_number("docker"), None);
+        assert_eq!(release_number("1.x"), None);
+    }
 
     #[test]
     fn table_is_consistent() {

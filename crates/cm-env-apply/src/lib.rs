@@ -23,7 +23,7 @@ use cm_core::envapply::{self, settings_from_env, ApplyError, InputError};
 /// Exit status: 0 applied (or nothing to do); 1 --check found settings that differ;
 /// 2 usage error, unreadable ini, or a value chatmail would refuse (nothing is written).
 #[derive(Parser, Debug)]
-#[command(name = "cm-env-apply", version, about, long_about)]
+#[command(name = "cm-env-apply", version = cm_core::version::text(), about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -25,7 +25,7 @@ const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 #[derive(Parser, Debug)]
 #[command(
     name = "cm-ini-to-env",
-    version,
+    version = cm_core::version::text(),
     max_term_width = 100,
     after_long_help = "\
 Examples:

@@ -13,13 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+pub mod tools;
+
 /// Move a bare-metal chatmail relay into its Docker deployment: service control on the old host.
 ///
 /// stop-services takes the old relay's services down (and keeps them down across reboots)
 /// before its data is copied into the container; start-services --restore brings back exactly
 /// what ran before, for an operator who aborts the move. Run both as root on the old host.
 #[derive(Parser, Debug)]
-#[command(name = "cm-migrate", version, about, long_about, after_long_help = TOP_AFTER_HELP)]
+#[command(name = "cm-migrate", version = cm_core::version::text(), about, long_about, after_long_help = TOP_AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

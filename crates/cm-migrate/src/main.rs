@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    cm_migrate::run(std::env::args_os())
+    cm_migrate::tools::run(std::env::args_os())
 }

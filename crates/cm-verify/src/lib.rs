@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// read, so could not be verified); 2 on a usage error or an input that cannot be used (a
 /// missing tree, an invalid manifest or owner map).
 #[derive(Parser)]
-#[command(name = "cm-verify", version, about, long_about)]
+#[command(name = "cm-verify", version = cm_core::version::text(), about, long_about)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -1,0 +1,9 @@
+complete -c cm-ini-to-env -l check -d 'Compare an existing .env with the ini instead of writing: lists every setting on which chatmail would behave differently, exits 1 if there is any, 0 if none' -r -F
+complete -c cm-ini-to-env -l all -d 'Write every setting present in the ini, not only those that differ from defaults'
+complete -c cm-ini-to-env -l force -d 'Replace an existing ENV. The old file is kept beside it as ENV.bak-<UTC time> (mode 0600)'
+complete -c cm-ini-to-env -l merge -d 'Update an existing ENV: set the chatmail settings from the ini in place, drop chatmail settings the ini leaves at their defaults, and keep every other line and comment (Docker-only variables, notes). A backup is kept as with --force'
+complete -c cm-ini-to-env -s n -l dry-run -d 'Show what would be written (the .env on stdout, the action on stderr); write nothing'
+complete -c cm-ini-to-env -s q -l quiet -d 'No warnings or progress on stderr (errors are still printed)'
+complete -c cm-ini-to-env -l json -d 'Machine-readable output on stdout: the settings and warnings, or the differences with --check'
+complete -c cm-ini-to-env -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-ini-to-env -s V -l version -d 'Print version'

@@ -1,0 +1,149 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_cm_migrate_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_cm_migrate_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_cm_migrate_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_cm_migrate_using_subcommand
+    set -l cmd (__fish_cm_migrate_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -s V -l version -d 'Print version'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "stop-services" -d 'Stop and disable every chatmail unit on this host, in a safe order'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "start-services" -d 'Undo stop-services: re-enable and start exactly what ran before'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "ini-to-env" -d 'Convert a bare-metal chatmail.ini into the .env file of chatmail\'s Docker deployment'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "copy-data" -d 'Copy a chatmail relay\'s state (DKIM keys, ACME state, mail store) into a Docker project.'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "verify" -d 'Prove that a migration is complete and exact, and say exactly what is not'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "env-apply" -d 'Start-up applier of the chatmail Docker image: puts every chatmail setting found in the environment into chatmail.ini.'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l queue-timeout -d 'Seconds to wait for the postfix queue to empty after flushing it; 0 checks once without waiting. Mail still queued then blocks the stop (see --allow-queued-mail)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l state-file -d 'Where to record the prior state of every unit (read by start-services --restore). Written atomically, mode 0600, its directory created mode 0700. A later run merges into it: the first recorded state of a unit is kept' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l unit-timeout -d 'Seconds one unit may take to stop. A unit still stopping after that is reported (systemd goes on stopping it), disabled anyway, and the rest go on; exit 1' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l dry-run -d 'Print the plan and the number of queued messages; change nothing (the queue is not flushed, no state file is written)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l allow-queued-mail -d 'Stop postfix even if mail is still queued after --queue-timeout. The messages stay in postfix\'s queue directory on this host and are NOT moved into the container; the count and place are printed as a warning'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l json -d 'Print the report as one JSON document on stdout and nothing else there: the plan, the queue, every action and its error, the units and ports still not as they should be, warnings, and "exit_code". An error that stops the run is printed as {"error": "...", "exit_code": N}. Progress still goes to stderr unless --quiet'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l quiet -d 'Print nothing on stdout (except --json) and no progress; problems still go to stderr. The exit code tells the outcome'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand start-services" -l state-file -d 'The state file written by stop-services' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand start-services" -l unit-timeout -d 'Seconds one unit may take to start. A unit still starting after that is reported and the rest go on; exit 1' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand start-services" -l restore -d 'Restore the state recorded by stop-services (required: nothing else is supported)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand start-services" -l dry-run -d 'Print what would be enabled and started; change nothing'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand start-services" -l json -d 'Print the report as one JSON document on stdout and nothing else there: the plan, the queue, every action and its error, the units and ports still not as they should be, warnings, and "exit_code". An error that stops the run is printed as {"error": "...", "exit_code": N}. Progress still goes to stderr unless --quiet'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand start-services" -l quiet -d 'Print nothing on stdout (except --json) and no progress; problems still go to stderr. The exit code tells the outcome'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand start-services" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand ini-to-env" -l check -d 'Compare an existing .env with the ini instead of writing: lists every setting on which chatmail would behave differently, exits 1 if there is any, 0 if none' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand ini-to-env" -l all -d 'Write every setting present in the ini, not only those that differ from defaults'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand ini-to-env" -l force -d 'Replace an existing ENV. The old file is kept beside it as ENV.bak-<UTC time> (mode 0600)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand ini-to-env" -l merge -d 'Update an existing ENV: set the chatmail settings from the ini in place, drop chatmail settings the ini leaves at their defaults, and keep every other line and comment (Docker-only variables, notes). A backup is kept as with --force'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand ini-to-env" -s n -l dry-run -d 'Show what would be written (the .env on stdout, the action on stderr); write nothing'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand ini-to-env" -s q -l quiet -d 'No warnings or progress on stderr (errors are still printed)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand ini-to-env" -l json -d 'Machine-readable output on stdout: the settings and warnings, or the differences with --check'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand ini-to-env" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand ini-to-env" -s V -l version -d 'Print version'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l root -d 'The old host\'s root directory: the default plan\'s sources are below it' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l project-dir -d 'The Docker compose project directory: the default plan\'s targets are in its data/' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l only -d 'Copy only these volumes of the default plan (comma-separated: dkim, acme, mail)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l map -d 'Copy SRC to DST instead of the default plan (repeatable). SRC is taken as given; a relative DST is relative to --project-dir' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l owner-map -d 'Map owners while copying: lines `name uid gid` (the name\'s ids on the old host are read from --root\'s /etc/passwd and /etc/group) or `host-uid:host-gid=uid:gid`. Without it numeric ids are kept. ACL entries are mapped too' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l jobs -d 'Parallel workers (default: 4 per CPU, at least 8, at most 32: a copy waits on the disk far more than on the CPU, so more reads in flight go faster)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l checksum -d 'Decide what changed by comparing contents (SHA-256 of both sides), not only type, size, mtime, mode, owner, xattrs and ACLs'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l live -d 'Copy the mail store although chatmail services are running (the bulk copy of a two-phase migration; run again after stopping them). Files that keep changing while they are read are then warnings (left for the next run), not errors'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l dry-run -d 'Print the plan (counts and sizes per volume, space needed) and change nothing'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -s q -l quiet -d 'Print nothing but errors'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l json -d 'Print a JSON summary on stdout instead of text'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -s V -l version -d 'Print version'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and not __fish_seen_subcommand_from tree manifest env services layout all" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and not __fish_seen_subcommand_from tree manifest env services layout all" -s V -l version -d 'Print version'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and not __fish_seen_subcommand_from tree manifest env services layout all" -f -a "tree" -d 'Compare two trees entry by entry: presence, type, mode, owner, size, mtime, content, symlink target, hard-link grouping, extended attributes and ACLs, device numbers'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and not __fish_seen_subcommand_from tree manifest env services layout all" -f -a "manifest" -d 'Write or check a manifest (a per-tree record, see docs/manifest.md), for when the original and the copy are on different machines'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and not __fish_seen_subcommand_from tree manifest env services layout all" -f -a "env" -d 'The .env carries exactly the ini\'s settings, compared as chatmail interprets them (an absent key means its default; `True` and `true` are the same boolean; ...)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and not __fish_seen_subcommand_from tree manifest env services layout all" -f -a "services" -d 'No chatmail unit (service, timer, path, socket) is active or enabled on this host, no legacy chatmail cron job is installed, and the ports the container needs are free (naming the process and unit holding each)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and not __fish_seen_subcommand_from tree manifest env services layout all" -f -a "layout" -d 'The compose project is ready: the folders it mounts exist, the DKIM private key is there and private (and owned by the image\'s opendkim), every ACME live/<domain> link resolves inside the copied tree, the mailbox folder of mail_domain exists (owned by the image\'s vmail)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and not __fish_seen_subcommand_from tree manifest env services layout all" -f -a "all" -d 'Everything that applies, one verdict: env (with --ini and a project .env), layout, services (where systemd runs), and each volume against its source under --root (when that exists) or else against the manifest cm-copy-data wrote'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -l owner-map -d 'Map the original\'s owners before comparing, as cm-copy-data --owner-map does. Lines `name uid gid` (the name\'s ids on the old host, from --root\'s /etc/passwd and /etc/group) or `host-uid:host-gid=uid:gid`; `#` comments' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -l root -d 'Root of the old host\'s file system: where the names in --owner-map are resolved (its etc/passwd, etc/group), and where `all` finds the volumes\' sources (home, etc/dkimkeys, var/lib/acme)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -l exclude -d 'Leave out this relative path (and everything below it) on both sides. Repeatable' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -s j -l jobs -d 'Threads for walking and reading (default: 4 per CPU, between 8 and 32)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -l examples -d 'How many examples to show per kind of difference in the text report' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -l atime -d 'Also compare access times (off by default: reading a file may update them)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -l no-content -d 'Do not compare contents (metadata only)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -l no-xattrs -d 'Do not compare extended attributes and ACLs'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -l json -d 'Print a JSON report with every difference on stdout instead of the text report'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -s q -l quiet -d 'No progress and no text report: the exit status says it all (--json still prints)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from manifest" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from manifest" -f -a "write" -d 'Record ROOT (every entry\'s metadata and the SHA-256 of every file) in FILE'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from manifest" -f -a "check" -d 'Compare the live tree DST with the manifest FILE (written by `manifest write` or by cm-copy-data)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from env" -l examples -d 'How many examples to show per kind of difference in the text report' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from env" -l json -d 'Print a JSON report with every difference on stdout instead of the text report'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from env" -s q -l quiet -d 'No progress and no text report: the exit status says it all (--json still prints)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from env" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from services" -l cron-dir -d 'Where legacy chatmail cron jobs would be' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from services" -l proc-root -d 'The proc file system to read sockets from' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from services" -l ports -d 'Ports to require free (comma-separated; default: every port the container needs)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from services" -l examples -d 'How many examples to show per kind of difference in the text report' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from services" -l json -d 'Print a JSON report with every difference on stdout instead of the text report'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from services" -s q -l quiet -d 'No progress and no text report: the exit status says it all (--json still prints)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from services" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from layout" -l project-dir -d 'The compose project directory' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from layout" -l mail-domain -d 'chatmail\'s mail_domain (default: MAIL_DOMAIN from the project\'s .env, or --ini)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from layout" -l image-root -d 'A directory holding the image\'s etc/passwd and etc/group (e.g. from `docker cp`), to check owners against the image\'s vmail and opendkim' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from layout" -l image-users -d 'The image\'s fixed users as docker/users lists them (`name uid gid`, `#fixed name uid gid`), to check owners against the image\'s vmail and opendkim without the image' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from layout" -l compose -d 'The Compose v2 program used to read the compose file\'s mounts' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from layout" -l examples -d 'How many examples to show per kind of difference in the text report' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from layout" -l json -d 'Print a JSON report with every difference on stdout instead of the text report'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from layout" -s q -l quiet -d 'No progress and no text report: the exit status says it all (--json still prints)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from layout" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l ini -d 'chatmail.ini of the old host, for the env check (and mail_domain)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l project-dir -d 'The compose project directory' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l mail-domain -d 'chatmail\'s mail_domain (default: MAIL_DOMAIN from the project\'s .env, or --ini)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l image-root -d 'A directory holding the image\'s etc/passwd and etc/group (e.g. from `docker cp`), to check owners against the image\'s vmail and opendkim' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l image-users -d 'The image\'s fixed users as docker/users lists them (`name uid gid`, `#fixed name uid gid`), to check owners against the image\'s vmail and opendkim without the image' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l compose -d 'The Compose v2 program used to read the compose file\'s mounts' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l cron-dir -d 'Where legacy chatmail cron jobs would be' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l proc-root -d 'The proc file system to read sockets from' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l ports -d 'Ports to require free (comma-separated; default: every port the container needs)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l owner-map -d 'Map the original\'s owners before comparing, as cm-copy-data --owner-map does. Lines `name uid gid` (the name\'s ids on the old host, from --root\'s /etc/passwd and /etc/group) or `host-uid:host-gid=uid:gid`; `#` comments' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l root -d 'Root of the old host\'s file system: where the names in --owner-map are resolved (its etc/passwd, etc/group), and where `all` finds the volumes\' sources (home, etc/dkimkeys, var/lib/acme)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l exclude -d 'Leave out this relative path (and everything below it) on both sides. Repeatable' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -s j -l jobs -d 'Threads for walking and reading (default: 4 per CPU, between 8 and 32)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l examples -d 'How many examples to show per kind of difference in the text report' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l no-services -d 'Skip the services check (e.g. when run on the new host)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l atime -d 'Also compare access times (off by default: reading a file may update them)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l no-content -d 'Do not compare contents (metadata only)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l no-xattrs -d 'Do not compare extended attributes and ACLs'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -l json -d 'Print a JSON report with every difference on stdout instead of the text report'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -s q -l quiet -d 'No progress and no text report: the exit status says it all (--json still prints)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from all" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and not __fish_seen_subcommand_from apply boot" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and not __fish_seen_subcommand_from apply boot" -s V -l version -d 'Print version'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and not __fish_seen_subcommand_from apply boot" -f -a "apply" -d 'Write the chatmail settings of the environment into chatmail.ini'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and not __fish_seen_subcommand_from apply boot" -f -a "boot" -d 'Save the whole environment (0600, NUL-separated) and exec PROGRAM: the image\'s ENTRYPOINT, so that the start-up unit sees every variable of .env'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from apply" -l ini -d 'chatmail.ini to update' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from apply" -l environ-file -d 'Read the variables from this NUL-separated KEY=value file instead of the environment (written by `cm-env-apply boot`)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from apply" -l create -d 'Create the ini (`[params]` only, then the settings) when it does not exist'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from apply" -l accept-invalid -d 'Write values chatmail would refuse (each is reported as a warning instead)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from apply" -l check -d 'Only compare: exit 1 when chatmail.ini differs from the environment; write nothing'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from apply" -s n -l dry-run -d 'Print what would change and write nothing'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from apply" -l json -d 'Print the changes as JSON on stdout'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from apply" -s q -l quiet -d 'Print nothing but errors and warnings'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from apply" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from boot" -l save -d 'Where to save the environment' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand env-apply; and __fish_seen_subcommand_from boot" -s h -l help -d 'Print help (see more with \'--help\')'
