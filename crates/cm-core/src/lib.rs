@@ -33,3 +33,4 @@ pub mod quote;
 pub mod report;
 pub mod systemd;
 pub mod tree;
+pub mod watch;
