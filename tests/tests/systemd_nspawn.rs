@@ -317,6 +317,12 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
     assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["ports_in_use"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert_eq!(
+        report["timing"]["stop_calls"], 8,
+        "one stop per stage: {report:#}"
+    );
+    // measured, not asserted: the batched stop's figures, for the record
+    eprintln!("stop-services timing: {}", report["timing"]);
     let after = c.states(&all_units());
     assert_chatmail_down(&after, &["inactive", "failed"], "after stop-services");
     assert_foreign_running(&after, "must not be touched");
@@ -355,8 +361,10 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
     assert!(stdout(&o).contains("nginx.service"), "{}", text(&o));
     assert_eq!(summary(&c.states(&all_units())), summary(&after));
 
-    let o = c.cm_migrate(&["start-services", "--restore"]);
+    let o = c.cm_migrate(&["start-services", "--restore", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    eprintln!("start-services --restore timing: {}", report["timing"]);
     let restored = c.states(&all_units());
     assert_eq!(
         summary(&restored),
@@ -584,6 +592,29 @@ fn not_root_and_no_systemd_are_usage_errors() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(stderr(&o).contains("must run as root"), "{}", text(&o));
+    // --dry-run changes nothing: a user who is not root may look, and is told what was not
+    // checked
+    let o = c.exec(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "cm-migrate",
+        "stop-services",
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stdout(&o).contains("    postfix.service "), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("Dry run: nothing was changed."),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        stderr(&o).contains("not root: the run lock /run/cm-migrate.lock was not taken"),
+        "{}",
+        text(&o)
+    );
     // inside, with /run hidden: no systemd marker
     let o = c.exec(&[
         "unshare",

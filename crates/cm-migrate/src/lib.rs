@@ -212,7 +212,11 @@ where
 }
 
 fn dispatch(cli: Cli) -> Result<i32, SystemdError> {
-    systemd::preflight()?;
+    match &cli.cmd {
+        // changes nothing: any user may look (what a user cannot check is said)
+        Cmd::StopServices { dry_run: true, .. } => systemd::preflight_read_only()?,
+        _ => systemd::preflight()?,
+    }
     match cli.cmd {
         Cmd::StopServices {
             dry_run,
@@ -444,14 +448,14 @@ fn print_stop_result(r: &StopReport, quiet: bool) {
             println!("postfix queue: empty");
         }
     }
+    for w in &r.warnings {
+        eprintln!("cm-migrate: warning: {w}");
+    }
     if r.dry_run {
         if !quiet {
             println!("Dry run: nothing was changed.");
         }
         return;
-    }
-    for w in &r.warnings {
-        eprintln!("cm-migrate: warning: {w}");
     }
     print_failed_actions(&r.actions, quiet);
     for p in &r.problems {
@@ -488,6 +492,15 @@ fn print_stop_result(r: &StopReport, quiet: bool) {
         n("move-cron"),
         r.state_file.display()
     );
+    let t = &r.timing;
+    println!(
+        "Took {}: disable {} (one call), stop {} ({} call(s), one per stage), check {}.",
+        secs(t.total_ms),
+        secs(t.disable_ms),
+        secs(t.stop_ms),
+        t.stop_calls,
+        secs(t.verify_ms)
+    );
     if r.is_complete() {
         let ports: Vec<String> = r.ports_checked.iter().map(u16::to_string).collect();
         println!(
@@ -498,6 +511,11 @@ fn print_stop_result(r: &StopReport, quiet: bool) {
     } else {
         println!("INCOMPLETE: see above. Undo with: {undo}");
     }
+}
+
+/// Milliseconds as seconds for people: "1.25 s".
+fn secs(ms: u64) -> String {
+    format!("{:.2} s", ms as f64 / 1000.0)
 }
 
 fn print_restore_plan(steps: &[RestoreStep]) {
@@ -530,6 +548,17 @@ fn print_restore_result(r: &RestoreReport, quiet: bool) {
     print_failed_actions(&r.actions, quiet);
     for m in &r.mismatches {
         problem(quiet, format!("NOT RESTORED: {}: {}", m.unit, m.problem));
+    }
+    if !quiet {
+        let t = &r.timing;
+        println!(
+            "Took {}: enable {} (one call), start {} ({} call(s), one per stage), check {}.",
+            secs(t.total_ms),
+            secs(t.enable_ms),
+            secs(t.start_ms),
+            t.start_calls,
+            secs(t.verify_ms)
+        );
     }
     if r.is_complete() {
         if !quiet {
