@@ -26,6 +26,7 @@ pub mod envfile;
 pub mod fsutil;
 pub mod ini;
 pub mod manifest;
+pub mod migration;
 pub mod owners;
 pub mod params;
 pub mod ports;
