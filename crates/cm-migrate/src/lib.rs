@@ -2,6 +2,11 @@
 //! it back if the move is aborted (`start-services --restore`). All logic is in
 //! `cm_core::systemd`; this binary parses arguments, prints and maps outcomes to exit codes.
 
+mod flow;
+mod preflight;
+mod rollback;
+mod run;
+
 use clap::{Args, Parser, Subcommand};
 use cm_core::systemd::{
     self, ops::ActionResult, ops::RestoreStep, Event, Plan, Postqueue, RestoreOptions,
@@ -73,6 +78,8 @@ Exit codes:
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    #[command(flatten)]
+    Flow(Box<flow::FlowCmd>),
     /// Stop and disable every chatmail unit on this host, in a safe order.
     ///
     /// Discovers chatmail's units from systemd itself (services, timers, path and socket
@@ -186,9 +193,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::parse_from(args).cmd {
+        Cmd::Flow(c) => return ExitCode::from(flow::main(*c) as u8),
+        cmd => Cli { cmd },
+    };
     let out = match &cli.cmd {
         Cmd::StopServices { out, .. } | Cmd::StartServices { out, .. } => *out,
+        Cmd::Flow(_) => unreachable!("dispatched above"),
     };
     let code = match dispatch(cli) {
         Ok(code) => code,
@@ -218,6 +229,7 @@ fn dispatch(cli: Cli) -> Result<i32, SystemdError> {
         _ => systemd::preflight()?,
     }
     match cli.cmd {
+        Cmd::Flow(_) => unreachable!("dispatched in run()"),
         Cmd::StopServices {
             dry_run,
             queue_timeout,

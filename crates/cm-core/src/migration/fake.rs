@@ -292,11 +292,13 @@ fn a_blocking_finding_stops_the_run_before_anything_changes() {
     assert_eq!(r.exit_code(), 1);
     assert!(e.take_log().is_empty(), "nothing ran");
     assert!(r.next_step.contains("nothing was changed"));
-    // a blocked run leaves an unfinished journal: the next run is --resume (or rollback)
-    let err = e.run(false, false).0.unwrap_err();
-    assert!(matches!(err, MigrationError::Interrupted { .. }), "{err}");
+    // nothing was changed: the next run starts afresh (no --resume needed, none possible)
+    assert!(matches!(
+        e.run(true, false).0,
+        Err(MigrationError::NothingToResume { .. })
+    ));
     e.w.fail.borrow_mut().clear();
-    assert!(e.run(true, false).0.unwrap().complete);
+    assert!(e.run(false, false).0.unwrap().complete);
 }
 
 #[test]

@@ -36,7 +36,9 @@ use std::path::PathBuf;
 pub use journal::{RunJournal, DEFAULT_JOURNAL_FILE};
 pub use preflight::{Finding, Level};
 pub use rollback::{rollback, RollbackReport};
-pub use steps::{run, RunEvent, RunOptions, RunReport, StepReport};
+pub use steps::{
+    dry_run, findings, run, DryRun, Parts, RunEvent, RunOptions, RunReport, StepReport,
+};
 
 /// The steps of a run, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -236,15 +238,36 @@ impl CopyOutcome {
 pub struct Estimate {
     /// Per volume: name, source, target, entries, bytes.
     pub volumes: Vec<VolumeEstimate>,
-    /// Entries and bytes in every source.
+    /// Entries, regular files and bytes in every source.
     pub entries: u64,
+    pub files: u64,
     pub bytes: u64,
     /// What the first copy writes (bytes, inodes) and what the targets have free.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub space: Vec<String>,
-    /// Timed sample: entries looked at per second (lstat + read + hash), measured now.
-    pub sample_entries_per_sec: f64,
-    pub sample_entries: u64,
+    /// Measured now: entries walked per second (lstat, as a pass that finds nothing changed).
+    pub walk_per_sec: f64,
+    /// Measured now on a sample of files: files read and hashed per second (as a pass that
+    /// copies or verifies them).
+    pub read_per_sec: f64,
+    pub sample_files: u64,
+}
+
+impl Estimate {
+    /// Seconds to walk `entries` and read `files` at the measured rates.
+    pub fn seconds(&self, entries: u64, files: u64) -> f64 {
+        let w = if self.walk_per_sec > 0.0 {
+            entries as f64 / self.walk_per_sec
+        } else {
+            0.0
+        };
+        let r = if self.read_per_sec > 0.0 {
+            files as f64 / self.read_per_sec
+        } else {
+            0.0
+        };
+        w + r
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

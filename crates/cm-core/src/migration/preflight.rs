@@ -251,6 +251,8 @@ pub struct HostInput<'a> {
     pub euid: u32,
     /// /run/systemd/system (systemd runs the old host).
     pub systemd_marker: &'a Path,
+    /// The old host's services are this machine's (not a `--root` elsewhere).
+    pub services_here: bool,
     pub proc_root: &'a Path,
     pub ini: &'a Path,
     /// The chatmail units the move stops (None: systemd could not be asked).
@@ -274,7 +276,12 @@ pub fn host_findings(input: &HostInput, queue: &mut dyn MailQueue) -> Vec<Findin
             "run it as root (sudo)",
         )
     });
-    f.push(if input.systemd_marker.is_dir() {
+    f.push(if !input.services_here {
+        Finding::not_checked(
+            "systemd",
+            "--root is not this machine's root: its services are not this machine's to stop",
+        )
+    } else if input.systemd_marker.is_dir() {
         Finding::ok("systemd", "systemd runs this host")
     } else {
         Finding::block(
@@ -288,6 +295,10 @@ pub fn host_findings(input: &HostInput, queue: &mut dyn MailQueue) -> Vec<Findin
         )
     });
     match (&input.chatmail_units, input.docker_here) {
+        _ if !input.services_here => f.push(Finding::not_checked(
+            "ports",
+            "--root is not this machine's root: its ports are not this machine's",
+        )),
         (_, false) => f.push(Finding::not_checked(
             "ports",
             "the container runs on another host: its ports are checked there by compose",
@@ -302,7 +313,14 @@ pub fn host_findings(input: &HostInput, queue: &mut dyn MailQueue) -> Vec<Findin
         },
     }
     f.extend(check_ini(input.ini));
-    f.push(check_queue(queue.status().map_err(|e| e.to_string())));
+    f.push(if input.services_here {
+        check_queue(queue.status().map_err(|e| e.to_string()))
+    } else {
+        Finding::not_checked(
+            "queue",
+            "--root is not this machine's root: no postfix to ask",
+        )
+    });
     f
 }
 

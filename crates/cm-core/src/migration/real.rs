@@ -47,7 +47,8 @@ pub fn estimate_sources(vols: &[(String, PathBuf, String)]) -> Result<Estimate, 
     for (name, src, target) in vols {
         let snap = crate::tree::walk(src, &opts, &())
             .map_err(|e| MigrationError::step(Step::Preflight, format!("{name}: {e}")))?;
-        let (_, bytes) = snap.file_totals();
+        let (nfiles, bytes) = snap.file_totals();
+        est.files += nfiles;
         let n = snap.entries.len() as u64;
         let files: Vec<&crate::tree::Entry> = snap
             .entries
@@ -72,16 +73,14 @@ pub fn estimate_sources(vols: &[(String, PathBuf, String)]) -> Result<Estimate, 
         let _ = crate::tree::hash_file(p);
     }
     let hashed = t.elapsed().as_secs_f64();
-    // per entry: its share of the walk plus (for the sampled files) the read and hash
-    let per_entry = walked / est.entries.max(1) as f64
-        + if sample.is_empty() {
-            0.0
-        } else {
-            hashed / sample.len() as f64
-        };
-    est.sample_entries = sample.len() as u64;
-    est.sample_entries_per_sec = if per_entry > 0.0 {
-        1.0 / per_entry
+    est.sample_files = sample.len() as u64;
+    est.walk_per_sec = if walked > 0.0 {
+        est.entries as f64 / walked
+    } else {
+        0.0
+    };
+    est.read_per_sec = if hashed > 0.0 {
+        sample.len() as f64 / hashed
     } else {
         0.0
     };
@@ -211,11 +210,11 @@ impl Copier for LocalCopier {
             Step::Delta
         };
         let mut out = CopyOutcome::default();
-        if let (Pass::Final, Changed::Dirs(_)) = (pass, changed) {
+        if let (Pass::Final, Changed::Dirs(d)) = (pass, changed) {
             out.notes.push(format!(
-                "the change journal names {}, but this copy engine rescans every volume (its \
-                 restricted delta is not in this build yet)",
-                changed.describe()
+                "the change journal named {} changed directories, but this copy engine rescans \
+                 every volume (its restricted delta is not in this build yet)",
+                d.values().map(Vec::len).sum::<usize>()
             ));
         }
         let live = pass == Pass::Live;
@@ -470,9 +469,20 @@ impl EnvSettings {
 impl Settings for EnvSettings {
     fn plan(&mut self) -> Result<String, MigrationError> {
         let p = self.planned()?;
+        if p.existing.as_deref() == Some(p.content.as_bytes()) {
+            return Ok(format!(
+                "{} already holds these settings",
+                p.target.display()
+            ));
+        }
+        let what = match &p.action {
+            crate::envfile::Action::Write => "write".to_string(),
+            crate::envfile::Action::Replace => "replace".to_string(),
+            m => format!("{m}, a backup beside it: merge into").replacen("merged", "", 1),
+        };
         Ok(format!(
-            "{} {} (from {})",
-            p.action,
+            "{} {} from {}",
+            what.trim(),
             p.target.display(),
             self.ini.display()
         ))
@@ -648,11 +658,22 @@ impl Target for ComposeTarget {
             ));
             return f;
         };
+        let env_missing = !self.exists(&self.project_dir.join(".env"));
         f.push(match self.compose(&["config", "--quiet"]) {
             Ok(o) if o.status.success() => Finding::ok(
                 "target",
                 format!("{} reads as a compose project", file.display()),
             ),
+            // the run writes the .env (settings step): a compose file that needs it is fine
+            Ok(o) if env_missing && String::from_utf8_lossy(&o.stderr).contains("/.env") => {
+                Finding::ok(
+                    "target",
+                    format!(
+                        "{} is a compose project that reads the .env the run writes",
+                        file.display()
+                    ),
+                )
+            }
             Ok(o) => Finding::block(
                 "target",
                 format!(

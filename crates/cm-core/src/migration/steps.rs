@@ -241,8 +241,8 @@ fn copy_outcome(pass: Pass, changed: &Changed, o: CopyOutcome) -> StepOutcome {
         o.copied_bytes,
         o.deleted
     );
-    if !o.restricted && pass == Pass::Final {
-        summary.push_str(&format!("; {}", changed.describe()));
+    if let (false, Pass::Final, Changed::All { why }) = (o.restricted, pass, changed) {
+        summary.push_str(&format!("; a full rescan: {why}"));
     }
     StepOutcome {
         ok: o.ok(),
@@ -305,6 +305,11 @@ pub fn run(
         on,
     };
     if !preflight(&mut cx, p, opts, start)? {
+        if !resumed {
+            // nothing was changed: the next run starts afresh, not as a resume
+            cx.journal.finished = true;
+            cx.journal.save(&cx.path)?;
+        }
         cx.report.blocked = true;
         cx.report.next_step = "fix what blocks (above) and run again; nothing was changed".into();
         return Ok(cx.report);
@@ -371,10 +376,7 @@ fn preflight(
 ) -> Result<bool, MigrationError> {
     cx.mark(Step::Preflight, Phase::Begun, String::new())?;
     let t = crate::systemd::ops::unix_ms();
-    let mut findings = (p.host)(start);
-    findings.extend(p.target.preflight(start));
-    findings.extend(p.copier.preflight());
-    apply_skips(&mut findings, &opts.skip_checks);
+    let findings = findings(p, start, &opts.skip_checks);
     for f in &findings {
         (cx.on)(RunEvent::Finding(f.clone()));
     }
@@ -394,6 +396,82 @@ fn preflight(
         )
     };
     cx.end(Step::Preflight, t, o)
+}
+
+/// Every preflight finding: the host's, the target's, the copy's; skips applied.
+pub fn findings(p: &mut Parts, start: bool, skip: &[String]) -> Vec<Finding> {
+    let mut f = (p.host)(start);
+    f.extend(p.target.preflight(start));
+    f.extend(p.copier.preflight());
+    apply_skips(&mut f, skip);
+    f
+}
+
+/// What `run --dry-run` shows: the findings, the data, the steps, the expected downtime.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DryRun {
+    pub findings: Vec<Finding>,
+    pub blocked: bool,
+    pub estimate: super::Estimate,
+    /// The chatmail units the stop takes down, in stop order.
+    pub units: Vec<String>,
+    pub settings: String,
+    pub change_journal: String,
+    pub expected: Expected,
+    pub next_step: String,
+}
+
+/// The expected durations, in seconds, from the timed sample.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Expected {
+    /// The bulk copy (while the relay serves): every entry walked, every file read.
+    pub bulk_copy_s: f64,
+    /// The delta when the change journal is complete: the changed directories only
+    /// (what changes is not known ahead; per 1000 changed files).
+    pub delta_per_1000_changed_s: f64,
+    /// The delta when the journal is incomplete: every entry walked again.
+    pub delta_full_rescan_s: f64,
+    /// The verification (cm-verify all reads and hashes every file of source and copy).
+    pub verify_s: f64,
+    /// Downtime with a complete journal (stop not included: its length is the daemons'
+    /// own), and without one.
+    pub downtime_s: f64,
+    pub downtime_without_journal_s: f64,
+}
+
+/// `run --dry-run`: read-only.
+pub fn dry_run(p: &mut Parts, start: bool, skip: &[String]) -> Result<DryRun, MigrationError> {
+    let findings = findings(p, start, skip);
+    let blocked = findings.iter().any(|f| f.level == Level::Block);
+    let estimate = p.copier.estimate()?;
+    let units = p.services.plan().unwrap_or_default();
+    let settings = p
+        .settings
+        .plan()
+        .unwrap_or_else(|e| format!("not planned: {e}"));
+    let e = &estimate;
+    let verify = 2.0 * e.seconds(e.entries, e.files);
+    let per_1000 = e.seconds(1000, 1000);
+    let full = e.seconds(e.entries, 0);
+    Ok(DryRun {
+        blocked,
+        expected: Expected {
+            bulk_copy_s: e.seconds(e.entries, e.files),
+            delta_per_1000_changed_s: per_1000,
+            delta_full_rescan_s: full,
+            verify_s: verify,
+            downtime_s: per_1000 + verify,
+            downtime_without_journal_s: full + verify,
+        },
+        change_journal: "fanotify on the sources' file systems, from before the bulk copy to \
+                         after the stop (a full rescan when it may be incomplete)"
+            .into(),
+        findings,
+        estimate,
+        units,
+        settings,
+        next_step: p.target.next_step(),
+    })
 }
 
 /// The change journal and the live bulk copy. Some(watching) when the copy succeeded.

@@ -568,6 +568,148 @@ impl Verifier for RemoteVerifier {
     }
 }
 
+/// The far side's .env: fetched into a local working copy, merged there as cm-ini-to-env
+/// --merge does, and sent back (rsync writes a temporary and renames it; the old one is kept
+/// beside it as .env.cm-backup-TIME first).
+pub struct RemoteSettings {
+    pub remote: Remote,
+    pub ini: PathBuf,
+    /// The local working copy (under the state directory).
+    pub work: PathBuf,
+    pub rsync: String,
+}
+
+impl RemoteSettings {
+    fn env_there(&self) -> PathBuf {
+        self.remote.path(".env")
+    }
+
+    /// The far side's .env into the working copy (absent there: absent here).
+    fn fetch(&self) -> Result<(), MigrationError> {
+        let err = |m: String| MigrationError::step(Step::Settings, m);
+        let there = self.env_there();
+        let o = self
+            .remote
+            .run(&[
+                b"sh",
+                b"-c",
+                b"test ! -e \"$1\" || cat -- \"$1\"",
+                b"sh",
+                there.as_os_str().as_bytes(),
+            ])
+            .map_err(|e| err(format!("ssh: {e}")))?;
+        if !o.status.success() {
+            return Err(err(format!(
+                "reading {} on {}: {}",
+                there.display(),
+                self.remote.host,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )));
+        }
+        if let Some(d) = self.work.parent() {
+            std::fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
+        }
+        let _ = std::fs::remove_file(&self.work);
+        if !o.stdout.is_empty() {
+            crate::fsutil::write_atomic(&self.work, &o.stdout, 0o600)
+                .map_err(|e| err(format!("{}: {e}", self.work.display())))?;
+        }
+        Ok(())
+    }
+
+    fn local(&self) -> super::real::EnvSettings {
+        super::real::EnvSettings {
+            ini: self.ini.clone(),
+            env: self.work.clone(),
+        }
+    }
+}
+
+impl super::Settings for RemoteSettings {
+    fn plan(&mut self) -> Result<String, MigrationError> {
+        self.fetch()?;
+        let p = self.local().plan()?;
+        Ok(format!(
+            "{p}, sent to {}:{}",
+            self.remote.host,
+            self.env_there().display()
+        ))
+    }
+
+    fn write(&mut self) -> Result<StepOutcome, MigrationError> {
+        let err = |m: String| MigrationError::step(Step::Settings, m);
+        self.fetch()?;
+        let before = std::fs::read(&self.work).ok();
+        let o = self.local().write()?;
+        if std::fs::read(&self.work).ok() == before {
+            return Ok(StepOutcome::ok(format!(
+                "{}:{} already holds these settings",
+                self.remote.host,
+                self.env_there().display()
+            )));
+        }
+        let there = self.env_there();
+        let backup = format!(
+            "{}.cm-backup-{}",
+            there.display(),
+            crate::systemd::ops::unix_ms()
+        );
+        let b = self
+            .remote
+            .run(&[
+                b"sh",
+                b"-c",
+                b"test ! -e \"$1\" || cp -p -- \"$1\" \"$2\"",
+                b"sh",
+                there.as_os_str().as_bytes(),
+                backup.as_bytes(),
+            ])
+            .map_err(|e| err(format!("ssh: {e}")))?;
+        if !b.status.success() {
+            return Err(err(format!(
+                "backing up {} on {}: {}",
+                there.display(),
+                self.remote.host,
+                String::from_utf8_lossy(&b.stderr).trim()
+            )));
+        }
+        let ssh = self.remote.ssh_argv();
+        let e = ssh[..ssh.len() - 1]
+            .iter()
+            .map(|s| sh_quote(s.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let r = Command::new(&self.rsync)
+            .args(["-a", "-e", &e])
+            .arg(&self.work)
+            .arg(self.remote.rsync_dest(&there))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| err(format!("running {}: {e}", self.rsync)))?;
+        if !r.status.success() {
+            return Err(err(format!(
+                "sending the .env: {}",
+                String::from_utf8_lossy(&r.stderr).trim()
+            )));
+        }
+        Ok(StepOutcome::ok(format!(
+            "{} on {} ({})",
+            there.display(),
+            self.remote.host,
+            o.summary
+        )))
+    }
+
+    fn left_behind(&self) -> Vec<String> {
+        vec![format!(
+            "{}:{} (written from {})",
+            self.remote.host,
+            self.env_there().display(),
+            self.ini.display()
+        )]
+    }
+}
+
 /// Findings about a Docker host reached through `host` (here or over ssh): the engine,
 /// Compose v2, cgroup v2 and the inotify limits the guide sets.
 pub fn docker_host_findings(host: &Host, start: bool) -> Vec<Finding> {
