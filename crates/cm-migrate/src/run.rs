@@ -8,9 +8,16 @@ use cm_core::migration::steps::{DryRun, Status};
 use cm_core::migration::{dry_run, run, RunEvent, RunOptions, RunReport, Step};
 use std::io::IsTerminal;
 
-/// The environment variable that makes a run kill itself (SIGKILL) at a step boundary,
-/// `STEP:begun` or `STEP:done` (a testing aid for the crash tests; never set it otherwise).
+/// The environment variable that makes a run kill itself with SIGKILL, for the crash tests
+/// (never set it otherwise): `STEP:begun` or `STEP:done` at that boundary (once it is on
+/// disk), `STEP:begun+MS` that many milliseconds after the step began (in the middle of it),
+/// `STEP:progress:TEXT` at the step's first progress line starting with TEXT (a copy says
+/// `VOLUME: SRC -> DST` before each volume).
 pub const CRASH_AT: &str = "CM_MIGRATE_TEST_CRASH_AT";
+
+fn die() {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+}
 
 /// Move the relay: preflight, live bulk copy, stop, delta, settings, verify [, start].
 #[derive(Args, Debug)]
@@ -81,8 +88,29 @@ fn progress(e: &RunEvent, out: Out, tty: bool, crash: Option<&str>) {
                 Phase::Done => "done",
                 Phase::Failed => "failed",
             };
-            if crash == Some(&format!("{step}:{p}")) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+            let here = format!("{step}:{p}");
+            match crash.and_then(|c| c.strip_prefix(here.as_str())) {
+                Some("") => die(),
+                Some(delay) => {
+                    if let Some(ms) = delay.strip_prefix('+').and_then(|m| m.parse().ok()) {
+                        std::thread::spawn(move || {
+                            std::thread::sleep(std::time::Duration::from_millis(ms));
+                            die();
+                        });
+                    }
+                }
+                None => {}
+            }
+        }
+        RunEvent::Progress { step, msg } => {
+            let at = format!("{step}:progress:");
+            if let Some(text) = crash.and_then(|c| c.strip_prefix(at.as_str())) {
+                if msg.starts_with(text) {
+                    die();
+                }
+            }
+            if tty && !out.quiet {
+                eprintln!("cm-migrate: {step}: {msg}");
             }
         }
         RunEvent::Finished(s) if !out.quiet => eprintln!(
@@ -92,9 +120,6 @@ fn progress(e: &RunEvent, out: Out, tty: bool, crash: Option<&str>) {
             secs(s.ms),
             s.summary
         ),
-        RunEvent::Progress { step, msg } if tty && !out.quiet => {
-            eprintln!("cm-migrate: {step}: {msg}")
-        }
         _ => {}
     }
 }

@@ -176,7 +176,8 @@ impl StepOutcome {
 pub enum Changed {
     /// Everything (no journal, or it may be incomplete: why).
     All { why: String },
-    /// Per source root: the directories, relative to it, that changed.
+    /// Per source root: the directories, relative to it, that changed. A root that is not
+    /// in the map was not journaled (completely): it is rescanned in full.
     Dirs(BTreeMap<PathBuf, Vec<PathBuf>>),
 }
 
@@ -342,6 +343,7 @@ pub trait Target {
 pub trait Watch {
     /// Start before the bulk copy; Err says why there is none (the delta then rescans all).
     fn start(&mut self, roots: &[PathBuf]) -> Result<String, String>;
-    /// Stop (after the services) and say what changed.
+    /// Stop (after the services) and say what changed; a root it could not follow is left
+    /// out of [`Changed::Dirs`] (rescanned in full).
     fn finish(&mut self, roots: &[PathBuf]) -> Changed;
 }

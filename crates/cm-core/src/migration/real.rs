@@ -780,38 +780,67 @@ impl Target for ComposeTarget {
     }
 }
 
-/// The fanotify change journal of [`crate::watch`].
+/// The fanotify change journal of [`crate::watch`]: one journal per source root, so that a
+/// root on a file system fanotify cannot follow (e.g. an overlay) is rescanned in full while
+/// the others are not.
 #[derive(Default)]
 pub struct FanotifyWatch {
-    watcher: Option<crate::watch::Watcher>,
+    watchers: Vec<(PathBuf, crate::watch::Watcher)>,
+    not_watched: Vec<(PathBuf, String)>,
 }
 
 impl Watch for FanotifyWatch {
     fn start(&mut self, roots: &[PathBuf]) -> Result<String, String> {
-        let w = crate::watch::Watcher::start(roots, crate::watch::Options::default())
-            .map_err(|e| e.to_string())?;
-        self.watcher = Some(w);
-        Ok(format!(
-            "change journal on {} root(s) (fanotify, whole file systems)",
+        for r in roots {
+            match crate::watch::Watcher::start(
+                std::slice::from_ref(r),
+                crate::watch::Options::default(),
+            ) {
+                Ok(w) => self.watchers.push((r.clone(), w)),
+                Err(e) => self.not_watched.push((r.clone(), e.to_string())),
+            }
+        }
+        let mut msg = format!(
+            "change journal on {} of {} root(s) (fanotify, whole file systems)",
+            self.watchers.len(),
             roots.len()
-        ))
+        );
+        for (r, why) in &self.not_watched {
+            msg.push_str(&format!(
+                "; {} not journaled ({why}): rescanned in full",
+                r.display()
+            ));
+        }
+        if self.watchers.is_empty() {
+            return Err(msg);
+        }
+        Ok(msg)
     }
 
-    fn finish(&mut self, roots: &[PathBuf]) -> Changed {
-        let Some(w) = self.watcher.take() else {
-            return Changed::All {
-                why: "no change journal ran".into(),
-            };
-        };
-        let changes = w.finish();
+    fn finish(&mut self, _roots: &[PathBuf]) -> Changed {
         let mut dirs = BTreeMap::new();
-        for r in roots {
-            match changes.below(r) {
+        let mut why = Vec::new();
+        for (r, w) in self.watchers.drain(..) {
+            match w.finish().below(&r) {
                 Ok(d) => {
-                    dirs.insert(r.clone(), d);
+                    dirs.insert(r, d);
                 }
-                Err(why) => return Changed::All { why },
+                Err(e) => why.push(format!("{}: {e}", r.display())),
             }
+        }
+        why.extend(
+            self.not_watched
+                .drain(..)
+                .map(|(r, e)| format!("{}: {e}", r.display())),
+        );
+        if dirs.is_empty() {
+            return Changed::All {
+                why: if why.is_empty() {
+                    "no change journal ran".into()
+                } else {
+                    why.join("; ")
+                },
+            };
         }
         Changed::Dirs(dirs)
     }
