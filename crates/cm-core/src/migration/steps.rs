@@ -184,6 +184,15 @@ impl Ctx<'_> {
     /// Record the end of a step from its outcome; Ok(false) when it failed (the run ends).
     fn end(&mut self, step: Step, started: u64, o: StepOutcome) -> Result<bool, MigrationError> {
         let phase = if o.ok { Phase::Done } else { Phase::Failed };
+        if step == Step::Stop && o.ok && self.journal.downtime_start_unix_ms.is_none() {
+            // written with the stop's end: the downtime begins at the first service stopped
+            // (or, when nothing was stopped, when the stop began); never moved later
+            let begun = self
+                .journal
+                .first(Step::Stop, Phase::Begun)
+                .map(|e| e.at_unix_ms);
+            self.journal.downtime_start_unix_ms = o.first_stop_unix_ms.or(begun);
+        }
         let detail = if o.ok {
             o.summary.clone()
         } else {
@@ -332,16 +341,9 @@ pub fn run(
         cx.skip(Step::Stop, "done by an earlier attempt");
     } else {
         let services = &mut *p.services;
-        let mut first_stop = None;
-        let ok = cx.step(Step::Stop, |on| {
-            let o = services.stop(on)?;
-            first_stop = o.first_stop_unix_ms;
-            Ok(o)
-        })?;
-        if !ok {
+        if !cx.step(Step::Stop, |on| services.stop(on))? {
             return Ok(incomplete(cx));
         }
-        record_downtime_start(&mut cx, first_stop)?;
     }
     let changed = if watching {
         p.watch.finish(&roots)
@@ -511,20 +513,6 @@ fn watch_and_bulk_copy(
         let _ = p.watch.finish(roots);
     }
     Ok(ok.then_some(watching))
-}
-
-/// The downtime begins at the first service stopped (or, when nothing was stopped, when the
-/// stop began); recorded once, never moved by a later attempt.
-fn record_downtime_start(cx: &mut Ctx, first_stop: Option<u64>) -> Result<(), MigrationError> {
-    if cx.journal.downtime_start_unix_ms.is_none() {
-        let begun = cx
-            .journal
-            .first(Step::Stop, Phase::Begun)
-            .map(|e| e.at_unix_ms);
-        cx.journal.downtime_start_unix_ms = first_stop.or(begun);
-        cx.journal.save(&cx.path)?;
-    }
-    Ok(())
 }
 
 /// Delta, settings, verify and (with --start) the container. Ok(false) when one failed.
