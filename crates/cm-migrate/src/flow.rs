@@ -85,6 +85,9 @@ pub struct FlowArgs {
     /// The ssh key for --to (as `ssh -i FILE`).
     #[arg(long, value_name = "FILE")]
     pub ssh_identity: Option<PathBuf>,
+    /// An ssh client configuration for --to (as `ssh -F FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
     /// The Compose v2 program [default: `docker compose`].
     #[arg(long, value_name = "PROGRAM")]
     pub compose: Option<String>,
@@ -217,6 +220,14 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
     };
     if let Some(url) = &a.to {
         let mut remote = Remote::parse(url)?;
+        std::fs::create_dir_all(&a.state_dir)
+            .map_err(|e| format!("--state-dir {}: {e}", a.state_dir.display()))?;
+        remote.control_path = Some(a.state_dir.join("ssh-%C"));
+        if let Some(f) = &a.ssh_config {
+            remote
+                .ssh_args
+                .extend(["-F".to_string(), f.display().to_string()]);
+        }
         for o in &a.ssh_option {
             remote.ssh_args.extend(["-o".to_string(), o.clone()]);
         }

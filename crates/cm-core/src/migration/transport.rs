@@ -28,6 +28,9 @@ pub struct Remote {
     pub dir: PathBuf,
     /// Extra ssh options (`-o Name=value`, `-i key`), as separate arguments.
     pub ssh_args: Vec<String>,
+    /// Where ssh keeps one shared connection (ControlMaster), so that the many short
+    /// commands of a run do not each open a connection.
+    pub control_path: Option<PathBuf>,
 }
 
 impl Remote {
@@ -62,6 +65,7 @@ impl Remote {
             port,
             dir,
             ssh_args: Vec::new(),
+            control_path: None,
         })
     }
 
@@ -84,6 +88,16 @@ impl Remote {
         ];
         if let Some(p) = self.port {
             v.extend(["-p".into(), p.to_string()]);
+        }
+        if let Some(c) = &self.control_path {
+            v.extend([
+                "-o".into(),
+                "ControlMaster=auto".into(),
+                "-o".into(),
+                format!("ControlPath={}", c.display()),
+                "-o".into(),
+                "ControlPersist=60".into(),
+            ]);
         }
         v.extend(self.ssh_args.iter().cloned());
         v.push(self.host.clone());
