@@ -152,7 +152,7 @@ fn run_moves_a_serving_relay_with_a_writer_verifies_it_and_rollback_brings_it_ba
     assert!(!c.exists("/srv/proj/data"), "dry run writes nothing");
 
     let a = run_args("/var/lib/cm-migrate");
-    let mut ra = vec!["run"];
+    let mut ra = vec!["run", "--verify", "changed"];
     ra.extend(args(&a));
     let o = cm_migrate(&c, None, &ra);
     let r = json(&o);

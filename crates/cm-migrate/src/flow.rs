@@ -12,6 +12,7 @@ use cm_core::migration::steps::DEFAULT_RUN_LOCK_FILE;
 use cm_core::migration::transport::{
     default_volumes, Host, Remote, RemoteSettings, RemoteVerifier, RsyncCopier,
 };
+use cm_core::migration::verify::{ChangedVerify, VolumePair};
 use cm_core::migration::{Copier, Services, Settings, Target, Verifier};
 use cm_core::owners::OwnerMap;
 use cm_core::systemd::{Postqueue, RestoreOptions, StopOptions};
@@ -97,6 +98,13 @@ pub struct FlowArgs {
     /// Seconds one stage of units may take to stop or start.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub unit_timeout: u64,
+    /// How the copy is proven before the downtime ends: `full` runs cm-verify all (reads
+    /// every file of source and copy); `changed` compares by content only the directories
+    /// the change journal names (the bulk copy read every other copy back), plus cm-verify's
+    /// env, layout and services checks, and falls back to `full` for whatever the journal
+    /// could not follow. With --to the far side always checks the manifests in full.
+    #[arg(long, value_name = "HOW", default_value = "full", value_parser = ["full", "changed"])]
+    pub verify: String,
     /// Seconds --start waits for the container to serve.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub health_timeout: u64,
@@ -297,6 +305,42 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
     if !services_here {
         verify_args.push("--no-services".into());
     }
+    let full = VerifyCommand {
+        program: cm_verify(),
+        args: verify_args,
+    };
+    let verifier: Box<dyn Verifier> = if a.verify == "changed" {
+        let mut layout: Vec<OsString> =
+            vec!["layout".into(), "--project-dir".into(), dir.clone().into()];
+        if let Some(c) = &a.compose {
+            layout.extend(["--compose".into(), c.into()]);
+        }
+        let mut checks = vec![
+            vec!["env".into(), ini.clone().into(), dir.join(".env").into()],
+            layout,
+        ];
+        if services_here {
+            checks.push(vec!["services".into()]);
+        }
+        Box::new(ChangedVerify {
+            program: cm_verify(),
+            checks,
+            volumes: cm_core::migration::real::default_volumes(&a.root, &dir)
+                .into_iter()
+                .map(|v| VolumePair {
+                    name: v.name,
+                    src: v.src,
+                    dst: v.dst,
+                })
+                .collect(),
+            owners: owners.clone().unwrap_or_default(),
+            owner_map_file: a.owner_map.clone(),
+            root: a.root.clone(),
+            full,
+        })
+    } else {
+        Box::new(full)
+    };
     Ok(Built {
         identity: RunIdentity {
             root: a.root.clone(),
@@ -311,10 +355,7 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
             ini,
             env: dir.join(".env"),
         }),
-        verifier: Box::new(VerifyCommand {
-            program: cm_verify(),
-            args: verify_args,
-        }),
+        verifier,
         target: Box::new(ComposeTarget {
             host: Host::Local,
             project_dir: dir,

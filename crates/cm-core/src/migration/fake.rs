@@ -118,7 +118,11 @@ impl Settings for World {
 }
 
 impl Verifier for World {
-    fn verify(&mut self, _on: &mut dyn FnMut(String)) -> Result<StepOutcome, MigrationError> {
+    fn verify(
+        &mut self,
+        _changed: &Changed,
+        _on: &mut dyn FnMut(String),
+    ) -> Result<StepOutcome, MigrationError> {
         self.outcome("verify")
     }
 }

@@ -24,6 +24,7 @@ pub mod real;
 pub mod rollback;
 pub mod steps;
 pub mod transport;
+pub mod verify;
 
 #[cfg(test)]
 mod fake;
@@ -322,7 +323,13 @@ pub trait Settings {
 
 /// The proof that the copy is the old relay's state.
 pub trait Verifier {
-    fn verify(&mut self, on: &mut dyn FnMut(String)) -> Result<StepOutcome, MigrationError>;
+    /// Verify the copy; `changed` is what the final pass looked at (a verification may cost
+    /// what changed when the journal vouches for the rest).
+    fn verify(
+        &mut self,
+        changed: &Changed,
+        on: &mut dyn FnMut(String),
+    ) -> Result<StepOutcome, MigrationError>;
 }
 
 /// The compose project that runs the relay.

@@ -528,7 +528,11 @@ pub struct VerifyCommand {
 }
 
 impl Verifier for VerifyCommand {
-    fn verify(&mut self, on: &mut dyn FnMut(String)) -> Result<StepOutcome, MigrationError> {
+    fn verify(
+        &mut self,
+        _changed: &Changed,
+        on: &mut dyn FnMut(String),
+    ) -> Result<StepOutcome, MigrationError> {
         on(format!("{} all", self.program.display()));
         let o = Command::new(&self.program)
             .arg("all")

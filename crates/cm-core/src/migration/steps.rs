@@ -549,7 +549,7 @@ fn final_steps(
         cx.skip(Step::Verify, "done by an earlier attempt");
     } else {
         let verifier = &mut *p.verifier;
-        if !cx.step(Step::Verify, |on| verifier.verify(on))? {
+        if !cx.step(Step::Verify, |on| verifier.verify(changed, on))? {
             return Ok(false);
         }
     }

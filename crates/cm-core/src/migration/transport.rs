@@ -515,7 +515,11 @@ impl RemoteVerifier {
 }
 
 impl Verifier for RemoteVerifier {
-    fn verify(&mut self, on: &mut dyn FnMut(String)) -> Result<StepOutcome, MigrationError> {
+    fn verify(
+        &mut self,
+        _changed: &Changed,
+        on: &mut dyn FnMut(String),
+    ) -> Result<StepOutcome, MigrationError> {
         let err = |m: String| MigrationError::step(Step::Verify, m);
         let bin = self
             .send(&self.cm_verify, "cm-verify")

@@ -155,6 +155,16 @@ pub struct StopTiming {
     pub total_ms: u64,
     /// systemctl stop calls made (one per stage with something to stop).
     pub stop_calls: u32,
+    /// Each stop call: its units and how long it took.
+    #[serde(default)]
+    pub stages: Vec<StageTiming>,
+}
+
+/// One systemctl call on a stage's units.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTiming {
+    pub units: Vec<String>,
+    pub ms: u64,
 }
 
 /// How long the parts of `start-services --restore` took, in milliseconds.
@@ -370,8 +380,13 @@ pub fn stop_services(
         for u in &units {
             on(Event::Stopping(u.clone()));
         }
+        let call = Instant::now();
         let res = sm.stop(&units, opts.unit_timeout);
         report.timing.stop_calls += 1;
+        report.timing.stages.push(StageTiming {
+            units: units.clone(),
+            ms: ms_since(call),
+        });
         settle(sm, &mut report, on, &units, Action::Stop, res);
     }
     report.timing.stop_ms = ms_since(t);
