@@ -45,6 +45,9 @@ mkdir -p "$R/etc/dkimkeys" "$R/usr/local/lib/chatmaild" "$M/ours" "$M/guide/data
 printf '[params]\nmail_domain = example.org\n' >"$R/usr/local/lib/chatmaild/chatmail.ini"
 printf 'not a real key\n' >"$R/etc/dkimkeys/opendkim.private"
 chmod 0600 "$R/etc/dkimkeys/opendkim.private"
+mkdir -p "$R/var/lib/acme/live" "$R/var/lib/acme/certs/c1"
+echo cert >"$R/var/lib/acme/certs/c1/cert"
+ln -s ../certs/c1 "$R/var/lib/acme/live/example.org"
 cp docker/docker-compose.yaml "$M/ours/"
 echo "generating the store ($users mailboxes x $per messages) ..." >&2
 bench/gen-tree.sh "$R/home" "$users" "$per"
@@ -80,16 +83,29 @@ while time.time() < end:
     n += 1
     time.sleep(0.002)
 print("writer: %d deliveries in %d mailboxes" % (n, len(hot)), file=sys.stderr)
+open(sys.argv[3], "w").write("%d\n" % (time.time() * 1000))
 PY
 
 # --- cm-migrate run: writer during the live phase
 cache_ours=$(drop)
-python3 "$W/writer.py" "$R/home/vmail/mail/example.org" "$write_secs" & writer=$!
+python3 "$W/writer.py" "$R/home/vmail/mail/example.org" "$write_secs" "$W/writer.end" & writer=$!
+rc=0
 "$BIN/cm-migrate" run --root "$R" --project-dir "$M/ours" --state-dir "$W/state" \
-  --verify changed --json >"$W/ours.json" 2>"$W/ours.log" || {
-  cat "$W/ours.log" >&2; cat "$W/ours.json" >&2; exit 1; }
+  --verify changed --json >"$W/ours.json" 2>"$W/ours.log" || rc=$?
 wait "$writer" || true
 writer=
+# the writer stands for the services: it must have stopped before the downtime began
+python3 - "$W/ours.json" "$W/writer.end" <<'PY' || exit 1
+import json, sys
+r = json.load(open(sys.argv[1])); end = int(open(sys.argv[2]).read())
+start = (r.get("downtime") or {}).get("started_unix_ms")
+if start is None:
+    start = min([e for e in [end + 1]])  # no downtime: the run failed; say why below
+if end >= start:
+    sys.exit("INVALID: the writer ran into the downtime (the bulk copy was shorter than "
+             "WRITE_SECS): use a larger store or a smaller WRITE_SECS")
+PY
+[ "$rc" = 0 ] || { cat "$W/ours.log" >&2; cat "$W/ours.json" >&2; exit 1; }
 # the same again with the full verification (a fresh run: nothing changed since)
 "$BIN/cm-migrate" run --root "$R" --project-dir "$M/ours" --state-dir "$W/state" \
   --verify full --json >"$W/full.json" 2>"$W/full.log" || {

@@ -353,4 +353,8 @@ pub trait Watch {
     /// Stop (after the services) and say what changed; a root it could not follow is left
     /// out of [`Changed::Dirs`] (rescanned in full).
     fn finish(&mut self, roots: &[PathBuf]) -> Changed;
+    /// After [`Watch::finish`]: why roots left out of [`Changed::Dirs`] were not followed.
+    fn unwatched(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

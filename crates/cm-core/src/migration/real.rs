@@ -242,6 +242,11 @@ impl Copier for LocalCopier {
             for pr in &o.problems {
                 let line = format!("{}: {}: {}", p.volume.name, pr.path, pr.message);
                 match pr.severity {
+                    // while the relay serves mail, entries change under the copy: what the
+                    // live pass could not copy, the final pass (services stopped) must
+                    Severity::Error if live => {
+                        out.notes.push(format!("{line} (left for the final pass)"))
+                    }
                     Severity::Error => out.errors.push(line),
                     _ => out.notes.push(line),
                 }
@@ -784,36 +789,49 @@ impl Target for ComposeTarget {
     }
 }
 
-/// The fanotify change journal of [`crate::watch`]: one journal per source root, so that a
-/// root on a file system fanotify cannot follow (e.g. an overlay) is rescanned in full while
-/// the others are not.
+/// The fanotify change journal of [`crate::watch`]: one journal per file system holding
+/// source roots (roots on one file system share it: one reader per stream of events), so
+/// that a root on a file system fanotify cannot follow (an overlay, say) is rescanned in full
+/// while the others are not.
 #[derive(Default)]
 pub struct FanotifyWatch {
-    watchers: Vec<(PathBuf, crate::watch::Watcher)>,
-    not_watched: Vec<(PathBuf, String)>,
+    watchers: Vec<(Vec<PathBuf>, crate::watch::Watcher)>,
+    not_watched: Vec<String>,
+}
+
+/// Roots grouped by the file system they are on (in order of first appearance).
+fn by_filesystem(roots: &[PathBuf]) -> Vec<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut groups: Vec<(Option<u64>, Vec<PathBuf>)> = Vec::new();
+    for r in roots {
+        let dev = std::fs::metadata(r).ok().map(|m| m.dev());
+        match groups.iter_mut().find(|(d, _)| d.is_some() && *d == dev) {
+            Some((_, v)) => v.push(r.clone()),
+            None => groups.push((dev, vec![r.clone()])),
+        }
+    }
+    groups.into_iter().map(|(_, v)| v).collect()
 }
 
 impl Watch for FanotifyWatch {
     fn start(&mut self, roots: &[PathBuf]) -> Result<String, String> {
-        for r in roots {
-            match crate::watch::Watcher::start(
-                std::slice::from_ref(r),
-                crate::watch::Options::default(),
-            ) {
-                Ok(w) => self.watchers.push((r.clone(), w)),
-                Err(e) => self.not_watched.push((r.clone(), e.to_string())),
+        for group in by_filesystem(roots) {
+            match crate::watch::Watcher::start(&group, crate::watch::Options::default()) {
+                Ok(w) => self.watchers.push((group, w)),
+                Err(e) => self.not_watched.extend(
+                    group
+                        .iter()
+                        .map(|r| format!("{} not journaled ({e})", r.display())),
+                ),
             }
         }
+        let n: usize = self.watchers.iter().map(|(g, _)| g.len()).sum();
         let mut msg = format!(
-            "change journal on {} of {} root(s) (fanotify, whole file systems)",
-            self.watchers.len(),
+            "change journal on {n} of {} root(s) (fanotify, whole file systems)",
             roots.len()
         );
-        for (r, why) in &self.not_watched {
-            msg.push_str(&format!(
-                "; {} not journaled ({why}): rescanned in full",
-                r.display()
-            ));
+        for w in &self.not_watched {
+            msg.push_str(&format!("; {w}: rescanned in full"));
         }
         if self.watchers.is_empty() {
             return Err(msg);
@@ -823,29 +841,33 @@ impl Watch for FanotifyWatch {
 
     fn finish(&mut self, _roots: &[PathBuf]) -> Changed {
         let mut dirs = BTreeMap::new();
-        let mut why = Vec::new();
-        for (r, w) in self.watchers.drain(..) {
-            match w.finish().below(&r) {
-                Ok(d) => {
-                    dirs.insert(r, d);
+        for (group, w) in self.watchers.drain(..) {
+            let changes = w.finish();
+            for r in group {
+                match changes.below(&r) {
+                    Ok(d) => {
+                        dirs.insert(r, d);
+                    }
+                    Err(e) => self.not_watched.push(format!(
+                        "{}: the change journal is incomplete: {e}",
+                        r.display()
+                    )),
                 }
-                Err(e) => why.push(format!("{}: {e}", r.display())),
             }
         }
-        why.extend(
-            self.not_watched
-                .drain(..)
-                .map(|(r, e)| format!("{}: {e}", r.display())),
-        );
         if dirs.is_empty() {
             return Changed::All {
-                why: if why.is_empty() {
+                why: if self.not_watched.is_empty() {
                     "no change journal ran".into()
                 } else {
-                    why.join("; ")
+                    self.not_watched.join("; ")
                 },
             };
         }
         Changed::Dirs(dirs)
+    }
+
+    fn unwatched(&self) -> Vec<String> {
+        self.not_watched.clone()
     }
 }

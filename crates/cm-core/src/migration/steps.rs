@@ -352,7 +352,8 @@ pub fn run(
             why: "the change journal of an earlier attempt ended with it".into(),
         }
     };
-    if !final_steps(&mut cx, p, &changed, start)? {
+    let unwatched = p.watch.unwatched();
+    if !final_steps(&mut cx, p, &changed, &unwatched, start)? {
         return Ok(incomplete(cx));
     }
     cx.journal.finished = true;
@@ -520,6 +521,7 @@ fn final_steps(
     cx: &mut Ctx,
     p: &mut Parts,
     changed: &Changed,
+    unwatched: &[String],
     start: bool,
 ) -> Result<bool, MigrationError> {
     if cx.journal.is_done(Step::Delta) {
@@ -527,11 +529,10 @@ fn final_steps(
     } else {
         let copier = &mut *p.copier;
         let ok = cx.step(Step::Delta, |on| {
-            Ok(copy_outcome(
-                Pass::Final,
-                changed,
-                copier.copy(Pass::Final, changed, on)?,
-            ))
+            let mut o = copy_outcome(Pass::Final, changed, copier.copy(Pass::Final, changed, on)?);
+            o.notes
+                .extend(unwatched.iter().map(|w| format!("rescanned in full: {w}")));
+            Ok(o)
         })?;
         if !ok {
             return Ok(false);

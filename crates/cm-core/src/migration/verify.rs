@@ -129,7 +129,6 @@ impl ChangedVerify {
     fn tool(&self, args: &[OsString]) -> Result<(bool, String), MigrationError> {
         let o = Command::new(&self.program)
             .args(args)
-            .arg("--quiet")
             .stdin(Stdio::null())
             .output()
             .map_err(|e| {
