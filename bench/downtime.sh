@@ -36,7 +36,7 @@ trap cleanup EXIT
 cargo build --release -q -p cm-migrate -p cm-verify
 BIN=$PWD/target/release
 
-truncate -s 14G "$W/img"
+truncate -s 24G "$W/img"   # the store, then our copy or the guide's (ours is removed first)
 mkfs.ext4 -q -F -N 1500000 "$W/img"
 mount -o loop "$W/img" "$W/mnt"
 M=$W/mnt
@@ -112,6 +112,7 @@ PY
   cat "$W/full.log" >&2; cat "$W/full.json" >&2; exit 1; }
 
 # --- the guide: everything stopped, then rsync -a of the whole store, cold cache
+rm -rf "$M/ours/data"   # room for the guide's copy (not timed)
 cache_guide=$(drop)
 t0=$(date +%s.%N)
 rsync -a "$R/home/" "$M/guide/data/chatmail/"
