@@ -6,10 +6,9 @@
 //! milliseconds since the epoch, so that the downtime clock survives a crash and a resume.
 
 use super::{MigrationError, Step};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{read_record, write_record, RecordError};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where `cm-migrate run` keeps its journal unless told otherwise.
@@ -97,49 +96,24 @@ impl RunJournal {
 
     /// Read a journal; `Ok(None)` if there is none.
     pub fn load(path: &Path) -> Result<Option<RunJournal>, MigrationError> {
-        let data = match fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(MigrationError::JournalIo {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        let j: RunJournal =
-            serde_json::from_slice(&data).map_err(|e| MigrationError::JournalFormat {
+        read_record(path, JOURNAL_VERSION, |j: &RunJournal| j.version).map_err(|e| match e {
+            RecordError::Io(source) => MigrationError::JournalIo {
                 path: path.to_path_buf(),
-                msg: e.to_string(),
-            })?;
-        if j.version != JOURNAL_VERSION {
-            return Err(MigrationError::JournalFormat {
+                source,
+            },
+            RecordError::Format(msg) => MigrationError::JournalFormat {
                 path: path.to_path_buf(),
-                msg: format!(
-                    "version {} (this cm-migrate reads version {JOURNAL_VERSION})",
-                    j.version
-                ),
-            });
-        }
-        Ok(Some(j))
+                msg,
+            },
+        })
     }
 
     /// Write atomically, 0600 (creating the directory, 0700, if needed).
     pub fn save(&self, path: &Path) -> Result<(), MigrationError> {
-        let err = |source| MigrationError::JournalIo {
+        write_record(path, self).map_err(|source| MigrationError::JournalIo {
             path: path.to_path_buf(),
             source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                fs::create_dir_all(dir).map_err(err)?;
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
-            }
-        }
-        let mut data = serde_json::to_vec_pretty(self).map_err(|e| err(io::Error::other(e)))?;
-        data.push(b'\n');
-        write_atomic(path, &data, 0o600).map_err(err)
+        })
     }
 
     /// Append an entry (not yet saved).

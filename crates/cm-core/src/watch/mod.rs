@@ -23,8 +23,9 @@
 //! above it), and that directory is in the set.
 //!
 //! What a changed directory means: an entry in it was created, removed, renamed in or out,
-//! written, or had its mode, owner, times, link count or extended attributes (so ACLs)
-//! changed; for a directory created or renamed into a root, everything below it (it may
+//! written, or had its mode, owner, times or extended attributes (so ACLs) changed, or is a
+//! new hard link (the other names of that file are not marked: their entries did not change,
+//! only the file's link count, which a consumer checks where it looks); for a directory created or renamed into a root, everything below it (it may
 //! arrive full). A root whose own metadata changed is reported as the empty path.
 
 mod sys;
@@ -264,7 +265,13 @@ impl Journal {
             Info::Fid(h) => Some(h),
             _ => None,
         }) {
-            self.object_event(h);
+            // An event naming only a non-directory is a link-count change or the file's
+            // own delete/move: the name created, removed or renamed is reported with its
+            // directory by its own event. (Its handle may not even resolve: a file whose
+            // names are not cached cannot be reconnected to a path.)
+            if ev.is_dir() {
+                self.object_event(h);
+            }
         } else {
             self.fail(format!(
                 "an event (mask {:#x}) carried no file handle",
@@ -311,7 +318,7 @@ impl Journal {
         }
     }
 
-    /// An event that names only the object (a link-count change has no directory).
+    /// An event that names only a directory (its own delete or move).
     fn object_event(&mut self, h: &Handle) {
         let Some(fs) = self.fss.iter().find(|f| f.fsid == h.fsid) else {
             self.fail("an event on a file system that is not watched".into());
@@ -320,7 +327,11 @@ impl Journal {
         match sys::resolve(&fs.mount, h) {
             Ok(Resolved::Gone) => {}
             Ok(Resolved::Path { path, is_dir }) => self.mark_self(&path, is_dir),
-            Err(e) => self.fail(format!("cannot resolve a file handle: {e}")),
+            Err(e) => self.fail(format!(
+                "cannot resolve a file handle (type {}, {} bytes): {e}",
+                h.kind,
+                h.bytes.len()
+            )),
         }
     }
 
