@@ -110,6 +110,20 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+fn rollback(c: &nspawn::Container, state: &str) -> Output {
+    cm_migrate(
+        c,
+        None,
+        &[
+            "rollback",
+            "--project-dir",
+            "/srv/proj",
+            "--state-dir",
+            state,
+        ],
+    )
+}
+
 fn assert_down(c: &nspawn::Container, when: &str) {
     let now = states(c, CHATMAIL_UNITS);
     for u in CHATMAIL_UNITS {
@@ -312,17 +326,7 @@ fn a_run_killed_at_every_step_boundary_and_mid_copy_resumes_to_the_same_end_and_
         assert!(r["downtime"]["ms"].as_u64().is_some(), "{crash}: {r:#}");
         assert_down(&c, crash);
 
-        let o = cm_migrate(
-            &c,
-            None,
-            &[
-                "rollback",
-                "--project-dir",
-                "/srv/proj",
-                "--state-dir",
-                &state,
-            ],
-        );
+        let o = rollback(&c, &state);
         assert_eq!(o.status.code(), Some(0), "{crash}: rollback: {}", text(&o));
         assert_restored(&c, &before, crash);
     }
@@ -334,17 +338,7 @@ fn a_run_killed_at_every_step_boundary_and_mid_copy_resumes_to_the_same_end_and_
     ra.extend(args(&a));
     let o = cm_migrate(&c, Some("delta:begun+5"), &ra);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
-    let o = cm_migrate(
-        &c,
-        None,
-        &[
-            "rollback",
-            "--project-dir",
-            "/srv/proj",
-            "--state-dir",
-            state,
-        ],
-    );
+    let o = rollback(&c, state);
     assert_eq!(o.status.code(), Some(0), "rollback: {}", text(&o));
     assert_restored(&c, &before, "killed mid-delta, rolled back");
 }

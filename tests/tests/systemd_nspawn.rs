@@ -457,30 +457,28 @@ fn a_port_held_by_a_foreign_process_is_named_and_fails_the_stop() {
     );
 }
 
-#[test]
-fn not_root_and_no_systemd_are_usage_errors() {
-    let c = Container::up("errors");
-    let o = c.exec(&[
+/// `cm-migrate ARGS` inside, as the user nobody.
+fn as_nobody(c: &Container, args: &[&str]) -> Output {
+    let mut a = vec![
         "setpriv",
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
         "cm-migrate",
-        "stop-services",
-    ]);
+    ];
+    a.extend_from_slice(args);
+    c.exec(&a)
+}
+
+#[test]
+fn not_root_and_no_systemd_are_usage_errors() {
+    let c = Container::up("errors");
+    let o = as_nobody(&c, &["stop-services"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(stderr(&o).contains("must run as root"), "{}", text(&o));
     // --dry-run changes nothing: a user who is not root may look, and is told what was not
     // checked
-    let o = c.exec(&[
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "cm-migrate",
-        "stop-services",
-        "--dry-run",
-    ]);
+    let o = as_nobody(&c, &["stop-services", "--dry-run"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(stdout(&o).contains("    postfix.service "), "{}", text(&o));
     assert!(

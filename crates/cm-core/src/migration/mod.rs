@@ -209,6 +209,16 @@ pub enum Pass {
     Final,
 }
 
+impl Pass {
+    /// The step that runs this pass.
+    pub fn step(self) -> Step {
+        match self {
+            Pass::Live => Step::BulkCopy,
+            Pass::Final => Step::Delta,
+        }
+    }
+}
+
 /// The outcome of a copy pass over every volume.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyOutcome {

@@ -204,11 +204,7 @@ impl Copier for LocalCopier {
         changed: &Changed,
         on: &mut dyn FnMut(String),
     ) -> Result<CopyOutcome, MigrationError> {
-        let step = if pass == Pass::Live {
-            Step::BulkCopy
-        } else {
-            Step::Delta
-        };
+        let step = pass.step();
         let mut out = CopyOutcome::default();
         if let (Pass::Final, Changed::Dirs(d)) = (pass, changed) {
             out.notes.push(format!(
@@ -325,19 +321,7 @@ impl Services for SystemdServices {
             },
         )
         .map_err(|e| MigrationError::step(Step::Stop, e))?;
-        let mut problems: Vec<String> = r
-            .actions
-            .iter()
-            .filter(|a| !a.ok)
-            .map(|a| {
-                format!(
-                    "{} {}: {}",
-                    a.action,
-                    a.target,
-                    a.error.as_deref().unwrap_or("")
-                )
-            })
-            .collect();
+        let mut problems = failed(&r.actions);
         problems.extend(
             r.problems
                 .iter()
@@ -384,19 +368,7 @@ impl Services for SystemdServices {
             }
         })
         .map_err(|e| MigrationError::step(Step::Stop, e))?;
-        let mut problems: Vec<String> = r
-            .actions
-            .iter()
-            .filter(|a| !a.ok)
-            .map(|a| {
-                format!(
-                    "{} {}: {}",
-                    a.action,
-                    a.target,
-                    a.error.as_deref().unwrap_or("")
-                )
-            })
-            .collect();
+        let mut problems = failed(&r.actions);
         problems.extend(
             r.mismatches
                 .iter()
@@ -417,6 +389,22 @@ impl Services for SystemdServices {
     fn recorded(&self) -> bool {
         self.stop.state_file.exists()
     }
+}
+
+/// The actions that failed, one line each.
+fn failed(actions: &[crate::systemd::ops::ActionResult]) -> Vec<String> {
+    actions
+        .iter()
+        .filter(|a| !a.ok)
+        .map(|a| {
+            format!(
+                "{} {}: {}",
+                a.action,
+                a.target,
+                a.error.as_deref().unwrap_or("")
+            )
+        })
+        .collect()
 }
 
 /// No services to stop (the old host's root is not this machine's, or it runs no systemd):
@@ -532,6 +520,41 @@ pub struct VerifyCommand {
     pub args: Vec<OsString>,
 }
 
+/// What one cm-verify call said: whether everything held, its stdout lines and its stderr
+/// lines (non-empty); Err when it could not check (not run, or exit 2).
+pub fn run_cm_verify(
+    program: &Path,
+    args: &[OsString],
+) -> Result<(bool, Vec<String>, Vec<String>), MigrationError> {
+    let err = |m: String| MigrationError::step(Step::Verify, m);
+    let o = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| err(format!("running {}: {e}", program.display())))?;
+    let lines = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let (out, errs) = (lines(&o.stdout), lines(&o.stderr));
+    let what = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match o.status.code() {
+        Some(0) => Ok((true, out, errs)),
+        Some(1) => Ok((false, out, errs)),
+        c => Err(err(format!(
+            "cm-verify {what} exited {c:?}: {}",
+            errs.join("; ")
+        ))),
+    }
+}
+
 impl Verifier for VerifyCommand {
     fn verify(
         &mut self,
@@ -539,47 +562,18 @@ impl Verifier for VerifyCommand {
         on: &mut dyn FnMut(String),
     ) -> Result<StepOutcome, MigrationError> {
         on(format!("{} all", self.program.display()));
-        let o = Command::new(&self.program)
-            .arg("all")
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                MigrationError::step(
-                    Step::Verify,
-                    format!("running {}: {e}", self.program.display()),
-                )
-            })?;
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        let last = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .to_string();
-        let lines = |s: &str| {
-            s.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(String::from)
-                .collect::<Vec<_>>()
-        };
-        match o.status.code() {
-            Some(0) => Ok(StepOutcome::ok(format!("cm-verify all: {last}"))),
-            Some(1) => Ok(StepOutcome::failed(
-                format!("cm-verify all: {last}"),
-                lines(&stdout)
-                    .into_iter()
-                    .chain(lines(&String::from_utf8_lossy(&o.stderr)))
-                    .collect(),
-            )),
-            c => Err(MigrationError::step(
-                Step::Verify,
-                format!(
-                    "cm-verify all exited {c:?}: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ),
-            )),
-        }
+        let mut args: Vec<OsString> = vec!["all".into()];
+        args.extend(self.args.iter().cloned());
+        let (held, out, errs) = run_cm_verify(&self.program, &args)?;
+        let summary = format!(
+            "cm-verify all: {}",
+            out.last().map(String::as_str).unwrap_or("")
+        );
+        Ok(if held {
+            StepOutcome::ok(summary)
+        } else {
+            StepOutcome::failed(summary, out.into_iter().chain(errs).collect())
+        })
     }
 }
 

@@ -116,6 +116,31 @@ impl Remote {
             .output()
     }
 
+    /// The ssh command for rsync's `-e` (everything of [`Remote::ssh_argv`] but the host).
+    pub fn rsync_e(&self) -> String {
+        let ssh = self.ssh_argv();
+        ssh[..ssh.len() - 1]
+            .iter()
+            .map(|s| sh_quote(s.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Send one local file to `to` on the far side (rsync -a: a temporary there, renamed).
+    pub fn send(&self, rsync: &str, local: &Path, to: &Path) -> Result<(), String> {
+        let o = Command::new(rsync)
+            .args(["-a", "-e", &self.rsync_e()])
+            .arg(local)
+            .arg(self.rsync_dest(to))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running {rsync}: {e}"))?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
+        }
+        Ok(())
+    }
+
     /// A path below DIR on the far side.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
@@ -233,17 +258,8 @@ impl RsyncCopier {
                 a.push(format!("--groupmap={}", join(g)).into());
             }
         }
-        let ssh: Vec<String> = self.remote.ssh_argv();
-        let (cmd, host) = ssh.split_at(ssh.len() - 1);
-        let _ = host;
         a.push("-e".into());
-        a.push(
-            cmd.iter()
-                .map(|s| sh_quote(s.as_bytes()))
-                .collect::<Vec<_>>()
-                .join(" ")
-                .into(),
-        );
+        a.push(self.remote.rsync_e().into());
         let mut src = v.src.as_os_str().to_owned();
         src.push("/");
         a.push(src);
@@ -343,11 +359,7 @@ impl Copier for RsyncCopier {
         changed: &Changed,
         on: &mut dyn FnMut(String),
     ) -> Result<CopyOutcome, MigrationError> {
-        let step = if pass == Pass::Live {
-            Step::BulkCopy
-        } else {
-            Step::Delta
-        };
+        let step = pass.step();
         let mut out = CopyOutcome::default();
         if let (Pass::Final, Changed::Dirs(_)) = (pass, changed) {
             out.notes.push(
@@ -459,23 +471,8 @@ impl RemoteVerifier {
         if !mk.status.success() {
             return Err(String::from_utf8_lossy(&mk.stderr).trim().to_string());
         }
-        let ssh = self.remote.ssh_argv();
-        let e = ssh[..ssh.len() - 1]
-            .iter()
-            .map(|s| sh_quote(s.as_bytes()))
-            .collect::<Vec<_>>()
-            .join(" ");
         let to = dir.join(name);
-        let o = Command::new(&self.rsync)
-            .args(["-a", "-e", &e])
-            .arg(local)
-            .arg(self.remote.rsync_dest(&to))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !o.status.success() {
-            return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
-        }
+        self.remote.send(&self.rsync, local, &to)?;
         Ok(to)
     }
 
@@ -691,25 +688,9 @@ impl super::Settings for RemoteSettings {
                 String::from_utf8_lossy(&b.stderr).trim()
             )));
         }
-        let ssh = self.remote.ssh_argv();
-        let e = ssh[..ssh.len() - 1]
-            .iter()
-            .map(|s| sh_quote(s.as_bytes()))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let r = Command::new(&self.rsync)
-            .args(["-a", "-e", &e])
-            .arg(&self.work)
-            .arg(self.remote.rsync_dest(&there))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| err(format!("running {}: {e}", self.rsync)))?;
-        if !r.status.success() {
-            return Err(err(format!(
-                "sending the .env: {}",
-                String::from_utf8_lossy(&r.stderr).trim()
-            )));
-        }
+        self.remote
+            .send(&self.rsync, &self.work, &there)
+            .map_err(|e| err(format!("sending the .env: {e}")))?;
         Ok(StepOutcome::ok(format!(
             "{} on {} ({})",
             there.display(),

@@ -8,14 +8,13 @@
 //! Invariant: nothing is assumed beyond the journal: whatever it could not vouch for is
 //! compared in full.
 
-use super::real::VerifyCommand;
+use super::real::{run_cm_verify, VerifyCommand};
 use super::{Changed, MigrationError, Step, StepOutcome, Verifier};
 use crate::owners::OwnerMap;
 use crate::tree::{self, CompareOptions, Entry, Snapshot};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// One volume: its source and its copy.
 #[derive(Clone, Debug)]
@@ -141,39 +140,22 @@ pub fn compare_dirs(
 }
 
 impl ChangedVerify {
+    /// One cm-verify check: (held, what it is, or what it found).
     fn tool(&self, args: &[OsString]) -> Result<(bool, String), MigrationError> {
-        let o = Command::new(&self.program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                MigrationError::step(
-                    Step::Verify,
-                    format!("running {}: {e}", self.program.display()),
-                )
-            })?;
         let what = args
-            .iter()
-            .take(1)
+            .first()
             .map(|a| a.to_string_lossy().into_owned())
-            .collect::<String>();
-        match o.status.code() {
-            Some(0) => Ok((true, what)),
-            Some(1) => Ok((
-                false,
-                format!(
-                    "cm-verify {what}: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ),
-            )),
-            c => Err(MigrationError::step(
-                Step::Verify,
-                format!(
-                    "cm-verify {what} exited {c:?}: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ),
-            )),
+            .unwrap_or_default();
+        let (held, out, errs) = run_cm_verify(&self.program, args)?;
+        if held {
+            return Ok((true, what));
         }
+        let found: Vec<String> = out
+            .into_iter()
+            .filter(|l| !l.starts_with("note:") && !l.starts_with("OK:"))
+            .chain(errs)
+            .collect();
+        Ok((false, format!("cm-verify {what}: {}", found.join("; "))))
     }
 }
 
