@@ -166,6 +166,17 @@ impl Watch for World {
     }
 }
 
+/// The calls of a whole run, in order.
+const WHOLE_RUN: [&str; 7] = [
+    "watch",
+    "bulk all",
+    "stop",
+    "watch-finish",
+    "delta dirs [\"vmail/new\"]",
+    "settings",
+    "verify",
+];
+
 struct Env {
     dir: tempfile::TempDir,
     w: World,
@@ -244,18 +255,7 @@ fn a_run_goes_in_order_and_the_delta_gets_the_journal_of_changes() {
     let r = r.unwrap();
     assert!(r.complete, "{r:#?}");
     assert_eq!(r.exit_code(), 0);
-    assert_eq!(
-        e.take_log(),
-        [
-            "watch",
-            "bulk all",
-            "stop",
-            "watch-finish",
-            "delta dirs [\"vmail/new\"]",
-            "settings",
-            "verify"
-        ]
-    );
+    assert_eq!(e.take_log(), WHOLE_RUN);
     let d = r.downtime.expect("downtime measured");
     assert_eq!(d.ends_at, "verified copy");
     assert!(d.ms >= d.parts.values().copied().max().unwrap_or(0));
@@ -320,18 +320,7 @@ fn a_crash_before_the_stop_resumes_with_a_new_journal_of_changes_and_one_stop() 
     assert_eq!(err.exit_code(), 2);
     let r = e.run(true, false).0.unwrap();
     assert!(r.complete && r.resumed);
-    assert_eq!(
-        e.take_log(),
-        [
-            "watch",
-            "bulk all",
-            "stop",
-            "watch-finish",
-            "delta dirs [\"vmail/new\"]",
-            "settings",
-            "verify"
-        ]
-    );
+    assert_eq!(e.take_log(), WHOLE_RUN);
 }
 
 #[test]
