@@ -2,10 +2,11 @@
 # The main job of cm-migrate on built-in sample data, start to finish:
 #   1. build the suite;
 #   2. lay out a sample old chatmail host (fixtures/sample-host/make.sh) in a scratch folder;
-#   3. chatmail.ini -> .env (cm-ini-to-env);
-#   4. copy DKIM keys, ACME state and the mail store into the Docker data folders, mapping
-#      owners to the image's users (cm-copy-data --owner-map docker/users);
-#   5. prove the result (cm-verify).
+#   3. cm-migrate run --root: preflight, a change journal, the live bulk copy of DKIM keys,
+#      ACME state and the mail store into the Docker data folders (owners mapped to the
+#      image's users, docker/users), the stop (skipped: the sample host's services are not
+#      this machine's, and the run says so), the delta, chatmail.ini -> .env, cm-verify; each
+#      step says what it did, then the measured downtime and the next step.
 # Run as root on Debian 12 (owners are set). Usage: ./demo.sh [WORKDIR]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,15 +27,9 @@ fixtures/sample-host/make.sh "$W/old-host" >/dev/null
 mkdir -p "$W/project"
 cp docker/docker-compose.yaml "$W/project/"
 
-say "cm-ini-to-env: chatmail.ini -> .env"
-"$B/cm-ini-to-env" "$W/old-host/usr/local/lib/chatmaild/chatmail.ini" "$W/project/.env"
+say "cm-migrate run: the whole move of the sample host into $W/project"
+"$B/cm-migrate" run --root "$W/old-host" --project-dir "$W/project" --owner-map docker/users \
+  --state-dir "$W/state"
 cat "$W/project/.env"
-
-say "cm-copy-data: old host -> Docker data folders"
-"$B/cm-copy-data" --root "$W/old-host" --project-dir "$W/project" --owner-map docker/users
-
-say "cm-verify: every volume against its source, the .env against the ini, the project layout"
-"$B/cm-verify" all --root "$W/old-host" --project-dir "$W/project" --owner-map docker/users \
-  --ini "$W/old-host/usr/local/lib/chatmaild/chatmail.ini" --image-users docker/users --no-services
 
 say "done: the Docker project is in $W/project"

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use cm_core::ini::{self, SyntaxKind};
 
 pub mod nspawn;
+pub mod relay;
 use std::sync::Once;
 
 static BUILD: Once = Once::new();

@@ -7,12 +7,12 @@
 //! Needs root, systemd-container and debootstrap: run .ci/install-deps first.
 
 use cm_core::ports::{parse_proc_net, CONTAINER_PORTS};
-use cm_core::systemd::parse::parse_show;
 use cm_core::systemd::UnitInfo;
 use std::collections::BTreeMap;
 use std::process::Output;
 
 use cm_tests::nspawn::{self, stderr, stdout, text, LISTEN};
+use cm_tests::relay::{self, all_units, chatmail_relay, service, summary, CHATMAIL_UNITS, FOREIGN};
 
 /// A booted container with cm-migrate in it; halted when dropped.
 struct Container(nspawn::Container);
@@ -53,21 +53,7 @@ impl Container {
 
     /// ActiveState and UnitFileState of units, by Id.
     fn states(&self, units: &[&str]) -> BTreeMap<String, UnitInfo> {
-        let mut a = vec![
-            "systemctl",
-            "show",
-            "-p",
-            "Id,LoadState,ActiveState,SubState,UnitFileState",
-            "--",
-        ];
-        a.extend_from_slice(units);
-        let o = self.exec(&a);
-        assert!(o.status.success(), "{}", text(&o));
-        parse_show("systemctl show", &stdout(&o))
-            .expect("parse systemctl show")
-            .into_iter()
-            .map(|u| (u.id.clone(), u))
-            .collect()
+        relay::states(self, units)
     }
 
     /// Ports among the container's that something listens on, inside the container.
@@ -112,103 +98,6 @@ impl Container {
     }
 }
 
-fn service(c: &Container, name: &str, exec: &str, extra: &str) {
-    c.write(
-        &format!("/etc/systemd/system/{name}.service"),
-        &format!(
-            "[Unit]\nDescription=test {name}\n[Service]\nExecStart={exec}\n{extra}\n\
-             [Install]\nWantedBy=multi-user.target\n"
-        ),
-    );
-}
-
-fn timer(c: &Container, name: &str) {
-    c.write(
-        &format!("/etc/systemd/system/{name}.service"),
-        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
-    );
-    c.write(
-        &format!("/etc/systemd/system/{name}.timer"),
-        "[Timer]\nOnCalendar=*-01-01 00:00:00\n[Install]\nWantedBy=timers.target\n",
-    );
-}
-
-/// chatmail's units as a 1.12 relay has them (the real packages are already installed and
-/// running), a legacy echobot, a legacy cron job, one unit enabled but not running, one
-/// running but not enabled, a non-chatmail unit and an unknown chatmail-looking leftover.
-fn chatmail_relay(c: &Container) {
-    c.write("/usr/local/bin/listen", LISTEN);
-    c.sh("chmod 755 /usr/local/bin/listen");
-    let sleep = "/bin/sleep infinity";
-    service(c, "doveauth", sleep, "");
-    service(c, "filtermail", "/usr/local/bin/listen 10080", "");
-    service(
-        c,
-        "filtermail-incoming",
-        "/usr/local/bin/listen 10081 10082",
-        "",
-    );
-    service(c, "filtermail-transport", "/usr/local/bin/listen 10083", "");
-    service(c, "chatmail-metadata", sleep, "");
-    service(c, "lastlogin", sleep, "");
-    service(c, "turnserver", sleep, "");
-    service(c, "iroh-relay", "/usr/local/bin/listen 3340", "");
-    service(c, "echobot", sleep, "");
-    service(c, "backup-agent", sleep, ""); // not chatmail's
-    service(c, "chatmail-custom", sleep, ""); // looks like chatmail's, unknown
-    timer(c, "chatmail-expire");
-    timer(c, "chatmail-fsreport");
-    timer(c, "acmetool-reconcile");
-    c.write(
-        "/etc/systemd/system/tls-cert-reload.service",
-        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
-    );
-    c.write(
-        "/etc/systemd/system/tls-cert-reload.path",
-        "[Path]\nPathChanged=/etc/ssl/certs/mailserver.pem\n[Install]\nWantedBy=multi-user.target\n",
-    );
-    c.write(
-        "/etc/cron.d/expunge",
-        "2 0 * * * vmail find /home/vmail/mail -mtime +20 -delete\n",
-    );
-    c.sh("systemctl daemon-reload
-         systemctl enable --now doveauth filtermail filtermail-incoming filtermail-transport \
-           chatmail-metadata iroh-relay echobot backup-agent chatmail-custom \
-           chatmail-expire.timer chatmail-fsreport.timer acmetool-reconcile.timer \
-           tls-cert-reload.path 2>/dev/null
-         systemctl enable lastlogin 2>/dev/null
-         systemctl start turnserver");
-}
-
-/// Every chatmail unit the relay above has (real packages + fakes), and whether it ran.
-const CHATMAIL_UNITS: &[&str] = &[
-    "chatmail-expire.timer",
-    "chatmail-fsreport.timer",
-    "acmetool-reconcile.timer",
-    "tls-cert-reload.path",
-    "postfix@-.service",
-    "postfix.service",
-    "filtermail.service",
-    "filtermail-incoming.service",
-    "filtermail-transport.service",
-    "dovecot.service",
-    "doveauth.service",
-    "lastlogin.service",
-    "chatmail-metadata.service",
-    "echobot.service",
-    "opendkim.service",
-    "nginx.service",
-    "iroh-relay.service",
-    "turnserver.service",
-    "unbound.service",
-    "unbound-resolvconf.service",
-];
-const FOREIGN: &[&str] = &["backup-agent.service", "chatmail-custom.service"];
-
-fn all_units() -> Vec<&'static str> {
-    CHATMAIL_UNITS.iter().chain(FOREIGN).copied().collect()
-}
-
 /// Every chatmail unit is in one of the ActiveStates `down` and not enabled.
 /// `postfix@-.service` stays enabled-runtime: a generator links it into postfix.service.wants
 /// in /run, inert once postfix is disabled.
@@ -237,17 +126,6 @@ fn assert_foreign_running(states: &BTreeMap<String, UnitInfo>, why: &str) {
             "{u}: {why}"
         );
     }
-}
-
-fn summary(m: &BTreeMap<String, UnitInfo>) -> BTreeMap<String, (String, String)> {
-    m.iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                (v.active_state.clone(), v.unit_file_state.clone()),
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -317,6 +195,12 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
     assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["ports_in_use"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert_eq!(
+        report["timing"]["stop_calls"], 8,
+        "one stop per stage: {report:#}"
+    );
+    // measured, not asserted: the batched stop's figures, for the record
+    eprintln!("stop-services timing: {}", report["timing"]);
     let after = c.states(&all_units());
     assert_chatmail_down(&after, &["inactive", "failed"], "after stop-services");
     assert_foreign_running(&after, "must not be touched");
@@ -355,8 +239,10 @@ fn stop_services_takes_a_real_relay_down_and_restore_brings_back_exactly_the_pri
     assert!(stdout(&o).contains("nginx.service"), "{}", text(&o));
     assert_eq!(summary(&c.states(&all_units())), summary(&after));
 
-    let o = c.cm_migrate(&["start-services", "--restore"]);
+    let o = c.cm_migrate(&["start-services", "--restore", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    eprintln!("start-services --restore timing: {}", report["timing"]);
     let restored = c.states(&all_units());
     assert_eq!(
         summary(&restored),
@@ -571,19 +457,40 @@ fn a_port_held_by_a_foreign_process_is_named_and_fails_the_stop() {
     );
 }
 
-#[test]
-fn not_root_and_no_systemd_are_usage_errors() {
-    let c = Container::up("errors");
-    let o = c.exec(&[
+/// `cm-migrate ARGS` inside, as the user nobody.
+fn as_nobody(c: &Container, args: &[&str]) -> Output {
+    let mut a = vec![
         "setpriv",
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
         "cm-migrate",
-        "stop-services",
-    ]);
+    ];
+    a.extend_from_slice(args);
+    c.exec(&a)
+}
+
+#[test]
+fn not_root_and_no_systemd_are_usage_errors() {
+    let c = Container::up("errors");
+    let o = as_nobody(&c, &["stop-services"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(stderr(&o).contains("must run as root"), "{}", text(&o));
+    // --dry-run changes nothing: a user who is not root may look, and is told what was not
+    // checked
+    let o = as_nobody(&c, &["stop-services", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stdout(&o).contains("    postfix.service "), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("Dry run: nothing was changed."),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        stderr(&o).contains("not root: the run lock /run/cm-migrate.lock was not taken"),
+        "{}",
+        text(&o)
+    );
     // inside, with /run hidden: no systemd marker
     let o = c.exec(&[
         "unshare",

@@ -56,6 +56,49 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Why a versioned JSON record (a state file, a journal) could not be read.
+#[derive(Debug)]
+pub enum RecordError {
+    Io(io::Error),
+    /// Not such a record, or of another version: what is wrong.
+    Format(String),
+}
+
+/// Read a JSON record whose version (`version_of`) must be `version`; `Ok(None)` when the
+/// file does not exist.
+pub fn read_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    version: u32,
+    version_of: fn(&T) -> u32,
+) -> Result<Option<T>, RecordError> {
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(RecordError::Io(e)),
+    };
+    let v: T = serde_json::from_slice(&data).map_err(|e| RecordError::Format(e.to_string()))?;
+    if version_of(&v) != version {
+        return Err(RecordError::Format(format!(
+            "version {} (this cm-migrate reads version {version})",
+            version_of(&v)
+        )));
+    }
+    Ok(Some(v))
+}
+
+/// Write a JSON record atomically, 0600, creating its directory (0700) if needed.
+pub fn write_record<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            fs::create_dir_all(dir)?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    let mut data = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    data.push(b'\n');
+    write_atomic(path, &data, 0o600)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,8 @@
 //! - [`envfile`]: writing the project's .env (new, replaced with a backup, or merged).
 //! - [`fsutil`]: small file-system helpers shared by the rest (atomic writes).
 //! - [`version`]: the version line every tool's `--version` prints.
+//! - [`watch`]: a fanotify change journal: which directories changed during the live copy.
+//! - [`migration`]: the whole move (preflight, run journal, steps, downtime clock, rollback).
 
 pub mod checks;
 pub mod copy;
@@ -27,6 +29,7 @@ pub mod envfile;
 pub mod fsutil;
 pub mod ini;
 pub mod manifest;
+pub mod migration;
 pub mod owners;
 pub mod params;
 pub mod ports;
@@ -35,3 +38,4 @@ pub mod report;
 pub mod systemd;
 pub mod tree;
 pub mod version;
+pub mod watch;

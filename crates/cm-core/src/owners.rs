@@ -238,6 +238,16 @@ impl OwnerMap {
     pub fn map(&self, uid: u32, gid: u32) -> (u32, u32) {
         (self.uid(uid), self.gid(gid))
     }
+
+    /// Every mapped (host uid, uid), for tools that take the map as pairs (rsync --usermap).
+    pub fn uid_pairs(&self) -> Vec<(u32, u32)> {
+        self.uids.iter().map(|(a, b)| (*a, *b)).collect()
+    }
+
+    /// Every mapped (host gid, gid) (rsync --groupmap).
+    pub fn gid_pairs(&self) -> Vec<(u32, u32)> {
+        self.gids.iter().map(|(a, b)| (*a, *b)).collect()
+    }
 }
 
 /// Is this extended attribute a POSIX ACL (whose value names uids and gids)?

@@ -2,6 +2,11 @@
 //! it back if the move is aborted (`start-services --restore`). All logic is in
 //! `cm_core::systemd`; this binary parses arguments, prints and maps outcomes to exit codes.
 
+mod flow;
+mod preflight;
+mod rollback;
+mod run;
+
 use clap::{Args, Parser, Subcommand};
 use cm_core::systemd::{
     self, ops::ActionResult, ops::RestoreStep, Event, Plan, Postqueue, RestoreOptions,
@@ -75,6 +80,8 @@ Exit codes:
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    #[command(flatten)]
+    Flow(Box<flow::FlowCmd>),
     /// Stop and disable every chatmail unit on this host, in a safe order.
     ///
     /// Discovers chatmail's units from systemd itself (services, timers, path and socket
@@ -188,9 +195,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::parse_from(args).cmd {
+        Cmd::Flow(c) => return ExitCode::from(flow::main(*c) as u8),
+        cmd => Cli { cmd },
+    };
     let out = match &cli.cmd {
         Cmd::StopServices { out, .. } | Cmd::StartServices { out, .. } => *out,
+        Cmd::Flow(_) => unreachable!("dispatched above"),
     };
     let code = match dispatch(cli) {
         Ok(code) => code,
@@ -214,8 +225,13 @@ where
 }
 
 fn dispatch(cli: Cli) -> Result<i32, SystemdError> {
-    systemd::preflight()?;
+    match &cli.cmd {
+        // changes nothing: any user may look (what a user cannot check is said)
+        Cmd::StopServices { dry_run: true, .. } => systemd::preflight_read_only()?,
+        _ => systemd::preflight()?,
+    }
     match cli.cmd {
+        Cmd::Flow(_) => unreachable!("dispatched in run()"),
         Cmd::StopServices {
             dry_run,
             queue_timeout,
@@ -446,14 +462,14 @@ fn print_stop_result(r: &StopReport, quiet: bool) {
             println!("postfix queue: empty");
         }
     }
+    for w in &r.warnings {
+        eprintln!("cm-migrate: warning: {w}");
+    }
     if r.dry_run {
         if !quiet {
             println!("Dry run: nothing was changed.");
         }
         return;
-    }
-    for w in &r.warnings {
-        eprintln!("cm-migrate: warning: {w}");
     }
     print_failed_actions(&r.actions, quiet);
     for p in &r.problems {
@@ -490,6 +506,15 @@ fn print_stop_result(r: &StopReport, quiet: bool) {
         n("move-cron"),
         r.state_file.display()
     );
+    let t = &r.timing;
+    println!(
+        "Took {}: disable {} (one call), stop {} ({} call(s), one per stage), check {}.",
+        secs(t.total_ms),
+        secs(t.disable_ms),
+        secs(t.stop_ms),
+        t.stop_calls,
+        secs(t.verify_ms)
+    );
     if r.is_complete() {
         let ports: Vec<String> = r.ports_checked.iter().map(u16::to_string).collect();
         println!(
@@ -500,6 +525,11 @@ fn print_stop_result(r: &StopReport, quiet: bool) {
     } else {
         println!("INCOMPLETE: see above. Undo with: {undo}");
     }
+}
+
+/// Milliseconds as seconds for people: "1.25 s".
+fn secs(ms: u64) -> String {
+    format!("{:.2} s", ms as f64 / 1000.0)
 }
 
 fn print_restore_plan(steps: &[RestoreStep]) {
@@ -532,6 +562,17 @@ fn print_restore_result(r: &RestoreReport, quiet: bool) {
     print_failed_actions(&r.actions, quiet);
     for m in &r.mismatches {
         problem(quiet, format!("NOT RESTORED: {}: {}", m.unit, m.problem));
+    }
+    if !quiet {
+        let t = &r.timing;
+        println!(
+            "Took {}: enable {} (one call), start {} ({} call(s), one per stage), check {}.",
+            secs(t.total_ms),
+            secs(t.enable_ms),
+            secs(t.start_ms),
+            t.start_calls,
+            secs(t.verify_ms)
+        );
     }
     if r.is_complete() {
         if !quiet {

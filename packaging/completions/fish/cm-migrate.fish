@@ -26,12 +26,76 @@ end
 
 complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -s V -l version -d 'Print version'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "preflight" -d 'Check everything the move needs (root, systemd, Docker and Compose v2, cgroup v2, the inotify limits, space, ports, the ini, the mail queue, the target); change nothing. Exit 1 when a finding blocks the move'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "run" -d 'The whole move: preflight, a live bulk copy while the relay serves mail (with a change journal), stop-services, the delta of what changed, the .env, cm-verify all [, the container started]; prints the measured downtime. --resume continues a crashed run'
+complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "rollback" -d 'Bring the old relay back after a run: a container it started is stopped first, then every unit restored as recorded; what the run left in the target is listed'
 complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "stop-services" -d 'Stop and disable every chatmail unit on this host, in a safe order'
 complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "start-services" -d 'Undo stop-services: re-enable and start exactly what ran before'
 complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "ini-to-env" -d 'Convert a bare-metal chatmail.ini into the .env file of chatmail\'s Docker deployment'
 complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "copy-data" -d 'Copy a chatmail relay\'s state (DKIM keys, ACME state, mail store) into a Docker project.'
 complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "verify" -d 'Prove that a migration is complete and exact, and say exactly what is not'
 complete -c cm-migrate -n "__fish_cm_migrate_needs_command" -f -a "env-apply" -d 'Start-up applier of the chatmail Docker image: puts every chatmail setting found in the environment into chatmail.ini.'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l project-dir -d 'The compose project directory on this host (the Docker host is this machine)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l to -d 'The Docker host is another machine: ssh://[USER@]HOST[:PORT]/DIR, DIR being the compose project directory there. The data goes with rsync over ssh (-aHAX --numeric-ids, owners mapped) and is checked there with cm-verify and manifests' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l root -d 'The old host\'s root directory (the sources are its etc/dkimkeys, var/lib/acme, home). Anything but / means the services are not this machine\'s: the stop is skipped' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l ini -d 'The relay\'s chatmail.ini [default: ROOT/usr/local/lib/chatmaild/chatmail.ini]' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l owner-map -d 'Map owners while copying, as cm-copy-data --owner-map' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l state-dir -d 'Where the run journal, the services state and the manifests for --to live' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l skip-check -d 'Pass over a blocking finding of this check (repeatable; it is then shown as "not checked"): root, systemd, docker, compose, cgroup, inotify, space, sources, ports, ini, queue, target, transport' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l ssh-option -d 'An ssh option for --to (as `ssh -o OPTION`; repeatable)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l ssh-identity -d 'The ssh key for --to (as `ssh -i FILE`)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l ssh-config -d 'An ssh client configuration for --to (as `ssh -F FILE`)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l compose -d 'The Compose v2 program [default: `docker compose`]' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l queue-timeout -d 'Seconds to wait for the postfix queue to empty before stopping postfix' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l unit-timeout -d 'Seconds one stage of units may take to stop or start' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l verify -d 'How the copy is proven before the downtime ends: `full` runs cm-verify all (reads every file of source and copy); `changed` compares by content only the directories the change journal names (the bulk copy read every other copy back), plus cm-verify\'s env, layout and services checks, and falls back to `full` for whatever the journal could not follow. With --to the far side always checks the manifests in full' -r -f -a "full\t''
+changed\t''"
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l health-timeout -d 'Seconds --start waits for the container to serve' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l start -d 'Check as for `run --start` (the container starts here: Docker, cgroup v2 and the inotify limits then block instead of warn)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l json -d 'One JSON document on stdout (also for errors: {"error": ..., "exit_code": N})'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l quiet -d 'Nothing on stdout but --json; problems still on stderr'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l project-dir -d 'The compose project directory on this host (the Docker host is this machine)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l to -d 'The Docker host is another machine: ssh://[USER@]HOST[:PORT]/DIR, DIR being the compose project directory there. The data goes with rsync over ssh (-aHAX --numeric-ids, owners mapped) and is checked there with cm-verify and manifests' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l root -d 'The old host\'s root directory (the sources are its etc/dkimkeys, var/lib/acme, home). Anything but / means the services are not this machine\'s: the stop is skipped' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l ini -d 'The relay\'s chatmail.ini [default: ROOT/usr/local/lib/chatmaild/chatmail.ini]' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l owner-map -d 'Map owners while copying, as cm-copy-data --owner-map' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l state-dir -d 'Where the run journal, the services state and the manifests for --to live' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l skip-check -d 'Pass over a blocking finding of this check (repeatable; it is then shown as "not checked"): root, systemd, docker, compose, cgroup, inotify, space, sources, ports, ini, queue, target, transport' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l ssh-option -d 'An ssh option for --to (as `ssh -o OPTION`; repeatable)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l ssh-identity -d 'The ssh key for --to (as `ssh -i FILE`)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l ssh-config -d 'An ssh client configuration for --to (as `ssh -F FILE`)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l compose -d 'The Compose v2 program [default: `docker compose`]' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l queue-timeout -d 'Seconds to wait for the postfix queue to empty before stopping postfix' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l unit-timeout -d 'Seconds one stage of units may take to stop or start' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l verify -d 'How the copy is proven before the downtime ends: `full` runs cm-verify all (reads every file of source and copy); `changed` compares by content only the directories the change journal names (the bulk copy read every other copy back), plus cm-verify\'s env, layout and services checks, and falls back to `full` for whatever the journal could not follow. With --to the far side always checks the manifests in full' -r -f -a "full\t''
+changed\t''"
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l health-timeout -d 'Seconds --start waits for the container to serve' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l resume -d 'Continue an interrupted run where it stopped (steps that must not repeat are not)'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l start -d 'Also bring the container up (docker compose up -d) and wait until it serves; the downtime then ends when it does'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l dry-run -d 'Print the plan (findings, sizes, the steps, the expected downtime from a timed sample of the store); change nothing'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l json -d 'One JSON document on stdout (also for errors: {"error": ..., "exit_code": N})'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l quiet -d 'Nothing on stdout but --json; problems still on stderr'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l project-dir -d 'The compose project directory on this host (the Docker host is this machine)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l to -d 'The Docker host is another machine: ssh://[USER@]HOST[:PORT]/DIR, DIR being the compose project directory there. The data goes with rsync over ssh (-aHAX --numeric-ids, owners mapped) and is checked there with cm-verify and manifests' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l root -d 'The old host\'s root directory (the sources are its etc/dkimkeys, var/lib/acme, home). Anything but / means the services are not this machine\'s: the stop is skipped' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l ini -d 'The relay\'s chatmail.ini [default: ROOT/usr/local/lib/chatmaild/chatmail.ini]' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l owner-map -d 'Map owners while copying, as cm-copy-data --owner-map' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l state-dir -d 'Where the run journal, the services state and the manifests for --to live' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l skip-check -d 'Pass over a blocking finding of this check (repeatable; it is then shown as "not checked"): root, systemd, docker, compose, cgroup, inotify, space, sources, ports, ini, queue, target, transport' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l ssh-option -d 'An ssh option for --to (as `ssh -o OPTION`; repeatable)' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l ssh-identity -d 'The ssh key for --to (as `ssh -i FILE`)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l ssh-config -d 'An ssh client configuration for --to (as `ssh -F FILE`)' -r -F
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l compose -d 'The Compose v2 program [default: `docker compose`]' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l queue-timeout -d 'Seconds to wait for the postfix queue to empty before stopping postfix' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l unit-timeout -d 'Seconds one stage of units may take to stop or start' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l verify -d 'How the copy is proven before the downtime ends: `full` runs cm-verify all (reads every file of source and copy); `changed` compares by content only the directories the change journal names (the bulk copy read every other copy back), plus cm-verify\'s env, layout and services checks, and falls back to `full` for whatever the journal could not follow. With --to the far side always checks the manifests in full' -r -f -a "full\t''
+changed\t''"
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l health-timeout -d 'Seconds --start waits for the container to serve' -r
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l json -d 'One JSON document on stdout (also for errors: {"error": ..., "exit_code": N})'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l quiet -d 'Nothing on stdout but --json; problems still on stderr'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -s h -l help -d 'Print help'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l queue-timeout -d 'Seconds to wait for the postfix queue to empty after flushing it; 0 checks once without waiting. Mail still queued then blocks the stop (see --allow-queued-mail)' -r
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l state-file -d 'Where to record the prior state of every unit (read by start-services --restore). Written atomically, mode 0600, its directory created mode 0700. A later run merges into it: the first recorded state of a unit is kept' -r -F
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l unit-timeout -d 'Seconds one unit may take to stop. A unit still stopping after that is reported (systemd goes on stopping it), disabled anyway, and the rest go on; exit 1' -r

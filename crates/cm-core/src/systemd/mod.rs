@@ -24,7 +24,8 @@ pub mod state;
 pub use catalog::{Class, Origin, Stage};
 pub use lock::{LockHolder, RunLock, DEFAULT_LOCK_FILE};
 pub use ops::{
-    restore_services, stop_services, Event, RestoreOptions, RestoreReport, StopOptions, StopReport,
+    restore_services, stop_services, Event, RestoreOptions, RestoreReport, RestoreTiming,
+    StopOptions, StopReport, StopTiming,
 };
 pub use plan::{discover, Plan, PlannedUnit};
 pub use runner::{MailQueue, Postqueue, QueueStatus, ServiceManager, Systemctl};
@@ -164,6 +165,12 @@ pub fn preflight() -> Result<(), SystemdError> {
         nix::unistd::geteuid().as_raw(),
         Path::new("/run/systemd/system"),
     )
+}
+
+/// The checks before a run that changes nothing (`stop-services --dry-run`): systemd
+/// running as PID 1; any user may look.
+pub fn preflight_read_only() -> Result<(), SystemdError> {
+    preflight_with(0, Path::new("/run/systemd/system"))
 }
 
 /// [`preflight`] with the uid and marker given (for tests).

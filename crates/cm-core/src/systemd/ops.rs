@@ -128,6 +128,69 @@ pub struct StopReport {
     /// Container ports still in use afterwards.
     pub ports_in_use: Vec<Listener>,
     pub warnings: Vec<String>,
+    /// How long each part took (measured, for the report and the downtime clock).
+    #[serde(default)]
+    pub timing: StopTiming,
+}
+
+/// How long the parts of `stop-services` took, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopTiming {
+    /// Wall clock (milliseconds since the epoch) of the first stop request: where the
+    /// relay's downtime begins. None when nothing was stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_stop_unix_ms: Option<u64>,
+    /// Listing and reading the units.
+    pub discover_ms: u64,
+    /// Flushing the postfix queue and waiting for it.
+    pub queue_ms: u64,
+    /// Recording the prior state and moving cron files aside.
+    pub record_ms: u64,
+    /// The disable call and the daemon-reload.
+    pub disable_ms: u64,
+    /// From the first stop request to the last stage stopped.
+    pub stop_ms: u64,
+    /// Checking units, the queue and the ports afterwards.
+    pub verify_ms: u64,
+    pub total_ms: u64,
+    /// systemctl stop calls made (one per stage with something to stop).
+    pub stop_calls: u32,
+    /// Each stop call: its units and how long it took.
+    #[serde(default)]
+    pub stages: Vec<StageTiming>,
+}
+
+/// One systemctl call on a stage's units.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTiming {
+    pub units: Vec<String>,
+    pub ms: u64,
+}
+
+/// How long the parts of `start-services --restore` took, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreTiming {
+    /// The enable call and the daemon-reload.
+    pub enable_ms: u64,
+    /// From the first start request to the last stage started.
+    pub start_ms: u64,
+    /// Checking every unit against its record.
+    pub verify_ms: u64,
+    pub total_ms: u64,
+    /// systemctl start calls made (one per stage with something to start).
+    pub start_calls: u32,
+}
+
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+/// Milliseconds since the epoch, now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl StopReport {
@@ -188,7 +251,8 @@ pub fn stop_services(
     opts: &StopOptions,
     on: &mut dyn FnMut(Event),
 ) -> Result<StopReport, SystemdError> {
-    let _lock = lock(&opts.lock_file, "stop-services", opts.dry_run)?;
+    let start = Instant::now();
+    let (_lock, lock_note) = lock_unless_unprivileged_dry_run(opts)?;
     let plan = discover(sm, &opts.cron_dir)?;
     on(Event::Plan(plan.clone()));
     let mut report = StopReport {
@@ -196,13 +260,25 @@ pub fn stop_services(
         allow_queued_mail: opts.allow_queued_mail,
         plan: plan.clone(),
         state_file: opts.state_file.clone(),
+        warnings: lock_note.into_iter().collect(),
         ..Default::default()
     };
+    report.timing.discover_ms = ms_since(start);
+    let t = Instant::now();
     let has_postfix = plan.units.iter().any(|u| u.class.stage == Stage::Postfix);
 
     if plan.stops_postfix() {
         let st = if opts.dry_run {
-            mq.status()?
+            match mq.status() {
+                Ok(st) => st,
+                Err(e) => {
+                    report
+                        .warnings
+                        .push(format!("the postfix queue was not checked: {e}"));
+                    report.timing.total_ms = ms_since(start);
+                    return Ok(report);
+                }
+            }
         } else {
             wait_for_queue(mq, opts, on)?
         };
@@ -219,12 +295,17 @@ pub fn stop_services(
         }
         report.queue_before = Some(st);
         if report.blocked_by_queue {
+            report.timing.queue_ms = ms_since(t);
+            report.timing.total_ms = ms_since(start);
             return Ok(report);
         }
     }
+    report.timing.queue_ms = ms_since(t);
     if opts.dry_run {
+        report.timing.total_ms = ms_since(start);
         return Ok(report);
     }
+    let t = Instant::now();
 
     // 1. record the prior state (merging into an earlier run's record)
     let mut state = ServicesState::load(&opts.state_file)?.unwrap_or_default();
@@ -269,21 +350,49 @@ pub fn stop_services(
         );
     }
 
-    // 3. stop and disable, in order
-    for u in &plan.units {
-        if u.stop {
-            on(Event::Stopping(u.unit.clone()));
-            let res = sm.stop(&u.unit, opts.unit_timeout);
-            record_unit(&mut report, on, &u.unit, "stop", res, Event::Stopped);
-        }
-        if u.disable {
-            let res = sm.disable(&u.unit);
-            record_unit(&mut report, on, &u.unit, "disable", res, Event::Disabled);
-        }
-    }
-    reload_after(sm, &mut report, on, "disable");
+    report.timing.record_ms = ms_since(t);
 
-    // 4. verify: every unit inactive and disabled
+    // 3. disable everything planned (one call) and reload once, before the first stop: a
+    //    disabled unit keeps running, so the stop (and the downtime) holds only the stops
+    let t = Instant::now();
+    let to_disable: Vec<String> = plan
+        .units
+        .iter()
+        .filter(|u| u.disable)
+        .map(|u| u.unit.clone())
+        .collect();
+    batch_or_each(sm, &mut report, on, &to_disable, Action::Disable);
+    reload_after(sm, &mut report, on, "disable");
+    report.timing.disable_ms = ms_since(t);
+
+    // 4. stop, one call per stage of the safe order (systemd stops a stage's units in
+    //    parallel, in its own dependency order)
+    let t = Instant::now();
+    for units in by_stage(
+        plan.units
+            .iter()
+            .filter(|u| u.stop)
+            .map(|u| (u.class.stage, &u.unit)),
+    ) {
+        if report.timing.first_stop_unix_ms.is_none() {
+            report.timing.first_stop_unix_ms = Some(unix_ms());
+        }
+        for u in &units {
+            on(Event::Stopping(u.clone()));
+        }
+        let call = Instant::now();
+        let res = sm.stop(&units, opts.unit_timeout);
+        report.timing.stop_calls += 1;
+        report.timing.stages.push(StageTiming {
+            units: units.clone(),
+            ms: ms_since(call),
+        });
+        settle(sm, &mut report, on, &units, Action::Stop, res);
+    }
+    report.timing.stop_ms = ms_since(t);
+    let t = Instant::now();
+
+    // 5. verify: every unit inactive and disabled
     let names: Vec<String> = plan.units.iter().map(|u| u.unit.clone()).collect();
     let planned: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     if !names.is_empty() {
@@ -309,6 +418,8 @@ pub fn stop_services(
             path: e.path,
             source: e.source,
         })?;
+    report.timing.verify_ms = ms_since(t);
+    report.timing.total_ms = ms_since(start);
     Ok(report)
 }
 
@@ -316,6 +427,27 @@ pub fn stop_services(
 fn lock(path: &Path, what: &str, dry_run: bool) -> Result<RunLock, SystemdError> {
     let dry = if dry_run { " --dry-run" } else { "" };
     RunLock::acquire(path, &format!("{what}{dry}"))
+}
+
+/// The run lock, or (for a dry run by a user who is not root, who cannot create it and
+/// changes nothing anyway) no lock and a note saying so.
+fn lock_unless_unprivileged_dry_run(
+    opts: &StopOptions,
+) -> Result<(Option<RunLock>, Option<String>), SystemdError> {
+    if opts.dry_run && !nix::unistd::geteuid().is_root() {
+        return Ok((
+            None,
+            Some(format!(
+                "not root: the run lock {} was not taken (a run in progress is not detected), \
+                 and the queue is read only as far as postqueue lets this user",
+                opts.lock_file.display()
+            )),
+        ));
+    }
+    Ok((
+        Some(lock(&opts.lock_file, "stop-services", opts.dry_run)?),
+        None,
+    ))
 }
 
 fn exists(p: &Path) -> bool {
@@ -365,19 +497,6 @@ fn record<R: AsMut<Vec<ActionResult>>>(
     });
 }
 
-/// [`record`] for an action of systemd on a unit; `done` is the event of its success.
-fn record_unit<R: AsMut<Vec<ActionResult>>>(
-    report: &mut R,
-    on: &mut dyn FnMut(Event),
-    unit: &str,
-    action: &str,
-    res: Result<(), SystemdError>,
-    done: fn(String) -> Event,
-) {
-    let res = res.map_err(|e| e.to_string());
-    record(report, on, unit, action, res, done(unit.to_string()));
-}
-
 /// One `systemctl daemon-reload` after a batch of `action` (enable or disable), if any
 /// happened.
 fn reload_after<R: AsMut<Vec<ActionResult>>>(
@@ -389,6 +508,108 @@ fn reload_after<R: AsMut<Vec<ActionResult>>>(
     if report.as_mut().iter().any(|a| a.action == action) {
         let res = sm.reload().map_err(|e| e.to_string());
         record(report, on, "systemd", "daemon-reload", res, Event::Reloaded);
+    }
+}
+
+/// What is done to a batch of units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Stop,
+    Start,
+    Disable,
+    Enable,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Stop => "stop",
+            Action::Start => "start",
+            Action::Disable => "disable",
+            Action::Enable => "enable",
+        }
+    }
+    fn done(self, unit: String) -> Event {
+        match self {
+            Action::Stop => Event::Stopped(unit),
+            Action::Start => Event::Started(unit),
+            Action::Disable => Event::Disabled(unit),
+            Action::Enable => Event::Enabled(unit),
+        }
+    }
+}
+
+/// Consecutive units of the same stage, in order: one batch per stage.
+fn by_stage<'a>(units: impl Iterator<Item = (Stage, &'a String)>) -> Vec<Vec<String>> {
+    let mut out: Vec<(Stage, Vec<String>)> = Vec::new();
+    for (stage, u) in units {
+        match out.last_mut() {
+            Some((s, v)) if *s == stage => v.push(u.clone()),
+            _ => out.push((stage, vec![u.clone()])),
+        }
+    }
+    out.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Enable or disable `units` in one call; if that call fails, once per unit, so that each
+/// unit's own error is reported and the others still happen.
+fn batch_or_each<R: AsMut<Vec<ActionResult>>>(
+    sm: &mut dyn ServiceManager,
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    units: &[String],
+    action: Action,
+) {
+    let call = |sm: &mut dyn ServiceManager, us: &[String]| match action {
+        Action::Disable => sm.disable(us),
+        _ => sm.enable(us),
+    };
+    if units.is_empty() {
+        return;
+    }
+    if call(sm, units).is_ok() {
+        for u in units {
+            record(report, on, u, action.name(), Ok(()), action.done(u.clone()));
+        }
+        return;
+    }
+    for u in units {
+        let res = call(sm, std::slice::from_ref(u)).map_err(|e| e.to_string());
+        record(report, on, u, action.name(), res, action.done(u.clone()));
+    }
+}
+
+/// Record the outcome of one stop or start call for each of its units: when the call
+/// failed (a deadline passed, a unit refused), systemd says which units got there anyway;
+/// the others carry the call's error.
+fn settle<R: AsMut<Vec<ActionResult>>>(
+    sm: &mut dyn ServiceManager,
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    units: &[String],
+    action: Action,
+    res: Result<(), SystemdError>,
+) {
+    let err = match res {
+        Ok(()) => {
+            for u in units {
+                record(report, on, u, action.name(), Ok(()), action.done(u.clone()));
+            }
+            return;
+        }
+        Err(e) => e.to_string(),
+    };
+    let now = sm.show(units).unwrap_or_default();
+    for u in units {
+        let arrived = now
+            .iter()
+            .find(|i| &i.id == u)
+            .is_some_and(|i| match action {
+                Action::Stop => !i.is_active(),
+                _ => i.is_active(),
+            });
+        let r = if arrived { Ok(()) } else { Err(err.clone()) };
+        record(report, on, u, action.name(), r, action.done(u.clone()));
     }
 }
 
@@ -492,6 +713,9 @@ pub struct RestoreReport {
     /// Where the state file was moved once everything was restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_file_moved_to: Option<PathBuf>,
+    /// How long each part took (measured).
+    #[serde(default)]
+    pub timing: RestoreTiming,
 }
 
 impl RestoreReport {
@@ -522,6 +746,7 @@ pub fn restore_services(
     opts: &RestoreOptions,
     on: &mut dyn FnMut(Event),
 ) -> Result<RestoreReport, SystemdError> {
+    let start = Instant::now();
     let _lock = lock(&opts.lock_file, "start-services --restore", opts.dry_run)?;
     let state = ServicesState::load(&opts.state_file)?.ok_or_else(|| SystemdError::NoState {
         path: opts.state_file.clone(),
@@ -571,18 +796,41 @@ pub fn restore_services(
         record(&mut report, on, &target, "restore-cron", res, done);
     }
 
-    for s in &steps {
-        if s.enable {
-            let res = sm.enable(&s.unit);
-            record_unit(&mut report, on, &s.unit, "enable", res, Event::Enabled);
-        }
-        if s.start {
-            on(Event::Starting(s.unit.clone()));
-            let res = sm.start(&s.unit, opts.unit_timeout);
-            record_unit(&mut report, on, &s.unit, "start", res, Event::Started);
-        }
-    }
+    // enable (one call) and reload once, then start one stage at a time in reverse stop
+    // order (unbound first, timers last)
+    let t = Instant::now();
+    let to_enable: Vec<String> = steps
+        .iter()
+        .filter(|s| s.enable)
+        .map(|s| s.unit.clone())
+        .collect();
+    batch_or_each(sm, &mut report, on, &to_enable, Action::Enable);
     reload_after(sm, &mut report, on, "enable");
+    report.timing.enable_ms = ms_since(t);
+    let t = Instant::now();
+    let stage_of = |unit: &str| {
+        state
+            .units
+            .iter()
+            .find(|r| r.unit == unit)
+            .map(|r| r.class.stage)
+            .unwrap_or(Stage::Triggers)
+    };
+    for units in by_stage(
+        steps
+            .iter()
+            .filter(|s| s.start)
+            .map(|s| (stage_of(&s.unit), &s.unit)),
+    ) {
+        for u in &units {
+            on(Event::Starting(u.clone()));
+        }
+        let res = sm.start(&units, opts.unit_timeout);
+        report.timing.start_calls += 1;
+        settle(sm, &mut report, on, &units, Action::Start, res);
+    }
+    report.timing.start_ms = ms_since(t);
+    let t = Instant::now();
 
     if !names.is_empty() {
         let after = sm.show(&names)?;
@@ -618,6 +866,8 @@ pub fn restore_services(
         })?;
         report.state_file_moved_to = Some(to);
     }
+    report.timing.verify_ms = ms_since(t);
+    report.timing.total_ms = ms_since(start);
     Ok(report)
 }
 
@@ -705,43 +955,32 @@ mod tests {
         assert_eq!(r.exit_code(), 0);
         assert!(matches!(ev[0], Event::Plan(_)), "plan comes first");
         assert!(q.flushed, "queue flushed before postfix stops");
+        // one disable for everything (before the first stop: a disabled unit keeps
+        // running), one daemon-reload, then one stop per stage in the safe order
         assert_eq!(
-            changes(&sd.log),
-            vec![
-                "stop chatmail-expire.timer",
-                "disable chatmail-expire.timer",
-                "stop fcgiwrap.socket",
-                "disable fcgiwrap.socket",
-                "stop postfix@-.service",
-                "stop postfix.service",
-                "disable postfix.service",
-                "stop filtermail.service",
-                "disable filtermail.service",
-                "stop filtermail-incoming.service",
-                "disable filtermail-incoming.service",
+            sd.log[1..],
+            [
+                "disable chatmail-expire.timer fcgiwrap.socket postfix.service \
+                 filtermail.service filtermail-incoming.service dovecot.service \
+                 doveauth.service lastlogin.service chatmail-metadata.service \
+                 echobot.service opendkim.service nginx.service unbound.service",
+                "reload",
+                "stop chatmail-expire.timer fcgiwrap.socket",
+                "stop postfix@-.service postfix.service",
+                "stop filtermail.service filtermail-incoming.service",
                 "stop dovecot.service",
-                "disable dovecot.service",
-                "stop doveauth.service",
-                "disable doveauth.service",
-                "disable lastlogin.service",
-                "stop chatmail-metadata.service",
-                "disable chatmail-metadata.service",
-                "stop echobot.service",
-                "disable echobot.service",
+                "stop doveauth.service chatmail-metadata.service echobot.service",
                 "stop opendkim.service",
-                "disable opendkim.service",
-                "stop nginx.service",
-                "disable nginx.service",
-                "stop turnserver.service",
+                "stop nginx.service turnserver.service",
                 "stop unbound.service",
-                "disable unbound.service",
             ]
         );
-        let reloads: Vec<usize> = (0..sd.log.len())
-            .filter(|&i| sd.log[i] == "reload")
-            .collect();
-        assert_eq!(reloads.len(), 1, "one daemon-reload after all disables");
-        assert_eq!(sd.log[reloads[0] - 1], "disable unbound.service");
+        assert_eq!(sd.log[0], "list");
+        let n = |a: &str| r.actions.iter().filter(|x| x.ok && x.action == a).count();
+        assert_eq!((n("stop"), n("disable")), (14, 13), "one result per unit");
+        assert_eq!(r.timing.stop_calls, 8);
+        assert!(r.timing.first_stop_unix_ms.is_some());
+        assert!(r.timing.total_ms >= r.timing.stop_ms);
         for foreign in ["ssh.service", "cron.service", "chatmail-custom.service"] {
             assert_eq!(sd.state(foreign), ("active".into(), "enabled".into()));
         }
@@ -756,6 +995,38 @@ mod tests {
         assert_eq!(
             (turn.active_state.as_str(), turn.unit_file_state.as_str()),
             ("active", "disabled")
+        );
+    }
+
+    #[test]
+    fn a_failing_disable_batch_is_retried_unit_by_unit_and_only_the_refused_one_fails() {
+        let e = env();
+        let mut sd = relay();
+        sd.refuse_disable.insert("nginx.service".into());
+        let mut q = FakeQueue::default();
+        let (r, _) = stop(&mut sd, &mut q, &e.opts);
+        assert_eq!(r.exit_code(), 1);
+        let failed: Vec<_> = r.actions.iter().filter(|a| !a.ok).collect();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(
+            (failed[0].target.as_str(), failed[0].action.as_str()),
+            ("nginx.service", "disable")
+        );
+        assert!(failed[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("Failed to disable unit nginx"));
+        assert_eq!(sd.state("dovecot.service").1, "disabled");
+        assert_eq!(
+            sd.state("nginx.service"),
+            ("inactive".into(), "enabled".into())
+        );
+        assert!(r.problems.iter().any(|p| p.unit == "nginx.service"));
+        assert!(
+            sd.log.contains(&"disable dovecot.service".to_string()),
+            "{:?}",
+            sd.log
         );
     }
 
@@ -886,17 +1157,27 @@ mod tests {
         let ropts = e.restore_opts();
         let rr = restore_services(&mut sd, &ropts, &mut |_| {}).unwrap();
         assert!(rr.is_complete(), "{rr:#?}");
-        let log = changes(&sd.log);
-        assert_eq!(log.first(), Some(&"enable unbound.service"));
-        assert_eq!(log.last(), Some(&"start chatmail-expire.timer"));
-        let pos = |s: &str| log.iter().position(|l| *l == s).unwrap();
-        assert!(pos("start postfix.service") < pos("start postfix@-.service"));
-        assert!(pos("start dovecot.service") < pos("start postfix.service"));
-        assert!(
-            !log.contains(&"enable turnserver.service"),
-            "was not enabled"
+        assert_eq!(
+            sd.log,
+            [
+                "enable unbound.service nginx.service opendkim.service echobot.service \
+                 chatmail-metadata.service lastlogin.service doveauth.service \
+                 dovecot.service filtermail-incoming.service filtermail.service \
+                 postfix.service fcgiwrap.socket chatmail-expire.timer",
+                "reload",
+                "start unbound.service",
+                "start turnserver.service nginx.service",
+                "start opendkim.service",
+                "start echobot.service chatmail-metadata.service doveauth.service",
+                "start dovecot.service",
+                "start filtermail-incoming.service filtermail.service",
+                "start postfix.service postfix@-.service",
+                "start fcgiwrap.socket chatmail-expire.timer",
+            ],
+            "enable once, reload once, start one stage at a time in reverse order; \
+             turnserver was not enabled, lastlogin was not running"
         );
-        assert!(!log.contains(&"start lastlogin.service"), "was not running");
+        assert_eq!(rr.timing.start_calls, 8);
         for (id, u) in &original {
             let now = &sd.units[id];
             assert_eq!(

@@ -163,6 +163,8 @@ pub(crate) mod fake {
         pub units: BTreeMap<String, UnitInfo>,
         pub log: Vec<String>,
         pub hang_on_stop: BTreeSet<String>,
+        /// Units whose disable fails (and fails any batch holding them).
+        pub refuse_disable: BTreeSet<String>,
     }
 
     impl FakeSystemd {
@@ -208,33 +210,53 @@ pub(crate) mod fake {
                 })
                 .collect())
         }
-        fn stop(&mut self, unit: &str, timeout: Duration) -> Result<(), SystemdError> {
-            self.log.push(format!("stop {unit}"));
-            if self.hang_on_stop.contains(unit) {
-                self.units.get_mut(unit).unwrap().active_state = "deactivating".into();
-                return Err(SystemdError::Timeout {
-                    cmd: format!("systemctl stop {unit}"),
-                    secs: timeout.as_secs(),
+        fn stop(&mut self, units: &[String], timeout: Duration) -> Result<(), SystemdError> {
+            self.log.push(format!("stop {}", units.join(" ")));
+            let mut hung = Vec::new();
+            for unit in units {
+                let u = self.units.get_mut(unit).unwrap();
+                if self.hang_on_stop.contains(unit) {
+                    u.active_state = "deactivating".into();
+                    hung.push(unit.clone());
+                } else {
+                    u.active_state = "inactive".into();
+                    u.sub_state = "dead".into();
+                }
+            }
+            if hung.is_empty() {
+                return Ok(());
+            }
+            Err(SystemdError::Timeout {
+                cmd: format!("systemctl stop -- {}", units.join(" ")),
+                secs: timeout.as_secs(),
+            })
+        }
+        fn start(&mut self, units: &[String], _t: Duration) -> Result<(), SystemdError> {
+            self.log.push(format!("start {}", units.join(" ")));
+            for unit in units {
+                self.units.get_mut(unit).unwrap().active_state = "active".into();
+            }
+            Ok(())
+        }
+        fn disable(&mut self, units: &[String]) -> Result<(), SystemdError> {
+            self.log.push(format!("disable {}", units.join(" ")));
+            if let Some(r) = units.iter().find(|u| self.refuse_disable.contains(*u)) {
+                return Err(SystemdError::Command {
+                    cmd: format!("systemctl disable -- {}", units.join(" ")),
+                    status: "exit status: 1".into(),
+                    stderr: format!("Failed to disable unit {r}"),
                 });
             }
-            let u = self.units.get_mut(unit).unwrap();
-            u.active_state = "inactive".into();
-            u.sub_state = "dead".into();
+            for unit in units {
+                self.units.get_mut(unit).unwrap().unit_file_state = "disabled".into();
+            }
             Ok(())
         }
-        fn start(&mut self, unit: &str, _t: Duration) -> Result<(), SystemdError> {
-            self.log.push(format!("start {unit}"));
-            self.units.get_mut(unit).unwrap().active_state = "active".into();
-            Ok(())
-        }
-        fn disable(&mut self, unit: &str) -> Result<(), SystemdError> {
-            self.log.push(format!("disable {unit}"));
-            self.units.get_mut(unit).unwrap().unit_file_state = "disabled".into();
-            Ok(())
-        }
-        fn enable(&mut self, unit: &str) -> Result<(), SystemdError> {
-            self.log.push(format!("enable {unit}"));
-            self.units.get_mut(unit).unwrap().unit_file_state = "enabled".into();
+        fn enable(&mut self, units: &[String]) -> Result<(), SystemdError> {
+            self.log.push(format!("enable {}", units.join(" ")));
+            for unit in units {
+                self.units.get_mut(unit).unwrap().unit_file_state = "enabled".into();
+            }
             Ok(())
         }
         fn reload(&mut self) -> Result<(), SystemdError> {

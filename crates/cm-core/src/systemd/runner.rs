@@ -22,15 +22,16 @@ pub trait ServiceManager {
     fn list_unit_names(&mut self) -> Result<Vec<String>, SystemdError>;
     /// The current state of these units (an unknown name comes back with LoadState=not-found).
     fn show(&mut self, units: &[String]) -> Result<Vec<UnitInfo>, SystemdError>;
-    /// Stop one unit and wait until it is stopped, at most `timeout`.
-    fn stop(&mut self, unit: &str, timeout: Duration) -> Result<(), SystemdError>;
-    /// Start one unit and wait until it is started, at most `timeout`.
-    fn start(&mut self, unit: &str, timeout: Duration) -> Result<(), SystemdError>;
-    /// Disable one unit (remove its install symlinks) without reloading systemd: call
-    /// [`ServiceManager::reload`] once after a batch.
-    fn disable(&mut self, unit: &str) -> Result<(), SystemdError>;
-    /// Enable one unit (create its install symlinks) without reloading systemd.
-    fn enable(&mut self, unit: &str) -> Result<(), SystemdError>;
+    /// Stop these units (one `systemctl stop` for all: systemd runs the jobs in parallel,
+    /// in its own dependency order) and wait until they are stopped, at most `timeout`.
+    fn stop(&mut self, units: &[String], timeout: Duration) -> Result<(), SystemdError>;
+    /// Start these units (one call) and wait until they are started, at most `timeout`.
+    fn start(&mut self, units: &[String], timeout: Duration) -> Result<(), SystemdError>;
+    /// Disable these units (remove their install symlinks; one call) without reloading
+    /// systemd: call [`ServiceManager::reload`] once after.
+    fn disable(&mut self, units: &[String]) -> Result<(), SystemdError>;
+    /// Enable these units (create their install symlinks; one call) without reloading.
+    fn enable(&mut self, units: &[String]) -> Result<(), SystemdError>;
     /// Make systemd re-read unit files and links (`systemctl daemon-reload`).
     fn reload(&mut self) -> Result<(), SystemdError>;
 }
@@ -156,6 +157,28 @@ impl Default for Systemctl {
 
 const TYPES: &str = "--type=service,timer,path,socket";
 
+/// Units per `systemctl show` call (one call for a whole host's units; the limit only keeps
+/// the command line short).
+const SHOW_CHUNK: usize = 1024;
+
+impl Systemctl {
+    /// `systemctl VERB... -- UNITS...`, one call, with a deadline; nothing for no units.
+    fn batch(
+        &self,
+        verb: &[&str],
+        units: &[String],
+        timeout: Duration,
+    ) -> Result<(), SystemdError> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        let mut args = verb.to_vec();
+        args.push("--");
+        args.extend(units.iter().map(String::as_str));
+        run(&self.program, &args, Some(timeout)).map(|_| ())
+    }
+}
+
 impl ServiceManager for Systemctl {
     fn list_unit_names(&mut self) -> Result<Vec<String>, SystemdError> {
         type Parser = fn(&str, &str) -> Result<Vec<String>, SystemdError>;
@@ -176,7 +199,7 @@ impl ServiceManager for Systemctl {
     fn show(&mut self, units: &[String]) -> Result<Vec<UnitInfo>, SystemdError> {
         let props = SHOW_PROPERTIES.join(",");
         let mut out = Vec::new();
-        for chunk in units.chunks(64) {
+        for chunk in units.chunks(SHOW_CHUNK) {
             let mut args = vec!["show", "--no-pager", "-p", &props, "--"];
             args.extend(chunk.iter().map(String::as_str));
             let o = run(&self.program, &args, Some(Duration::from_secs(60)))?;
@@ -185,30 +208,20 @@ impl ServiceManager for Systemctl {
         Ok(out)
     }
 
-    fn stop(&mut self, unit: &str, timeout: Duration) -> Result<(), SystemdError> {
-        run(&self.program, &["stop", "--", unit], Some(timeout)).map(|_| ())
+    fn stop(&mut self, units: &[String], timeout: Duration) -> Result<(), SystemdError> {
+        self.batch(&["stop"], units, timeout)
     }
 
-    fn start(&mut self, unit: &str, timeout: Duration) -> Result<(), SystemdError> {
-        run(&self.program, &["start", "--", unit], Some(timeout)).map(|_| ())
+    fn start(&mut self, units: &[String], timeout: Duration) -> Result<(), SystemdError> {
+        self.batch(&["start"], units, timeout)
     }
 
-    fn disable(&mut self, unit: &str) -> Result<(), SystemdError> {
-        run(
-            &self.program,
-            &["disable", "--no-reload", "--", unit],
-            Some(Duration::from_secs(120)),
-        )
-        .map(|_| ())
+    fn disable(&mut self, units: &[String]) -> Result<(), SystemdError> {
+        self.batch(&["disable", "--no-reload"], units, Duration::from_secs(300))
     }
 
-    fn enable(&mut self, unit: &str) -> Result<(), SystemdError> {
-        run(
-            &self.program,
-            &["enable", "--no-reload", "--", unit],
-            Some(Duration::from_secs(120)),
-        )
-        .map(|_| ())
+    fn enable(&mut self, units: &[String]) -> Result<(), SystemdError> {
+        self.batch(&["enable", "--no-reload"], units, Duration::from_secs(300))
     }
 
     fn reload(&mut self) -> Result<(), SystemdError> {

@@ -7,10 +7,8 @@
 
 use super::catalog::{order_key, Class};
 use super::SystemdError;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{read_record, write_record, RecordError};
 use serde::{Deserialize, Serialize};
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where stop-services records the prior state unless told otherwise.
@@ -62,52 +60,24 @@ impl ServicesState {
 
     /// Read a state file; `Ok(None)` if there is none.
     pub fn load(path: &Path) -> Result<Option<Self>, SystemdError> {
-        let data = match fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(SystemdError::StateIo {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        let st: ServicesState =
-            serde_json::from_slice(&data).map_err(|e| SystemdError::StateFormat {
+        read_record(path, STATE_VERSION, |s: &ServicesState| s.version).map_err(|e| match e {
+            RecordError::Io(source) => SystemdError::StateIo {
                 path: path.to_path_buf(),
-                msg: e.to_string(),
-            })?;
-        if st.version != STATE_VERSION {
-            return Err(SystemdError::StateFormat {
+                source,
+            },
+            RecordError::Format(msg) => SystemdError::StateFormat {
                 path: path.to_path_buf(),
-                msg: format!(
-                    "version {} (this cm-migrate reads version {STATE_VERSION})",
-                    st.version
-                ),
-            });
-        }
-        Ok(Some(st))
+                msg,
+            },
+        })
     }
 
     /// Write atomically (creating the directory, mode 0700, if needed).
     pub fn save(&self, path: &Path) -> Result<(), SystemdError> {
-        let err = |source| SystemdError::StateIo {
+        write_record(path, self).map_err(|source| SystemdError::StateIo {
             path: path.to_path_buf(),
             source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                fs::create_dir_all(dir).map_err(err)?;
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
-            }
-        }
-        let mut data = serde_json::to_vec_pretty(self).map_err(|e| SystemdError::StateIo {
-            path: path.to_path_buf(),
-            source: io::Error::other(e),
-        })?;
-        data.push(b'\n');
-        write_atomic(path, &data, 0o600).map_err(err)
+        })
     }
 
     /// Add a unit's prior state unless it is already recorded (the first record wins), and
@@ -145,6 +115,7 @@ pub fn restored_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::systemd::catalog::classify;
+    use std::fs;
 
     fn rec(unit: &str, active: &str, file: &str) -> UnitRecord {
         UnitRecord {

@@ -1,0 +1,431 @@
+//! What `preflight`, `run` and `rollback` share: their arguments, the parts they drive
+//! (built from the arguments: here or over ssh), and how findings and steps are printed.
+
+use clap::{Args, Subcommand};
+use cm_core::migration::journal::RunIdentity;
+use cm_core::migration::preflight::{host_findings, Finding, HostInput, Level};
+use cm_core::migration::real::{
+    ComposeTarget, EnvSettings, FanotifyWatch, LocalCopier, NoServices, SystemdServices,
+    VerifyCommand,
+};
+use cm_core::migration::steps::DEFAULT_RUN_LOCK_FILE;
+use cm_core::migration::transport::{
+    default_volumes, Host, Remote, RemoteSettings, RemoteVerifier, RsyncCopier,
+};
+use cm_core::migration::verify::{ChangedVerify, VolumePair};
+use cm_core::migration::{Copier, Services, Settings, Target, Verifier};
+use cm_core::owners::OwnerMap;
+use cm_core::systemd::{Postqueue, RestoreOptions, StopOptions};
+use serde::Serialize;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The subcommands of the whole move.
+#[derive(Subcommand, Debug)]
+pub enum FlowCmd {
+    /// Check everything the move needs (root, systemd, Docker and Compose v2, cgroup v2, the
+    /// inotify limits, space, ports, the ini, the mail queue, the target); change nothing.
+    /// Exit 1 when a finding blocks the move.
+    Preflight(crate::preflight::PreflightArgs),
+    /// The whole move: preflight, a live bulk copy while the relay serves mail (with a change
+    /// journal), stop-services, the delta of what changed, the .env, cm-verify all [, the
+    /// container started]; prints the measured downtime. --resume continues a crashed run.
+    Run(crate::run::RunArgs),
+    /// Bring the old relay back after a run: a container it started is stopped first, then
+    /// every unit restored as recorded; what the run left in the target is listed.
+    Rollback(crate::rollback::RollbackArgs),
+}
+
+/// Run one of them; the exit code.
+pub fn main(c: FlowCmd) -> i32 {
+    match c {
+        FlowCmd::Preflight(a) => crate::preflight::main(a),
+        FlowCmd::Run(a) => crate::run::main(a),
+        FlowCmd::Rollback(a) => crate::rollback::main(a),
+    }
+}
+
+/// Where the move goes and what it reads (shared by preflight, run and rollback).
+#[derive(Args, Debug, Clone)]
+pub struct FlowArgs {
+    /// The compose project directory on this host (the Docker host is this machine).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "to",
+        conflicts_with = "to"
+    )]
+    pub project_dir: Option<PathBuf>,
+    /// The Docker host is another machine: ssh://[USER@]HOST[:PORT]/DIR, DIR being the
+    /// compose project directory there. The data goes with rsync over ssh (-aHAX
+    /// --numeric-ids, owners mapped) and is checked there with cm-verify and manifests.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// The old host's root directory (the sources are its etc/dkimkeys, var/lib/acme,
+    /// home). Anything but / means the services are not this machine's: the stop is skipped.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// The relay's chatmail.ini [default: ROOT/usr/local/lib/chatmaild/chatmail.ini].
+    #[arg(long, value_name = "FILE")]
+    pub ini: Option<PathBuf>,
+    /// Map owners while copying, as cm-copy-data --owner-map.
+    #[arg(long, value_name = "FILE")]
+    pub owner_map: Option<PathBuf>,
+    /// Where the run journal, the services state and the manifests for --to live.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/cm-migrate")]
+    pub state_dir: PathBuf,
+    /// Pass over a blocking finding of this check (repeatable; it is then shown as "not
+    /// checked"): root, systemd, docker, compose, cgroup, inotify, space, sources, ports,
+    /// ini, queue, target, transport.
+    #[arg(long, value_name = "CHECK")]
+    pub skip_check: Vec<String>,
+    /// An ssh option for --to (as `ssh -o OPTION`; repeatable).
+    #[arg(long, value_name = "OPTION")]
+    pub ssh_option: Vec<String>,
+    /// The ssh key for --to (as `ssh -i FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_identity: Option<PathBuf>,
+    /// An ssh client configuration for --to (as `ssh -F FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// The Compose v2 program [default: `docker compose`].
+    #[arg(long, value_name = "PROGRAM")]
+    pub compose: Option<String>,
+    /// Seconds to wait for the postfix queue to empty before stopping postfix.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub queue_timeout: u64,
+    /// Seconds one stage of units may take to stop or start.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub unit_timeout: u64,
+    /// How the copy is proven before the downtime ends: `full` runs cm-verify all (reads
+    /// every file of source and copy); `changed` compares by content only the directories
+    /// the change journal names (the bulk copy read every other copy back), plus cm-verify's
+    /// env, layout and services checks, and falls back to `full` for whatever the journal
+    /// could not follow. With --to the far side always checks the manifests in full.
+    #[arg(long, value_name = "HOW", default_value = "full", value_parser = ["full", "changed"])]
+    pub verify: String,
+    /// Seconds --start waits for the container to serve.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub health_timeout: u64,
+}
+
+/// How the outcome is printed.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Out {
+    /// One JSON document on stdout (also for errors: {"error": ..., "exit_code": N}).
+    #[arg(long)]
+    pub json: bool,
+    /// Nothing on stdout but --json; problems still on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Every part of a run, built from the arguments.
+pub struct Built {
+    pub identity: RunIdentity,
+    pub journal_file: PathBuf,
+    pub lock_file: PathBuf,
+    pub copier: Box<dyn Copier>,
+    pub services: Box<dyn Services>,
+    pub settings: Box<dyn Settings>,
+    pub verifier: Box<dyn Verifier>,
+    pub target: Box<dyn Target>,
+    pub watch: FanotifyWatch,
+    pub host: HostFacts,
+}
+
+/// What the host checks need.
+pub struct HostFacts {
+    pub ini: PathBuf,
+    pub services_here: bool,
+    pub docker_here: bool,
+}
+
+impl HostFacts {
+    /// The host findings for preflight (`units`: the chatmail units the stop takes down).
+    pub fn findings(&self, units: Option<Vec<String>>) -> Vec<Finding> {
+        host_findings(
+            &HostInput {
+                euid: nix::unistd::geteuid().as_raw(),
+                systemd_marker: Path::new("/run/systemd/system"),
+                services_here: self.services_here,
+                proc_root: Path::new("/proc"),
+                ini: &self.ini,
+                chatmail_units: units,
+                docker_here: self.docker_here,
+            },
+            &mut Postqueue,
+        )
+    }
+}
+
+/// The suite's cm-verify: beside this binary, else in PATH.
+fn cm_verify() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("cm-verify")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("cm-verify"))
+}
+
+fn compose_command(a: &FlowArgs) -> Vec<String> {
+    match &a.compose {
+        Some(c) => vec![c.clone()],
+        None => vec!["docker".into(), "compose".into()],
+    }
+}
+
+/// Build the parts; Err is a usage problem (exit 2).
+pub fn build(a: &FlowArgs) -> Result<Built, String> {
+    if !a.root.is_dir() {
+        return Err(format!("--root {}: not a directory", a.root.display()));
+    }
+    let ini = a
+        .ini
+        .clone()
+        .unwrap_or_else(|| a.root.join("usr/local/lib/chatmaild/chatmail.ini"));
+    if !ini.is_file() {
+        return Err(format!(
+            "{}: no such file (the relay's chatmail.ini; give --ini)",
+            ini.display()
+        ));
+    }
+    let owners = match &a.owner_map {
+        Some(f) => Some(OwnerMap::load(f, &a.root).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let services_here = cm_core::copy::safety::resolve(&a.root) == Path::new("/");
+    let services: Box<dyn Services> = if services_here {
+        Box::new(SystemdServices {
+            stop: StopOptions {
+                state_file: a.state_dir.join("services-state.json"),
+                queue_timeout: Duration::from_secs(a.queue_timeout),
+                unit_timeout: Duration::from_secs(a.unit_timeout),
+                ..Default::default()
+            },
+            restore: RestoreOptions {
+                state_file: a.state_dir.join("services-state.json"),
+                unit_timeout: Duration::from_secs(a.unit_timeout),
+                ..Default::default()
+            },
+        })
+    } else {
+        Box::new(NoServices {
+            why: format!(
+                "--root {} is not this machine's root: its services are not this machine's",
+                a.root.display()
+            ),
+        })
+    };
+    let journal_file = a.state_dir.join("run-journal.json");
+    let lock_file = PathBuf::from(DEFAULT_RUN_LOCK_FILE);
+    let health = Duration::from_secs(a.health_timeout);
+    let facts = HostFacts {
+        ini: ini.clone(),
+        services_here,
+        docker_here: a.to.is_none(),
+    };
+    if let Some(url) = &a.to {
+        let mut remote = Remote::parse(url)?;
+        std::fs::create_dir_all(&a.state_dir)
+            .map_err(|e| format!("--state-dir {}: {e}", a.state_dir.display()))?;
+        remote.control_path = Some(a.state_dir.join("ssh-%C"));
+        if let Some(f) = &a.ssh_config {
+            remote
+                .ssh_args
+                .extend(["-F".to_string(), f.display().to_string()]);
+        }
+        for o in &a.ssh_option {
+            remote.ssh_args.extend(["-o".to_string(), o.clone()]);
+        }
+        if let Some(k) = &a.ssh_identity {
+            remote
+                .ssh_args
+                .extend(["-i".to_string(), k.display().to_string()]);
+        }
+        let vols = default_volumes(&a.root);
+        return Ok(Built {
+            identity: RunIdentity {
+                root: a.root.clone(),
+                project_dir: remote.dir.clone(),
+                to: Some(remote.url()),
+            },
+            journal_file,
+            lock_file,
+            copier: Box::new(RsyncCopier {
+                remote: remote.clone(),
+                volumes: vols.clone(),
+                owners: owners.clone(),
+                rsync: "rsync".into(),
+            }),
+            services,
+            settings: Box::new(RemoteSettings {
+                remote: remote.clone(),
+                ini,
+                work: a.state_dir.join("remote/.env"),
+                rsync: "rsync".into(),
+            }),
+            verifier: Box::new(RemoteVerifier {
+                remote: remote.clone(),
+                volumes: vols,
+                owners,
+                manifest_dir: a.state_dir.join("manifests"),
+                cm_verify: cm_verify(),
+                rsync: "rsync".into(),
+            }),
+            target: Box::new(ComposeTarget {
+                project_dir: remote.dir.clone(),
+                host: Host::Remote(remote),
+                compose: compose_command(a),
+                health_timeout: health,
+            }),
+            watch: FanotifyWatch::default(),
+            host: facts,
+        });
+    }
+    let dir = a.project_dir.clone().expect("clap: --project-dir or --to");
+    if !dir.is_dir() {
+        return Err(format!(
+            "--project-dir {}: not a directory (the compose project must exist)",
+            dir.display()
+        ));
+    }
+    let mut verify_args: Vec<OsString> = vec![
+        "--project-dir".into(),
+        dir.clone().into(),
+        "--root".into(),
+        a.root.clone().into(),
+        "--ini".into(),
+        ini.clone().into(),
+    ];
+    if let Some(m) = &a.owner_map {
+        verify_args.extend(["--owner-map".into(), m.clone().into()]);
+    }
+    if !services_here {
+        verify_args.push("--no-services".into());
+    }
+    let full = VerifyCommand {
+        program: cm_verify(),
+        args: verify_args,
+    };
+    let verifier: Box<dyn Verifier> = if a.verify == "changed" {
+        let mut layout: Vec<OsString> =
+            vec!["layout".into(), "--project-dir".into(), dir.clone().into()];
+        if let Some(c) = &a.compose {
+            layout.extend(["--compose".into(), c.into()]);
+        }
+        let mut checks = vec![
+            vec!["env".into(), ini.clone().into(), dir.join(".env").into()],
+            layout,
+        ];
+        if services_here {
+            checks.push(vec!["services".into()]);
+        }
+        Box::new(ChangedVerify {
+            program: cm_verify(),
+            checks,
+            volumes: cm_core::migration::real::default_volumes(&a.root, &dir)
+                .into_iter()
+                .map(|v| VolumePair {
+                    name: v.name,
+                    src: v.src,
+                    dst: v.dst,
+                })
+                .collect(),
+            owners: owners.clone().unwrap_or_default(),
+            owner_map_file: a.owner_map.clone(),
+            root: a.root.clone(),
+            full,
+        })
+    } else {
+        Box::new(full)
+    };
+    Ok(Built {
+        identity: RunIdentity {
+            root: a.root.clone(),
+            project_dir: dir.clone(),
+            to: None,
+        },
+        journal_file,
+        lock_file,
+        copier: Box::new(LocalCopier::new(&a.root, &dir, owners)),
+        services,
+        settings: Box::new(EnvSettings {
+            ini,
+            env: dir.join(".env"),
+        }),
+        verifier,
+        target: Box::new(ComposeTarget {
+            host: Host::Local,
+            project_dir: dir,
+            compose: compose_command(a),
+            health_timeout: health,
+        }),
+        watch: FanotifyWatch::default(),
+        host: facts,
+    })
+}
+
+/// One finding as a line: `BLOCKS  ports: ... -> fix`.
+pub fn finding_line(f: &Finding) -> String {
+    let fix = f
+        .fix
+        .as_ref()
+        .filter(|_| f.level != Level::Ok)
+        .map(|x| format!("\n             -> {x}"))
+        .unwrap_or_default();
+    format!("  {:<11} {}: {}{fix}", f.level.as_str(), f.check, f.message)
+}
+
+/// Print a value as JSON with its exit code beside its fields.
+pub fn print_json<T: Serialize>(v: &T, exit_code: i32) {
+    #[derive(Serialize)]
+    struct With<'a, T: Serialize> {
+        exit_code: i32,
+        #[serde(flatten)]
+        v: &'a T,
+    }
+    match serde_json::to_string_pretty(&With { exit_code, v }) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("cm-migrate: error: serialising the report: {e}"),
+    }
+}
+
+/// An error that ends the command: on stderr, and as JSON with --json. Returns the code.
+pub fn fail(out: Out, msg: &str, code: i32) -> i32 {
+    if out.json {
+        println!("{}", serde_json::json!({"error": msg, "exit_code": code}));
+    }
+    eprintln!("cm-migrate: error: {msg}");
+    code
+}
+
+/// Seconds for people.
+pub fn secs(ms: u64) -> String {
+    format!("{:.2} s", ms as f64 / 1000.0)
+}
+
+/// Run `f` with the parts of `b` (preflight's host checks ask systemd once for the units).
+pub fn with_parts<R>(b: &mut Built, f: impl FnOnce(&mut cm_core::migration::Parts) -> R) -> R {
+    let units = b.services.plan().ok();
+    let facts = &b.host;
+    let mut host = |_start: bool| facts.findings(units.clone());
+    let mut p = cm_core::migration::Parts {
+        host: &mut host,
+        copier: &mut *b.copier,
+        services: &mut *b.services,
+        settings: &mut *b.settings,
+        verifier: &mut *b.verifier,
+        target: &mut *b.target,
+        watch: &mut b.watch,
+    };
+    f(&mut p)
+}
+
+/// The findings that are not plain "ok", for people (all with `all`).
+pub fn print_findings(findings: &[Finding], all: bool) {
+    for f in findings.iter().filter(|f| all || f.level != Level::Ok) {
+        println!("{}", finding_line(f));
+    }
+}
