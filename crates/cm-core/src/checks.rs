@@ -178,19 +178,17 @@ pub struct Mount {
     pub target: PathBuf,
 }
 
-/// The guide's layout, relative to the project directory.
+/// The guide's layout, relative to the project directory (from [`crate::state`]).
 pub fn default_mounts(project_dir: &Path) -> Vec<Mount> {
-    [
-        ("data/chatmail", "/home"),
-        ("data/chatmail-dkimkeys", "/etc/dkimkeys"),
-        ("data/chatmail-acme", "/var/lib/acme"),
-    ]
-    .iter()
-    .map(|(s, t)| Mount {
-        source: project_dir.join(s),
-        target: PathBuf::from(t),
-    })
-    .collect()
+    crate::state::guide_trees()
+        .into_iter()
+        .filter_map(|s| {
+            Some(Mount {
+                source: project_dir.join(s.guide?),
+                target: s.guide_mount?,
+            })
+        })
+        .collect()
 }
 
 /// Bind mounts from `docker compose config --format json` output.

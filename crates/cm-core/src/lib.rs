@@ -19,6 +19,8 @@
 //! - [`fsutil`]: small file-system helpers shared by the rest (atomic writes).
 //! - [`version`]: the version line every tool's `--version` prints.
 //! - [`watch`]: a fanotify change journal: which directories changed during the live copy.
+//! - [`state`]: the relay's state (every path a move carries), one table.
+//! - [`target`]: the compose project a move goes into, resolved from its compose file.
 //! - [`migration`]: the whole move (preflight, run journal, steps, downtime clock, rollback).
 
 pub mod checks;
@@ -35,6 +37,7 @@ pub mod params;
 pub mod ports;
 pub mod quote;
 pub mod report;
+pub mod state;
 pub mod systemd;
 pub mod tree;
 pub mod version;
