@@ -39,6 +39,7 @@ pub mod quote;
 pub mod report;
 pub mod state;
 pub mod systemd;
+pub mod target;
 pub mod tree;
 pub mod version;
 pub mod watch;

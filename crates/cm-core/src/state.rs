@@ -203,7 +203,10 @@ pub fn get(name: &str) -> Option<State> {
 
 /// The trees the guide's layout carries (dkim, acme, mail), in copy order.
 pub fn guide_trees() -> Vec<State> {
-    table(None).into_iter().filter(|s| s.guide.is_some()).collect()
+    table(None)
+        .into_iter()
+        .filter(|s| s.guide.is_some())
+        .collect()
 }
 
 /// `path` below `root` (the old host's file system mounted at `root`).
