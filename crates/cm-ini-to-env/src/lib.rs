@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use cm_core::{dotenv, envfile, ini, params};
 
+mod project;
+
 const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 
 /// Convert a bare-metal chatmail.ini into the .env file of chatmail's Docker deployment.
@@ -33,6 +35,8 @@ Examples:
   cm-ini-to-env chatmail.ini /srv/chatmail/.env   write it (refuses to overwrite)
   cm-ini-to-env --merge chatmail.ini .env         update an existing .env, keep its other lines
   cm-ini-to-env chatmail.ini --check .env         exit 1 and list settings that differ
+  cm-ini-to-env --project-dir /srv/chatmail --merge chatmail.ini
+                                                  the settings the way the target takes them
 
 Unknown keys are reported and not written (chatmail ignores them); other sections than
 [params] are ignored, as chatmail does. Values are written as KEY=\"...\" with \\ \" $ and
@@ -62,6 +66,25 @@ struct Args {
     /// comment (Docker-only variables, notes). A backup is kept as with --force.
     #[arg(long)]
     merge: bool,
+
+    /// The compose project the settings go to, written the way its compose file takes
+    /// them: an `env_file` .env gets the converted settings (as ENV would); a mounted
+    /// /etc/chatmail/chatmail.ini gets the ini itself (atomically, its mode kept, an old one
+    /// kept as a backup) and the project's .env the variables the compose file interpolates
+    /// (MAIL_DOMAIN, ACME_EMAIL). Settings whose default changed between the old host's
+    /// release and the image's are reported.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["env", "check"])]
+    project_dir: Option<PathBuf>,
+
+    /// With --project-dir: the Docker Compose v2 program that reads the compose file (words
+    /// allowed: "docker compose"; default: the plugin, else docker-compose, else
+    /// docker-compose-v2).
+    #[arg(long, value_name = "PROGRAM", requires = "project_dir")]
+    compose: Option<String>,
+
+    /// With --project-dir: the guide's layout (settings in its .env), no compose file read.
+    #[arg(long, value_name = "NAME", value_parser = ["guide"], requires = "project_dir")]
+    layout: Option<String>,
 
     /// Compare an existing .env with the ini instead of writing: lists every setting on
     /// which chatmail would behave differently, exits 1 if there is any, 0 if none.
@@ -139,7 +162,30 @@ fn convert(args: &Args) -> Result<u8, Fail> {
         Some(p) => Some((p, dotenv::read_file(p)?)),
         None => None,
     };
-    let plan = match &args.env {
+    let target = match &args.project_dir {
+        Some(d) => Some(
+            project::resolve(d, args.compose.as_deref(), args.layout.is_some(), &args.ini)
+                .map_err(|e| Fail(2, e))?,
+        ),
+        None => None,
+    };
+    let env_path = match target.as_ref().map(|t| &t.settings) {
+        Some(cm_core::target::Settings::EnvFile { env }) => Some(env.clone()),
+        Some(cm_core::target::Settings::IniMount { .. }) => None,
+        Some(cm_core::target::Settings::Unknown) => {
+            return Err(Fail(
+                2,
+                format!(
+                    "{}: the compose file takes chatmail's settings neither from `env_file: .env` nor from a mounted {}: add `- ./chatmail.ini:{}` to the relay service's volumes",
+                    args.project_dir.as_deref().unwrap_or(Path::new(".")).display(),
+                    cm_core::state::CONTAINER_INI,
+                    cm_core::state::CONTAINER_INI
+                ),
+            ))
+        }
+        None => args.env.clone(),
+    };
+    let plan = match &env_path {
         Some(p) => Some(plan_write(args, &conv, p, &text)?),
         None => None,
     };
@@ -150,16 +196,40 @@ fn convert(args: &Args) -> Result<u8, Fail> {
                 None => eprintln!("warning: {}: {}", conv.source, w.message),
             }
         }
-        // Compose lets the calling environment override .env when it interpolates.
+        if let Some(t) = &target {
+            for n in &t.notes {
+                eprintln!("note: {n}");
+            }
+            for w in project::changed_defaults(t, &args.ini, &parsed) {
+                eprintln!("warning: {w}");
+            }
+        }
+        // Compose lets the calling environment override .env when it interpolates (only
+        // the variables the target's compose file interpolates, when it is known).
         for p in params::PARAMS {
             let k = p.env_key();
-            if std::env::var_os(&k).is_some() {
+            let interpolated = target
+                .as_ref()
+                .map_or(true, |t| t.interpolated.contains(&k));
+            if interpolated && std::env::var_os(&k).is_some() {
                 eprintln!("warning: {k} is set in this shell's environment; docker compose run from here would use it instead of the .env value");
             }
         }
     }
     if let Some((path, env)) = check_env {
         return check(args, &parsed, path, &env);
+    }
+    if let Some(t) = target.as_ref().filter(|_| plan.is_none()) {
+        let (lines, json) = project::write_ini_mount(t, &args.ini, &parsed, args.dry_run)
+            .map_err(|e| Fail(2, e))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else if !args.quiet {
+            for l in lines {
+                eprintln!("{l}");
+            }
+        }
+        return Ok(0);
     }
     match plan {
         Some(plan) => execute(args, &conv, plan),

@@ -71,8 +71,13 @@ enum Cmd {
     /// resolves inside the copied tree, the mailbox folder of mail_domain exists (owned by the
     /// image's vmail).
     ///
-    /// Mounts come from `docker compose config` when the project has a compose file and
-    /// Compose v2 is installed, else from the guide's layout (data/chatmail -> /home,
+    /// The target is resolved as cm-copy-data resolves it: mounts come from the project's
+    /// compose file read by Docker Compose v2 (`docker compose config`, override merged in):
+    /// bind mounts at their host path, named volumes at their mountpoint (through the
+    /// engine), the ini's file mount; owners are compared with the users of the image the
+    /// service runs (read through the engine without starting it) unless --image-root or
+    /// --image-users says. A directory without a compose file is refused (exit 2) unless
+    /// `--layout guide` asks for the guide's layout (data/chatmail -> /home,
     /// data/chatmail-dkimkeys -> /etc/dkimkeys, data/chatmail-acme -> /var/lib/acme).
     Layout {
         #[command(flatten)]
@@ -130,9 +135,15 @@ struct LayoutArgs {
     /// gid`), to check owners against the image's vmail and opendkim without the image.
     #[arg(long, value_name = "FILE")]
     image_users: Option<PathBuf>,
-    /// The Compose v2 program used to read the compose file's mounts.
-    #[arg(long, value_name = "PROGRAM", default_value = "docker-compose-v2")]
-    compose: String,
+    /// The Docker Compose v2 program that reads the compose file (words allowed: "docker
+    /// compose"); default: the `docker compose` plugin, else docker-compose, else
+    /// docker-compose-v2, the first whose `version` says v2.
+    #[arg(long, value_name = "PROGRAM")]
+    compose: Option<String>,
+    /// Check the guide's layout (data/chatmail* below --project-dir) without reading a
+    /// compose file.
+    #[arg(long, value_name = "NAME", value_parser = ["guide"])]
+    layout: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -351,15 +362,20 @@ fn services(a: &ServicesArgs) -> Result<checks::Outcome> {
     )?)
 }
 
-fn layout(a: &LayoutArgs, ini: Option<&Path>) -> Result<checks::Outcome> {
-    Ok(checks::check_project_layout(&checks::ProjectLayout {
+fn project<'a>(a: &'a LayoutArgs, ini: Option<&'a Path>) -> checks::ProjectLayout<'a> {
+    checks::ProjectLayout {
         project_dir: &a.project_dir,
-        compose: &a.compose,
+        compose: a.compose.as_deref(),
+        guide: a.layout.is_some(),
         mail_domain: a.mail_domain.clone(),
         ini,
         image_root: a.image_root.as_deref(),
         image_users: a.image_users.as_deref(),
-    })?)
+    }
+}
+
+fn layout(a: &LayoutArgs, ini: Option<&Path>) -> Result<checks::Outcome> {
+    Ok(checks::check_project_layout(&project(a, ini))?)
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -533,7 +549,14 @@ fn all(
         sections.push((name.clone(), o.ok(), report::findings_json(o, &name), text));
     };
     let env_file = lay.project_dir.join(".env");
+    let (t, resolved) = checks::project::resolve(&project(lay, ini.as_deref()), false)?;
     match &ini {
+        Some(old) if matches!(t.settings, cm_core::target::Settings::IniMount { .. }) => {
+            if let cm_core::target::Settings::IniMount { ini: m, env, vars } = &t.settings {
+                let o = checks::project::check_ini_mount(old, m, env, vars)?;
+                push_findings(format!("settings {} vs {}", q(old), q(m)), &o);
+            }
+        }
         Some(ini) => {
             let o = checks::check_project_env(ini, &env_file)?;
             push_findings(format!("env {} vs {}", q(ini), q(&env_file)), &o);
@@ -566,7 +589,8 @@ fn all(
     // Trees: each volume against its source under --root, else against its manifest.
     let opts = compare_options(cmp, out.quiet)?;
     let mut notes = Vec::new();
-    for v in checks::volume_checks(&lay.project_dir, &cmp.root) {
+    let pairs = checks::project::volume_pairs(&t, &resolved, &cmp.root);
+    for v in checks::volume_checks_of(pairs) {
         let bar = Bar::new(out.quiet);
         let (what, diffs, stats) = match v {
             checks::VolumeCheck::Tree { src, dst } => {

@@ -135,6 +135,26 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The users and groups of `image` ([`Engine::image_etc`] into a private temporary
+    /// directory, removed afterwards).
+    pub fn image_ids(&self, image: &str) -> Result<Ids, TargetError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("cm-image-ids.{}.{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| TargetError::Io(format!("{}: {e}", dir.display())))?;
+        let r = self.image_etc(image, &dir).and_then(|_| Ids::load(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+}
+
 /// Users and groups of a passwd/group pair: name -> (uid, gid) and name -> gid.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ids {

@@ -175,6 +175,41 @@ impl Target {
     }
 }
 
+/// The owner map of a move into `t`: the old host's (under `root`) service users mapped by
+/// name to the users of the image `t` runs, read through `engine` without starting it.
+/// Returns the map and its lines (for printing).
+pub fn image_owners(
+    t: &Target,
+    engine: &engine::Engine,
+    root: &Path,
+) -> Result<(crate::owners::OwnerMap, Vec<engine::Mapped>), TargetError> {
+    let Some(image) = &t.image else {
+        return Err(TargetError::Engine(format!(
+            "service {} names no image: give --owner-map",
+            t.service()
+        )));
+    };
+    let img = engine.image_ids(image)?;
+    let host = engine::Ids::load(root)?;
+    let (text, shown) = engine::owner_map_text(&host, &img);
+    let src = PathBuf::from(format!("(users of image {image})"));
+    let map = crate::owners::OwnerMap::parse(&text, &src, root)
+        .map_err(|e| TargetError::Io(e.to_string()))?;
+    Ok((map, shown))
+}
+
+/// The value of `tls_external_cert_and_key` in the old host's ini under `root`, if set.
+pub fn external_tls(root: &Path) -> Option<String> {
+    let ini = crate::ini::read(&state::under_root(root, Path::new(state::HOST_INI))).ok()?;
+    let v = ini
+        .params()
+        .ok()?
+        .get("tls_external_cert_and_key")?
+        .trim()
+        .to_string();
+    (!v.is_empty()).then_some(v)
+}
+
 /// Resolve the target in `dir`: the guide's layout when `opts.guide`, else its compose file
 /// read by Compose v2.
 pub fn resolve(dir: &Path, opts: &Options) -> Result<Target, TargetError> {
