@@ -78,6 +78,17 @@ pub fn resolve(p: &ProjectLayout, want_image: bool) -> Result<(Target, Resolved)
             )),
         }
     }
+    // every other bind mount of the service: its host path must exist (Docker would create
+    // an empty directory owned by root)
+    for (source, target) in &t.binds {
+        let ini = matches!(&t.settings, Settings::IniMount { ini, .. } if ini == source);
+        if !ini && !r.mounts.iter().any(|m| &m.target == target) {
+            r.mounts.push(Mount {
+                source: source.clone(),
+                target: target.clone(),
+            });
+        }
+    }
     if let Settings::IniMount { ini, .. } = &t.settings {
         r.ini = Some(ini.clone());
         if !ini.is_file() {

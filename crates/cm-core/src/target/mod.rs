@@ -128,6 +128,8 @@ pub struct Target {
     pub settings: Settings,
     /// The variables its compose file interpolates.
     pub interpolated: Vec<String>,
+    /// Every bind mount of the relay's service: (host path, container path).
+    pub binds: Vec<(PathBuf, PathBuf)>,
     /// How it was read (which Compose, a `.env` read empty, ...).
     pub notes: Vec<String>,
 }
@@ -267,6 +269,7 @@ pub fn guide(dir: &Path, external_tls: Option<&str>) -> Target {
             env: dir.join(".env"),
         },
         interpolated: vec![],
+        binds: vec![],
         notes: vec!["the guide's layout, as asked (no compose file read)".into()],
     }
 }
@@ -426,6 +429,11 @@ pub fn from_model(
             version: String::new(),
         },
         image: svc.get("image").and_then(|i| i.as_str()).map(String::from),
+        binds: mounts
+            .iter()
+            .filter(|m| m.kind == "bind")
+            .map(|m| (PathBuf::from(&m.source), m.target.clone()))
+            .collect(),
         placements,
         missing,
         settings,
