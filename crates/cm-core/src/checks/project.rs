@@ -99,22 +99,19 @@ pub fn resolve(p: &ProjectLayout, want_image: bool) -> Result<(Target, Resolved)
             ));
         }
     }
-    if want_image {
-        match (&engine, &t.image) {
-            (Some(e), Some(image)) => match e.image_ids(image) {
-                Ok(ids) => {
-                    r.notes
-                        .push(format!("owners compared with the users of image {image}"));
-                    r.image = Some(ImageIds {
-                        users: ids.users.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
-                        groups: ids.groups,
-                    });
-                }
-                Err(err) => r
-                    .notes
-                    .push(format!("owners not compared with the image's users: {err}")),
-            },
-            _ => {}
+    if let (true, Some(e), Some(image)) = (want_image, &engine, &t.image) {
+        match e.image_ids(image) {
+            Ok(ids) => {
+                r.notes
+                    .push(format!("owners compared with the users of image {image}"));
+                r.image = Some(ImageIds {
+                    users: ids.users.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
+                    groups: ids.groups,
+                });
+            }
+            Err(err) => r
+                .notes
+                .push(format!("owners not compared with the image's users: {err}")),
         }
     }
     Ok((t, r))

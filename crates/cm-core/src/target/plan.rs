@@ -89,7 +89,7 @@ pub fn copy_volumes(
 ) -> Result<CopyPlan, TargetError> {
     let mut plan = CopyPlan::default();
     for p in t.trees() {
-        if !only.is_empty() && !only.iter().any(|o| *o == p.state.name) {
+        if !only.is_empty() && !only.contains(&p.state.name) {
             continue;
         }
         let src = p.host_source(root);
