@@ -587,7 +587,27 @@ fn all(
         push_findings("services".into(), &o);
     }
     // Trees: each volume against its source under --root, else against its manifest.
-    let opts = compare_options(cmp, out.quiet)?;
+    let mut opts = compare_options(cmp, out.quiet)?;
+    // owners follow the target's image, as cm-copy-data mapped them (unless --owner-map)
+    if let (None, Some(engine)) = (&cmp.owner_map, checks::project::engine_of(&t)) {
+        if t.image.is_some() {
+            match cm_core::target::image_owners(&t, &engine, &cmp.root) {
+                Ok((map, shown)) => {
+                    opts.owner_map = map;
+                    if !out.quiet && !out.json {
+                        let s: Vec<String> = shown.iter().map(|m| m.to_string()).collect();
+                        eprintln!(
+                            "cm-verify: note: owners mapped by name to the image's: {}",
+                            s.join(", ")
+                        );
+                    }
+                }
+                Err(e) => eprintln!(
+                    "cm-verify: note: owners not mapped to the image's ({e}): give --owner-map"
+                ),
+            }
+        }
+    }
     let mut notes = Vec::new();
     let pairs = checks::project::volume_pairs(&t, &resolved, &cmp.root);
     for v in checks::volume_checks_of(pairs) {

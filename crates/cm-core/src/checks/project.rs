@@ -22,7 +22,8 @@ pub struct Resolved {
     pub ini: Option<PathBuf>,
 }
 
-fn engine_of(t: &Target) -> Option<Engine> {
+/// The engine behind a compose target (the Docker CLI its Compose is a plugin of).
+pub fn engine_of(t: &Target) -> Option<Engine> {
     match &t.layout {
         Layout::Compose { compose, .. } => {
             let w: Vec<&str> = compose.split_whitespace().collect();
