@@ -397,9 +397,22 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     assert_eq!(mode.trim(), "600 opendkim");
     let msg = format!("From: alice0test@{DOMAIN}\r\nSubject: signed\r\n\r\nbody\r\n");
     fs::write(work.path().join("msg"), &msg).unwrap();
+    ok(
+        &docker(&[
+            "cp",
+            work.path().join("msg").to_str().unwrap(),
+            &format!("{CONTAINER}:/tmp/msg"),
+        ]),
+        "docker cp msg",
+    );
+    exec_ok(&[CONTAINER, "chmod", "0644", "/tmp/msg"]);
     let sig = exec_ok(&[
-        "-u", "opendkim", CONTAINER, "sh", "-c",
-        &format!("printf '%s' '{}' | openssl dgst -sha256 -sign /etc/dkimkeys/opendkim.private | base64 -w0", msg.replace("\r\n", "\\r\\n")),
+        "-u",
+        "opendkim",
+        CONTAINER,
+        "sh",
+        "-c",
+        "openssl dgst -sha256 -sign /etc/dkimkeys/opendkim.private /tmp/msg | base64 -w0",
     ]);
     let sig = Command::new("base64")
         .arg("-d")
