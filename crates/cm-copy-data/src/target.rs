@@ -61,9 +61,15 @@ pub fn resolve(
         .trees()
         .any(|p| matches!(p.source, target::Source::Volume { .. }));
     let mut owners = None;
+    let mut image_ids = None;
     if !owner_map_given {
         if let (Some(e), Some(image)) = (&engine, &t.image) {
-            match target::image_owners(&t, e, root) {
+            let read = e.image_ids(image).and_then(|ids| {
+                let r = target::image_owners_from(&ids, root)?;
+                image_ids = Some(ids);
+                Ok(r)
+            });
+            match read {
                 Ok((m, shown)) => {
                     said.push(format!(
                         "note: owners follow the image {image}: {}",
@@ -92,6 +98,13 @@ pub fn resolve(
     let p =
         plan::copy_volumes(&t, root, engine.as_ref(), !dry_run, only).map_err(|e| e.to_string())?;
     said.extend(p.notes.iter().map(|n| format!("note: {n}")));
+    if let Some(ids) = &image_ids {
+        said.extend(
+            plan::in_place_fixes(&p, ids)
+                .into_iter()
+                .map(|f| format!("warning: {f}")),
+        );
+    }
     Ok(Resolved {
         target: t,
         volumes: p.volumes,

@@ -192,8 +192,17 @@ pub fn image_owners(
         )));
     };
     let img = engine.image_ids(image)?;
+    image_owners_from(&img, root)
+}
+
+/// [`image_owners`] from the image's ids already read.
+pub fn image_owners_from(
+    img: &engine::Ids,
+    root: &Path,
+) -> Result<(crate::owners::OwnerMap, Vec<engine::Mapped>), TargetError> {
+    let image = "the image";
     let host = engine::Ids::load(root)?;
-    let (text, shown) = engine::owner_map_text(&host, &img);
+    let (text, shown) = engine::owner_map_text(&host, img);
     let src = PathBuf::from(format!("(users of image {image})"));
     let map = crate::owners::OwnerMap::parse(&text, &src, root)
         .map_err(|e| TargetError::Io(e.to_string()))?;

@@ -21,8 +21,8 @@ pub struct CopyPlan {
     /// Notes: volumes created, volumes not there yet (dry run), mounts in place.
     pub notes: Vec<String>,
     /// Trees mounted from the old host's own path: nothing to copy (their owners are
-    /// checked by cm-verify layout).
-    pub in_place: Vec<PathBuf>,
+    /// checked by cm-verify layout): the path and the service user owning it.
+    pub in_place: Vec<(PathBuf, String)>,
 }
 
 /// Where a placement's data is on this machine: the bind path, or the volume's
@@ -102,7 +102,7 @@ pub fn copy_volumes(
                 p.state.name,
                 dst.display()
             ));
-            plan.in_place.push(dst);
+            plan.in_place.push((dst, p.state.owner.clone()));
             continue;
         }
         plan.volumes.push(Volume {
@@ -114,6 +114,29 @@ pub fn copy_volumes(
         });
     }
     Ok(plan)
+}
+
+/// For trees mounted in place: the owner the image expects (`ids`: the image's users) where
+/// the tree's top is owned otherwise, with the exact command that re-owns it.
+pub fn in_place_fixes(plan: &CopyPlan, ids: &super::engine::Ids) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, owner) in &plan.in_place {
+        let (Some(&(u, pg)), Ok(md)) = (ids.users.get(owner), std::fs::symlink_metadata(path))
+        else {
+            continue;
+        };
+        let g = ids.groups.get(owner).copied().unwrap_or(pg);
+        if (md.uid(), md.gid()) != (u, g) {
+            out.push(format!(
+                "{} is owned by {}:{}, the image's {owner} is {u}:{g}: the container cannot use it as it is; re-own it (this changes the old host's files): chown -R {u}:{g} {}",
+                path.display(),
+                md.uid(),
+                md.gid(),
+                path.display()
+            ));
+        }
+    }
+    out
 }
 
 /// A single file the target mounts (not the ini: settings write that), copied from the

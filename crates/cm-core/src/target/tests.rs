@@ -156,3 +156,33 @@ fn the_guide_is_only_used_when_asked_and_a_dir_without_compose_file_is_refused()
         Err(TargetError::NoProject(_))
     ));
 }
+
+#[test]
+fn a_tree_mounted_in_place_is_not_copied_and_its_owner_fix_is_exact() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let vmail = root.join("home/vmail");
+    std::fs::create_dir_all(&vmail).unwrap();
+    std::os::unix::fs::chown(&vmail, Some(1105), Some(1105)).ok();
+    let m = model(
+        json!([{"type": "bind", "source": vmail.to_str().unwrap(), "target": "/home/vmail"}]),
+        json!({}),
+    );
+    let t = from_model(root, &root.join("compose.yaml"), &m, &json!({}), None).unwrap();
+    let p = plan::copy_volumes(&t, root, None, false, &[]).unwrap();
+    assert!(p.volumes.is_empty());
+    assert_eq!(p.in_place, [(vmail.clone(), "vmail".to_string())]);
+    let mut ids = engine::Ids::default();
+    ids.users.insert("vmail".into(), (801, 801));
+    let md = std::fs::metadata(&vmail).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let fixes = plan::in_place_fixes(&p, &ids);
+    assert_eq!(fixes.len(), 1, "{fixes:?}");
+    assert!(
+        fixes[0].ends_with(&format!("chown -R 801:801 {}", vmail.display()))
+            && fixes[0].contains(&format!("owned by {}:{}", md.uid(), md.gid())),
+        "{fixes:?}"
+    );
+    ids.users.insert("vmail".into(), (md.uid(), md.gid()));
+    assert!(plan::in_place_fixes(&p, &ids).is_empty());
+}
