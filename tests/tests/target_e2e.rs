@@ -293,7 +293,21 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     let before: BTreeMap<_, _> = snapshot(&mail).into_iter().chain(snapshot(&dkim)).collect();
     assert!(before.len() > 30, "only {} entries copied", before.len());
 
-    // 3. up: the volumes are used without a warning
+    // 3. before the start (dovecot adds its index files later): cm-verify all resolves the
+    //    same target: named volumes, the ini mount, the image's users
+    let out = Command::new(cm_tests::bin("cm-verify"))
+        .args(["all", "--no-services", "--project-dir"])
+        .arg(&dir)
+        .arg("--root")
+        .arg(&host)
+        .arg("--ini")
+        .arg(&host_ini)
+        .output()
+        .unwrap();
+    let said = ok(&out, "cm-verify all");
+    assert!(said.contains("ALL OK"), "{said}");
+    assert_eq!(said.matches("== tree ").count(), 3, "{said}");
+    // 4. up: the volumes are used without a warning
     let up = project.compose(&["up", "-d"]);
     let up_err = ok(&up, "compose up") + &String::from_utf8_lossy(&up.stderr);
     assert!(
@@ -311,7 +325,7 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         );
     }
 
-    // 4. owners by name, nothing chowned
+    // 5. owners by name, nothing chowned
     for (path, user) in [("/home/vmail/mail", "vmail"), ("/etc/dkimkeys", "opendkim")] {
         let strays = exec_ok(&[
             CONTAINER, "find", path, "(", "!", "-user", user, "-o", "!", "-group", user, ")",
@@ -335,7 +349,7 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     }
     assert!(same > 15, "only {same} files compared");
 
-    // 5. dovecot reads every message
+    // 6. dovecot reads every message
     for (user, first) in [("alice0test", 1), ("bob00test", 4), ("carol0test", 7)] {
         let addr = format!("{user}@{DOMAIN}");
         let got = exec_ok(&[
@@ -364,7 +378,7 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         );
     }
 
-    // 6. DKIM: the old key, readable by opendkim alone, signing so that the old host's
+    // 7. DKIM: the old key, readable by opendkim alone, signing so that the old host's
     //    published record verifies it
     let key_sum = exec_ok(&[CONTAINER, "sha256sum", "/etc/dkimkeys/opendkim.private"]);
     let host_sum = ok(
@@ -401,18 +415,18 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         &docker(&[
             "cp",
             work.path().join("msg").to_str().unwrap(),
-            &format!("{CONTAINER}:/tmp/msg"),
+            &format!("{CONTAINER}:/var/tmp/msg"),
         ]),
         "docker cp msg",
     );
-    exec_ok(&[CONTAINER, "chmod", "0644", "/tmp/msg"]);
+    exec_ok(&[CONTAINER, "chmod", "0644", "/var/tmp/msg"]);
     let sig = exec_ok(&[
         "-u",
         "opendkim",
         CONTAINER,
         "sh",
         "-c",
-        "openssl dgst -sha256 -sign /etc/dkimkeys/opendkim.private /tmp/msg | base64 -w0",
+        "openssl dgst -sha256 -sign /etc/dkimkeys/opendkim.private /var/tmp/msg | base64 -w0",
     ]);
     let sig = Command::new("base64")
         .arg("-d")
@@ -458,7 +472,7 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         .unwrap();
     assert!(ok(&v, "openssl verify against opendkim.txt").contains("Verified OK"));
 
-    // 7. the mounted ini means the same to chatmail as the old one
+    // 8. the mounted ini means the same to chatmail as the old one
     let text = exec_ok(&[CONTAINER, "cat", "/etc/chatmail/chatmail.ini"]);
     let inside = ini::parse_str("container chatmail.ini", &text).unwrap();
     let old = ini::read(&host_ini).unwrap();
@@ -474,18 +488,5 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         );
     }
 
-    // 8. cm-verify all resolves the same target: named volumes, the ini mount, the image's users
-    let out = Command::new(cm_tests::bin("cm-verify"))
-        .args(["all", "--no-services", "--project-dir"])
-        .arg(&dir)
-        .arg("--root")
-        .arg(&host)
-        .arg("--ini")
-        .arg(&host_ini)
-        .output()
-        .unwrap();
-    let said = ok(&out, "cm-verify all");
-    assert!(said.contains("ALL OK"), "{said}");
-    assert_eq!(said.matches("== tree ").count(), 3, "{said}");
     drop(project);
 }
