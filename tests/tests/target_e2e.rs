@@ -9,7 +9,8 @@
 //! container every mailbox entry owned by vmail by name, nothing chowned (ctimes unchanged),
 //! dovecot reading every message; the DKIM key the old one, readable by opendkim alone, and
 //! a signature made with it as opendkim verifying against the old host's opendkim.txt
-//! record; the mounted ini meaning the same to chatmail; `cm-verify all` agreeing.
+//! record (openssl, and opendkim-testkey / opendkim-testmsg looking the record up in the
+//! container's unbound); the mounted ini meaning the same to chatmail; `cm-verify all` agreeing.
 //!
 //! The engine is stopped, the project taken down and the volumes it created removed when
 //! the test ends, also when an assertion fails (drop guards).
@@ -166,11 +167,38 @@ fn project(work: &Path) -> PathBuf {
     // a test: no host networking; the image's start-up reads the mounted ini
     fs::write(
         dir.join("docker-compose.override.yaml"),
-        "services:\n  chatmail:\n    network_mode: none\n    restart: \"no\"\n    stop_signal: SIGRTMIN+3\n    sysctls:\n      net.ipv6.conf.all.disable_ipv6: \"0\"\n      net.ipv6.conf.lo.disable_ipv6: \"0\"\n    environment:\n      INI_FILE: /etc/chatmail/chatmail.ini\n    volumes:\n      - ./dovecot-e2e.conf:/etc/dovecot/conf.d/99-e2e.conf:ro\n",
+        "services:\n  chatmail:\n    network_mode: none\n    restart: \"no\"\n    stop_signal: SIGRTMIN+3\n    sysctls:\n      net.ipv6.conf.all.disable_ipv6: \"0\"\n      net.ipv6.conf.lo.disable_ipv6: \"0\"\n    environment:\n      INI_FILE: /etc/chatmail/chatmail.ini\n    volumes:\n      - ./dovecot-e2e.conf:/etc/dovecot/conf.d/99-e2e.conf:ro\n      - ./unbound-e2e.conf:/etc/unbound/unbound.conf.d/99-e2e.conf:ro\n      - ./resolv.conf:/etc/resolv.conf:ro\n",
     )
     .unwrap();
     fs::write(dir.join(".env"), format!("CHATMAIL_IMAGE={IMAGE}\n")).unwrap();
+    fs::write(dir.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
     dir
+}
+
+/// The old host's published DKIM record (its opendkim.txt) served by the container's own
+/// unbound, so that opendkim's tools look it up as they would in DNS.
+fn serve_dkim_record(host: &Path, dir: &Path) {
+    let record = fs::read_to_string(host.join("etc/dkimkeys/opendkim.txt")).unwrap();
+    let txt: String = record
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .collect::<Vec<_>>()
+        .concat();
+    assert!(txt.contains("p="), "{record}");
+    let chunks: Vec<String> = txt
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    fs::write(
+        dir.join("unbound-e2e.conf"),
+        format!(
+            "server:\n  local-data: 'opendkim._domainkey.{DOMAIN}. 300 IN TXT {}'\n",
+            chunks.join(" ")
+        ),
+    )
+    .unwrap();
 }
 
 fn mountpoint(name: &str) -> PathBuf {
@@ -230,6 +258,7 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     ok(&harness("base"), "docker.sh base");
     build_image(work.path());
     let dir = project(work.path());
+    serve_dkim_record(&host, &dir);
     let project = Project { dir: dir.clone() };
 
     // 1. settings: the ini at the mount's source, MAIL_DOMAIN and ACME_EMAIL in .env
@@ -471,6 +500,51 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         .output()
         .unwrap();
     assert!(ok(&v, "openssl verify against opendkim.txt").contains("Verified OK"));
+    // and through opendkim's own library, the record looked up in DNS: the key matches the
+    // published record, a message signed with it (as opendkim) verifies
+    let tk = exec(&[
+        "-u",
+        "opendkim",
+        CONTAINER,
+        "opendkim-testkey",
+        "-d",
+        DOMAIN,
+        "-s",
+        "opendkim",
+        "-k",
+        "/etc/dkimkeys/opendkim.private",
+        "-vvv",
+    ]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&tk.stdout),
+        String::from_utf8_lossy(&tk.stderr)
+    );
+    assert!(
+        tk.status.success() && said.contains("key OK"),
+        "opendkim-testkey: {said}"
+    );
+    let signed = exec_ok(&[
+        "-u", "opendkim", CONTAINER, "sh", "-c",
+        &format!("opendkim-testmsg -d {DOMAIN} -s opendkim -k /etc/dkimkeys/opendkim.private </var/tmp/msg >/var/tmp/signed && cat /var/tmp/signed"),
+    ]);
+    assert!(
+        signed.contains("DKIM-Signature:") && signed.contains(&format!("d={DOMAIN}")),
+        "{signed}"
+    );
+    let verified = exec(&[
+        "-u",
+        "opendkim",
+        CONTAINER,
+        "sh",
+        "-c",
+        "opendkim-testmsg </var/tmp/signed",
+    ]);
+    assert!(
+        verified.status.success(),
+        "opendkim-testmsg could not verify the signed message: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
 
     // 8. the mounted ini means the same to chatmail as the old one
     let text = exec_ok(&[CONTAINER, "cat", "/etc/chatmail/chatmail.ini"]);
