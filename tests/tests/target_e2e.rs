@@ -502,11 +502,27 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     assert!(ok(&v, "openssl verify against opendkim.txt").contains("Verified OK"));
     // and through opendkim's own library, the record looked up in DNS: the key matches the
     // published record, a message signed with it (as opendkim) verifies
+    // (the image's /etc/opendkim.conf names a DNSSEC trust anchor, which makes the tools
+    // resolve from the root servers; this one leaves them the system resolver: the unbound)
+    exec_ok(&[
+        CONTAINER,
+        "sh",
+        "-c",
+        "printf 'Syslog no\\n' >/var/tmp/testkey.conf && chmod 0644 /var/tmp/testkey.conf",
+    ]);
+    let dig = exec(&[
+        CONTAINER,
+        "sh",
+        "-c",
+        &format!("cat /etc/resolv.conf; dig +short TXT opendkim._domainkey.{DOMAIN} @127.0.0.1 2>&1 || true"),
+    ]);
     let tk = exec(&[
         "-u",
         "opendkim",
         CONTAINER,
         "opendkim-testkey",
+        "-x",
+        "/var/tmp/testkey.conf",
         "-d",
         DOMAIN,
         "-s",
@@ -522,7 +538,8 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     );
     assert!(
         tk.status.success() && said.contains("key OK"),
-        "opendkim-testkey: {said}"
+        "opendkim-testkey: {said}\nresolver: {}",
+        String::from_utf8_lossy(&dig.stdout)
     );
     let signed = exec_ok(&[
         "-u", "opendkim", CONTAINER, "sh", "-c",
