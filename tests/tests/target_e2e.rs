@@ -502,13 +502,13 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     assert!(ok(&v, "openssl verify against opendkim.txt").contains("Verified OK"));
     // and through opendkim's own library, the record looked up in DNS: the key matches the
     // published record, a message signed with it (as opendkim) verifies
-    // (the image's /etc/opendkim.conf names a DNSSEC trust anchor, which makes the tools
-    // resolve from the root servers; this one leaves them the system resolver: the unbound)
+    // (opendkim's resolver is libunbound: pointed at the container's unbound, without the
+    // image's DNSSEC trust anchor, which would make it resolve from the root servers)
     exec_ok(&[
         CONTAINER,
         "sh",
         "-c",
-        "printf 'Syslog no\\n' >/var/tmp/testkey.conf && chmod 0644 /var/tmp/testkey.conf",
+        "printf 'Syslog no\\nNameservers 127.0.0.1\\n' >/var/tmp/testkey.conf && chmod 0644 /var/tmp/testkey.conf",
     ]);
     let dig = exec(&[
         CONTAINER,
