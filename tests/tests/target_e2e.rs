@@ -449,6 +449,13 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         "docker cp msg",
     );
     exec_ok(&[CONTAINER, "chmod", "0644", "/var/tmp/msg"]);
+    // opendkim-testmsg reads a message with LF line ends (as a milter hands it over)
+    exec_ok(&[
+        CONTAINER,
+        "sh",
+        "-c",
+        &format!("printf 'From: alice0test@{DOMAIN}\\nTo: bob00test@{DOMAIN}\\nSubject: signed\\nDate: Mon, 6 Jan 2025 10:00:00 +0000\\nMessage-ID: <s1@{DOMAIN}>\\n\\nbody\\n' >/var/tmp/lf.msg && chmod 0644 /var/tmp/lf.msg"),
+    ]);
     let sig = exec_ok(&[
         "-u",
         "opendkim",
@@ -543,7 +550,7 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     );
     let signed = exec_ok(&[
         "-u", "opendkim", CONTAINER, "sh", "-c",
-        &format!("opendkim-testmsg -d {DOMAIN} -s opendkim -k /etc/dkimkeys/opendkim.private </var/tmp/msg >/var/tmp/signed && cat /var/tmp/signed"),
+        &format!("opendkim-testmsg -d {DOMAIN} -s opendkim -k /etc/dkimkeys/opendkim.private </var/tmp/lf.msg >/var/tmp/signed && cat /var/tmp/signed"),
     ]);
     assert!(
         signed.contains("DKIM-Signature:") && signed.contains(&format!("d={DOMAIN}")),
