@@ -1,4 +1,5 @@
-//! The arguments every tool spells the same way, as clap `Args` structs to flatten in.
+//! The arguments every tool spells the same way, as clap `Args` structs to flatten in
+//! (`--json`, `-q/--quiet`, `-v/--verbose`, `-n/--dry-run`, `-j/--jobs`).
 
 use clap::Args;
 
@@ -18,7 +19,7 @@ pub fn parse_jobs(s: &str) -> Result<usize, String> {
 }
 
 /// How the outcome is printed: text for people, `--json` for machines, `--quiet` for
-/// scripts, `--verbose` for more.
+/// scripts.
 #[derive(Args, Debug, Clone, Copy, Default)]
 pub struct OutputArgs {
     /// Print one JSON document on stdout instead of the text (also on errors: {"ok": false,
@@ -27,10 +28,15 @@ pub struct OutputArgs {
     pub json: bool,
     /// No progress, warnings or text report: the exit status says it all (errors are still
     /// printed on stderr; --json still prints).
-    #[arg(long, short = 'q', conflicts_with = "verbose")]
+    #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// `-v/--verbose`, for the tools that have more to say.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct VerboseArgs {
     /// Say more: every entry acted on, not only counts.
-    #[arg(long, short = 'v')]
+    #[arg(long, short = 'v', conflicts_with = "quiet")]
     pub verbose: bool,
 }
 
