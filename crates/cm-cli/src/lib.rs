@@ -54,6 +54,13 @@ fn tool_name(args: &[OsString]) -> String {
         .unwrap_or_else(|| "cm-migrate".into())
 }
 
+/// A clap error met outside [`main`] (cm-migrate parses with its whole command first): the
+/// same prefix, exit code and JSON as there.
+pub fn parse_error(args: &[OsString], e: &clap::Error) -> ExitCode {
+    msg::set_tool(&tool_name(args));
+    usage_error(e, json_requested(args))
+}
+
 /// `--json` among the options (before a `--` that ends them).
 pub fn json_requested(args: &[OsString]) -> bool {
     args.iter()

@@ -100,6 +100,12 @@ pub fn json_path(p: &Path) -> String {
     escape_with(p.as_os_str().as_bytes(), |c| !c.is_control() && c != '"')
 }
 
+/// serde's `serialize_with` for a path in JSON: [`json_path`] (any bytes, never an error on a
+/// name that is not UTF-8).
+pub fn serialize_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&json_path(p))
+}
+
 /// At most `max` characters of `s` for a message: the start, then `... (N bytes in all)`,
 /// so that a 20 MB line never lands whole in one error.
 pub fn excerpt(s: &str, max: usize) -> std::borrow::Cow<'_, str> {

@@ -7,7 +7,7 @@ mod preflight;
 mod rollback;
 mod run;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use cm_core::systemd::{
     self, ops::ActionResult, ops::RestoreStep, Event, Plan, Postqueue, RestoreOptions,
     RestoreReport, StopOptions, StopReport, Systemctl, SystemdError,
@@ -109,7 +109,7 @@ enum Cmd {
     StopServices {
         /// Print the plan and the number of queued messages; change nothing (the queue is not
         /// flushed, no state file is written).
-        #[arg(long)]
+        #[arg(long, short = 'n')]
         dry_run: bool,
         /// Seconds to wait for the postfix queue to empty after flushing it; 0 checks once
         /// without waiting. Mail still queued then blocks the stop (see --allow-queued-mail).
@@ -147,7 +147,7 @@ enum Cmd {
         #[arg(long, required = true)]
         restore: bool,
         /// Print what would be enabled and started; change nothing.
-        #[arg(long)]
+        #[arg(long, short = 'n')]
         dry_run: bool,
         /// The state file written by stop-services.
         #[arg(long, value_name = "FILE", default_value = systemd::DEFAULT_STATE_FILE)]
@@ -161,27 +161,11 @@ enum Cmd {
     },
 }
 
-/// How the outcome is printed (shared by both subcommands).
-#[derive(Args, Debug, Clone, Copy)]
-struct OutputArgs {
-    /// Print the report as one JSON document on stdout and nothing else there: the plan, the
-    /// queue, every action and its error, the units and ports still not as they should be,
-    /// warnings, and "exit_code". An error that stops the run is printed as
-    /// {"error": "...", "exit_code": N}. Progress still goes to stderr unless --quiet.
-    #[arg(long)]
-    json: bool,
-    /// Print nothing on stdout (except --json) and no progress; problems still go to stderr.
-    /// The exit code tells the outcome.
-    #[arg(long)]
-    quiet: bool,
-}
-
-impl OutputArgs {
-    /// The plan and the result are printed for people.
-    fn human(self) -> bool {
-        !self.json && !self.quiet
-    }
-}
+// How the outcome is printed (shared by both subcommands): `--json` prints the report as
+// one JSON document with "exit_code" beside its fields (an error that stops the run as
+// {"ok": false, "error": "...", "exit_code": N}); `-q/--quiet` prints nothing on stdout and
+// no progress, problems still go to stderr.
+use cm_cli::args::OutputArgs;
 
 /// The tool's command-line definition (for `--help`, man pages and completions).
 pub fn command() -> clap::Command {
@@ -195,33 +179,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::parse_from(args).cmd {
-        Cmd::Flow(c) => return ExitCode::from(flow::main(*c) as u8),
-        cmd => Cli { cmd },
-    };
-    let out = match &cli.cmd {
-        Cmd::StopServices { out, .. } | Cmd::StartServices { out, .. } => *out,
-        Cmd::Flow(_) => unreachable!("dispatched above"),
-    };
-    let code = match dispatch(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            if out.json {
-                #[derive(Serialize)]
-                struct JsonError {
-                    error: String,
-                    exit_code: i32,
-                }
-                print_json(&JsonError {
-                    error: e.to_string(),
-                    exit_code: e.exit_code(),
-                });
-            }
-            eprintln!("cm-migrate: error: {e}");
-            e.exit_code()
-        }
-    };
-    ExitCode::from(code as u8)
+    cm_cli::main::<Cli, _, _>(args, |cli| {
+        let cli = match cli.cmd {
+            Cmd::Flow(c) => return Ok(ExitCode::from(flow::main(*c) as u8)),
+            cmd => Cli { cmd },
+        };
+        Ok(ExitCode::from(dispatch(cli)? as u8))
+    })
 }
 
 fn dispatch(cli: Cli) -> Result<i32, SystemdError> {

@@ -84,10 +84,7 @@ where
     }
     match command().try_get_matches_from(&args) {
         Ok(_) => crate::run(args),
-        Err(e) => {
-            let _ = e.print();
-            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
-        }
+        Err(e) => cm_cli::parse_error(&args, &e),
     }
 }
 
