@@ -59,7 +59,10 @@ fn jobs_out_of_range_is_refused_naming_the_range() {
     for (tool, args) in [
         ("cm-verify", vec!["tree", p, p, "--jobs", "0"]),
         ("cm-verify", vec!["tree", p, p, "-j", "100000"]),
-        ("cm-verify", vec!["manifest", "write", p, "-o", "/tmp/x", "-j", "0"]),
+        (
+            "cm-verify",
+            vec!["manifest", "write", p, "-o", "/tmp/x", "-j", "0"],
+        ),
         ("cm-copy-data", vec!["--dry-run", "--jobs", "0"]),
         ("cm-copy-data", vec!["--dry-run", "--jobs", "100000"]),
     ] {
@@ -95,12 +98,7 @@ fn a_closed_pipe_ends_the_tool_quietly() {
         .spawn()
         .unwrap();
     let mut head = [0u8; 10];
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_exact(&mut head)
-        .unwrap();
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
     // the read end is closed here
     let o = child.wait_with_output().unwrap();
     let err = stderr(&o);
