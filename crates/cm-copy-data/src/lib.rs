@@ -29,6 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 ///
 /// Exit status: 0 everything copied; 1 something was not copied (listed), the target lacks
 /// space, or chatmail services are running; 2 usage error or unusable input.
+///
+/// Examples:
+///   cm-copy-data --project-dir /srv/chatmail --owner-map docker/users --live   # bulk, relay up
+///   cm-copy-data --project-dir /srv/chatmail --owner-map docker/users          # the delta
+///   cm-copy-data --project-dir /srv/chatmail --dry-run
 #[derive(Parser, Debug)]
 #[command(name = "cm-copy-data", version = cm_core::version::text(), verbatim_doc_comment)]
 struct Args {
@@ -159,6 +164,10 @@ fn jp(p: &Path) -> String {
     cm_core::quote::json_path(p)
 }
 
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    cm_core::report::plural(usize::try_from(n).unwrap_or(usize::MAX), one, many)
+}
+
 fn human(b: u64) -> String {
     safety::human(b)
 }
@@ -178,13 +187,17 @@ fn plan_line(c: &Counts) -> String {
 
 fn source_line(c: &Counts) -> String {
     format!(
-        "{} files ({}), {} directories, {} symlinks, {} fifos/devices, {} sockets",
+        "{} {} ({}), {} {}, {} {}, {} fifos/devices, {} {}",
         c.files,
+        plural(c.files, "file", "files"),
         human(c.bytes),
         c.dirs,
+        plural(c.dirs, "directory", "directories"),
         c.symlinks,
+        plural(c.symlinks, "symlink", "symlinks"),
         c.specials,
-        c.sockets
+        c.sockets,
+        plural(c.sockets, "socket", "sockets")
     )
 }
 
@@ -220,6 +233,14 @@ fn run_args(a: Args) -> ExitCode {
     }
     // Notes go to stderr unless --quiet; --json only keeps stdout for the JSON.
     let quiet = a.quiet;
+    if !quiet && a.maps.is_empty() {
+        if let Some(m) = cm_core::checks::not_a_chatmail_host(&a.root) {
+            cm_cli::msg::warning(&format!(
+                "{} does not look like a chatmail host ({m}); check --root",
+                q(&a.root)
+            ));
+        }
+    }
     if !quiet {
         for s in owners.iter().flat_map(|m| m.skipped()) {
             cm_cli::msg::warning(&s.to_string());

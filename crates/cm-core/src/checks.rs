@@ -454,6 +454,40 @@ fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str
     VolumeCheck::Manifest { manifest, dst, why }
 }
 
+/// The signs of a chatmail host that `root` (an old host's root) lacks: `vmail under /home`,
+/// `a DKIM key in /etc/dkimkeys`, `ACME state in /var/lib/acme`.
+pub fn missing_chatmail_signs(root: &Path) -> Vec<&'static str> {
+    let nonempty = |rel: &str| {
+        fs::read_dir(root.join(rel))
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    };
+    let dkim_key = fs::read_dir(root.join("etc/dkimkeys"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".private"))
+        })
+        .unwrap_or(false);
+    let mut missing = Vec::new();
+    if !root.join("home/vmail").is_dir() {
+        missing.push("no vmail under /home");
+    }
+    if !dkim_key {
+        missing.push("no DKIM key (*.private) in /etc/dkimkeys");
+    }
+    if !nonempty("var/lib/acme") {
+        missing.push("no ACME state in /var/lib/acme");
+    }
+    missing
+}
+
+/// Whether `root` does not look like a chatmail host: two or more of its signs are missing
+/// ([`missing_chatmail_signs`]); the missing ones, for one warning line.
+pub fn not_a_chatmail_host(root: &Path) -> Option<String> {
+    let m = missing_chatmail_signs(root);
+    (m.len() >= 2).then(|| m.join(", "))
+}
+
 /// Users and groups of the container image, from its etc/passwd and etc/group.
 #[derive(Debug, Clone, Default)]
 pub struct ImageIds {

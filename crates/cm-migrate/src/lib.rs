@@ -33,7 +33,7 @@ struct Cli {
 }
 
 const TOP_AFTER_HELP: &str = "\
-Typical use:
+Examples (typical use):
   cm-migrate stop-services --dry-run     # the plan and the queue size; changes nothing
   cm-migrate stop-services               # drain the mail queue, record, stop, disable, verify
   cm-migrate start-services --restore    # undo: bring back exactly what ran before
@@ -61,6 +61,10 @@ Ports checked afterwards (TCP and UDP, all addresses): 25, 53, 80, 143, 402, 443
 
 Undo: cm-migrate start-services --restore (add the same --state-file if you gave one).
 
+Examples:
+  cm-migrate stop-services --dry-run
+  cm-migrate stop-services --queue-timeout 300 --json
+
 Exit codes:
   0  every chatmail unit is inactive and disabled and the ports are free (or --dry-run)
   1  incomplete, the output says what: mail still queued after --queue-timeout (nothing was
@@ -70,6 +74,9 @@ Exit codes:
      unreadable state file";
 
 const START_AFTER_HELP: &str = "\
+Example:
+  cm-migrate start-services --restore --dry-run
+
 Exit codes:
   0  every recorded unit is back in its prior state (or --dry-run)
   1  incomplete, the output says what: a unit could not be enabled or started, or differs from

@@ -67,7 +67,7 @@ enum Cmd {
     },
     /// Write or check a manifest (a per-tree record, see docs/manifest.md), for when the
     /// original and the copy are on different machines.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = format!("{EXIT_TREE}\n\nExamples:\n  cm-verify manifest write /home -o /root/home.manifest\n  cm-verify manifest check /root/home.manifest /srv/chatmail/data/chatmail"))]
     Manifest(ManifestCmd),
     /// The .env carries exactly the ini's settings, compared as chatmail interprets them
     /// (an absent key means its default; `True` and `true` are the same boolean; ...).

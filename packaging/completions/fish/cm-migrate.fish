@@ -54,7 +54,7 @@ complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l heal
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l start -d 'Check as for `run --start` (the container starts here: Docker, cgroup v2 and the inotify limits then block instead of warn)'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l json -d 'One JSON document on stdout (also for errors: {"error": ..., "exit_code": N})'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -l quiet -d 'Nothing on stdout but --json; problems still on stderr'
-complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand preflight" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l project-dir -d 'The compose project directory on this host (the Docker host is this machine)' -r -F
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l to -d 'The Docker host is another machine: ssh://[USER@]HOST[:PORT]/DIR, DIR being the compose project directory there. The data goes with rsync over ssh (-aHAX --numeric-ids, owners mapped) and is checked there with cm-verify and manifests' -r
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l root -d 'The old host\'s root directory (the sources are its etc/dkimkeys, var/lib/acme, home). Anything but / means the services are not this machine\'s: the stop is skipped' -r -F
@@ -76,7 +76,7 @@ complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l start -d '
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l dry-run -d 'Print the plan (findings, sizes, the steps, the expected downtime from a timed sample of the store); change nothing'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l json -d 'One JSON document on stdout (also for errors: {"error": ..., "exit_code": N})'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -l quiet -d 'Nothing on stdout but --json; problems still on stderr'
-complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l project-dir -d 'The compose project directory on this host (the Docker host is this machine)' -r -F
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l to -d 'The Docker host is another machine: ssh://[USER@]HOST[:PORT]/DIR, DIR being the compose project directory there. The data goes with rsync over ssh (-aHAX --numeric-ids, owners mapped) and is checked there with cm-verify and manifests' -r
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l root -d 'The old host\'s root directory (the sources are its etc/dkimkeys, var/lib/acme, home). Anything but / means the services are not this machine\'s: the stop is skipped' -r -F
@@ -95,7 +95,7 @@ changed\t''"
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l health-timeout -d 'Seconds --start waits for the container to serve' -r
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l json -d 'One JSON document on stdout (also for errors: {"error": ..., "exit_code": N})'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -l quiet -d 'Nothing on stdout but --json; problems still on stderr'
-complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l queue-timeout -d 'Seconds to wait for the postfix queue to empty after flushing it; 0 checks once without waiting. Mail still queued then blocks the stop (see --allow-queued-mail)' -r
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l state-file -d 'Where to record the prior state of every unit (read by start-services --restore). Written atomically, mode 0600, its directory created mode 0700. A later run merges into it: the first recorded state of a unit is kept' -r -F
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand stop-services" -l unit-timeout -d 'Seconds one unit may take to stop. A unit still stopping after that is reported (systemd goes on stopping it), disabled anyway, and the rest go on; exit 1' -r
@@ -153,7 +153,7 @@ complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -l json -d 'Print one JSON document on stdout instead of the text (also on errors: {"ok": false, "exit_code": N, "error": "..."})'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -s q -l quiet -d 'No progress, warnings or text report: the exit status says it all (errors are still printed on stderr; --json still prints)'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from tree" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from manifest" -s h -l help -d 'Print help'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from manifest" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from manifest" -f -a "write" -d 'Record ROOT (every entry\'s metadata and the SHA-256 of every file) in FILE'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from manifest" -f -a "check" -d 'Compare the live tree DST with the manifest FILE (written by `manifest write` or by cm-copy-data)'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand verify; and __fish_seen_subcommand_from env" -l examples -d 'How many examples to show per kind of difference in the text report' -r

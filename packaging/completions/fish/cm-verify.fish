@@ -43,7 +43,7 @@ complete -c cm-verify -n "__fish_cm_verify_using_subcommand tree" -l no-xattrs -
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand tree" -l json -d 'Print one JSON document on stdout instead of the text (also on errors: {"ok": false, "exit_code": N, "error": "..."})'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand tree" -s q -l quiet -d 'No progress, warnings or text report: the exit status says it all (errors are still printed on stderr; --json still prints)'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand tree" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c cm-verify -n "__fish_cm_verify_using_subcommand manifest; and not __fish_seen_subcommand_from write check" -s h -l help -d 'Print help'
+complete -c cm-verify -n "__fish_cm_verify_using_subcommand manifest; and not __fish_seen_subcommand_from write check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand manifest; and not __fish_seen_subcommand_from write check" -f -a "write" -d 'Record ROOT (every entry\'s metadata and the SHA-256 of every file) in FILE'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand manifest; and not __fish_seen_subcommand_from write check" -f -a "check" -d 'Compare the live tree DST with the manifest FILE (written by `manifest write` or by cm-copy-data)'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand manifest; and __fish_seen_subcommand_from write" -s o -l output -d 'Where to write the manifest' -r -F
