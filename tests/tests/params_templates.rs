@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 
 use cm_core::params;
 
+/// A release, its set keys and its commented-out `#key = value` defaults.
+type Template = (String, BTreeMap<String, String>, BTreeMap<String, String>);
+
 /// (release, key, value as written) for every default a template writes: a set line, or in
 /// 1.11.0 and later a commented-out `#key = value` line.
-fn template_defaults() -> Vec<(String, BTreeMap<String, String>, BTreeMap<String, String>)> {
+fn template_defaults() -> Vec<Template> {
     let dir = cm_tests::repo_root().join("fixtures/chatmail-ini-templates");
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
