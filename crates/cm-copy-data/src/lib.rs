@@ -29,6 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 ///
 /// Exit status: 0 everything copied; 1 something was not copied (listed), the target lacks
 /// space, or chatmail services are running; 2 usage error or unusable input.
+///
+/// Examples:
+///   cm-copy-data --project-dir /srv/chatmail --owner-map docker/users --live   # bulk, relay up
+///   cm-copy-data --project-dir /srv/chatmail --owner-map docker/users          # the delta
+///   cm-copy-data --project-dir /srv/chatmail --dry-run
 #[derive(Parser, Debug)]
 #[command(name = "cm-copy-data", version = cm_core::version::text(), verbatim_doc_comment)]
 struct Args {
@@ -67,12 +72,12 @@ struct Args {
     live: bool,
 
     /// Print the plan (counts and sizes per volume, space needed) and change nothing.
-    #[arg(long)]
+    #[arg(long, short = 'n')]
     dry_run: bool,
 
-    /// Parallel workers (default: 4 per CPU, at least 8, at most 32: a copy waits on the disk
-    /// far more than on the CPU, so more reads in flight go faster).
-    #[arg(long, value_name = "N")]
+    /// Parallel workers (1 to 1024; default: 4 per CPU, at least 8, at most 32: a copy waits
+    /// on the disk far more than on the CPU, so more reads in flight go faster).
+    #[arg(long, short = 'j', value_name = "N", value_parser = cm_cli::args::parse_jobs)]
     jobs: Option<usize>,
 
     /// Print nothing but errors.
@@ -85,7 +90,7 @@ struct Args {
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("cm-copy-data: {msg}");
+    cm_cli::msg::error(&msg.to_string());
     ExitCode::from(2)
 }
 
@@ -150,6 +155,19 @@ fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
         .collect())
 }
 
+fn q(p: &Path) -> String {
+    cm_core::quote::quote_path(p)
+}
+
+/// A path for JSON: any bytes, escaped as everywhere else (never a panic on non-UTF-8).
+fn jp(p: &Path) -> String {
+    cm_core::quote::json_path(p)
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    cm_core::report::plural(usize::try_from(n).unwrap_or(usize::MAX), one, many)
+}
+
 fn human(b: u64) -> String {
     safety::human(b)
 }
@@ -169,13 +187,17 @@ fn plan_line(c: &Counts) -> String {
 
 fn source_line(c: &Counts) -> String {
     format!(
-        "{} files ({}), {} directories, {} symlinks, {} fifos/devices, {} sockets",
+        "{} {} ({}), {} {}, {} {}, {} fifos/devices, {} {}",
         c.files,
+        plural(c.files, "file", "files"),
         human(c.bytes),
         c.dirs,
+        plural(c.dirs, "directory", "directories"),
         c.symlinks,
+        plural(c.symlinks, "symlink", "symlinks"),
         c.specials,
-        c.sockets
+        c.sockets,
+        plural(c.sockets, "socket", "sockets")
     )
 }
 
@@ -191,17 +213,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let a = match Args::try_parse_from(args) {
-        Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    if a.jobs == Some(0) {
-        return usage("--jobs must be at least 1");
-    }
+    cm_cli::main::<Args, _, _>(args, |a| Ok(run_args(a)))
+}
+
+fn run_args(a: Args) -> ExitCode {
     let vols = match volumes(&a) {
         Ok(v) => v,
         Err(e) => return usage(e),
@@ -218,9 +233,17 @@ where
     }
     // Notes go to stderr unless --quiet; --json only keeps stdout for the JSON.
     let quiet = a.quiet;
+    if !quiet && a.maps.is_empty() {
+        if let Some(m) = cm_core::checks::not_a_chatmail_host(&a.root) {
+            cm_cli::msg::warning(&format!(
+                "{} does not look like a chatmail host ({m}); check --root",
+                q(&a.root)
+            ));
+        }
+    }
     if !quiet {
         for s in owners.iter().flat_map(|m| m.skipped()) {
-            eprintln!("cm-copy-data: warning: {s}");
+            cm_cli::msg::warning(&s.to_string());
         }
     }
     if vols.iter().any(|v| v.mail_store) {
@@ -296,7 +319,7 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
             .iter()
             .map(|p| {
                 serde_json::json!({
-                    "volume": p.volume.name, "source": p.volume.src, "target": p.volume.dst,
+                    "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
                     "skipped": p.skipped, "plan": p.counts, "problems": p.problems,
                 })
             })
@@ -313,8 +336,8 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
         println!(
             "{}: {} -> {}",
             p.volume.name,
-            p.volume.src.display(),
-            p.volume.dst.display()
+            q(&p.volume.src),
+            q(&p.volume.dst)
         );
         if let Some(s) = &p.skipped {
             println!("  skipped: {s}");
@@ -326,7 +349,11 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
             println!("  note: {n}");
         }
         for pr in &p.problems {
-            println!("  {:?}: {}: {}", pr.severity, pr.path, pr.message);
+            let level = match pr.severity {
+                Severity::Warning => "warning",
+                Severity::Error => "error",
+            };
+            println!("  {level}: {}: {}", pr.path, pr.message);
         }
     }
     for s in space {
@@ -416,8 +443,8 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
             .map(|(k, o, m, me)| {
                 let p = &plans[*k];
                 serde_json::json!({
-                    "volume": p.volume.name, "source": p.volume.src, "target": p.volume.dst,
-                    "skipped": p.skipped, "plan": p.counts, "outcome": o, "manifest": m,
+                    "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
+                    "skipped": p.skipped, "plan": p.counts, "outcome": o, "manifest": m.as_deref().map(jp),
                     "manifest_error": me,
                 })
             })
@@ -432,18 +459,22 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
                     continue;
                 }
                 println!(
-                    "{}: {} -> {}: copied {} ({}, each read back and checked), linked {}, unchanged {} (+{} found equal by content), removed {}{}",
+                    "{}: {} -> {}: copied {} ({}, each read back and checked), linked {}, unchanged {}{}, removed {}{}",
                     p.volume.name,
-                    p.volume.src.display(),
-                    p.volume.dst.display(),
+                    q(&p.volume.src),
+                    q(&p.volume.dst),
                     o.copied,
                     human(o.copied_bytes),
                     o.linked,
                     o.unchanged,
-                    o.verified,
+                    if o.verified > 0 {
+                        format!(" (+{} found equal by content)", o.verified)
+                    } else {
+                        String::new()
+                    },
                     o.deleted,
                     m.as_ref()
-                        .map(|m| format!("; manifest {}", m.display()))
+                        .map(|m| format!("; manifest {}", q(m)))
                         .unwrap_or_default()
                 );
                 for w in o
@@ -451,7 +482,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
                     .iter()
                     .filter(|x| x.severity == Severity::Warning)
                 {
-                    eprintln!("warning: {}: {}", w.path, w.message);
+                    cm_cli::msg::warning(&format!("{}: {}", w.path, w.message));
                 }
             }
             if let Some(me) = me {
