@@ -3,7 +3,7 @@
 //! --root as a chroot would, symlinks below the project refused, a project that must exist,
 //! unusable owner maps, a short dry run, a non-root copy, the summary. Runs as root.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -130,4 +130,77 @@ fn mail_store_check_against_real_systemd_refuses_running_and_unreachable() {
     let o = c.exec(&copy);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(c.exists("/srv/copy/chatmail/vmail/mail/example.org/u/cur/1"));
+}
+
+/// An old host's root whose default sources are symlinks: /home absolute (-> /srv/home),
+/// /etc/dkimkeys relative and climbing above the root (-> R/keys, as a chroot sees it),
+/// /var/lib/acme relative (-> ../../srv/acme). Each holds one file naming it.
+fn linked_root(r: &Path) {
+    for (d, f) in [
+        ("srv/home/vmail", "mail"),
+        ("keys", "dkim"),
+        ("srv/acme", "acme"),
+    ] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+        std::fs::write(r.join(d).join(f), f).unwrap();
+    }
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    std::fs::create_dir_all(r.join("var/lib")).unwrap();
+    symlink("/srv/home", r.join("home")).unwrap();
+    symlink("../../../../../../../keys", r.join("etc/dkimkeys")).unwrap();
+    symlink("../../srv/acme", r.join("var/lib/acme")).unwrap();
+}
+
+/// A compose project directory (what the default plan copies into).
+fn project(p: &Path) {
+    std::fs::create_dir_all(p).unwrap();
+    std::fs::write(
+        p.join("compose.yaml"),
+        "services:\n  chatmail:\n    image: chatmail\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn default_sources_resolve_inside_root_like_a_chroot_in_copy_and_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let (r, p) = (t.path().join("old"), t.path().join("project"));
+    linked_root(&r);
+    project(&p);
+    let (rs, ps) = (r.to_str().unwrap(), p.to_str().unwrap());
+    let o = copy_data(&["--root", rs, "--project-dir", ps]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    for (vol, f) in [
+        ("chatmail/vmail/mail", "mail"),
+        ("chatmail-dkimkeys/dkim", "dkim"),
+        ("chatmail-acme/acme", "acme"),
+    ] {
+        let got = std::fs::read(p.join("data").join(vol));
+        assert_eq!(
+            got.ok().as_deref(),
+            Some(f.as_bytes()),
+            "{vol}: {}",
+            out(&o)
+        );
+    }
+    let o = cm_tests::run_logged(
+        "cm-verify all",
+        Command::new(cm_tests::bin("cm-verify")).args([
+            "all",
+            "--root",
+            rs,
+            "--project-dir",
+            ps,
+            "--no-services",
+        ]),
+    );
+    let text = out(&o);
+    assert_eq!(text.matches("== tree ").count(), 3, "{text}{}", err(&o));
+    for src in ["srv/home", "keys", "srv/acme"] {
+        assert!(
+            text.contains(&r.join(src).display().to_string()),
+            "{src}: {text}"
+        );
+    }
+    assert_eq!(text.matches(": no differences").count(), 3, "{text}");
 }

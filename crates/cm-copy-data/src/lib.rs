@@ -90,7 +90,10 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
-    let rooted = |p: &str| a.root.join(p.trim_start_matches('/'));
+    // every source of the default plan is resolved inside --root as a chroot would
+    let rooted =
+        |p: &str| cm_core::root::resolve_in(&a.root, Path::new(p)).map_err(|e| e.to_string());
+    cm_core::root::open_root(&a.root).map_err(|e| e.to_string())?;
     if !a.maps.is_empty() {
         if !a.only.is_empty() {
             return Err(
@@ -110,7 +113,7 @@ fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
                 .unwrap_or_else(|| d.to_string());
             let src = PathBuf::from(s);
             let mail = safety::resolve(&a.root) == Path::new("/")
-                && safety::resolve(&src).starts_with("/home");
+                && safety::resolve(&src).starts_with(rooted("/home")?);
             v.push(Volume {
                 name,
                 src,
@@ -137,17 +140,18 @@ fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
             return Err(format!("--only {o:?}: expected dkim, acme or mail"));
         }
     }
-    Ok(all
-        .iter()
+    all.iter()
         .filter(|(n, ..)| a.only.is_empty() || a.only.iter().any(|o| o == n))
-        .map(|&(n, s, d, optional, mail)| Volume {
-            name: n.into(),
-            src: rooted(s),
-            dst: a.project_dir.join(d),
-            optional,
-            mail_store: mail,
+        .map(|&(n, s, d, optional, mail)| {
+            Ok(Volume {
+                name: n.into(),
+                src: rooted(s)?,
+                dst: a.project_dir.join(d),
+                optional,
+                mail_store: mail,
+            })
         })
-        .collect())
+        .collect()
 }
 
 fn human(b: u64) -> String {

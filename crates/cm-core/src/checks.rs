@@ -275,7 +275,7 @@ pub enum VolumeCheck {
 }
 
 /// For each volume of the guide's layout that exists in `project_dir`: its source under
-/// `root` (the old host) when that is a directory, else its manifest
+/// `root` (the old host, resolved inside it by [`crate::root::resolve_in`]) when that is a directory, else its manifest
 /// ([`crate::manifest::path_for`]) when that is a file, else why it cannot be verified. A
 /// missing volume is left out (the layout check reports it).
 pub fn volume_checks(project_dir: &Path, root: &Path) -> Vec<VolumeCheck> {
@@ -284,7 +284,17 @@ pub fn volume_checks(project_dir: &Path, root: &Path) -> Vec<VolumeCheck> {
         if !m.source.is_dir() {
             continue;
         }
-        let src = root.join(m.target.strip_prefix("/").unwrap_or(&m.target));
+        // the source as the old host sees it: resolved inside `root` as a chroot would
+        let src = match crate::root::resolve_in(root, &m.target) {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(VolumeCheck::Unverifiable(format!(
+                    "{}: its source cannot be found: {e}: not verified",
+                    quote_path(&m.source)
+                )));
+                continue;
+            }
+        };
         let manifest = crate::manifest::path_for(&m.source);
         out.push(if src.is_dir() {
             VolumeCheck::Tree { src, dst: m.source }
