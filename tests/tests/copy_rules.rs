@@ -204,3 +204,55 @@ fn default_sources_resolve_inside_root_like_a_chroot_in_copy_and_verify() {
     }
     assert_eq!(text.matches(": no differences").count(), 3, "{text}");
 }
+
+#[test]
+fn symlink_below_the_project_is_refused_naming_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, p, elsewhere) = (
+        t.path().join("src"),
+        t.path().join("project"),
+        t.path().join("elsewhere"),
+    );
+    std::fs::create_dir_all(src.join("vmail")).unwrap();
+    std::fs::write(src.join("vmail/m"), "m").unwrap();
+    project(&p);
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let ps = p.to_str().unwrap();
+    let map = format!("--map={}=data/chatmail", src.display());
+    // data/ itself, a component deeper down, the manifest directory
+    for (link, args) in [
+        ("data", vec![map.as_str()]),
+        ("data/chatmail", vec![map.as_str()]),
+        ("data/.cm-manifest", vec![map.as_str()]),
+    ] {
+        let _ = std::fs::remove_dir_all(p.join("data"));
+        let _ = std::fs::remove_file(p.join("data"));
+        if link != "data" {
+            std::fs::create_dir_all(p.join("data")).unwrap();
+        }
+        symlink(&elsewhere, p.join(link)).unwrap();
+        let mut a = vec!["--project-dir", ps];
+        a.extend(args);
+        let o = copy_data(&a);
+        assert_eq!(o.status.code(), Some(2), "{link}: {}", err(&o));
+        assert!(
+            err(&o).contains(&format!("{} is a symlink", p.join(link).display())),
+            "{link}: {}",
+            err(&o)
+        );
+        assert_eq!(
+            std::fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "{link}: nothing written there"
+        );
+    }
+    // the default plan too
+    let r = t.path().join("old");
+    linked_root(&r);
+    let _ = std::fs::remove_dir_all(p.join("data"));
+    symlink(&elsewhere, p.join("data")).unwrap();
+    let o = copy_data(&["--root", r.to_str().unwrap(), "--project-dir", ps]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("is a symlink"), "{}", err(&o));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}

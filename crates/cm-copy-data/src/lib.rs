@@ -220,6 +220,9 @@ where
     if let Err(e) = safety::check_overlap(&vols) {
         return usage(e);
     }
+    if let Err(e) = safety::check_target_links(&a.project_dir, &vols) {
+        return usage(e);
+    }
     // Notes go to stderr unless --quiet; --json only keeps stdout for the JSON.
     let quiet = a.quiet;
     if !quiet {

@@ -94,6 +94,55 @@ pub fn check_overlap(vols: &[Volume]) -> Result<(), String> {
     Ok(())
 }
 
+/// `p` made absolute without resolving anything (`..` applied lexically).
+fn lexical(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        normalize(p)
+    } else {
+        normalize(&std::env::current_dir().unwrap_or_default().join(p))
+    }
+}
+
+/// Refuse a target the copy would reach through a symlink: any component below the project
+/// directory on the way to a target (`data/` included), the target itself, and the manifest
+/// directory beside it. The project directory itself (and what is above it) is the user's
+/// to choose and is resolved as usual.
+pub fn check_target_links(project_dir: &Path, vols: &[Volume]) -> Result<(), String> {
+    let project = lexical(project_dir);
+    for v in vols {
+        let dst = lexical(&v.dst);
+        let manifest_dir = crate::manifest::path_for(&dst)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut paths = vec![dst.clone(), manifest_dir];
+        if let Ok(rel) = dst.strip_prefix(&project) {
+            let mut cur = project.clone();
+            for c in rel.components() {
+                cur.push(c);
+                paths.push(cur.clone());
+            }
+        }
+        for p in paths {
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.file_type().is_symlink() {
+                let to = std::fs::read_link(&p)
+                    .map(|t| format!(" (to {})", t.display()))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "refusing: {} is a symlink{to}; the copy never writes through a symlink \
+                     below the project directory: replace it with a directory, or give the \
+                     directory it points to as --project-dir",
+                    p.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One file system's needs against what it has free.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SpaceCheck {
