@@ -256,3 +256,61 @@ fn symlink_below_the_project_is_refused_naming_it() {
     assert!(err(&o).contains("is a symlink"), "{}", err(&o));
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+#[test]
+fn project_dir_must_exist_and_hold_a_compose_file() {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path().join("old");
+    linked_root(&r);
+    let rs = r.to_str().unwrap();
+    let typo = t.path().join("typo");
+    let o = copy_data(&["--root", rs, "--project-dir", typo.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--project-dir"), "{}", err(&o));
+    assert!(!typo.exists(), "a typo is never created");
+    // a relative --map target is inside the project too
+    let map = format!("--map={}=data/x", r.join("keys").display());
+    let o = copy_data(&["--project-dir", typo.to_str().unwrap(), &map]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(!typo.exists());
+    // a directory without a compose file is not a project
+    let bare = t.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    let o = copy_data(&["--root", rs, "--project-dir", bare.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("no compose file"), "{}", err(&o));
+    assert_eq!(std::fs::read_dir(&bare).unwrap().count(), 0);
+    for f in ["compose.yml", "docker-compose.yaml"] {
+        let p = t.path().join(f);
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join(f), "services: {}\n").unwrap();
+        let o = copy_data(&[
+            "--root",
+            rs,
+            "--project-dir",
+            p.to_str().unwrap(),
+            "--only",
+            "dkim",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{f}: {}", err(&o));
+    }
+    // a --map with an absolute target needs no project
+    let dst = t.path().join("abs/copy");
+    let map = format!("--map={}={}", r.join("keys").display(), dst.display());
+    let o = copy_data(&["--project-dir", typo.to_str().unwrap(), &map]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(dst.join("dkim").exists());
+    assert!(!typo.exists());
+    // --root that does not exist is unusable input, also with --only a volume that is optional
+    let good = t.path().join("compose.yml");
+    let o = copy_data(&[
+        "--root",
+        "/typo-root",
+        "--project-dir",
+        good.to_str().unwrap(),
+        "--only",
+        "acme",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("/typo-root"), "{}", err(&o));
+}

@@ -154,6 +154,40 @@ fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
         .collect()
 }
 
+/// The compose file names Compose v2 looks for in a project directory.
+const COMPOSE_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// The project directory a default plan (or a relative `--map` target) copies into must exist
+/// and be a compose project: a typo is never created.
+fn check_project(a: &Args) -> Result<(), String> {
+    let relative_map = a.maps.iter().any(|m| {
+        m.split_once('=')
+            .is_some_and(|(_, d)| Path::new(d).is_relative())
+    });
+    if !a.maps.is_empty() && !relative_map {
+        return Ok(());
+    }
+    let p = &a.project_dir;
+    match std::fs::metadata(p) {
+        Err(e) => Err(format!(
+            "--project-dir {}: {e}; give the Docker compose project's directory (it is never created)",
+            p.display()
+        )),
+        Ok(m) if !m.is_dir() => Err(format!("--project-dir {}: not a directory", p.display())),
+        Ok(_) if !COMPOSE_FILES.iter().any(|f| p.join(f).is_file()) => Err(format!(
+            "--project-dir {}: no compose file there ({}): give the Docker compose project's directory",
+            p.display(),
+            COMPOSE_FILES.join(", ")
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
 fn human(b: u64) -> String {
     safety::human(b)
 }
@@ -205,6 +239,9 @@ where
     };
     if a.jobs == Some(0) {
         return usage("--jobs must be at least 1");
+    }
+    if let Err(e) = check_project(&a) {
+        return usage(e);
     }
     let vols = match volumes(&a) {
         Ok(v) => v,

@@ -274,13 +274,13 @@ pub fn systemd_is_pid1() -> bool {
 pub fn mail_services(root: &Path) -> Services {
     if resolve(root) != Path::new("/") {
         return Services::NotApplicable(format!(
-            "--root is {}, not /: its services are not this machine's to ask; stop them on the old host before the final copy",
+            "--root is {}, not /: not checking whether chatmail services are running there (they are not this machine's to ask); stop them on the old host before the final copy",
             root.display()
         ));
     }
     if !systemd_is_pid1() {
         return Services::NotApplicable(
-            "this machine does not run systemd (no /run/systemd/system), so no chatmail unit runs here; stop the relay's services before the final copy".into(),
+            "this machine does not run systemd (no /run/systemd/system), so no chatmail unit runs here: not checking whether chatmail services are running; stop the relay's services before the final copy".into(),
         );
     }
     match Command::new("systemctl")
