@@ -314,3 +314,46 @@ fn project_dir_must_exist_and_hold_a_compose_file() {
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("/typo-root"), "{}", err(&o));
 }
+
+#[test]
+fn owner_map_names_without_the_roots_passwd_are_unusable_input() {
+    let t = tempfile::tempdir().unwrap();
+    let (r, p) = (t.path().join("old"), t.path().join("project"));
+    linked_root(&r); // no etc/passwd there
+    project(&p);
+    let map = t.path().join("owners");
+    std::fs::write(&map, "# the image's ids\nvmail 901 901\n").unwrap();
+    let (rs, ps, ms) = (
+        r.to_str().unwrap(),
+        p.to_str().unwrap(),
+        map.to_str().unwrap(),
+    );
+    let o = copy_data(&["--root", rs, "--project-dir", ps, "--owner-map", ms]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!("{ms}:2: the name \"vmail\" cannot be resolved")),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("etc/passwd"), "{}", err(&o));
+    assert!(!p.join("data").exists(), "nothing copied");
+    // cm-verify reads the same map the same way
+    let o = cm_tests::run_logged(
+        "cm-verify tree",
+        Command::new(cm_tests::bin("cm-verify")).args([
+            "tree",
+            rs,
+            rs,
+            "--root",
+            rs,
+            "--owner-map",
+            ms,
+        ]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("cannot be resolved"), "{}", err(&o));
+    // numeric lines need no passwd
+    std::fs::write(&map, "5000:5000=901:901\n").unwrap();
+    let o = copy_data(&["--root", rs, "--project-dir", ps, "--owner-map", ms]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+}
