@@ -357,3 +357,91 @@ fn owner_map_names_without_the_roots_passwd_are_unusable_input() {
     let o = copy_data(&["--root", rs, "--project-dir", ps, "--owner-map", ms]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
 }
+
+/// Run cm-copy-data ARGS (with `{dst}` replaced) in a private mount namespace where `dst`'s
+/// parent is a tmpfs mounted with `opts` (`size=`, `nr_inodes=`).
+fn on_small_tmpfs(at: &Path, opts: &str, args: &[&str]) -> Output {
+    std::fs::create_dir_all(at).unwrap();
+    let mut script = format!(
+        "set -e\nmount -t tmpfs -o {opts} tmpfs '{}'\nset +e\n'{}'",
+        at.display(),
+        cm_tests::bin("cm-copy-data").display()
+    );
+    for a in args {
+        script.push_str(&format!(" '{a}'"));
+    }
+    // what is on the file system afterwards (it goes with the namespace)
+    script.push_str(&format!(
+        "\nrc=$?\necho \"entries on the target: $(ls -A '{}' | wc -l)\" >&2\nexit $rc\n",
+        at.display()
+    ));
+    cm_tests::run_logged(
+        &format!("{opts}: {args:?}"),
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]),
+    )
+}
+
+#[test]
+fn dry_run_short_of_space_or_inodes_names_the_resource_and_exits_1() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("big")).unwrap();
+    std::fs::create_dir_all(src.join("many")).unwrap();
+    for i in 0..3 {
+        std::fs::write(src.join(format!("big/{i}")), vec![7u8; 400 << 10]).unwrap();
+    }
+    for i in 0..200 {
+        std::fs::write(src.join(format!("many/{i}")), b"x").unwrap();
+    }
+    let at = t.path().join("small");
+    let map_big = format!(
+        "--map={}={}",
+        src.join("big").display(),
+        at.join("c").display()
+    );
+    let map_many = format!(
+        "--map={}={}",
+        src.join("many").display(),
+        at.join("c").display()
+    );
+    for (opts, map, short) in [
+        ("size=1m,nr_inodes=1000", &map_big, "space"),
+        ("size=8m,nr_inodes=50", &map_many, "inodes"),
+    ] {
+        let o = on_small_tmpfs(&at, opts, &[map, "--dry-run"]);
+        assert_eq!(o.status.code(), Some(1), "{opts}: {}", out(&o));
+        let want = format!("NOT OK: not enough {short} on ");
+        assert!(out(&o).contains(&want), "{opts}: {}", out(&o));
+        let o = on_small_tmpfs(&at, opts, &[map, "--dry-run", "--json"]);
+        assert_eq!(o.status.code(), Some(1), "{opts}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["ok"], false, "{v:#}");
+        assert_eq!(v["space"][0]["short"], serde_json::json!([short]), "{v:#}");
+        // with room for both it holds
+        let o = on_small_tmpfs(&at, "size=8m,nr_inodes=1000", &[map, "--dry-run"]);
+        assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    }
+}
+
+#[test]
+fn copy_refuses_a_target_short_of_inodes_before_writing() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..200 {
+        std::fs::write(src.join(i.to_string()), b"x").unwrap();
+    }
+    let at = t.path().join("small");
+    let map = format!("--map={}={}", src.display(), at.join("c").display());
+    // the tmpfs has bytes to spare but 50 inodes; afterwards list what is on it
+    let script_args = [map.as_str()];
+    let o = on_small_tmpfs(&at, "size=8m,nr_inodes=50", &script_args);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("not enough inodes on "), "{}", err(&o));
+    assert!(err(&o).contains("nothing was copied"), "{}", err(&o));
+    assert!(err(&o).contains("entries on the target: 0"), "{}", err(&o));
+    // the same file system with enough inodes copies everything
+    let o = on_small_tmpfs(&at, "size=8m,nr_inodes=1000", &script_args);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).contains("entries on the target: 2"), "c and data/.cm-manifest: {}", err(&o));
+}

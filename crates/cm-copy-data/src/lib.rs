@@ -307,12 +307,15 @@ where
     if a.dry_run {
         return dry_run(&a, &plans, &space);
     }
-    if let Some(s) = space.iter().find(|s| !s.ok()) {
-        eprintln!("cm-copy-data: not enough space: {s}\nfree space on that file system (or choose another --project-dir) and run again; nothing was copied");
+    if space.iter().any(|s| !s.ok()) {
+        for m in space.iter().filter_map(|s| s.shortage()) {
+            eprintln!("cm-copy-data: {m}");
+        }
+        eprintln!("cm-copy-data: free space or inodes on that file system (or choose another target) and run again; nothing was copied");
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({"ok": false, "error": "not enough space", "space": space})
+                serde_json::json!({"ok": false, "error": "the target is short of space or inodes", "space": space_json(&space)})
             );
         }
         return ExitCode::from(1);
@@ -357,7 +360,27 @@ fn services_gate(a: &Args) -> Option<ExitCode> {
     None
 }
 
+/// The space checks for `--json`, each with the resources it lacks (`short`).
+fn space_json(space: &[safety::SpaceCheck]) -> Vec<serde_json::Value> {
+    space
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("short".into(), serde_json::json!(s.short()));
+            }
+            v
+        })
+        .collect()
+}
+
 fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
+    let space_ok = space.iter().all(|s| s.ok());
+    let code = if space_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
     if a.json {
         let v: Vec<_> = plans
             .iter()
@@ -370,10 +393,10 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"dry_run": true, "volumes": v, "space": space,
-                "space_ok": space.iter().all(|s| s.ok())})
+            serde_json::json!({"dry_run": true, "ok": space_ok, "volumes": v,
+                "space": space_json(space), "space_ok": space_ok})
         );
-        return ExitCode::SUCCESS;
+        return code;
     }
     println!("dry run: nothing is changed");
     for p in plans {
@@ -397,16 +420,17 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
         }
     }
     for s in space {
-        println!(
-            "{} {s}",
-            if s.ok() {
-                "space ok:"
-            } else {
-                "NOT ENOUGH SPACE:"
-            }
+        match s.shortage() {
+            None => println!("space ok: {s}"),
+            Some(m) => println!("NOT OK: {m}"),
+        }
+    }
+    if !space_ok {
+        eprintln!(
+            "cm-copy-data: the target is short of space or inodes (above): a real run refuses"
         );
     }
-    ExitCode::SUCCESS
+    code
 }
 
 fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitCode {

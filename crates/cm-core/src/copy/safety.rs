@@ -157,8 +157,25 @@ pub struct SpaceCheck {
 
 impl SpaceCheck {
     pub fn ok(&self) -> bool {
-        self.need_bytes <= self.free_bytes
-            && self.free_inodes.map_or(true, |f| self.need_inodes <= f)
+        self.short().is_empty()
+    }
+
+    /// The resources this file system lacks: `"space"` (bytes), `"inodes"`.
+    pub fn short(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.need_bytes > self.free_bytes {
+            v.push("space");
+        }
+        if self.free_inodes.is_some_and(|f| self.need_inodes > f) {
+            v.push("inodes");
+        }
+        v
+    }
+
+    /// What is short, in words: `not enough space and inodes on /srv: ...`.
+    pub fn shortage(&self) -> Option<String> {
+        let short = self.short();
+        (!short.is_empty()).then(|| format!("not enough {} on {self}", short.join(" and ")))
     }
 }
 
