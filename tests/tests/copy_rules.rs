@@ -443,5 +443,109 @@ fn copy_refuses_a_target_short_of_inodes_before_writing() {
     // the same file system with enough inodes copies everything
     let o = on_small_tmpfs(&at, "size=8m,nr_inodes=1000", &script_args);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    assert!(err(&o).contains("entries on the target: 2"), "c and data/.cm-manifest: {}", err(&o));
+    assert!(
+        err(&o).contains("entries on the target: 2"),
+        "c and data/.cm-manifest: {}",
+        err(&o)
+    );
+}
+
+/// cm-copy-data ARGS as the user nobody (uid and gid 65534, no other groups).
+fn copy_as_nobody(args: &[&str]) -> Output {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(cm_tests::bin("cm-copy-data"))
+        .args(args);
+    cm_tests::run_logged(&format!("as nobody: cm-copy-data {args:?}"), &mut c)
+}
+
+/// A scratch directory any user can enter, with `src` (root's files) and `out` (nobody's).
+fn open_scratch() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("out"));
+    std::fs::create_dir_all(src.join("vmail/cur")).unwrap();
+    for i in 0..50 {
+        std::fs::write(src.join(format!("vmail/cur/{i}")), b"m").unwrap();
+    }
+    std::fs::create_dir(&dst).unwrap();
+    std::os::unix::fs::chown(&dst, Some(65534), Some(65534)).unwrap();
+    (t, src, dst)
+}
+
+#[test]
+fn copy_as_non_root_is_refused_up_front_unless_owners_need_no_change() {
+    let (_t, src, dst) = open_scratch();
+    let map = format!("--map={}={}", src.display(), dst.join("c").display());
+    let o = copy_as_nobody(&[&map]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("run as root") && e.contains("53 entries need root"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "one line, not one per file: {e}");
+    assert!(!e.contains("Operation not permitted"), "{e}");
+    assert!(!dst.join("c").exists(), "nothing copied");
+    // a dry run shows the plan and says a real run refuses
+    let o = copy_as_nobody(&[&map, "--dry-run", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["refused"].as_str().unwrap_or("").contains("run as root"),
+        "{v:#}"
+    );
+    // the same tree owned by nobody needs no owner change: copied, exactly
+    let o = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&src)
+        .status();
+    assert!(o.unwrap().success());
+    let o = copy_as_nobody(&[&map]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(std::fs::read(dst.join("c/vmail/cur/7")).unwrap(), b"m");
+    // an owner map that changes owners needs root again
+    let owners = dst.join("owners");
+    std::fs::write(&owners, "65534:65534=901:901\n").unwrap();
+    let o = copy_as_nobody(&[&map, "--owner-map", owners.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("must be owned by 901:901"), "{}", err(&o));
+}
+
+#[test]
+fn not_copied_counts_agree_between_text_and_json() {
+    let (_t, src, dst) = open_scratch();
+    // nobody's tree, with an unreadable file and an unreadable directory
+    std::fs::create_dir_all(src.join("vmail/locked")).unwrap();
+    std::fs::write(src.join("vmail/locked/x"), b"x").unwrap();
+    assert!(Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::set_permissions(src.join("vmail/cur/3"), std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(src.join("vmail/locked"), std::fs::Permissions::from_mode(0)).unwrap();
+    let map = format!("--map={}={}", src.display(), dst.join("c").display());
+    let o = copy_as_nobody(&[&map, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let failed = v["volumes"][0]["outcome"]["failed"].as_u64().unwrap();
+    let errors = v["volumes"][0]["outcome"]["problems"]
+        .as_array()
+        .unwrap()
+        .len()
+        + v["volumes"][0]["problems"]
+            .as_array()
+            .map_or(0, |a| a.len());
+    let _ = std::fs::remove_dir_all(dst.join("c"));
+    let _ = std::fs::remove_dir_all(dst.join(".cm-manifest"));
+    let o = copy_as_nobody(&[&map]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let want = format!("c: {failed} entries not copied, ");
+    assert!(
+        err(&o).contains(&want),
+        "JSON failed {failed}, errors {errors}: {}",
+        err(&o)
+    );
 }

@@ -300,12 +300,16 @@ where
             Err(e) => return usage(format!("{}: {e}", v.name)),
         }
     }
+    let caller = safety::check_caller(&plans, opts.ids, &safety::Caller::current());
+    if let (Err(e), false) = (&caller, a.dry_run) {
+        return usage(e);
+    }
     let space = match safety::check_space(&plans) {
         Ok(s) => s,
         Err(e) => return usage(format!("cannot check free space on the target: {e}")),
     };
     if a.dry_run {
-        return dry_run(&a, &plans, &space);
+        return dry_run(&a, &plans, &space, caller.err());
     }
     if space.iter().any(|s| !s.ok()) {
         for m in space.iter().filter_map(|s| s.shortage()) {
@@ -374,9 +378,18 @@ fn space_json(space: &[safety::SpaceCheck]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
+/// The plan; exit 1 when a real run would be refused (short of space or inodes, `refusal`).
+fn dry_run(
+    a: &Args,
+    plans: &[Plan],
+    space: &[safety::SpaceCheck],
+    refusal: Option<String>,
+) -> ExitCode {
     let space_ok = space.iter().all(|s| s.ok());
-    let code = if space_ok {
+    if let Some(r) = &refusal {
+        eprintln!("cm-copy-data: a real run refuses: {r}");
+    }
+    let code = if space_ok && refusal.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -393,8 +406,8 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"dry_run": true, "ok": space_ok, "volumes": v,
-                "space": space_json(space), "space_ok": space_ok})
+            serde_json::json!({"dry_run": true, "ok": space_ok && refusal.is_none(),
+                "refused": refusal, "volumes": v, "space": space_json(space), "space_ok": space_ok})
         );
         return code;
     }
@@ -553,8 +566,13 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
                 .iter()
                 .filter(|x| x.severity == Severity::Error)
                 .collect();
-            if !errs.is_empty() {
-                eprintln!("{}: {} not copied:", p.volume.name, errs.len());
+            if !errs.is_empty() || o.failed > 0 {
+                eprintln!(
+                    "{}: {} entries not copied, {} errors:",
+                    p.volume.name,
+                    o.failed,
+                    errs.len()
+                );
                 for e in errs {
                     eprintln!("  {}: {}", e.path, e.message);
                 }

@@ -252,6 +252,79 @@ pub fn check_space(plans: &[Plan]) -> Result<Vec<SpaceCheck>, std::io::Error> {
     Ok(by_dev.into_values().collect())
 }
 
+/// Who runs the copy: what a user who is not root can give a copied entry.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+impl Caller {
+    /// The effective ids of this process.
+    pub fn current() -> Caller {
+        Caller {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            groups: nix::unistd::getgroups()
+                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    fn owns(&self, uid: u32, gid: u32) -> bool {
+        uid == self.uid && (gid == self.gid || self.groups.contains(&gid))
+    }
+}
+
+/// A copy run by a user who is not root can only be exact when no entry needs an owner other
+/// than the caller (and a group of the caller's) after `ids`, and there is no device node
+/// (creating one needs root). Otherwise refuse up front, saying the first entry that needs
+/// root and how many do, instead of one `chown` error per file.
+pub fn check_caller(
+    plans: &[Plan],
+    ids: Option<&dyn super::MapIds>,
+    who: &Caller,
+) -> Result<(), String> {
+    if who.is_root() {
+        return Ok(());
+    }
+    let mut first: Option<String> = None;
+    let mut count = 0u64;
+    for p in plans.iter().filter(|p| p.skipped.is_none()) {
+        for n in &p.nodes {
+            let (u, g) = match ids {
+                Some(m) => (m.uid(n.st.uid), m.gid(n.st.gid)),
+                None => (n.st.uid, n.st.gid),
+            };
+            let device = matches!(n.st.kind, super::Kind::Char | super::Kind::Block);
+            if device || !who.owns(u, g) {
+                count += 1;
+                if first.is_none() {
+                    let why = if device {
+                        "is a device node".to_string()
+                    } else {
+                        format!("must be owned by {u}:{g}")
+                    };
+                    first = Some(format!("{} {why}", super::join_show(&p.src_root, &n.rel)));
+                }
+            }
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(f) => Err(format!(
+            "run as root: this user (uid {}) cannot give the copy its owners: {count} entries need root, the first: {f}; nothing was copied",
+            who.uid
+        )),
+    }
+}
+
 /// chatmail units that write to the mail store (or deliver into it) while they run.
 pub const MAIL_WRITERS: &[&str] = &[
     "postfix.service",
