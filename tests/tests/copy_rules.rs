@@ -524,8 +524,16 @@ fn not_copied_counts_agree_between_text_and_json() {
         .status()
         .unwrap()
         .success());
-    std::fs::set_permissions(src.join("vmail/cur/3"), std::fs::Permissions::from_mode(0)).unwrap();
-    std::fs::set_permissions(src.join("vmail/locked"), std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(
+        src.join("vmail/cur/3"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        src.join("vmail/locked"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
     let map = format!("--map={}={}", src.display(), dst.join("c").display());
     let o = copy_as_nobody(&[&map, "--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
@@ -548,4 +556,188 @@ fn not_copied_counts_agree_between_text_and_json() {
         "JSON failed {failed}, errors {errors}: {}",
         err(&o)
     );
+}
+
+#[test]
+fn copy_ends_with_one_summary_owner_mapping_and_next_step() {
+    let t = tempfile::tempdir().unwrap();
+    let (r, p) = (t.path().join("old"), t.path().join("project"));
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    std::fs::write(
+        r.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nvmail:x:1105:1105::/home/vmail:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\nvmail:x:1105:\n").unwrap();
+    let mail = r.join("home/vmail/mail/example.org/a/cur");
+    std::fs::create_dir_all(&mail).unwrap();
+    for i in 0..5 {
+        std::fs::write(mail.join(format!("{i}.M1P1.host:2,S")), vec![b'm'; 1000]).unwrap();
+    }
+    assert!(Command::new("chown")
+        .args(["-R", "1105:1105"])
+        .arg(r.join("home/vmail"))
+        .status()
+        .unwrap()
+        .success());
+    project(&p);
+    let map = t.path().join("owners");
+    std::fs::write(&map, "vmail 901 901\n").unwrap();
+    let (rs, ps, ms) = (
+        r.to_str().unwrap(),
+        p.to_str().unwrap(),
+        map.to_str().unwrap(),
+    );
+    let o = copy_data(&["--root", rs, "--project-dir", ps, "--owner-map", ms, "-v"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    assert_eq!(
+        text.matches("total: ").count(),
+        1,
+        "one overall summary: {text}"
+    );
+    let total = text.lines().find(|l| l.starts_with("total: ")).unwrap();
+    assert!(
+        total.contains("copied 11 entries")
+            && text.contains("\ntime: ")
+            && text.contains("/s; every file"),
+        "{total}"
+    );
+    assert!(
+        text.contains("owners mapped: vmail 1105 -> 901\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "next: verify the copy: cm-verify all --project-dir {ps} --root {rs} --owner-map {ms}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("  copied mail/vmail/mail/example.org/a/cur/3.M1P1.host:2,S\n"),
+        "{text}"
+    );
+    assert!(!text.contains("found equal by content"), "{text}");
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with("  ") && !l.starts_with("next: "))
+    {
+        assert!(l.chars().count() <= 100, "longer than 100 columns: {l:?}");
+    }
+    // -v lists what a second run removes
+    std::fs::remove_file(mail.join("2.M1P1.host:2,S")).unwrap();
+    let o = copy_data(&["--root", rs, "--project-dir", ps, "--owner-map", ms, "-v"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        out(&o).contains("  removed mail/vmail/mail/example.org/a/cur/2.M1P1.host:2,S\n"),
+        "{}",
+        out(&o)
+    );
+    // --live says what comes next in a two-phase move; --json carries the same totals
+    let o = copy_data(&[
+        "--root",
+        rs,
+        "--project-dir",
+        ps,
+        "--owner-map",
+        ms,
+        "--live",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["owners_mapped"][0]["name"], "vmail", "{v:#}");
+    assert_eq!(v["owners_mapped"][0]["host_uid"], 1105, "{v:#}");
+    assert!(v["totals"]["elapsed_s"].is_number(), "{v:#}");
+    assert!(
+        v["next"]
+            .as_str()
+            .unwrap()
+            .contains("cm-migrate stop-services"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn interrupted_copy_says_what_was_left_and_to_run_again() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // enough data that the copy is still running when the signal comes
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let block: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    for i in 0..4 {
+        let mut f = std::fs::File::create(src.join(format!("big{i}"))).unwrap();
+        for _ in 0..8 {
+            std::io::Write::write_all(&mut f, &block).unwrap();
+        }
+    }
+    let dst = t.path().join("copy/c");
+    let map = format!("--map={}={}", src.display(), dst.display());
+    let child = Command::new(cm_tests::bin("cm-copy-data"))
+        .args([&map, "--jobs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until the copy writes (a temporary appears in the target), then interrupt
+    let mut started = false;
+    for _ in 0..600 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        started = std::fs::read_dir(&dst)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            })
+            .unwrap_or(false);
+        if started {
+            break;
+        }
+    }
+    assert!(started, "the copy never started writing");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(130), "{e}");
+    assert!(e.contains("interrupted (SIGINT) while copying c"), "{e}");
+    assert!(
+        e.contains(".cm-copy.*.tmp") && e.contains("Run the same command again"),
+        "{e}"
+    );
+    // nothing under a final name is incomplete; the next run finishes
+    for f in std::fs::read_dir(&dst).unwrap().flatten() {
+        let n = f.file_name().to_string_lossy().into_owned();
+        if !n.ends_with(".tmp") {
+            assert_eq!(
+                std::fs::read(f.path()).unwrap(),
+                std::fs::read(src.join(&n)).unwrap(),
+                "{n}"
+            );
+        }
+    }
+    let o = copy_data(&[&map]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    for i in 0..4 {
+        let n = format!("big{i}");
+        assert_eq!(
+            std::fs::metadata(dst.join(&n)).unwrap().len(),
+            8 << 20,
+            "{n}"
+        );
+    }
+    assert!(!std::fs::read_dir(&dst)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".tmp")));
 }

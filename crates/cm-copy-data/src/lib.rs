@@ -10,6 +10,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+mod interrupt;
+mod summary;
+use summary::VolResult;
 
 /// Copy a chatmail relay's state (DKIM keys, ACME state, mail store) into a Docker project.
 ///
@@ -78,6 +84,10 @@ struct Args {
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
+
+    /// List every entry copied, linked and removed (with --dry-run: that would be).
+    #[arg(long, short)]
+    verbose: bool,
 
     /// Print a JSON summary on stdout instead of text.
     #[arg(long)]
@@ -324,7 +334,7 @@ where
         }
         return ExitCode::from(1);
     }
-    execute(&a, &plans, &opts, quiet)
+    execute(&a, &plans, &opts, owners.as_ref())
 }
 
 /// Refuse the mail store while chatmail services run, or when whether they run could not be
@@ -425,6 +435,11 @@ fn dry_run(
         }
         println!("  source: {}", source_line(&p.counts));
         println!("  would {}", plan_line(&p.counts));
+        if a.verbose {
+            for l in summary::listing(p, None) {
+                println!("{l}");
+            }
+        }
         if let Some(n) = &p.note {
             println!("  note: {n}");
         }
@@ -446,7 +461,50 @@ fn dry_run(
     code
 }
 
-fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitCode {
+fn progress_bar(a: &Args, total_bytes: u64) -> ProgressBar {
+    if a.quiet || a.json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+/// Copy one planned volume and write its manifest.
+fn copy_volume(p: &Plan, opts: &copy::Options, on: &(dyn Fn(Event) + Sync)) -> VolResult {
+    let out = copy::execute(p, opts, on);
+    let comments = vec![format!(
+        "written by cm-copy-data {} (volume {})",
+        env!("CARGO_PKG_VERSION"),
+        p.volume.name
+    )];
+    let (manifest, manifest_error) =
+        if out.failed as usize == p.counts.entries as usize && out.records.is_empty() {
+            (
+                None,
+                Some("nothing copied; no manifest written".to_string()),
+            )
+        } else {
+            match copy::write_manifest(p, &out, &comments) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
+            }
+        };
+    VolResult {
+        out,
+        manifest,
+        manifest_error,
+    }
+}
+
+fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&OwnerMap>) -> ExitCode {
+    let quiet = a.quiet;
+    let started = Instant::now();
     let total_bytes: u64 = plans
         .iter()
         .map(|p| p.counts.copy_bytes + p.counts.verify_bytes)
@@ -455,25 +513,31 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
         .iter()
         .map(|p| p.counts.copy + p.counts.link + p.counts.verify)
         .sum();
-    let pb = if quiet || a.json {
-        ProgressBar::hidden()
-    } else {
-        let pb = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb
-    };
+    let pb = progress_bar(a, total_bytes);
+    let state = Arc::new(Mutex::new(interrupt::State {
+        json: a.json,
+        pending: plans
+            .iter()
+            .filter(|p| p.skipped.is_none())
+            .map(|p| p.volume.name.clone())
+            .collect(),
+        ..Default::default()
+    }));
+    interrupt::install(pb.clone(), state.clone());
     let files = AtomicU64::new(0);
-    let mut results: Vec<(usize, Outcome, Option<PathBuf>, Option<String>)> = Vec::new();
-    let mut any_error = false;
-    for (k, p) in plans.iter().enumerate() {
+    let mut results: Vec<VolResult> = Vec::new();
+    for p in plans {
         if p.skipped.is_some() {
-            results.push((k, Outcome::default(), None, None));
+            results.push(VolResult {
+                out: Outcome::default(),
+                manifest: None,
+                manifest_error: None,
+            });
             continue;
+        }
+        if let Ok(mut st) = state.lock() {
+            st.pending.retain(|v| *v != p.volume.name);
+            st.volume = Some(p.volume.name.clone());
         }
         pb.set_prefix(p.volume.name.clone());
         if let Some(n) = &p.note {
@@ -492,91 +556,44 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
             Event::Phase(ph) => pb.set_message(ph.to_string()),
             Event::Problem(_) => {}
         };
-        let out = copy::execute(p, opts, &on);
-        let comments = vec![format!(
-            "written by cm-copy-data {} (volume {})",
-            env!("CARGO_PKG_VERSION"),
-            p.volume.name
-        )];
-        let (mpath, merr) =
-            if out.failed as usize == p.counts.entries as usize && out.records.is_empty() {
-                (
-                    None,
-                    Some("nothing copied; no manifest written".to_string()),
-                )
-            } else {
-                match copy::write_manifest(p, &out, &comments) {
-                    Ok(m) => (Some(m), None),
-                    Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
-                }
-            };
-        any_error |= out.errors() > 0 || merr.is_some();
-        results.push((k, out, mpath, merr));
+        results.push(copy_volume(p, opts, &on));
+        if let Ok(mut st) = state.lock() {
+            st.volume = None;
+            st.done.push(p.volume.name.clone());
+        }
     }
     pb.finish_and_clear();
+    let any_error = results
+        .iter()
+        .any(|r| r.out.errors() > 0 || r.manifest_error.is_some());
+    let totals = summary::totals(&results, started.elapsed());
+    let next = summary::next_step(a, plans, any_error);
     if a.json {
-        let v: Vec<_> = results
+        let v: Vec<_> = plans
             .iter()
-            .map(|(k, o, m, me)| {
-                let p = &plans[*k];
+            .zip(&results)
+            .map(|(p, r)| {
                 serde_json::json!({
                     "volume": p.volume.name, "source": p.volume.src, "target": p.volume.dst,
-                    "skipped": p.skipped, "plan": p.counts, "outcome": o, "manifest": m,
-                    "manifest_error": me,
+                    "skipped": p.skipped, "plan": p.counts, "outcome": r.out,
+                    "manifest": r.manifest, "manifest_error": r.manifest_error,
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({"ok": !any_error, "volumes": v}));
+        let mapped: Vec<_> = owners.map(|o| o.mappings()).unwrap_or_default();
+        println!(
+            "{}",
+            serde_json::json!({"ok": !any_error, "volumes": v, "totals": totals,
+                "owners_mapped": mapped, "next": next})
+        );
     } else {
-        for (k, o, m, me) in &results {
-            let p = &plans[*k];
-            if !quiet {
-                if let Some(s) = &p.skipped {
-                    println!("{}: skipped: {s}", p.volume.name);
-                    continue;
-                }
-                println!(
-                    "{}: {} -> {}: copied {} ({}, each read back and checked), linked {}, unchanged {} (+{} found equal by content), removed {}{}",
-                    p.volume.name,
-                    p.volume.src.display(),
-                    p.volume.dst.display(),
-                    o.copied,
-                    human(o.copied_bytes),
-                    o.linked,
-                    o.unchanged,
-                    o.verified,
-                    o.deleted,
-                    m.as_ref()
-                        .map(|m| format!("; manifest {}", m.display()))
-                        .unwrap_or_default()
-                );
-                for w in o
-                    .problems
-                    .iter()
-                    .filter(|x| x.severity == Severity::Warning)
-                {
-                    eprintln!("warning: {}: {}", w.path, w.message);
-                }
-            }
-            if let Some(me) = me {
-                eprintln!("{}: {me}", p.volume.name);
-            }
-            let errs: Vec<_> = o
-                .problems
-                .iter()
-                .filter(|x| x.severity == Severity::Error)
-                .collect();
-            if !errs.is_empty() || o.failed > 0 {
-                eprintln!(
-                    "{}: {} entries not copied, {} errors:",
-                    p.volume.name,
-                    o.failed,
-                    errs.len()
-                );
-                for e in errs {
-                    eprintln!("  {}: {}", e.path, e.message);
-                }
-            }
+        for (p, r) in plans.iter().zip(&results) {
+            report_volume(a, p, r);
+        }
+        if !quiet {
+            println!("{}", summary::total_line(&totals));
+            println!("{}", summary::owners_line(owners));
+            println!("{next}");
         }
         if any_error {
             eprintln!("cm-copy-data: the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
@@ -586,5 +603,57 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// A volume's lines: its counts, its paths and manifest, `-v`'s listing, warnings and errors.
+fn report_volume(a: &Args, p: &Plan, r: &VolResult) {
+    let o = &r.out;
+    if !a.quiet {
+        if let Some(s) = &p.skipped {
+            println!("{}: skipped: {s}", p.volume.name);
+            return;
+        }
+        println!("{}", summary::volume_line(&p.volume.name, o));
+        println!(
+            "  {} -> {}{}",
+            p.volume.src.display(),
+            p.volume.dst.display(),
+            r.manifest
+                .as_ref()
+                .map(|m| format!(" (manifest {})", m.display()))
+                .unwrap_or_default()
+        );
+        if a.verbose {
+            for l in summary::listing(p, Some(o)) {
+                println!("{l}");
+            }
+        }
+        for w in o
+            .problems
+            .iter()
+            .filter(|x| x.severity == Severity::Warning)
+        {
+            eprintln!("cm-copy-data: warning: {}: {}", w.path, w.message);
+        }
+    }
+    if let Some(me) = &r.manifest_error {
+        eprintln!("{}: {me}", p.volume.name);
+    }
+    let errs: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|x| x.severity == Severity::Error)
+        .collect();
+    if !errs.is_empty() || o.failed > 0 {
+        eprintln!(
+            "{}: {} entries not copied, {} errors:",
+            p.volume.name,
+            o.failed,
+            errs.len()
+        );
+        for e in errs {
+            eprintln!("  {}: {}", e.path, e.message);
+        }
     }
 }

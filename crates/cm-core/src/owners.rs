@@ -64,6 +64,35 @@ pub struct OwnerMap {
     uids: BTreeMap<u32, u32>,
     gids: BTreeMap<u32, u32>,
     skipped: Vec<SkippedName>,
+    lines: Vec<Mapping>,
+}
+
+/// One applied line of an owner map, for reports: `vmail 1105 -> 901`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mapping {
+    /// The user name of a `name uid gid` line (`None` for a numeric line).
+    pub name: Option<String>,
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl fmt::Display for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = &self.name {
+            write!(f, "{n} ")?;
+        }
+        if self.host_uid == self.host_gid && self.uid == self.gid {
+            write!(f, "{} -> {}", self.host_uid, self.uid)
+        } else {
+            write!(
+                f,
+                "{}:{} -> {}:{}",
+                self.host_uid, self.host_gid, self.uid, self.gid
+            )
+        }
+    }
 }
 
 /// A `name uid gid` line of an owner map that was skipped because the old host has no user
@@ -142,6 +171,14 @@ impl OwnerMap {
         &self.skipped
     }
 
+    /// The lines that map something (host ids differ from the copy's), in file order.
+    pub fn mappings(&self) -> Vec<&Mapping> {
+        self.lines
+            .iter()
+            .filter(|m| m.host_uid != m.uid || m.host_gid != m.gid)
+            .collect()
+    }
+
     /// True when nothing is mapped.
     pub fn is_identity(&self) -> bool {
         self.uids.iter().all(|(a, b)| a == b) && self.gids.iter().all(|(a, b)| a == b)
@@ -189,6 +226,7 @@ impl OwnerMap {
             if line.is_empty() {
                 continue;
             }
+            let mut name = None;
             let (host_uid, host_gid, uid, gid) = if let Some((host, target)) = line.split_once('=')
             {
                 let (hu, hg) = parse_pair(host.trim()).ok_or_else(|| {
@@ -211,35 +249,43 @@ impl OwnerMap {
                 let g: u32 = f[2]
                     .parse()
                     .map_err(|_| err(format!("gid {:?} is not a number", f[2])))?;
-                let name = f[0];
+                let uname = f[0];
+                name = Some(uname.to_string());
                 if db.is_none() {
                     db = Some(
                         IdDb::load(root).map_err(|(p, source)| OwnerMapError::NoIdDb {
                             path: file.to_path_buf(),
                             line: lineno,
-                            name: name.to_string(),
+                            name: uname.to_string(),
                             db: p,
                             source,
                         })?,
                     );
                 }
                 let Some(db) = db.as_ref() else { continue };
-                let Some(&(hu, primary)) = db.users.get(name) else {
+                let Some(&(hu, primary)) = db.users.get(uname) else {
                     map.skipped.push(SkippedName {
                         path: file.to_path_buf(),
                         line: lineno,
-                        name: name.to_string(),
+                        name: uname.to_string(),
                         passwd: root.join("etc/passwd"),
                     });
                     continue;
                 };
-                let hg = db.groups.get(name).copied().unwrap_or(primary);
+                let hg = db.groups.get(uname).copied().unwrap_or(primary);
                 (hu, hg, u, g)
             };
             insert(&mut map.uids, host_uid, uid)
                 .map_err(|prev| err(format!("host uid {host_uid} is already mapped to {prev}")))?;
             insert(&mut map.gids, host_gid, gid)
                 .map_err(|prev| err(format!("host gid {host_gid} is already mapped to {prev}")))?;
+            map.lines.push(Mapping {
+                name,
+                host_uid,
+                host_gid,
+                uid,
+                gid,
+            });
         }
         Ok(map)
     }
@@ -362,6 +408,15 @@ mod tests {
         // unmapped ids kept
         assert_eq!(m.map(0, 0), (0, 0));
         assert_eq!(m.map(1234, 4321), (1234, 4321));
+        let shown: Vec<String> = m.mappings().iter().map(|l| l.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "vmail 5000:5000 -> 999:998",
+                "opendkim 110:120 -> 101:102",
+                "echo 111:65534 -> 7:8"
+            ]
+        );
     }
 
     #[test]
