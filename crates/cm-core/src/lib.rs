@@ -37,6 +37,7 @@ pub mod params;
 pub mod ports;
 pub mod quote;
 pub mod report;
+pub mod root;
 pub mod state;
 pub mod systemd;
 pub mod target;

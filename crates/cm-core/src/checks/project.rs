@@ -118,13 +118,13 @@ pub fn resolve(p: &ProjectLayout, want_image: bool) -> Result<(Target, Resolved)
     Ok((t, r))
 }
 
-/// The trees of the target and where their sources are under `root`: (source on the old
-/// host, data here) for each tree mounted and present.
-pub fn volume_pairs(t: &Target, r: &Resolved, root: &Path) -> Vec<(PathBuf, PathBuf)> {
+/// The trees of the target: (container mount, data here) for each tree mounted and present
+/// (for [`super::volume_checks_of`]).
+pub fn volume_pairs(t: &Target, r: &Resolved) -> Vec<(PathBuf, PathBuf)> {
     t.trees()
         .filter_map(|pl| {
             let m = r.mounts.iter().find(|m| m.target == pl.mount)?;
-            Some((pl.host_source(root), m.source.clone()))
+            Some((pl.mount.clone(), m.source.clone()))
         })
         .collect()
 }

@@ -92,7 +92,9 @@ pub fn copy_volumes(
         if !only.is_empty() && !only.contains(&p.state.name) {
             continue;
         }
-        let src = p.host_source(root);
+        // the source as the old host sees it: resolved inside `root` as a chroot would
+        let src =
+            crate::root::resolve_in(root, &p.mount).map_err(|e| TargetError::Io(e.to_string()))?;
         let Some(dst) = location(t, p, engine, create, &mut plan.notes)? else {
             continue;
         };
@@ -165,7 +167,9 @@ pub fn copy_files(
         let Source::Bind { path: dst } = &p.source else {
             continue;
         };
-        let src = p.host_source(root);
+        let Ok(src) = crate::root::resolve_in(root, &p.state.host) else {
+            continue;
+        };
         let Ok(md) = std::fs::symlink_metadata(&src) else {
             continue;
         };
