@@ -152,7 +152,7 @@ fn linked_root(r: &Path) {
 }
 
 /// A compose file of the guide's layout (the default plan copies where it mounts).
-const GUIDE_COMPOSE: &str = "services:\n  chatmail:\n    volumes:\n      - ./data/chatmail:/home\n      - ./data/chatmail-dkimkeys:/etc/dkimkeys\n      - ./data/chatmail-acme:/var/lib/acme\n";
+const GUIDE_COMPOSE: &str = "services:\n  chatmail:\n    build: .\n    volumes:\n      - ./data/chatmail:/home\n      - ./data/chatmail-dkimkeys:/etc/dkimkeys\n      - ./data/chatmail-acme:/var/lib/acme\n";
 
 /// A compose project directory (what the default plan copies into).
 fn project(p: &Path) {

@@ -94,6 +94,12 @@ pub fn resolve(
             }
         }
     }
+    if !owner_map_given && engine.is_some() && t.image.is_none() {
+        said.push(format!(
+            "note: service {} names no image: the copy keeps the old host's ids (give --owner-map to map them)",
+            t.service()
+        ));
+    }
     let engine = if needs_engine { engine } else { None };
     let p =
         plan::copy_volumes(&t, root, engine.as_ref(), !dry_run, only).map_err(|e| e.to_string())?;
