@@ -334,7 +334,7 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         .output()
         .unwrap();
     let said = ok(&out, "cm-verify all");
-    assert!(said.contains("ALL OK"), "{said}");
+    assert!(said.contains("5 hold, 1 not checked: services (--no-services)"), "{said}");
     assert_eq!(said.matches("== tree ").count(), 3, "{said}");
     // 4. up: the volumes are used without a warning
     let up = project.compose(&["up", "-d"]);
