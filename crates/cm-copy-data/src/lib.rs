@@ -66,7 +66,14 @@ struct Args {
     #[arg(long)]
     live: bool,
 
-    /// Print the plan (counts and sizes per volume, space needed) and change nothing.
+    /// A first copy into a target that already holds entries (no manifest of an earlier
+    /// run): take them as a partial copy instead of refusing. What the source lacks is moved
+    /// aside into a dated folder beside the target, never deleted.
+    #[arg(long)]
+    adopt: bool,
+
+    /// Print the plan (counts and sizes per volume, space needed, every path that would be
+    /// removed or moved aside) and change nothing.
     #[arg(long)]
     dry_run: bool,
 
@@ -156,13 +163,15 @@ fn human(b: u64) -> String {
 
 fn plan_line(c: &Counts) -> String {
     format!(
-        "copy {} entries ({}), link {}, verify {} ({}), remove {}, unchanged {}",
+        "copy {} entries ({}), link {}, verify {} ({}), remove {}, move aside {}, remove leftover temporaries {}, unchanged {}",
         c.copy,
         human(c.copy_bytes),
         c.link,
         c.verify,
         human(c.verify_bytes),
         c.delete,
+        c.aside,
+        c.leftovers,
         c.unchanged
     )
 }
@@ -253,20 +262,20 @@ where
             .as_ref()
             .filter(|m| !m.is_identity())
             .map(|m| m as &dyn copy::MapIds),
+        adopt: a.adopt,
+        root: Some(&a.root),
     };
     let mut plans: Vec<Plan> = Vec::new();
     for v in &vols {
-        let prev = match copy::load_prev(&v.dst) {
-            Ok(p) => p,
-            Err(e) => {
-                if !quiet {
-                    eprintln!("cm-copy-data: note: ignoring the earlier manifest ({e}); files already copied are read again to checksum them");
+        match copy::plan(v, &opts) {
+            Ok(p) => {
+                if !quiet && !a.dry_run {
+                    for n in &p.notes {
+                        eprintln!("cm-copy-data: note: {n}");
+                    }
                 }
-                None
+                plans.push(p)
             }
-        };
-        match copy::plan(v, &opts, prev.as_ref()) {
-            Ok(p) => plans.push(p),
             Err(e) => return usage(format!("{}: {e}", v.name)),
         }
     }
@@ -298,6 +307,7 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
                 serde_json::json!({
                     "volume": p.volume.name, "source": p.volume.src, "target": p.volume.dst,
                     "skipped": p.skipped, "plan": p.counts, "problems": p.problems,
+                    "removals": p.removals, "notes": p.notes,
                 })
             })
             .collect();
@@ -324,6 +334,12 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
         println!("  would {}", plan_line(&p.counts));
         if let Some(n) = &p.note {
             println!("  note: {n}");
+        }
+        for n in &p.notes {
+            println!("  note: {n}");
+        }
+        for r in &p.removals {
+            println!("  would {}: {}", r.action, r.path);
         }
         for pr in &p.problems {
             println!("  {:?}: {}: {}", pr.severity, pr.path, pr.message);
@@ -394,18 +410,17 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
             env!("CARGO_PKG_VERSION"),
             p.volume.name
         )];
-        let (mpath, merr) =
-            if out.failed as usize == p.counts.entries as usize && out.records.is_empty() {
-                (
-                    None,
-                    Some("nothing copied; no manifest written".to_string()),
-                )
-            } else {
-                match copy::write_manifest(p, &out, &comments) {
-                    Ok(m) => (Some(m), None),
-                    Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
-                }
-            };
+        let (mpath, merr) = if !out.has_manifest() {
+            (
+                None,
+                Some("nothing copied; no manifest written".to_string()),
+            )
+        } else {
+            match copy::write_manifest(p, &out, &comments) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
+            }
+        };
         any_error |= out.errors() > 0 || merr.is_some();
         results.push((k, out, mpath, merr));
     }
@@ -432,7 +447,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
                     continue;
                 }
                 println!(
-                    "{}: {} -> {}: copied {} ({}, each read back and checked), linked {}, unchanged {} (+{} found equal by content), removed {}{}",
+                    "{}: {} -> {}: copied {} ({}, each read back and checked), linked {}, unchanged {} (+{} found equal by content), removed {}{}{}{}",
                     p.volume.name,
                     p.volume.src.display(),
                     p.volume.dst.display(),
@@ -442,6 +457,16 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
                     o.unchanged,
                     o.verified,
                     o.deleted,
+                    if o.moved_aside > 0 {
+                        format!(", moved aside {} (not written by this suite)", o.moved_aside)
+                    } else {
+                        String::new()
+                    },
+                    if o.leftovers > 0 {
+                        format!(", removed {} leftover temporaries of an interrupted run", o.leftovers)
+                    } else {
+                        String::new()
+                    },
                     m.as_ref()
                         .map(|m| format!("; manifest {}", m.display()))
                         .unwrap_or_default()

@@ -429,6 +429,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     q(&root)
                 );
             }
+            if std::fs::symlink_metadata(&output).is_ok() {
+                anyhow::bail!(
+                    "{} exists already: a manifest is never overwritten; remove it or choose another file",
+                    q(&output)
+                );
+            }
             let bar = Bar::new(out.quiet);
             let snap = tree::scan(&root, &opts, &bar)?;
             drop(bar);
@@ -464,7 +470,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     snap.entries.len()
                 ),
             ];
-            cm_core::manifest::write(&output, &snap, &comments)?;
+            let header = cm_core::manifest::Header::of(Path::new("/"), &root);
+            cm_core::manifest::write_new(&output, &header, &snap, &comments)?;
             if out.json {
                 println!(
                     "{}",

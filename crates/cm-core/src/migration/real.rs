@@ -113,6 +113,7 @@ impl LocalCopier {
                 .as_ref()
                 .filter(|m| !m.is_identity())
                 .map(|m| m as &dyn copy::MapIds),
+            ..Default::default()
         }
     }
 
@@ -120,9 +121,7 @@ impl LocalCopier {
         let opts = self.options(live);
         let mut plans = Vec::new();
         for v in &self.volumes {
-            let prev = copy::load_prev(&v.dst).ok().flatten();
-            plans
-                .push(copy::plan(v, &opts, prev.as_ref()).map_err(|e| format!("{}: {e}", v.name))?);
+            plans.push(copy::plan(v, &opts).map_err(|e| format!("{}: {e}", v.name))?);
         }
         Ok(plans)
     }
