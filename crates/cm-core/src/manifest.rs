@@ -44,6 +44,8 @@ pub enum ManifestError {
     Exists(PathBuf),
     #[error("{}: entry {} written out of order (an engine bug)", .0.display(), .1.display())]
     Order(PathBuf, PathBuf),
+    #[error(transparent)]
+    Tree(#[from] crate::tree::TreeError),
     #[error("{}:{line}: {message}", path.display())]
     Line {
         path: PathBuf,
@@ -818,6 +820,154 @@ pub fn parse(text: &str, file: &Path) -> Result<Snapshot, ManifestError> {
         snap.entries.push(e);
     }
     Ok(snap)
+}
+
+/// Compare a manifest with the live tree at `dst`, both read as streams (the manifest is
+/// never held whole): `dst` is walked in path order and merged with the manifest chunk by
+/// chunk; files whose size matches a recorded file with a hash are hashed.
+pub fn check(
+    path: &Path,
+    dst: &Path,
+    opts: &crate::tree::CompareOptions,
+    progress: &dyn crate::tree::Progress,
+) -> Result<(Vec<crate::tree::Difference>, crate::tree::TreeStats), ManifestError> {
+    use crate::tree::{ScanOptions, Walked};
+    let mut reader = Reader::open(path)?;
+    let sopts = ScanOptions {
+        xattrs: opts.xattrs,
+        hash: false,
+        jobs: opts.jobs,
+        exclude: opts.exclude.clone(),
+    };
+    let mut merr: Option<ManifestError> = None;
+    let r = std::thread::scope(|sc| {
+        let mut b = crate::tree::stream_in_thread(sc, dst, &sopts, progress);
+        let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
+        let mut a = std::iter::from_fn(|| {
+            if merr.is_some() {
+                return None;
+            }
+            loop {
+                match reader.next_entry() {
+                    Ok(Some(e)) if excluded(&e.path) => continue,
+                    Ok(Some(e)) => return Some(Ok(Walked::Entry(e))),
+                    Ok(None) => return None,
+                    Err(e) => {
+                        merr = Some(e);
+                        return None;
+                    }
+                }
+            }
+        });
+        crate::tree::compare_streams(&mut a, &mut b, opts, true, &mut |ca, cb| {
+            if opts.content {
+                let mut filter = Snapshot::default();
+                filter.entries = ca
+                    .entries
+                    .iter()
+                    .filter(|e| e.sha256.is_some())
+                    .cloned()
+                    .collect();
+                let mut items = vec![(dst, cb, Some(&filter))];
+                crate::tree::hash_snapshots(&mut items, opts.jobs, progress);
+            }
+            (0, 0)
+        })
+    });
+    if let Some(e) = merr {
+        return Err(e);
+    }
+    r.map_err(ManifestError::Tree)
+}
+
+/// What [`write_tree`] recorded.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub entries: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Entries that could not be read: when any, nothing was written.
+    pub errors: Vec<crate::tree::ScanError>,
+}
+
+/// Record the tree `root` in a new manifest at `output` as a stream (walked in path order,
+/// hashed chunk by chunk in parallel, written line by line): memory is bounded by a chunk and
+/// the hard-linked inodes. A hard-link group is numbered when its inode is first met, so an
+/// inode whose other names lie outside the tree has a number of its own. When an entry
+/// cannot be read nothing is written (the errors are returned). `output` must not exist.
+pub fn write_tree(
+    root: &Path,
+    output: &Path,
+    header: &Header,
+    comments: &[String],
+    opts: &crate::tree::ScanOptions,
+    progress: &dyn crate::tree::Progress,
+) -> Result<Written, ManifestError> {
+    use crate::tree::Walked;
+    let mut w = Writer::create_new(output, header, comments)?;
+    let mut done = Written::default();
+    let mut groups: std::collections::HashMap<(u64, u64), (u64, u64)> = Default::default();
+    let mut next_group = 0u64;
+    let mut chunk = Snapshot::default();
+    let mut werr: Option<ManifestError> = None;
+    let mut flush = |chunk: &mut Snapshot, w: &mut Writer, werr: &mut Option<ManifestError>| {
+        if opts.hash {
+            let mut items = vec![(root, &mut *chunk, None)];
+            crate::tree::hash_snapshots(&mut items, opts.jobs, progress);
+        }
+        for e in chunk.entries.drain(..) {
+            if werr.is_none() {
+                if let Err(x) = w.entry(&e) {
+                    *werr = Some(x);
+                }
+            }
+        }
+        done.errors.append(&mut chunk.errors);
+    };
+    crate::tree::walk_stream(root, opts, progress, &mut |it| match it {
+        Walked::Error(e) => chunk.errors.push(e),
+        Walked::Entry(mut e) => {
+            if e.kind == FileType::File {
+                done.files += 1;
+                done.bytes += e.size;
+            }
+            done.entries += 1;
+            if let Some(i) = e.inode.filter(|i| i.nlink > 1 && e.kind != FileType::Dir) {
+                let k = (i.dev, i.ino);
+                let g = match groups.get_mut(&k) {
+                    Some(g) => {
+                        g.1 += 1;
+                        let n = g.0;
+                        if g.1 >= i.nlink {
+                            groups.remove(&k);
+                        }
+                        n
+                    }
+                    None => {
+                        next_group += 1;
+                        groups.insert(k, (next_group, 1));
+                        next_group
+                    }
+                };
+                e.link_group = Some(g);
+            }
+            chunk.entries.push(e);
+            if chunk.entries.len() >= crate::tree::CHUNK {
+                flush(&mut chunk, &mut w, &mut werr);
+            }
+        }
+    })?;
+    flush(&mut chunk, &mut w, &mut werr);
+    if let Some(e) = werr {
+        return Err(e);
+    }
+    if done.errors.is_empty() {
+        w.finish(&[format!(
+            "entries: {}, files: {}, bytes: {}",
+            done.entries, done.files, done.bytes
+        )])?;
+    }
+    Ok(done)
 }
 
 /// Where a volume's manifest lives: `<parent of target>/.cm-manifest/<target name>.manifest`

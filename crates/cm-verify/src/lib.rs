@@ -299,7 +299,7 @@ fn print_report(diffs: &[Difference], what: &str, stats: &TreeStats, out: &Outpu
 fn compare_and_report(
     what: &str,
     out: &OutputArgs,
-    compare: impl FnOnce(&Bar) -> Result<(Vec<Difference>, TreeStats), tree::TreeError>,
+    compare: impl FnOnce(&Bar) -> Result<(Vec<Difference>, TreeStats)>,
 ) -> Result<ExitCode> {
     let bar = Bar::new(out.quiet);
     let (diffs, stats) = compare(&bar)?;
@@ -390,7 +390,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Tree { src, dst, cmp, out } => {
             let opts = compare_options(&cmp, out.quiet)?;
             compare_and_report(&format!("tree {} vs {}", q(&src), q(&dst)), &out, |bar| {
-                tree::compare_trees(&src, &dst, &opts, bar)
+                Ok(tree::compare_trees(&src, &dst, &opts, bar)?)
             })
         }
         Cmd::Manifest(ManifestCmd::Check {
@@ -400,11 +400,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             out,
         }) => {
             let opts = compare_options(&cmp, out.quiet)?;
-            let expected = cm_core::manifest::read(&file)?;
             compare_and_report(
                 &format!("manifest {} vs {}", q(&file), q(&dst)),
                 &out,
-                |bar| tree::check_against(&expected, &dst, &opts, bar),
+                |bar| Ok(cm_core::manifest::check(&file, &dst, &opts, bar)?),
             )
         }
         Cmd::Manifest(ManifestCmd::Write {
@@ -435,16 +434,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     q(&output)
                 );
             }
+            let comments = vec![
+                "written by cm-verify manifest write".to_string(),
+                format!("root: {}", q(&root)),
+            ];
+            let header = cm_core::manifest::Header::of(Path::new("/"), &root);
             let bar = Bar::new(out.quiet);
-            let snap = tree::scan(&root, &opts, &bar)?;
+            let done =
+                cm_core::manifest::write_tree(&root, &output, &header, &comments, &opts, &bar)?;
             drop(bar);
-            let (files, bytes) = snap.file_totals();
-            if !snap.errors.is_empty() {
-                for e in &snap.errors {
+            let (files, bytes) = (done.files, done.bytes);
+            if !done.errors.is_empty() {
+                for e in &done.errors {
                     eprintln!("cm-verify: {}: {}", q(&e.path), e.message);
                 }
                 if out.json {
-                    let errs: Vec<_> = snap
+                    let errs: Vec<_> = done
                         .errors
                         .iter()
                         .map(|e| serde_json::json!({"path": cm_core::quote::json_path(&e.path), "error": e.message}))
@@ -456,33 +461,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
                 eprintln!(
                     "cm-verify: {} entries of {} could not be read; {} was NOT written (fix the permissions or run as root, then rerun)",
-                    snap.errors.len(),
+                    done.errors.len(),
                     q(&root),
                     q(&output)
                 );
                 return Ok(ExitCode::from(1));
             }
-            let comments = vec![
-                "written by cm-verify manifest write".to_string(),
-                format!("root: {}", q(&root)),
-                format!(
-                    "entries: {}, files: {files}, bytes: {bytes}",
-                    snap.entries.len()
-                ),
-            ];
-            let header = cm_core::manifest::Header::of(Path::new("/"), &root);
-            cm_core::manifest::write_new(&output, &header, &snap, &comments)?;
             if out.json {
                 println!(
                     "{}",
                     serde_json::json!({"ok": true, "written": true, "manifest": cm_core::quote::json_path(&output),
-                        "entries": snap.entries.len(), "files": files, "bytes": bytes})
+                        "entries": done.entries, "files": files, "bytes": bytes})
                 );
             } else if !out.quiet {
                 println!(
                     "wrote {}: {} entries, {files} files, {bytes} bytes{}",
                     q(&output),
-                    snap.entries.len(),
+                    done.entries,
                     if no_hash { " (no hashes)" } else { " hashed" }
                 );
             }
@@ -581,13 +576,12 @@ fn all(
                 (format!("tree {} vs {}", q(&src), q(&dst)), d, s)
             }
             checks::VolumeCheck::Manifest { manifest, dst } => {
-                let expected = cm_core::manifest::read(&manifest)?;
                 // cm-copy-data records the copy after its owner map: compare ids as they are.
                 let mopts = CompareOptions {
                     owner_map: OwnerMap::identity(),
                     ..opts.clone()
                 };
-                let (d, s) = tree::check_against(&expected, &dst, &mopts, &bar)?;
+                let (d, s) = cm_core::manifest::check(&manifest, &dst, &mopts, &bar)?;
                 (format!("manifest {} vs {}", q(&manifest), q(&dst)), d, s)
             }
             checks::VolumeCheck::Unverifiable(note) => {

@@ -2,8 +2,8 @@
 //! owner, mode, extended attributes and times, on a private temporary that is renamed into
 //! place last.
 
-use super::sys::{self, Kind, Stat, XTarget};
 use super::MapIds;
+use crate::sys::{self, Kind, Stat, XTarget};
 use sha2::{Digest, Sha256};
 use std::ffi::{CStr, CString};
 use std::io;
@@ -123,7 +123,7 @@ pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Read every extended attribute of `x`, sorted by name (the engine's one reader).
 pub fn read_xattrs(w: &mut Worker, x: &XTarget) -> io::Result<Xattrs> {
-    super::walk::read_xattrs(x, &mut w.xnames)
+    crate::walk::read_xattrs(x, &mut w.xnames)
 }
 
 /// Copy the data of `src` to `dst` (a new empty file), hashing the bytes read.

@@ -24,8 +24,7 @@
 mod file;
 pub(crate) mod run;
 pub mod safety;
-mod sys;
-mod walk;
+use crate::sys;
 
 pub use run::is_temp;
 pub use sys::{Kind, Stat, Ts};

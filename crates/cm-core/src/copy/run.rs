@@ -15,14 +15,14 @@
 //! deleted.
 
 use super::file::{self, ItemError, Worker};
-use super::sys::{self, Kind, Stat, Ts, XTarget};
-use super::walk::{self, Item, Lister, Listing, Ticket};
 use super::{
     join_show, map_st, same_meta, same_xattrs, Counts, Event, MapIds, Options, Outcome, Problem,
     Removal, Severity,
 };
 use crate::manifest;
+use crate::sys::{self, Kind, Stat, Ts, XTarget};
 use crate::tree::{Entry, FileType, Timestamp};
+use crate::walk::{self, Item, Lister, Listing, Ticket};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::{CString, OsString};
 use std::io;

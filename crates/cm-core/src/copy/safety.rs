@@ -170,7 +170,7 @@ pub fn check_space(plans: &[Plan]) -> Result<Vec<SpaceCheck>, std::io::Error> {
         let entry = match by_dev.get_mut(&dev) {
             Some(e) => e,
             None => {
-                let (free, favail, files) = super::sys::statvfs(&at)?;
+                let (free, favail, files) = crate::sys::statvfs(&at)?;
                 by_dev.entry(dev).or_insert(SpaceCheck {
                     at,
                     need_bytes: 0,

@@ -8,7 +8,7 @@
 //! Invariant: no symlink is followed (directories are opened beneath their root with
 //! RESOLVE_NO_SYMLINKS, entries are `lstat`ed relative to their directory's descriptor).
 
-use super::sys::{self, Kind, Stat};
+use crate::sys::{self, Kind, Stat};
 use std::collections::VecDeque;
 use std::ffi::CStr;
 use std::io;
