@@ -271,6 +271,9 @@ impl Writer {
         };
         let tmp = crate::fsutil::temp_path_for(path);
         let _ = std::fs::remove_file(&tmp);
+        if !no_replace {
+            remove_stale_temps(path);
+        }
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -388,6 +391,30 @@ impl Drop for Writer {
     fn drop(&mut self) {
         if self.out.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Temporaries of this manifest that a killed writer left (its process is gone).
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.cm-tmp.", name.to_string_lossy());
+    let Ok(rd) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if let Some(pid) = n.strip_prefix(&prefix) {
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
 }

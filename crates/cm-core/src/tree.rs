@@ -1300,7 +1300,7 @@ fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut V
 }
 
 /// Entries compared at a time by the streaming comparisons (per side, about).
-pub const CHUNK: usize = 16384;
+pub const CHUNK: usize = 4096;
 
 impl Entry {
     /// An entry from the engine's `lstat` model (no xattrs, no target, no hash).
@@ -1594,8 +1594,16 @@ pub fn compare_streams(
             std::cmp::Ordering::Equal => {
                 if let (Some(p), Some(q)) = (x.take(), y.take()) {
                     if linked(&p) || linked(&q) {
-                        out.links.0.entries.push(p.clone());
-                        out.links.1.entries.push(q.clone());
+                        // Only what the link check reads: path, type, inode or group.
+                        let slim = |e: &Entry| Entry {
+                            path: e.path.clone(),
+                            target: None,
+                            xattrs: Vec::new(),
+                            sha256: None,
+                            ..*e
+                        };
+                        out.links.0.entries.push(slim(&p));
+                        out.links.1.entries.push(slim(&q));
                     }
                     ca.entries.push(p);
                     cb.entries.push(q);
