@@ -93,6 +93,11 @@ pub struct Options<'a> {
     /// The root the sources were found under (`--root`), recorded in the manifest's header
     /// with that root's machine id; `/` when not given.
     pub root: Option<&'a Path>,
+    /// Per source (as given in [`Volume::src`]): the directories, relative to it, that
+    /// changed since the earlier run (the change journal's `Changes::below`). A volume found
+    /// here is walked only along them; every other directory the earlier manifest records
+    /// is carried over from it unread. A volume not found here is walked in full.
+    pub changed: Option<&'a std::collections::BTreeMap<PathBuf, Vec<PathBuf>>>,
 }
 
 impl Default for Options<'_> {
@@ -104,6 +109,7 @@ impl Default for Options<'_> {
             live: false,
             adopt: false,
             root: None,
+            changed: None,
         }
     }
 }
@@ -147,6 +153,9 @@ pub struct Counts {
     pub aside: u64,
     /// Temporaries an interrupted run left: removed.
     pub leftovers: u64,
+    /// Entries carried over from the earlier manifest, unread (outside the changed
+    /// directories of `Options::changed`).
+    pub carried: u64,
     /// Space and inodes the copy needs on the target file system.
     pub need_bytes: u64,
     pub need_inodes: u64,
@@ -361,6 +370,7 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
         force_checksum: p.force_checksum,
         dry: true,
         root_created: false,
+        only: run::only_dirs(opts, &vol.src),
         on: &on,
     };
     let w = run::walk_volume(&setup, sroot, droot, None);
@@ -399,6 +409,8 @@ pub struct Outcome {
     pub aside_dir: Option<PathBuf>,
     /// Temporaries an interrupted run left behind, removed (not entries of the source).
     pub leftovers: u64,
+    /// Entries carried over from the earlier manifest, unread (`Options::changed`).
+    pub carried: u64,
     pub problems: Vec<Problem>,
     /// Entries that could not be copied.
     pub failed: u64,
@@ -526,6 +538,7 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         force_checksum: plan.force_checksum,
         dry: false,
         root_created,
+        only: run::only_dirs(opts, &plan.volume.src),
         on,
     };
     let w = run::walk_volume(&setup, sroot, Some(droot), Some(writer));
@@ -603,6 +616,83 @@ mod tests {
         assert_eq!(show(b"new\nline"), "new\\x0aline");
         assert_eq!(show(b"bad-\xff"), "bad-\\xff");
         assert_eq!(show(b"a\\b"), "a\\\\b");
+    }
+
+    fn run_copy(v: &Volume, opts: &Options) -> Outcome {
+        let p = plan(v, opts).unwrap();
+        let o = execute(&p, opts, &|_| {});
+        write_manifest(&p, &o, &[]).unwrap();
+        o
+    }
+
+    #[test]
+    fn a_restricted_delta_walks_only_the_changed_directories_and_carries_the_rest() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        for d in ["a/cur", "b/cur", "a-b"] {
+            std::fs::create_dir_all(src.join(d)).unwrap();
+        }
+        std::fs::write(src.join("a/cur/1"), b"one").unwrap();
+        std::fs::write(src.join("b/cur/2"), b"two").unwrap();
+        std::fs::write(src.join("a-b/3"), b"three").unwrap();
+        let v = Volume {
+            name: "copy".into(),
+            src: src.clone(),
+            dst: t.path().join("data/copy"),
+            optional: false,
+            mail_store: false,
+        };
+        let opts = Options {
+            jobs: 2,
+            ..Default::default()
+        };
+        assert_eq!(run_copy(&v, &opts).copied, 9);
+        // Both a/cur and b/cur change; the journal names only a/cur.
+        std::fs::write(src.join("a/cur/new"), b"new").unwrap();
+        std::fs::write(src.join("b/cur/unseen"), b"unseen").unwrap();
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(src.clone(), vec![PathBuf::from("a/cur")]);
+        let ropts = Options {
+            changed: Some(&m),
+            ..Options {
+                jobs: 2,
+                ..Default::default()
+            }
+        };
+        let o = run_copy(&v, &ropts);
+        assert_eq!(o.copied, 1, "{o:?}");
+        assert!(v.dst.join("a/cur/new").exists());
+        assert!(
+            !v.dst.join("b/cur/unseen").exists(),
+            "b was carried, not walked"
+        );
+        // b, b/cur, b/cur/2 and a-b, a-b/3 carried over from the manifest.
+        assert_eq!(o.carried, 5, "{o:?}");
+        let snap = crate::manifest::read(&crate::manifest::path_for(&v.dst)).unwrap();
+        let paths: Vec<String> = snap
+            .entries
+            .iter()
+            .map(|e| e.path.display().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ".",
+                "a",
+                "a/cur",
+                "a/cur/1",
+                "a/cur/new",
+                "a-b",
+                "a-b/3",
+                "b",
+                "b/cur",
+                "b/cur/2"
+            ]
+        );
+        // A full delta then finds what the journal did not name.
+        let o = run_copy(&v, &opts);
+        assert_eq!(o.copied, 1);
+        assert!(v.dst.join("b/cur/unseen").exists());
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub(super) struct Setup<'a> {
     pub dry: bool,
     /// The copy's root was made by this run.
     pub root_created: bool,
+    /// Walk only these directories (and their ancestors); carry the rest over from the
+    /// earlier manifest.
+    pub only: Option<std::collections::BTreeSet<Vec<u8>>>,
     pub on: &'a (dyn Fn(Event) + Sync),
 }
 
@@ -155,6 +158,8 @@ enum Done {
     Removed,
     Leftover,
     Aside,
+    /// Carried over from the earlier manifest (not walked).
+    Carried,
 }
 
 enum Msg {
@@ -195,6 +200,34 @@ impl Prev {
         }
     }
 
+    /// The next recorded entry below the directory `rel` (its subtree follows it in order).
+    fn next_below(&mut self, rel: &[u8]) -> Option<Entry> {
+        use std::os::unix::ffi::OsStrExt;
+        if self.peek.is_none() {
+            match self.r.as_mut()?.next_entry() {
+                Ok(Some(e)) => self.peek = Some(e),
+                Ok(None) => {
+                    self.r = None;
+                    return None;
+                }
+                Err(e) => {
+                    self.note = Some(format!(
+                        "the earlier manifest is unreadable from here on ({e})"
+                    ));
+                    self.r = None;
+                    return None;
+                }
+            }
+        }
+        let p = self.peek.as_ref()?.path.as_os_str().as_bytes();
+        let below = p.len() > rel.len() && p.starts_with(rel) && p[rel.len()] == b'/';
+        if below {
+            self.peek.take()
+        } else {
+            None
+        }
+    }
+
     /// The recorded entry at `rel` (empty: the root). Calls come in path order; entries
     /// before `rel` are passed over.
     fn find(&mut self, rel: &[u8]) -> Option<Entry> {
@@ -223,6 +256,36 @@ impl Prev {
             }
         }
     }
+}
+
+/// The changed directories of the volume whose source is `src`, as bytes.
+pub(super) fn only_dirs(opts: &Options, src: &Path) -> Option<std::collections::BTreeSet<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    let dirs = opts.changed?.get(src)?;
+    Some(
+        dirs.iter()
+            .map(|d| {
+                let b = d.as_os_str().as_bytes();
+                if b == b"." {
+                    Vec::new()
+                } else {
+                    b.to_vec()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Must the directory `rel` be walked: it changed, or a changed directory lies below it.
+fn must_walk(only: &std::collections::BTreeSet<Vec<u8>>, rel: &[u8]) -> bool {
+    if only.contains(rel) || (rel.is_empty() && !only.is_empty()) {
+        return true;
+    }
+    let mut pre = rel.to_vec();
+    pre.push(b'/');
+    only.range(pre.clone()..)
+        .next()
+        .is_some_and(|s| s.starts_with(&pre))
 }
 
 fn rel_path(rel: &[u8]) -> PathBuf {
@@ -599,6 +662,9 @@ impl Walker<'_, '_> {
                 continue;
             }
             let rel = walk::join(&f.rel, &it.name);
+            if self.s.only.as_ref().is_some_and(|o| !must_walk(o, &rel)) {
+                continue;
+            }
             let st = self.request(&self.sroot, &rel, true);
             let tt = match (
                 &self.droot,
@@ -724,6 +790,22 @@ impl Walker<'_, '_> {
             }
         }
         if st.kind == Kind::Dir {
+            // Unchanged since the earlier run (the change journal says so): carried over
+            // from its manifest, unread.
+            if let (Some(only), Some(rec), Some(ti)) = (&self.s.only, &recorded, &titem) {
+                if !must_walk(only, &rel) && rec.kind == FileType::Dir && ti.st.kind == Kind::Dir {
+                    let rec = rec.clone();
+                    self.counts.unchanged += 1;
+                    self.counts.carried += 1;
+                    self.send_item(Some(rec), Done::Carried, None);
+                    while let Some(e) = self.prev.next_below(&rel) {
+                        self.counts.unchanged += 1;
+                        self.counts.carried += 1;
+                        self.send_item(Some(e), Done::Carried, None);
+                    }
+                    return None;
+                }
+            }
             let f = &mut stack[depth];
             let (stk, ttk) = match tickets {
                 Some(p) => p,
@@ -1404,6 +1486,10 @@ fn record(
                         Done::Removed => out.deleted += 1,
                         Done::Leftover => out.leftovers += 1,
                         Done::Aside => out.moved_aside += 1,
+                        Done::Carried => {
+                            out.unchanged += 1;
+                            out.carried += 1;
+                        }
                         Done::Failed
                             if problem
                                 .as_ref()
