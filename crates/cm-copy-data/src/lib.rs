@@ -264,6 +264,7 @@ where
             .map(|m| m as &dyn copy::MapIds),
         adopt: a.adopt,
         root: Some(&a.root),
+        changed: None,
     };
     let mut plans: Vec<Plan> = Vec::new();
     for v in &vols {
