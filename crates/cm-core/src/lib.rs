@@ -37,6 +37,7 @@ pub mod params;
 pub mod ports;
 pub mod quote;
 pub mod report;
+pub mod root;
 pub mod sys;
 pub mod systemd;
 pub mod tree;

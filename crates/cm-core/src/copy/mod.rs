@@ -98,6 +98,8 @@ pub struct Options<'a> {
     /// here is walked only along them; every other directory the earlier manifest records
     /// is carried over from it unread. A volume not found here is walked in full.
     pub changed: Option<&'a std::collections::BTreeMap<PathBuf, Vec<PathBuf>>>,
+    /// Keep the list of what is copied, linked and removed (`-v`): memory grows with it.
+    pub list: bool,
 }
 
 impl Default for Options<'_> {
@@ -110,6 +112,7 @@ impl Default for Options<'_> {
             adopt: false,
             root: None,
             changed: None,
+            list: false,
         }
     }
 }
@@ -177,29 +180,11 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Render bytes of a name for humans: UTF-8 as is, other bytes and control characters as
-/// `\xNN` (so a newline in a name cannot forge an output line).
+/// A name for humans, quoted as every tool of the suite quotes it ([`crate::quote`]): a
+/// newline in a name cannot forge an output line, and the same name prints the same in
+/// cm-copy-data and cm-verify.
 pub fn show(b: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                if c == '\\' {
-                    out.push_str("\\\\");
-                } else {
-                    for byte in c.to_string().bytes() {
-                        out.push_str(&format!("\\x{byte:02x}"));
-                    }
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    out
+    crate::quote::quote_bytes(b)
 }
 
 fn join_show(root: &Path, rel: &[u8]) -> String {
@@ -230,7 +215,20 @@ pub struct Plan {
     pub note: Option<String>,
     /// Notes of the walk (an unreadable earlier manifest).
     pub notes: Vec<String>,
+    /// The source's owners (uid, gid as the source has them): how many entries, the first.
+    pub owners: std::collections::BTreeMap<(u32, u32), (u64, String)>,
+    /// Device nodes in the source: how many, the first.
+    pub devices: Option<(u64, String)>,
+    /// With `Options::list`: (path relative to the volume, "copy" | "link" | "delete").
+    listed: Vec<(String, &'static str)>,
     force_checksum: bool,
+}
+
+impl Plan {
+    /// What the run would copy, link and remove (relative paths), with `Options::list`.
+    pub fn actions(&self) -> Vec<(String, &'static str)> {
+        self.listed.clone()
+    }
 }
 
 fn boot_id() -> String {
@@ -289,6 +287,9 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
         skipped: None,
         note: None,
         notes: Vec::new(),
+        owners: Default::default(),
+        devices: None,
+        listed: Vec::new(),
         force_checksum: false,
     };
     let src_err = |source| CopyError::Source {
@@ -378,6 +379,9 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
     p.problems = w.problems;
     p.removals = w.removals;
     p.notes = w.notes;
+    p.owners = w.owners;
+    p.devices = w.devices;
+    p.listed = w.listed;
     Ok(p)
 }
 
@@ -418,6 +422,9 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Entries the manifest records.
     pub recorded: u64,
+    /// With `Options::list`: what was copied, linked and removed (relative paths).
+    #[serde(skip)]
+    listed: Vec<(String, &'static str)>,
     /// The manifest being written, finished by [`write_manifest`].
     #[serde(skip)]
     manifest: Option<Arc<Mutex<Option<crate::manifest::Writer>>>>,
@@ -429,6 +436,12 @@ impl Outcome {
             .iter()
             .filter(|p| p.severity == Severity::Error)
             .count()
+    }
+
+    /// With `Options::list`: (relative path, "copy" | "link" | "delete") of what the run did
+    /// or tried (failures are among the problems).
+    pub fn actions(&self) -> Vec<(String, &'static str)> {
+        self.listed.clone()
     }
 
     /// Whether the run recorded anything (a manifest can be written).
@@ -544,6 +557,7 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
     let w = run::walk_volume(&setup, sroot, Some(droot), Some(writer));
     let mut out = w.outcome;
     out.notes = w.notes;
+    out.listed = w.listed;
     on(Event::Phase("flushing to disk"));
     let synced =
         sys::open_dir_path(dst).and_then(|d| sys::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)));
@@ -612,10 +626,12 @@ mod tests {
 
     #[test]
     fn shown_names_escape_control_and_invalid_bytes() {
-        assert_eq!(show(b"cur/1.M1:2,S"), "cur/1.M1:2,S");
-        assert_eq!(show(b"new\nline"), "new\\x0aline");
-        assert_eq!(show(b"bad-\xff"), "bad-\\xff");
-        assert_eq!(show(b"a\\b"), "a\\\\b");
+        assert_eq!(show(b"cur/1.M1:2,S"), "\"cur/1.M1:2,S\"");
+        assert_eq!(show(b"new\nline"), "\"new\\nline\"");
+        assert_eq!(show(b"bad-\xff"), "\"bad-\\xff\"");
+        assert_eq!(show(b"a\\b"), "\"a\\\\b\"");
+        // the same as cm-verify's report
+        assert_eq!(show(b"s\nx"), crate::quote::quote_path(Path::new("s\nx")));
     }
 
     fn run_copy(v: &Volume, opts: &Options) -> Outcome {

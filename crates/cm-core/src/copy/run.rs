@@ -83,6 +83,9 @@ pub(super) struct Walked {
     pub outcome: Outcome,
     pub writer: Option<manifest::Writer>,
     pub notes: Vec<String>,
+    pub owners: std::collections::BTreeMap<(u32, u32), (u64, String)>,
+    pub devices: Option<(u64, String)>,
+    pub listed: Vec<(String, &'static str)>,
 }
 
 /// One inode with several names: its first name's copy, once done.
@@ -432,6 +435,9 @@ struct Walker<'a, 's> {
     aside: Option<(PathBuf, OwnedFd)>,
     aside_err: bool,
     xbuf: Vec<u8>,
+    owners: std::collections::BTreeMap<(u32, u32), (u64, String)>,
+    devices: Option<(u64, String)>,
+    listed: Vec<(String, &'static str)>,
 }
 
 impl Walker<'_, '_> {
@@ -449,6 +455,27 @@ impl Walker<'_, '_> {
             self.problems.push(p);
         } else {
             self.send_item(None, Done::Failed, Some(p));
+        }
+    }
+
+    fn list(&mut self, rel: &[u8], what: &'static str) {
+        if self.s.opts.list {
+            self.listed.push((super::show(rel), what));
+        }
+    }
+
+    /// Note a source entry's owner and whether it is a device node (for the caller check).
+    fn note_owner(&mut self, rel: &[u8], st: &Stat) {
+        let e = self
+            .owners
+            .entry((st.uid, st.gid))
+            .or_insert_with(|| (0, join_show(self.s.src_root, rel)));
+        e.0 += 1;
+        if matches!(st.kind, Kind::Char | Kind::Block) {
+            let d = self
+                .devices
+                .get_or_insert_with(|| (0, join_show(self.s.src_root, rel)));
+            d.0 += 1;
         }
     }
 
@@ -512,6 +539,7 @@ impl Walker<'_, '_> {
         let tt = self.droot.clone().map(|d| self.request(&d, b"", true));
         let _ = self.prev.find(b"");
         let mut stack: Vec<Frame> = Vec::new();
+        self.note_owner(b"", &rst);
         let created = self.s.root_created;
         if let Some(f) = self.open_frame(Vec::new(), rst, tst, st, tt, self.droot.clone(), created)
         {
@@ -749,6 +777,9 @@ impl Walker<'_, '_> {
         };
         let it = f.src[si].clone();
         let st = it.st;
+        if st.kind != Kind::Socket {
+            self.note_owner(&rel, &st);
+        }
         // Drop the look-ahead entry of this child, if any (kept for a directory).
         let mut tickets = None;
         if f.ahead.front().is_some_and(|a| a.0 == si) {
@@ -822,6 +853,7 @@ impl Walker<'_, '_> {
             let mut child_dfd = None;
             let mut created = false;
             if titem.is_none() {
+                self.list(&rel, "copy");
                 self.counts.copy += 1;
                 self.counts.need_inodes += 1;
                 self.counts.need_bytes += 4096;
@@ -885,6 +917,7 @@ impl Walker<'_, '_> {
                     self.send_item(Some(e), Done::Unchanged, None);
                 } else {
                     stack[depth].touched = true;
+                    self.list(&rel, "link");
                     if let Some(d) = dfd {
                         let seq = if self.s.dry { 0 } else { self.next_seq() };
                         self.dispatch(Job {
@@ -975,6 +1008,9 @@ impl Walker<'_, '_> {
                 self.send_item(Some(e), Done::Unchanged, None);
             }
             Some(a) => {
+                if a == Act::Create {
+                    self.list(&rel, "copy");
+                }
                 match a {
                     Act::Create => {
                         self.counts.copy += 1;
@@ -1075,6 +1111,7 @@ impl Walker<'_, '_> {
             }
         }
         self.counts.delete += 1;
+        self.list(rel, "delete");
         self.removals.push(Removal {
             path: join_show(self.s.dst_root, rel),
             action: "remove (the source no longer has it)",
@@ -1624,6 +1661,9 @@ pub(super) fn walk_volume(
             aside: None,
             aside_err: false,
             xbuf: vec![0u8; 1024],
+            owners: Default::default(),
+            devices: None,
+            listed: Vec::new(),
         };
         wk.run();
         if let Some(n) = wk.prev.note.take() {
@@ -1636,6 +1676,9 @@ pub(super) fn walk_volume(
         let counts = std::mem::take(&mut wk.counts);
         let problems = std::mem::take(&mut wk.problems);
         let removals = std::mem::take(&mut wk.removals);
+        let owners = std::mem::take(&mut wk.owners);
+        let devices = wk.devices.take();
+        let listed = std::mem::take(&mut wk.listed);
         drop(wk);
         let (mut outcome, writer) = match recorder {
             Some(h) => h.join().unwrap_or_else(|_| (Outcome::default(), None)),
@@ -1649,6 +1692,9 @@ pub(super) fn walk_volume(
             outcome,
             writer,
             notes,
+            owners,
+            devices,
+            listed,
         }
     })
 }

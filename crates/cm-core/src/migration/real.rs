@@ -621,25 +621,15 @@ impl ComposeTarget {
             .unwrap_or(false)
     }
 
-    fn port_answers(&self, port: u16) -> bool {
-        match &self.host {
-            Host::Local => std::net::TcpStream::connect_timeout(
-                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-                Duration::from_secs(2),
-            )
-            .is_ok(),
-            Host::Remote(_) => self
-                .host
-                .run(&[
-                    "timeout",
-                    "3",
-                    "bash",
-                    "-c",
-                    &format!("exec 3<>/dev/tcp/127.0.0.1/{port}"),
-                ])
-                .map(|o| o.status.success())
-                .unwrap_or(false),
-        }
+    /// Whether `port` answers on the container's own loopback: inside its network
+    /// namespace, so that it holds for `network_mode: host` (the shipped compose file) and for
+    /// a container of its own network alike, on this host or on the Docker host over ssh.
+    fn port_answers(&self, id: &str, port: u16) -> bool {
+        let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+        self.host
+            .run(&["docker", "exec", id, "timeout", "3", "bash", "-c", &probe])
+            .map(|o| o.status.success())
+            .unwrap_or(false)
     }
 }
 
@@ -746,7 +736,7 @@ impl Target for ComposeTarget {
                     .unwrap_or_default();
                 let ports: Vec<u16> = [25u16, 143, 993]
                     .into_iter()
-                    .filter(|p| !self.port_answers(*p))
+                    .filter(|p| !self.port_answers(&id, *p))
                     .collect();
                 if matches!(st.as_str(), "running" | "degraded") && ports.is_empty() {
                     return Ok(StepOutcome::ok(format!(
