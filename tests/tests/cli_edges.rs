@@ -36,6 +36,30 @@ fn a_usage_error_is_one_json_document_with_exit_code_2_from_every_tool() {
     }
 }
 
+/// An error after the arguments were read is one JSON document with its exit code too.
+#[test]
+fn a_runtime_error_under_json_is_one_json_document_with_its_exit_code() {
+    for (tool, args) in [
+        ("cm-copy-data", vec!["--json", "--only", "nothing"]),
+        (
+            "cm-verify",
+            vec!["tree", "/nonexistent-a", "/nonexistent-b", "--json"],
+        ),
+        ("cm-ini-to-env", vec!["/nonexistent.ini", "--json"]),
+    ] {
+        let o = Command::new(bin(tool)).args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{tool} {args:?}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{tool} {args:?}: not JSON ({e}): {:?}", o.stdout));
+        assert_eq!(v["exit_code"], 2, "{tool}: {v}");
+        assert!(
+            stderr(&o).starts_with(&format!("{tool}: error: ")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
 #[test]
 fn every_tool_prefixes_its_errors_the_same_way() {
     for (tool, args) in tools() {

@@ -5,6 +5,17 @@ use std::cell::RefCell;
 
 thread_local! {
     static TOOL: RefCell<String> = RefCell::new("cm-migrate".into());
+    static JSON: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this run was given `--json` (set by [`crate::main`]).
+pub fn set_json(json: bool) {
+    JSON.with(|j| j.set(json));
+}
+
+/// Whether this run was given `--json`.
+pub fn json() -> bool {
+    JSON.with(|j| j.get())
 }
 
 /// Set the name messages of this thread are prefixed with.

@@ -90,8 +90,7 @@ struct Args {
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
-    cm_cli::msg::error(&msg.to_string());
-    ExitCode::from(2)
+    cm_cli::error_exit(2, &msg.to_string())
 }
 
 fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
