@@ -139,7 +139,7 @@ pub fn check_project_env(ini: &Path, env_file: &Path) -> Result<Outcome, CheckEr
     Ok(Outcome {
         findings: vec![finding(
             "env",
-            env_file.display().to_string(),
+            crate::quote::json_path(&env_file),
             "missing: write it with cm-ini-to-env",
         )],
         notes: vec![],
@@ -192,7 +192,7 @@ pub fn check_services(
     for c in &plan.cron_files {
         out.findings.push(finding(
             "services",
-            c.display().to_string(),
+            crate::quote::json_path(&c),
             "legacy cron job still installed (it expunges mail or renews certificates)",
         ));
     }
@@ -696,7 +696,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
         if fs::metadata(&m.source).is_err() {
             out.findings.push(finding(
                 "layout",
-                m.source.display().to_string(),
+                crate::quote::json_path(&m.source),
                 format!(
                     "mounted at {} but missing: copy it (cm-copy-data)",
                     m.target.display()
@@ -719,7 +719,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
         if md.uid() != u || g.is_some_and(|g| md.gid() != g) {
             out.findings.push(finding(
                 check,
-                path.display().to_string(),
+                crate::quote::json_path(&path),
                 format!(
                     "owned by {}:{}, the image's {user} is {u}:{}: copy with --owner-map (or chown)",
                     md.uid(),
@@ -745,19 +745,19 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
             match fs::symlink_metadata(&key) {
                 Err(_) => out.findings.push(finding(
                     "dkim",
-                    key.display().to_string(),
+                    crate::quote::json_path(&key),
                     "the DKIM private key is missing: mail would go out unsigned",
                 )),
                 Ok(md) if !md.file_type().is_file() => out.findings.push(finding(
                     "dkim",
-                    key.display().to_string(),
+                    crate::quote::json_path(&key),
                     "is not a regular file",
                 )),
                 Ok(md) => {
                     if md.mode() & 0o077 != 0 {
                         out.findings.push(finding(
                             "dkim",
-                            key.display().to_string(),
+                            crate::quote::json_path(&key),
                             format!(
                                 "mode {:04o}: a private key must not be readable by group or others (chmod 600)",
                                 md.mode() & 0o7777
@@ -783,7 +783,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
                 match resolve_inside(&m.source, &m.target, &rel) {
                     Err(e) => out
                         .findings
-                        .push(finding("acme", rel.display().to_string(), e)),
+                        .push(finding("acme", crate::quote::json_path(&rel), e)),
                     Ok(dir) => {
                         // Everything the certificate directory holds must resolve too.
                         let abs = m.source.join(&dir);
@@ -794,8 +794,11 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
                             for i in inner {
                                 let r = rel.join(&i);
                                 if let Err(e) = resolve_inside(&m.source, &m.target, &r) {
-                                    out.findings
-                                        .push(finding("acme", r.display().to_string(), e));
+                                    out.findings.push(finding(
+                                        "acme",
+                                        crate::quote::json_path(&r),
+                                        e,
+                                    ));
                                 }
                             }
                         }
@@ -817,7 +820,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
             if !dir.is_dir() {
                 out.findings.push(finding(
                     "mailbox",
-                    dir.display().to_string(),
+                    crate::quote::json_path(&dir),
                     format!("no mailbox folder for mail_domain {domain:?}"),
                 ));
             } else {

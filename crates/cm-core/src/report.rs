@@ -299,6 +299,7 @@ impl CheckReport {
         reason: String,
         switched_off: bool,
     ) -> CheckReport {
+        let reason = reason.trim().replace('\n', "; ");
         CheckReport {
             kind: kind.into(),
             text: format!("NOT CHECKED: {subject}: {reason}\n"),
