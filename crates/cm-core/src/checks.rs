@@ -139,7 +139,7 @@ pub fn check_project_env(ini: &Path, env_file: &Path) -> Result<Outcome, CheckEr
     Ok(Outcome {
         findings: vec![finding(
             "env",
-            crate::quote::json_path(&env_file),
+            crate::quote::json_path(env_file),
             "missing: write it with cm-ini-to-env",
         )],
         notes: vec![],
@@ -192,7 +192,7 @@ pub fn check_services(
     for c in &plan.cron_files {
         out.findings.push(finding(
             "services",
-            crate::quote::json_path(&c),
+            crate::quote::json_path(c),
             "legacy cron job still installed (it expunges mail or renews certificates)",
         ));
     }
@@ -719,7 +719,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
         if md.uid() != u || g.is_some_and(|g| md.gid() != g) {
             out.findings.push(finding(
                 check,
-                crate::quote::json_path(&path),
+                crate::quote::json_path(path),
                 format!(
                     "owned by {}:{}, the image's {user} is {u}:{}: copy with --owner-map (or chown)",
                     md.uid(),
