@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use cm_core::ini::{self, SyntaxKind};
 
+pub mod engine;
 pub mod nspawn;
 pub mod relay;
 use std::sync::Once;

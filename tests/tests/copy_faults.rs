@@ -219,14 +219,14 @@ fn small_target_is_refused_cleanly_and_rerun_after_freeing_space_completes() {
         "{err}"
     );
     assert!(!dst.exists(), "nothing written when the space check fails");
-    // --dry-run says the same, without failing.
+    // --dry-run says the same, and exits 1 (the copy would not run).
     let o = run({
         let mut c = copy_cmd();
         c.args(["--map", &m, "--dry-run"]);
         c
     });
-    assert_eq!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("NOT ENOUGH SPACE"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("NOT OK: not enough space on "));
 
     std::fs::remove_file(&filler).unwrap();
     let o = run({

@@ -397,6 +397,8 @@ fn default_plan_uses_root_and_project_dir_and_skips_missing_optional_volumes() {
     std::fs::write(root.join("etc/dkimkeys/opendkim.private"), b"k").unwrap();
     std::fs::create_dir_all(root.join("home/vmail")).unwrap();
     let proj = t.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(proj.join("compose.yaml"), "services: {}\n").unwrap();
     let o = copy(&[
         "--root",
         root.to_str().unwrap(),

@@ -10,6 +10,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+mod interrupt;
+mod summary;
+use summary::VolResult;
 
 /// Copy a chatmail relay's state (DKIM keys, ACME state, mail store) into a Docker project.
 ///
@@ -84,6 +90,10 @@ struct Args {
     #[arg(long, short)]
     quiet: bool,
 
+    /// List every entry copied, linked and removed (with --dry-run: that would be).
+    #[arg(long, short)]
+    verbose: bool,
+
     /// Print a JSON summary on stdout instead of text.
     #[arg(long)]
     json: bool,
@@ -94,7 +104,10 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
-    let rooted = |p: &str| a.root.join(p.trim_start_matches('/'));
+    // every source of the default plan is resolved inside --root as a chroot would
+    let rooted =
+        |p: &str| cm_core::root::resolve_in(&a.root, Path::new(p)).map_err(|e| e.to_string());
+    cm_core::root::open_root(&a.root).map_err(|e| e.to_string())?;
     if !a.maps.is_empty() {
         if !a.only.is_empty() {
             return Err(
@@ -114,7 +127,7 @@ fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
                 .unwrap_or_else(|| d.to_string());
             let src = PathBuf::from(s);
             let mail = safety::resolve(&a.root) == Path::new("/")
-                && safety::resolve(&src).starts_with("/home");
+                && safety::resolve(&src).starts_with(rooted("/home")?);
             v.push(Volume {
                 name,
                 src,
@@ -141,17 +154,52 @@ fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
             return Err(format!("--only {o:?}: expected dkim, acme or mail"));
         }
     }
-    Ok(all
-        .iter()
+    all.iter()
         .filter(|(n, ..)| a.only.is_empty() || a.only.iter().any(|o| o == n))
-        .map(|&(n, s, d, optional, mail)| Volume {
-            name: n.into(),
-            src: rooted(s),
-            dst: a.project_dir.join(d),
-            optional,
-            mail_store: mail,
+        .map(|&(n, s, d, optional, mail)| {
+            Ok(Volume {
+                name: n.into(),
+                src: rooted(s)?,
+                dst: a.project_dir.join(d),
+                optional,
+                mail_store: mail,
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// The compose file names Compose v2 looks for in a project directory.
+const COMPOSE_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// The project directory a default plan (or a relative `--map` target) copies into must exist
+/// and be a compose project: a typo is never created.
+fn check_project(a: &Args) -> Result<(), String> {
+    let relative_map = a.maps.iter().any(|m| {
+        m.split_once('=')
+            .is_some_and(|(_, d)| Path::new(d).is_relative())
+    });
+    if !a.maps.is_empty() && !relative_map {
+        return Ok(());
+    }
+    let p = &a.project_dir;
+    match std::fs::metadata(p) {
+        Err(e) => Err(format!(
+            "--project-dir {}: {e}; give the Docker compose project's directory (it is never created)",
+            p.display()
+        )),
+        Ok(m) if !m.is_dir() => Err(format!("--project-dir {}: not a directory", p.display())),
+        Ok(_) if !COMPOSE_FILES.iter().any(|f| p.join(f).is_file()) => Err(format!(
+            "--project-dir {}: no compose file there ({}): give the Docker compose project's directory",
+            p.display(),
+            COMPOSE_FILES.join(", ")
+        )),
+        Ok(_) => Ok(()),
+    }
 }
 
 fn q(p: &Path) -> String {
@@ -216,6 +264,9 @@ where
 }
 
 fn run_args(a: Args) -> ExitCode {
+    if let Err(e) = check_project(&a) {
+        return usage(e);
+    }
     let vols = match volumes(&a) {
         Ok(v) => v,
         Err(e) => return usage(e),
@@ -228,6 +279,9 @@ fn run_args(a: Args) -> ExitCode {
         None => None,
     };
     if let Err(e) = safety::check_overlap(&vols) {
+        return usage(e);
+    }
+    if let Err(e) = safety::check_target_links(&a.project_dir, &vols) {
         return usage(e);
     }
     // Notes go to stderr unless --quiet; --json only keeps stdout for the JSON.
@@ -246,22 +300,8 @@ fn run_args(a: Args) -> ExitCode {
         }
     }
     if vols.iter().any(|v| v.mail_store) {
-        match safety::mail_services(&a.root) {
-            safety::Services::Running(units) if !a.live && !a.dry_run => {
-                eprintln!(
-                    "cm-copy-data: refusing to copy the mail store while chatmail services run: {}\n\
-                     stop them first (cm-migrate stop-services), or pass --live for a bulk copy \
-                     while the relay runs and copy again after stopping them",
-                    units.join(", ")
-                );
-                return ExitCode::from(1);
-            }
-            safety::Services::NotChecked(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
-            safety::Services::Running(units) if !a.live && !quiet => eprintln!(
-                "cm-copy-data: note: chatmail services are running ({}): a real run refuses without --live",
-                units.join(", ")
-            ),
-            _ => {}
+        if let Some(code) = services_gate(&a) {
+            return code;
         }
     }
     let jobs = a
@@ -292,27 +332,100 @@ fn run_args(a: Args) -> ExitCode {
             Err(e) => return usage(format!("{}: {e}", v.name)),
         }
     }
+    let caller = safety::check_caller(&plans, opts.ids, &safety::Caller::current());
+    if let (Err(e), false) = (&caller, a.dry_run) {
+        return usage(e);
+    }
     let space = match safety::check_space(&plans) {
         Ok(s) => s,
         Err(e) => return usage(format!("cannot check free space on the target: {e}")),
     };
     if a.dry_run {
-        return dry_run(&a, &plans, &space);
+        return dry_run(&a, &plans, &space, caller.err());
     }
-    if let Some(s) = space.iter().find(|s| !s.ok()) {
-        eprintln!("cm-copy-data: not enough space: {s}\nfree space on that file system (or choose another --project-dir) and run again; nothing was copied");
+    if space.iter().any(|s| !s.ok()) {
+        for m in space.iter().filter_map(|s| s.shortage()) {
+            eprintln!("cm-copy-data: {m}");
+        }
+        eprintln!("cm-copy-data: free space or inodes on that file system (or choose another target) and run again; nothing was copied");
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({"ok": false, "error": "not enough space", "space": space})
+                serde_json::json!({"ok": false, "error": "the target is short of space or inodes", "space": space_json(&space)})
             );
         }
         return ExitCode::from(1);
     }
-    execute(&a, &plans, &opts, quiet)
+    execute(&a, &plans, &opts, owners.as_ref())
 }
 
-fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
+/// Refuse the mail store while chatmail services run, or when whether they run could not be
+/// checked (exit 1 and 2), unless `--live`; a dry run only says what a real run would do.
+fn services_gate(a: &Args) -> Option<ExitCode> {
+    use safety::Services;
+    let quiet = a.quiet;
+    match safety::mail_services(&a.root) {
+        Services::Running(units) if !a.live && !a.dry_run => {
+            eprintln!(
+                "cm-copy-data: refusing to copy the mail store while chatmail services run: {}\n\
+                 stop them first (cm-migrate stop-services), or pass --live for a bulk copy \
+                 while the relay runs and copy again after stopping them",
+                units.join(", ")
+            );
+            return Some(ExitCode::from(1));
+        }
+        Services::Running(units) if !a.live && !quiet => eprintln!(
+            "cm-copy-data: note: chatmail services are running ({}): a real run refuses without --live",
+            units.join(", ")
+        ),
+        Services::NotChecked(why) if !a.live && !a.dry_run => {
+            eprintln!(
+                "cm-copy-data: refusing to copy the mail store: whether chatmail services are running was not checked: {why}\n\
+                 make systemctl work (or stop the services with cm-migrate stop-services and check with systemctl), \
+                 or pass --live to copy anyway while they may run (and copy again after stopping them)"
+            );
+            return Some(ExitCode::from(2));
+        }
+        Services::NotChecked(why) if !quiet => eprintln!(
+            "cm-copy-data: note: whether chatmail services are running was not checked ({why}){}",
+            if a.live { "; copying anyway (--live)" } else { ": a real run refuses without --live" }
+        ),
+        Services::NotApplicable(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
+        _ => {}
+    }
+    None
+}
+
+/// The space checks for `--json`, each with the resources it lacks (`short`).
+fn space_json(space: &[safety::SpaceCheck]) -> Vec<serde_json::Value> {
+    space
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("short".into(), serde_json::json!(s.short()));
+            }
+            v
+        })
+        .collect()
+}
+
+/// The plan; exit 1 when a real run would be refused (short of space or inodes, `refusal`).
+fn dry_run(
+    a: &Args,
+    plans: &[Plan],
+    space: &[safety::SpaceCheck],
+    refusal: Option<String>,
+) -> ExitCode {
+    let space_ok = space.iter().all(|s| s.ok());
+    if let Some(r) = &refusal {
+        eprintln!("cm-copy-data: a real run refuses: {r}");
+    }
+    let code = if space_ok && refusal.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
     if a.json {
         let v: Vec<_> = plans
             .iter()
@@ -325,10 +438,10 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"dry_run": true, "volumes": v, "space": space,
-                "space_ok": space.iter().all(|s| s.ok())})
+            serde_json::json!({"dry_run": true, "ok": space_ok && refusal.is_none(),
+                "refused": refusal, "volumes": v, "space": space_json(space), "space_ok": space_ok})
         );
-        return ExitCode::SUCCESS;
+        return code;
     }
     println!("dry run: nothing is changed");
     for p in plans {
@@ -344,6 +457,11 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
         }
         println!("  source: {}", source_line(&p.counts));
         println!("  would {}", plan_line(&p.counts));
+        if a.verbose {
+            for l in summary::listing(p, None) {
+                println!("{l}");
+            }
+        }
         if let Some(n) = &p.note {
             println!("  note: {n}");
         }
@@ -356,19 +474,63 @@ fn dry_run(a: &Args, plans: &[Plan], space: &[safety::SpaceCheck]) -> ExitCode {
         }
     }
     for s in space {
-        println!(
-            "{} {s}",
-            if s.ok() {
-                "space ok:"
-            } else {
-                "NOT ENOUGH SPACE:"
-            }
+        match s.shortage() {
+            None => println!("space ok: {s}"),
+            Some(m) => println!("NOT OK: {m}"),
+        }
+    }
+    if !space_ok {
+        eprintln!(
+            "cm-copy-data: the target is short of space or inodes (above): a real run refuses"
         );
     }
-    ExitCode::SUCCESS
+    code
 }
 
-fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitCode {
+fn progress_bar(a: &Args, total_bytes: u64) -> ProgressBar {
+    if a.quiet || a.json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+/// Copy one planned volume and write its manifest.
+fn copy_volume(p: &Plan, opts: &copy::Options, on: &(dyn Fn(Event) + Sync)) -> VolResult {
+    let out = copy::execute(p, opts, on);
+    let comments = vec![format!(
+        "written by cm-copy-data {} (volume {})",
+        env!("CARGO_PKG_VERSION"),
+        p.volume.name
+    )];
+    let (manifest, manifest_error) =
+        if out.failed as usize == p.counts.entries as usize && out.records.is_empty() {
+            (
+                None,
+                Some("nothing copied; no manifest written".to_string()),
+            )
+        } else {
+            match copy::write_manifest(p, &out, &comments) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
+            }
+        };
+    VolResult {
+        out,
+        manifest,
+        manifest_error,
+    }
+}
+
+fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&OwnerMap>) -> ExitCode {
+    let quiet = a.quiet;
+    let started = Instant::now();
     let total_bytes: u64 = plans
         .iter()
         .map(|p| p.counts.copy_bytes + p.counts.verify_bytes)
@@ -377,25 +539,31 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
         .iter()
         .map(|p| p.counts.copy + p.counts.link + p.counts.verify)
         .sum();
-    let pb = if quiet || a.json {
-        ProgressBar::hidden()
-    } else {
-        let pb = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb
-    };
+    let pb = progress_bar(a, total_bytes);
+    let state = Arc::new(Mutex::new(interrupt::State {
+        json: a.json,
+        pending: plans
+            .iter()
+            .filter(|p| p.skipped.is_none())
+            .map(|p| p.volume.name.clone())
+            .collect(),
+        ..Default::default()
+    }));
+    interrupt::install(pb.clone(), state.clone());
     let files = AtomicU64::new(0);
-    let mut results: Vec<(usize, Outcome, Option<PathBuf>, Option<String>)> = Vec::new();
-    let mut any_error = false;
-    for (k, p) in plans.iter().enumerate() {
+    let mut results: Vec<VolResult> = Vec::new();
+    for p in plans {
         if p.skipped.is_some() {
-            results.push((k, Outcome::default(), None, None));
+            results.push(VolResult {
+                out: Outcome::default(),
+                manifest: None,
+                manifest_error: None,
+            });
             continue;
+        }
+        if let Ok(mut st) = state.lock() {
+            st.pending.retain(|v| *v != p.volume.name);
+            st.volume = Some(p.volume.name.clone());
         }
         pb.set_prefix(p.volume.name.clone());
         if let Some(n) = &p.note {
@@ -414,90 +582,44 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
             Event::Phase(ph) => pb.set_message(ph.to_string()),
             Event::Problem(_) => {}
         };
-        let out = copy::execute(p, opts, &on);
-        let comments = vec![format!(
-            "written by cm-copy-data {} (volume {})",
-            env!("CARGO_PKG_VERSION"),
-            p.volume.name
-        )];
-        let (mpath, merr) =
-            if out.failed as usize == p.counts.entries as usize && out.records.is_empty() {
-                (
-                    None,
-                    Some("nothing copied; no manifest written".to_string()),
-                )
-            } else {
-                match copy::write_manifest(p, &out, &comments) {
-                    Ok(m) => (Some(m), None),
-                    Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
-                }
-            };
-        any_error |= out.errors() > 0 || merr.is_some();
-        results.push((k, out, mpath, merr));
+        results.push(copy_volume(p, opts, &on));
+        if let Ok(mut st) = state.lock() {
+            st.volume = None;
+            st.done.push(p.volume.name.clone());
+        }
     }
     pb.finish_and_clear();
+    let any_error = results
+        .iter()
+        .any(|r| r.out.errors() > 0 || r.manifest_error.is_some());
+    let totals = summary::totals(&results, started.elapsed());
+    let next = summary::next_step(a, plans, any_error);
     if a.json {
-        let v: Vec<_> = results
+        let v: Vec<_> = plans
             .iter()
-            .map(|(k, o, m, me)| {
-                let p = &plans[*k];
+            .zip(&results)
+            .map(|(p, r)| {
                 serde_json::json!({
                     "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
-                    "skipped": p.skipped, "plan": p.counts, "outcome": o, "manifest": m.as_deref().map(jp),
-                    "manifest_error": me,
+                    "skipped": p.skipped, "plan": p.counts, "outcome": r.out,
+                    "manifest": r.manifest.as_deref().map(jp), "manifest_error": r.manifest_error,
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({"ok": !any_error, "volumes": v}));
+        let mapped: Vec<_> = owners.map(|o| o.mappings()).unwrap_or_default();
+        println!(
+            "{}",
+            serde_json::json!({"ok": !any_error, "volumes": v, "totals": totals,
+                "owners_mapped": mapped, "next": next})
+        );
     } else {
-        for (k, o, m, me) in &results {
-            let p = &plans[*k];
-            if !quiet {
-                if let Some(s) = &p.skipped {
-                    println!("{}: skipped: {s}", p.volume.name);
-                    continue;
-                }
-                println!(
-                    "{}: {} -> {}: copied {} ({}, each read back and checked), linked {}, unchanged {}{}, removed {}{}",
-                    p.volume.name,
-                    q(&p.volume.src),
-                    q(&p.volume.dst),
-                    o.copied,
-                    human(o.copied_bytes),
-                    o.linked,
-                    o.unchanged,
-                    if o.verified > 0 {
-                        format!(" (+{} found equal by content)", o.verified)
-                    } else {
-                        String::new()
-                    },
-                    o.deleted,
-                    m.as_ref()
-                        .map(|m| format!("; manifest {}", q(m)))
-                        .unwrap_or_default()
-                );
-                for w in o
-                    .problems
-                    .iter()
-                    .filter(|x| x.severity == Severity::Warning)
-                {
-                    cm_cli::msg::warning(&format!("{}: {}", w.path, w.message));
-                }
-            }
-            if let Some(me) = me {
-                eprintln!("{}: {me}", p.volume.name);
-            }
-            let errs: Vec<_> = o
-                .problems
-                .iter()
-                .filter(|x| x.severity == Severity::Error)
-                .collect();
-            if !errs.is_empty() {
-                eprintln!("{}: {} not copied:", p.volume.name, errs.len());
-                for e in errs {
-                    eprintln!("  {}: {}", e.path, e.message);
-                }
-            }
+        for (p, r) in plans.iter().zip(&results) {
+            report_volume(a, p, r);
+        }
+        if !quiet {
+            println!("{}", summary::total_line(&totals));
+            println!("{}", summary::owners_line(owners));
+            println!("{next}");
         }
         if any_error {
             eprintln!("cm-copy-data: the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
@@ -507,5 +629,57 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, quiet: bool) -> ExitC
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// A volume's lines: its counts, its paths and manifest, `-v`'s listing, warnings and errors.
+fn report_volume(a: &Args, p: &Plan, r: &VolResult) {
+    let o = &r.out;
+    if !a.quiet {
+        if let Some(s) = &p.skipped {
+            println!("{}: skipped: {s}", p.volume.name);
+            return;
+        }
+        println!("{}", summary::volume_line(&p.volume.name, o));
+        println!(
+            "  {} -> {}{}",
+            p.volume.src.display(),
+            p.volume.dst.display(),
+            r.manifest
+                .as_ref()
+                .map(|m| format!(" (manifest {})", m.display()))
+                .unwrap_or_default()
+        );
+        if a.verbose {
+            for l in summary::listing(p, Some(o)) {
+                println!("{l}");
+            }
+        }
+        for w in o
+            .problems
+            .iter()
+            .filter(|x| x.severity == Severity::Warning)
+        {
+            cm_cli::msg::warning(&format!("{}: {}", w.path, w.message));
+        }
+    }
+    if let Some(me) = &r.manifest_error {
+        eprintln!("{}: {me}", p.volume.name);
+    }
+    let errs: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|x| x.severity == Severity::Error)
+        .collect();
+    if !errs.is_empty() || o.failed > 0 {
+        eprintln!(
+            "{}: {} entries not copied, {} errors:",
+            p.volume.name,
+            o.failed,
+            errs.len()
+        );
+        for e in errs {
+            eprintln!("  {}: {}", e.path, e.message);
+        }
     }
 }

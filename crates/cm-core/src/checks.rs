@@ -398,7 +398,14 @@ pub fn volume_checks(project_dir: &Path, root: Option<&Path>) -> Vec<VolumeCheck
 
 fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str>) -> VolumeCheck {
     if let Some(root) = root {
-        let src = root.join(rel);
+        // the source as the old host sees it: resolved inside `root` as a chroot would
+        let src = match crate::root::resolve_in(root, &Path::new("/").join(rel)) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("its source cannot be found under --root: {e}");
+                return VolumeCheck::Unverifiable { dst, why };
+            }
+        };
         if src.is_dir() {
             let why = format!("its source under --root {}", quote_path(root));
             return VolumeCheck::Tree { src, dst, why };

@@ -35,6 +35,7 @@ pub mod params;
 pub mod ports;
 pub mod quote;
 pub mod report;
+pub mod root;
 pub mod systemd;
 pub mod tree;
 pub mod version;

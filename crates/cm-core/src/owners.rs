@@ -15,7 +15,9 @@
 //! A `name uid gid` line whose name the old host's /etc/passwd lacks maps nothing (that host
 //! has no file of that user) and is skipped; [`OwnerMap::skipped`] lists such lines so that
 //! the binaries can warn. So one owner map (docker/users) serves every host, e.g. an
-//! IPv4-only relay without opendkim. Numeric lines are always applied.
+//! IPv4-only relay without opendkim. Numeric lines are always applied. A name line while
+//! ROOT/etc/passwd or ROOT/etc/group cannot be read is an error ([`OwnerMapError::NoIdDb`]):
+//! then no name could be resolved, and the map would silently map nothing.
 //!
 //! Invariant: uids and gids are mapped independently (a file owned by `vmail:mail` gets only
 //! its uid changed), an id that is not mapped is kept as it is, and one host id never maps to
@@ -35,6 +37,18 @@ pub enum OwnerMapError {
         #[source]
         source: std::io::Error,
     },
+    /// A `name uid gid` line whose name cannot be looked up at all: the old host's
+    /// etc/passwd or etc/group under `--root` cannot be read (a wrong `--root`), so nothing
+    /// would be mapped.
+    #[error("{path}:{line}: the name {name:?} cannot be resolved: {db}: {source}; point --root at the old host's root (or write the line as host-uid:host-gid=uid:gid)", path = .path.display(), db = .db.display())]
+    NoIdDb {
+        path: PathBuf,
+        line: usize,
+        name: String,
+        db: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A line of the owner-map file is wrong.
     #[error("{path}:{line}: {message}")]
     Line {
@@ -50,6 +64,35 @@ pub struct OwnerMap {
     uids: BTreeMap<u32, u32>,
     gids: BTreeMap<u32, u32>,
     skipped: Vec<SkippedName>,
+    lines: Vec<Mapping>,
+}
+
+/// One applied line of an owner map, for reports: `vmail 1105 -> 901`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mapping {
+    /// The user name of a `name uid gid` line (`None` for a numeric line).
+    pub name: Option<String>,
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl fmt::Display for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = &self.name {
+            write!(f, "{n} ")?;
+        }
+        if self.host_uid == self.host_gid && self.uid == self.gid {
+            write!(f, "{} -> {}", self.host_uid, self.uid)
+        } else {
+            write!(
+                f,
+                "{}:{} -> {}:{}",
+                self.host_uid, self.host_gid, self.uid, self.gid
+            )
+        }
+    }
 }
 
 /// A `name uid gid` line of an owner map that was skipped because the old host has no user
@@ -88,29 +131,31 @@ struct IdDb {
 }
 
 impl IdDb {
-    fn load(root: &Path) -> IdDb {
+    /// Read `root`'s etc/passwd and etc/group; either missing or unreadable is an error
+    /// (with the file that failed): names cannot be resolved without them.
+    fn load(root: &Path) -> Result<IdDb, (PathBuf, std::io::Error)> {
+        let read = |f: &str| {
+            let p = root.join(f);
+            std::fs::read(&p).map_err(|e| (p, e))
+        };
         let mut db = IdDb::default();
-        if let Ok(text) = std::fs::read(root.join("etc/passwd")) {
-            for line in String::from_utf8_lossy(&text).lines() {
-                let f: Vec<&str> = line.split(':').collect();
-                if f.len() >= 4 {
-                    if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
-                        db.users.entry(f[0].to_string()).or_insert((uid, gid));
-                    }
+        for line in String::from_utf8_lossy(&read("etc/passwd")?).lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 4 {
+                if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
+                    db.users.entry(f[0].to_string()).or_insert((uid, gid));
                 }
             }
         }
-        if let Ok(text) = std::fs::read(root.join("etc/group")) {
-            for line in String::from_utf8_lossy(&text).lines() {
-                let f: Vec<&str> = line.split(':').collect();
-                if f.len() >= 3 {
-                    if let Ok(gid) = f[2].parse() {
-                        db.groups.entry(f[0].to_string()).or_insert(gid);
-                    }
+        for line in String::from_utf8_lossy(&read("etc/group")?).lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 3 {
+                if let Ok(gid) = f[2].parse() {
+                    db.groups.entry(f[0].to_string()).or_insert(gid);
                 }
             }
         }
-        db
+        Ok(db)
     }
 }
 
@@ -124,6 +169,14 @@ impl OwnerMap {
     /// order). They map nothing; the binaries print each as a warning.
     pub fn skipped(&self) -> &[SkippedName] {
         &self.skipped
+    }
+
+    /// The lines that map something (host ids differ from the copy's), in file order.
+    pub fn mappings(&self) -> Vec<&Mapping> {
+        self.lines
+            .iter()
+            .filter(|m| m.host_uid != m.uid || m.host_gid != m.gid)
+            .collect()
     }
 
     /// True when nothing is mapped.
@@ -173,6 +226,7 @@ impl OwnerMap {
             if line.is_empty() {
                 continue;
             }
+            let mut name = None;
             let (host_uid, host_gid, uid, gid) = if let Some((host, target)) = line.split_once('=')
             {
                 let (hu, hg) = parse_pair(host.trim()).ok_or_else(|| {
@@ -195,24 +249,43 @@ impl OwnerMap {
                 let g: u32 = f[2]
                     .parse()
                     .map_err(|_| err(format!("gid {:?} is not a number", f[2])))?;
-                let db = db.get_or_insert_with(|| IdDb::load(root));
-                let name = f[0];
-                let Some(&(hu, primary)) = db.users.get(name) else {
+                let uname = f[0];
+                name = Some(uname.to_string());
+                if db.is_none() {
+                    db = Some(
+                        IdDb::load(root).map_err(|(p, source)| OwnerMapError::NoIdDb {
+                            path: file.to_path_buf(),
+                            line: lineno,
+                            name: uname.to_string(),
+                            db: p,
+                            source,
+                        })?,
+                    );
+                }
+                let Some(db) = db.as_ref() else { continue };
+                let Some(&(hu, primary)) = db.users.get(uname) else {
                     map.skipped.push(SkippedName {
                         path: file.to_path_buf(),
                         line: lineno,
-                        name: name.to_string(),
+                        name: uname.to_string(),
                         passwd: root.join("etc/passwd"),
                     });
                     continue;
                 };
-                let hg = db.groups.get(name).copied().unwrap_or(primary);
+                let hg = db.groups.get(uname).copied().unwrap_or(primary);
                 (hu, hg, u, g)
             };
             insert(&mut map.uids, host_uid, uid)
                 .map_err(|prev| err(format!("host uid {host_uid} is already mapped to {prev}")))?;
             insert(&mut map.gids, host_gid, gid)
                 .map_err(|prev| err(format!("host gid {host_gid} is already mapped to {prev}")))?;
+            map.lines.push(Mapping {
+                name,
+                host_uid,
+                host_gid,
+                uid,
+                gid,
+            });
         }
         Ok(map)
     }
@@ -335,6 +408,15 @@ mod tests {
         // unmapped ids kept
         assert_eq!(m.map(0, 0), (0, 0));
         assert_eq!(m.map(1234, 4321), (1234, 4321));
+        let shown: Vec<String> = m.mappings().iter().map(|l| l.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "vmail 5000:5000 -> 999:998",
+                "opendkim 110:120 -> 101:102",
+                "echo 111:65534 -> 7:8"
+            ]
+        );
     }
 
     #[test]
@@ -358,14 +440,21 @@ mod tests {
             "{w}"
         );
         assert!(w.contains("etc/passwd"), "{w}");
-        // a root without /etc/passwd at all: every name line is skipped, numeric lines apply
-        let m = OwnerMap::parse(
-            "vmail 1 2\n5000:5000=3:4\n",
+        // a root without /etc/passwd at all: a name line cannot be resolved, unusable input;
+        // numeric lines alone need no passwd
+        let e = OwnerMap::parse(
+            "5000:5000=3:4\nvmail 1 2\n",
             Path::new("m"),
             Path::new("/nonexistent"),
         )
-        .unwrap();
-        assert_eq!(m.skipped().len(), 1);
+        .unwrap_err();
+        let w = e.to_string();
+        assert!(
+            w.starts_with("m:2: the name \"vmail\" cannot be resolved: /nonexistent/etc/passwd: "),
+            "{w}"
+        );
+        let m =
+            OwnerMap::parse("5000:5000=3:4\n", Path::new("m"), Path::new("/nonexistent")).unwrap();
         assert_eq!(m.map(5000, 5000), (3, 4));
         // a skipped line is still checked for its shape and numbers
         let e = OwnerMap::parse("ghost x 2\n", Path::new("m"), root.path()).unwrap_err();

@@ -131,6 +131,7 @@ complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l chec
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l live -d 'Copy the mail store although chatmail services are running (the bulk copy of a two-phase migration; run again after stopping them). Files that keep changing while they are read are then warnings (left for the next run), not errors'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -s n -l dry-run -d 'Print the plan (counts and sizes per volume, space needed) and change nothing'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -s q -l quiet -d 'Print nothing but errors'
+complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -s v -l verbose -d 'List every entry copied, linked and removed (with --dry-run: that would be)'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -l json -d 'Print a JSON summary on stdout instead of text'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cm-migrate -n "__fish_cm_migrate_using_subcommand copy-data" -s V -l version -d 'Print version'

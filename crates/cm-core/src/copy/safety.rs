@@ -94,6 +94,55 @@ pub fn check_overlap(vols: &[Volume]) -> Result<(), String> {
     Ok(())
 }
 
+/// `p` made absolute without resolving anything (`..` applied lexically).
+fn lexical(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        normalize(p)
+    } else {
+        normalize(&std::env::current_dir().unwrap_or_default().join(p))
+    }
+}
+
+/// Refuse a target the copy would reach through a symlink: any component below the project
+/// directory on the way to a target (`data/` included), the target itself, and the manifest
+/// directory beside it. The project directory itself (and what is above it) is the user's
+/// to choose and is resolved as usual.
+pub fn check_target_links(project_dir: &Path, vols: &[Volume]) -> Result<(), String> {
+    let project = lexical(project_dir);
+    for v in vols {
+        let dst = lexical(&v.dst);
+        let manifest_dir = crate::manifest::path_for(&dst)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut paths = vec![dst.clone(), manifest_dir];
+        if let Ok(rel) = dst.strip_prefix(&project) {
+            let mut cur = project.clone();
+            for c in rel.components() {
+                cur.push(c);
+                paths.push(cur.clone());
+            }
+        }
+        for p in paths {
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.file_type().is_symlink() {
+                let to = std::fs::read_link(&p)
+                    .map(|t| format!(" (to {})", t.display()))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "refusing: {} is a symlink{to}; the copy never writes through a symlink \
+                     below the project directory: replace it with a directory, or give the \
+                     directory it points to as --project-dir",
+                    p.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One file system's needs against what it has free.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SpaceCheck {
@@ -109,8 +158,25 @@ pub struct SpaceCheck {
 
 impl SpaceCheck {
     pub fn ok(&self) -> bool {
-        self.need_bytes <= self.free_bytes
-            && self.free_inodes.map_or(true, |f| self.need_inodes <= f)
+        self.short().is_empty()
+    }
+
+    /// The resources this file system lacks: `"space"` (bytes), `"inodes"`.
+    pub fn short(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.need_bytes > self.free_bytes {
+            v.push("space");
+        }
+        if self.free_inodes.is_some_and(|f| self.need_inodes > f) {
+            v.push("inodes");
+        }
+        v
+    }
+
+    /// What is short, in words: `not enough space and inodes on /srv: ...`.
+    pub fn shortage(&self) -> Option<String> {
+        let short = self.short();
+        (!short.is_empty()).then(|| format!("not enough {} on {self}", short.join(" and ")))
     }
 }
 
@@ -187,6 +253,79 @@ pub fn check_space(plans: &[Plan]) -> Result<Vec<SpaceCheck>, std::io::Error> {
     Ok(by_dev.into_values().collect())
 }
 
+/// Who runs the copy: what a user who is not root can give a copied entry.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+impl Caller {
+    /// The effective ids of this process.
+    pub fn current() -> Caller {
+        Caller {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            groups: nix::unistd::getgroups()
+                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    fn owns(&self, uid: u32, gid: u32) -> bool {
+        uid == self.uid && (gid == self.gid || self.groups.contains(&gid))
+    }
+}
+
+/// A copy run by a user who is not root can only be exact when no entry needs an owner other
+/// than the caller (and a group of the caller's) after `ids`, and there is no device node
+/// (creating one needs root). Otherwise refuse up front, saying the first entry that needs
+/// root and how many do, instead of one `chown` error per file.
+pub fn check_caller(
+    plans: &[Plan],
+    ids: Option<&dyn super::MapIds>,
+    who: &Caller,
+) -> Result<(), String> {
+    if who.is_root() {
+        return Ok(());
+    }
+    let mut first: Option<String> = None;
+    let mut count = 0u64;
+    for p in plans.iter().filter(|p| p.skipped.is_none()) {
+        for n in &p.nodes {
+            let (u, g) = match ids {
+                Some(m) => (m.uid(n.st.uid), m.gid(n.st.gid)),
+                None => (n.st.uid, n.st.gid),
+            };
+            let device = matches!(n.st.kind, super::Kind::Char | super::Kind::Block);
+            if device || !who.owns(u, g) {
+                count += 1;
+                if first.is_none() {
+                    let why = if device {
+                        "is a device node".to_string()
+                    } else {
+                        format!("must be owned by {u}:{g}")
+                    };
+                    first = Some(format!("{} {why}", super::join_show(&p.src_root, &n.rel)));
+                }
+            }
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(f) => Err(format!(
+            "run as root: this user (uid {}) cannot give the copy its owners: {count} entries need root, the first: {f}; nothing was copied",
+            who.uid
+        )),
+    }
+}
+
 /// chatmail units that write to the mail store (or deliver into it) while they run.
 pub const MAIL_WRITERS: &[&str] = &[
     "postfix.service",
@@ -206,9 +345,13 @@ pub const MAIL_WRITERS: &[&str] = &[
 pub enum Services {
     /// These units are active.
     Running(Vec<String>),
-    /// None is active.
+    /// systemd answered for every unit: none is active.
     Stopped,
-    /// Not checked, and why (printed as a notice).
+    /// The question does not apply to this machine, and why (printed as a note): `--root` is
+    /// another machine's tree, or no systemd runs here (so no chatmail unit can).
+    NotApplicable(String),
+    /// systemd should have answered and did not (systemctl missing, failing, or answering
+    /// something else than one state per unit): not checked, and why. Never read as stopped.
     NotChecked(String),
 }
 
@@ -221,39 +364,79 @@ pub fn systemd_is_pid1() -> bool {
 /// this machine.
 pub fn mail_services(root: &Path) -> Services {
     if resolve(root) != Path::new("/") {
-        return Services::NotChecked(format!(
-            "--root is {}, not /: not checking whether chatmail services are running there; stop them on the old host before the final copy",
+        return Services::NotApplicable(format!(
+            "--root is {}, not /: not checking whether chatmail services are running there (they are not this machine's to ask); stop them on the old host before the final copy",
             root.display()
         ));
     }
     if !systemd_is_pid1() {
-        return Services::NotChecked(
-            "this machine does not run systemd: not checking whether chatmail services are running; stop them before the final copy".into(),
+        return Services::NotApplicable(
+            "this machine does not run systemd (no /run/systemd/system), so no chatmail unit runs here: not checking whether chatmail services are running; stop the relay's services before the final copy".into(),
         );
     }
-    let out = match Command::new("systemctl")
+    match Command::new("systemctl")
         .arg("is-active")
         .args(MAIL_WRITERS)
         .output()
     {
-        Ok(o) => o,
-        Err(e) => {
-            return Services::NotChecked(format!(
-                "cannot run systemctl ({e}): not checking whether chatmail services are running"
-            ))
-        }
-    };
-    parse_is_active(&String::from_utf8_lossy(&out.stdout))
+        Ok(o) => read_is_active(
+            o.status.code(),
+            &String::from_utf8_lossy(&o.stdout),
+            &String::from_utf8_lossy(&o.stderr),
+        ),
+        Err(e) => Services::NotChecked(format!("cannot run systemctl: {e}")),
+    }
 }
 
-/// Parse `systemctl is-active u1 u2 ...` output (one state per line, in order).
-pub fn parse_is_active(text: &str) -> Services {
-    let running: Vec<String> = text
-        .lines()
+/// The states `systemctl is-active` prints.
+const STATES: &[&str] = &[
+    "active",
+    "reloading",
+    "inactive",
+    "failed",
+    "activating",
+    "deactivating",
+    "maintenance",
+    "refreshing",
+];
+
+/// Read `systemctl is-active u1 u2 ...` (one state per line, in order; exit 0 when one is
+/// active, 3 when none is). Anything else (another exit status, a line missing or not a
+/// state, "Failed to connect to bus") is [`Services::NotChecked`], never stopped.
+pub fn read_is_active(code: Option<i32>, stdout: &str, stderr: &str) -> Services {
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    let said = || {
+        let e = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let e: String = e.chars().take(200).collect();
+        match code {
+            Some(c) => format!(
+                "exit status {c}{}",
+                if e.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {e}")
+                }
+            ),
+            None => "killed by a signal".to_string(),
+        }
+    };
+    if !matches!(code, Some(0) | Some(3)) {
+        return Services::NotChecked(format!("systemctl is-active failed ({})", said()));
+    }
+    if lines.len() != MAIL_WRITERS.len() || lines.iter().any(|l| !STATES.contains(l)) {
+        return Services::NotChecked(format!(
+            "systemctl is-active did not answer one state for each of {} units ({}; stdout {:?})",
+            MAIL_WRITERS.len(),
+            said(),
+            stdout.chars().take(200).collect::<String>()
+        ));
+    }
+    let running: Vec<String> = lines
+        .iter()
         .zip(MAIL_WRITERS)
         .filter(|(state, _)| {
             matches!(
-                state.trim(),
+                **state,
                 "active" | "activating" | "reloading" | "deactivating" | "refreshing"
             )
         })
@@ -293,12 +476,38 @@ mod tests {
     #[test]
     fn is_active_output_is_parsed_in_unit_order() {
         let mut lines = vec!["inactive"; MAIL_WRITERS.len()];
-        assert_eq!(parse_is_active(&lines.join("\n")), Services::Stopped);
+        assert_eq!(
+            read_is_active(Some(3), &lines.join("\n"), ""),
+            Services::Stopped
+        );
         lines[2] = "active";
         assert_eq!(
-            parse_is_active(&lines.join("\n")),
+            read_is_active(Some(0), &lines.join("\n"), ""),
             Services::Running(vec!["dovecot.service".into()])
         );
+    }
+
+    #[test]
+    fn a_failing_systemctl_is_not_checked_never_stopped() {
+        let none = vec!["inactive"; MAIL_WRITERS.len()].join("\n");
+        let bus = "Failed to connect to bus: Host is down\n";
+        for (code, out) in [
+            (Some(1), ""),
+            (Some(1), none.as_str()),
+            (None, ""),
+            (Some(3), "inactive\n"),
+            (Some(3), ""),
+        ] {
+            match read_is_active(code, out, bus) {
+                Services::NotChecked(why) => assert!(why.contains("systemctl"), "{why}"),
+                other => panic!("{code:?} {out:?}: {other:?}"),
+            }
+        }
+        let garbage = vec!["unknown"; MAIL_WRITERS.len()].join("\n");
+        assert!(matches!(
+            read_is_active(Some(3), &garbage, ""),
+            Services::NotChecked(_)
+        ));
     }
 
     #[test]
