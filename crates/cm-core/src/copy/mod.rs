@@ -213,8 +213,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Source-relative paths and actions, for tests and `--dry-run` listings.
+    /// Source-relative paths (escaped as [`crate::quote`] escapes, without the quotes: a
+    /// listing prefixes them) and actions, for tests and `--dry-run` / `-v` listings.
     pub fn actions(&self) -> Vec<(String, &'static str)> {
+        let show = |b: &[u8]| crate::quote::json_path(Path::new(std::ffi::OsStr::from_bytes(b)));
         let mut v: Vec<(String, &'static str)> = self
             .nodes
             .iter()
