@@ -139,24 +139,25 @@ impl Drop for Project {
     }
 }
 
-/// `docker exec ARGS` in the container, which must succeed; its stdout.
-pub fn exec_ok(args: &[&str]) -> String {
-    let out = Command::new(DOCKER)
+/// `docker exec ARGS`.
+pub fn exec(args: &[&str]) -> Output {
+    Command::new(DOCKER)
         .arg("exec")
         .args(args)
         .output()
-        .expect("docker exec");
-    ok(&out, &format!("docker exec {}", args.join(" ")))
+        .expect("docker exec")
+}
+
+/// `docker exec ARGS`, which must succeed; its stdout.
+pub fn exec_ok(args: &[&str]) -> String {
+    ok(&exec(args), &format!("docker exec {}", args.join(" ")))
 }
 
 /// Waits until systemd in the container is up; its state (`running`, `degraded`, ...).
 pub fn wait_for_systemd() -> String {
     let mut state = String::new();
     for _ in 0..240 {
-        let o = Command::new(DOCKER)
-            .args(["exec", CONTAINER, "systemctl", "is-system-running"])
-            .output()
-            .expect("docker exec");
+        let o = exec(&[CONTAINER, "systemctl", "is-system-running"]);
         state = String::from_utf8_lossy(&o.stdout).trim().to_string();
         if state == "running" || state == "degraded" {
             break;
