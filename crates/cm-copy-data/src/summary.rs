@@ -191,7 +191,12 @@ pub fn listing(p: &Plan, o: Option<&Outcome>) -> Vec<String> {
             if act != "delete" && failed.contains(full.as_str()) {
                 return None;
             }
-            let shown = if rel.is_empty() { "." } else { rel.as_str() };
+            // quoted as every printed name is (`rel` is escaped already)
+            let shown = if rel.is_empty() {
+                ".".to_string()
+            } else {
+                format!("\"{rel}\"")
+            };
             Some(format!("  {would}{verb} {}/{shown}", p.volume.name))
         })
         .collect()
