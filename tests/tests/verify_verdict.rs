@@ -189,6 +189,12 @@ fn checks_that_did_not_run_are_never_ok() {
     );
     assert_eq!(o.status.code(), Some(1), "{v:#}");
     assert_eq!(v["exit_code"], 1);
+    // the same check alone: not checked, exit 1, never OK
+    let o = verify(&["services", "--json"], Some(&fake));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let v = json(&o);
+    assert_eq!(v["status"], "not_checked", "{v}");
+    assert_eq!(v["ok"], false, "{v}");
     let o = verify(&["all", "--project-dir", pd, "--no-env"], Some(&fake));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("NOT CHECKED: services"), "{out}");
