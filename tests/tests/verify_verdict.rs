@@ -195,6 +195,7 @@ fn checks_that_did_not_run_are_never_ok() {
     let v = json(&o);
     assert_eq!(v["status"], "not_checked", "{v}");
     assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["exit_code"], 1, "{v}");
     let o = verify(&["all", "--project-dir", pd, "--no-env"], Some(&fake));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("NOT CHECKED: services"), "{out}");

@@ -373,13 +373,16 @@ fn q(p: &Path) -> String {
 
 /// Print one check (its envelope under --json, its text otherwise) and return its exit code.
 fn emit(c: CheckReport, out: &ReportArgs) -> ExitCode {
-    if out.json {
-        print_json(&c.to_json());
-    } else if !out.quiet {
-        print!("{}", c.text);
-    }
     let v = Verdict { checks: vec![c] };
-    ExitCode::from(v.exit_code())
+    let code = v.exit_code();
+    if out.json {
+        let mut j = v.checks[0].to_json();
+        j["exit_code"] = code.into();
+        print_json(&j);
+    } else if !out.quiet {
+        print!("{}", v.checks[0].text);
+    }
+    ExitCode::from(code)
 }
 
 /// A path the user named must exist (exit 2 otherwise, never a fallback).
