@@ -322,7 +322,7 @@ fn run_args(a: Args) -> ExitCode {
             Ok(p) => p,
             Err(e) => {
                 if !quiet {
-                    eprintln!("cm-copy-data: note: ignoring the earlier manifest ({e}); files already copied are read again to checksum them");
+                    cm_cli::msg::note(&format!("ignoring the earlier manifest ({e}); files already copied are read again to checksum them"));
                 }
                 None
             }
@@ -345,9 +345,9 @@ fn run_args(a: Args) -> ExitCode {
     }
     if space.iter().any(|s| !s.ok()) {
         for m in space.iter().filter_map(|s| s.shortage()) {
-            eprintln!("cm-copy-data: {m}");
+            cm_cli::msg::error(&m.to_string());
         }
-        eprintln!("cm-copy-data: free space or inodes on that file system (or choose another target) and run again; nothing was copied");
+        cm_cli::msg::error("free space or inodes on that file system (or choose another target) and run again; nothing was copied");
         if a.json {
             println!(
                 "{}",
@@ -390,7 +390,7 @@ fn services_gate(a: &Args) -> Option<ExitCode> {
             "cm-copy-data: note: whether chatmail services are running was not checked ({why}){}",
             if a.live { "; copying anyway (--live)" } else { ": a real run refuses without --live" }
         ),
-        Services::NotApplicable(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
+        Services::NotApplicable(why) if !quiet => cm_cli::msg::note(&why.to_string()),
         _ => {}
     }
     None
@@ -419,7 +419,7 @@ fn dry_run(
 ) -> ExitCode {
     let space_ok = space.iter().all(|s| s.ok());
     if let Some(r) = &refusal {
-        eprintln!("cm-copy-data: a real run refuses: {r}");
+        cm_cli::msg::note(&format!("a real run refuses: {r}"));
     }
     let code = if space_ok && refusal.is_none() {
         ExitCode::SUCCESS
@@ -568,7 +568,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
         pb.set_prefix(p.volume.name.clone());
         if let Some(n) = &p.note {
             if !quiet {
-                pb.suspend(|| eprintln!("cm-copy-data: note: {n}"));
+                pb.suspend(|| cm_cli::msg::note(n));
             }
         }
         let on = |e: Event| match e {
@@ -622,7 +622,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
             println!("{next}");
         }
         if any_error {
-            eprintln!("cm-copy-data: the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
+            cm_cli::msg::error("the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
         }
     }
     if any_error {
