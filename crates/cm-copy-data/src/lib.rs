@@ -107,8 +107,7 @@ struct Args {
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
-    cm_cli::msg::error(&msg.to_string());
-    ExitCode::from(2)
+    cm_cli::error_exit(2, &msg.to_string())
 }
 
 fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
@@ -336,7 +335,7 @@ fn run_args(a: Args) -> ExitCode {
             Ok(p) => {
                 if !quiet && !a.dry_run {
                     for n in &p.notes {
-                        eprintln!("cm-copy-data: note: {n}");
+                        cm_cli::msg::note(n);
                     }
                 }
                 plans.push(p)
@@ -357,9 +356,9 @@ fn run_args(a: Args) -> ExitCode {
     }
     if space.iter().any(|s| !s.ok()) {
         for m in space.iter().filter_map(|s| s.shortage()) {
-            eprintln!("cm-copy-data: {m}");
+            cm_cli::msg::error(&m.to_string());
         }
-        eprintln!("cm-copy-data: free space or inodes on that file system (or choose another target) and run again; nothing was copied");
+        cm_cli::msg::error("free space or inodes on that file system (or choose another target) and run again; nothing was copied");
         if a.json {
             println!(
                 "{}",
@@ -402,7 +401,7 @@ fn services_gate(a: &Args) -> Option<ExitCode> {
             "cm-copy-data: note: whether chatmail services are running was not checked ({why}){}",
             if a.live { "; copying anyway (--live)" } else { ": a real run refuses without --live" }
         ),
-        Services::NotApplicable(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
+        Services::NotApplicable(why) if !quiet => cm_cli::msg::note(&why.to_string()),
         _ => {}
     }
     None
@@ -431,7 +430,7 @@ fn dry_run(
 ) -> ExitCode {
     let space_ok = space.iter().all(|s| s.ok());
     if let Some(r) = &refusal {
-        eprintln!("cm-copy-data: a real run refuses: {r}");
+        cm_cli::msg::note(&format!("a real run refuses: {r}"));
     }
     let code = if space_ok && refusal.is_none() {
         ExitCode::SUCCESS
@@ -586,7 +585,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
         pb.set_prefix(p.volume.name.clone());
         if let Some(n) = &p.note {
             if !quiet {
-                pb.suspend(|| eprintln!("cm-copy-data: note: {n}"));
+                pb.suspend(|| cm_cli::msg::note(n));
             }
         }
         let on = |e: Event| match e {
@@ -640,7 +639,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
             println!("{next}");
         }
         if any_error {
-            eprintln!("cm-copy-data: the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
+            cm_cli::msg::error("the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
         }
     }
     if any_error {

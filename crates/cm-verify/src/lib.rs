@@ -89,8 +89,8 @@ cm-verify env /usr/local/lib/chatmaild/chatmail.ini /srv/chatmail/.env"
     /// (naming the process and unit holding each).
     #[command(
         after_long_help = "Exit status: 0 nothing of chatmail runs and every port is free; \
-1 units, cron jobs or ports are in the way; 2 usage error, or systemd cannot be asked (no \
-systemd here: nothing was checked).\n\nExample:\n  cm-verify services --ports 25,143,993"
+1 units, cron jobs or ports are in the way, or systemd cannot be asked (no systemd here: not \
+checked, never OK); 2 usage error.\n\nExample:\n  cm-verify services --ports 25,143,993"
     )]
     Services {
         #[command(flatten)]
@@ -290,11 +290,12 @@ impl std::ops::Deref for ReportArgs {
     }
 }
 
-/// Progress on stderr, only on a terminal and without --quiet.
-struct Bar(ProgressBar);
+/// Progress on stderr, only on a terminal and without --quiet. `verb` names what the byte
+/// phase does: `comparing` (two trees, byte for byte) or `hashing` (SHA-256, a manifest).
+struct Bar(ProgressBar, &'static str);
 
 impl Bar {
-    fn new(quiet: bool) -> Bar {
+    fn new(quiet: bool, verb: &'static str) -> Bar {
         let pb = if quiet || !std::io::stderr().is_terminal() {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
         } else {
@@ -307,7 +308,7 @@ impl Bar {
             pb.enable_steady_tick(std::time::Duration::from_millis(200));
             pb
         };
-        Bar(pb)
+        Bar(pb, verb)
     }
 }
 
@@ -316,15 +317,10 @@ impl tree::Progress for Bar {
         self.0.inc(n);
     }
     fn hash_start(&self, files: u64, bytes: u64) {
-        // Two trees are compared byte for byte; a manifest or a new one needs SHA-256.
-        let verb = if self.0.message() == "comparing" {
-            "comparing"
-        } else {
-            "hashing"
-        };
         self.0.set_style(
             ProgressStyle::with_template(&format!(
-                "{verb} {{msg}} {{wide_bar}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} ETA {{eta}}"
+                "{} {{msg}} {{wide_bar}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} ETA {{eta}}",
+                self.1
             ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -377,13 +373,16 @@ fn q(p: &Path) -> String {
 
 /// Print one check (its envelope under --json, its text otherwise) and return its exit code.
 fn emit(c: CheckReport, out: &ReportArgs) -> ExitCode {
-    if out.json {
-        print_json(&c.to_json());
-    } else if !out.quiet {
-        print!("{}", c.text);
-    }
     let v = Verdict { checks: vec![c] };
-    ExitCode::from(v.exit_code())
+    let code = v.exit_code();
+    if out.json {
+        let mut j = v.checks[0].to_json();
+        j["exit_code"] = code.into();
+        print_json(&j);
+    } else if !out.quiet {
+        print!("{}", v.checks[0].text);
+    }
+    ExitCode::from(code)
 }
 
 /// A path the user named must exist (exit 2 otherwise, never a fallback).
@@ -429,8 +428,7 @@ fn tree_check(
 ) -> Result<CheckReport> {
     must_exist("the tree", src)?;
     must_exist("the copy", dst)?;
-    let bar = Bar::new(out.quiet);
-    bar.0.set_message("comparing");
+    let bar = Bar::new(out.quiet, "comparing");
     let (diffs, stats) = tree::compare_trees(src, dst, opts, &bar)?;
     drop(bar);
     let what = format!("tree {} vs {}", q(src), q(dst));
@@ -451,7 +449,7 @@ fn manifest_check(
     out: &ReportArgs,
 ) -> Result<CheckReport> {
     must_exist("the copy", dst)?;
-    let bar = Bar::new(out.quiet);
+    let bar = Bar::new(out.quiet, "hashing");
     let (diffs, stats) = cm_core::manifest::check(file, dst, opts, &bar)?;
     drop(bar);
     let what = format!("manifest {} vs {}", q(file), q(dst));
@@ -476,13 +474,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 &out,
             ))
         }
-        Cmd::Services { svc, out } => {
-            let o = services(&svc)?;
-            Ok(emit(
-                CheckReport::from_outcome("services", "services".into(), &o, out.examples),
-                &out,
-            ))
-        }
+        Cmd::Services { svc, out } => Ok(emit(services_check(&svc, false, out.examples), &out)),
         Cmd::Layout { lay, out } => {
             let o = layout(&lay, None)?;
             let what = format!("layout of {}", q(&lay.project_dir));
@@ -573,7 +565,7 @@ fn manifest_write(
         format!("root: {}", q(root)),
     ];
     let header = cm_core::manifest::Header::of(Path::new("/"), root);
-    let bar = Bar::new(out.quiet);
+    let bar = Bar::new(out.quiet, "hashing");
     let done = cm_core::manifest::write_tree(root, output, &header, &comments, &opts, &bar)?;
     drop(bar);
     let (files, bytes) = (done.files, done.bytes);
@@ -663,10 +655,10 @@ fn all_env(a: &AllArgs, examples: usize) -> Result<CheckReport> {
     })
 }
 
-/// The services check of `all`: switched off with --no-services; not checked (never OK)
-/// when systemd cannot be asked.
-fn all_services(a: &AllArgs, examples: usize) -> CheckReport {
-    if a.no_services {
+/// The services check (of `services` and `all`): switched off with --no-services; not
+/// checked (never OK) when systemd cannot be asked.
+fn services_check(svc: &ServicesArgs, no_services: bool, examples: usize) -> CheckReport {
+    if no_services {
         return CheckReport::not_checked(
             "services",
             "services".into(),
@@ -674,7 +666,7 @@ fn all_services(a: &AllArgs, examples: usize) -> CheckReport {
             true,
         );
     }
-    match services(&a.svc) {
+    match services(svc) {
         Ok(o) => CheckReport::from_outcome("services", "services".into(), &o, examples),
         Err(e) => CheckReport::not_checked("services", "services".into(), e.to_string(), false),
     }
@@ -716,7 +708,8 @@ fn all(a: &AllArgs, out: &ReportArgs) -> Result<u8> {
     let what = format!("layout of {}", q(&a.lay.project_dir));
     v.checks
         .push(CheckReport::from_outcome("layout", what, &lo, out.examples));
-    v.checks.push(all_services(a, out.examples));
+    v.checks
+        .push(services_check(&a.svc, a.no_services, out.examples));
     let opts = compare_options(&a.cmp, out.quiet)?;
     for vol in checks::volume_checks(&a.lay.project_dir, root) {
         v.checks.push(all_volume(vol, &opts, out)?);
