@@ -6,7 +6,7 @@
 #
 #   nspawn.sh rootfs              build once (cached) the rootfs with the real packages
 #                                 (postfix dovecot-imapd nginx opendkim unbound); prints its dir
-#   nspawn.sh up NAME [--persistent]
+#   nspawn.sh up NAME [--persistent] [--bind=HOSTDIR:DIR]...
 #                                 boot container NAME with --private-network (ports are the
 #                                 container's own); waits until booted; prints the leader pid
 #                                 (host view). Default: --volatile=overlay on the cached rootfs,
@@ -14,6 +14,8 @@
 #                                 nothing survives a halt. --persistent: boot an overlay of the
 #                                 cached rootfs whose upper layer lives beside the container's
 #                                 state, so changes survive `reboot` (until `down`).
+#                                 --bind: HOSTDIR of this host appears at DIR inside (also
+#                                 after `reboot`), as systemd-nspawn --bind.
 #   nspawn.sh reboot NAME         shut the container down cleanly and boot it again (same
 #                                 mode); prints the new leader pid
 #   nspawn.sh leader NAME         print the leader pid (the container's systemd, host view)
@@ -133,24 +135,33 @@ boot() {
 
 # boot NAME as recorded in its state directory (volatile or persistent)
 boot_again() {
-  local name=$1 rootfs
+  local name=$1 rootfs binds=()
   rootfs=$(cmd_rootfs)
+  [ -f "$RUNDIR/$name/binds" ] && mapfile -t binds <"$RUNDIR/$name/binds"
   if [ "$(cat "$RUNDIR/$name/mode")" = persistent ]; then
-    boot "$name" "$RUNDIR/$name/root"
+    boot "$name" "$RUNDIR/$name/root" "${binds[@]}"
   else
-    boot "$name" "$rootfs" --volatile=overlay
+    boot "$name" "$rootfs" --volatile=overlay "${binds[@]}"
   fi
 }
 
 cmd_up() {
-  local name=$1 mode=${2:-} rootfs d
+  local name=$1 mode='' rootfs d a binds=()
+  shift
   need_tools
   case "$name" in ''|*/*|.*) die "bad container name '$name'" ;; esac
-  case "$mode" in ''|--persistent) ;; *) die "unknown option '$mode'" ;; esac
+  for a in "$@"; do
+    case "$a" in
+      --persistent) mode=$a ;;
+      --bind=/*:/*) binds+=("$a") ;;
+      *) die "unknown option '$a'" ;;
+    esac
+  done
   rootfs=$(cmd_rootfs)
   [ -d "$RUNDIR/$name" ] && cmd_down "$name"
   d="$RUNDIR/$name"
   mkdir -p "$d"
+  printf '%s\n' "${binds[@]}" | grep -v '^$' >"$d/binds" || true
   if [ "$mode" = --persistent ]; then
     mkdir -p "$d/upper" "$d/work" "$d/root"
     mount -t overlay "cm-$name" -o "lowerdir=$rootfs,upperdir=$d/upper,workdir=$d/work" "$d/root" ||
@@ -201,7 +212,7 @@ cmd_down() {
 
 case "${1:-}" in
   rootfs) cmd_rootfs ;;
-  up) [ $# -eq 2 ] || [ $# -eq 3 ] || die "usage: nspawn.sh up NAME [--persistent]"; cmd_up "$2" "${3:-}" ;;
+  up) [ $# -ge 2 ] || die "usage: nspawn.sh up NAME [--persistent] [--bind=HOSTDIR:DIR]..."; shift; cmd_up "$@" ;;
   reboot) [ $# -eq 2 ] || die "usage: nspawn.sh reboot NAME"; need_tools; cmd_reboot "$2" ;;
   leader) [ $# -eq 2 ] || die "usage: nspawn.sh leader NAME"; leader "$2" || die "container $2 is not running" ;;
   exec) [ $# -ge 3 ] || die "usage: nspawn.sh exec NAME CMD..."; n=$2; shift 2; cm_exec "$n" "$@" ;;

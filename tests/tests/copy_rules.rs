@@ -614,7 +614,7 @@ fn copy_ends_with_one_summary_owner_mapping_and_next_step() {
         "{text}"
     );
     assert!(
-        text.contains("  copied mail/vmail/mail/example.org/a/cur/3.M1P1.host:2,S\n"),
+        text.contains("  copied mail/\"vmail/mail/example.org/a/cur/3.M1P1.host:2,S\"\n"),
         "{text}"
     );
     assert!(!text.contains("found equal by content"), "{text}");
@@ -629,7 +629,7 @@ fn copy_ends_with_one_summary_owner_mapping_and_next_step() {
     let o = copy_data(&["--root", rs, "--project-dir", ps, "--owner-map", ms, "-v"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(
-        out(&o).contains("  removed mail/vmail/mail/example.org/a/cur/2.M1P1.host:2,S\n"),
+        out(&o).contains("  removed mail/\"vmail/mail/example.org/a/cur/2.M1P1.host:2,S\"\n"),
         "{}",
         out(&o)
     );

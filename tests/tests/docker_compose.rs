@@ -137,6 +137,46 @@ fn every_env_variable_reaches_the_container() {
     assert!(checked > 50, "only {checked} variables checked");
 }
 
+/// `cm-env-apply boot --save DIR/environ` into a directory that exists (here 1777, as /run
+/// or /tmp are): its mode is left alone; a directory boot creates is made 0700.
+#[test]
+fn boot_never_changes_the_mode_of_a_directory_it_did_not_create() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    for (save, created) in [
+        (shared.join("environ"), None),
+        (shared.join("new/environ"), Some(shared.join("new"))),
+    ] {
+        let o = Command::new(cm_tests::bin("cm-env-apply"))
+            .arg("boot")
+            .arg("--save")
+            .arg(&save)
+            .args(["--", "/bin/true"])
+            .env("MAIL_DOMAIN", "a.example.org")
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            mode(&shared),
+            0o1777,
+            "an existing directory keeps its mode"
+        );
+        assert_eq!(mode(&save), 0o600);
+        if let Some(c) = created {
+            assert_eq!(mode(&c), 0o700, "a directory boot made is private");
+        }
+    }
+}
+
 fn env_apply(ini: &Path, env: &BTreeMap<String, String>, extra: &[&str]) -> Output {
     Command::new(cm_tests::bin("cm-env-apply"))
         .arg("apply")
@@ -300,7 +340,8 @@ fn applier_changes_only_what_the_environment_sets() {
     assert_eq!(v["changes"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(
         fs::read_to_string(&target).unwrap(),
-        "[params]\n# keep me\nmail_domain = a.example.org\nmax_mailbox_size = 500m\nmax_message_size = 1000\n\n[privacy]\nx = 1\n"
+        "[params]\r\n# keep me\r\nmail_domain = a.example.org\r\nmax_mailbox_size = 500m\r\nmax_message_size = 1000\r\n\r\n[privacy]\r\nx = 1\r\n",
+        "a CRLF file keeps every untouched line byte for byte, CRLF included"
     );
     let mode = fs::metadata(&target).unwrap().permissions();
     assert_eq!(

@@ -18,43 +18,9 @@ use std::process::{Command, Output};
 
 use cm_core::{ini, params};
 
-const DOCKER: &str = "/usr/bin/docker";
-const COMPOSE: &str = "/usr/local/bin/docker-compose-v2";
-const CONTAINER: &str = "chatmail";
+use cm_tests::engine::{exec, exec_ok, ok, wait_for_systemd, Engine, COMPOSE, CONTAINER, DOCKER};
+
 const DOMAIN: &str = "e2e.example.org";
-
-fn harness(arg: &str) -> Output {
-    Command::new("bash")
-        .arg(cm_tests::repo_root().join("tests/harness/docker.sh"))
-        .arg(arg)
-        .output()
-        .expect("run tests/harness/docker.sh")
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The engine, stopped when dropped.
-struct Engine;
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let out = harness("stop");
-        if !out.status.success() {
-            eprintln!(
-                "docker.sh stop failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
 
 /// The compose project, taken down when dropped.
 struct Project {
@@ -81,18 +47,6 @@ impl Drop for Project {
             eprintln!("compose down: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
-}
-
-fn exec(args: &[&str]) -> Output {
-    Command::new(DOCKER)
-        .arg("exec")
-        .args(args)
-        .output()
-        .expect("docker exec")
-}
-
-fn exec_ok(args: &[&str]) -> String {
-    ok(&exec(args), &format!("docker exec {}", args.join(" ")))
 }
 
 fn write(path: &Path, data: &str, mode: u32, owner: (u32, u32)) {
@@ -400,23 +354,11 @@ fn migrated_data_boots_in_the_image() {
     assert!(owners_seen > 40, "only {owners_seen} entries copied");
 
     // 3. engine, image, container
-    ok(&harness("start"), "docker.sh start");
-    let _engine = Engine;
-    ok(&harness("base"), "docker.sh base");
+    let _engine = Engine::start();
     let project = Project { dir: proj.clone() };
     ok(&project.compose(&["build"]), "compose build (mailstack)");
     ok(&project.compose(&["up", "-d"]), "compose up");
-    let mut state = String::new();
-    for _ in 0..240 {
-        state =
-            String::from_utf8_lossy(&exec(&[CONTAINER, "systemctl", "is-system-running"]).stdout)
-                .trim()
-                .to_string();
-        if state == "running" || state == "degraded" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
+    let state = wait_for_systemd();
     let failed = exec_ok(&[CONTAINER, "systemctl", "--failed", "--no-legend", "--plain"]);
     assert_eq!(
         state, "running",
@@ -676,18 +618,21 @@ fn migrated_data_boots_in_the_image() {
         log.contains("changed: reloading"),
         "no reload after the certificate changed:\n{log}"
     );
-    let mut reloaded = String::new();
-    for _ in 0..120 {
-        reloaded = exec_ok(&[CONTAINER, "journalctl", "--no-pager", "-u", "nginx.service"]);
-        if reloaded.contains("Reloaded") {
-            break;
+    // every TLS user the README names is reloaded, not only nginx
+    for unit in ["nginx.service", "dovecot.service", "postfix.service"] {
+        let mut reloaded = String::new();
+        for _ in 0..120 {
+            reloaded = exec_ok(&[CONTAINER, "journalctl", "--no-pager", "-u", unit]);
+            if reloaded.contains("Reloaded") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(
+            reloaded.contains("Reloaded"),
+            "{unit} was not reloaded after the certificate changed:\n{reloaded}"
+        );
     }
-    assert!(
-        reloaded.contains("Reloaded"),
-        "nginx was not reloaded:\n{reloaded}"
-    );
 
     // 11. start-up switches: without FORCE_REINIT_INI_FILE a hand edit of chatmail.ini
     //     survives a start; with it (and DEBUG_COMMANDS_ENABLED) the ini is generated anew and

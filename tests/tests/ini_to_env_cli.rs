@@ -79,7 +79,7 @@ fn writes_env_atomically_with_mode_0600() {
         "no temp left"
     );
     assert!(stdout(&o).is_empty());
-    assert!(stderr(&o).contains("wrote out.env"));
+    assert!(stderr(&o).contains("wrote \"out.env\""), "{}", stderr(&o));
 }
 
 #[test]
@@ -374,19 +374,171 @@ fn symlinked_env_is_written_through_and_ini_is_never_the_target() {
     );
 }
 
+/// The claim behind the warning, tested on the real Compose v2: a value a service reads
+/// through `env_file:` is the .env's whatever the shell has; only what the compose file
+/// interpolates is taken from the shell. The warning names exactly those.
 #[test]
-fn warns_when_the_shell_environment_would_shadow_the_env_file() {
+fn shell_warning_only_for_what_the_compose_file_interpolates_as_real_compose_reads_it() {
     let d = setup();
+    fs::write(
+        d.path().join("compose.yaml"),
+        "services:\n  relay:\n    image: busybox\n    env_file: .env\n    environment:\n      SHOWN_SIZE: ${MAX_MAILBOX_SIZE:-none}\n",
+    )
+    .unwrap();
     let o = Command::new(cm_tests::bin("cm-ini-to-env"))
-        .arg("chatmail.ini")
+        .args(["chatmail.ini", ".env"])
         .env("MAX_MAILBOX_SIZE", "9G")
+        .env("MAIL_DOMAIN", "shell.example.org")
         .current_dir(d.path())
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
     assert!(
-        stderr(&o).contains("MAX_MAILBOX_SIZE is set in this shell"),
+        err.contains("MAX_MAILBOX_SIZE is set in this shell"),
+        "{err}"
+    );
+    assert!(!err.contains("MAIL_DOMAIN is set"), "env_file only: {err}");
+    // What the real Compose v2 makes of it, with the same shell variables.
+    let c = Command::new(cm_tests::compose())
+        .args(["config", "--format", "json"])
+        .current_dir(d.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", d.path())
+        .env("MAX_MAILBOX_SIZE", "9G")
+        .env("MAIL_DOMAIN", "shell.example.org")
+        .output()
+        .unwrap();
+    assert!(c.status.success(), "{}", stderr(&c));
+    let v: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+    let env = &v["services"]["relay"]["environment"];
+    assert_eq!(
+        env["MAIL_DOMAIN"], "cli.example.org",
+        "env_file wins: {env}"
+    );
+    assert_eq!(env["MAX_MAILBOX_SIZE"], "2G", "env_file wins: {env}");
+    assert_eq!(
+        env["SHOWN_SIZE"], "9G",
+        "interpolation takes the shell's: {env}"
+    );
+}
+
+#[test]
+fn a_value_chatmail_would_refuse_is_an_error_that_quiet_does_not_hide() {
+    let d = setup();
+    fs::write(
+        d.path().join("bad.ini"),
+        "[params]\nmail_domain = cli.example.org\nmax_message_size = 30M\n",
+    )
+    .unwrap();
+    for quiet in [false, true] {
+        let mut a = vec!["bad.ini", "out.env"];
+        if quiet {
+            a.push("-q");
+        }
+        let o = run(d.path(), &a);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("max_message_size"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cm-ini-to-env: error: "),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!d.path().join("out.env").exists(), "nothing written");
+    }
+    // To stdout too: nothing printed but the error.
+    let o = run(d.path(), &["bad.ini"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    let o = run(d.path(), &["bad.ini", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["exit_code"], 2);
+    // Written only when asked to.
+    let o = run(d.path(), &["bad.ini", "out.env", "--accept-invalid"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(d.path().join("out.env").exists());
+}
+
+#[test]
+fn merge_or_force_without_an_env_path_is_a_usage_error() {
+    let d = setup();
+    for flag in ["--merge", "--force"] {
+        let o = run(d.path(), &["chatmail.ini", flag]);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{flag}: nothing on stdout");
+        let o = run(d.path(), &["chatmail.ini", flag, "--json"]);
+        assert_eq!(o.status.code(), Some(2));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["exit_code"], 2, "{v}");
+        assert_eq!(v["ok"], false, "{v}");
+    }
+}
+
+#[test]
+fn a_fifo_as_the_ini_is_refused_at_once() {
+    let d = setup();
+    let fifo = d.path().join("fifo.ini");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut child = Command::new(cm_tests::bin("cm-ini-to-env"))
+        .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A tool that opened the FIFO would wait for a writer forever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cm-ini-to-env hangs on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is a fifo, not a regular file"),
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_merge_that_changes_nothing_writes_nothing_and_makes_no_backup() {
+    let d = setup();
+    let o = run(d.path(), &["chatmail.ini", ".env"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = fs::metadata(d.path().join(".env")).unwrap();
+    let entries_before = entries(d.path());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let o = run(d.path(), &["--merge", "chatmail.ini", ".env"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unchanged"), "{}", stderr(&o));
+    assert_eq!(entries(d.path()), entries_before, "no backup, no temp");
+    let after = fs::metadata(d.path().join(".env")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(before.ino(), after.ino(), "not rewritten");
+    assert_eq!(before.mtime_nsec(), after.mtime_nsec(), "not rewritten");
+}
+
+#[test]
+fn a_huge_line_is_quoted_as_a_short_excerpt() {
+    let d = setup();
+    let mut ini = String::from("[params]\nmail_domain = cli.example.org\n");
+    ini.push_str(&"x".repeat(20 << 20));
+    ini.push('\n');
+    fs::write(d.path().join("huge.ini"), ini).unwrap();
+    let o = run(d.path(), &["huge.ini"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.len() < 1000, "{} bytes of error", err.len());
+    assert!(err.contains("bytes in all"), "{err}");
 }

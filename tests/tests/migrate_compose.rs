@@ -6,111 +6,28 @@
 //! running in the container, dovecot reading every migrated message (doveadm) and the
 //! migrated files owned by the image's users (nothing chowned at start).
 //!
-//! The old host here is a tree (`--root`), so the run skips the stop (the services are not
-//! this machine's); the stop on a real systemd is tests/tests/migrate_nspawn.rs.
+//! Second: the whole move of a relay on a REAL systemd (nspawn, tests/src/relay.rs) with a
+//! writer delivering during the live phase, run inside it into a project directory that is a
+//! directory of this host (bind-mounted); the container is then booted here on what the run
+//! left, and dovecot reads exactly the messages the stopped relay had.
 
+use cm_tests::engine::{exec_ok, ok, wait_for_systemd, Engine, Project, COMPOSE, CONTAINER};
+use cm_tests::nspawn::text;
+use cm_tests::relay::serving_relay;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const DOCKER: &str = "/usr/bin/docker";
-const COMPOSE: &str = "/usr/local/bin/docker-compose-v2";
-const CONTAINER: &str = "chatmail";
 const DOMAIN: &str = "start.example.org";
-const IMAGE: &str = "chatmail-relay:mailstack";
 
-fn harness(arg: &str) -> Output {
-    Command::new("bash")
-        .arg(cm_tests::repo_root().join("tests/harness/docker.sh"))
-        .arg(arg)
-        .output()
-        .expect("run tests/harness/docker.sh")
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+fn as_root() {
+    assert_eq!(
+        fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX),
+        0,
+        "this test starts dockerd: run it as root, after .ci/install-deps"
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The engine, stopped when dropped.
-struct Engine;
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let out = harness("stop");
-        if !out.status.success() {
-            eprintln!("docker.sh stop: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-}
-
-/// The compose project the run started, taken down when dropped.
-struct Project(PathBuf);
-impl Drop for Project {
-    fn drop(&mut self) {
-        let compose = |args: &[&str]| {
-            Command::new(COMPOSE)
-                .args(args)
-                .current_dir(&self.0)
-                .output()
-        };
-        if std::thread::panicking() {
-            if let Ok(l) = compose(&["logs", "--no-color", "--tail", "60"]) {
-                eprintln!("container log:\n{}", String::from_utf8_lossy(&l.stdout));
-            }
-        }
-        if let Ok(o) = compose(&["down", "--timeout", "30"]) {
-            if !o.status.success() {
-                eprintln!("compose down: {}", String::from_utf8_lossy(&o.stderr));
-            }
-        }
-    }
-}
-
-fn exec_ok(args: &[&str]) -> String {
-    let out = Command::new(DOCKER)
-        .arg("exec")
-        .args(args)
-        .output()
-        .expect("docker exec");
-    ok(&out, &format!("docker exec {}", args.join(" ")))
-}
-
-/// docker/ as a compose project: the shipped compose file, and an override (read by Compose
-/// itself, as docker-compose.override.yaml) for a test: the mailstack stage, no host network.
-fn project(proj: &Path) {
-    let repo = cm_tests::repo_root();
-    fs::create_dir_all(proj.join("bin")).unwrap();
-    fs::create_dir_all(proj.join("files")).unwrap();
-    for f in ["Dockerfile", "users", "docker-compose.yaml"] {
-        fs::copy(repo.join("docker").join(f), proj.join(f)).unwrap();
-    }
-    for e in fs::read_dir(repo.join("docker/files")).unwrap() {
-        let e = e.unwrap();
-        fs::copy(e.path(), proj.join("files").join(e.file_name())).unwrap();
-    }
-    fs::copy(cm_tests::bin("cm-env-apply"), proj.join("bin/cm-env-apply")).unwrap();
-    fs::copy(
-        repo.join("tests/data/docker/dovecot-e2e.conf"),
-        proj.join("dovecot-e2e.conf"),
-    )
-    .unwrap();
-    fs::write(
-        proj.join("docker-compose.override.yaml"),
-        format!(
-            "services:\n  chatmail:\n    image: {IMAGE}\n    build:\n      target: mailstack\n    \
-             network_mode: none\n    restart: \"no\"\n    sysctls:\n      \
-             net.ipv6.conf.all.disable_ipv6: \"0\"\n      net.ipv6.conf.lo.disable_ipv6: \"0\"\n    \
-             volumes:\n      - ./dovecot-e2e.conf:/etc/dovecot/conf.d/99-e2e.conf:ro\n"
-        ),
-    )
-    .unwrap();
 }
 
 /// Each message of the sample host (fixtures/sample-host/make.sh): its mailbox, user and
@@ -130,16 +47,7 @@ fn messages() -> Vec<(String, &'static str, String)> {
 
 #[test]
 fn run_with_start_brings_the_container_up_on_the_moved_data_and_it_serves() {
-    assert_eq!(
-        fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(u32::MAX),
-        0,
-        "this test starts dockerd: run it as root, after .ci/install-deps"
-    );
-    for p in [DOCKER, COMPOSE, "/usr/sbin/dockerd"] {
-        assert!(Path::new(p).exists(), "{p} missing: run .ci/install-deps");
-    }
+    as_root();
     let repo = cm_tests::repo_root();
     let work = tempfile::Builder::new()
         .prefix("cm-migrate-compose.")
@@ -154,30 +62,9 @@ fn run_with_start_brings_the_container_up_on_the_moved_data_and_it_serves() {
             .unwrap(),
         "sample-host/make.sh",
     );
-    project(&proj);
-
-    ok(&harness("start"), "docker.sh start");
-    let _engine = Engine;
-    ok(&harness("base"), "docker.sh base");
-    ok(
-        &Command::new(DOCKER)
-            .args([
-                "build",
-                "-q",
-                "--network",
-                "host",
-                "--target",
-                "mailstack",
-                "-t",
-                IMAGE,
-            ])
-            .arg(&proj)
-            .output()
-            .unwrap(),
-        "docker build (mailstack)",
-    );
-    let _project = Project(proj.clone());
-
+    let _engine = Engine::start();
+    let project = Project::lay_out(&proj);
+    project.build_image();
     // docker's client on PATH must be Debian's (the engine's), as an operator's would be
     let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
     let out = Command::new(cm_tests::bin("cm-migrate"))
@@ -252,4 +139,89 @@ fn run_with_start_brings_the_container_up_on_the_moved_data_and_it_serves() {
         key.lines().all(|l| l.trim() == "opendkim") && !key.trim().is_empty(),
         "DKIM keys owned by opendkim: {key}"
     );
+}
+
+/// A real DKIM key, as opendkim keeps it (the image's opendkim refuses a key it cannot load).
+const DKIM_KEY: &str = "K=/etc/dkimkeys
+rm -f $K/*
+( umask 077; openssl genrsa -out $K/opendkim.private 2048 2>/dev/null )
+printf 'opendkim %s:opendkim:/etc/dkimkeys/opendkim.private\\n' chat.example.org > $K/KeyTable
+printf '*@%s opendkim\\n' chat.example.org > $K/SigningTable
+chown opendkim:opendkim $K/*
+chmod 0600 $K/opendkim.private; chmod 0644 $K/KeyTable $K/SigningTable";
+
+#[test]
+fn a_relay_moved_off_a_real_systemd_with_a_writer_boots_in_the_image_with_every_message() {
+    as_root();
+    let work = tempfile::Builder::new()
+        .prefix("cm-migrate-compose.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let proj = work.path().join("project");
+    fs::create_dir_all(&proj).unwrap();
+    let bind = format!("--bind={}:/srv/proj", proj.display());
+    // dropped last: the project is taken down first, then the relay
+    let _engine = Engine::start();
+    let c = serving_relay("boot", 20, 50, &[&bind]);
+    let project = Project::lay_out(&proj);
+    c.sh(DKIM_KEY);
+
+    let o = c.exec(&[
+        "cm-migrate",
+        "run",
+        "--project-dir",
+        "/srv/proj",
+        "--owner-map",
+        "/srv/proj/users",
+        "--verify",
+        "changed",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["complete"], true, "{r:#}");
+
+    // what the stopped relay holds, user by user (cur + new: what dovecot lists)
+    let domain = cm_tests::relay::DOMAIN;
+    let count = |u: usize| -> usize {
+        c.sh(&format!(
+            "find /home/vmail/mail/{domain}/u{u}@{domain}/cur /home/vmail/mail/{domain}/u{u}@{domain}/new -type f | wc -l"
+        ))
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let want: Vec<usize> = (0..20).map(count).collect();
+    assert!(
+        want.iter().sum::<usize>() > 20 * 50,
+        "the writer delivered: {want:?}"
+    );
+
+    project.build_image();
+    ok(&project.compose(&["up", "-d"]), "compose up");
+    let state = wait_for_systemd();
+    let failed = exec_ok(&[CONTAINER, "systemctl", "--failed", "--no-legend", "--plain"]);
+    assert_eq!(
+        state, "running",
+        "systemd in the container; failed units:\n{failed}"
+    );
+    for (u, n) in want.iter().enumerate() {
+        let addr = format!("u{u}@{domain}");
+        let st = exec_ok(&[
+            CONTAINER, "doveadm", "mailbox", "status", "-u", &addr, "messages", "INBOX",
+        ]);
+        assert_eq!(
+            st.trim(),
+            format!("INBOX messages={n}"),
+            "{addr}: dovecot's count"
+        );
+    }
+    let owner = exec_ok(&[
+        CONTAINER,
+        "stat",
+        "-c",
+        "%U",
+        &format!("/home/vmail/mail/{domain}/u0@{domain}/cur"),
+    ]);
+    assert_eq!(owner.trim(), "vmail");
 }

@@ -13,66 +13,14 @@
 //! Needs root, systemd-container and debootstrap: run .ci/install-deps first.
 
 use cm_tests::nspawn::{self, stdout, text};
-use cm_tests::relay::{all_units, chatmail_relay, states, summary, CHATMAIL_UNITS};
+use cm_tests::relay::{all_units, serving_relay, states, summary, CHATMAIL_UNITS};
 use std::collections::BTreeMap;
 use std::process::Output;
 
-const DOMAIN: &str = "chat.example.org";
+const DOMAIN: &str = cm_tests::relay::DOMAIN;
 
-/// Writes, renames, deletes and touches mail like dovecot and doveauth do, until stopped.
-const WRITER: &str = r#"#!/bin/sh
-d=/home/vmail/mail/chat.example.org
-i=0
-while :; do
-  i=$((i+1)); u=u$((i % 20))
-  echo "mail $i" > $d/$u/tmp/w$i && mv $d/$u/tmp/w$i $d/$u/new/w$i
-  [ $((i % 3)) = 0 ] && mv $d/$u/new/w$((i-1)) "$d/$u/cur/w$((i-1)):2,S" 2>/dev/null
-  [ $((i % 7)) = 0 ] && rm -f "$d/$u/cur/w$((i-6)):2,S"
-  [ $((i % 5)) = 0 ] && touch $d/$u/password
-  [ $((i % 11)) = 0 ] && chmod 0640 $d/$u/new/w$i
-  sleep 0.005
-done
-"#;
-
-/// A relay with a mail store of `users` x `per_user` messages and a project directory.
 fn relay(tag: &str, users: usize, per_user: usize) -> nspawn::Container {
-    let c = nspawn::Container::boot("cmm", tag, &[], &["cm-migrate", "cm-verify"]);
-    chatmail_relay(&c);
-    // the unknown chatmail-looking unit of the setup is the operator's to handle: done here
-    c.sh("systemctl disable --now chatmail-custom 2>/dev/null");
-    c.sh("mount -t tmpfs -o size=512m,mode=0755 cmstore /home");
-    // a DKIM key as opendkim keeps it, and acmetool's state with its relative links
-    c.sh("install -d -m 0750 -o opendkim -g opendkim /etc/dkimkeys
-          printf 'not a real key\n' > /etc/dkimkeys/opendkim.private
-          chown opendkim:opendkim /etc/dkimkeys/opendkim.private
-          chmod 0600 /etc/dkimkeys/opendkim.private
-          mkdir -p /var/lib/acme/certs/c1 /var/lib/acme/keys/k1 /var/lib/acme/live
-          echo cert > /var/lib/acme/certs/c1/cert; echo key > /var/lib/acme/keys/k1/privkey
-          chmod 0600 /var/lib/acme/keys/k1/privkey
-          ln -s ../../keys/k1/privkey /var/lib/acme/certs/c1/privkey
-          ln -s ../certs/c1 /var/lib/acme/live/chat.example.org");
-    c.sh(&format!(
-        "d=/home/vmail/mail/{DOMAIN}
-         for u in $(seq 0 {last}); do
-           mkdir -p $d/u$u/cur $d/u$u/new $d/u$u/tmp
-           echo '{{SHA512-CRYPT}}x' > $d/u$u/password
-           for m in $(seq 1 {per_user}); do echo \"old $m\" > \"$d/u$u/cur/m$m:2,S\"; done
-         done
-         chown -R 5000:5000 /home/vmail && chmod 0700 /home/vmail
-         mkdir -p /usr/local/lib/chatmaild /srv/proj /etc/systemd/system/doveauth.service.d
-         printf '[params]\\nmail_domain = {DOMAIN}\\n' > /usr/local/lib/chatmaild/chatmail.ini",
-        last = users - 1
-    ));
-    let compose = std::fs::read_to_string(cm_tests::repo_root().join("docker/docker-compose.yaml"))
-        .expect("docker/docker-compose.yaml");
-    c.write("/srv/proj/docker-compose.yaml", &compose);
-    c.write("/usr/local/bin/writer", WRITER);
-    c.write(
-        "/etc/systemd/system/doveauth.service.d/writer.conf",
-        "[Service]\nExecStart=\nExecStart=/usr/local/bin/writer\n",
-    );
-    c.sh("chmod 755 /usr/local/bin/writer; systemctl daemon-reload; systemctl restart doveauth");
-    c
+    serving_relay(tag, users, per_user, &[])
 }
 
 fn cm_migrate(c: &nspawn::Container, env: Option<&str>, args: &[&str]) -> Output {

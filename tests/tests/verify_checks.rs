@@ -308,7 +308,12 @@ fn all_gives_one_verdict_over_env_layout_and_every_volume() {
     let a = args(&[]);
     let (code, out, err) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ALL OK: 6 checks hold"), "{out}");
+    // services was switched off by the user's own flag: exit 0, but not ALL OK, and named.
+    assert!(
+        out.contains("OK: 5 hold, 1 not checked: services (--no-services)"),
+        "{out}"
+    );
+    assert!(!out.contains("ALL OK"), "{out}");
     assert_eq!(out.matches("== tree ").count(), 3, "{out}");
 
     // One byte of one message differs: the verdict fails and names the tree.
@@ -321,11 +326,19 @@ fn all_gives_one_verdict_over_env_layout_and_every_volume() {
     fs::write(&msg, "hellO").unwrap();
     let (code, out, _) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("NOT OK: 1 of 6 checks fail: tree "), "{out}");
+    assert!(out.contains("NOT OK: 1 differs: tree "), "{out}");
 
-    // Without the old host's trees, the manifests cm-copy-data wrote are used instead.
+    // Under a --root without the sources, the volumes are not checked (never the manifest
+    // in their place): exit 1.
     fs::remove_dir_all(&old).unwrap();
     fs::create_dir_all(&old).unwrap();
+    let (code, out, _) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("2 hold, 4 not checked: services (--no-services); volume "),
+        "{out}"
+    );
+    // Without --root, the manifests cm-copy-data wrote are used (and said so).
     fs::create_dir_all(p.join("data/.cm-manifest")).unwrap();
     for vol in ["chatmail", "chatmail-dkimkeys", "chatmail-acme"] {
         let (code, _, err) = run(&[
@@ -339,22 +352,26 @@ fn all_gives_one_verdict_over_env_layout_and_every_volume() {
         ]);
         assert_eq!(code, 0, "{err}");
     }
-    let a = args(&["--json"]);
+    let a: Vec<String> = args(&["--json"])
+        .into_iter()
+        .filter(|x| x != "--root" && x != old.to_str().unwrap())
+        .collect();
     let (code, out, _) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["ok"], true);
-    let checks: Vec<&str> = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["check"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        checks.iter().filter(|c| c.starts_with("manifest ")).count(),
-        3,
-        "{checks:?}"
-    );
+    assert_eq!(v["ok"], false, "services not checked: not all held");
+    assert_eq!(v["exit_code"], 0);
+    let checks: Vec<&serde_json::Value> = v["checks"].as_array().unwrap().iter().collect();
+    let manifests: Vec<_> = checks.iter().filter(|c| c["kind"] == "manifest").collect();
+    assert_eq!(manifests.len(), 3, "{checks:?}");
+    for m in manifests {
+        assert_eq!(m["status"], "held", "{m}");
+        assert!(m["reference"].as_str().unwrap().contains("manifest"), "{m}");
+    }
+    let svc = checks.iter().find(|c| c["kind"] == "services").unwrap();
+    assert_eq!(svc["status"], "not_checked");
+    assert_eq!(svc["ok"], false);
+    assert_eq!(svc["switched_off"], true);
     fs::write(&msg, "HELLO").unwrap();
     let (code, out, _) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 1, "{out}");

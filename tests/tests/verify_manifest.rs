@@ -30,7 +30,7 @@ fn manifest_of_the_source_checks_clean_against_a_copy() {
     let (code, out, err) = write_manifest(&src, &m, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("wrote "), "{out}");
-    assert!(out.contains(" 36 entries, 9 files, "), "{out}");
+    assert!(out.contains(" 36 entries, 9 files ("), "{out}");
     let md = fs::metadata(&m).unwrap();
     assert_eq!(
         md.permissions().mode() & 0o777,

@@ -106,3 +106,51 @@ fn services_names_what_still_runs_and_passes_after_stop_services() {
         text(&o)
     );
 }
+
+/// The services check of `cm-verify all` on the real systemd (every other test of `all`
+/// passes --no-services): it runs, names what still runs, and holds after stop-services.
+#[test]
+fn all_runs_its_services_check_on_the_real_systemd() {
+    let c = up("all");
+    c.write("/usr/local/bin/listen", LISTEN);
+    c.write(
+        "/etc/systemd/system/filtermail.service",
+        "[Service]\nExecStart=/usr/local/bin/listen 10080\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    c.sh("chmod 755 /usr/local/bin/listen
+          systemctl daemon-reload
+          systemctl enable --now filtermail.service 2>/dev/null
+          mkdir -p /srv/p/data/chatmail/vmail");
+    let services = |o: &Output| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(o)));
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == "services")
+            .cloned()
+            .unwrap_or_else(|| panic!("no services check: {v:#}"))
+    };
+    let all = [
+        "cm-verify",
+        "all",
+        "--project-dir",
+        "/srv/p",
+        "--no-env",
+        "--json",
+    ];
+    let o = c.exec(&all);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s = services(&o);
+    assert_eq!(s["status"], "differs", "{s:#}");
+    let named = s["findings"].as_array().unwrap().iter().any(|f| {
+        f["subject"] == "filtermail.service" && f["problem"].as_str().unwrap().contains("active")
+    });
+    assert!(named, "{s:#}");
+    let o = c.exec(&["cm-migrate", "stop-services", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s = services(&c.exec(&all));
+    assert_eq!(s["status"], "held", "{s:#}");
+    assert_eq!(s["ok"], true, "{s:#}");
+}

@@ -110,7 +110,7 @@ fn all_differences_together_are_reported() {
         .values()
         .map(|c| c.as_u64().unwrap())
         .sum();
-    assert_eq!(total as usize, v["differences"].as_array().unwrap().len());
+    assert_eq!(total as usize, v["findings"].as_array().unwrap().len());
 
     // The human report groups by kind, counts, and quotes odd names unambiguously.
     let (code, out, _) = verify(&[

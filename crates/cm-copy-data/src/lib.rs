@@ -35,6 +35,11 @@ use summary::VolResult;
 ///
 /// Exit status: 0 everything copied; 1 something was not copied (listed), the target lacks
 /// space, or chatmail services are running; 2 usage error or unusable input.
+///
+/// Examples:
+///   cm-copy-data --project-dir /srv/chatmail --owner-map docker/users --live   # bulk, relay up
+///   cm-copy-data --project-dir /srv/chatmail --owner-map docker/users          # the delta
+///   cm-copy-data --project-dir /srv/chatmail --dry-run
 #[derive(Parser, Debug)]
 #[command(name = "cm-copy-data", version = cm_core::version::text(), verbatim_doc_comment)]
 struct Args {
@@ -73,12 +78,12 @@ struct Args {
     live: bool,
 
     /// Print the plan (counts and sizes per volume, space needed) and change nothing.
-    #[arg(long)]
+    #[arg(long, short = 'n')]
     dry_run: bool,
 
-    /// Parallel workers (default: 4 per CPU, at least 8, at most 32: a copy waits on the disk
-    /// far more than on the CPU, so more reads in flight go faster).
-    #[arg(long, value_name = "N")]
+    /// Parallel workers (1 to 1024; default: 4 per CPU, at least 8, at most 32: a copy waits
+    /// on the disk far more than on the CPU, so more reads in flight go faster).
+    #[arg(long, short = 'j', value_name = "N", value_parser = cm_cli::args::parse_jobs)]
     jobs: Option<usize>,
 
     /// Print nothing but errors.
@@ -95,7 +100,7 @@ struct Args {
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("cm-copy-data: {msg}");
+    cm_cli::msg::error(&msg.to_string());
     ExitCode::from(2)
 }
 
@@ -198,6 +203,19 @@ fn check_project(a: &Args) -> Result<(), String> {
     }
 }
 
+fn q(p: &Path) -> String {
+    cm_core::quote::quote_path(p)
+}
+
+/// A path for JSON: any bytes, escaped as everywhere else (never a panic on non-UTF-8).
+fn jp(p: &Path) -> String {
+    cm_core::quote::json_path(p)
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    cm_core::report::plural(usize::try_from(n).unwrap_or(usize::MAX), one, many)
+}
+
 fn human(b: u64) -> String {
     safety::human(b)
 }
@@ -217,13 +235,17 @@ fn plan_line(c: &Counts) -> String {
 
 fn source_line(c: &Counts) -> String {
     format!(
-        "{} files ({}), {} directories, {} symlinks, {} fifos/devices, {} sockets",
+        "{} {} ({}), {} {}, {} {}, {} fifos/devices, {} {}",
         c.files,
+        plural(c.files, "file", "files"),
         human(c.bytes),
         c.dirs,
+        plural(c.dirs, "directory", "directories"),
         c.symlinks,
+        plural(c.symlinks, "symlink", "symlinks"),
         c.specials,
-        c.sockets
+        c.sockets,
+        plural(c.sockets, "socket", "sockets")
     )
 }
 
@@ -239,17 +261,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let a = match Args::try_parse_from(args) {
-        Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    if a.jobs == Some(0) {
-        return usage("--jobs must be at least 1");
-    }
+    cm_cli::main::<Args, _, _>(args, |a| Ok(run_args(a)))
+}
+
+fn run_args(a: Args) -> ExitCode {
     if let Err(e) = check_project(&a) {
         return usage(e);
     }
@@ -272,9 +287,17 @@ where
     }
     // Notes go to stderr unless --quiet; --json only keeps stdout for the JSON.
     let quiet = a.quiet;
+    if !quiet && a.maps.is_empty() {
+        if let Some(m) = cm_core::checks::not_a_chatmail_host(&a.root) {
+            cm_cli::msg::warning(&format!(
+                "{} does not look like a chatmail host ({m}); check --root",
+                q(&a.root)
+            ));
+        }
+    }
     if !quiet {
         for s in owners.iter().flat_map(|m| m.skipped()) {
-            eprintln!("cm-copy-data: warning: {s}");
+            cm_cli::msg::warning(&s.to_string());
         }
     }
     if vols.iter().any(|v| v.mail_store) {
@@ -409,7 +432,7 @@ fn dry_run(
             .iter()
             .map(|p| {
                 serde_json::json!({
-                    "volume": p.volume.name, "source": p.volume.src, "target": p.volume.dst,
+                    "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
                     "skipped": p.skipped, "plan": p.counts, "problems": p.problems,
                 })
             })
@@ -426,8 +449,8 @@ fn dry_run(
         println!(
             "{}: {} -> {}",
             p.volume.name,
-            p.volume.src.display(),
-            p.volume.dst.display()
+            q(&p.volume.src),
+            q(&p.volume.dst)
         );
         if let Some(s) = &p.skipped {
             println!("  skipped: {s}");
@@ -444,7 +467,11 @@ fn dry_run(
             println!("  note: {n}");
         }
         for pr in &p.problems {
-            println!("  {:?}: {}: {}", pr.severity, pr.path, pr.message);
+            let level = match pr.severity {
+                Severity::Warning => "warning",
+                Severity::Error => "error",
+            };
+            println!("  {level}: {}: {}", pr.path, pr.message);
         }
     }
     for s in space {
@@ -574,9 +601,9 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
             .zip(&results)
             .map(|(p, r)| {
                 serde_json::json!({
-                    "volume": p.volume.name, "source": p.volume.src, "target": p.volume.dst,
+                    "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
                     "skipped": p.skipped, "plan": p.counts, "outcome": r.out,
-                    "manifest": r.manifest, "manifest_error": r.manifest_error,
+                    "manifest": r.manifest.as_deref().map(jp), "manifest_error": r.manifest_error,
                 })
             })
             .collect();
@@ -634,7 +661,7 @@ fn report_volume(a: &Args, p: &Plan, r: &VolResult) {
             .iter()
             .filter(|x| x.severity == Severity::Warning)
         {
-            eprintln!("cm-copy-data: warning: {}: {}", w.path, w.message);
+            cm_cli::msg::warning(&format!("{}: {}", w.path, w.message));
         }
     }
     if let Some(me) = &r.manifest_error {

@@ -52,6 +52,41 @@ impl Outcome {
     }
 }
 
+/// What became of one check: it ran and held, it ran and something differs, or it did not
+/// run (with the reason, and whether the user's own flag switched it off). A check that did
+/// not run is never a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Held,
+    Differs,
+    NotChecked {
+        /// Why it did not run (`--no-services`, `systemctl: Failed to connect to bus`).
+        reason: String,
+        /// Switched off by a flag the user gave (`--no-services`): the verdict names it, but
+        /// it does not make the run fail.
+        switched_off: bool,
+    },
+}
+
+impl Status {
+    /// The stable word of `--json`: `held`, `differs`, `not_checked`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Status::Held => "held",
+            Status::Differs => "differs",
+            Status::NotChecked { .. } => "not_checked",
+        }
+    }
+    /// Held or differs by what was found.
+    pub fn of(held: bool) -> Status {
+        if held {
+            Status::Held
+        } else {
+            Status::Differs
+        }
+    }
+}
+
 /// Why a check could not run at all (unusable input).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -262,57 +297,202 @@ pub fn project_mounts(project_dir: &Path, compose: &str, notes: &mut Vec<String>
     default_mounts(project_dir)
 }
 
-/// What one volume of the project is verified against (see [`volume_checks`]).
+/// What one volume of the project is verified against (see [`volume_checks`]); `why` says
+/// why that reference was chosen (printed beside the check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VolumeCheck {
-    /// The volume `dst` against its source `src` under the old host's root.
-    Tree { src: PathBuf, dst: PathBuf },
+    /// The volume `dst` against its source tree `src`.
+    Tree {
+        src: PathBuf,
+        dst: PathBuf,
+        why: String,
+    },
     /// The volume `dst` against the manifest cm-copy-data wrote beside it (the copy's owners,
     /// already mapped: compare ids as they are).
-    Manifest { manifest: PathBuf, dst: PathBuf },
-    /// Neither is there: a note saying so.
-    Unverifiable(String),
+    Manifest {
+        manifest: PathBuf,
+        dst: PathBuf,
+        why: String,
+    },
+    /// No reference can be used: the volume and why (the check is "not checked").
+    Unverifiable { dst: PathBuf, why: String },
 }
 
-/// For each volume of the guide's layout that exists in `project_dir`: its source under
-/// `root` (the old host, resolved inside it by [`crate::root::resolve_in`]) when that is a directory, else its manifest
-/// ([`crate::manifest::path_for`]) when that is a file, else why it cannot be verified. A
-/// missing volume is left out (the layout check reports it).
-pub fn volume_checks(project_dir: &Path, root: &Path) -> Vec<VolumeCheck> {
-    let mut out = Vec::new();
-    for m in default_mounts(project_dir) {
-        if !m.source.is_dir() {
+/// Where a copy was taken from, as its manifest's header records it: the machine (its
+/// /etc/machine-id), the old host's root and the source directory. Any may be unknown (a
+/// manifest of an older version, or one written by `cm-verify manifest write`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedSource {
+    pub machine: Option<String>,
+    pub root: Option<PathBuf>,
+    pub source: Option<PathBuf>,
+}
+
+/// The `# machine: ...`, `# root: ...`, `# source: ...` lines of a manifest's header
+/// (values as written, or quoted as [`crate::quote::quote_path`] quotes them).
+pub fn recorded_source(manifest: &Path) -> RecordedSource {
+    use std::io::BufRead;
+    use std::os::unix::ffi::OsStringExt;
+    let mut r = RecordedSource::default();
+    let Ok(f) = fs::File::open(manifest) else {
+        return r;
+    };
+    let value = |v: &str| -> PathBuf {
+        let v = v.trim();
+        let bytes = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .and_then(|x| crate::quote::unescape(x).ok())
+            .unwrap_or_else(|| v.as_bytes().to_vec());
+        PathBuf::from(OsString::from_vec(bytes))
+    };
+    for line in std::io::BufReader::new(f).lines().take(64) {
+        let Ok(line) = line else { break };
+        if line.starts_with("cm-manifest") {
             continue;
         }
+        let Some(c) = line.strip_prefix("# ") else {
+            break;
+        };
+        if let Some(v) = c.strip_prefix("machine: ") {
+            r.machine = Some(v.trim().to_string());
+        } else if let Some(v) = c.strip_prefix("root: ") {
+            r.root = Some(value(v));
+        } else if let Some(v) = c.strip_prefix("source: ") {
+            r.source = Some(value(v));
+        }
+    }
+    r
+}
+
+/// This machine's identity as manifests record it: /etc/machine-id.
+pub fn this_machine() -> Option<String> {
+    fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// For each volume of the guide's layout that exists in `project_dir`, what it is verified
+/// against. With `root` (the user's `--root`): its source under that root, and nothing else
+/// (a source missing there is unverifiable, never replaced by the manifest). Without: what
+/// the copy recorded: the manifest's source tree when the manifest was written on this
+/// machine and that tree is there, else the manifest; with no manifest, the source on this
+/// machine (`/home`, ...). A volume missing in the project is left out (the layout check
+/// reports it).
+pub fn volume_checks(project_dir: &Path, root: Option<&Path>) -> Vec<VolumeCheck> {
+    let here = this_machine();
+    default_mounts(project_dir)
+        .into_iter()
+        .filter(|m| m.source.is_dir())
+        .map(|m| {
+            let rel = m
+                .target
+                .strip_prefix("/")
+                .unwrap_or(&m.target)
+                .to_path_buf();
+            volume_check(m.source, &rel, root, here.as_deref())
+        })
+        .collect()
+}
+
+fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str>) -> VolumeCheck {
+    if let Some(root) = root {
         // the source as the old host sees it: resolved inside `root` as a chroot would
-        let src = match crate::root::resolve_in(root, &m.target) {
+        let src = match crate::root::resolve_in(root, &Path::new("/").join(rel)) {
             Ok(s) => s,
             Err(e) => {
-                out.push(VolumeCheck::Unverifiable(format!(
-                    "{}: its source cannot be found: {e}: not verified",
-                    quote_path(&m.source)
-                )));
-                continue;
+                let why = format!("its source cannot be found under --root: {e}");
+                return VolumeCheck::Unverifiable { dst, why };
             }
         };
-        let manifest = crate::manifest::path_for(&m.source);
-        out.push(if src.is_dir() {
-            VolumeCheck::Tree { src, dst: m.source }
-        } else if manifest.is_file() {
-            VolumeCheck::Manifest {
-                manifest,
-                dst: m.source,
-            }
-        } else {
-            VolumeCheck::Unverifiable(format!(
-                "{}: neither its source {} nor a manifest {}: not verified",
-                quote_path(&m.source),
-                quote_path(&src),
-                quote_path(&manifest)
-            ))
-        });
+        if src.is_dir() {
+            let why = format!("its source under --root {}", quote_path(root));
+            return VolumeCheck::Tree { src, dst, why };
+        }
+        let why = format!(
+            "its source {} is not a directory under --root (without --root the manifest the copy wrote is used)",
+            quote_path(&src)
+        );
+        return VolumeCheck::Unverifiable { dst, why };
     }
-    out
+    let manifest = crate::manifest::path_for(&dst);
+    if !manifest.is_file() {
+        let src = Path::new("/").join(rel);
+        if src.is_dir() {
+            let why =
+                "its source on this machine (no manifest records where the copy came from)".into();
+            return VolumeCheck::Tree { src, dst, why };
+        }
+        let why = format!(
+            "neither its source {} nor a manifest {}",
+            quote_path(&src),
+            quote_path(&manifest)
+        );
+        return VolumeCheck::Unverifiable { dst, why };
+    }
+    let rec = recorded_source(&manifest);
+    let src = rec
+        .source
+        .clone()
+        .or_else(|| rec.root.as_ref().map(|r| r.join(rel)));
+    let why = match (&rec.machine, &src) {
+        (Some(m), Some(src)) if Some(m.as_str()) == here && src.is_dir() => {
+            let why = format!(
+                "the source the copy recorded (on this machine, {})",
+                quote_path(src)
+            );
+            return VolumeCheck::Tree {
+                src: src.clone(),
+                dst,
+                why,
+            };
+        }
+        (Some(m), Some(src)) if Some(m.as_str()) == here => format!(
+            "the manifest the copy wrote (its source {} is no longer here)",
+            quote_path(src)
+        ),
+        (Some(m), Some(src)) => format!(
+            "the manifest the copy wrote (copied from {} on machine {m})",
+            quote_path(src)
+        ),
+        _ => "the manifest the copy wrote (it does not record the machine it came from)".into(),
+    };
+    VolumeCheck::Manifest { manifest, dst, why }
+}
+
+/// The signs of a chatmail host that `root` (an old host's root) lacks: `vmail under /home`,
+/// `a DKIM key in /etc/dkimkeys`, `ACME state in /var/lib/acme`.
+pub fn missing_chatmail_signs(root: &Path) -> Vec<&'static str> {
+    let nonempty = |rel: &str| {
+        fs::read_dir(root.join(rel))
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    };
+    let dkim_key = fs::read_dir(root.join("etc/dkimkeys"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".private"))
+        })
+        .unwrap_or(false);
+    let mut missing = Vec::new();
+    if !root.join("home/vmail").is_dir() {
+        missing.push("no vmail under /home");
+    }
+    if !dkim_key {
+        missing.push("no DKIM key (*.private) in /etc/dkimkeys");
+    }
+    if !nonempty("var/lib/acme") {
+        missing.push("no ACME state in /var/lib/acme");
+    }
+    missing
+}
+
+/// Whether `root` does not look like a chatmail host: two or more of its signs are missing
+/// ([`missing_chatmail_signs`]); the missing ones, for one warning line.
+pub fn not_a_chatmail_host(root: &Path) -> Option<String> {
+    let m = missing_chatmail_signs(root);
+    (m.len() >= 2).then(|| m.join(", "))
 }
 
 /// Users and groups of the container image, from its etc/passwd and etc/group.

@@ -632,8 +632,57 @@ pub fn merge(
     Ok((out, report))
 }
 
+/// The variables a compose file interpolates (`$NAME`, `${NAME}`, `${NAME:-default}`, ...;
+/// `$$` is a literal dollar). Only these can the calling shell's environment override: values
+/// a service gets from `env_file:` are the file's, whatever the shell has.
+pub fn interpolated_names(compose_text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let b = compose_text.as_bytes();
+    let name_at = |i: usize| -> String {
+        b[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+            .map(|&c| c as char)
+            .collect()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'$') => i += 2,
+            Some(b'{') => {
+                let n = name_at(i + 2);
+                i += 2 + n.len();
+                if !n.is_empty() {
+                    out.insert(n);
+                }
+            }
+            _ => {
+                let n = name_at(i + 1);
+                i += 1 + n.len();
+                if n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                    out.insert(n);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn interpolated_names_are_found_and_double_dollars_are_not() {
+        let n = super::interpolated_names(
+            "x: ${MAIL_DOMAIN}\ny: $MAX_MAILBOX_SIZE/z\nw: $${NOT_ME} ${A:-1} $$B\n",
+        );
+        let n: Vec<&str> = n.iter().map(String::as_str).collect();
+        assert_eq!(n, ["A", "MAIL_DOMAIN", "MAX_MAILBOX_SIZE"]);
+    }
+
     use super::*;
 
     fn m(text: &str) -> BTreeMap<String, String> {

@@ -25,7 +25,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::ini::{self, IniError, IniUpdateError, IniValueError};
-use crate::params::{self, Change, Kind};
+use crate::params::{self, Change};
 
 /// Why the environment could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +94,10 @@ pub fn check(settings: &[EnvSetting]) -> (Vec<String>, Vec<String>) {
     for s in settings {
         if let Some(msg) = params::check_value(&s.key, &s.value) {
             let line = format!("{}: {msg}", s.env_key);
-            match params::lookup(&s.key).map(|p| p.kind) {
-                Some(Kind::Bool) => warnings.push(line),
-                _ => errors.push(line),
+            if params::refuses(&s.key) {
+                errors.push(line);
+            } else {
+                warnings.push(line);
             }
         }
         if let Err(e) = ini::render_entry(&s.key, &s.value) {
@@ -171,8 +172,8 @@ fn commented_key(line: &str) -> Option<&str> {
 
 /// Replace, for each setting whose key is absent from [params], the first commented-out line
 /// of that key in [params] by the setting. A comment followed by an indented line is left
-/// alone (the setting would swallow it as a continuation). Line ends become `\n`, as
-/// `ini::update_section` writes them.
+/// alone (the setting would swallow it as a continuation). Every other line keeps its bytes
+/// and its line ending; a placed setting takes the ending of the comment it replaces.
 pub fn place_commented(
     path: &str,
     text: &str,
@@ -190,7 +191,8 @@ pub fn place_commented(
         .unwrap_or(usize::MAX);
     let bom = text.starts_with('\u{feff}');
     let body = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines = ini::py_splitlines(body);
+    let with_ends = ini::py_splitlines_keepends(body);
+    let lines: Vec<&str> = with_ends.iter().map(|l| l.0).collect();
     let mut replaced: BTreeMap<usize, String> = BTreeMap::new();
     for s in settings {
         if section.entry(&s.key).is_some() {
@@ -218,12 +220,16 @@ pub fn place_commented(
     if bom {
         out.push('\u{feff}');
     }
-    for (i, l) in lines.iter().enumerate() {
+    for (i, (l, end)) in with_ends.iter().enumerate() {
         match replaced.get(&i) {
-            Some(r) => out.push_str(r),
+            // render_entry ends in \n; the comment's own ending replaces it
+            Some(r) => {
+                out.push_str(r.strip_suffix('\n').unwrap_or(r));
+                out.push_str(if end.is_empty() { "\n" } else { end });
+            }
             None => {
                 out.push_str(l);
-                out.push('\n');
+                out.push_str(end);
             }
         }
     }
@@ -339,9 +345,17 @@ where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
     let block = render_environ(vars);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    // Only a directory made here is made private: an existing one (/run, 1777) keeps its
+    // mode, whoever else depends on it. The file itself is 0600 in any case.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if std::fs::symlink_metadata(dir).is_err() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
     }
     crate::fsutil::write_atomic(path, &block, 0o600)
 }

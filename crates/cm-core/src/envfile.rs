@@ -194,10 +194,21 @@ pub fn plan(
     })
 }
 
+impl Plan {
+    /// The file already holds exactly the new content: nothing to write, no backup.
+    pub fn unchanged(&self) -> bool {
+        self.existing.as_deref() == Some(self.content.as_bytes())
+    }
+}
+
 /// Carry out `plan`: the old file (if any) saved beside it as a 0600 backup named by
 /// [`dotenv::backup_path`] for `now`, then the new content written atomically, 0600.
-/// Returns the backup's path.
+/// Returns the backup's path. A plan that changes nothing ([`Plan::unchanged`]) writes
+/// nothing and makes no backup.
 pub fn execute(plan: &Plan, now: std::time::SystemTime) -> Result<Option<PathBuf>, WriteError> {
+    if plan.unchanged() {
+        return Ok(None);
+    }
     let mut backup = None;
     if let Some(old) = &plan.existing {
         let path = dotenv::backup_path(&plan.target, now);

@@ -9,6 +9,27 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// What `path` is when it exists and is neither a regular file nor a directory (following
+/// symlinks): `fifo`, `socket`, `character device`, `block device`. Reading one would block
+/// or never end, so inputs are refused at once.
+pub fn not_regular(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = fs::metadata(path).ok()?.file_type();
+    Some(if t.is_file() || t.is_dir() {
+        return None;
+    } else if t.is_fifo() {
+        "fifo"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else {
+        "special file"
+    })
+}
+
 /// The temporary name used beside `path` while it is being written.
 pub fn temp_path_for(path: &Path) -> PathBuf {
     let name = path

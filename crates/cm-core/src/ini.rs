@@ -107,13 +107,22 @@ pub enum SyntaxKind {
     },
 }
 
+/// [`py_repr`] of at most the first 80 characters, then the length: a 20 MB line never
+/// lands whole in one message.
+pub fn repr_excerpt(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        None => py_repr(s),
+        Some((end, _)) => format!("{}... ({} bytes in all)", py_repr(&s[..end]), s.len()),
+    }
+}
+
 impl fmt::Display for SyntaxKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SyntaxKind::UnexpectedLine(l) => write!(
                 f,
                 "unexpected line {}: expected 'key = value', '[section]', a comment or an indented continuation",
-                py_repr(l)
+                repr_excerpt(l)
             ),
             SyntaxKind::UnexpectedContinuation => f.write_str(
                 "indented line continues no value (unexpected value continuation); remove the indentation",
@@ -122,10 +131,10 @@ impl fmt::Display for SyntaxKind {
             SyntaxKind::NoSectionHeader(k) => write!(
                 f,
                 "key {} before any section header; put it under [params]",
-                py_repr(k)
+                repr_excerpt(k)
             ),
             SyntaxKind::DuplicateKey { key, first } => {
-                write!(f, "duplicate key {} (first set on line {first})", py_repr(key))
+                write!(f, "duplicate key {} (first set on line {first})", repr_excerpt(key))
             }
             SyntaxKind::DuplicateSection { name, first } => write!(
                 f,
@@ -149,6 +158,8 @@ pub enum IniError {
     NotFound { path: String },
     #[error("{path}: is a directory, not a chatmail.ini file")]
     IsDirectory { path: String },
+    #[error("{path}: is a {kind}, not a regular file; give the path of chatmail.ini")]
+    NotRegular { path: String, kind: &'static str },
     #[error("{path}:{line}: not valid UTF-8 (byte {offset} of the file); chatmail reads chatmail.ini as UTF-8, re-save it as UTF-8")]
     InvalidUtf8 {
         path: String,
@@ -272,6 +283,40 @@ pub fn py_splitlines(s: &str) -> Vec<&str> {
         lines.push(&s[start..]);
     }
     lines
+}
+
+/// [`py_splitlines`] with each line's own ending (`\n`, `\r\n`, `\r`, ...; empty for a
+/// last line without one), so that text can be put back together byte for byte.
+pub fn py_splitlines_keepends(s: &str) -> Vec<(&str, &str)> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut it = s.char_indices().peekable();
+    while let Some((i, c)) = it.next() {
+        if is_py_line_break(c) {
+            let mut end = i + c.len_utf8();
+            if c == '\r' {
+                if let Some(&(j, '\n')) = it.peek() {
+                    it.next();
+                    end = j + 1;
+                }
+            }
+            lines.push((&s[start..i], &s[i..end]));
+            start = end;
+        }
+    }
+    if start < s.len() {
+        lines.push((&s[start..], ""));
+    }
+    lines
+}
+
+/// `rendered` (lines ending in `\n`) with the line ending `eol` instead.
+fn with_eol(rendered: &str, eol: &str) -> String {
+    if eol == "\n" || eol.is_empty() {
+        rendered.to_string()
+    } else {
+        rendered.replace('\n', eol)
+    }
 }
 
 enum Token {
@@ -431,6 +476,10 @@ pub fn read(path: &Path) -> Result<IniFile, IniError> {
     if path.is_dir() {
         return Err(IniError::IsDirectory { path: shown });
     }
+    // A FIFO or a device would block the read (or never end): refused before opening.
+    if let Some(kind) = crate::fsutil::not_regular(path) {
+        return Err(IniError::NotRegular { path: shown, kind });
+    }
     let data = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             IniError::NotFound {
@@ -513,8 +562,9 @@ pub fn render_entry(key: &str, value: &str) -> Result<String, IniValueError> {
 /// Set (Some) or remove (None) keys of one section in ini text, keeping every other line and
 /// comment. An existing entry is replaced in place (with its continuation lines); a new key is
 /// appended after the last entry of the section (the section is created at the end if missing).
-/// Line ends of the result are `\n`. This is what an applier inside the container uses to put
-/// environment values back into chatmail.ini.
+/// Every untouched line keeps its bytes, its line ending included (a CRLF file stays CRLF);
+/// a replaced or added line takes the ending of the line it replaces or follows. This is what
+/// an applier inside the container uses to put environment values back into chatmail.ini.
 pub fn update_section(
     text: &str,
     section: &str,
@@ -530,7 +580,13 @@ pub fn update_section(
         rendered.push((k.clone(), r));
     }
     let body = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<&str> = py_splitlines(body);
+    let lines = py_splitlines_keepends(body);
+    // the file's own line ending, for lines that replace none
+    let eol = lines
+        .iter()
+        .map(|l| l.1)
+        .find(|e| !e.is_empty())
+        .unwrap_or("\n");
     let sec = parsed.section(section);
     // line index (0-based) -> replacement text (Some("") = delete)
     let mut replace: Vec<Option<String>> = vec![None; lines.len()];
@@ -539,14 +595,25 @@ pub fn update_section(
     for (k, r) in &rendered {
         match sec.and_then(|s| s.entry(k)) {
             Some(e) => {
-                replace[e.line - 1] = Some(r.clone().unwrap_or_default());
+                let end = lines.get(e.end_line - 1).map_or(eol, |l| l.1);
+                let end = if end.is_empty() { "" } else { end };
+                let r = r.as_deref().map(|r| {
+                    let t = with_eol(r, if end.is_empty() { eol } else { end });
+                    // a last line without an ending stays without one
+                    if end.is_empty() {
+                        t.strip_suffix(eol).unwrap_or(&t).to_string()
+                    } else {
+                        t
+                    }
+                });
+                replace[e.line - 1] = Some(r.unwrap_or_default());
                 for s in skip.iter_mut().take(e.end_line).skip(e.line) {
                     *s = true;
                 }
             }
             None => {
                 if let Some(r) = r {
-                    appended.push_str(r);
+                    appended.push_str(&with_eol(r, eol));
                 }
             }
         }
@@ -556,25 +623,31 @@ pub fn update_section(
     if text.starts_with('\u{feff}') {
         out.push('\u{feff}');
     }
-    for (i, l) in lines.iter().enumerate() {
+    for (i, (l, end)) in lines.iter().enumerate() {
         if !skip[i] {
             match &replace[i] {
                 Some(r) => out.push_str(r),
                 None => {
                     out.push_str(l);
-                    out.push('\n');
+                    out.push_str(end);
                 }
             }
         }
         if insert_after == Some(i + 1) && !appended.is_empty() {
+            if !out.is_empty() && !out.ends_with(['\n', '\r']) {
+                out.push_str(eol);
+            }
             out.push_str(&appended);
         }
     }
     if sec.is_none() && !appended.is_empty() {
-        if !out.is_empty() && !out.ends_with("\n\n") {
-            out.push('\n');
+        if !out.is_empty() && !out.ends_with(['\n', '\r']) {
+            out.push_str(eol);
         }
-        out.push_str(&format!("[{section}]\n"));
+        if !out.is_empty() && !out.ends_with(&format!("{eol}{eol}")) {
+            out.push_str(eol);
+        }
+        out.push_str(&format!("[{section}]{eol}"));
         out.push_str(&appended);
     }
     Ok(out)
@@ -592,6 +665,24 @@ pub enum IniUpdateError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_section_keeps_every_untouched_line_byte_for_byte_crlf_included() {
+        let text = "[params]\r\n# keep me\r\nmail_domain = a.org\r\nmax_mailbox_size = 500m\r\n\r\n[privacy]\rx = 1";
+        let up = |k: &str, v: &str| vec![(k.to_string(), Some(v.to_string()))];
+        let out = update_section(text, "params", &up("max_mailbox_size", "1G")).unwrap();
+        assert_eq!(
+            out,
+            "[params]\r\n# keep me\r\nmail_domain = a.org\r\nmax_mailbox_size = 1G\r\n\r\n[privacy]\rx = 1"
+        );
+        let out = update_section(text, "params", &up("max_message_size", "1000")).unwrap();
+        assert_eq!(
+            out,
+            "[params]\r\n# keep me\r\nmail_domain = a.org\r\nmax_mailbox_size = 500m\r\nmax_message_size = 1000\r\n\r\n[privacy]\rx = 1"
+        );
+        // nothing set: nothing changes, not even the missing last line ending
+        assert_eq!(update_section(text, "params", &[]).unwrap(), text);
+    }
 
     fn params(text: &str) -> Vec<(String, String)> {
         let f = parse_str("t.ini", text).unwrap();

@@ -660,10 +660,22 @@ pub fn suggest(key: &str) -> Option<&'static str> {
     best.map(|(n, _)| n)
 }
 
+/// Whether a [`check_value`] message for `key` means chatmail would refuse the value (fail
+/// to start or misuse it), rather than read it differently than it looks (a boolean that is
+/// not `true`/`false` is read as false: a warning).
+pub fn refuses(key: &str) -> bool {
+    lookup(key).is_some_and(|p| p.kind != Kind::Bool)
+}
+
+/// A warning of [`convert`] that is a value chatmail would refuse ([`refuses`]).
+pub fn is_refusal(w: &Warning) -> bool {
+    w.kind == WarningKind::BadValue && w.key.as_deref().is_some_and(refuses)
+}
+
 /// Why chatmail would refuse `value` for `key` (or read it differently than it looks).
 pub fn check_value(key: &str, value: &str) -> Option<String> {
     let p = lookup(key)?;
-    let shown = py_repr(value);
+    let shown = crate::ini::repr_excerpt(value);
     match p.kind {
         Kind::Domain => {
             if value.is_empty() {

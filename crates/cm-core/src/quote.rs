@@ -100,8 +100,34 @@ pub fn json_path(p: &Path) -> String {
     escape_with(p.as_os_str().as_bytes(), |c| !c.is_control() && c != '"')
 }
 
+/// serde's `serialize_with` for a path in JSON: [`json_path`] (any bytes, never an error on a
+/// name that is not UTF-8).
+pub fn serialize_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&json_path(p))
+}
+
+/// At most `max` characters of `s` for a message: the start, then `... (N bytes in all)`,
+/// so that a 20 MB line never lands whole in one error.
+pub fn excerpt(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(s),
+        Some((end, _)) => {
+            std::borrow::Cow::Owned(format!("{}... ({} bytes in all)", &s[..end], s.len()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_long_text_is_cut_to_an_excerpt() {
+        let long = "x".repeat(20 << 20);
+        let e = super::excerpt(&long, 80);
+        assert!(e.len() < 120, "{}", e.len());
+        assert!(e.ends_with("... (20971520 bytes in all)"), "{e}");
+        assert_eq!(super::excerpt("short", 80), "short");
+    }
+
     use super::*;
 
     #[test]

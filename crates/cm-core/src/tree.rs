@@ -114,6 +114,32 @@ impl fmt::Display for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// For people: UTC with the nanoseconds, `2026-12-03 16:34:34.123456789 UTC` (the
+    /// manifest keeps [`fmt::Display`]'s `SECONDS.NANOSECONDS`).
+    pub fn utc(&self) -> String {
+        let days = self.sec.div_euclid(86_400);
+        let secs = self.sec.rem_euclid(86_400);
+        // Howard Hinnant's civil_from_days
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!(
+            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:09} UTC",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            self.nsec
+        )
+    }
+}
+
 impl std::str::FromStr for Timestamp {
     type Err = String;
     fn from_str(s: &str) -> Result<Timestamp, String> {
@@ -1165,10 +1191,10 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
                     push(DiffKind::Size, p, x.size.to_string(), y.size.to_string());
                 }
                 if x.mtime != y.mtime {
-                    push(DiffKind::Mtime, p, x.mtime.to_string(), y.mtime.to_string());
+                    push(DiffKind::Mtime, p, x.mtime.utc(), y.mtime.utc());
                 }
                 if opts.atime && x.atime != y.atime {
-                    push(DiffKind::Atime, p, x.atime.to_string(), y.atime.to_string());
+                    push(DiffKind::Atime, p, x.atime.utc(), y.atime.utc());
                 }
                 if opts.content && x.kind == FileType::File && x.size == y.size {
                     if let (Some(h1), Some(h2)) = (x.sha256, y.sha256) {
@@ -1730,6 +1756,10 @@ mod tests {
 
     #[test]
     fn timestamps_parse_and_print() {
+        let t: Timestamp = "1796226078.993459510".parse().unwrap();
+        assert_eq!(t.utc(), "2026-12-02 15:41:18.993459510 UTC");
+        let e: Timestamp = "-1.000000000".parse().unwrap();
+        assert_eq!(e.utc(), "1969-12-31 23:59:59.000000000 UTC");
         let t: Timestamp = "1700000000.000000042".parse().unwrap();
         assert_eq!(
             t,

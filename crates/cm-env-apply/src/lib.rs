@@ -23,7 +23,15 @@ use cm_core::envapply::{self, settings_from_env, ApplyError, InputError};
 /// Exit status: 0 applied (or nothing to do); 1 --check found settings that differ;
 /// 2 usage error, unreadable ini, or a value chatmail would refuse (nothing is written).
 #[derive(Parser, Debug)]
-#[command(name = "cm-env-apply", version = cm_core::version::text(), about, long_about)]
+#[command(
+    name = "cm-env-apply",
+    version = cm_core::version::text(),
+    about,
+    long_about,
+    after_long_help = "Examples:
+  cm-env-apply apply --ini /opt/chatmail/chatmail.ini --environ-file /run/cm-env/environ
+  cm-env-apply boot -- /lib/systemd/systemd"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,12 +44,22 @@ enum Command {
     /// The variables come from this process's environment, or with --environ-file from the
     /// block that `cm-env-apply boot` saved (the container's environment as Docker gave it
     /// to PID 1; systemd does not pass it on to its units).
+    #[command(
+        after_long_help = "Exit status: 0 applied (or nothing to do); 1 --check found \
+settings that differ; 2 usage error, unreadable ini, or a value chatmail would refuse (nothing \
+written).\n\nExample:\n  cm-env-apply apply --ini /opt/chatmail/chatmail.ini --environ-file /run/cm-env/environ --dry-run"
+    )]
     Apply(ApplyArgs),
     /// Save the whole environment (0600, NUL-separated) and exec PROGRAM: the image's
     /// ENTRYPOINT, so that the start-up unit sees every variable of .env.
     ///
     /// A failure to save is reported and PROGRAM is started anyway (the start-up unit then
-    /// fails visibly because MAIL_DOMAIN is missing).
+    /// fails visibly because MAIL_DOMAIN is missing). Only a directory of FILE that boot
+    /// creates is made private (0700); an existing one keeps its mode.
+    #[command(
+        after_long_help = "Exit status: none of its own when PROGRAM starts (it replaces \
+this process); 2 when PROGRAM cannot be started.\n\nExample:\n  cm-env-apply boot --save /run/cm-env/environ -- /lib/systemd/systemd"
+    )]
     Boot {
         /// Where to save the environment.
         #[arg(long, value_name = "FILE", default_value = "/run/cm-env/environ")]
@@ -64,18 +82,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::parse_from(args);
-    let result = match cli.command {
+    cm_cli::main::<Cli, _, _>(args, |cli| match cli.command {
         Command::Boot { save, program } => boot(&save, &program),
         Command::Apply(a) => run_apply(&a),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("cm-env-apply: error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    })
 }
 
 fn boot(save: &Path, program: &[OsString]) -> anyhow::Result<ExitCode> {
@@ -83,10 +93,10 @@ fn boot(save: &Path, program: &[OsString]) -> anyhow::Result<ExitCode> {
     let saved =
         envapply::save_environ(save, vars.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
     if let Err(e) = saved {
-        eprintln!(
-            "cm-env-apply boot: cannot save the environment to {}: {e}; chatmail settings from .env will not be applied",
-            save.display()
-        );
+        cm_cli::msg::error(&format!(
+            "cannot save the environment to {}: {e}; chatmail settings from .env will not be applied",
+            cm_core::quote::quote_path(save)
+        ));
     }
     let err = std::process::Command::new(&program[0])
         .args(&program[1..])
@@ -117,15 +127,10 @@ struct ApplyArgs {
     /// Only compare: exit 1 when chatmail.ini differs from the environment; write nothing.
     #[arg(long, conflicts_with = "dry_run")]
     check: bool,
-    /// Print what would change and write nothing.
-    #[arg(long, short = 'n')]
-    dry_run: bool,
-    /// Print the changes as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Print nothing but errors and warnings.
-    #[arg(long, short = 'q')]
-    quiet: bool,
+    #[command(flatten)]
+    dry: cm_cli::args::DryRunArgs,
+    #[command(flatten)]
+    out: cm_cli::args::OutputArgs,
 }
 
 fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -133,7 +138,7 @@ fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
         Some(f) => {
             let (vars, bad) = envapply::read_environ_file(f)?;
             for b in &bad {
-                eprintln!("cm-env-apply: warning: {}: {b} (ignored)", f.display());
+                cm_cli::msg::warning(&format!("{}: {b} (ignored)", f.display()));
             }
             vars
         }
@@ -156,20 +161,22 @@ fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let outcome = &prepared.outcome;
-    for w in &outcome.warnings {
-        eprintln!("cm-env-apply: warning: {w}");
+    if !a.out.quiet {
+        for w in &outcome.warnings {
+            cm_cli::msg::warning(w);
+        }
     }
     let changed = prepared.changed();
-    if a.json {
+    if a.out.json {
         let v = serde_json::json!({
             "ini": shown,
             "settings": settings.len(),
             "changes": outcome.changes,
             "warnings": outcome.warnings,
-            "written": changed && !a.dry_run && !a.check,
+            "written": changed && !a.dry.dry_run && !a.check,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
-    } else if !a.quiet {
+    } else if !a.out.quiet {
         for c in &outcome.changes {
             let show = |v: &Option<String>| match v {
                 Some(v) => format!("{v:?}"),
@@ -177,7 +184,7 @@ fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
             };
             println!("{}: {} -> {}", c.key, show(&c.from), show(&c.to));
         }
-        let verb = if a.check || a.dry_run {
+        let verb = if a.check || a.dry.dry_run {
             "would change"
         } else {
             "changed"
@@ -195,7 +202,7 @@ fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         });
     }
-    if changed && !a.dry_run {
+    if changed && !a.dry.dry_run {
         prepared
             .write()
             .with_context(|| format!("{shown}: cannot write"))?;

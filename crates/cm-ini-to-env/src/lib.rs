@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::Parser;
+use cm_cli::{msg, Fail};
 use cm_core::{dotenv, envfile, ini, params};
 
 const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
@@ -19,15 +21,20 @@ const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 /// keys uppercased, in a fixed order, each written as KEY="..." so that Docker Compose v2
 /// reads back exactly the ini's value, whatever characters it contains.
 ///
-/// Warnings (unknown keys with a suggestion, deprecated or unused keys, values chatmail
-/// would reject) go to stderr. Exit codes: 0 done; 1 --check found differences; 2 unusable
-/// input or arguments (one line on stderr, nothing written).
+/// Warnings (unknown keys with a suggestion, deprecated or unused keys, values chatmail reads
+/// differently than they look) go to stderr. A value chatmail would refuse (e.g.
+/// max_message_size = 30M) is an error: nothing is written (see --accept-invalid).
+///
+/// Exit codes: 0 done; 1 --check found differences; 2 unusable input or arguments (one line
+/// on stderr, nothing written).
 #[derive(Parser, Debug)]
 #[command(
     name = "cm-ini-to-env",
     version = cm_core::version::text(),
     max_term_width = 100,
     after_long_help = "\
+Exit codes: 0 done; 1 --check found differences; 2 unusable input or arguments.
+
 Examples:
   cm-ini-to-env                                   print the .env for this host's chatmail.ini
   cm-ini-to-env chatmail.ini /srv/chatmail/.env   write it (refuses to overwrite)
@@ -54,41 +61,31 @@ struct Args {
 
     /// Replace an existing ENV. The old file is kept beside it as ENV.bak-<UTC time>
     /// (mode 0600).
-    #[arg(long, conflicts_with = "merge")]
+    #[arg(long, conflicts_with = "merge", requires = "env")]
     force: bool,
 
     /// Update an existing ENV: set the chatmail settings from the ini in place, drop
     /// chatmail settings the ini leaves at their defaults, and keep every other line and
-    /// comment (Docker-only variables, notes). A backup is kept as with --force.
-    #[arg(long)]
+    /// comment (Docker-only variables, notes). A backup is kept as with --force; a merge
+    /// that changes nothing writes nothing.
+    #[arg(long, requires = "env")]
     merge: bool,
+
+    /// Write values chatmail would refuse (each is reported as a warning instead of an
+    /// error).
+    #[arg(long)]
+    accept_invalid: bool,
 
     /// Compare an existing .env with the ini instead of writing: lists every setting on
     /// which chatmail would behave differently, exits 1 if there is any, 0 if none.
     #[arg(long, value_name = "ENV", conflicts_with_all = ["env", "force", "merge", "all"])]
     check: Option<PathBuf>,
 
-    /// Show what would be written (the .env on stdout, the action on stderr); write nothing.
-    #[arg(long, short = 'n')]
-    dry_run: bool,
+    #[command(flatten)]
+    dry: cm_cli::args::DryRunArgs,
 
-    /// No warnings or progress on stderr (errors are still printed).
-    #[arg(long, short = 'q')]
-    quiet: bool,
-
-    /// Machine-readable output on stdout: the settings and warnings, or the differences
-    /// with --check.
-    #[arg(long)]
-    json: bool,
-}
-
-/// An error that ends the run with a code and one line.
-struct Fail(u8, String);
-
-impl<E: std::fmt::Display> From<E> for Fail {
-    fn from(e: E) -> Self {
-        Fail(2, e.to_string())
-    }
+    #[command(flatten)]
+    out: cm_cli::args::OutputArgs,
 }
 
 /// The tool's command-line definition (for `--help`, man pages and completions).
@@ -103,38 +100,22 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = match Args::try_parse_from(args) {
-        Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    match convert(&args) {
-        Ok(code) => ExitCode::from(code),
-        Err(Fail(code, msg)) => {
-            eprintln!("cm-ini-to-env: {}", msg.replace('\n', " "));
-            ExitCode::from(code)
-        }
-    }
+    cm_cli::main::<Args, _, _>(args, |a| Ok(ExitCode::from(convert(&a)?)))
 }
 
-fn convert(args: &Args) -> Result<u8, Fail> {
+fn convert(args: &Args) -> Result<u8> {
     let parsed = ini::read(&args.ini)?;
     let conv = params::convert(&parsed)?;
+    refuse_invalid(args, &conv)?;
     let text = conv.to_env(args.all)?;
     // Everything that can refuse the input is decided before any warning is printed, so
     // that bad input is exactly one line.
     let check_env = match &args.check {
         Some(p) if p.is_dir() => {
-            return Err(Fail(
-                2,
-                format!(
-                    "{}: is a directory; give the path of the .env file",
-                    p.display()
-                ),
-            ))
+            return Err(Fail::usage(format!(
+                "{}: is a directory; give the path of the .env file",
+                q(p)
+            )))
         }
         Some(p) => Some((p, dotenv::read_file(p)?)),
         None => None,
@@ -143,20 +124,8 @@ fn convert(args: &Args) -> Result<u8, Fail> {
         Some(p) => Some(plan_write(args, &conv, p, &text)?),
         None => None,
     };
-    if !args.quiet {
-        for w in &conv.warnings {
-            match w.line {
-                Some(l) => eprintln!("warning: {}:{l}: {}", conv.source, w.message),
-                None => eprintln!("warning: {}: {}", conv.source, w.message),
-            }
-        }
-        // Compose lets the calling environment override .env when it interpolates.
-        for p in params::PARAMS {
-            let k = p.env_key();
-            if std::env::var_os(&k).is_some() {
-                eprintln!("warning: {k} is set in this shell's environment; docker compose run from here would use it instead of the .env value");
-            }
-        }
+    if !args.out.quiet {
+        warn(args, &conv);
     }
     if let Some((path, env)) = check_env {
         return check(args, &parsed, path, &env);
@@ -170,9 +139,76 @@ fn convert(args: &Args) -> Result<u8, Fail> {
     }
 }
 
-fn print_out(args: &Args, conv: &params::Conversion, text: &str) -> Result<(), Fail> {
+fn q(p: &Path) -> String {
+    cm_core::quote::quote_path(p)
+}
+
+/// Values chatmail would refuse are an error (exit 2, nothing written) unless
+/// --accept-invalid; --quiet never hides it.
+fn refuse_invalid(args: &Args, conv: &params::Conversion) -> Result<()> {
+    let refused: Vec<String> = conv
+        .warnings
+        .iter()
+        .filter(|w| params::is_refusal(w))
+        .map(|w| match w.line {
+            Some(l) => format!("{}:{l}: {}", conv.source, w.message),
+            None => format!("{}: {}", conv.source, w.message),
+        })
+        .collect();
+    if refused.is_empty() || args.accept_invalid {
+        return Ok(());
+    }
+    Err(Fail::usage(format!(
+        "{} {} chatmail would refuse; nothing written: {} (fix the ini, or pass --accept-invalid)",
+        refused.len(),
+        if refused.len() == 1 {
+            "value"
+        } else {
+            "values"
+        },
+        refused.join("; ")
+    )))
+}
+
+/// The conversion's warnings, and the settings this shell would override: only those the
+/// target's compose file interpolates (`${MAX_MAILBOX_SIZE}`); a value a service reads
+/// through `env_file:` is the file's, whatever the shell has.
+fn warn(args: &Args, conv: &params::Conversion) {
+    for w in &conv.warnings {
+        match w.line {
+            Some(l) => msg::warning(&format!("{}:{l}: {}", conv.source, w.message)),
+            None => msg::warning(&format!("{}: {}", conv.source, w.message)),
+        }
+    }
+    let target = args.env.as_deref().or(args.check.as_deref());
+    let dir = match target.and_then(Path::parent) {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(compose) = cm_core::checks::COMPOSE_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|f| f.is_file())
+    else {
+        return;
+    };
+    let names = std::fs::read_to_string(&compose)
+        .map(|t| dotenv::interpolated_names(&t))
+        .unwrap_or_default();
+    for p in params::PARAMS {
+        let k = p.env_key();
+        if names.contains(&k) && std::env::var_os(&k).is_some() {
+            msg::warning(&format!(
+                "{k} is set in this shell's environment and {} interpolates it: docker compose run from here would use the shell's value there instead of the .env value",
+                q(&compose)
+            ));
+        }
+    }
+}
+
+fn print_out(args: &Args, conv: &params::Conversion, text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.out.json {
         let entries: Vec<_> = conv
             .settings
             .iter()
@@ -197,7 +233,7 @@ fn plan_write(
     conv: &params::Conversion,
     env_path: &Path,
     text: &str,
-) -> Result<envfile::Plan, Fail> {
+) -> Result<envfile::Plan> {
     let existing = if args.force {
         envfile::Existing::Replace
     } else if args.merge {
@@ -210,38 +246,61 @@ fn plan_write(
     )?)
 }
 
-fn execute(args: &Args, conv: &params::Conversion, plan: envfile::Plan) -> Result<u8, Fail> {
-    let shown = plan.target.display();
-    if args.dry_run {
+fn execute(args: &Args, conv: &params::Conversion, plan: envfile::Plan) -> Result<u8> {
+    let shown = q(&plan.target);
+    if args.dry.dry_run {
         std::io::stdout()
             .lock()
             .write_all(plan.content.as_bytes())?;
-        if !args.quiet {
+        if !args.out.quiet {
+            let what = if plan.unchanged() {
+                format!("{shown} already holds exactly this; nothing would change")
+            } else {
+                let done = plan.action.to_string();
+                let would = match plan.action {
+                    envfile::Action::Write => done.replacen("wrote", "would write", 1),
+                    envfile::Action::Replace => done.replacen("replaced", "would replace", 1),
+                    envfile::Action::Merge(_) => done.replacen("merged", "would merge", 1),
+                };
+                format!("{would} {shown}")
+            };
+            eprintln!("dry run: {what}; nothing written");
+        }
+        return Ok(0);
+    }
+    if plan.unchanged() {
+        if args.out.json {
+            let v = serde_json::json!({"source": conv.source, "env": cm_core::quote::json_path(&plan.target),
+                "action": "unchanged", "written": false, "warnings": conv.warnings});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else if !args.out.quiet {
             eprintln!(
-                "dry run: would have {} {shown}; nothing written",
-                plan.action
+                "unchanged {shown}: it already holds exactly this (nothing written, no backup)"
             );
         }
         return Ok(0);
     }
     let backup_note = match envfile::execute(&plan, std::time::SystemTime::now())? {
-        Some(b) => format!("; backup: {}", b.display()),
+        Some(b) => format!("; backup: {}", q(&b)),
         None => String::new(),
     };
     let n = conv.env_entries(args.all).len();
-    if args.json {
+    if args.out.json {
         let v = serde_json::json!({
             "source": conv.source,
-            "env": plan.target.display().to_string(),
+            "env": cm_core::quote::json_path(&plan.target),
             "action": plan.action.to_string(),
+            "written": true,
             "settings": n,
             "warnings": conv.warnings,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
-    } else if !args.quiet {
+    } else if !args.out.quiet {
         eprintln!(
-            "{} {shown}: {n} settings from {}{backup_note}",
-            plan.action, conv.source
+            "{} {shown}: {n} {} from {}{backup_note}",
+            plan.action,
+            if n == 1 { "setting" } else { "settings" },
+            conv.source
         );
     }
     Ok(0)
@@ -252,19 +311,19 @@ fn check(
     parsed: &ini::IniFile,
     env_path: &Path,
     env: &std::collections::BTreeMap<String, String>,
-) -> Result<u8, Fail> {
+) -> Result<u8> {
     let section = parsed.params()?;
     let diffs = params::diff_env(section, env);
-    if args.json {
+    if args.out.json {
         let v = serde_json::json!({
             "source": parsed.path,
-            "env": env_path.display().to_string(),
+            "env": cm_core::quote::json_path(env_path),
             "matches": diffs.is_empty(),
             "differences": diffs,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if diffs.is_empty() {
-        if !args.quiet {
+        if !args.out.quiet {
             println!(
                 "{} matches {}: chatmail would behave the same",
                 env_path.display(),

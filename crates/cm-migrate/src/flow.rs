@@ -27,13 +27,37 @@ pub enum FlowCmd {
     /// Check everything the move needs (root, systemd, Docker and Compose v2, cgroup v2, the
     /// inotify limits, space, ports, the ini, the mail queue, the target); change nothing.
     /// Exit 1 when a finding blocks the move.
+    #[command(after_long_help = "Exit codes:
+  0  nothing blocks the move (warnings are listed)
+  1  a finding blocks the move; each says what to do
+  2  usage error, or an input that does not exist or cannot be used
+
+Example:
+  cm-migrate preflight --project-dir /srv/chatmail")]
     Preflight(crate::preflight::PreflightArgs),
     /// The whole move: preflight, a live bulk copy while the relay serves mail (with a change
     /// journal), stop-services, the delta of what changed, the .env, cm-verify all [, the
     /// container started]; prints the measured downtime. --resume continues a crashed run.
+    #[command(after_long_help = "Exit codes:
+  0  the move is complete (every step done and verified)
+  1  a step failed or the verification found differences: the run journal keeps where it
+     stopped; fix the cause and run again with --resume (or undo with cm-migrate rollback)
+  2  usage error, unusable input, or another run in progress
+
+Examples:
+  cm-migrate run --project-dir /srv/chatmail --start
+  cm-migrate run --project-dir /srv/chatmail --resume")]
     Run(crate::run::RunArgs),
     /// Bring the old relay back after a run: a container it started is stopped first, then
     /// every unit restored as recorded; what the run left in the target is listed.
+    #[command(after_long_help = "Exit codes:
+  0  the old relay runs as before the move
+  1  incomplete: a unit could not be restored or the container not stopped (the output says
+     what); run it again after fixing the cause
+  2  usage error, no run journal, or another run in progress
+
+Example:
+  cm-migrate rollback --project-dir /srv/chatmail")]
     Rollback(crate::rollback::RollbackArgs),
 }
 

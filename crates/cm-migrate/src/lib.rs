@@ -7,7 +7,7 @@ mod preflight;
 mod rollback;
 mod run;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use cm_core::systemd::{
     self, ops::ActionResult, ops::RestoreStep, Event, Plan, Postqueue, RestoreOptions,
     RestoreReport, StopOptions, StopReport, Systemctl, SystemdError,
@@ -33,7 +33,7 @@ struct Cli {
 }
 
 const TOP_AFTER_HELP: &str = "\
-Typical use:
+Examples (typical use):
   cm-migrate stop-services --dry-run     # the plan and the queue size; changes nothing
   cm-migrate stop-services               # drain the mail queue, record, stop, disable, verify
   cm-migrate start-services --restore    # undo: bring back exactly what ran before
@@ -61,6 +61,10 @@ Ports checked afterwards (TCP and UDP, all addresses): 25, 53, 80, 143, 402, 443
 
 Undo: cm-migrate start-services --restore (add the same --state-file if you gave one).
 
+Examples:
+  cm-migrate stop-services --dry-run
+  cm-migrate stop-services --queue-timeout 300 --json
+
 Exit codes:
   0  every chatmail unit is inactive and disabled and the ports are free (or --dry-run)
   1  incomplete, the output says what: mail still queued after --queue-timeout (nothing was
@@ -70,6 +74,9 @@ Exit codes:
      unreadable state file";
 
 const START_AFTER_HELP: &str = "\
+Example:
+  cm-migrate start-services --restore --dry-run
+
 Exit codes:
   0  every recorded unit is back in its prior state (or --dry-run)
   1  incomplete, the output says what: a unit could not be enabled or started, or differs from
@@ -109,7 +116,7 @@ enum Cmd {
     StopServices {
         /// Print the plan and the number of queued messages; change nothing (the queue is not
         /// flushed, no state file is written).
-        #[arg(long)]
+        #[arg(long, short = 'n')]
         dry_run: bool,
         /// Seconds to wait for the postfix queue to empty after flushing it; 0 checks once
         /// without waiting. Mail still queued then blocks the stop (see --allow-queued-mail).
@@ -147,7 +154,7 @@ enum Cmd {
         #[arg(long, required = true)]
         restore: bool,
         /// Print what would be enabled and started; change nothing.
-        #[arg(long)]
+        #[arg(long, short = 'n')]
         dry_run: bool,
         /// The state file written by stop-services.
         #[arg(long, value_name = "FILE", default_value = systemd::DEFAULT_STATE_FILE)]
@@ -161,27 +168,11 @@ enum Cmd {
     },
 }
 
-/// How the outcome is printed (shared by both subcommands).
-#[derive(Args, Debug, Clone, Copy)]
-struct OutputArgs {
-    /// Print the report as one JSON document on stdout and nothing else there: the plan, the
-    /// queue, every action and its error, the units and ports still not as they should be,
-    /// warnings, and "exit_code". An error that stops the run is printed as
-    /// {"error": "...", "exit_code": N}. Progress still goes to stderr unless --quiet.
-    #[arg(long)]
-    json: bool,
-    /// Print nothing on stdout (except --json) and no progress; problems still go to stderr.
-    /// The exit code tells the outcome.
-    #[arg(long)]
-    quiet: bool,
-}
-
-impl OutputArgs {
-    /// The plan and the result are printed for people.
-    fn human(self) -> bool {
-        !self.json && !self.quiet
-    }
-}
+// How the outcome is printed (shared by both subcommands): `--json` prints the report as
+// one JSON document with "exit_code" beside its fields (an error that stops the run as
+// {"ok": false, "error": "...", "exit_code": N}); `-q/--quiet` prints nothing on stdout and
+// no progress, problems still go to stderr.
+use cm_cli::args::OutputArgs;
 
 /// The tool's command-line definition (for `--help`, man pages and completions).
 pub fn command() -> clap::Command {
@@ -195,33 +186,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::parse_from(args).cmd {
-        Cmd::Flow(c) => return ExitCode::from(flow::main(*c) as u8),
-        cmd => Cli { cmd },
-    };
-    let out = match &cli.cmd {
-        Cmd::StopServices { out, .. } | Cmd::StartServices { out, .. } => *out,
-        Cmd::Flow(_) => unreachable!("dispatched above"),
-    };
-    let code = match dispatch(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            if out.json {
-                #[derive(Serialize)]
-                struct JsonError {
-                    error: String,
-                    exit_code: i32,
-                }
-                print_json(&JsonError {
-                    error: e.to_string(),
-                    exit_code: e.exit_code(),
-                });
-            }
-            eprintln!("cm-migrate: error: {e}");
-            e.exit_code()
-        }
-    };
-    ExitCode::from(code as u8)
+    cm_cli::main::<Cli, _, _>(args, |cli| {
+        let cli = match cli.cmd {
+            Cmd::Flow(c) => return Ok(ExitCode::from(flow::main(*c) as u8)),
+            cmd => Cli { cmd },
+        };
+        Ok(ExitCode::from(dispatch(cli)? as u8))
+    })
 }
 
 fn dispatch(cli: Cli) -> Result<i32, SystemdError> {

@@ -84,10 +84,7 @@ where
     }
     match command().try_get_matches_from(&args) {
         Ok(_) => crate::run(args),
-        Err(e) => {
-            let _ = e.print();
-            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
-        }
+        Err(e) => cm_cli::parse_error(&args, &e),
     }
 }
 
@@ -129,5 +126,40 @@ mod tests {
         assert!(sub
             .get_arguments()
             .any(|a| a.get_long() == Some("owner-map")));
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    /// Every command and subcommand of every binary, as `name sub sub`.
+    fn walk(prefix: &str, cmd: &mut clap::Command, out: &mut Vec<(String, String)>) {
+        let name = format!("{prefix}{}", cmd.get_name());
+        if cmd.get_subcommands().next().is_none() || cmd.is_subcommand_required_set() {
+            let help = cmd.render_long_help().to_string();
+            out.push((name.clone(), help));
+        }
+        for sub in cmd.get_subcommands_mut() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            walk(&format!("{name} "), sub, out);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_help_states_its_exit_codes_and_shows_an_example() {
+        let mut all = Vec::new();
+        for (_, mut cmd) in super::binaries() {
+            cmd.build();
+            walk("", &mut cmd, &mut all);
+        }
+        let missing: Vec<&str> = all
+            .iter()
+            .filter(|(_, h)| {
+                !(h.contains("Exit status") || h.contains("Exit codes")) || !h.contains("Example")
+            })
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert!(missing.is_empty(), "no exit codes or example: {missing:#?}");
     }
 }

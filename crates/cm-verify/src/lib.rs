@@ -6,23 +6,43 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use cm_cli::args::JobsArgs;
+use cm_cli::{msg, Fail};
 use cm_core::checks;
 use cm_core::owners::OwnerMap;
-use cm_core::report;
-use cm_core::tree::{self, CompareOptions, Difference, ScanOptions, TreeStats};
+use cm_core::report::{self, CheckReport, Verdict};
+use cm_core::tree::{self, CompareOptions, ScanOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Prove that a migration is complete and exact, and say exactly what is not.
 ///
-/// Exit status: 0 when everything compared holds; 1 when anything differs (or could not be
-/// read, so could not be verified); 2 on a usage error or an input that cannot be used (a
-/// missing tree, an invalid manifest or owner map).
+/// Every check ends held, differs, or not checked (with the reason): a check that did not
+/// run is never OK.
+///
+/// Exit status: 0 when every check ran and held (or the only ones not run were switched off
+/// by your own flag, e.g. --no-services; the verdict names them); 1 when anything differs,
+/// could not be read, or was not checked; 2 on a usage error or an input that does not exist
+/// or cannot be used (a missing tree, --root or --project-dir, an invalid manifest or owner
+/// map).
 #[derive(Parser)]
-#[command(name = "cm-verify", version = cm_core::version::text(), about, long_about)]
+#[command(
+    name = "cm-verify",
+    version = cm_core::version::text(),
+    about,
+    long_about,
+    after_long_help = "Examples:
+  cm-verify tree /home /srv/chatmail/data/chatmail --owner-map docker/users
+  cm-verify all --project-dir /srv/chatmail --ini /usr/local/lib/chatmaild/chatmail.ini
+  cm-verify all --project-dir /srv/chatmail --root /mnt/old --no-services --json"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+const EXIT_TREE: &str =
+    "Exit status: 0 no differences; 1 differences, or entries that could not be read (not \
+verified); 2 usage error, or a tree, manifest or owner map that does not exist or cannot be used.";
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -32,7 +52,9 @@ enum Cmd {
     /// Symlinks are never followed; both trees are read-only and opened with O_NOATIME.
     /// atime is not compared unless --atime. Contents are compared byte for byte in parallel
     /// (--jobs), only where both sides have a regular file of the same size, each pair of
-    /// inodes once; files that differ are reported with both SHA-256s.
+    /// inodes once; files that differ are reported with both SHA-256s. Sockets missing in the
+    /// copy are a note (the copy leaves them out by design), not a difference.
+    #[command(after_long_help = format!("{EXIT_TREE}\n\nExample:\n  cm-verify tree /home /srv/chatmail/data/chatmail --owner-map docker/users"))]
     Tree {
         /// The original tree (e.g. /home on the old host).
         src: PathBuf,
@@ -41,30 +63,40 @@ enum Cmd {
         #[command(flatten)]
         cmp: CompareArgs,
         #[command(flatten)]
-        out: OutputArgs,
+        out: ReportArgs,
     },
     /// Write or check a manifest (a per-tree record, see docs/manifest.md), for when the
     /// original and the copy are on different machines.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = format!("{EXIT_TREE}\n\nExamples:\n  cm-verify manifest write /home -o /root/home.manifest\n  cm-verify manifest check /root/home.manifest /srv/chatmail/data/chatmail"))]
     Manifest(ManifestCmd),
     /// The .env carries exactly the ini's settings, compared as chatmail interprets them
     /// (an absent key means its default; `True` and `true` are the same boolean; ...).
+    #[command(
+        after_long_help = "Exit status: 0 the .env means the same to chatmail; 1 settings differ; \
+2 usage error, or an ini or .env that does not exist or cannot be read.\n\nExample:\n  \
+cm-verify env /usr/local/lib/chatmaild/chatmail.ini /srv/chatmail/.env"
+    )]
     Env {
         /// chatmail.ini of the old host (/usr/local/lib/chatmaild/chatmail.ini).
         ini: PathBuf,
         /// The compose project's .env.
         env: PathBuf,
         #[command(flatten)]
-        out: OutputArgs,
+        out: ReportArgs,
     },
     /// No chatmail unit (service, timer, path, socket) is active or enabled on this host, no
     /// legacy chatmail cron job is installed, and the ports the container needs are free
     /// (naming the process and unit holding each).
+    #[command(
+        after_long_help = "Exit status: 0 nothing of chatmail runs and every port is free; \
+1 units, cron jobs or ports are in the way; 2 usage error, or systemd cannot be asked (no \
+systemd here: nothing was checked).\n\nExample:\n  cm-verify services --ports 25,143,993"
+    )]
     Services {
         #[command(flatten)]
         svc: ServicesArgs,
         #[command(flatten)]
-        out: OutputArgs,
+        out: ReportArgs,
     },
     /// The compose project is ready: the folders it mounts exist, the DKIM private key is
     /// there and private (and owned by the image's opendkim), every ACME live/<domain> link
@@ -74,20 +106,41 @@ enum Cmd {
     /// Mounts come from `docker compose config` when the project has a compose file and
     /// Compose v2 is installed, else from the guide's layout (data/chatmail -> /home,
     /// data/chatmail-dkimkeys -> /etc/dkimkeys, data/chatmail-acme -> /var/lib/acme).
+    #[command(
+        after_long_help = "Exit status: 0 the layout holds; 1 something is missing or wrong; \
+2 usage error, or a --project-dir that does not exist.\n\nExample:\n  \
+cm-verify layout --project-dir /srv/chatmail --image-users docker/users"
+    )]
     Layout {
         #[command(flatten)]
         lay: LayoutArgs,
         #[command(flatten)]
-        out: OutputArgs,
+        out: ReportArgs,
     },
-    /// Everything that applies, one verdict: env (with --ini and a project .env), layout,
-    /// services (where systemd runs), and each volume against its source under --root (when
-    /// that exists) or else against the manifest cm-copy-data wrote.
+    /// Everything that applies, one verdict: env, layout, services, and each volume against
+    /// its reference (printed): with --root its source under that root; without, what the
+    /// copy recorded in its manifest (the source tree when the manifest was written on this
+    /// machine and the tree is there, else the manifest).
+    ///
+    /// The verdict counts the checks (`5 hold, 1 not checked: services (--no-services)`) and
+    /// says ALL OK only when every check ran and held.
+    #[command(
+        after_long_help = "Exit status: 0 every check ran and held, or the only ones not run \
+were switched off with --no-env / --no-services (the verdict names them); 1 anything differs \
+or was not checked for another reason (no systemd, no --ini, a source missing under --root); \
+2 usage error, or a --root or --project-dir that does not exist.\n\nExamples:\n  \
+cm-verify all --project-dir /srv/chatmail --ini /usr/local/lib/chatmaild/chatmail.ini\n  \
+cm-verify all --project-dir /srv/chatmail --no-env --no-services --json"
+    )]
     All {
         /// chatmail.ini of the old host, for the env check (and mail_domain).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "no_env")]
         ini: Option<PathBuf>,
-        /// Skip the services check (e.g. when run on the new host).
+        /// Switch off the env check (the verdict still names it).
+        #[arg(long)]
+        no_env: bool,
+        /// Switch off the services check (e.g. when run on the new host; the verdict still
+        /// names it).
         #[arg(long)]
         no_services: bool,
         #[command(flatten)]
@@ -97,7 +150,7 @@ enum Cmd {
         #[command(flatten)]
         cmp: CompareArgs,
         #[command(flatten)]
-        out: OutputArgs,
+        out: ReportArgs,
     },
 }
 
@@ -116,7 +169,7 @@ struct ServicesArgs {
 
 #[derive(Args)]
 struct LayoutArgs {
-    /// The compose project directory.
+    /// The compose project directory (it must exist).
     #[arg(long, value_name = "DIR", default_value = ".")]
     project_dir: PathBuf,
     /// chatmail's mail_domain (default: MAIL_DOMAIN from the project's .env, or --ini).
@@ -141,6 +194,11 @@ enum ManifestCmd {
     ///
     /// The file is written atomically with mode 0600. If any entry cannot be read, nothing
     /// is written and the exit status is 1.
+    #[command(
+        after_long_help = "Exit status: 0 written; 1 entries could not be read (nothing \
+written); 2 usage error, or a ROOT that does not exist.\n\nExample:\n  \
+cm-verify manifest write /home -o /root/home.manifest"
+    )]
     Write {
         /// The tree to record.
         root: PathBuf,
@@ -153,14 +211,14 @@ enum ManifestCmd {
         /// Do not record extended attributes and ACLs.
         #[arg(long)]
         no_xattrs: bool,
-        /// Threads for walking and reading (default: 4 per CPU, between 8 and 32).
-        #[arg(long, short = 'j', value_name = "N")]
-        jobs: Option<usize>,
         #[command(flatten)]
-        out: OutputArgs,
+        jobs: JobsArgs,
+        #[command(flatten)]
+        out: cm_cli::args::OutputArgs,
     },
     /// Compare the live tree DST with the manifest FILE (written by `manifest write` or by
     /// cm-copy-data).
+    #[command(after_long_help = format!("{EXIT_TREE}\n\nExample:\n  cm-verify manifest check /root/home.manifest /srv/chatmail/data/chatmail"))]
     Check {
         /// The manifest.
         file: PathBuf,
@@ -169,7 +227,7 @@ enum ManifestCmd {
         #[command(flatten)]
         cmp: CompareArgs,
         #[command(flatten)]
-        out: OutputArgs,
+        out: ReportArgs,
     },
 }
 
@@ -180,11 +238,11 @@ struct CompareArgs {
     /// /etc/group) or `host-uid:host-gid=uid:gid`; `#` comments.
     #[arg(long, value_name = "FILE")]
     owner_map: Option<PathBuf>,
-    /// Root of the old host's file system: where the names in --owner-map are resolved (its
-    /// etc/passwd, etc/group), and where `all` finds the volumes' sources (home,
-    /// etc/dkimkeys, var/lib/acme).
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    root: PathBuf,
+    /// Root of the old host's file system (default /): where the names in --owner-map are
+    /// resolved (its etc/passwd, etc/group), and for `all` where the volumes' sources are
+    /// (home, etc/dkimkeys, var/lib/acme). It must exist.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
     /// Also compare access times (off by default: reading a file may update them).
     #[arg(long)]
     atime: bool,
@@ -197,22 +255,39 @@ struct CompareArgs {
     /// Leave out this relative path (and everything below it) on both sides. Repeatable.
     #[arg(long, value_name = "REL")]
     exclude: Vec<PathBuf>,
-    /// Threads for walking and reading (default: 4 per CPU, between 8 and 32).
-    #[arg(long, short = 'j', value_name = "N")]
-    jobs: Option<usize>,
+    #[command(flatten)]
+    jobs: JobsArgs,
 }
 
+impl CompareArgs {
+    /// --root, which must exist when given; `/` when not.
+    fn root(&self) -> Result<&Path> {
+        match &self.root {
+            Some(r) if !r.is_dir() => Err(Fail::usage(format!(
+                "--root {}: not a directory (give the old host's root)",
+                q(r)
+            ))),
+            Some(r) => Ok(r),
+            None => Ok(Path::new("/")),
+        }
+    }
+}
+
+/// The output options of a report: the common ones and how many examples.
 #[derive(Args)]
-struct OutputArgs {
-    /// Print a JSON report with every difference on stdout instead of the text report.
-    #[arg(long)]
-    json: bool,
-    /// No progress and no text report: the exit status says it all (--json still prints).
-    #[arg(long, short = 'q')]
-    quiet: bool,
+struct ReportArgs {
+    #[command(flatten)]
+    common: cm_cli::args::OutputArgs,
     /// How many examples to show per kind of difference in the text report.
     #[arg(long, value_name = "N", default_value_t = 10)]
     examples: usize,
+}
+
+impl std::ops::Deref for ReportArgs {
+    type Target = cm_cli::args::OutputArgs;
+    fn deref(&self) -> &Self::Target {
+        &self.common
+    }
 }
 
 /// Progress on stderr, only on a terminal and without --quiet.
@@ -241,10 +316,16 @@ impl tree::Progress for Bar {
         self.0.inc(n);
     }
     fn hash_start(&self, files: u64, bytes: u64) {
+        // Two trees are compared byte for byte; a manifest or a new one needs SHA-256.
+        let verb = if self.0.message() == "comparing" {
+            "comparing"
+        } else {
+            "hashing"
+        };
         self.0.set_style(
-            ProgressStyle::with_template(
-                "hashing {msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-            )
+            ProgressStyle::with_template(&format!(
+                "{verb} {{msg}} {{wide_bar}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} ETA {{eta}}"
+            ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         self.0.set_message(format!("{files} files"));
@@ -265,12 +346,12 @@ impl Drop for Bar {
 /// The comparison options; a skipped owner-map line is a warning on stderr (not with --quiet).
 fn compare_options(a: &CompareArgs, quiet: bool) -> Result<CompareOptions> {
     let owner_map = match &a.owner_map {
-        Some(f) => OwnerMap::load(f, &a.root)?,
+        Some(f) => OwnerMap::load(f, a.root()?)?,
         None => OwnerMap::identity(),
     };
     if !quiet {
         for s in owner_map.skipped() {
-            eprintln!("cm-verify: warning: {s}");
+            msg::warning(&s.to_string());
         }
     }
     Ok(CompareOptions {
@@ -278,43 +359,9 @@ fn compare_options(a: &CompareArgs, quiet: bool) -> Result<CompareOptions> {
         atime: a.atime,
         xattrs: !a.no_xattrs,
         content: !a.no_content,
-        jobs: a.jobs.unwrap_or_else(tree::default_io_jobs).max(1),
+        jobs: a.jobs.or(tree::default_io_jobs),
         exclude: a.exclude.clone(),
     })
-}
-
-fn print_report(diffs: &[Difference], what: &str, stats: &TreeStats, out: &OutputArgs) {
-    if out.json {
-        let v = report::to_json(diffs, what, Some(stats));
-        print_json(&v);
-    } else if !out.quiet {
-        print!(
-            "{}",
-            report::render_text(diffs, out.examples, what, Some(stats))
-        );
-    }
-}
-
-/// Run one comparison with a progress bar, print its report, and map it to the exit code.
-fn compare_and_report(
-    what: &str,
-    out: &OutputArgs,
-    compare: impl FnOnce(&Bar) -> Result<(Vec<Difference>, TreeStats), tree::TreeError>,
-) -> Result<ExitCode> {
-    let bar = Bar::new(out.quiet);
-    let (diffs, stats) = compare(&bar)?;
-    drop(bar);
-    print_report(&diffs, what, &stats, out);
-    Ok(verdict(diffs.is_empty()))
-}
-
-/// 0 when everything holds, 1 when something does not.
-fn verdict(ok: bool) -> ExitCode {
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -328,30 +375,41 @@ fn q(p: &Path) -> String {
     cm_core::quote::quote_path(p)
 }
 
-fn print_findings(o: &checks::Outcome, what: &str, out: &OutputArgs) {
+/// Print one check (its envelope under --json, its text otherwise) and return its exit code.
+fn emit(c: CheckReport, out: &ReportArgs) -> ExitCode {
     if out.json {
-        let v = report::findings_json(o, what);
-        print_json(&v);
+        print_json(&c.to_json());
     } else if !out.quiet {
-        print!("{}", report::render_findings(o, out.examples, what));
+        print!("{}", c.text);
+    }
+    let v = Verdict { checks: vec![c] };
+    ExitCode::from(v.exit_code())
+}
+
+/// A path the user named must exist (exit 2 otherwise, never a fallback).
+fn must_exist(what: &str, p: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Fail::usage(format!("{what} {}: {e}", q(p)))),
     }
 }
 
-fn services(a: &ServicesArgs) -> Result<checks::Outcome> {
+fn services(a: &ServicesArgs) -> Result<checks::Outcome, checks::CheckError> {
     let ports = a
         .ports
         .clone()
         .unwrap_or_else(|| cm_core::ports::CONTAINER_PORTS.to_vec());
     let mut sm = cm_core::systemd::Systemctl::default();
-    Ok(checks::check_services(
-        &mut sm,
-        &a.cron_dir,
-        &a.proc_root,
-        &ports,
-    )?)
+    checks::check_services(&mut sm, &a.cron_dir, &a.proc_root, &ports)
 }
 
 fn layout(a: &LayoutArgs, ini: Option<&Path>) -> Result<checks::Outcome> {
+    if !a.project_dir.is_dir() {
+        return Err(Fail::usage(format!(
+            "--project-dir {}: not a directory (give the compose project's directory)",
+            q(&a.project_dir)
+        )));
+    }
     Ok(checks::check_project_layout(&checks::ProjectLayout {
         project_dir: &a.project_dir,
         compose: &a.compose,
@@ -362,36 +420,103 @@ fn layout(a: &LayoutArgs, ini: Option<&Path>) -> Result<checks::Outcome> {
     })?)
 }
 
+/// Compare two trees with a progress bar.
+fn tree_check(
+    src: &Path,
+    dst: &Path,
+    opts: &CompareOptions,
+    out: &ReportArgs,
+) -> Result<CheckReport> {
+    must_exist("the tree", src)?;
+    must_exist("the copy", dst)?;
+    let bar = Bar::new(out.quiet);
+    bar.0.set_message("comparing");
+    let (diffs, stats) = tree::compare_trees(src, dst, opts, &bar)?;
+    drop(bar);
+    let what = format!("tree {} vs {}", q(src), q(dst));
+    Ok(CheckReport::from_tree(
+        "tree",
+        what,
+        diffs,
+        &stats,
+        out.examples,
+    ))
+}
+
+/// Compare a tree with a manifest with a progress bar.
+fn manifest_check(
+    file: &Path,
+    dst: &Path,
+    opts: &CompareOptions,
+    out: &ReportArgs,
+) -> Result<CheckReport> {
+    must_exist("the copy", dst)?;
+    let expected = cm_core::manifest::read(file)?;
+    let bar = Bar::new(out.quiet);
+    let (diffs, stats) = tree::check_against(&expected, dst, opts, &bar)?;
+    drop(bar);
+    let what = format!("manifest {} vs {}", q(file), q(dst));
+    Ok(CheckReport::from_tree(
+        "manifest",
+        what,
+        diffs,
+        &stats,
+        out.examples,
+    ))
+}
+
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Env { ini, env, out } => {
+            must_exist("the ini", &ini)?;
+            must_exist("the .env", &env)?;
             let o = checks::check_env(&ini, &env)?;
-            print_findings(&o, &format!("env {} vs {}", q(&ini), q(&env)), &out);
-            Ok(verdict(o.ok()))
+            let what = format!("env {} vs {}", q(&ini), q(&env));
+            Ok(emit(
+                CheckReport::from_outcome("env", what, &o, out.examples),
+                &out,
+            ))
         }
         Cmd::Services { svc, out } => {
             let o = services(&svc)?;
-            print_findings(&o, "services", &out);
-            Ok(verdict(o.ok()))
+            Ok(emit(
+                CheckReport::from_outcome("services", "services".into(), &o, out.examples),
+                &out,
+            ))
         }
         Cmd::Layout { lay, out } => {
             let o = layout(&lay, None)?;
-            print_findings(&o, &format!("layout of {}", q(&lay.project_dir)), &out);
-            Ok(verdict(o.ok()))
+            let what = format!("layout of {}", q(&lay.project_dir));
+            Ok(emit(
+                CheckReport::from_outcome("layout", what, &o, out.examples),
+                &out,
+            ))
         }
         Cmd::All {
             ini,
+            no_env,
             no_services,
             lay,
             svc,
             cmp,
             out,
-        } => all(ini, no_services, &lay, &svc, &cmp, &out),
+        } => {
+            let v = all(
+                &AllArgs {
+                    ini,
+                    no_env,
+                    no_services,
+                    lay,
+                    svc,
+                    cmp,
+                },
+                &out,
+            )?;
+            Ok(ExitCode::from(v))
+        }
         Cmd::Tree { src, dst, cmp, out } => {
             let opts = compare_options(&cmp, out.quiet)?;
-            compare_and_report(&format!("tree {} vs {}", q(&src), q(&dst)), &out, |bar| {
-                tree::compare_trees(&src, &dst, &opts, bar)
-            })
+            Ok(emit(tree_check(&src, &dst, &opts, &out)?, &out))
         }
         Cmd::Manifest(ManifestCmd::Check {
             file,
@@ -400,12 +525,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             out,
         }) => {
             let opts = compare_options(&cmp, out.quiet)?;
-            let expected = cm_core::manifest::read(&file)?;
-            compare_and_report(
-                &format!("manifest {} vs {}", q(&file), q(&dst)),
-                &out,
-                |bar| tree::check_against(&expected, &dst, &opts, bar),
-            )
+            Ok(emit(manifest_check(&file, &dst, &opts, &out)?, &out))
         }
         Cmd::Manifest(ManifestCmd::Write {
             root,
@@ -414,74 +534,87 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             no_xattrs,
             jobs,
             out,
-        }) => {
-            let opts = ScanOptions {
-                xattrs: !no_xattrs,
-                hash: !no_hash,
-                jobs: jobs.unwrap_or_else(tree::default_io_jobs).max(1),
-                exclude: Vec::new(),
-            };
-            // A manifest inside the tree it records would be listed as extra by every check.
-            if cm_core::manifest::inside_tree(&root, &output) {
-                anyhow::bail!(
-                    "{} is inside the tree {} it would record: write it elsewhere (cm-copy-data keeps them in data/.cm-manifest/)",
-                    q(&output),
-                    q(&root)
-                );
-            }
-            let bar = Bar::new(out.quiet);
-            let snap = tree::scan(&root, &opts, &bar)?;
-            drop(bar);
-            let (files, bytes) = snap.file_totals();
-            if !snap.errors.is_empty() {
-                for e in &snap.errors {
-                    eprintln!("cm-verify: {}: {}", q(&e.path), e.message);
-                }
-                if out.json {
-                    let errs: Vec<_> = snap
-                        .errors
-                        .iter()
-                        .map(|e| serde_json::json!({"path": cm_core::quote::json_path(&e.path), "error": e.message}))
-                        .collect();
-                    println!(
-                        "{}",
-                        serde_json::json!({"ok": false, "written": false, "errors": errs})
-                    );
-                }
-                eprintln!(
-                    "cm-verify: {} entries of {} could not be read; {} was NOT written (fix the permissions or run as root, then rerun)",
-                    snap.errors.len(),
-                    q(&root),
-                    q(&output)
-                );
-                return Ok(ExitCode::from(1));
-            }
-            let comments = vec![
-                "written by cm-verify manifest write".to_string(),
-                format!("root: {}", q(&root)),
-                format!(
-                    "entries: {}, files: {files}, bytes: {bytes}",
-                    snap.entries.len()
-                ),
-            ];
-            cm_core::manifest::write(&output, &snap, &comments)?;
-            if out.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": true, "written": true, "manifest": cm_core::quote::json_path(&output),
-                        "entries": snap.entries.len(), "files": files, "bytes": bytes})
-                );
-            } else if !out.quiet {
-                println!(
-                    "wrote {}: {} entries, {files} files, {bytes} bytes{}",
-                    q(&output),
-                    snap.entries.len(),
-                    if no_hash { " (no hashes)" } else { " hashed" }
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        }) => manifest_write(&root, &output, no_hash, no_xattrs, jobs, &out),
     }
+}
+
+/// `manifest write`: record `root` in `output`; nothing is written when an entry cannot be
+/// read (exit 1).
+fn manifest_write(
+    root: &Path,
+    output: &Path,
+    no_hash: bool,
+    no_xattrs: bool,
+    jobs: JobsArgs,
+    out: &cm_cli::args::OutputArgs,
+) -> Result<ExitCode> {
+    must_exist("the tree", root)?;
+    let opts = ScanOptions {
+        xattrs: !no_xattrs,
+        hash: !no_hash,
+        jobs: jobs.or(tree::default_io_jobs),
+        exclude: Vec::new(),
+    };
+    // A manifest inside the tree it records would be listed as extra by every check.
+    if cm_core::manifest::inside_tree(root, output) {
+        return Err(Fail::usage(format!(
+            "{} is inside the tree {} it would record: write it elsewhere (cm-copy-data keeps them in data/.cm-manifest/)",
+            q(output),
+            q(root)
+        )));
+    }
+    let bar = Bar::new(out.quiet);
+    let snap = tree::scan(root, &opts, &bar)?;
+    drop(bar);
+    let (files, bytes) = snap.file_totals();
+    if !snap.errors.is_empty() {
+        for e in &snap.errors {
+            msg::error(&format!("{}: {}", q(&e.path), e.message));
+        }
+        if out.json {
+            let errs: Vec<_> = snap
+                .errors
+                .iter()
+                .map(|e| serde_json::json!({"path": cm_core::quote::json_path(&e.path), "error": e.message}))
+                .collect();
+            print_json(
+                &serde_json::json!({"ok": false, "exit_code": 1, "written": false, "errors": errs}),
+            );
+        }
+        msg::error(&format!(
+            "{} entries of {} could not be read; {} was NOT written (fix the permissions or run as root, then rerun)",
+            snap.errors.len(),
+            q(root),
+            q(output)
+        ));
+        return Ok(ExitCode::from(1));
+    }
+    let comments = vec![
+        "written by cm-verify manifest write".to_string(),
+        format!("root: {}", q(root)),
+        format!(
+            "entries: {}, files: {files}, bytes: {bytes}",
+            snap.entries.len()
+        ),
+    ];
+    cm_core::manifest::write(output, &snap, &comments)?;
+    if out.json {
+        print_json(
+            &serde_json::json!({"ok": true, "exit_code": 0, "written": true,
+            "manifest": cm_core::quote::json_path(output),
+            "entries": snap.entries.len(), "files": files, "bytes": bytes}),
+        );
+    } else if !out.quiet {
+        println!(
+            "wrote {}: {} entries, {files} {} ({}){}",
+            q(output),
+            snap.entries.len(),
+            report::plural(files as usize, "file", "files"),
+            report::human_bytes(bytes),
+            if no_hash { ", no hashes" } else { ", hashed" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The tool's command-line definition (for `--help`, man pages and completions).
@@ -496,134 +629,105 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    ExitCode::SUCCESS
-                }
-                _ => ExitCode::from(2),
-            };
+    cm_cli::main::<Cli, _, _>(args, dispatch)
+}
+
+/// The arguments of `all`.
+struct AllArgs {
+    ini: Option<PathBuf>,
+    no_env: bool,
+    no_services: bool,
+    lay: LayoutArgs,
+    svc: ServicesArgs,
+    cmp: CompareArgs,
+}
+
+/// The env check of `all`: run with --ini, switched off with --no-env, else not checked.
+fn all_env(a: &AllArgs, examples: usize) -> Result<CheckReport> {
+    let env_file = a.lay.project_dir.join(".env");
+    Ok(match &a.ini {
+        Some(ini) => {
+            must_exist("--ini", ini)?;
+            let o = checks::check_project_env(ini, &env_file)?;
+            let what = format!("env {} vs {}", q(ini), q(&env_file));
+            CheckReport::from_outcome("env", what, &o, examples)
         }
-    };
-    match dispatch(cli) {
-        Ok(c) => c,
-        Err(e) => {
-            // cm-core's errors already carry their cause in their message.
-            eprintln!("cm-verify: {e}");
-            ExitCode::from(2)
-        }
+        None if a.no_env => CheckReport::not_checked("env", "env".into(), "--no-env".into(), true),
+        None => CheckReport::not_checked(
+            "env",
+            "env".into(),
+            "no --ini given (give the old host's chatmail.ini, or --no-env)".into(),
+            false,
+        ),
+    })
+}
+
+/// The services check of `all`: switched off with --no-services; not checked (never OK)
+/// when systemd cannot be asked.
+fn all_services(a: &AllArgs, examples: usize) -> CheckReport {
+    if a.no_services {
+        return CheckReport::not_checked(
+            "services",
+            "services".into(),
+            "--no-services".into(),
+            true,
+        );
+    }
+    match services(&a.svc) {
+        Ok(o) => CheckReport::from_outcome("services", "services".into(), &o, examples),
+        Err(e) => CheckReport::not_checked("services", "services".into(), e.to_string(), false),
     }
 }
 
-/// `all`: every check that applies, one verdict.
-fn all(
-    ini: Option<PathBuf>,
-    no_services: bool,
-    lay: &LayoutArgs,
-    svc: &ServicesArgs,
-    cmp: &CompareArgs,
-    out: &OutputArgs,
-) -> Result<ExitCode> {
-    let mut sections: Vec<(String, bool, serde_json::Value, String)> = Vec::new();
-    let mut push_findings = |name: String, o: &checks::Outcome| {
-        let text = report::render_findings(o, out.examples, &name);
-        sections.push((name.clone(), o.ok(), report::findings_json(o, &name), text));
+/// One volume against its reference; the reference and why it was chosen are a note.
+fn all_volume(
+    v: checks::VolumeCheck,
+    opts: &CompareOptions,
+    out: &ReportArgs,
+) -> Result<CheckReport> {
+    let (mut c, why) = match v {
+        checks::VolumeCheck::Tree { src, dst, why } => (tree_check(&src, &dst, opts, out)?, why),
+        checks::VolumeCheck::Manifest { manifest, dst, why } => {
+            // cm-copy-data records the copy after its owner map: compare ids as they are.
+            let mopts = CompareOptions {
+                owner_map: OwnerMap::identity(),
+                ..opts.clone()
+            };
+            (manifest_check(&manifest, &dst, &mopts, out)?, why)
+        }
+        checks::VolumeCheck::Unverifiable { dst, why } => {
+            let c =
+                CheckReport::not_checked("tree", format!("volume {}", q(&dst)), why.clone(), false);
+            return Ok(c);
+        }
     };
-    let env_file = lay.project_dir.join(".env");
-    match &ini {
-        Some(ini) => {
-            let o = checks::check_project_env(ini, &env_file)?;
-            push_findings(format!("env {} vs {}", q(ini), q(&env_file)), &o);
-        }
-        None => push_findings(
-            "env".into(),
-            &checks::Outcome {
-                findings: vec![],
-                notes: vec!["not checked: give --ini".into()],
-            },
-        ),
+    c.text.insert_str(0, &format!("verified against {why}\n"));
+    c.extra.insert("reference".into(), why.into());
+    Ok(c)
+}
+
+/// `all`: every check that applies, one verdict; returns the exit code.
+fn all(a: &AllArgs, out: &ReportArgs) -> Result<u8> {
+    let root = a.cmp.root.as_ref().map(|_| a.cmp.root()).transpose()?;
+    let mut v = Verdict::default();
+    v.checks.push(all_env(a, out.examples)?);
+    let lo = layout(&a.lay, a.ini.as_deref())?;
+    let what = format!("layout of {}", q(&a.lay.project_dir));
+    v.checks
+        .push(CheckReport::from_outcome("layout", what, &lo, out.examples));
+    v.checks.push(all_services(a, out.examples));
+    let opts = compare_options(&a.cmp, out.quiet)?;
+    for vol in checks::volume_checks(&a.lay.project_dir, root) {
+        v.checks.push(all_volume(vol, &opts, out)?);
     }
-    let lo = layout(lay, ini.as_deref())?;
-    push_findings(format!("layout of {}", q(&lay.project_dir)), &lo);
-    if no_services {
-        push_findings(
-            "services".into(),
-            &checks::Outcome {
-                findings: vec![],
-                notes: vec!["not checked (--no-services)".into()],
-            },
-        );
-    } else {
-        let o = services(svc).unwrap_or_else(|e| checks::Outcome {
-            findings: vec![],
-            notes: vec![format!("not checked: {e}")],
-        });
-        push_findings("services".into(), &o);
-    }
-    // Trees: each volume against its source under --root, else against its manifest.
-    let opts = compare_options(cmp, out.quiet)?;
-    let mut notes = Vec::new();
-    for v in checks::volume_checks(&lay.project_dir, &cmp.root) {
-        let bar = Bar::new(out.quiet);
-        let (what, diffs, stats) = match v {
-            checks::VolumeCheck::Tree { src, dst } => {
-                let (d, s) = tree::compare_trees(&src, &dst, &opts, &bar)?;
-                (format!("tree {} vs {}", q(&src), q(&dst)), d, s)
-            }
-            checks::VolumeCheck::Manifest { manifest, dst } => {
-                let expected = cm_core::manifest::read(&manifest)?;
-                // cm-copy-data records the copy after its owner map: compare ids as they are.
-                let mopts = CompareOptions {
-                    owner_map: OwnerMap::identity(),
-                    ..opts.clone()
-                };
-                let (d, s) = tree::check_against(&expected, &dst, &mopts, &bar)?;
-                (format!("manifest {} vs {}", q(&manifest), q(&dst)), d, s)
-            }
-            checks::VolumeCheck::Unverifiable(note) => {
-                notes.push(note);
-                continue;
-            }
-        };
-        drop(bar);
-        let text = report::render_text(&diffs, out.examples, &what, Some(&stats));
-        let json = report::to_json(&diffs, &what, Some(&stats));
-        sections.push((what, diffs.is_empty(), json, text));
-    }
-    let ok = sections.iter().all(|s| s.1);
     if out.json {
-        let v = serde_json::json!({
-            "ok": ok,
-            "checks": sections.iter().map(|s| s.2.clone()).collect::<Vec<_>>(),
-            "notes": notes,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        print_json(&v.to_json());
     } else if !out.quiet {
-        for s in &sections {
-            println!("== {}", s.0);
-            print!("{}", s.3);
+        for c in &v.checks {
+            println!("== {}", c.subject);
+            print!("{}", c.text);
         }
-        for n in &notes {
-            println!("note: {n}");
-        }
-        let failed: Vec<&str> = sections
-            .iter()
-            .filter(|s| !s.1)
-            .map(|s| s.0.as_str())
-            .collect();
-        if ok {
-            println!("ALL OK: {} checks hold", sections.len());
-        } else {
-            println!(
-                "NOT OK: {} of {} checks fail: {}",
-                failed.len(),
-                sections.len(),
-                failed.join("; ")
-            );
-        }
+        println!("{}", v.summary());
     }
-    Ok(verdict(ok))
+    Ok(v.exit_code())
 }

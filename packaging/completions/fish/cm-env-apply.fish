@@ -33,9 +33,9 @@ complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -l envi
 complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -l create -d 'Create the ini (`[params]` only, then the settings) when it does not exist'
 complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -l accept-invalid -d 'Write values chatmail would refuse (each is reported as a warning instead)'
 complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -l check -d 'Only compare: exit 1 when chatmail.ini differs from the environment; write nothing'
-complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -s n -l dry-run -d 'Print what would change and write nothing'
-complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -l json -d 'Print the changes as JSON on stdout'
-complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -s q -l quiet -d 'Print nothing but errors and warnings'
+complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -s n -l dry-run -d 'Show what would be done and change nothing'
+complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -l json -d 'Print one JSON document on stdout instead of the text (also on errors: {"ok": false, "exit_code": N, "error": "..."})'
+complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -s q -l quiet -d 'No progress, warnings or text report: the exit status says it all (errors are still printed on stderr; --json still prints)'
 complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand boot" -l save -d 'Where to save the environment' -r -F
 complete -c cm-env-apply -n "__fish_cm_env_apply_using_subcommand boot" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -288,14 +288,14 @@ pub fn parse_json(
     let v: serde_json::Value = serde_json::from_str(out).unwrap_or_else(|e| {
         panic!("cm-verify did not print JSON ({e}); exit {code}\nstdout: {out}\nstderr: {err}")
     });
-    let list = v["differences"]
+    let list = v["findings"]
         .as_array()
-        .unwrap_or_else(|| panic!("no differences array: {v}"))
+        .unwrap_or_else(|| panic!("no findings array: {v}"))
         .iter()
         .map(|d| {
             (
-                d["kind"].as_str().unwrap().to_string(),
-                d["path"].as_str().unwrap().to_string(),
+                d["check"].as_str().unwrap().to_string(),
+                d["subject"].as_str().unwrap().to_string(),
             )
         })
         .collect();

@@ -157,29 +157,11 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Render bytes of a name for humans: UTF-8 as is, other bytes and control characters as
-/// `\xNN` (so a newline in a name cannot forge an output line).
+/// A name for humans, quoted as every tool of the suite quotes it ([`crate::quote`]): a
+/// newline in a name cannot forge an output line, and the same name prints the same in
+/// cm-copy-data and cm-verify.
 pub fn show(b: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                if c == '\\' {
-                    out.push_str("\\\\");
-                } else {
-                    for byte in c.to_string().bytes() {
-                        out.push_str(&format!("\\x{byte:02x}"));
-                    }
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    out
+    crate::quote::quote_bytes(b)
 }
 
 fn join_show(root: &Path, rel: &[u8]) -> String {
@@ -1358,10 +1340,12 @@ mod tests {
 
     #[test]
     fn shown_names_escape_control_and_invalid_bytes() {
-        assert_eq!(show(b"cur/1.M1:2,S"), "cur/1.M1:2,S");
-        assert_eq!(show(b"new\nline"), "new\\x0aline");
-        assert_eq!(show(b"bad-\xff"), "bad-\\xff");
-        assert_eq!(show(b"a\\b"), "a\\\\b");
+        assert_eq!(show(b"cur/1.M1:2,S"), "\"cur/1.M1:2,S\"");
+        assert_eq!(show(b"new\nline"), "\"new\\nline\"");
+        assert_eq!(show(b"bad-\xff"), "\"bad-\\xff\"");
+        assert_eq!(show(b"a\\b"), "\"a\\\\b\"");
+        // the same as cm-verify's report
+        assert_eq!(show(b"s\nx"), crate::quote::quote_path(Path::new("s\nx")));
     }
 
     #[test]

@@ -147,6 +147,7 @@ pub fn check_target_links(project_dir: &Path, vols: &[Volume]) -> Result<(), Str
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SpaceCheck {
     /// A directory on that file system (the nearest existing ancestor of a target).
+    #[serde(serialize_with = "crate::quote::serialize_path")]
     pub at: PathBuf,
     pub need_bytes: u64,
     pub free_bytes: u64,
