@@ -826,7 +826,7 @@ fn read_back_check_catches_a_corrupted_write() {
     assert_eq!(bad.len(), 1, "{e}");
     let victim = (0..5)
         .map(|i| format!("m{i}"))
-        .find(|n| bad[0].contains(&format!("/{n}:")))
+        .find(|n| bad[0].contains(&format!("/{n}:")) || bad[0].contains(&format!("/{n}\"")))
         .unwrap_or_else(|| panic!("which file? {e}"));
     for i in 0..5 {
         let n = format!("m{i}");

@@ -60,16 +60,17 @@ fn plant(p: &Path, body: &str) {
         .unwrap();
 }
 
-/// The (kind, path) of every difference in `cm-verify tree --json`.
+/// The (check, subject) of every finding in `cm-verify tree --json`: a difference's kind
+/// and path.
 fn diffs(v: &serde_json::Value) -> Vec<(String, String)> {
-    let mut d: Vec<(String, String)> = v["differences"]
+    let mut d: Vec<(String, String)> = v["findings"]
         .as_array()
-        .unwrap_or_else(|| panic!("no differences array: {v:#}"))
+        .unwrap_or_else(|| panic!("no findings array: {v:#}"))
         .iter()
         .map(|d| {
             (
-                d["kind"].as_str().unwrap_or("").to_string(),
-                d["path"].as_str().unwrap_or("").to_string(),
+                d["check"].as_str().unwrap_or("").to_string(),
+                d["subject"].as_str().unwrap_or("").to_string(),
             )
         })
         .collect();
@@ -232,8 +233,8 @@ fn content_difference_shows_both_sha256s() {
     assert!(line.find(&ha) < line.find(&hb), "source first: {line}");
     let o = verify(&["tree", &a, &b, "--json"]);
     let v = json(&o);
-    let d = &v["differences"][0];
-    assert_eq!(d["kind"], "content", "{v:#}");
+    let d = &v["findings"][0];
+    assert_eq!(d["check"], "content", "{v:#}");
     assert!(d["expected"].to_string().contains(&ha), "{d}");
     assert!(d["actual"].to_string().contains(&hb), "{d}");
 }
