@@ -79,6 +79,12 @@ fn mail_store_is_refused_when_systemctl_fails_unless_live() {
         );
         assert!(!dst.exists());
     }
+    // --json: the refusal is one JSON document with its exit code
+    let o = with_mail_store(t.path(), Some(BUS_DOWN), &format!("{args} --json"));
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["exit_code"], 2, "{v:#}");
+    assert!(v["error"].as_str().unwrap_or("").contains("not checked"), "{v:#}");
     let o = with_mail_store(t.path(), Some(BUS_DOWN), &format!("{args} --live"));
     assert_eq!(
         o.status.code(),
