@@ -84,7 +84,10 @@ fn mail_store_is_refused_when_systemctl_fails_unless_live() {
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["exit_code"], 2, "{v:#}");
-    assert!(v["error"].as_str().unwrap_or("").contains("not checked"), "{v:#}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("not checked"),
+        "{v:#}"
+    );
     let o = with_mail_store(t.path(), Some(BUS_DOWN), &format!("{args} --live"));
     assert_eq!(
         o.status.code(),

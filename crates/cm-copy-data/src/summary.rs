@@ -169,7 +169,8 @@ pub fn listing(p: &Plan, o: Option<&Outcome>) -> Vec<String> {
         .unwrap_or_default();
     let root = cm_core::copy::show(p.src_root.as_os_str().as_encoded_bytes());
     let would = if o.is_none() { "would " } else { "" };
-    p.actions()
+    o.map(|o| o.actions())
+        .unwrap_or_else(|| p.actions())
         .into_iter()
         .filter_map(|(rel, act)| {
             let verb = match (act, o.is_some()) {
