@@ -98,7 +98,14 @@ struct Args {
     #[arg(long)]
     live: bool,
 
-    /// Print the plan (counts and sizes per volume, space needed) and change nothing.
+    /// A first copy into a target that already holds entries (no manifest of an earlier
+    /// run): take them as a partial copy instead of refusing. What the source lacks is moved
+    /// aside into a dated folder beside the target, never deleted.
+    #[arg(long)]
+    adopt: bool,
+
+    /// Print the plan (counts and sizes per volume, space needed, every path that would be
+    /// removed or moved aside) and change nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
 
@@ -120,9 +127,10 @@ struct Args {
     json: bool,
 }
 
-fn usage(msg: impl std::fmt::Display) -> ExitCode {
-    cm_cli::msg::error(&msg.to_string());
-    ExitCode::from(2)
+/// Unusable input or a refusal before anything is written: exit 2, printed (and with --json
+/// given as a JSON document) by `cm_cli::main`.
+fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    Err(cm_cli::exit::Fail::usage(msg))
 }
 
 fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
@@ -222,13 +230,15 @@ fn human(b: u64) -> String {
 
 fn plan_line(c: &Counts) -> String {
     format!(
-        "copy {} entries ({}), link {}, verify {} ({}), remove {}, unchanged {}",
+        "copy {} entries ({}), link {}, verify {} ({}), remove {}, move aside {}, remove leftover temporaries {}, unchanged {}",
         c.copy,
         human(c.copy_bytes),
         c.link,
         c.verify,
         human(c.verify_bytes),
         c.delete,
+        c.aside,
+        c.leftovers,
         c.unchanged
     )
 }
@@ -261,10 +271,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    cm_cli::main::<Args, _, _>(args, |a| Ok(run_args(a)))
+    cm_cli::main::<Args, _, _>(args, run_args)
 }
 
-fn run_args(a: Args) -> ExitCode {
+fn run_args(a: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = check_project(&a) {
         return usage(e);
     }
@@ -326,9 +336,7 @@ fn run_args(a: Args) -> ExitCode {
         }
     }
     if vols.iter().any(|v| v.mail_store) {
-        if let Some(code) = services_gate(&a) {
-            return code;
-        }
+        services_gate(&a)?;
     }
     let jobs = a
         .jobs
@@ -341,20 +349,22 @@ fn run_args(a: Args) -> ExitCode {
             .as_ref()
             .filter(|m| !m.is_identity())
             .map(|m| m as &dyn copy::MapIds),
+        adopt: a.adopt,
+        root: Some(&a.root),
+        changed: None,
+        list: a.verbose,
     };
     let mut plans: Vec<Plan> = Vec::new();
     for v in &vols {
-        let prev = match copy::load_prev(&v.dst) {
-            Ok(p) => p,
-            Err(e) => {
-                if !quiet {
-                    eprintln!("cm-copy-data: note: ignoring the earlier manifest ({e}); files already copied are read again to checksum them");
+        match copy::plan(v, &opts) {
+            Ok(p) => {
+                if !quiet && !a.dry_run {
+                    for n in &p.notes {
+                        cm_cli::msg::note(n);
+                    }
                 }
-                None
+                plans.push(p)
             }
-        };
-        match copy::plan(v, &opts, prev.as_ref()) {
-            Ok(p) => plans.push(p),
             Err(e) => return usage(format!("{}: {e}", v.name)),
         }
     }
@@ -367,26 +377,26 @@ fn run_args(a: Args) -> ExitCode {
         Err(e) => return usage(format!("cannot check free space on the target: {e}")),
     };
     if a.dry_run {
-        return dry_run(&a, &plans, &space, caller.err());
+        return Ok(dry_run(&a, &plans, &space, caller.err()));
     }
     if space.iter().any(|s| !s.ok()) {
         for m in space.iter().filter_map(|s| s.shortage()) {
-            eprintln!("cm-copy-data: {m}");
+            cm_cli::msg::error(&m.to_string());
         }
-        eprintln!("cm-copy-data: free space or inodes on that file system (or choose another target) and run again; nothing was copied");
+        cm_cli::msg::error("free space or inodes on that file system (or choose another target) and run again; nothing was copied");
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({"ok": false, "error": "the target is short of space or inodes", "space": space_json(&space)})
+                serde_json::json!({"ok": false, "exit_code": 1, "error": "the target is short of space or inodes", "space": space_json(&space)})
             );
         }
-        return ExitCode::from(1);
+        return Ok(ExitCode::from(1));
     }
     let code = execute(&a, &plans, &opts, owners.as_ref());
-    match &resolved {
+    Ok(match &resolved {
         Some(r) if code == ExitCode::SUCCESS => copy_files(&a, r, &opts),
         _ => code,
-    }
+    })
 }
 
 /// The single files the target mounts (self-signed TLS, the account-creation switch,
@@ -416,39 +426,42 @@ fn copy_files(a: &Args, r: &target::Resolved, opts: &copy::Options) -> ExitCode 
 
 /// Refuse the mail store while chatmail services run, or when whether they run could not be
 /// checked (exit 1 and 2), unless `--live`; a dry run only says what a real run would do.
-fn services_gate(a: &Args) -> Option<ExitCode> {
+fn services_gate(a: &Args) -> anyhow::Result<()> {
+    use cm_cli::exit::Fail;
     use safety::Services;
     let quiet = a.quiet;
     match safety::mail_services(&a.root) {
         Services::Running(units) if !a.live && !a.dry_run => {
-            eprintln!(
-                "cm-copy-data: refusing to copy the mail store while chatmail services run: {}\n\
+            return Err(Fail::incomplete(format!(
+                "refusing to copy the mail store while chatmail services run: {}; \
                  stop them first (cm-migrate stop-services), or pass --live for a bulk copy \
                  while the relay runs and copy again after stopping them",
                 units.join(", ")
-            );
-            return Some(ExitCode::from(1));
+            )));
         }
-        Services::Running(units) if !a.live && !quiet => eprintln!(
-            "cm-copy-data: note: chatmail services are running ({}): a real run refuses without --live",
+        Services::Running(units) if !a.live && !quiet => cm_cli::msg::note(&format!(
+            "chatmail services are running ({}): a real run refuses without --live",
             units.join(", ")
-        ),
+        )),
         Services::NotChecked(why) if !a.live && !a.dry_run => {
-            eprintln!(
-                "cm-copy-data: refusing to copy the mail store: whether chatmail services are running was not checked: {why}\n\
+            return Err(Fail::usage(format!(
+                "refusing to copy the mail store: whether chatmail services are running was not checked: {why}; \
                  make systemctl work (or stop the services with cm-migrate stop-services and check with systemctl), \
                  or pass --live to copy anyway while they may run (and copy again after stopping them)"
-            );
-            return Some(ExitCode::from(2));
+            )));
         }
-        Services::NotChecked(why) if !quiet => eprintln!(
-            "cm-copy-data: note: whether chatmail services are running was not checked ({why}){}",
-            if a.live { "; copying anyway (--live)" } else { ": a real run refuses without --live" }
-        ),
-        Services::NotApplicable(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
+        Services::NotChecked(why) if !quiet => cm_cli::msg::note(&format!(
+            "whether chatmail services are running was not checked ({why}){}",
+            if a.live {
+                "; copying anyway (--live)"
+            } else {
+                ": a real run refuses without --live"
+            }
+        )),
+        Services::NotApplicable(why) if !quiet => cm_cli::msg::note(&why),
         _ => {}
     }
-    None
+    Ok(())
 }
 
 /// The space checks for `--json`, each with the resources it lacks (`short`).
@@ -474,7 +487,7 @@ fn dry_run(
 ) -> ExitCode {
     let space_ok = space.iter().all(|s| s.ok());
     if let Some(r) = &refusal {
-        eprintln!("cm-copy-data: a real run refuses: {r}");
+        cm_cli::msg::note(&format!("a real run refuses: {r}"));
     }
     let code = if space_ok && refusal.is_none() {
         ExitCode::SUCCESS
@@ -488,6 +501,7 @@ fn dry_run(
                 serde_json::json!({
                     "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
                     "skipped": p.skipped, "plan": p.counts, "problems": p.problems,
+                    "removals": p.removals, "notes": p.notes,
                 })
             })
             .collect();
@@ -519,6 +533,12 @@ fn dry_run(
         }
         if let Some(n) = &p.note {
             println!("  note: {n}");
+        }
+        for n in &p.notes {
+            println!("  note: {n}");
+        }
+        for r in &p.removals {
+            println!("  would {}: {}", r.action, r.path);
         }
         for pr in &p.problems {
             let level = match pr.severity {
@@ -564,18 +584,17 @@ fn copy_volume(p: &Plan, opts: &copy::Options, on: &(dyn Fn(Event) + Sync)) -> V
         env!("CARGO_PKG_VERSION"),
         p.volume.name
     )];
-    let (manifest, manifest_error) =
-        if out.failed as usize == p.counts.entries as usize && out.records.is_empty() {
-            (
-                None,
-                Some("nothing copied; no manifest written".to_string()),
-            )
-        } else {
-            match copy::write_manifest(p, &out, &comments) {
-                Ok(m) => (Some(m), None),
-                Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
-            }
-        };
+    let (manifest, manifest_error) = if !out.has_manifest() {
+        (
+            None,
+            Some("nothing copied; no manifest written".to_string()),
+        )
+    } else {
+        match copy::write_manifest(p, &out, &comments) {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
+        }
+    };
     VolResult {
         out,
         manifest,
@@ -623,7 +642,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
         pb.set_prefix(p.volume.name.clone());
         if let Some(n) = &p.note {
             if !quiet {
-                pb.suspend(|| eprintln!("cm-copy-data: note: {n}"));
+                pb.suspend(|| cm_cli::msg::note(n));
             }
         }
         let on = |e: Event| match e {
@@ -677,7 +696,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
             println!("{next}");
         }
         if any_error {
-            eprintln!("cm-copy-data: the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
+            cm_cli::msg::error("the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
         }
     }
     if any_error {

@@ -141,7 +141,7 @@ pub fn check_project_env(ini: &Path, env_file: &Path) -> Result<Outcome, CheckEr
     Ok(Outcome {
         findings: vec![finding(
             "env",
-            env_file.display().to_string(),
+            crate::quote::json_path(env_file),
             "missing: write it with cm-ini-to-env",
         )],
         notes: vec![],
@@ -194,7 +194,7 @@ pub fn check_services(
     for c in &plan.cron_files {
         out.findings.push(finding(
             "services",
-            c.display().to_string(),
+            crate::quote::json_path(c),
             "legacy cron job still installed (it expunges mail or renews certificates)",
         ));
     }
@@ -283,51 +283,13 @@ pub enum VolumeCheck {
     Unverifiable { dst: PathBuf, why: String },
 }
 
-/// Where a copy was taken from, as its manifest's header records it: the machine (its
-/// /etc/machine-id), the old host's root and the source directory. Any may be unknown (a
-/// manifest of an older version, or one written by `cm-verify manifest write`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecordedSource {
-    pub machine: Option<String>,
-    pub root: Option<PathBuf>,
-    pub source: Option<PathBuf>,
-}
-
-/// The `# machine: ...`, `# root: ...`, `# source: ...` lines of a manifest's header
-/// (values as written, or quoted as [`crate::quote::quote_path`] quotes them).
-pub fn recorded_source(manifest: &Path) -> RecordedSource {
-    use std::io::BufRead;
-    use std::os::unix::ffi::OsStringExt;
-    let mut r = RecordedSource::default();
-    let Ok(f) = fs::File::open(manifest) else {
-        return r;
-    };
-    let value = |v: &str| -> PathBuf {
-        let v = v.trim();
-        let bytes = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .and_then(|x| crate::quote::unescape(x).ok())
-            .unwrap_or_else(|| v.as_bytes().to_vec());
-        PathBuf::from(OsString::from_vec(bytes))
-    };
-    for line in std::io::BufReader::new(f).lines().take(64) {
-        let Ok(line) = line else { break };
-        if line.starts_with("cm-manifest") {
-            continue;
-        }
-        let Some(c) = line.strip_prefix("# ") else {
-            break;
-        };
-        if let Some(v) = c.strip_prefix("machine: ") {
-            r.machine = Some(v.trim().to_string());
-        } else if let Some(v) = c.strip_prefix("root: ") {
-            r.root = Some(value(v));
-        } else if let Some(v) = c.strip_prefix("source: ") {
-            r.source = Some(value(v));
-        }
+/// Whether `a` and `b` are the same directory (the same inode, however reached).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
     }
-    r
 }
 
 /// This machine's identity as manifests record it: /etc/machine-id.
@@ -404,12 +366,19 @@ fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str
         );
         return VolumeCheck::Unverifiable { dst, why };
     }
-    let rec = recorded_source(&manifest);
+    // where the copy was taken from, as the manifest's header records it (a manifest of
+    // version 1, or one that cannot be read here, records nothing: the manifest is used)
+    let rec = crate::manifest::read_header(&manifest).unwrap_or_default();
     let src = rec
         .source
         .clone()
         .or_else(|| rec.root.as_ref().map(|r| r.join(rel)));
-    let why = match (&rec.machine, &src) {
+    let why = match (&rec.machine_id, &src) {
+        // a manifest of the copy itself (`cm-verify manifest write` of the volume): the copy
+        // is never its own reference
+        (Some(m), Some(src)) if Some(m.as_str()) == here && same_dir(src, &dst) => {
+            "the manifest written of this copy (it records the copy itself, not its source)".into()
+        }
         (Some(m), Some(src)) if Some(m.as_str()) == here && src.is_dir() => {
             let why = format!(
                 "the source the copy recorded (on this machine, {})",
@@ -684,7 +653,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
         if fs::metadata(&m.source).is_err() {
             out.findings.push(finding(
                 "layout",
-                m.source.display().to_string(),
+                crate::quote::json_path(&m.source),
                 format!(
                     "mounted at {} but missing: copy it (cm-copy-data)",
                     m.target.display()
@@ -707,7 +676,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
         if md.uid() != u || g.is_some_and(|g| md.gid() != g) {
             out.findings.push(finding(
                 check,
-                path.display().to_string(),
+                crate::quote::json_path(path),
                 format!(
                     "owned by {}:{}, the image's {user} is {u}:{}: copy with --owner-map (or chown)",
                     md.uid(),
@@ -733,19 +702,19 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
             match fs::symlink_metadata(&key) {
                 Err(_) => out.findings.push(finding(
                     "dkim",
-                    key.display().to_string(),
+                    crate::quote::json_path(&key),
                     "the DKIM private key is missing: mail would go out unsigned",
                 )),
                 Ok(md) if !md.file_type().is_file() => out.findings.push(finding(
                     "dkim",
-                    key.display().to_string(),
+                    crate::quote::json_path(&key),
                     "is not a regular file",
                 )),
                 Ok(md) => {
                     if md.mode() & 0o077 != 0 {
                         out.findings.push(finding(
                             "dkim",
-                            key.display().to_string(),
+                            crate::quote::json_path(&key),
                             format!(
                                 "mode {:04o}: a private key must not be readable by group or others (chmod 600)",
                                 md.mode() & 0o7777
@@ -771,7 +740,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
                 match resolve_inside(&m.source, &m.target, &rel) {
                     Err(e) => out
                         .findings
-                        .push(finding("acme", rel.display().to_string(), e)),
+                        .push(finding("acme", crate::quote::json_path(&rel), e)),
                     Ok(dir) => {
                         // Everything the certificate directory holds must resolve too.
                         let abs = m.source.join(&dir);
@@ -782,8 +751,11 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
                             for i in inner {
                                 let r = rel.join(&i);
                                 if let Err(e) = resolve_inside(&m.source, &m.target, &r) {
-                                    out.findings
-                                        .push(finding("acme", r.display().to_string(), e));
+                                    out.findings.push(finding(
+                                        "acme",
+                                        crate::quote::json_path(&r),
+                                        e,
+                                    ));
                                 }
                             }
                         }
@@ -807,7 +779,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
             if !dir.is_dir() {
                 out.findings.push(finding(
                     "mailbox",
-                    dir.display().to_string(),
+                    crate::quote::json_path(&dir),
                     format!("no mailbox folder for mail_domain {domain:?}"),
                 ));
             } else {

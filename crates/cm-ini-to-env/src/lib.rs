@@ -394,14 +394,14 @@ fn check(
         if !args.out.quiet {
             println!(
                 "{} matches {}: chatmail would behave the same",
-                env_path.display(),
+                q(env_path),
                 parsed.path
             );
         }
     } else {
         println!(
             "{} differs from {} in {} setting(s):",
-            env_path.display(),
+            q(env_path),
             parsed.path,
             diffs.len()
         );

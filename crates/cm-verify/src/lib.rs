@@ -89,8 +89,8 @@ cm-verify env /usr/local/lib/chatmaild/chatmail.ini /srv/chatmail/.env"
     /// (naming the process and unit holding each).
     #[command(
         after_long_help = "Exit status: 0 nothing of chatmail runs and every port is free; \
-1 units, cron jobs or ports are in the way; 2 usage error, or systemd cannot be asked (no \
-systemd here: nothing was checked).\n\nExample:\n  cm-verify services --ports 25,143,993"
+1 units, cron jobs or ports are in the way, or systemd cannot be asked (no systemd here: not \
+checked, never OK); 2 usage error.\n\nExample:\n  cm-verify services --ports 25,143,993"
     )]
     Services {
         #[command(flatten)]
@@ -301,11 +301,12 @@ impl std::ops::Deref for ReportArgs {
     }
 }
 
-/// Progress on stderr, only on a terminal and without --quiet.
-struct Bar(ProgressBar);
+/// Progress on stderr, only on a terminal and without --quiet. `verb` names what the byte
+/// phase does: `comparing` (two trees, byte for byte) or `hashing` (SHA-256, a manifest).
+struct Bar(ProgressBar, &'static str);
 
 impl Bar {
-    fn new(quiet: bool) -> Bar {
+    fn new(quiet: bool, verb: &'static str) -> Bar {
         let pb = if quiet || !std::io::stderr().is_terminal() {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
         } else {
@@ -318,7 +319,7 @@ impl Bar {
             pb.enable_steady_tick(std::time::Duration::from_millis(200));
             pb
         };
-        Bar(pb)
+        Bar(pb, verb)
     }
 }
 
@@ -327,15 +328,10 @@ impl tree::Progress for Bar {
         self.0.inc(n);
     }
     fn hash_start(&self, files: u64, bytes: u64) {
-        // Two trees are compared byte for byte; a manifest or a new one needs SHA-256.
-        let verb = if self.0.message() == "comparing" {
-            "comparing"
-        } else {
-            "hashing"
-        };
         self.0.set_style(
             ProgressStyle::with_template(&format!(
-                "{verb} {{msg}} {{wide_bar}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} ETA {{eta}}"
+                "{} {{msg}} {{wide_bar}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} ETA {{eta}}",
+                self.1
             ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -388,13 +384,16 @@ fn q(p: &Path) -> String {
 
 /// Print one check (its envelope under --json, its text otherwise) and return its exit code.
 fn emit(c: CheckReport, out: &ReportArgs) -> ExitCode {
-    if out.json {
-        print_json(&c.to_json());
-    } else if !out.quiet {
-        print!("{}", c.text);
-    }
     let v = Verdict { checks: vec![c] };
-    ExitCode::from(v.exit_code())
+    let code = v.exit_code();
+    if out.json {
+        let mut j = v.checks[0].to_json();
+        j["exit_code"] = code.into();
+        print_json(&j);
+    } else if !out.quiet {
+        print!("{}", v.checks[0].text);
+    }
+    ExitCode::from(code)
 }
 
 /// A path the user named must exist (exit 2 otherwise, never a fallback).
@@ -445,8 +444,7 @@ fn tree_check(
 ) -> Result<CheckReport> {
     must_exist("the tree", src)?;
     must_exist("the copy", dst)?;
-    let bar = Bar::new(out.quiet);
-    bar.0.set_message("comparing");
+    let bar = Bar::new(out.quiet, "comparing");
     let (diffs, stats) = tree::compare_trees(src, dst, opts, &bar)?;
     drop(bar);
     let what = format!("tree {} vs {}", q(src), q(dst));
@@ -467,9 +465,8 @@ fn manifest_check(
     out: &ReportArgs,
 ) -> Result<CheckReport> {
     must_exist("the copy", dst)?;
-    let expected = cm_core::manifest::read(file)?;
-    let bar = Bar::new(out.quiet);
-    let (diffs, stats) = tree::check_against(&expected, dst, opts, &bar)?;
+    let bar = Bar::new(out.quiet, "hashing");
+    let (diffs, stats) = cm_core::manifest::check(file, dst, opts, &bar)?;
     drop(bar);
     let what = format!("manifest {} vs {}", q(file), q(dst));
     Ok(CheckReport::from_tree(
@@ -493,13 +490,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 &out,
             ))
         }
-        Cmd::Services { svc, out } => {
-            let o = services(&svc)?;
-            Ok(emit(
-                CheckReport::from_outcome("services", "services".into(), &o, out.examples),
-                &out,
-            ))
-        }
+        Cmd::Services { svc, out } => Ok(emit(services_check(&svc, false, out.examples), &out)),
         Cmd::Layout { lay, out } => {
             let o = layout(&lay, None)?;
             let what = format!("layout of {}", q(&lay.project_dir));
@@ -579,16 +570,27 @@ fn manifest_write(
             q(root)
         )));
     }
-    let bar = Bar::new(out.quiet);
-    let snap = tree::scan(root, &opts, &bar)?;
+    if std::fs::symlink_metadata(output).is_ok() {
+        return Err(Fail::usage(format!(
+            "{} exists already: a manifest is never overwritten; remove it or choose another file",
+            q(output)
+        )));
+    }
+    let comments = vec![
+        "written by cm-verify manifest write".to_string(),
+        format!("root: {}", q(root)),
+    ];
+    let header = cm_core::manifest::Header::of(Path::new("/"), root);
+    let bar = Bar::new(out.quiet, "hashing");
+    let done = cm_core::manifest::write_tree(root, output, &header, &comments, &opts, &bar)?;
     drop(bar);
-    let (files, bytes) = snap.file_totals();
-    if !snap.errors.is_empty() {
-        for e in &snap.errors {
+    let (files, bytes) = (done.files, done.bytes);
+    if !done.errors.is_empty() {
+        for e in &done.errors {
             msg::error(&format!("{}: {}", q(&e.path), e.message));
         }
         if out.json {
-            let errs: Vec<_> = snap
+            let errs: Vec<_> = done
                 .errors
                 .iter()
                 .map(|e| serde_json::json!({"path": cm_core::quote::json_path(&e.path), "error": e.message}))
@@ -599,32 +601,23 @@ fn manifest_write(
         }
         msg::error(&format!(
             "{} entries of {} could not be read; {} was NOT written (fix the permissions or run as root, then rerun)",
-            snap.errors.len(),
+            done.errors.len(),
             q(root),
             q(output)
         ));
         return Ok(ExitCode::from(1));
     }
-    let comments = vec![
-        "written by cm-verify manifest write".to_string(),
-        format!("root: {}", q(root)),
-        format!(
-            "entries: {}, files: {files}, bytes: {bytes}",
-            snap.entries.len()
-        ),
-    ];
-    cm_core::manifest::write(output, &snap, &comments)?;
     if out.json {
         print_json(
             &serde_json::json!({"ok": true, "exit_code": 0, "written": true,
             "manifest": cm_core::quote::json_path(output),
-            "entries": snap.entries.len(), "files": files, "bytes": bytes}),
+            "entries": done.entries, "files": files, "bytes": bytes}),
         );
     } else if !out.quiet {
         println!(
             "wrote {}: {} entries, {files} {} ({}){}",
             q(output),
-            snap.entries.len(),
+            done.entries,
             report::plural(files as usize, "file", "files"),
             report::human_bytes(bytes),
             if no_hash { ", no hashes" } else { ", hashed" }
@@ -686,10 +679,10 @@ fn all_env(a: &AllArgs, t: &cm_core::target::Target, examples: usize) -> Result<
     })
 }
 
-/// The services check of `all`: switched off with --no-services; not checked (never OK)
-/// when systemd cannot be asked.
-fn all_services(a: &AllArgs, examples: usize) -> CheckReport {
-    if a.no_services {
+/// The services check (of `services` and `all`): switched off with --no-services; not
+/// checked (never OK) when systemd cannot be asked.
+fn services_check(svc: &ServicesArgs, no_services: bool, examples: usize) -> CheckReport {
+    if no_services {
         return CheckReport::not_checked(
             "services",
             "services".into(),
@@ -697,7 +690,7 @@ fn all_services(a: &AllArgs, examples: usize) -> CheckReport {
             true,
         );
     }
-    match services(&a.svc) {
+    match services(svc) {
         Ok(o) => CheckReport::from_outcome("services", "services".into(), &o, examples),
         Err(e) => CheckReport::not_checked("services", "services".into(), e.to_string(), false),
     }
@@ -740,7 +733,8 @@ fn all(a: &AllArgs, out: &ReportArgs) -> Result<u8> {
     let what = format!("layout of {}", q(&a.lay.project_dir));
     v.checks
         .push(CheckReport::from_outcome("layout", what, &lo, out.examples));
-    v.checks.push(all_services(a, out.examples));
+    v.checks
+        .push(services_check(&a.svc, a.no_services, out.examples));
     let mut opts = compare_options(&a.cmp, out.quiet)?;
     // owners follow the target's image, as cm-copy-data mapped them (unless --owner-map)
     if let (None, Some(engine), Some(_)) =
