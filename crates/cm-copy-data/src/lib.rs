@@ -418,7 +418,7 @@ fn copy_files(a: &Args, r: &target::Resolved, opts: &copy::Options) -> ExitCode 
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("cm-copy-data: {e}");
+            cm_cli::msg::error(&e.to_string());
             ExitCode::from(1)
         }
     }
