@@ -254,7 +254,7 @@ fn package_installs_with_apt_on_a_clean_debian_12_runs_and_purges_to_nothing() {
         r#"mkdir -p /srv/old/mail/a /srv/project
         printf 'hello\n' >/srv/old/mail/a/msg; ln /srv/old/mail/a/msg /srv/old/mail/a/link
         ln -s msg /srv/old/mail/a/sym; chmod 0750 /srv/old/mail/a; chown 8:8 /srv/old/mail/a/msg
-        cm-copy-data --project-dir /srv/project --map /srv/old/mail=data/mail
+        cm-copy-data --map /srv/old/mail=/srv/project/data/mail
         cm-verify tree /srv/old/mail /srv/project/data/mail
         cm-migrate verify tree /srv/old/mail /srv/project/data/mail
         printf 'changed\n' >/srv/project/data/mail/a/msg
