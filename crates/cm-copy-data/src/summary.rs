@@ -76,7 +76,10 @@ pub fn volume_line(name: &str, o: &Outcome) -> String {
         s.push_str(&format!(", moved aside {}", o.moved_aside));
     }
     if o.leftovers > 0 {
-        s.push_str(&format!(", leftover temporaries removed {}", o.leftovers));
+        s.push_str(&format!(
+            ", removed {} leftover temporaries of an interrupted run",
+            o.leftovers
+        ));
     }
     if o.failed > 0 {
         s.push_str(&format!(", not copied {}", o.failed));
@@ -91,7 +94,7 @@ pub fn total_line(t: &Totals) -> String {
         extra.push_str(&format!(", moved aside {}", t.moved_aside));
     }
     if t.leftovers > 0 {
-        extra.push_str(&format!(", leftover temporaries removed {}", t.leftovers));
+        extra.push_str(&format!(", removed {} leftover temporaries", t.leftovers));
     }
     format!(
         "total: copied {} entries ({}), linked {}, unchanged {}, removed {}{extra}, not copied {}\n\
