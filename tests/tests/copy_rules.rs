@@ -736,6 +736,16 @@ fn interrupted_copy_says_what_was_left_and_to_run_again() {
     }
     let o = copy_data(&[&map]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // the leftover is reported as what it is, not as a removed entry (no mail was deleted)
+    let line = out(&o)
+        .lines()
+        .find(|l| l.starts_with("c: "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("removed 0, removed 1 leftover temporaries of an interrupted run"),
+        "{line}"
+    );
     for i in 0..4 {
         let n = format!("big{i}");
         assert_eq!(
@@ -878,4 +888,24 @@ fn read_back_check_catches_a_corrupted_write() {
             std::fs::read(src.join(&n)).unwrap()
         );
     }
+}
+
+#[test]
+fn summary_says_what_was_moved_aside_and_where() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("m"), "m").unwrap();
+    let dst = t.path().join("copy/c");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(dst.join("theirs"), "precious").unwrap();
+    let map = format!("--map={}={}", src.display(), dst.display());
+    let o = copy_data(&[&map, "--adopt"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    assert!(text.contains(", removed 0, moved aside 1"), "{text}");
+    assert!(text.contains("  moved aside into \""), "{text}");
+    assert!(text.contains("nothing deleted"), "{text}");
+    let total = text.lines().find(|l| l.starts_with("total: ")).unwrap();
+    assert!(total.contains("moved aside 1"), "{total}");
 }

@@ -724,6 +724,13 @@ fn report_volume(a: &Args, p: &Plan, r: &VolResult) {
                 .map(|m| format!(" (manifest {})", m.display()))
                 .unwrap_or_default()
         );
+        if let Some(d) = &o.aside_dir {
+            println!(
+                "  moved aside into {} ({} entries no run of this suite wrote; nothing deleted)",
+                cm_core::quote::quote_path(d),
+                o.moved_aside
+            );
+        }
         if a.verbose {
             for l in summary::listing(p, Some(o)) {
                 println!("{l}");

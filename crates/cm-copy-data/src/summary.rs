@@ -27,6 +27,10 @@ pub struct Totals {
     pub verified: u64,
     pub unchanged: u64,
     pub removed: u64,
+    /// Entries no run of the suite wrote, moved aside (never deleted).
+    pub moved_aside: u64,
+    /// Temporaries of an interrupted run, removed (not entries of the source).
+    pub leftovers: u64,
     pub not_copied: u64,
     pub elapsed_s: f64,
     /// Bytes copied or read back for checking, per second.
@@ -44,6 +48,8 @@ pub fn totals(rs: &[VolResult], elapsed: Duration) -> Totals {
         t.verified += o.verified;
         t.unchanged += o.unchanged;
         t.removed += o.deleted;
+        t.moved_aside += o.moved_aside;
+        t.leftovers += o.leftovers;
         t.not_copied += o.failed;
         moved += o.copied_bytes;
     }
@@ -66,6 +72,15 @@ pub fn volume_line(name: &str, o: &Outcome) -> String {
         s.push_str(&format!(" (+{} equal by content)", o.verified));
     }
     s.push_str(&format!(", removed {}", o.deleted));
+    if o.moved_aside > 0 {
+        s.push_str(&format!(", moved aside {}", o.moved_aside));
+    }
+    if o.leftovers > 0 {
+        s.push_str(&format!(
+            ", removed {} leftover temporaries of an interrupted run",
+            o.leftovers
+        ));
+    }
     if o.failed > 0 {
         s.push_str(&format!(", not copied {}", o.failed));
     }
@@ -74,8 +89,15 @@ pub fn volume_line(name: &str, o: &Outcome) -> String {
 
 /// Two lines: the totals, then time and rate.
 pub fn total_line(t: &Totals) -> String {
+    let mut extra = String::new();
+    if t.moved_aside > 0 {
+        extra.push_str(&format!(", moved aside {}", t.moved_aside));
+    }
+    if t.leftovers > 0 {
+        extra.push_str(&format!(", removed {} leftover temporaries", t.leftovers));
+    }
     format!(
-        "total: copied {} entries ({}), linked {}, unchanged {}, removed {}, not copied {}\n\
+        "total: copied {} entries ({}), linked {}, unchanged {}, removed {}{extra}, not copied {}\n\
          time: {:.1} s, {}/s; every file copied was read back and checked",
         t.copied,
         human(t.copied_bytes),
