@@ -60,11 +60,9 @@ struct Args {
     #[arg(long = "map", value_name = "SRC=DST")]
     maps: Vec<String>,
 
-    /// Map owners while copying: lines `name uid gid` (the name's ids on the old host are
-    /// read from --root's /etc/passwd and /etc/group) or `host-uid:host-gid=uid:gid`.
-    /// Without it numeric ids are kept. ACL entries are mapped too.
-    #[arg(long, value_name = "FILE")]
-    owner_map: Option<PathBuf>,
+    // owners are mapped while copying
+    #[command(flatten)]
+    owners: cm_cli::args::OwnerMapArgs,
 
     /// Decide what changed by comparing contents (SHA-256 of both sides), not only type,
     /// size, mtime, mode, owner, xattrs and ACLs.
@@ -271,12 +269,10 @@ fn run_args(a: Args) -> ExitCode {
         Ok(v) => v,
         Err(e) => return usage(e),
     };
-    let owners = match &a.owner_map {
-        Some(f) => match OwnerMap::load(f, &a.root) {
-            Ok(m) => Some(m),
-            Err(e) => return usage(e),
-        },
-        None => None,
+    // its skipped lines are warned about below, after every refusal
+    let owners = match a.owners.load(&a.root, true) {
+        Ok(m) => m,
+        Err(e) => return usage(e),
     };
     if let Err(e) = safety::check_overlap(&vols) {
         return usage(e);

@@ -125,6 +125,7 @@ pub fn next_step(a: &Args, plans: &[Plan], failed: bool) -> String {
         return "next: stop the relay (cm-migrate stop-services), then run the same command without --live: only the delta is copied".into();
     }
     let map = a
+        .owners
         .owner_map
         .as_ref()
         .map(|m| format!(" --owner-map {}", shell_word(&m.to_string_lossy())))

@@ -233,11 +233,9 @@ cm-verify manifest write /home -o /root/home.manifest"
 
 #[derive(Args)]
 struct CompareArgs {
-    /// Map the original's owners before comparing, as cm-copy-data --owner-map does. Lines
-    /// `name uid gid` (the name's ids on the old host, from --root's /etc/passwd and
-    /// /etc/group) or `host-uid:host-gid=uid:gid`; `#` comments.
-    #[arg(long, value_name = "FILE")]
-    owner_map: Option<PathBuf>,
+    // the original's owners are mapped before comparing, as cm-copy-data mapped them
+    #[command(flatten)]
+    owners: cm_cli::args::OwnerMapArgs,
     /// Root of the old host's file system (default /): where the names in --owner-map are
     /// resolved (its etc/passwd, etc/group), and for `all` where the volumes' sources are
     /// (home, etc/dkimkeys, var/lib/acme). It must exist.
@@ -341,15 +339,10 @@ impl Drop for Bar {
 
 /// The comparison options; a skipped owner-map line is a warning on stderr (not with --quiet).
 fn compare_options(a: &CompareArgs, quiet: bool) -> Result<CompareOptions> {
-    let owner_map = match &a.owner_map {
-        Some(f) => OwnerMap::load(f, a.root()?)?,
-        None => OwnerMap::identity(),
-    };
-    if !quiet {
-        for s in owner_map.skipped() {
-            msg::warning(&s.to_string());
-        }
-    }
+    let owner_map = a
+        .owners
+        .load(a.root()?, quiet)?
+        .unwrap_or_else(OwnerMap::identity);
     Ok(CompareOptions {
         owner_map,
         atime: a.atime,

@@ -2,7 +2,7 @@ complete -c cm-copy-data -l root -d 'The old host\'s root directory: the default
 complete -c cm-copy-data -l project-dir -d 'The Docker compose project directory: the default plan\'s targets are in its data/' -r -F
 complete -c cm-copy-data -l only -d 'Copy only these volumes of the default plan (comma-separated: dkim, acme, mail)' -r
 complete -c cm-copy-data -l map -d 'Copy SRC to DST instead of the default plan (repeatable). SRC is taken as given; a relative DST is relative to --project-dir' -r
-complete -c cm-copy-data -l owner-map -d 'Map owners while copying: lines `name uid gid` (the name\'s ids on the old host are read from --root\'s /etc/passwd and /etc/group) or `host-uid:host-gid=uid:gid`. Without it numeric ids are kept. ACL entries are mapped too' -r -F
+complete -c cm-copy-data -l owner-map -d 'Map owners: lines `name uid gid` (the name\'s ids on the old host are read from --root\'s etc/passwd and etc/group) or `host-uid:host-gid=uid:gid`; `#` comments. ACL entries are mapped too. Without it numeric ids are kept' -r -F
 complete -c cm-copy-data -s j -l jobs -d 'Parallel workers (1 to 1024; default: 4 per CPU, at least 8, at most 32: a copy waits on the disk far more than on the CPU, so more reads in flight go faster)' -r
 complete -c cm-copy-data -l checksum -d 'Decide what changed by comparing contents (SHA-256 of both sides), not only type, size, mtime, mode, owner, xattrs and ACLs'
 complete -c cm-copy-data -l live -d 'Copy the mail store although chatmail services are running (the bulk copy of a two-phase migration; run again after stopping them). Files that keep changing while they are read are then warnings (left for the next run), not errors'
