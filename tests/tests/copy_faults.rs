@@ -173,6 +173,175 @@ fn killed_at_random_points_then_rerun_until_complete() {
     assert!(d.is_empty(), "{d:#?}");
 }
 
+/// After a kill: every entry under a final name in `dst` equals the source's in content and
+/// full metadata (type, owner, mode, size, mtime, xattrs, symlink target); a directory may
+/// still be private (0700) while its contents are not done. Returns (final files,
+/// temporaries) seen.
+fn assert_complete_or_absent(src: &Path, dst: &Path, why: &str) -> (usize, usize) {
+    let (mut finals, mut temps) = (0, 0);
+    if !dst.exists() {
+        return (0, 0);
+    }
+    let o = Command::new("find")
+        .arg(src)
+        .args(["-type", "f", "-printf", "%m\\n"])
+        .output()
+        .unwrap();
+    let modes: Vec<u32> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| u32::from_str_radix(l, 8).ok())
+        .collect();
+    let mut stack = vec![PathBuf::from(".")];
+    while let Some(rel) = stack.pop() {
+        let d = tree::Entry::read(&tree::abs_path(dst, &rel), rel.clone(), true, false).unwrap();
+        let s = tree::Entry::read(&tree::abs_path(src, &rel), rel.clone(), true, false).unwrap();
+        assert!(
+            d.mode == s.mode || d.mode == 0o700,
+            "{why}: directory {} has mode {:o}, neither the source's nor private",
+            rel.display(),
+            d.mode
+        );
+        for e in std::fs::read_dir(tree::abs_path(dst, &rel)).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name();
+            let r = if rel == Path::new(".") {
+                PathBuf::from(&name)
+            } else {
+                rel.join(&name)
+            };
+            if name.to_string_lossy().starts_with(".cm-copy.") {
+                temps += 1;
+                // Private while written; it takes the source's mode only once complete,
+                // just before its rename.
+                let m = e.metadata().unwrap().mode() & 0o7777;
+                assert!(
+                    m == 0o600 || modes.contains(&m),
+                    "{why}: temporary {} has mode {m:o}",
+                    r.display()
+                );
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(r);
+                continue;
+            }
+            finals += 1;
+            let x = tree::Entry::read(&src.join(&r), r.clone(), true, true).unwrap();
+            let y = tree::Entry::read(&dst.join(&r), r.clone(), true, true).unwrap();
+            assert_eq!(
+                (x.kind, x.mode, x.uid, x.gid, x.size, x.mtime, &x.xattrs, &x.target, x.sha256),
+                (y.kind, y.mode, y.uid, y.gid, y.size, y.mtime, &y.xattrs, &y.target, y.sha256),
+                "{why}: {} is under its final name but differs from the source",
+                r.display()
+            );
+        }
+    }
+    (finals, temps)
+}
+
+#[test]
+fn killed_after_a_number_of_renames_then_rerun_replayably() {
+    assert_root();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    mail_tree(&src, 30, 40, 2);
+    // Attributes and odd modes, so a kill between data and metadata would show.
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "setfattr -n user.k -v v \"$1\"/vmail/mail/example.org/user3/cur/1.M3P1.host:2,S && \
+             chmod 0640 \"$1\"/vmail/mail/example.org/user4/password && \
+             chown -R 5000:5000 \"$1\"/vmail && chmod 0750 \"$1\"/vmail/mail",
+        )
+        .arg("x")
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dst = t.path().join("data/chatmail");
+    let m = map_arg(&src, &dst);
+    // The seed comes from CM_KILL_SEED when given (to replay a failure), else the clock; it
+    // is printed on failure.
+    let seed0: u64 = std::env::var("CM_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let mut seed = seed0 | 1;
+    let (mut both, mut kills) = (0, 0);
+    for round in 0..10 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let after = 1 + seed % 400;
+        let why = format!("CM_KILL_SEED={seed0} round {round} (killed after {after} renames)");
+        let st = copy_cmd()
+            .args(["--map", &m, "--quiet", "--jobs", "4"])
+            .env("CM_COPY_TEST_KILL_AFTER_RENAMES", after.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        if st.signal() == Some(9) {
+            kills += 1;
+        } else {
+            assert!(st.success(), "{why}: {st}");
+        }
+        let (finals, temps) = assert_complete_or_absent(&src, &dst, &why);
+        if finals > 0 && temps > 0 {
+            both += 1;
+        }
+        // No manifest but a complete one: an interrupted run records nothing.
+        let mp = cm_core::manifest::path_for(&dst);
+        if mp.exists() {
+            let snap = cm_core::manifest::read(&mp)
+                .unwrap_or_else(|e| panic!("{why}: the manifest is not complete: {e}"));
+            for e in &snap.entries {
+                assert!(
+                    std::fs::symlink_metadata(tree::abs_path(&dst, &e.path)).is_ok(),
+                    "{why}: the manifest records {} which the copy lacks",
+                    e.path.display()
+                );
+            }
+        }
+        eprintln!("{why}: {finals} final files, {temps} temporaries");
+    }
+    assert!(
+        kills >= 3,
+        "CM_KILL_SEED={seed0}: only {kills} runs were killed"
+    );
+    assert!(
+        both >= 1,
+        "CM_KILL_SEED={seed0}: no kill landed while files were being written (final files and temporaries together)"
+    );
+    let o = run({
+        let mut c = copy_cmd();
+        c.args(["--map", &m]);
+        c
+    });
+    assert_eq!(o.status.code(), Some(0), "CM_KILL_SEED={seed0}");
+    assert_same(&src, &dst);
+    let leftovers = Command::new("find")
+        .arg(&dst)
+        .arg(dst.parent().unwrap().join(".cm-manifest"))
+        .args(["-name", ".cm-copy.*", "-o", "-name", "*.cm-tmp.*"])
+        .output()
+        .unwrap();
+    assert!(
+        leftovers.stdout.is_empty(),
+        "CM_KILL_SEED={seed0}: temporaries left after the final run: {}",
+        String::from_utf8_lossy(&leftovers.stdout)
+    );
+    let snap = cm_core::manifest::read(&cm_core::manifest::path_for(&dst)).unwrap();
+    let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
+    assert!(d.is_empty(), "CM_KILL_SEED={seed0}: {d:#?}");
+}
+
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
 struct Tmpfs(PathBuf);
 impl Tmpfs {

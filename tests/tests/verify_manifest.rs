@@ -38,7 +38,7 @@ fn manifest_of_the_source_checks_clean_against_a_copy() {
         "a manifest lists every mailbox: private"
     );
     let text = fs::read_to_string(&m).unwrap();
-    assert!(text.starts_with("cm-manifest 1\n"));
+    assert!(text.starts_with("cm-manifest 2\n"));
     // Names with a newline stay on one line, escaped.
     assert!(
         text.contains("\nodd/new\\nline f 0640 5000 5000 1 "),
@@ -122,7 +122,7 @@ fn metadata_only_manifest_skips_content() {
     assert!(!text
         .lines()
         .skip(1)
-        .any(|l| !l.starts_with('#') && l.split(' ').nth(8) != Some("-")));
+        .any(|l| !l.starts_with('#') && !l.starts_with('@') && l.split(' ').nth(8) != Some("-")));
     plant(&dst, |d| {
         let f = p(d, BIG);
         keeping_mtime(&f, || {
@@ -161,8 +161,18 @@ fn broken_manifests_exit_2_naming_file_and_line() {
         ),
         (
             "version.manifest",
-            text.replacen("cm-manifest 1", "cm-manifest 2", 1),
+            text.replacen("cm-manifest 2", "cm-manifest 9", 1),
             "not supported",
+        ),
+        // Cut at a line boundary: "truncated", not entries missing from the copy.
+        (
+            "cut.manifest",
+            text[..text[..text.len() - 1].rfind('\n').unwrap() + 1]
+                .lines()
+                .take(20)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+            "manifest truncated",
         ),
     ];
     for (name, body, msg) in cases {
@@ -180,6 +190,12 @@ fn broken_manifests_exit_2_naming_file_and_line() {
             "{name}: {err}"
         );
     }
+    // An existing manifest is never overwritten.
+    let before = fs::read(&m).unwrap();
+    let (code, _, err) = write_manifest(&dst, &m, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("exists already"), "{err}");
+    assert_eq!(fs::read(&m).unwrap(), before);
     // A manifest may not be written inside the tree it records.
     let (code, _, err) = write_manifest(&src, &src.join("vmail/m.manifest"), &[]);
     assert_eq!(code, 2);

@@ -62,10 +62,20 @@ fn project(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// Add `# key: value` lines to a manifest's header (what the copy records).
+/// Replaces the manifest's header record (where the copy came from) with `lines`
+/// (`@machine-id ID`, `@source PATH`, ...), as a copy on another machine would have written it.
 fn record(m: &Path, lines: &[String]) {
     let text = fs::read_to_string(m).unwrap();
     let (first, rest) = text.split_once('\n').unwrap();
-    let extra: String = lines.iter().map(|l| format!("# {l}\n")).collect();
+    let rest: String = rest
+        .split_inclusive('\n')
+        .filter(|l| {
+            !["@machine-id ", "@root ", "@source "]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .collect();
+    let extra: String = lines.iter().map(|l| format!("{l}\n")).collect();
     fs::write(m, format!("{first}\n{extra}{rest}")).unwrap();
 }
 
@@ -213,8 +223,8 @@ fn a_volume_is_verified_against_what_its_manifest_recorded() {
     record(
         &m,
         &[
-            "machine: 0123456789abcdef0123456789abcdef".into(),
-            "source: \"/home\"".into(),
+            "@machine-id 0123456789abcdef0123456789abcdef".into(),
+            "@source /home".into(),
         ],
     );
     assert!(
@@ -270,8 +280,8 @@ fn a_volume_is_verified_against_what_its_manifest_recorded() {
     record(
         &m2,
         &[
-            format!("machine: {here}"),
-            format!("source: {}", cm_core::quote::quote_path(&src)),
+            format!("@machine-id {here}"),
+            format!("@source {}", src.display()),
         ],
     );
     let o = verify(

@@ -75,7 +75,14 @@ struct Args {
     #[arg(long)]
     live: bool,
 
-    /// Print the plan (counts and sizes per volume, space needed) and change nothing.
+    /// A first copy into a target that already holds entries (no manifest of an earlier
+    /// run): take them as a partial copy instead of refusing. What the source lacks is moved
+    /// aside into a dated folder beside the target, never deleted.
+    #[arg(long)]
+    adopt: bool,
+
+    /// Print the plan (counts and sizes per volume, space needed, every path that would be
+    /// removed or moved aside) and change nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
 
@@ -219,13 +226,15 @@ fn human(b: u64) -> String {
 
 fn plan_line(c: &Counts) -> String {
     format!(
-        "copy {} entries ({}), link {}, verify {} ({}), remove {}, unchanged {}",
+        "copy {} entries ({}), link {}, verify {} ({}), remove {}, move aside {}, remove leftover temporaries {}, unchanged {}",
         c.copy,
         human(c.copy_bytes),
         c.link,
         c.verify,
         human(c.verify_bytes),
         c.delete,
+        c.aside,
+        c.leftovers,
         c.unchanged
     )
 }
@@ -311,20 +320,22 @@ fn run_args(a: Args) -> ExitCode {
             .as_ref()
             .filter(|m| !m.is_identity())
             .map(|m| m as &dyn copy::MapIds),
+        adopt: a.adopt,
+        root: Some(&a.root),
+        changed: None,
+        list: a.verbose,
     };
     let mut plans: Vec<Plan> = Vec::new();
     for v in &vols {
-        let prev = match copy::load_prev(&v.dst) {
-            Ok(p) => p,
-            Err(e) => {
-                if !quiet {
-                    cm_cli::msg::note(&format!("ignoring the earlier manifest ({e}); files already copied are read again to checksum them"));
+        match copy::plan(v, &opts) {
+            Ok(p) => {
+                if !quiet && !a.dry_run {
+                    for n in &p.notes {
+                        cm_cli::msg::note(n);
+                    }
                 }
-                None
+                plans.push(p)
             }
-        };
-        match copy::plan(v, &opts, prev.as_ref()) {
-            Ok(p) => plans.push(p),
             Err(e) => return usage(format!("{}: {e}", v.name)),
         }
     }
@@ -429,6 +440,7 @@ fn dry_run(
                 serde_json::json!({
                     "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
                     "skipped": p.skipped, "plan": p.counts, "problems": p.problems,
+                    "removals": p.removals, "notes": p.notes,
                 })
             })
             .collect();
@@ -460,6 +472,12 @@ fn dry_run(
         }
         if let Some(n) = &p.note {
             println!("  note: {n}");
+        }
+        for n in &p.notes {
+            println!("  note: {n}");
+        }
+        for r in &p.removals {
+            println!("  would {}: {}", r.action, r.path);
         }
         for pr in &p.problems {
             let level = match pr.severity {
@@ -505,18 +523,17 @@ fn copy_volume(p: &Plan, opts: &copy::Options, on: &(dyn Fn(Event) + Sync)) -> V
         env!("CARGO_PKG_VERSION"),
         p.volume.name
     )];
-    let (manifest, manifest_error) =
-        if out.failed as usize == p.counts.entries as usize && out.records.is_empty() {
-            (
-                None,
-                Some("nothing copied; no manifest written".to_string()),
-            )
-        } else {
-            match copy::write_manifest(p, &out, &comments) {
-                Ok(m) => (Some(m), None),
-                Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
-            }
-        };
+    let (manifest, manifest_error) = if !out.has_manifest() {
+        (
+            None,
+            Some("nothing copied; no manifest written".to_string()),
+        )
+    } else {
+        match copy::write_manifest(p, &out, &comments) {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(format!("cannot write the manifest: {e}"))),
+        }
+    };
     VolResult {
         out,
         manifest,

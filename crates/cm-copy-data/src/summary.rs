@@ -171,7 +171,8 @@ pub fn listing(p: &Plan, o: Option<&Outcome>) -> Vec<String> {
     // escaped as the problems' paths are, without their quotes (added back to compare)
     let root = cm_core::quote::json_path(&p.src_root);
     let would = if o.is_none() { "would " } else { "" };
-    p.actions()
+    o.map(|o| o.actions())
+        .unwrap_or_else(|| p.actions())
         .into_iter()
         .filter_map(|(rel, act)| {
             let verb = match (act, o.is_some()) {

@@ -318,53 +318,6 @@ pub enum VolumeCheck {
     Unverifiable { dst: PathBuf, why: String },
 }
 
-/// Where a copy was taken from, as its manifest's header records it: the machine (its
-/// /etc/machine-id), the old host's root and the source directory. Any may be unknown (a
-/// manifest of an older version, or one written by `cm-verify manifest write`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecordedSource {
-    pub machine: Option<String>,
-    pub root: Option<PathBuf>,
-    pub source: Option<PathBuf>,
-}
-
-/// The `# machine: ...`, `# root: ...`, `# source: ...` lines of a manifest's header
-/// (values as written, or quoted as [`crate::quote::quote_path`] quotes them).
-pub fn recorded_source(manifest: &Path) -> RecordedSource {
-    use std::io::BufRead;
-    use std::os::unix::ffi::OsStringExt;
-    let mut r = RecordedSource::default();
-    let Ok(f) = fs::File::open(manifest) else {
-        return r;
-    };
-    let value = |v: &str| -> PathBuf {
-        let v = v.trim();
-        let bytes = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .and_then(|x| crate::quote::unescape(x).ok())
-            .unwrap_or_else(|| v.as_bytes().to_vec());
-        PathBuf::from(OsString::from_vec(bytes))
-    };
-    for line in std::io::BufReader::new(f).lines().take(64) {
-        let Ok(line) = line else { break };
-        if line.starts_with("cm-manifest") {
-            continue;
-        }
-        let Some(c) = line.strip_prefix("# ") else {
-            break;
-        };
-        if let Some(v) = c.strip_prefix("machine: ") {
-            r.machine = Some(v.trim().to_string());
-        } else if let Some(v) = c.strip_prefix("root: ") {
-            r.root = Some(value(v));
-        } else if let Some(v) = c.strip_prefix("source: ") {
-            r.source = Some(value(v));
-        }
-    }
-    r
-}
-
 /// This machine's identity as manifests record it: /etc/machine-id.
 pub fn this_machine() -> Option<String> {
     fs::read_to_string("/etc/machine-id")
@@ -431,12 +384,14 @@ fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str
         );
         return VolumeCheck::Unverifiable { dst, why };
     }
-    let rec = recorded_source(&manifest);
+    // where the copy was taken from, as the manifest's header records it (a manifest of
+    // version 1, or one that cannot be read here, records nothing: the manifest is used)
+    let rec = crate::manifest::read_header(&manifest).unwrap_or_default();
     let src = rec
         .source
         .clone()
         .or_else(|| rec.root.as_ref().map(|r| r.join(rel)));
-    let why = match (&rec.machine, &src) {
+    let why = match (&rec.machine_id, &src) {
         (Some(m), Some(src)) if Some(m.as_str()) == here && src.is_dir() => {
             let why = format!(
                 "the source the copy recorded (on this machine, {})",

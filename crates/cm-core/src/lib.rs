@@ -11,6 +11,8 @@
 //! - [`tree`]: walking a tree and recording every entry's metadata and content hash.
 //! - [`manifest`]: the on-disk record of a tree that cm-copy-data writes and cm-verify reads.
 //! - [`copy`]: the copy engine behind cm-copy-data.
+//! - [`sys`]: descriptor-relative system calls, never through a symlink (the one lstat model).
+//! - [`walk`]: sorted directory listings made ahead of a streaming walk by a thread pool.
 //! - [`systemd`]: discovering, stopping and restoring chatmail's units.
 //! - [`quote`]: byte names quoted for people and JSON, one style everywhere.
 //! - [`report`]: differences and outcomes, grouped for humans and serialised for machines.
@@ -36,7 +38,9 @@ pub mod ports;
 pub mod quote;
 pub mod report;
 pub mod root;
+pub mod sys;
 pub mod systemd;
 pub mod tree;
 pub mod version;
+pub mod walk;
 pub mod watch;

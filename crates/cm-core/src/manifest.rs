@@ -22,8 +22,11 @@ use std::path::{Component, Path, PathBuf};
 use crate::quote::{escape_with, unescape};
 use crate::tree::{Entry, FileType, Snapshot, Timestamp};
 
-/// The first line of every manifest of this version.
-pub const HEADER: &str = "cm-manifest 1";
+/// The first line of every manifest this version writes.
+pub const HEADER: &str = "cm-manifest 2";
+
+/// The first line of the older format (no header lines, no end line), still read.
+pub const HEADER_V1: &str = "cm-manifest 1";
 
 /// The column names, as written in the second line.
 pub const COLUMNS: &str = "# path type mode uid gid size mtime atime sha256 target link xattrs";
@@ -37,6 +40,12 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: exists already; remove it or choose another file (a manifest is never overwritten)", .0.display())]
+    Exists(PathBuf),
+    #[error("{}: entry {} written out of order (an engine bug)", .0.display(), .1.display())]
+    Order(PathBuf, PathBuf),
+    #[error(transparent)]
+    Tree(#[from] crate::tree::TreeError),
     #[error("{}:{line}: {message}", path.display())]
     Line {
         path: PathBuf,
@@ -56,10 +65,14 @@ pub fn escape_field(b: &[u8]) -> String {
         return "\\x".into();
     }
     let s = escape_with(b, |c| !c.is_control() && !c.is_whitespace());
-    // A line starting with `#` is a comment: never let a name start one.
-    match s.strip_prefix('#') {
-        Some(rest) => format!("\\x23{rest}"),
-        None => s,
+    // A line starting with `#` is a comment, one starting with `@` a header or end line:
+    // never let a name start one.
+    if let Some(rest) = s.strip_prefix('#') {
+        format!("\\x23{rest}")
+    } else if let Some(rest) = s.strip_prefix('@') {
+        format!("\\x40{rest}")
+    } else {
+        s
     }
 }
 
@@ -143,34 +156,321 @@ pub fn render_entry(e: &Entry) -> String {
     )
 }
 
-/// The whole manifest text for a snapshot (entries in the snapshot's order, which should be
-/// sorted). `comments` are written as `# ` lines after the header (one per line).
-pub fn render(snap: &Snapshot, comments: &[String]) -> String {
-    let mut out = String::with_capacity(snap.entries.len() * 120 + 64);
-    out.push_str(HEADER);
-    out.push('\n');
+/// Where a manifest's tree was taken from: its header lines. cm-verify chooses each volume's
+/// reference by it (a manifest of another machine is compared, never that machine's tree).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Header {
+    /// `/etc/machine-id` under the source root, when it has one.
+    pub machine_id: Option<String>,
+    /// The root the source was found under (`--root`; `/` for the running system).
+    pub root: Option<PathBuf>,
+    /// The tree recorded, as given.
+    pub source: Option<PathBuf>,
+}
+
+impl Header {
+    /// The header for a tree `source` found under `root` (machine id read from
+    /// `root/etc/machine-id`; none when absent or not one line of hex).
+    pub fn of(root: &Path, source: &Path) -> Header {
+        let id = std::fs::read_to_string(root.join("etc/machine-id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        Header {
+            machine_id: id,
+            root: Some(root.to_path_buf()),
+            source: Some(source.to_path_buf()),
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        if let Some(m) = &self.machine_id {
+            let _ = writeln!(out, "@machine-id {m}");
+        }
+        if let Some(r) = &self.root {
+            let _ = writeln!(out, "@root {}", escape_field(r.as_os_str().as_bytes()));
+        }
+        if let Some(r) = &self.source {
+            let _ = writeln!(out, "@source {}", escape_field(r.as_os_str().as_bytes()));
+        }
+    }
+}
+
+fn comment_lines(out: &mut String, comments: &[String]) {
     for c in comments {
         for l in c.lines() {
             let _ = writeln!(out, "# {l}");
         }
     }
+}
+
+/// The whole manifest text for a snapshot (entries in the snapshot's order, which must be
+/// sorted). `comments` are written as `# ` lines after the header (one per line).
+pub fn render(snap: &Snapshot, comments: &[String]) -> String {
+    let mut out = String::with_capacity(snap.entries.len() * 120 + 64);
+    out.push_str(HEADER);
+    out.push('\n');
+    comment_lines(&mut out, comments);
     out.push_str(COLUMNS);
     out.push('\n');
     for e in &snap.entries {
         out.push_str(&render_entry(e));
         out.push('\n');
     }
+    let _ = writeln!(out, "@end {}", snap.entries.len());
     out
 }
 
-/// Write a manifest atomically (temp beside + rename), mode 0600.
-pub fn write(path: &Path, snap: &Snapshot, comments: &[String]) -> Result<(), ManifestError> {
-    crate::fsutil::write_atomic(path, render(snap, comments).as_bytes(), 0o600).map_err(|source| {
-        ManifestError::Io {
+/// A manifest being written as a stream: a private (0600) temporary beside the final path,
+/// entries appended in path order (checked), renamed into place by [`Writer::finish`] after
+/// an `@end COUNT` line and an fsync. Dropped unfinished, the temporary is removed.
+#[derive(Debug)]
+pub struct Writer {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    count: u64,
+    last: Option<PathBuf>,
+    no_replace: bool,
+    line: String,
+}
+
+impl Writer {
+    /// Start a manifest that replaces `path` when finished.
+    pub fn create(
+        path: &Path,
+        header: &Header,
+        comments: &[String],
+    ) -> Result<Writer, ManifestError> {
+        Self::open(path, header, comments, false)
+    }
+
+    /// Start a manifest at `path`, which must not exist (now, nor when it is finished).
+    pub fn create_new(
+        path: &Path,
+        header: &Header,
+        comments: &[String],
+    ) -> Result<Writer, ManifestError> {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Err(ManifestError::Exists(path.to_path_buf()));
+        }
+        Self::open(path, header, comments, true)
+    }
+
+    fn open(
+        path: &Path,
+        header: &Header,
+        comments: &[String],
+        no_replace: bool,
+    ) -> Result<Writer, ManifestError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let io = |source| ManifestError::Io {
             path: path.to_path_buf(),
             source,
+        };
+        let tmp = crate::fsutil::temp_path_for(path);
+        let _ = std::fs::remove_file(&tmp);
+        if !no_replace {
+            remove_stale_temps(path);
         }
-    })
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(io)?;
+        let mut w = Writer {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(std::io::BufWriter::with_capacity(256 * 1024, f)),
+            count: 0,
+            last: None,
+            no_replace,
+            line: String::new(),
+        };
+        let mut head = String::new();
+        head.push_str(HEADER);
+        head.push('\n');
+        header.render(&mut head);
+        comment_lines(&mut head, comments);
+        head.push_str(COLUMNS);
+        head.push('\n');
+        if let Some(o) = w.out.as_mut() {
+            o.write_all(head.as_bytes()).map_err(io)?;
+        }
+        Ok(w)
+    }
+
+    /// Entries written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Append one entry; its path must sort after the previous entry's.
+    pub fn entry(&mut self, e: &Entry) -> Result<(), ManifestError> {
+        use std::io::Write;
+        if let Some(l) = &self.last {
+            if crate::tree::path_cmp(l, &e.path) != std::cmp::Ordering::Less {
+                return Err(ManifestError::Order(self.path.clone(), e.path.clone()));
+            }
+        }
+        self.line.clear();
+        self.line.push_str(&render_entry(e));
+        self.line.push('\n');
+        let io = |source| ManifestError::Io {
+            path: self.tmp.clone(),
+            source,
+        };
+        if let Some(o) = self.out.as_mut() {
+            o.write_all(self.line.as_bytes()).map_err(io)?;
+        }
+        match &mut self.last {
+            Some(l) => {
+                l.clear();
+                l.push(&e.path);
+            }
+            None => self.last = Some(e.path.clone()),
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Write trailing comments and the end line, flush to disk, rename into place.
+    pub fn finish(mut self, comments: &[String]) -> Result<(), ManifestError> {
+        use std::io::Write;
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| ManifestError::Io { path: p, source }
+        };
+        let mut tail = String::new();
+        comment_lines(&mut tail, comments);
+        let _ = writeln!(tail, "@end {}", self.count);
+        let Some(mut o) = self.out.take() else {
+            return Ok(());
+        };
+        o.write_all(tail.as_bytes()).map_err(io(&self.tmp))?;
+        let f = o.into_inner().map_err(|e| ManifestError::Io {
+            path: self.tmp.clone(),
+            source: e.into_error(),
+        })?;
+        f.sync_all().map_err(io(&self.tmp))?;
+        drop(f);
+        let r = if self.no_replace {
+            rename_noreplace(&self.tmp, &self.path)
+        } else {
+            std::fs::rename(&self.tmp, &self.path)
+        };
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&self.tmp);
+                return Err(ManifestError::Exists(self.path.clone()));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.tmp);
+                return Err(io(&self.path)(e));
+            }
+            Ok(()) => {}
+        }
+        if let Some(d) = self.path.parent() {
+            let d = if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            };
+            if let Ok(d) = std::fs::File::open(d) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Temporaries of this manifest that a killed writer left (its process is gone).
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.cm-tmp.", name.to_string_lossy());
+    let Ok(rd) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if let Some(pid) = n.strip_prefix(&prefix) {
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    let a = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let b = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Write a whole snapshot as a manifest atomically (temp beside + rename), mode 0600.
+pub fn write(path: &Path, snap: &Snapshot, comments: &[String]) -> Result<(), ManifestError> {
+    write_with(path, &Header::default(), snap, comments)
+}
+
+/// Write a whole snapshot as a new manifest: refused when `path` exists (a manifest is
+/// never overwritten silently).
+pub fn write_new(
+    path: &Path,
+    header: &Header,
+    snap: &Snapshot,
+    comments: &[String],
+) -> Result<(), ManifestError> {
+    let mut w = Writer::create_new(path, header, comments)?;
+    for e in &snap.entries {
+        w.entry(e)?;
+    }
+    w.finish(&[])
+}
+
+/// [`write`] with header lines.
+pub fn write_with(
+    path: &Path,
+    header: &Header,
+    snap: &Snapshot,
+    comments: &[String],
+) -> Result<(), ManifestError> {
+    let mut w = Writer::create(path, header, comments)?;
+    for e in &snap.entries {
+        w.entry(e)?;
+    }
+    w.finish(&[])
 }
 
 /// Whether a manifest written at `output` would lie inside the tree `root` it records (where
@@ -187,25 +487,208 @@ pub fn inside_tree(root: &Path, output: &Path) -> bool {
     }
 }
 
-/// Read a manifest file.
+/// Read a whole manifest file into a snapshot (for small manifests and tests; large ones are
+/// read as a stream with [`Reader`]).
 pub fn read(path: &Path) -> Result<Snapshot, ManifestError> {
-    let bytes = std::fs::read(path).map_err(|source| ManifestError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        ManifestError::Line {
+    let mut r = Reader::open(path)?;
+    let mut snap = Snapshot::default();
+    while let Some(e) = r.next_entry()? {
+        snap.entries.push(e);
+    }
+    Ok(snap)
+}
+
+/// The header lines of a manifest (without reading its entries). A version 1 manifest has
+/// none: every field is `None`.
+pub fn read_header(path: &Path) -> Result<Header, ManifestError> {
+    Ok(Reader::open(path)?.header().clone())
+}
+
+/// A manifest read as a stream, entry by entry, in path order (checked: an entry out of
+/// order or listed twice is an error naming its line). A version 2 manifest must end with
+/// its `@end COUNT` line: one cut anywhere, even at a line boundary, is reported truncated.
+pub struct Reader<R: std::io::BufRead = std::io::BufReader<std::fs::File>> {
+    path: PathBuf,
+    r: R,
+    line: usize,
+    header: Header,
+    v2: bool,
+    last: Option<PathBuf>,
+    count: u64,
+    ended: bool,
+    pending: Option<String>,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    /// Open a manifest file and read its first line and header.
+    pub fn open(path: &Path) -> Result<Reader, ManifestError> {
+        let f = std::fs::File::open(path).map_err(|source| ManifestError::Io {
             path: path.to_path_buf(),
-            line,
-            message: "not valid UTF-8 (a manifest is UTF-8 text; was it edited or truncated?)"
-                .into(),
+            source,
+        })?;
+        Reader::new(std::io::BufReader::with_capacity(256 * 1024, f), path)
+    }
+}
+
+impl<R: std::io::BufRead> Reader<R> {
+    /// Read a manifest from `r`; `file` names it in errors.
+    pub fn new(r: R, file: &Path) -> Result<Reader<R>, ManifestError> {
+        let mut me = Reader {
+            path: file.to_path_buf(),
+            r,
+            line: 0,
+            header: Header::default(),
+            v2: false,
+            last: None,
+            count: 0,
+            ended: false,
+            pending: None,
+            buf: Vec::new(),
+        };
+        let first = me.raw_line()?;
+        match first.as_deref() {
+            Some(HEADER) => me.v2 = true,
+            Some(HEADER_V1) => {}
+            Some(h) if h.starts_with("cm-manifest ") => {
+                return Err(me.err(format!("manifest version {:?} is not supported (this tool reads versions 1 and 2); use the matching release", &h[12..])))
+            }
+            _ => return Err(me.err(format!("not a manifest: the first line must be {HEADER:?}"))),
         }
-    })?;
-    parse(&text, path)
+        if me.v2 {
+            while let Some(l) = me.raw_line()? {
+                let Some(rest) = l.strip_prefix('@') else {
+                    me.pending = Some(l);
+                    break;
+                };
+                let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
+                let path =
+                    |v: &str| unescape_field(v).map(|b| PathBuf::from(OsString::from_vec(b)));
+                match k {
+                    "machine-id" => me.header.machine_id = Some(v.to_string()),
+                    "root" => {
+                        me.header.root = Some(path(v).map_err(|e| me.err(format!("root: {e}")))?)
+                    }
+                    "source" => {
+                        me.header.source =
+                            Some(path(v).map_err(|e| me.err(format!("source: {e}")))?)
+                    }
+                    "end" => {
+                        me.pending = Some(l);
+                        break;
+                    }
+                    _ => return Err(me.err(format!("unknown header line @{k}"))),
+                }
+            }
+        }
+        Ok(me)
+    }
+
+    /// Where the tree was taken from (empty for a version 1 manifest).
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn err(&self, message: String) -> ManifestError {
+        ManifestError::Line {
+            path: self.path.clone(),
+            line: self.line,
+            message,
+        }
+    }
+
+    /// The next line without its newline; None at the end of the file.
+    fn raw_line(&mut self) -> Result<Option<String>, ManifestError> {
+        self.buf.clear();
+        let n = self
+            .r
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|source| ManifestError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        if self.buf.last() != Some(&b'\n') {
+            return Err(self.err("the last line has no newline: the manifest is truncated".into()));
+        }
+        self.buf.pop();
+        match String::from_utf8(std::mem::take(&mut self.buf)) {
+            Ok(s) => Ok(Some(s)),
+            Err(_) => Err(self.err(
+                "not valid UTF-8 (a manifest is UTF-8 text; was it edited or truncated?)".into(),
+            )),
+        }
+    }
+
+    /// The next entry, or None after the last one.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, ManifestError> {
+        loop {
+            let l = match self.pending.take() {
+                Some(l) => Some(l),
+                None => self.raw_line()?,
+            };
+            let Some(l) = l else {
+                if self.v2 && !self.ended {
+                    return Err(self.err(format!(
+                        "manifest truncated: it ends after {} entries without its @end line (was it cut short? write it again)",
+                        self.count
+                    )));
+                }
+                return Ok(None);
+            };
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            if self.ended {
+                return Err(self.err("a line after the @end line".into()));
+            }
+            if self.v2 {
+                if let Some(rest) = l.strip_prefix('@') {
+                    let n = rest
+                        .strip_prefix("end ")
+                        .and_then(|n| n.parse::<u64>().ok());
+                    match n {
+                        Some(n) if n == self.count => {
+                            self.ended = true;
+                            continue;
+                        }
+                        Some(n) => {
+                            return Err(self.err(format!(
+                                "manifest truncated or edited: its end line counts {n} entries, {} were read",
+                                self.count
+                            )))
+                        }
+                        None => return Err(self.err(format!("unknown line {l:?} (only the header and the end line start with @)"))),
+                    }
+                }
+            }
+            let e = parse_line(&l).map_err(|m| self.err(m))?;
+            if let Some(prev) = &self.last {
+                match crate::tree::path_cmp(prev, &e.path) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => {
+                        return Err(self.err(format!(
+                            "path {} is listed twice",
+                            crate::quote::quote_path(&e.path)
+                        )))
+                    }
+                    std::cmp::Ordering::Greater => {
+                        return Err(self.err(format!(
+                            "path {} is out of order (after {}): entries are sorted by path",
+                            crate::quote::quote_path(&e.path),
+                            crate::quote::quote_path(prev)
+                        )))
+                    }
+                }
+            }
+            self.last = Some(e.path.clone());
+            self.count += 1;
+            return Ok(Some(e));
+        }
+    }
 }
 
 fn check_rel(p: &Path) -> Result<(), String> {
@@ -356,65 +839,162 @@ fn parse_line(l: &str) -> Result<Entry, String> {
     })
 }
 
-/// Parse manifest text; `file` only names the source in errors. The result is sorted.
+/// Parse manifest text; `file` only names the source in errors.
 pub fn parse(text: &str, file: &Path) -> Result<Snapshot, ManifestError> {
-    let err = |line: usize, message: String| ManifestError::Line {
-        path: file.to_path_buf(),
-        line,
-        message,
-    };
-    let mut lines = text.split('\n').enumerate();
-    match lines.next() {
-        Some((_, h)) if h == HEADER => {}
-        Some((_, h)) if h.starts_with("cm-manifest ") => {
-            return Err(err(
-                1,
-                format!("manifest version {:?} is not supported (this cm-verify reads {HEADER:?}); use the matching release", &h[12..]),
-            ))
-        }
-        _ => return Err(err(1, format!("not a manifest: the first line must be {HEADER:?}"))),
-    }
+    let mut r = Reader::new(text.as_bytes(), file)?;
     let mut snap = Snapshot::default();
-    if !text.ends_with('\n') {
-        return Err(err(
-            text.split('\n').count(),
-            "the last line has no newline: the manifest is truncated".into(),
-        ));
-    }
-    for (i, l) in lines {
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        let e = parse_line(l).map_err(|m| err(i + 1, m))?;
+    while let Some(e) = r.next_entry()? {
         snap.entries.push(e);
     }
-    snap.sort();
-    for w in snap.entries.windows(2) {
-        if w[0].path == w[1].path {
-            let line = text
-                .split('\n')
-                .enumerate()
-                .filter(|(_, l)| !l.starts_with('#'))
-                .filter(|(_, l)| {
-                    l.split(' ')
-                        .next()
-                        .and_then(|p| unescape_field(p).ok())
-                        .as_deref()
-                        == Some(w[0].path.as_os_str().as_bytes())
-                })
-                .nth(1)
-                .map(|(i, _)| i + 1)
-                .unwrap_or(0);
-            return Err(err(
-                line,
-                format!(
-                    "path {} is listed twice",
-                    crate::quote::quote_path(&w[0].path)
-                ),
-            ));
-        }
-    }
     Ok(snap)
+}
+
+/// Compare a manifest with the live tree at `dst`, both read as streams (the manifest is
+/// never held whole): `dst` is walked in path order and merged with the manifest chunk by
+/// chunk; files whose size matches a recorded file with a hash are hashed.
+pub fn check(
+    path: &Path,
+    dst: &Path,
+    opts: &crate::tree::CompareOptions,
+    progress: &dyn crate::tree::Progress,
+) -> Result<(Vec<crate::tree::Difference>, crate::tree::TreeStats), ManifestError> {
+    use crate::tree::{ScanOptions, Walked};
+    let mut reader = Reader::open(path)?;
+    let sopts = ScanOptions {
+        xattrs: opts.xattrs,
+        hash: false,
+        jobs: opts.jobs,
+        exclude: opts.exclude.clone(),
+    };
+    let mut merr: Option<ManifestError> = None;
+    let r = std::thread::scope(|sc| {
+        let mut b = crate::tree::stream_in_thread(sc, dst, &sopts, progress);
+        let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
+        let mut a = std::iter::from_fn(|| {
+            if merr.is_some() {
+                return None;
+            }
+            loop {
+                match reader.next_entry() {
+                    Ok(Some(e)) if excluded(&e.path) => continue,
+                    Ok(Some(e)) => return Some(Ok(Walked::Entry(e))),
+                    Ok(None) => return None,
+                    Err(e) => {
+                        merr = Some(e);
+                        return None;
+                    }
+                }
+            }
+        });
+        crate::tree::compare_streams(&mut a, &mut b, opts, true, &mut |ca, cb| {
+            if opts.content {
+                let mut filter = Snapshot::default();
+                filter.entries = ca
+                    .entries
+                    .iter()
+                    .filter(|e| e.sha256.is_some())
+                    .cloned()
+                    .collect();
+                let mut items = vec![(dst, cb, Some(&filter))];
+                crate::tree::hash_snapshots(&mut items, opts.jobs, progress);
+            }
+            (0, 0)
+        })
+    });
+    if let Some(e) = merr {
+        return Err(e);
+    }
+    r.map_err(ManifestError::Tree)
+}
+
+/// What [`write_tree`] recorded.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub entries: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Entries that could not be read: when any, nothing was written.
+    pub errors: Vec<crate::tree::ScanError>,
+}
+
+/// Record the tree `root` in a new manifest at `output` as a stream (walked in path order,
+/// hashed chunk by chunk in parallel, written line by line): memory is bounded by a chunk and
+/// the hard-linked inodes. A hard-link group is numbered when its inode is first met, so an
+/// inode whose other names lie outside the tree has a number of its own. When an entry
+/// cannot be read nothing is written (the errors are returned). `output` must not exist.
+pub fn write_tree(
+    root: &Path,
+    output: &Path,
+    header: &Header,
+    comments: &[String],
+    opts: &crate::tree::ScanOptions,
+    progress: &dyn crate::tree::Progress,
+) -> Result<Written, ManifestError> {
+    use crate::tree::Walked;
+    let mut w = Writer::create_new(output, header, comments)?;
+    let mut done = Written::default();
+    let mut groups: std::collections::HashMap<(u64, u64), (u64, u64)> = Default::default();
+    let mut next_group = 0u64;
+    let mut chunk = Snapshot::default();
+    let mut werr: Option<ManifestError> = None;
+    let mut flush = |chunk: &mut Snapshot, w: &mut Writer, werr: &mut Option<ManifestError>| {
+        if opts.hash {
+            let mut items = vec![(root, &mut *chunk, None)];
+            crate::tree::hash_snapshots(&mut items, opts.jobs, progress);
+        }
+        for e in chunk.entries.drain(..) {
+            if werr.is_none() {
+                if let Err(x) = w.entry(&e) {
+                    *werr = Some(x);
+                }
+            }
+        }
+        done.errors.append(&mut chunk.errors);
+    };
+    crate::tree::walk_stream(root, opts, progress, &mut |it| match it {
+        Walked::Error(e) => chunk.errors.push(e),
+        Walked::Entry(mut e) => {
+            if e.kind == FileType::File {
+                done.files += 1;
+                done.bytes += e.size;
+            }
+            done.entries += 1;
+            if let Some(i) = e.inode.filter(|i| i.nlink > 1 && e.kind != FileType::Dir) {
+                let k = (i.dev, i.ino);
+                let g = match groups.get_mut(&k) {
+                    Some(g) => {
+                        g.1 += 1;
+                        let n = g.0;
+                        if g.1 >= i.nlink {
+                            groups.remove(&k);
+                        }
+                        n
+                    }
+                    None => {
+                        next_group += 1;
+                        groups.insert(k, (next_group, 1));
+                        next_group
+                    }
+                };
+                e.link_group = Some(g);
+            }
+            chunk.entries.push(e);
+            if chunk.entries.len() >= crate::tree::CHUNK {
+                flush(&mut chunk, &mut w, &mut werr);
+            }
+        }
+    })?;
+    flush(&mut chunk, &mut w, &mut werr);
+    if let Some(e) = werr {
+        return Err(e);
+    }
+    if done.errors.is_empty() {
+        w.finish(&[format!(
+            "entries: {}, files: {}, bytes: {}",
+            done.entries, done.files, done.bytes
+        )])?;
+    }
+    Ok(done)
 }
 
 /// Where a volume's manifest lives: `<parent of target>/.cm-manifest/<target name>.manifest`
@@ -510,7 +1090,7 @@ mod tests {
         snap.entries.push(d);
         snap.sort();
         let text = render(&snap, &["written by a test\nsecond line".into()]);
-        assert_eq!(text.lines().count(), 2 + 2 + snap.entries.len());
+        assert_eq!(text.lines().count(), 2 + 2 + snap.entries.len() + 1);
         let back = parse(&text, Path::new("m")).unwrap();
         assert_eq!(back, snap);
         assert!(text.contains(" c:1:3 "), "{text}");

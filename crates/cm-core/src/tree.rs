@@ -815,10 +815,10 @@ fn hash_file_buf(path: &Path, buf: &mut [u8], expect: Option<Inode>) -> io::Resu
 }
 
 /// Hash the regular files of several snapshots with one pool of `jobs` threads, sharing a
-/// queue. Each element is (root, snapshot, filter): when a filter snapshot is given, only
+/// queue (crate-visible: the manifest's streaming check and writer use it per chunk). Each element is (root, snapshot, filter): when a filter snapshot is given, only
 /// files that exist there as regular files of the same size are hashed (others differ
 /// anyway). Hard links are hashed once per inode. Failures go to the snapshot's errors.
-fn hash_snapshots(
+pub(crate) fn hash_snapshots(
     items: &mut [(&Path, &mut Snapshot, Option<&Snapshot>)],
     jobs: usize,
     progress: &dyn Progress,
@@ -1325,10 +1325,364 @@ fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut V
     }
 }
 
-/// Walk both trees (in parallel) and compare them. Contents are compared byte for byte
-/// (cheaper than hashing both sides, and exact), only for files present on both sides with the
-/// same size (a size difference says enough), each pair of inodes once, across `jobs`
-/// threads; files that differ are then hashed so the report shows both SHA-256s.
+/// Entries compared at a time by the streaming comparisons (per side, about).
+pub const CHUNK: usize = 4096;
+
+impl Entry {
+    /// An entry from the engine's `lstat` model (no xattrs, no target, no hash).
+    pub fn from_sys(path: PathBuf, st: &crate::sys::Stat) -> Entry {
+        use crate::sys::Kind;
+        let ts = |t: crate::sys::Ts| Timestamp {
+            sec: t.sec,
+            nsec: t.nsec.clamp(0, 999_999_999) as u32,
+        };
+        let kind = FileType::from_mode(st.kind.ifmt());
+        Entry {
+            path,
+            kind,
+            mode: st.perm,
+            uid: st.uid,
+            gid: st.gid,
+            size: st.size,
+            mtime: ts(st.mtime),
+            atime: ts(st.atime),
+            rdev: match st.kind {
+                Kind::Char | Kind::Block => st.rdev,
+                _ => 0,
+            },
+            target: None,
+            inode: Some(Inode {
+                dev: st.dev,
+                ino: st.ino,
+                nlink: st.nlink,
+            }),
+            link_group: None,
+            xattrs: Vec::new(),
+            sha256: None,
+        }
+    }
+}
+
+fn os(b: Vec<u8>) -> OsString {
+    use std::os::unix::ffi::OsStringExt;
+    OsString::from_vec(b)
+}
+
+fn rel_of(rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(os(rel.to_vec()))
+    }
+}
+
+/// What a streaming walk yields, in path order.
+pub enum Walked {
+    Entry(Entry),
+    Error(ScanError),
+}
+
+/// Walk `root` as a stream, in path order (the root `.` first, then each directory's names
+/// sorted by bytes, a directory's subtree right after it), calling `f` for every entry and
+/// for every problem. Memory is bounded by the directories listed ahead of the walk, not by
+/// the tree. Never follows a symlink (every directory is opened beneath the root with
+/// RESOLVE_NO_SYMLINKS).
+pub fn walk_stream(
+    root: &Path,
+    opts: &ScanOptions,
+    progress: &dyn Progress,
+    f: &mut dyn FnMut(Walked),
+) -> Result<(), TreeError> {
+    use crate::walk::{self, Lister, Ticket};
+    use std::collections::VecDeque;
+    let md = fs::symlink_metadata(root).map_err(|source| TreeError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !md.is_dir() {
+        return Err(TreeError::NotADirectory {
+            path: root.to_path_buf(),
+        });
+    }
+    let io_err = |source| TreeError::Io {
+        path: root.to_path_buf(),
+        source,
+    };
+    let rfd = std::sync::Arc::new(crate::sys::open_dir_path(root).map_err(io_err)?);
+    let rst = crate::sys::fstat(std::os::fd::AsRawFd::as_raw_fd(&*rfd)).map_err(io_err)?;
+    let lister = Lister::new();
+    let threads = opts.jobs.clamp(2, 8);
+    let excluded =
+        |rel: &[u8]| !opts.exclude.is_empty() && opts.exclude.iter().any(|x| path_bytes(x) == rel);
+    struct Frame {
+        rel: Vec<u8>,
+        items: Vec<walk::Item>,
+        i: usize,
+        ahead: VecDeque<(usize, Ticket)>,
+        next: usize,
+    }
+    const AHEAD: usize = 6;
+    std::thread::scope(|sc| -> Result<(), TreeError> {
+        for _ in 0..threads {
+            sc.spawn(|| lister.work());
+        }
+        let _close = walk::CloseOnDrop(&lister);
+        let mut xbuf = vec![0u8; 1024];
+        let ahead = |fr: &mut Frame| {
+            while fr.ahead.len() < AHEAD && fr.next < fr.items.len() {
+                let i = fr.next;
+                fr.next += 1;
+                let it = &fr.items[i];
+                if it.st.kind != crate::sys::Kind::Dir {
+                    continue;
+                }
+                let rel = walk::join(&fr.rel, &it.name);
+                if excluded(&rel) {
+                    continue;
+                }
+                fr.ahead
+                    .push_back((i, lister.request(&rfd, &rel, true, opts.xattrs)));
+            }
+        };
+        // A directory: its entry (xattrs read through its listing's descriptor), then its
+        // listing as a frame.
+        let open = |rel: Vec<u8>,
+                    st: &crate::sys::Stat,
+                    t: Ticket,
+                    f: &mut dyn FnMut(Walked),
+                    xbuf: &mut Vec<u8>|
+         -> Option<Frame> {
+            let l = t.wait();
+            let mut e = Entry::from_sys(rel_of(&rel), st);
+            if opts.xattrs {
+                if let Some(fd) = &l.fd {
+                    match walk::read_xattrs(
+                        &crate::sys::XTarget::Fd(std::os::fd::AsRawFd::as_raw_fd(&**fd)),
+                        xbuf,
+                    ) {
+                        Ok(x) => e.xattrs = x.into_iter().map(|(n, v)| (os(n), v)).collect(),
+                        Err(err) => f(Walked::Error(ScanError {
+                            path: e.path.clone(),
+                            message: format!("cannot read extended attributes: {err}"),
+                        })),
+                    }
+                }
+            }
+            f(Walked::Entry(e));
+            if let Some(err) = l.error {
+                f(Walked::Error(ScanError {
+                    path: rel_of(&rel),
+                    message: format!("cannot list directory: {err}"),
+                }));
+                return None;
+            }
+            progress.scanned(l.items.len() as u64 + 1);
+            for (name, err) in l.problems {
+                f(Walked::Error(ScanError {
+                    path: rel_of(&walk::join(&rel, &name)),
+                    message: format!("cannot stat: {err}"),
+                }));
+            }
+            Some(Frame {
+                rel,
+                items: l.items,
+                i: 0,
+                ahead: VecDeque::new(),
+                next: 0,
+            })
+        };
+        let mut stack = Vec::new();
+        let t = lister.request(&rfd, b"", true, opts.xattrs);
+        if let Some(mut fr) = open(Vec::new(), &rst, t, f, &mut xbuf) {
+            ahead(&mut fr);
+            stack.push(fr);
+        }
+        while let Some(top) = stack.last_mut() {
+            let Some(it) = top.items.get(top.i) else {
+                stack.pop();
+                continue;
+            };
+            let i = top.i;
+            top.i += 1;
+            let rel = walk::join(&top.rel, &it.name);
+            if excluded(&rel) {
+                continue;
+            }
+            if it.st.kind == crate::sys::Kind::Dir {
+                let st = it.st;
+                let t = if top.ahead.front().is_some_and(|a| a.0 == i) {
+                    top.ahead.pop_front().map(|a| a.1)
+                } else {
+                    None
+                };
+                let t = t.unwrap_or_else(|| lister.request(&rfd, &rel, true, opts.xattrs));
+                ahead(top);
+                if let Some(mut fr) = open(rel, &st, t, f, &mut xbuf) {
+                    ahead(&mut fr);
+                    stack.push(fr);
+                }
+                continue;
+            }
+            let mut e = Entry::from_sys(rel_of(&rel), &it.st);
+            e.target = it.link.clone().map(os);
+            e.xattrs = it
+                .xattrs
+                .iter()
+                .map(|(n, v)| (os(n.clone()), v.clone()))
+                .collect();
+            f(Walked::Entry(e));
+        }
+        Ok(())
+    })
+}
+
+/// Two sorted streams merged in chunks: the entries of both sides up to a common point.
+pub struct Chunks {
+    /// Entries with more than one link (either side), on both sides, for the link check
+    /// made at the end over the whole tree.
+    pub links: (Snapshot, Snapshot),
+    pub stats: TreeStats,
+    pub diffs: Vec<Difference>,
+}
+
+/// Compare two streams of entries (each in path order) chunk by chunk: `chunk` is called on
+/// each pair of chunks covering the same range of paths (to read contents), then the pair is
+/// compared; hard links are compared over the whole tree at the end, from the entries that
+/// have several links on either side. Memory: one chunk per side, plus the linked entries.
+pub fn compare_streams(
+    a: &mut dyn Iterator<Item = Result<Walked, TreeError>>,
+    b: &mut dyn Iterator<Item = Result<Walked, TreeError>>,
+    opts: &CompareOptions,
+    a_groups: bool,
+    chunk: &mut dyn FnMut(&mut Snapshot, &mut Snapshot) -> (u64, u64),
+) -> Result<(Vec<Difference>, TreeStats), TreeError> {
+    let mut out = Chunks {
+        links: (Snapshot::default(), Snapshot::default()),
+        stats: TreeStats::default(),
+        diffs: Vec::new(),
+    };
+    let (mut ca, mut cb) = (Snapshot::default(), Snapshot::default());
+    let next = |it: &mut dyn Iterator<Item = Result<Walked, TreeError>>,
+                errs: &mut Vec<ScanError>|
+     -> Result<Option<Entry>, TreeError> {
+        loop {
+            match it.next() {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(Walked::Error(e))) => errs.push(e),
+                Some(Ok(Walked::Entry(e))) => return Ok(Some(e)),
+            }
+        }
+    };
+    let mut x = next(a, &mut ca.errors)?;
+    let mut y = next(b, &mut cb.errors)?;
+    let linked = |e: &Entry| {
+        e.kind != FileType::Dir && (e.link_group.is_some() || e.inode.is_some_and(|i| i.nlink > 1))
+    };
+    let mut flush = |ca: &mut Snapshot, cb: &mut Snapshot, out: &mut Chunks| {
+        let (files, bytes) = chunk(ca, cb);
+        let mut s = TreeStats::of(ca, cb);
+        if files > 0 || bytes > 0 {
+            s.files_hashed = files;
+            s.bytes_hashed = bytes;
+        }
+        out.stats.source_entries += s.source_entries;
+        out.stats.copy_entries += s.copy_entries;
+        out.stats.files_hashed += s.files_hashed;
+        out.stats.bytes_hashed += s.bytes_hashed;
+        for e in ca.entries.iter_mut() {
+            e.link_group = None;
+        }
+        out.diffs.extend(compare(ca, cb, opts));
+        *ca = Snapshot::default();
+        *cb = Snapshot::default();
+    };
+    loop {
+        let ord = match (&x, &y) {
+            (None, None) => break,
+            (Some(p), Some(q)) => path_cmp(&p.path, &q.path),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                if let Some(e) = x.take() {
+                    ca.entries.push(e);
+                }
+                x = next(a, &mut ca.errors)?;
+            }
+            std::cmp::Ordering::Greater => {
+                if let Some(e) = y.take() {
+                    cb.entries.push(e);
+                }
+                y = next(b, &mut cb.errors)?;
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some(p), Some(q)) = (x.take(), y.take()) {
+                    if linked(&p) || linked(&q) {
+                        // Only what the link check reads: path, type, inode or group.
+                        let slim = |e: &Entry| Entry {
+                            path: e.path.clone(),
+                            target: None,
+                            xattrs: Vec::new(),
+                            sha256: None,
+                            ..*e
+                        };
+                        out.links.0.entries.push(slim(&p));
+                        out.links.1.entries.push(slim(&q));
+                    }
+                    ca.entries.push(p);
+                    cb.entries.push(q);
+                }
+                x = next(a, &mut ca.errors)?;
+                y = next(b, &mut cb.errors)?;
+            }
+        }
+        if ca.entries.len() + cb.entries.len() >= 2 * CHUNK {
+            flush(&mut ca, &mut cb, &mut out);
+        }
+    }
+    flush(&mut ca, &mut cb, &mut out);
+    let (mut la, mut lb) = out.links;
+    if !a_groups {
+        la.assign_link_groups();
+    }
+    lb.assign_link_groups();
+    link_diffs(&la, &lb, opts, &mut out.diffs);
+    out.diffs
+        .sort_by(|p, q| path_cmp(&p.path, &q.path).then(p.kind.cmp(&q.kind)));
+    Ok((out.diffs, out.stats))
+}
+
+/// A tree walked in a thread of its own, as an iterator of its stream (bounded queue).
+pub fn stream_in_thread<'s, 'e>(
+    sc: &'s std::thread::Scope<'s, 'e>,
+    root: &'e Path,
+    opts: &'e ScanOptions,
+    progress: &'e dyn Progress,
+) -> impl Iterator<Item = Result<Walked, TreeError>> + 's {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Walked, TreeError>>>(8);
+    sc.spawn(move || {
+        let mut batch = Vec::with_capacity(512);
+        let r = walk_stream(root, opts, progress, &mut |w| {
+            batch.push(Ok(w));
+            if batch.len() >= 512 {
+                let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(512)));
+            }
+        });
+        if let Err(e) = r {
+            batch.push(Err(e));
+        }
+        let _ = tx.send(batch);
+    });
+    rx.into_iter().flatten()
+}
+
+/// Walk both trees (in parallel, as streams) and compare them, chunk by chunk. Contents are
+/// compared byte for byte (cheaper than hashing both sides, and exact), only for files
+/// present on both sides with the same size (a size difference says enough), across `jobs`
+/// threads; files that differ are then hashed so the report shows both SHA-256s. Memory is
+/// bounded by a chunk per side and the hard-linked entries, not by the trees.
 pub fn compare_trees(
     src: &Path,
     dst: &Path,
@@ -1341,25 +1695,17 @@ pub fn compare_trees(
         jobs: opts.jobs,
         exclude: opts.exclude.clone(),
     };
-    let (a, b) = std::thread::scope(|s| {
-        let ha = s.spawn(|| walk(src, &sopts, progress));
-        let b = walk(dst, &sopts, progress);
-        let a = ha.join().unwrap_or_else(|_| {
-            Err(TreeError::Io {
-                path: src.to_path_buf(),
-                source: io::Error::other("walker thread panicked"),
-            })
-        });
-        (a, b)
-    });
-    let (mut a, mut b) = (a?, b?);
-    let mut stats = TreeStats::of(&a, &b);
-    if opts.content {
-        let (files, bytes) = compare_contents(src, &mut a, dst, &mut b, opts.jobs, progress);
-        stats.files_hashed = files;
-        stats.bytes_hashed = bytes;
-    }
-    Ok((compare(&a, &b, opts), stats))
+    std::thread::scope(|sc| {
+        let mut a = stream_in_thread(sc, src, &sopts, progress);
+        let mut b = stream_in_thread(sc, dst, &sopts, progress);
+        compare_streams(&mut a, &mut b, opts, false, &mut |ca, cb| {
+            if opts.content {
+                compare_contents(src, ca, dst, cb, opts.jobs, progress)
+            } else {
+                (0, 0)
+            }
+        })
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -1580,7 +1926,7 @@ pub struct TreeStats {
 }
 
 impl TreeStats {
-    fn of(a: &Snapshot, b: &Snapshot) -> TreeStats {
+    pub(crate) fn of(a: &Snapshot, b: &Snapshot) -> TreeStats {
         let mut s = TreeStats {
             source_entries: a.entries.len() as u64,
             copy_entries: b.entries.len() as u64,

@@ -442,9 +442,8 @@ fn manifest_check(
     out: &ReportArgs,
 ) -> Result<CheckReport> {
     must_exist("the copy", dst)?;
-    let expected = cm_core::manifest::read(file)?;
     let bar = Bar::new(out.quiet, "hashing");
-    let (diffs, stats) = tree::check_against(&expected, dst, opts, &bar)?;
+    let (diffs, stats) = cm_core::manifest::check(file, dst, opts, &bar)?;
     drop(bar);
     let what = format!("manifest {} vs {}", q(file), q(dst));
     Ok(CheckReport::from_tree(
@@ -548,16 +547,27 @@ fn manifest_write(
             q(root)
         )));
     }
+    if std::fs::symlink_metadata(output).is_ok() {
+        return Err(Fail::usage(format!(
+            "{} exists already: a manifest is never overwritten; remove it or choose another file",
+            q(output)
+        )));
+    }
+    let comments = vec![
+        "written by cm-verify manifest write".to_string(),
+        format!("root: {}", q(root)),
+    ];
+    let header = cm_core::manifest::Header::of(Path::new("/"), root);
     let bar = Bar::new(out.quiet, "hashing");
-    let snap = tree::scan(root, &opts, &bar)?;
+    let done = cm_core::manifest::write_tree(root, output, &header, &comments, &opts, &bar)?;
     drop(bar);
-    let (files, bytes) = snap.file_totals();
-    if !snap.errors.is_empty() {
-        for e in &snap.errors {
+    let (files, bytes) = (done.files, done.bytes);
+    if !done.errors.is_empty() {
+        for e in &done.errors {
             msg::error(&format!("{}: {}", q(&e.path), e.message));
         }
         if out.json {
-            let errs: Vec<_> = snap
+            let errs: Vec<_> = done
                 .errors
                 .iter()
                 .map(|e| serde_json::json!({"path": cm_core::quote::json_path(&e.path), "error": e.message}))
@@ -568,32 +578,23 @@ fn manifest_write(
         }
         msg::error(&format!(
             "{} entries of {} could not be read; {} was NOT written (fix the permissions or run as root, then rerun)",
-            snap.errors.len(),
+            done.errors.len(),
             q(root),
             q(output)
         ));
         return Ok(ExitCode::from(1));
     }
-    let comments = vec![
-        "written by cm-verify manifest write".to_string(),
-        format!("root: {}", q(root)),
-        format!(
-            "entries: {}, files: {files}, bytes: {bytes}",
-            snap.entries.len()
-        ),
-    ];
-    cm_core::manifest::write(output, &snap, &comments)?;
     if out.json {
         print_json(
             &serde_json::json!({"ok": true, "exit_code": 0, "written": true,
             "manifest": cm_core::quote::json_path(output),
-            "entries": snap.entries.len(), "files": files, "bytes": bytes}),
+            "entries": done.entries, "files": files, "bytes": bytes}),
         );
     } else if !out.quiet {
         println!(
             "wrote {}: {} entries, {files} {} ({}){}",
             q(output),
-            snap.entries.len(),
+            done.entries,
             report::plural(files as usize, "file", "files"),
             report::human_bytes(bytes),
             if no_hash { ", no hashes" } else { ", hashed" }

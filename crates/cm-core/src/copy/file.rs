@@ -2,8 +2,8 @@
 //! owner, mode, extended attributes and times, on a private temporary that is renamed into
 //! place last.
 
-use super::sys::{self, Kind, Stat, XTarget};
 use super::MapIds;
+use crate::sys::{self, Kind, Stat, XTarget};
 use sha2::{Digest, Sha256};
 use std::ffi::{CStr, CString};
 use std::io;
@@ -114,30 +114,16 @@ pub struct Copied {
     pub hash: [u8; 32],
     /// Extended attributes the copy carries (ACL ids mapped), sorted by name.
     pub xattrs: Xattrs,
+    /// The copy's inode (ino, dev): of the file hashed, or of the copy written.
+    pub dst: (u64, u64),
 }
 
 /// Extended attributes: (name, value) pairs sorted by name.
 pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Read every extended attribute of `x`, sorted by name.
+/// Read every extended attribute of `x`, sorted by name (the engine's one reader).
 pub fn read_xattrs(w: &mut Worker, x: &XTarget) -> io::Result<Xattrs> {
-    let n = x.list(&mut w.xnames)?;
-    let mut out = Vec::new();
-    let names: Vec<Vec<u8>> = w.xnames[..n]
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_vec())
-        .collect();
-    for nm in names {
-        let c = sys::cstr(&nm)?;
-        match x.get(&c, &mut w.xval) {
-            Ok(l) => out.push((nm, w.xval[..l].to_vec())),
-            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::walk::read_xattrs(x, &mut w.xnames)
 }
 
 /// Copy the data of `src` to `dst` (a new empty file), hashing the bytes read.
@@ -247,7 +233,12 @@ pub fn hash_at(
     } else {
         Vec::new()
     };
-    Ok(Copied { st, hash, xattrs })
+    Ok(Copied {
+        st,
+        hash,
+        xattrs,
+        dst: (st.ino, st.dev),
+    })
 }
 
 // POSIX ACL xattr layout (linux/posix_acl_xattr.h): a 4-byte version header, then entries of
@@ -432,13 +423,16 @@ pub fn copy_file(
         if st1.size >= 1 << 20 {
             sys::start_writeback(t);
         }
+        let tst = sys::fstat(t).map_err(io("stat the copy"))?;
         drop(tfd);
         sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
         guard.armed = false;
+        crate::copy::run::renamed();
         return Ok(Copied {
             st: st1,
             hash,
             xattrs,
+            dst: (tst.ino, tst.dev),
         });
     }
     Err(ItemError::Changed)
@@ -532,23 +526,6 @@ pub fn link_into(
     sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
     // rename() between two names of one inode does nothing: the guard removes the temporary.
     Ok(())
-}
-
-/// Apply a directory's metadata (owner, mode, xattrs, times) from the open source directory
-/// `sfd` to the open copy `dfd`. Returns the source metadata applied.
-pub fn apply_dir_meta(
-    w: &mut Worker,
-    sfd: RawFd,
-    dfd: RawFd,
-    ids: Option<&dyn MapIds>,
-) -> Result<(Stat, Xattrs), ItemError> {
-    let st = sys::fstat(sfd).map_err(io("stat source directory"))?;
-    let (uid, gid) = owner(&st, ids);
-    sys::fchown(dfd, uid, gid).map_err(io("chown"))?;
-    sys::fchmod(dfd, st.perm).map_err(io("chmod"))?;
-    let x = copy_xattrs(w, &XTarget::Fd(sfd), &XTarget::Fd(dfd), ids, true)?;
-    sys::futimens(dfd, st.atime, st.mtime).map_err(io("set times"))?;
-    Ok((st, x))
 }
 
 /// Does the open directory carry a default ACL (inherited by entries created in it)?

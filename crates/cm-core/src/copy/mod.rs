@@ -1,46 +1,39 @@
 //! The copy engine behind cm-copy-data: one tree (a "volume") copied into another with every
-//! bit of metadata, checksummed, incrementally, in parallel.
+//! bit of metadata, checksummed, incrementally, in parallel, as a stream.
 //!
-//! A copy is planned first ([`plan`]: both trees scanned, every entry compared), then
-//! executed ([`execute`]) in phases:
-//!
-//! 0. entries of the copy that no longer exist in the source (and leftover temporaries of an
-//!    interrupted run) are removed, deepest first;
-//! 1. missing directories are created, private (0700);
-//! 2. files, symlinks, FIFOs and device nodes are copied by `jobs` workers, one source
-//!    directory's entries per job. A file is written to a private (0600) temporary in its
-//!    final directory while its bytes are hashed (SHA-256), read back and checked, then given
-//!    owner, mode, xattrs/ACLs and times in that order, and only then renamed into place;
-//! 3. further names of hard-linked inodes are linked to the first name's copy;
-//! 4. directories get owner, mode, xattrs and times, deepest first (so a read-only directory
-//!    is filled before it becomes read-only, and its mtime is final).
+//! [`plan`] walks both trees (changing nothing) and counts what a run would do; [`execute`]
+//! walks them again and does it (`run`): directory by directory in path order, merging the
+//! source, the copy and the earlier run's manifest, the files handed to `jobs` workers. A
+//! file is written to a private (0600) temporary in its final directory while its bytes are
+//! hashed (SHA-256), read back and checked, then given owner, mode, xattrs/ACLs and times in
+//! that order, and only then renamed into place; a new directory stays private (0700) until
+//! everything beneath it is done; further names of a hard-linked inode are linked to the
+//! first name's copy. The manifest is written as the walk goes, to a private temporary
+//! renamed into place by [`write_manifest`].
 //!
 //! Invariants: the source is only ever opened read-only (O_NOATIME where allowed); no path is
 //! resolved through a symlink on either side (every operation is relative to a directory
 //! descriptor opened with RESOLVE_NO_SYMLINKS / O_NOFOLLOW), so a symlink inside the copy
 //! cannot redirect a write outside it; an entry that exists under its final name in the copy
 //! is complete (data and metadata); an entry that changed while it was read is retried, then
-//! reported, never recorded as good. The engine never prints: it reports through [`Event`]s
-//! and returns its findings.
+//! reported, never recorded as good; an entry of the copy is deleted only when an earlier run
+//! recorded it and the source no longer has it (others are moved aside); memory is bounded by
+//! the work in flight, not by the size of the tree. The engine never prints: it reports
+//! through [`Event`]s and returns its findings.
 
 mod file;
+pub(crate) mod run;
 pub mod safety;
-mod scan;
-mod sys;
+use crate::sys;
 
-pub use scan::{Node, NO_PARENT};
+pub use run::is_temp;
 pub use sys::{Kind, Stat, Ts};
 
 pub use file::Xattrs;
-use file::{ItemError, Worker};
-use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Maps host ids to the ids the copy carries (see `owners::OwnerMap`).
 pub trait MapIds: Sync {
@@ -83,18 +76,6 @@ pub enum CopyError {
     Refused(String),
 }
 
-/// What an earlier run recorded for one file (from its manifest).
-#[derive(Clone, Debug)]
-pub struct PrevEntry {
-    pub size: u64,
-    pub mtime: Ts,
-    pub perm: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub hash: [u8; 32],
-    pub xattrs: Xattrs,
-}
-
 /// How to copy.
 pub struct Options<'a> {
     /// Parallel workers.
@@ -106,6 +87,41 @@ pub struct Options<'a> {
     /// A bulk copy while services run: an entry that keeps changing while it is read is a
     /// warning (the next run copies it), not an error. It is never recorded as copied.
     pub live: bool,
+    /// A first copy into a target that already holds entries takes them as a partial copy
+    /// (entries the source lacks are moved aside, never deleted) instead of refusing.
+    pub adopt: bool,
+    /// The root the sources were found under (`--root`), recorded in the manifest's header
+    /// with that root's machine id; `/` when not given.
+    pub root: Option<&'a Path>,
+    /// Per source (as given in [`Volume::src`]): the directories, relative to it, that
+    /// changed since the earlier run (the change journal's `Changes::below`). A volume found
+    /// here is walked only along them; every other directory the earlier manifest records
+    /// is carried over from it unread. A volume not found here is walked in full.
+    pub changed: Option<&'a std::collections::BTreeMap<PathBuf, Vec<PathBuf>>>,
+    /// Keep the list of what is copied, linked and removed (`-v`): memory grows with it.
+    pub list: bool,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            jobs: crate::tree::default_io_jobs(),
+            checksum: false,
+            ids: None,
+            live: false,
+            adopt: false,
+            root: None,
+            changed: None,
+            list: false,
+        }
+    }
+}
+
+/// A path a run removes from the copy or moves aside (listed by `--dry-run`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Removal {
+    pub path: String,
+    pub action: &'static str,
 }
 
 /// Counts of a plan (what is there and what will be done).
@@ -134,8 +150,15 @@ pub struct Counts {
     /// compare) its checksum.
     pub verify: u64,
     pub verify_bytes: u64,
-    /// Entries to remove from the copy.
+    /// Entries to remove from the copy (an earlier run recorded them, the source lacks them).
     pub delete: u64,
+    /// Entries of the copy no run of this suite recorded, which the source lacks: moved aside.
+    pub aside: u64,
+    /// Temporaries an interrupted run left: removed.
+    pub leftovers: u64,
+    /// Entries carried over from the earlier manifest, unread (outside the changed
+    /// directories of `Options::changed`).
+    pub carried: u64,
     /// Space and inodes the copy needs on the target file system.
     pub need_bytes: u64,
     pub need_inodes: u64,
@@ -175,20 +198,6 @@ fn join_show(root: &Path, rel: &[u8]) -> String {
     show(&b)
 }
 
-/// What happens to one source entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Act {
-    Keep,
-    Create,
-    /// Another name of the inode first seen at this node index.
-    Link(usize),
-    /// Right by metadata; read the copy to record its checksum.
-    HashTarget,
-    /// Right by metadata; compare contents, copy when they differ.
-    Checksum,
-    Skip,
-}
-
 /// A planned copy of one volume.
 pub struct Plan {
     pub volume: Volume,
@@ -196,55 +205,31 @@ pub struct Plan {
     pub src_root: PathBuf,
     pub dst_root: PathBuf,
     pub counts: Counts,
-    /// Problems met while scanning (unreadable entries, sockets).
+    /// Problems met while walking (unreadable entries, sockets).
     pub problems: Vec<Problem>,
+    /// What the run would remove or move aside.
+    pub removals: Vec<Removal>,
     /// Set when the source is missing and optional: nothing to do.
     pub skipped: Option<String>,
     /// Set when an earlier run was interrupted by a reboot: contents are compared.
     pub note: Option<String>,
-    nodes: Vec<Node>,
-    acts: Vec<Act>,
-    tgt: Vec<Node>,
-    /// For each source node, its counterpart in the copy (`usize::MAX`: none).
-    tmatch: Vec<usize>,
-    /// Target nodes to remove, deepest first.
-    deletes: Vec<usize>,
-    prev_hash: Vec<Option<([u8; 32], Xattrs)>>,
+    /// Notes of the walk (an unreadable earlier manifest).
+    pub notes: Vec<String>,
+    /// The source's owners (uid, gid as the source has them): how many entries, the first.
+    pub owners: std::collections::BTreeMap<(u32, u32), (u64, String)>,
+    /// Device nodes in the source: how many, the first.
+    pub devices: Option<(u64, String)>,
+    /// With `Options::list`: (path relative to the volume, "copy" | "link" | "delete").
+    listed: Vec<(String, &'static str)>,
+    force_checksum: bool,
 }
 
 impl Plan {
-    /// Source-relative paths (escaped as [`crate::quote`] escapes, without the quotes: a
-    /// listing prefixes them) and actions, for tests and `--dry-run` / `-v` listings.
+    /// What the run would copy, link and remove (relative paths), with `Options::list`.
     pub fn actions(&self) -> Vec<(String, &'static str)> {
-        let show = |b: &[u8]| crate::quote::json_path(Path::new(std::ffi::OsStr::from_bytes(b)));
-        let mut v: Vec<(String, &'static str)> = self
-            .nodes
-            .iter()
-            .zip(&self.acts)
-            .map(|(n, a)| {
-                (
-                    show(&n.rel),
-                    match a {
-                        Act::Keep => "keep",
-                        Act::Create => "copy",
-                        Act::Link(_) => "link",
-                        Act::HashTarget => "hash",
-                        Act::Checksum => "compare",
-                        Act::Skip => "skip",
-                    },
-                )
-            })
-            .collect();
-        v.extend(
-            self.deletes
-                .iter()
-                .map(|&j| (show(&self.tgt[j].rel), "delete")),
-        );
-        v
+        self.listed.clone()
     }
 }
-
-const NONE: usize = usize::MAX;
 
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -288,26 +273,24 @@ fn same_meta(s: &Stat, t: &Stat, ids: Option<&dyn MapIds>) -> bool {
     }
 }
 
-/// Scan source and copy and decide, entry by entry, what to do. Changes nothing.
-pub fn plan(
-    vol: &Volume,
-    opts: &Options,
-    prev: Option<&HashMap<Vec<u8>, PrevEntry>>,
-) -> Result<Plan, CopyError> {
+/// Walk source and copy and decide, entry by entry, what to do. Changes nothing. A first
+/// copy (no manifest, no interrupted run) into a target that holds entries is refused unless
+/// `opts.adopt`.
+pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
     let mut p = Plan {
         volume: vol.clone(),
         src_root: vol.src.clone(),
         dst_root: vol.dst.clone(),
         counts: Counts::default(),
         problems: Vec::new(),
+        removals: Vec::new(),
         skipped: None,
         note: None,
-        nodes: Vec::new(),
-        acts: Vec::new(),
-        tgt: Vec::new(),
-        tmatch: Vec::new(),
-        deletes: Vec::new(),
-        prev_hash: Vec::new(),
+        notes: Vec::new(),
+        owners: Default::default(),
+        devices: None,
+        listed: Vec::new(),
+        force_checksum: false,
     };
     let src_err = |source| CopyError::Source {
         path: vol.src.clone(),
@@ -329,6 +312,12 @@ pub fn plan(
         Some(_) => {}
     }
     p.src_root = std::fs::canonicalize(&vol.src).map_err(src_err)?;
+    if !std::fs::metadata(&p.src_root).map_err(src_err)?.is_dir() {
+        return Err(CopyError::Refused(format!(
+            "{}: the source is not a directory",
+            vol.src.display()
+        )));
+    }
     let dst_meta = lstat_path(&vol.dst).map_err(dst_err)?;
     if let Some(m) = &dst_meta {
         if !m.file_type().is_dir() {
@@ -338,223 +327,61 @@ pub fn plan(
             )));
         }
     }
-    // Both trees are walked at once, each by several workers.
-    let threads = opts.jobs.clamp(2, 8);
-    let (sres, tres) = std::thread::scope(|sc| {
-        let t = sc.spawn(|| {
-            if dst_meta.is_some() {
-                scan::scan(&vol.dst, true, threads)
-            } else {
-                Ok((Vec::new(), Vec::new()))
-            }
-        });
-        let s = scan::scan(&p.src_root, true, threads);
-        (
-            s,
-            t.join()
-                .unwrap_or_else(|_| Err(io::Error::other("target walker panicked"))),
-        )
-    });
-    let (nodes, sprobs) = sres.map_err(src_err)?;
-    if nodes[0].st.kind != Kind::Dir {
-        return Err(CopyError::Refused(format!(
-            "{}: the source is not a directory",
-            vol.src.display()
-        )));
+    let marker = crate::manifest::marker_path_for(&vol.dst);
+    let manifest = crate::manifest::path_for(&vol.dst);
+    let ours = lstat_path(&marker).ok().flatten().is_some()
+        || lstat_path(&manifest).ok().flatten().is_some();
+    if dst_meta.is_some() && !ours && !opts.adopt {
+        let mut names = sys::read_dir_path(&vol.dst).map_err(dst_err)?;
+        if !names.is_empty() {
+            names.sort();
+            let n = names.len();
+            let shown: Vec<String> = names.iter().take(5).map(|b| show(b)).collect();
+            return Err(CopyError::Refused(format!(
+                "{}: the target is not empty ({n} entries: {}{}) and no earlier copy of this suite is recorded there (no {}); \
+                 move them away, or pass --adopt to take them as a partial copy (what the source lacks is then moved aside beside the target, never deleted)",
+                vol.dst.display(),
+                shown.join(", "),
+                if n > 5 { ", ..." } else { "" },
+                manifest.display()
+            )));
+        }
     }
-    let mut unsure: HashSet<Vec<u8>> = HashSet::new();
-    for sp in sprobs {
-        p.problems.push(Problem {
-            severity: Severity::Error,
-            path: join_show(&p.src_root, &sp.rel),
-            message: format!(
-                "cannot read: {} (not copied; nothing beneath it is removed from the copy)",
-                sp.error
-            ),
-        });
-        unsure.insert(sp.rel);
-    }
-    let (tgt, _tprobs) = tres.map_err(dst_err)?;
     // A run that was interrupted by a reboot may have renamed files whose data never reached
     // the disk: compare contents of everything an earlier finished run did not record.
-    let mut force_checksum = false;
-    if let Ok(b) = std::fs::read_to_string(crate::manifest::marker_path_for(&vol.dst)) {
+    if let Ok(b) = std::fs::read_to_string(&marker) {
         if b.trim() != boot_id() {
-            force_checksum = true;
+            p.force_checksum = true;
             p.note = Some(format!(
                 "{}: an earlier copy was interrupted by a restart; comparing contents of every file it may have written",
                 vol.dst.display()
             ));
         }
     }
-    let tmap: HashMap<&[u8], usize> = tgt
-        .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(j, n)| (n.rel.as_slice(), j))
-        .collect();
-    let n = nodes.len();
-    let mut acts = vec![Act::Keep; n];
-    let mut tmatch = vec![NONE; n];
-    let mut prev_hash = vec![None; n];
-    let mut primaries: HashMap<(u64, u64), usize> = HashMap::new();
-    let ids = opts.ids;
-    let c = &mut p.counts;
-    for (i, node) in nodes.iter().enumerate() {
-        let st = &node.st;
-        c.entries += 1;
-        let t = if i == 0 {
-            if tgt.is_empty() {
-                NONE
-            } else {
-                0
-            }
-        } else {
-            tmap.get(node.rel.as_slice()).copied().unwrap_or(NONE)
-        };
-        tmatch[i] = t;
-        let ts = (t != NONE).then(|| &tgt[t].st);
-        match st.kind {
-            Kind::Dir => c.dirs += 1,
-            Kind::File => c.files += 1,
-            Kind::Symlink => c.symlinks += 1,
-            Kind::Socket => c.sockets += 1,
-            _ => c.specials += 1,
-        }
-        if st.kind == Kind::Socket {
-            acts[i] = Act::Skip;
-            p.problems.push(Problem {
-                severity: Severity::Warning,
-                path: join_show(&p.src_root, &node.rel),
-                message: "a socket: not copied (its service creates it again at start)".into(),
-            });
-            continue;
-        }
-        if st.kind == Kind::Dir {
-            acts[i] = match ts {
-                Some(t) if t.kind == Kind::Dir => Act::Keep,
-                _ => Act::Create,
-            };
-            continue;
-        }
-        if st.nlink > 1 {
-            if let Some(&first) = primaries.get(&(st.dev, st.ino)) {
-                let fa = acts[first];
-                let ft = tmatch[first];
-                acts[i] = match (ts, fa, ft) {
-                    (Some(t), Act::Keep | Act::HashTarget | Act::Checksum, ft)
-                        if ft != NONE && tgt[ft].st.ino == t.ino && tgt[ft].st.dev == t.dev =>
-                    {
-                        Act::Keep
-                    }
-                    _ => Act::Link(first),
-                };
-                continue;
-            }
-            primaries.insert((st.dev, st.ino), i);
-            c.bytes += st.size;
-        } else if st.kind == Kind::File {
-            c.bytes += st.size;
-        }
-        let Some(t) = ts else {
-            acts[i] = Act::Create;
-            continue;
-        };
-        let same = same_meta(st, t, ids)
-            && same_xattrs(&node.xattrs, &tgt[tmatch[i]].xattrs, ids)
-            && match st.kind {
-                // A single-name file whose copy shares its inode (a stale link) is copied
-                // anew; names of a linked inode are checked through the link groups.
-                Kind::File => st.size == t.size && (st.nlink > 1 || t.nlink == 1),
-                Kind::Symlink => node.link == tgt[tmatch[i]].link,
-                _ => st.rdev == t.rdev,
-            };
-        acts[i] = if !same {
-            Act::Create
-        } else if st.kind != Kind::File {
-            Act::Keep
-        } else {
-            let recorded = prev.and_then(|m| m.get(&node.rel)).filter(|e| {
-                e.size == t.size
-                    && e.mtime == t.mtime
-                    && e.perm == t.perm
-                    && e.uid == t.uid
-                    && e.gid == t.gid
-            });
-            match recorded {
-                _ if opts.checksum => Act::Checksum,
-                Some(e) => {
-                    prev_hash[i] = Some((e.hash, e.xattrs.clone()));
-                    Act::Keep
-                }
-                None if force_checksum => Act::Checksum,
-                None => Act::HashTarget,
-            }
-        };
-    }
-    // Entries of the copy the source no longer has (leftover temporaries included), or whose
-    // type changed between directory and non-directory; never beneath an unreadable source
-    // entry (its contents are unknown, not gone).
-    let smap: HashMap<&[u8], usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.rel.as_slice(), i))
-        .collect();
-    let mut deletes = Vec::new();
-    for j in (1..tgt.len()).rev() {
-        let tn = &tgt[j];
-        let gone = match smap.get(tn.rel.as_slice()) {
-            None => true,
-            Some(&i) => {
-                acts[i] == Act::Skip
-                    || ((nodes[i].st.kind == Kind::Dir) != (tn.st.kind == Kind::Dir))
-            }
-        };
-        if !gone {
-            continue;
-        }
-        let mut k = j;
-        let mut protected = false;
-        while k != NO_PARENT {
-            if unsure.contains(&tgt[k].rel) {
-                protected = true;
-                break;
-            }
-            k = tgt[k].parent;
-        }
-        if !protected {
-            deletes.push(j);
-        }
-    }
-    c.delete = deletes.len() as u64;
-    for (i, a) in acts.iter().enumerate() {
-        let st = &nodes[i].st;
-        match a {
-            Act::Keep => c.unchanged += 1,
-            Act::Create => {
-                c.copy += 1;
-                c.need_inodes += 1;
-                if st.kind == Kind::File {
-                    c.copy_bytes += st.size;
-                    c.need_bytes += st.blocks * 512;
-                } else if st.kind == Kind::Dir {
-                    c.need_bytes += 4096;
-                }
-            }
-            Act::Link(_) => c.link += 1,
-            Act::HashTarget | Act::Checksum => {
-                c.verify += 1;
-                c.verify_bytes += st.size;
-            }
-            Act::Skip => {}
-        }
-    }
-    p.nodes = nodes;
-    p.acts = acts;
-    p.tgt = tgt;
-    p.tmatch = tmatch;
-    p.deletes = deletes;
-    p.prev_hash = prev_hash;
+    let sroot = sys::open_dir_path(&p.src_root).map_err(src_err)?;
+    let droot = match dst_meta {
+        Some(_) => Some(sys::open_dir_path(&vol.dst).map_err(dst_err)?),
+        None => None,
+    };
+    let on = |_: Event| {};
+    let setup = run::Setup {
+        src_root: &p.src_root,
+        dst_root: &p.dst_root,
+        opts,
+        force_checksum: p.force_checksum,
+        dry: true,
+        root_created: false,
+        only: run::only_dirs(opts, &vol.src),
+        on: &on,
+    };
+    let w = run::walk_volume(&setup, sroot, droot, None);
+    p.counts = w.counts;
+    p.problems = w.problems;
+    p.removals = w.removals;
+    p.notes = w.notes;
+    p.owners = w.owners;
+    p.devices = w.devices;
+    p.listed = w.listed;
     Ok(p)
 }
 
@@ -569,20 +396,6 @@ pub enum Event<'a> {
     Problem(&'a Problem),
 }
 
-/// What the copy holds for one entry after a run (for the manifest).
-#[derive(Clone, Debug)]
-pub struct Record {
-    /// Path relative to the volume's root, bytes (empty: the root).
-    pub rel: Vec<u8>,
-    /// The metadata the copy carries (owner already mapped).
-    pub st: Stat,
-    pub hash: Option<[u8; 32]>,
-    pub link: Option<Vec<u8>>,
-    pub xattrs: Xattrs,
-    /// For every name of a hard-linked inode: the index (in the records) of its first name.
-    pub link_group: Option<usize>,
-}
-
 /// What a run did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Outcome {
@@ -592,13 +405,29 @@ pub struct Outcome {
     /// Entries compared by content (a resumed or --checksum run) and found equal: not copied.
     pub verified: u64,
     pub unchanged: u64,
+    /// Entries removed: an earlier run recorded them and the source no longer has them.
     pub deleted: u64,
+    /// Entries no run of this suite recorded, which the source lacks: moved aside.
+    pub moved_aside: u64,
+    /// Where they were moved.
+    pub aside_dir: Option<PathBuf>,
+    /// Temporaries an interrupted run left behind, removed (not entries of the source).
+    pub leftovers: u64,
+    /// Entries carried over from the earlier manifest, unread (`Options::changed`).
+    pub carried: u64,
     pub problems: Vec<Problem>,
-    /// Every entry the copy now holds correctly, in source order.
-    #[serde(skip)]
-    pub records: Vec<Record>,
     /// Entries that could not be copied.
     pub failed: u64,
+    /// Notes (an unreadable earlier manifest).
+    pub notes: Vec<String>,
+    /// Entries the manifest records.
+    pub recorded: u64,
+    /// With `Options::list`: what was copied, linked and removed (relative paths).
+    #[serde(skip)]
+    listed: Vec<(String, &'static str)>,
+    /// The manifest being written, finished by [`write_manifest`].
+    #[serde(skip)]
+    manifest: Option<Arc<Mutex<Option<crate::manifest::Writer>>>>,
 }
 
 impl Outcome {
@@ -607,6 +436,17 @@ impl Outcome {
             .iter()
             .filter(|p| p.severity == Severity::Error)
             .count()
+    }
+
+    /// With `Options::list`: (relative path, "copy" | "link" | "delete") of what the run did
+    /// or tried (failures are among the problems).
+    pub fn actions(&self) -> Vec<(String, &'static str)> {
+        self.listed.clone()
+    }
+
+    /// Whether the run recorded anything (a manifest can be written).
+    pub fn has_manifest(&self) -> bool {
+        self.manifest.is_some()
     }
 }
 
@@ -619,88 +459,13 @@ fn map_st(st: &Stat, ids: Option<&dyn MapIds>) -> Stat {
     s
 }
 
-fn name_c(n: &Node) -> io::Result<CString> {
-    sys::cstr(n.name())
-}
-
-/// Run `f` over `jobs` on `n` threads; each call appends results to its worker's list.
-fn parallel<J: Sync, R: Send>(
-    jobs: &[J],
-    n: usize,
-    f: impl Fn(&mut Worker, &J, &mut Vec<R>) + Sync,
-) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let out = Mutex::new(Vec::new());
-    let n = n.clamp(1, jobs.len().max(1));
-    std::thread::scope(|s| {
-        for id in 0..n {
-            let (next, out, f) = (&next, &out, &f);
-            s.spawn(move || {
-                let mut w = Worker::new(id);
-                let mut local = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= jobs.len() {
-                        break;
-                    }
-                    f(&mut w, &jobs[i], &mut local);
-                }
-                out.lock().unwrap_or_else(|e| e.into_inner()).extend(local);
-            });
-        }
-    });
-    out.into_inner().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Group node indices by their parent directory, in chunks, as jobs.
-fn jobs_by_dir(nodes: &[Node], items: impl Iterator<Item = usize>) -> Vec<(usize, Vec<usize>)> {
-    let mut by: Vec<(usize, Vec<usize>)> = Vec::new();
-    let mut index: HashMap<usize, usize> = HashMap::new();
-    for i in items {
-        let p = nodes[i].parent;
-        let k = *index.entry(p).or_insert_with(|| {
-            by.push((p, Vec::new()));
-            by.len() - 1
-        });
-        by[k].1.push(i);
-    }
-    let mut jobs = Vec::new();
-    for (p, v) in by {
-        for chunk in v.chunks(64) {
-            jobs.push((p, chunk.to_vec()));
-        }
-    }
-    jobs
-}
-
-enum ItemResult {
-    Done(Record, u64),
-    /// Checksum compared equal: nothing copied.
-    Same(Record, u64),
-    Failed(ItemError),
-}
-
-/// Execute a plan. Writes the copy; the caller writes the manifest from the outcome's
-/// records and then calls [`finish`].
+/// Execute a plan: walk again and copy. The caller then writes the manifest with
+/// [`write_manifest`] (which also removes the run marker).
 pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outcome {
     let mut out = Outcome::default();
     if plan.skipped.is_some() {
         return out;
     }
-    let ids = opts.ids;
-    let problem = |out: &mut Outcome, sev: Severity, rel: &[u8], msg: String| {
-        let p = Problem {
-            severity: sev,
-            path: join_show(&plan.src_root, rel),
-            message: msg,
-        };
-        on(Event::Problem(&p));
-        out.problems.push(p);
-    };
-    for p in &plan.problems {
-        on(Event::Problem(p));
-    }
-    out.problems.extend(plan.problems.iter().cloned());
     let fatal = |out: &mut Outcome, what: &str, e: io::Error| {
         let p = Problem {
             severity: Severity::Error,
@@ -709,7 +474,7 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         };
         on(Event::Problem(&p));
         out.problems.push(p);
-        out.failed = plan.nodes.len() as u64;
+        out.failed = plan.counts.entries.max(1);
     };
     let dst = &plan.dst_root;
     if let Some(parent) = dst.parent() {
@@ -732,9 +497,19 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         fatal(&mut out, "cannot write the run marker beside the target", e);
         return out;
     }
-    if plan.tgt.is_empty() {
-        if let Err(e) = std::fs::DirBuilder::new().mode_0700().create(dst) {
-            fatal(&mut out, "cannot create the target", e);
+    let mut root_created = false;
+    match lstat_path(dst) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            use std::os::unix::fs::DirBuilderExt;
+            if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dst) {
+                fatal(&mut out, "cannot create the target", e);
+                return out;
+            }
+            root_created = true;
+        }
+        Err(e) => {
+            fatal(&mut out, "cannot use the target", e);
             return out;
         }
     }
@@ -752,444 +527,54 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             return out;
         }
     };
-    let (sr, dr) = (sroot.as_raw_fd(), droot.as_raw_fd());
-    let nodes = &plan.nodes;
-
-    // Phase 0: removals, deepest first.
-    on(Event::Phase("removing what the source no longer has"));
-    let mut cache: Option<(usize, OwnedFd)> = None;
-    for &j in &plan.deletes {
-        let tn = &plan.tgt[j];
-        let r = (|| -> io::Result<()> {
-            if cache.as_ref().map(|c| c.0) != Some(tn.parent) {
-                cache = Some((
-                    tn.parent,
-                    sys::open_dir_beneath(dr, &plan.tgt[tn.parent].rel, true)?,
-                ));
-            }
-            let d = cache.as_ref().map(|c| c.1.as_raw_fd()).unwrap_or(dr);
-            match sys::unlink_at(d, &name_c(tn)?, tn.st.kind == Kind::Dir) {
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-                r => r,
-            }
-        })();
-        match r {
-            Ok(()) => out.deleted += 1,
-            Err(e) => {
-                let p = Problem {
-                    severity: Severity::Error,
-                    path: join_show(dst, &tn.rel),
-                    message: format!("cannot remove from the copy: {e}"),
-                };
-                on(Event::Problem(&p));
-                out.problems.push(p);
-            }
-        }
-    }
-    drop(cache);
-
-    // Phase 1: directories, parents first, private until phase 4.
-    on(Event::Phase("creating directories"));
-    let mut dir_ok = vec![true; nodes.len()];
-    {
-        let mut cache: Option<(usize, OwnedFd)> = None;
-        for (i, node) in nodes.iter().enumerate().skip(1) {
-            if node.st.kind != Kind::Dir {
-                continue;
-            }
-            if !dir_ok[node.parent] {
-                dir_ok[i] = false;
-                continue;
-            }
-            if plan.acts[i] != Act::Create {
-                continue;
-            }
-            let r = (|| -> io::Result<()> {
-                if cache.as_ref().map(|c| c.0) != Some(node.parent) {
-                    cache = Some((
-                        node.parent,
-                        sys::open_dir_beneath(dr, &nodes[node.parent].rel, false)?,
-                    ));
-                }
-                let d = cache.as_ref().map(|c| c.1.as_raw_fd()).unwrap_or(dr);
-                let c = name_c(node)?;
-                match sys::mkdir_at(d, &c, 0o700) {
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                        let st = sys::lstat_at(d, &c)?;
-                        if st.kind == Kind::Dir {
-                            Ok(())
-                        } else {
-                            Err(io::Error::new(
-                                io::ErrorKind::AlreadyExists,
-                                "exists in the copy and is not a directory",
-                            ))
-                        }
-                    }
-                    r => r,
-                }
-            })();
-            on(Event::Done { bytes: 0 });
-            if let Err(e) = r {
-                dir_ok[i] = false;
-                problem(
-                    &mut out,
-                    Severity::Error,
-                    &node.rel,
-                    format!(
-                        "cannot create the directory in the copy: {e}; nothing beneath it copied"
-                    ),
-                );
-            }
-        }
-    }
-
-    let mut recs: Vec<Option<Record>> = vec![None; nodes.len()];
-    let mut recopied = vec![false; nodes.len()];
-    let mut failed = vec![false; nodes.len()];
-    let record =
-        |i: usize, st: Stat, hash: Option<[u8; 32]>, link: Option<Vec<u8>>, xattrs| Record {
-            rel: nodes[i].rel.clone(),
-            st,
-            hash,
-            link,
-            xattrs,
-            link_group: None,
-        };
-
-    // Phase 2: files, symlinks and nodes, in parallel, one directory's entries per job.
-    on(Event::Phase("copying"));
-    let items = (1..nodes.len()).filter(|&i| {
-        dir_ok[nodes[i].parent]
-            && nodes[i].st.kind != Kind::Dir
-            && matches!(plan.acts[i], Act::Create | Act::HashTarget | Act::Checksum)
-    });
-    let jobs = jobs_by_dir(nodes, items);
-    let results = parallel(&jobs, opts.jobs, |w, (dir, items), res| {
-        let rel = &nodes[*dir].rel;
-        let dirs = sys::open_dir_beneath(sr, rel, true)
-            .map_err(|e| ItemError::Io("open source directory", e))
-            .and_then(|s| {
-                sys::open_dir_beneath(dr, rel, false)
-                    .map(|d| (s, d))
-                    .map_err(|e| ItemError::Io("open directory in the copy", e))
-            });
-        let (sd, dd) = match dirs {
-            Ok(p) => p,
-            Err(e) => {
-                for &i in items {
-                    let e2 = match &e {
-                        ItemError::Io(op, err) => ItemError::Io(
-                            op,
-                            io::Error::from_raw_os_error(err.raw_os_error().unwrap_or(libc::EIO)),
-                        ),
-                        _ => ItemError::Changed,
-                    };
-                    on(Event::Done { bytes: 0 });
-                    res.push((i, ItemResult::Failed(e2)));
-                }
-                return;
-            }
-        };
-        let (s, d) = (sd.as_raw_fd(), dd.as_raw_fd());
-        let dacl = file::has_default_acl(d);
-        for &i in items {
-            let node = &nodes[i];
-            let r = item(w, plan, i, s, d, ids, dacl);
-            let bytes = match &r {
-                ItemResult::Done(rec, b) | ItemResult::Same(rec, b) => {
-                    let _ = rec;
-                    *b
-                }
-                ItemResult::Failed(_) => 0,
-            };
-            let _ = node;
-            on(Event::Done { bytes });
-            res.push((i, r));
-        }
-    });
-    for (i, r) in results {
-        match r {
-            ItemResult::Done(rec, b) => {
-                if plan.acts[i] == Act::HashTarget {
-                    out.verified += 1;
-                } else {
-                    out.copied += 1;
-                    out.copied_bytes += b;
-                    recopied[i] = true;
-                }
-                recs[i] = Some(rec);
-            }
-            ItemResult::Same(rec, _) => {
-                out.verified += 1;
-                recs[i] = Some(rec);
-            }
-            ItemResult::Failed(e) => {
-                failed[i] = true;
-                let sev = if matches!(e, ItemError::Vanished)
-                    || (opts.live && matches!(e, ItemError::Changed))
-                {
-                    Severity::Warning
-                } else {
-                    Severity::Error
-                };
-                if sev == Severity::Error {
-                    out.failed += 1;
-                }
-                problem(&mut out, sev, &nodes[i].rel, e.to_string());
-            }
-        }
-    }
-    // Entries already right (their attributes as the scan of the copy found them).
-    for (i, node) in nodes.iter().enumerate() {
-        if plan.acts[i] != Act::Keep || node.st.kind == Kind::Dir || !dir_ok[node.parent] {
-            continue;
-        }
-        let t = plan.tmatch[i];
-        if t == NONE {
-            continue;
-        }
-        let tn = &plan.tgt[t];
-        let hash = plan.prev_hash[i].as_ref().map(|(h, _)| *h);
-        recs[i] = Some(record(i, tn.st, hash, tn.link.clone(), tn.xattrs.clone()));
-        out.unchanged += 1;
-    }
-
-    // Phase 3: further names of hard-linked inodes.
-    on(Event::Phase("linking"));
-    let mut first_of = vec![NONE; nodes.len()];
-    for (i, a) in plan.acts.iter().enumerate() {
-        if let Act::Link(f) = a {
-            first_of[i] = *f;
-        }
-    }
-    // A Keep second name whose first name was copied again must follow it.
-    let mut primaries: HashMap<(u64, u64), usize> = HashMap::new();
-    for (i, node) in nodes.iter().enumerate() {
-        if node.st.kind == Kind::Dir || node.st.nlink < 2 || plan.acts[i] == Act::Skip {
-            continue;
-        }
-        match primaries.get(&(node.st.dev, node.st.ino)) {
-            None => {
-                primaries.insert((node.st.dev, node.st.ino), i);
-            }
-            Some(&f) => {
-                first_of[i] = f;
-            }
-        }
-    }
-    let link_items: Vec<usize> = (1..nodes.len())
-        .filter(|&i| {
-            first_of[i] != NONE
-                && dir_ok[nodes[i].parent]
-                && (matches!(plan.acts[i], Act::Link(_)) || recopied[first_of[i]])
-        })
-        .collect();
-    let mut link_jobs_items = Vec::new();
-    for &i in &link_items {
-        let f = first_of[i];
-        if failed[f] || recs[f].is_none() {
-            failed[i] = true;
-            out.failed += 1;
-            problem(
+    let header = crate::manifest::Header::of(opts.root.unwrap_or(Path::new("/")), &plan.volume.src);
+    let writer = match crate::manifest::Writer::create(
+        &crate::manifest::path_for(dst),
+        &header,
+        &[format!("source: {}", plan.src_root.display())],
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            fatal(
                 &mut out,
-                Severity::Error,
-                &nodes[i].rel,
-                format!(
-                    "not linked: its other name {} was not copied",
-                    show(&nodes[f].rel)
-                ),
+                "cannot write the manifest",
+                io::Error::other(e.to_string()),
             );
-            recs[i] = None;
-        } else {
-            link_jobs_items.push(i);
+            return out;
         }
-    }
-    let jobs = jobs_by_dir(nodes, link_jobs_items.into_iter());
-    let results = parallel(&jobs, opts.jobs, |w, (dir, items), res| {
-        let dd = match sys::open_dir_beneath(dr, &nodes[*dir].rel, false) {
-            Ok(d) => d,
-            Err(e) => {
-                for &i in items {
-                    res.push((
-                        i,
-                        Err(ItemError::Io(
-                            "open directory in the copy",
-                            io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
-                        )),
-                    ));
-                }
-                return;
-            }
-        };
-        let mut pcache: Option<(usize, OwnedFd)> = None;
-        for &i in items {
-            let f = first_of[i];
-            let pdir = nodes[f].parent;
-            let r = (|| -> Result<(), ItemError> {
-                if pcache.as_ref().map(|c| c.0) != Some(pdir) {
-                    let fd = sys::open_dir_beneath(dr, &nodes[pdir].rel, false)
-                        .map_err(|e| ItemError::Io("open directory in the copy", e))?;
-                    pcache = Some((pdir, fd));
-                }
-                let pd = pcache.as_ref().map(|c| c.1.as_raw_fd()).unwrap_or(dr);
-                let pn = name_c(&nodes[f]).map_err(|e| ItemError::Io("name", e))?;
-                let n = name_c(&nodes[i]).map_err(|e| ItemError::Io("name", e))?;
-                file::link_into(w, pd, &pn, dd.as_raw_fd(), &n)
-            })();
-            on(Event::Done { bytes: 0 });
-            res.push((i, r));
-        }
-    });
-    for (i, r) in results {
-        match r {
-            Ok(()) => {
-                out.linked += 1;
-                let f = first_of[i];
-                if let Some(fr) = recs[f].clone() {
-                    recs[i] = Some(Record {
-                        rel: nodes[i].rel.clone(),
-                        ..fr
-                    });
-                }
-            }
-            Err(e) => {
-                failed[i] = true;
-                out.failed += 1;
-                problem(&mut out, Severity::Error, &nodes[i].rel, e.to_string());
-            }
-        }
-    }
-
-    // Phase 4: directories' metadata, deepest first.
-    on(Event::Phase("setting directory metadata"));
-    let mut w = Worker::new(usize::MAX / 2);
-    for i in (0..nodes.len()).rev() {
-        let node = &nodes[i];
-        if node.st.kind != Kind::Dir || !dir_ok[i] {
-            continue;
-        }
-        let r = (|| -> Result<(Stat, Xattrs), ItemError> {
-            let s = sys::open_dir_beneath(sr, &node.rel, true)
-                .map_err(|e| ItemError::Io("open source directory", e))?;
-            let d = sys::open_dir_beneath(dr, &node.rel, false)
-                .map_err(|e| ItemError::Io("open directory in the copy", e))?;
-            file::apply_dir_meta(&mut w, s.as_raw_fd(), d.as_raw_fd(), ids)
-        })();
-        match r {
-            Ok((st, x)) => {
-                recs[i] = Some(record(i, map_st(&st, ids), None, None, x));
-                if plan.acts[i] == Act::Create {
-                    out.copied += 1;
-                } else {
-                    out.unchanged += 1;
-                }
-            }
-            Err(e) => {
-                out.failed += 1;
-                problem(&mut out, Severity::Error, &node.rel, e.to_string());
-            }
-        }
-    }
+    };
+    on(Event::Phase("copying"));
+    let setup = run::Setup {
+        src_root: &plan.src_root,
+        dst_root: &plan.dst_root,
+        opts,
+        force_checksum: plan.force_checksum,
+        dry: false,
+        root_created,
+        only: run::only_dirs(opts, &plan.volume.src),
+        on,
+    };
+    let w = run::walk_volume(&setup, sroot, Some(droot), Some(writer));
+    let mut out = w.outcome;
+    out.notes = w.notes;
+    out.listed = w.listed;
     on(Event::Phase("flushing to disk"));
-    if let Err(e) = sys::syncfs(dr) {
-        problem(
-            &mut out,
-            Severity::Error,
-            b"",
-            format!("cannot flush the copy to disk: {e}"),
-        );
+    let synced =
+        sys::open_dir_path(dst).and_then(|d| sys::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)));
+    if let Err(e) = synced {
+        let p = Problem {
+            severity: Severity::Error,
+            path: plan.dst_root.display().to_string(),
+            message: format!("cannot flush the copy to disk: {e}"),
+        };
+        on(Event::Problem(&p));
+        out.problems.push(p);
     }
-
-    // Records, with hard-link groups pointing at the first name's record.
-    let mut index = vec![NONE; nodes.len()];
-    for (i, r) in recs.into_iter().enumerate() {
-        if let Some(mut r) = r {
-            if first_of[i] != NONE && index[first_of[i]] != NONE {
-                let g = index[first_of[i]];
-                // One inode: the same metadata, content hash and attributes as its first name.
-                let first = &out.records[g];
-                r.st = first.st;
-                r.hash = first.hash;
-                r.xattrs = first.xattrs.clone();
-                r.link_group = Some(g);
-                out.records[g].link_group = Some(g);
-            }
-            index[i] = out.records.len();
-            out.records.push(r);
-        }
+    if let Some(wr) = w.writer {
+        out.recorded = wr.count();
+        out.manifest = Some(Arc::new(Mutex::new(Some(wr))));
     }
     out
-}
-
-fn item(
-    w: &mut Worker,
-    plan: &Plan,
-    i: usize,
-    s: RawFd,
-    d: RawFd,
-    ids: Option<&dyn MapIds>,
-    dacl: bool,
-) -> ItemResult {
-    let node = &plan.nodes[i];
-    let name = match name_c(node) {
-        Ok(c) => c,
-        Err(e) => return ItemResult::Failed(ItemError::Io("name", e)),
-    };
-    let rec = |st: Stat, hash: Option<[u8; 32]>, link: Option<Vec<u8>>, xattrs| Record {
-        rel: node.rel.clone(),
-        st,
-        hash,
-        link,
-        xattrs,
-        link_group: None,
-    };
-    let copy = |w: &mut Worker| -> ItemResult {
-        if node.st.kind == Kind::File {
-            match file::copy_file(w, s, d, &name, ids, dacl) {
-                Ok(c) => {
-                    let b = c.st.size;
-                    ItemResult::Done(rec(map_st(&c.st, ids), Some(c.hash), None, c.xattrs), b)
-                }
-                Err(e) => ItemResult::Failed(e),
-            }
-        } else {
-            match file::copy_special(w, s, d, &name, ids) {
-                Ok((st, link, x)) => ItemResult::Done(rec(map_st(&st, ids), None, link, x), 0),
-                Err(e) => ItemResult::Failed(e),
-            }
-        }
-    };
-    match plan.acts[i] {
-        Act::Create => copy(w),
-        Act::HashTarget => match file::hash_at(w, d, &name, true, true) {
-            Ok(c) => {
-                let b = c.st.size;
-                ItemResult::Done(rec(c.st, Some(c.hash), None, c.xattrs), b)
-            }
-            Err(e) => ItemResult::Failed(ItemError::Io("read the copy to checksum it", e)),
-        },
-        Act::Checksum => {
-            let src = match file::hash_at(w, s, &name, true, false) {
-                Ok(c) => c,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    return ItemResult::Failed(ItemError::Vanished)
-                }
-                Err(e) => return ItemResult::Failed(ItemError::Io("read source", e)),
-            };
-            match file::hash_at(w, d, &name, true, true) {
-                Ok(t) if t.hash == src.hash && !changed_meta(&src.st, &node.st) => {
-                    let b = t.st.size;
-                    ItemResult::Same(rec(t.st, Some(t.hash), None, t.xattrs), b)
-                }
-                _ => copy(w),
-            }
-        }
-        Act::Keep | Act::Link(_) | Act::Skip => ItemResult::Failed(ItemError::Changed),
-    }
-}
-
-fn changed_meta(a: &Stat, b: &Stat) -> bool {
-    a.size != b.size || a.mtime != b.mtime || a.perm != b.perm || a.uid != b.uid || a.gid != b.gid
 }
 
 /// After the manifest is written: the run is complete, remove its marker.
@@ -1200,135 +585,34 @@ pub fn finish(plan: &Plan) -> io::Result<()> {
     }
 }
 
-trait DirBuilderExt2 {
-    fn mode_0700(&mut self) -> &mut Self;
-}
-impl DirBuilderExt2 for std::fs::DirBuilder {
-    fn mode_0700(&mut self) -> &mut Self {
-        use std::os::unix::fs::DirBuilderExt;
-        self.mode(0o700)
-    }
-}
-
-/// Read the manifest an earlier run wrote for `dst`, as the planner's record of hashes.
-/// `Ok(None)` when there is none.
-pub fn load_prev(
-    dst: &Path,
-) -> Result<Option<HashMap<Vec<u8>, PrevEntry>>, crate::manifest::ManifestError> {
-    let p = crate::manifest::path_for(dst);
-    if !p.exists() {
-        return Ok(None);
-    }
-    let snap = crate::manifest::read(&p)?;
-    let mut m = HashMap::with_capacity(snap.entries.len());
-    for e in snap.entries {
-        let Some(hash) = e.sha256 else { continue };
-        let rel = e.path.as_os_str().as_bytes().to_vec();
-        m.insert(
-            rel,
-            PrevEntry {
-                size: e.size,
-                mtime: Ts {
-                    sec: e.mtime.sec,
-                    nsec: e.mtime.nsec as i64,
-                },
-                perm: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                hash,
-                xattrs: e
-                    .xattrs
-                    .into_iter()
-                    .map(|(n, v)| (n.as_bytes().to_vec(), v))
-                    .collect(),
-            },
-        );
-    }
-    Ok(Some(m))
-}
-
-fn ftype(k: Kind) -> crate::tree::FileType {
-    use crate::tree::FileType as F;
-    match k {
-        Kind::File => F::File,
-        Kind::Dir => F::Dir,
-        Kind::Symlink => F::Symlink,
-        Kind::Fifo => F::Fifo,
-        Kind::Char => F::CharDevice,
-        Kind::Block => F::BlockDevice,
-        Kind::Socket => F::Socket,
-    }
-}
-
-fn stamp(t: Ts) -> crate::tree::Timestamp {
-    crate::tree::Timestamp {
-        sec: t.sec,
-        nsec: t.nsec.clamp(0, 999_999_999) as u32,
-    }
-}
-
-/// The copy as a tree snapshot (what the manifest records), sorted, link groups numbered.
-pub fn snapshot(records: &[Record]) -> crate::tree::Snapshot {
-    use std::ffi::OsString;
-    use std::os::unix::ffi::OsStringExt;
-    let entries = records
-        .iter()
-        .map(|r| crate::tree::Entry {
-            path: if r.rel.is_empty() {
-                PathBuf::from(".")
-            } else {
-                PathBuf::from(OsString::from_vec(r.rel.clone()))
-            },
-            kind: ftype(r.st.kind),
-            mode: r.st.perm,
-            uid: r.st.uid,
-            gid: r.st.gid,
-            size: r.st.size,
-            mtime: stamp(r.st.mtime),
-            atime: stamp(r.st.atime),
-            rdev: match r.st.kind {
-                Kind::Char | Kind::Block => r.st.rdev,
-                _ => 0,
-            },
-            target: r.link.clone().map(OsString::from_vec),
-            inode: r.link_group.map(|g| crate::tree::Inode {
-                dev: u64::MAX,
-                ino: g as u64,
-                nlink: 2,
-            }),
-            link_group: None,
-            xattrs: r
-                .xattrs
-                .iter()
-                .map(|(n, v)| (OsString::from_vec(n.clone()), v.clone()))
-                .collect(),
-            sha256: r.hash,
-        })
-        .collect();
-    let mut snap = crate::tree::Snapshot {
-        entries,
-        errors: Vec::new(),
-    };
-    snap.assign_link_groups();
-    snap
-}
-
-/// Write the volume's manifest from a run's outcome, then remove the run marker.
+/// Finish the volume's manifest from a run's outcome (trailing `comments`), then remove the
+/// run marker.
 pub fn write_manifest(
     plan: &Plan,
     out: &Outcome,
     comments: &[String],
 ) -> Result<PathBuf, crate::manifest::ManifestError> {
     let path = crate::manifest::path_for(&plan.dst_root);
+    let w = out
+        .manifest
+        .as_ref()
+        .and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take());
+    let Some(w) = w else {
+        return Err(crate::manifest::ManifestError::Io {
+            path,
+            source: io::Error::other(
+                "nothing was recorded by this run (or it was already written)",
+            ),
+        });
+    };
     let mut c = comments.to_vec();
-    c.push(format!("source: {}", plan.src_root.display()));
     if out.errors() > 0 {
         c.push(format!(
             "incomplete: {} entries could not be copied and are not listed",
             out.failed
         ));
     }
-    crate::manifest::write(&path, &snapshot(&out.records), &c)?;
+    w.finish(&c)?;
     finish(plan).map_err(|source| crate::manifest::ManifestError::Io {
         path: crate::manifest::marker_path_for(&plan.dst_root),
         source,
@@ -1348,6 +632,83 @@ mod tests {
         assert_eq!(show(b"a\\b"), "\"a\\\\b\"");
         // the same as cm-verify's report
         assert_eq!(show(b"s\nx"), crate::quote::quote_path(Path::new("s\nx")));
+    }
+
+    fn run_copy(v: &Volume, opts: &Options) -> Outcome {
+        let p = plan(v, opts).unwrap();
+        let o = execute(&p, opts, &|_| {});
+        write_manifest(&p, &o, &[]).unwrap();
+        o
+    }
+
+    #[test]
+    fn a_restricted_delta_walks_only_the_changed_directories_and_carries_the_rest() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        for d in ["a/cur", "b/cur", "a-b"] {
+            std::fs::create_dir_all(src.join(d)).unwrap();
+        }
+        std::fs::write(src.join("a/cur/1"), b"one").unwrap();
+        std::fs::write(src.join("b/cur/2"), b"two").unwrap();
+        std::fs::write(src.join("a-b/3"), b"three").unwrap();
+        let v = Volume {
+            name: "copy".into(),
+            src: src.clone(),
+            dst: t.path().join("data/copy"),
+            optional: false,
+            mail_store: false,
+        };
+        let opts = Options {
+            jobs: 2,
+            ..Default::default()
+        };
+        assert_eq!(run_copy(&v, &opts).copied, 9);
+        // Both a/cur and b/cur change; the journal names only a/cur.
+        std::fs::write(src.join("a/cur/new"), b"new").unwrap();
+        std::fs::write(src.join("b/cur/unseen"), b"unseen").unwrap();
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(src.clone(), vec![PathBuf::from("a/cur")]);
+        let ropts = Options {
+            changed: Some(&m),
+            ..Options {
+                jobs: 2,
+                ..Default::default()
+            }
+        };
+        let o = run_copy(&v, &ropts);
+        assert_eq!(o.copied, 1, "{o:?}");
+        assert!(v.dst.join("a/cur/new").exists());
+        assert!(
+            !v.dst.join("b/cur/unseen").exists(),
+            "b was carried, not walked"
+        );
+        // b, b/cur, b/cur/2 and a-b, a-b/3 carried over from the manifest.
+        assert_eq!(o.carried, 5, "{o:?}");
+        let snap = crate::manifest::read(&crate::manifest::path_for(&v.dst)).unwrap();
+        let paths: Vec<String> = snap
+            .entries
+            .iter()
+            .map(|e| e.path.display().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ".",
+                "a",
+                "a/cur",
+                "a/cur/1",
+                "a/cur/new",
+                "a-b",
+                "a-b/3",
+                "b",
+                "b/cur",
+                "b/cur/2"
+            ]
+        );
+        // A full delta then finds what the journal did not name.
+        let o = run_copy(&v, &opts);
+        assert_eq!(o.copied, 1);
+        assert!(v.dst.join("b/cur/unseen").exists());
     }
 
     #[test]

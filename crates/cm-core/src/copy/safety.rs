@@ -237,7 +237,7 @@ pub fn check_space(plans: &[Plan]) -> Result<Vec<SpaceCheck>, std::io::Error> {
         let entry = match by_dev.get_mut(&dev) {
             Some(e) => e,
             None => {
-                let (free, favail, files) = super::sys::statvfs(&at)?;
+                let (free, favail, files) = crate::sys::statvfs(&at)?;
                 by_dev.entry(dev).or_insert(SpaceCheck {
                     at,
                     need_bytes: 0,
@@ -298,22 +298,24 @@ pub fn check_caller(
     let mut first: Option<String> = None;
     let mut count = 0u64;
     for p in plans.iter().filter(|p| p.skipped.is_none()) {
-        for n in &p.nodes {
+        // The plan's walk recorded each owner (as the source has it) and device node once,
+        // with its count and first path.
+        for (&(uid, gid), (n, path)) in &p.owners {
             let (u, g) = match ids {
-                Some(m) => (m.uid(n.st.uid), m.gid(n.st.gid)),
-                None => (n.st.uid, n.st.gid),
+                Some(m) => (m.uid(uid), m.gid(gid)),
+                None => (uid, gid),
             };
-            let device = matches!(n.st.kind, super::Kind::Char | super::Kind::Block);
-            if device || !who.owns(u, g) {
-                count += 1;
+            if !who.owns(u, g) {
+                count += n;
                 if first.is_none() {
-                    let why = if device {
-                        "is a device node".to_string()
-                    } else {
-                        format!("must be owned by {u}:{g}")
-                    };
-                    first = Some(format!("{} {why}", super::join_show(&p.src_root, &n.rel)));
+                    first = Some(format!("{path} must be owned by {u}:{g}"));
                 }
+            }
+        }
+        if let Some((n, path)) = &p.devices {
+            count += n;
+            if first.is_none() {
+                first = Some(format!("{path} is a device node"));
             }
         }
     }

@@ -113,16 +113,18 @@ impl LocalCopier {
                 .as_ref()
                 .filter(|m| !m.is_identity())
                 .map(|m| m as &dyn copy::MapIds),
+            ..Default::default()
         }
     }
 
     fn plans(&self, live: bool) -> Result<Vec<copy::Plan>, String> {
-        let opts = self.options(live);
+        self.plans_with(&self.options(live))
+    }
+
+    fn plans_with(&self, opts: &copy::Options) -> Result<Vec<copy::Plan>, String> {
         let mut plans = Vec::new();
         for v in &self.volumes {
-            let prev = copy::load_prev(&v.dst).ok().flatten();
-            plans
-                .push(copy::plan(v, &opts, prev.as_ref()).map_err(|e| format!("{}: {e}", v.name))?);
+            plans.push(copy::plan(v, opts).map_err(|e| format!("{}: {e}", v.name))?);
         }
         Ok(plans)
     }
@@ -206,18 +208,26 @@ impl Copier for LocalCopier {
     ) -> Result<CopyOutcome, MigrationError> {
         let step = pass.step();
         let mut out = CopyOutcome::default();
-        if let (Pass::Final, Changed::Dirs(d)) = (pass, changed) {
-            out.notes.push(format!(
-                "the change journal named {} changed directories, but this copy engine rescans \
-                 every volume (its restricted delta is not in this build yet)",
-                d.values().map(Vec::len).sum::<usize>()
-            ));
-        }
+        // The final pass walks only the directories the change journal names (per volume
+        // it followed), merging with the live pass's manifest for the rest.
+        let journal = match (pass, changed) {
+            (Pass::Final, Changed::Dirs(d)) => {
+                out.notes.push(format!(
+                    "the final pass walks the {} changed directories the change journal named, and carries the rest over from the live pass's manifest",
+                    d.values().map(Vec::len).sum::<usize>()
+                ));
+                Some(d)
+            }
+            _ => None,
+        };
         let live = pass == Pass::Live;
+        let opts = copy::Options {
+            changed: journal,
+            ..self.options(live)
+        };
         let plans = self
-            .plans(live)
+            .plans_with(&opts)
             .map_err(|e| MigrationError::step(step, e))?;
-        let opts = self.options(live);
         let mut per_volume = Vec::new();
         for p in &plans {
             if p.skipped.is_some() {

@@ -311,6 +311,12 @@ pub fn read_dir(dir: RawFd) -> Result<Vec<Vec<u8>>> {
     result.map(|_| out)
 }
 
+/// The names in the directory at `path` (its last component not followed if a symlink).
+pub fn read_dir_path(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let d = open_dir_path(path)?;
+    read_dir(d.as_raw_fd())
+}
+
 pub fn readlink_at(dir: RawFd, name: &CStr) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {

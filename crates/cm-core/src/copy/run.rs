@@ -1,0 +1,1700 @@
+//! One volume's copy as a stream: the walker goes directory by directory in path order
+//! (names sorted by bytes, a directory's subtree right after it), merging the source's
+//! listing, the copy's listing and the earlier run's manifest (read as a stream in the same
+//! order); what must be copied goes to `jobs` workers through a bounded queue; a recorder
+//! puts the results back in path order, writes the manifest as a stream and finishes each
+//! directory (its owner, mode, xattrs and times) once everything beneath it is done.
+//!
+//! What is held in memory: the directories on the walker's path and those listed ahead, the
+//! entries in flight (at most [`WINDOW`]), the inodes with several names seen so far, and
+//! counters. Nothing grows with the number of entries of the store.
+//!
+//! The deletion rule: an entry of the copy the source no longer has is removed only when the
+//! earlier run's manifest records it (or it is a temporary of an interrupted run, reported
+//! apart); anything else is moved aside into a dated folder beside the target, never
+//! deleted.
+
+use super::file::{self, ItemError, Worker};
+use super::{
+    join_show, map_st, same_meta, same_xattrs, Counts, Event, MapIds, Options, Outcome, Problem,
+    Removal, Severity,
+};
+use crate::manifest;
+use crate::sys::{self, Kind, Stat, Ts, XTarget};
+use crate::tree::{Entry, FileType, Timestamp};
+use crate::walk::{self, Item, Lister, Listing, Ticket};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+
+static RENAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static KILL_AT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// A file was renamed into place. Test hook: with `CM_COPY_TEST_KILL_AFTER_RENAMES=N` in the
+/// environment the process kills itself (SIGKILL) right after the N-th rename, so kill tests
+/// land where files are written and renamed, replayably.
+pub fn renamed() {
+    let at = *KILL_AT.get_or_init(|| {
+        std::env::var("CM_COPY_TEST_KILL_AFTER_RENAMES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
+    let n = RENAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if at > 0 && n >= at {
+        // SAFETY: raising a signal against ourselves.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+}
+
+/// Entries in flight between the walker and the recorder at most.
+pub const WINDOW: u64 = 4096;
+/// Child directories listed ahead of the walker, per directory on its path.
+const AHEAD: usize = 6;
+
+/// What a run needs to know about its volume (resolved by `copy::plan`).
+pub(super) struct Setup<'a> {
+    pub src_root: &'a Path,
+    pub dst_root: &'a Path,
+    pub opts: &'a Options<'a>,
+    /// Contents are compared for files the earlier manifest does not record (a reboot
+    /// interrupted a run).
+    pub force_checksum: bool,
+    /// Plan only: change nothing.
+    pub dry: bool,
+    /// The copy's root was made by this run.
+    pub root_created: bool,
+    /// Walk only these directories (and their ancestors); carry the rest over from the
+    /// earlier manifest.
+    pub only: Option<std::collections::BTreeSet<Vec<u8>>>,
+    pub on: &'a (dyn Fn(Event) + Sync),
+}
+
+/// What a walk found and did.
+pub(super) struct Walked {
+    pub counts: Counts,
+    pub problems: Vec<Problem>,
+    pub removals: Vec<Removal>,
+    pub outcome: Outcome,
+    pub writer: Option<manifest::Writer>,
+    pub notes: Vec<String>,
+    pub owners: std::collections::BTreeMap<(u32, u32), (u64, String)>,
+    pub devices: Option<(u64, String)>,
+    pub listed: Vec<(String, &'static str)>,
+}
+
+/// One inode with several names: its first name's copy, once done.
+struct LinkSlot {
+    group: u64,
+    first_rel: Vec<u8>,
+    state: Mutex<LinkState>,
+    cv: Condvar,
+}
+
+enum LinkState {
+    Pending,
+    /// The first name's copy: its inode in the copy and its record.
+    Done {
+        ino: u64,
+        dev: u64,
+        entry: Box<Entry>,
+    },
+    /// Not copied; `soft`: a change (vanished, kept changing), not a failure.
+    Failed {
+        soft: bool,
+    },
+}
+
+impl LinkSlot {
+    fn set(&self, s: LinkState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        self.cv.notify_all();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Act {
+    Create,
+    HashTarget,
+    Checksum,
+    Link,
+}
+
+struct Job {
+    seq: u64,
+    act: Act,
+    sd: Arc<OwnedFd>,
+    dd: Arc<OwnedFd>,
+    rel: Vec<u8>,
+    name_at: usize,
+    st: Stat,
+    dacl: bool,
+    group: Option<u64>,
+    /// First name of a linked inode: the slot to fill; further name: the slot to wait on.
+    slot: Option<Arc<LinkSlot>>,
+}
+
+/// A finished directory: what to apply to its copy.
+struct Close {
+    rel: Vec<u8>,
+    sfd: Arc<OwnedFd>,
+    dfd: Arc<OwnedFd>,
+    st: Stat,
+    apply: bool,
+    created: bool,
+}
+
+enum Done {
+    Copied(u64),
+    Verified(u64),
+    Same(u64),
+    Unchanged,
+    Linked,
+    Failed,
+    /// A directory's entry (counted when it is closed).
+    Dir,
+    Removed,
+    Leftover,
+    Aside,
+    /// Carried over from the earlier manifest (not walked).
+    Carried,
+}
+
+enum Msg {
+    Item {
+        seq: u64,
+        entry: Option<Box<Entry>>,
+        done: Done,
+        problem: Option<Problem>,
+    },
+    Close {
+        seq: u64,
+        close: Box<Close>,
+    },
+}
+
+/// The earlier run's manifest, read along with the walk.
+struct Prev {
+    r: Option<manifest::Reader>,
+    peek: Option<Entry>,
+    note: Option<String>,
+}
+
+impl Prev {
+    fn open(dst: &Path) -> Prev {
+        let p = manifest::path_for(dst);
+        let (r, note) = if std::fs::symlink_metadata(&p).is_ok() {
+            match manifest::Reader::open(&p) {
+                Ok(r) => (Some(r), None),
+                Err(e) => (None, Some(format!("ignoring the earlier manifest ({e}); files already copied are read again to checksum them"))),
+            }
+        } else {
+            (None, None)
+        };
+        Prev {
+            r,
+            peek: None,
+            note,
+        }
+    }
+
+    /// The next recorded entry below the directory `rel` (its subtree follows it in order).
+    fn next_below(&mut self, rel: &[u8]) -> Option<Entry> {
+        use std::os::unix::ffi::OsStrExt;
+        if self.peek.is_none() {
+            match self.r.as_mut()?.next_entry() {
+                Ok(Some(e)) => self.peek = Some(e),
+                Ok(None) => {
+                    self.r = None;
+                    return None;
+                }
+                Err(e) => {
+                    self.note = Some(format!(
+                        "the earlier manifest is unreadable from here on ({e})"
+                    ));
+                    self.r = None;
+                    return None;
+                }
+            }
+        }
+        let p = self.peek.as_ref()?.path.as_os_str().as_bytes();
+        let below = p.len() > rel.len() && p.starts_with(rel) && p[rel.len()] == b'/';
+        if below {
+            self.peek.take()
+        } else {
+            None
+        }
+    }
+
+    /// The recorded entry at `rel` (empty: the root). Calls come in path order; entries
+    /// before `rel` are passed over.
+    fn find(&mut self, rel: &[u8]) -> Option<Entry> {
+        let want = rel_path(rel);
+        loop {
+            if self.peek.is_none() {
+                let r = self.r.as_mut()?;
+                match r.next_entry() {
+                    Ok(Some(e)) => self.peek = Some(e),
+                    Ok(None) => {
+                        self.r = None;
+                        return None;
+                    }
+                    Err(e) => {
+                        self.note = Some(format!("the earlier manifest is unreadable from here on ({e}); files it would record are read again to checksum them, entries it would record are moved aside rather than removed"));
+                        self.r = None;
+                        return None;
+                    }
+                }
+            }
+            let p = self.peek.as_ref()?;
+            match crate::tree::path_cmp(&p.path, &want) {
+                std::cmp::Ordering::Less => self.peek = None,
+                std::cmp::Ordering::Equal => return self.peek.take(),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+    }
+}
+
+/// The changed directories of the volume whose source is `src`, as bytes.
+pub(super) fn only_dirs(opts: &Options, src: &Path) -> Option<std::collections::BTreeSet<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    let dirs = opts.changed?.get(src)?;
+    Some(
+        dirs.iter()
+            .map(|d| {
+                let b = d.as_os_str().as_bytes();
+                if b == b"." {
+                    Vec::new()
+                } else {
+                    b.to_vec()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Must the directory `rel` be walked: it changed, or a changed directory lies below it.
+fn must_walk(only: &std::collections::BTreeSet<Vec<u8>>, rel: &[u8]) -> bool {
+    if only.contains(rel) || (rel.is_empty() && !only.is_empty()) {
+        return true;
+    }
+    let mut pre = rel.to_vec();
+    pre.push(b'/');
+    only.range(pre.clone()..)
+        .next()
+        .is_some_and(|s| s.starts_with(&pre))
+}
+
+fn rel_path(rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(OsString::from_vec(rel.to_vec()))
+    }
+}
+
+fn ftype(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::File,
+        Kind::Dir => FileType::Dir,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::Fifo,
+        Kind::Char => FileType::CharDevice,
+        Kind::Block => FileType::BlockDevice,
+        Kind::Socket => FileType::Socket,
+    }
+}
+
+fn stamp(t: Ts) -> Timestamp {
+    Timestamp {
+        sec: t.sec,
+        nsec: t.nsec.clamp(0, 999_999_999) as u32,
+    }
+}
+
+/// The manifest line of one entry of the copy.
+fn entry(
+    rel: &[u8],
+    st: &Stat,
+    hash: Option<[u8; 32]>,
+    link: Option<Vec<u8>>,
+    xattrs: super::Xattrs,
+    group: Option<u64>,
+) -> Entry {
+    Entry {
+        path: rel_path(rel),
+        kind: ftype(st.kind),
+        mode: st.perm,
+        uid: st.uid,
+        gid: st.gid,
+        size: st.size,
+        mtime: stamp(st.mtime),
+        atime: stamp(st.atime),
+        rdev: match st.kind {
+            Kind::Char | Kind::Block => st.rdev,
+            _ => 0,
+        },
+        target: link.map(OsString::from_vec),
+        inode: None,
+        link_group: group,
+        xattrs: xattrs
+            .into_iter()
+            .map(|(n, v)| (OsString::from_vec(n), v))
+            .collect(),
+        sha256: if st.kind == Kind::File { hash } else { None },
+    }
+}
+
+fn with_path(e: &Entry, rel: &[u8]) -> Entry {
+    Entry {
+        path: rel_path(rel),
+        ..e.clone()
+    }
+}
+
+/// A temporary name of this engine (`.cm-copy.PID.WORKER.SEQ.tmp`).
+pub fn is_temp(name: &[u8]) -> bool {
+    name.starts_with(b".cm-copy.") && name.ends_with(b".tmp")
+}
+
+/// The folder entries are moved aside into: beside the target, dated.
+fn aside_root(dst: &Path) -> PathBuf {
+    let name = dst
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "copy".into());
+    let mut d = OsString::from("cm-moved-aside-");
+    d.push(utc_stamp());
+    d.push("-");
+    d.push(&name);
+    dst.parent().unwrap_or(Path::new("/")).join(d)
+}
+
+fn utc_stamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as libc::time_t)
+        .unwrap_or(0);
+    // SAFETY: gmtime_r writes into the tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::gmtime_r(&now, &mut tm) };
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// One directory on the walker's path.
+struct Frame {
+    rel: Vec<u8>,
+    src: Vec<Item>,
+    si: usize,
+    tgt: Vec<Item>,
+    ti: usize,
+    sfd: Arc<OwnedFd>,
+    dfd: Option<Arc<OwnedFd>>,
+    unsure: HashSet<Vec<u8>>,
+    ahead: VecDeque<(usize, Ticket, Option<Ticket>)>,
+    next_ahead: usize,
+    st: Stat,
+    /// The copy's directory as listed (None: created by this run).
+    tst: Option<Stat>,
+    src_x: super::Xattrs,
+    created: bool,
+    touched: bool,
+    dacl: bool,
+}
+
+struct Walker<'a, 's> {
+    s: &'a Setup<'a>,
+    lister: &'a Lister,
+    sroot: Arc<OwnedFd>,
+    droot: Option<Arc<OwnedFd>>,
+    prev: Prev,
+    /// Inodes with several names: the slot and how many names are still to come.
+    links: HashMap<(u64, u64), (Arc<LinkSlot>, u64)>,
+    next_group: u64,
+    seq: u64,
+    counts: Counts,
+    problems: Vec<Problem>,
+    removals: Vec<Removal>,
+    jobs: Option<mpsc::SyncSender<Job>>,
+    rec: Option<mpsc::Sender<Msg>>,
+    written: &'s (Mutex<u64>, Condvar),
+    aside: Option<(PathBuf, OwnedFd)>,
+    aside_err: bool,
+    xbuf: Vec<u8>,
+    owners: std::collections::BTreeMap<(u32, u32), (u64, String)>,
+    devices: Option<(u64, String)>,
+    listed: Vec<(String, &'static str)>,
+}
+
+impl Walker<'_, '_> {
+    fn ids(&self) -> Option<&dyn MapIds> {
+        self.s.opts.ids
+    }
+
+    fn problem(&mut self, sev: Severity, root: &Path, rel: &[u8], message: String) {
+        let p = Problem {
+            severity: sev,
+            path: join_show(root, rel),
+            message,
+        };
+        if self.s.dry {
+            self.problems.push(p);
+        } else {
+            self.send_item(None, Done::Failed, Some(p));
+        }
+    }
+
+    fn list(&mut self, rel: &[u8], what: &'static str) {
+        if self.s.opts.list {
+            self.listed.push((super::show(rel), what));
+        }
+    }
+
+    /// Note a source entry's owner and whether it is a device node (for the caller check).
+    fn note_owner(&mut self, rel: &[u8], st: &Stat) {
+        let e = self
+            .owners
+            .entry((st.uid, st.gid))
+            .or_insert_with(|| (0, join_show(self.s.src_root, rel)));
+        e.0 += 1;
+        if matches!(st.kind, Kind::Char | Kind::Block) {
+            let d = self
+                .devices
+                .get_or_insert_with(|| (0, join_show(self.s.src_root, rel)));
+            d.0 += 1;
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let s = self.seq;
+        self.seq += 1;
+        if !self.s.dry {
+            let (m, cv) = self.written;
+            let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+            while s >= *g + WINDOW {
+                g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        s
+    }
+
+    fn send_item(&mut self, entry: Option<Entry>, done: Done, problem: Option<Problem>) {
+        if self.s.dry {
+            return;
+        }
+        let seq = self.next_seq();
+        if let Some(r) = &self.rec {
+            let _ = r.send(Msg::Item {
+                seq,
+                entry: entry.map(Box::new),
+                done,
+                problem,
+            });
+        }
+    }
+
+    fn dispatch(&mut self, job: Job) {
+        if let Some(j) = &self.jobs {
+            let _ = j.send(job);
+        }
+    }
+
+    fn request(&self, root: &Arc<OwnedFd>, rel: &[u8], noatime: bool) -> Ticket {
+        self.lister.request(root, rel, noatime, true)
+    }
+
+    /// Walk the whole volume.
+    fn run(&mut self) {
+        let rst = match sys::fstat(self.sroot.as_raw_fd()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.problem(
+                    Severity::Error,
+                    self.s.src_root,
+                    b"",
+                    format!("cannot read: {e}"),
+                );
+                return;
+            }
+        };
+        let tst = self
+            .droot
+            .as_ref()
+            .and_then(|d| sys::fstat(d.as_raw_fd()).ok());
+        let st = self.request(&self.sroot.clone(), b"", true);
+        let tt = self.droot.clone().map(|d| self.request(&d, b"", true));
+        let _ = self.prev.find(b"");
+        let mut stack: Vec<Frame> = Vec::new();
+        self.note_owner(b"", &rst);
+        let created = self.s.root_created;
+        if let Some(f) = self.open_frame(Vec::new(), rst, tst, st, tt, self.droot.clone(), created)
+        {
+            stack.push(f);
+        }
+        while let Some(top) = stack.last_mut() {
+            let sname = top.src.get(top.si).map(|i| i.name.clone());
+            let tname = top.tgt.get(top.ti).map(|i| i.name.clone());
+            let (s, t) = match (&sname, &tname) {
+                (None, None) => {
+                    if let Some(f) = stack.pop() {
+                        self.close_frame(f);
+                    }
+                    continue;
+                }
+                (Some(a), Some(b)) if a == b => {
+                    top.si += 1;
+                    top.ti += 1;
+                    (Some(top.si - 1), Some(top.ti - 1))
+                }
+                (Some(a), Some(b)) if a < b => {
+                    top.si += 1;
+                    (Some(top.si - 1), None)
+                }
+                (Some(_), None) => {
+                    top.si += 1;
+                    (Some(top.si - 1), None)
+                }
+                _ => {
+                    top.ti += 1;
+                    (None, Some(top.ti - 1))
+                }
+            };
+            let depth = stack.len() - 1;
+            if let Some(child) = self.step(&mut stack, depth, s, t) {
+                stack.push(child);
+            }
+        }
+        self.counts.entries = self.counts.files
+            + self.counts.dirs
+            + self.counts.symlinks
+            + self.counts.specials
+            + self.counts.sockets;
+    }
+
+    /// Open a directory of the source for walking: wait for its listings, record it.
+    #[allow(clippy::too_many_arguments)]
+    fn open_frame(
+        &mut self,
+        rel: Vec<u8>,
+        st: Stat,
+        tst: Option<Stat>,
+        sticket: Ticket,
+        tticket: Option<Ticket>,
+        dfd: Option<Arc<OwnedFd>>,
+        created: bool,
+    ) -> Option<Frame> {
+        let sl: Listing = sticket.wait();
+        let tl: Listing = tticket.map(|t| t.wait()).unwrap_or_default();
+        if let Some(e) = sl.error {
+            self.problem(
+                Severity::Error,
+                self.s.src_root,
+                &rel,
+                format!(
+                    "cannot read: {e} (not copied; nothing beneath it is removed from the copy)"
+                ),
+            );
+            return None;
+        }
+        let sfd = sl.fd?;
+        let mut unsure = HashSet::new();
+        for (name, e) in sl.problems {
+            let r = walk::join(&rel, &name);
+            self.problem(
+                Severity::Error,
+                self.s.src_root,
+                &r,
+                format!(
+                    "cannot read: {e} (not copied; nothing beneath it is removed from the copy)"
+                ),
+            );
+            unsure.insert(name);
+        }
+        let src_x = match walk::read_xattrs(&XTarget::Fd(sfd.as_raw_fd()), &mut self.xbuf) {
+            Ok(x) => x,
+            Err(e) => {
+                self.problem(
+                    Severity::Error,
+                    self.s.src_root,
+                    &rel,
+                    format!("cannot read extended attributes: {e}"),
+                );
+                Vec::new()
+            }
+        };
+        let dfd = match (tl.fd, dfd) {
+            (Some(f), _) => Some(f),
+            (None, d) => d,
+        };
+        let dacl = dfd
+            .as_ref()
+            .is_some_and(|d| file::has_default_acl(d.as_raw_fd()));
+        self.counts.dirs += 1;
+        let mapped_st = map_st(&st, self.ids());
+        let mut mx = src_x.clone();
+        if let Some(m) = self.ids() {
+            for (n, v) in mx.iter_mut() {
+                if file::is_acl(n) {
+                    file::map_acl(v, m);
+                }
+            }
+        }
+        self.send_item(
+            Some(entry(&rel, &mapped_st, None, None, mx, None)),
+            Done::Dir,
+            None,
+        );
+        let mut f = Frame {
+            rel,
+            src: sl.items,
+            si: 0,
+            tgt: tl.items,
+            ti: 0,
+            sfd,
+            dfd,
+            unsure,
+            ahead: VecDeque::new(),
+            next_ahead: 0,
+            st,
+            tst,
+            src_x,
+            created,
+            touched: false,
+            dacl,
+        };
+        self.look_ahead(&mut f);
+        Some(f)
+    }
+
+    /// Request listings of the next child directories.
+    fn look_ahead(&self, f: &mut Frame) {
+        while f.ahead.len() < AHEAD && f.next_ahead < f.src.len() {
+            let i = f.next_ahead;
+            f.next_ahead += 1;
+            let it = &f.src[i];
+            if it.st.kind != Kind::Dir {
+                continue;
+            }
+            let rel = walk::join(&f.rel, &it.name);
+            if self.s.only.as_ref().is_some_and(|o| !must_walk(o, &rel)) {
+                continue;
+            }
+            let st = self.request(&self.sroot, &rel, true);
+            let tt = match (
+                &self.droot,
+                f.tgt.binary_search_by(|t| t.name.as_slice().cmp(&it.name)),
+            ) {
+                (Some(d), Ok(j)) if f.tgt[j].st.kind == Kind::Dir => {
+                    Some(self.request(d, &rel, true))
+                }
+                _ => None,
+            };
+            f.ahead.push_back((i, st, tt));
+        }
+    }
+
+    /// Finish a directory: after everything beneath it, its metadata.
+    fn close_frame(&mut self, f: Frame) {
+        let Some(dfd) = f.dfd.clone() else {
+            return;
+        };
+        let mapped = map_st(&f.st, self.ids());
+        let mut apply = f.created || f.touched;
+        if !apply {
+            apply = match &f.tst {
+                Some(t) => !same_meta(&f.st, t, self.ids()),
+                None => true,
+            };
+        }
+        if !apply {
+            let tx = walk::read_xattrs(&XTarget::Fd(dfd.as_raw_fd()), &mut self.xbuf)
+                .unwrap_or_default();
+            apply = !same_xattrs(&f.src_x, &tx, self.ids());
+        }
+        let _ = mapped;
+        if self.s.dry {
+            return;
+        }
+        let seq = self.next_seq();
+        if let Some(r) = &self.rec {
+            let _ = r.send(Msg::Close {
+                seq,
+                close: Box::new(Close {
+                    rel: f.rel,
+                    sfd: f.sfd,
+                    dfd,
+                    st: f.st,
+                    apply,
+                    created: f.created,
+                }),
+            });
+        }
+    }
+
+    /// One name of the current directory: source item `s`, copy item `t`. Returns a child
+    /// frame to descend into.
+    fn step(
+        &mut self,
+        stack: &mut [Frame],
+        depth: usize,
+        s: Option<usize>,
+        t: Option<usize>,
+    ) -> Option<Frame> {
+        let f = &mut stack[depth];
+        let name = match (s, t) {
+            (Some(i), _) => f.src[i].name.clone(),
+            (None, Some(j)) => f.tgt[j].name.clone(),
+            (None, None) => return None,
+        };
+        let rel = walk::join(&f.rel, &name);
+        let recorded = self.prev.find(&rel);
+        let f = &mut stack[depth];
+        let titem = t.map(|j| f.tgt[j].clone());
+        let Some(si) = s else {
+            // Only in the copy.
+            if f.unsure.contains(&name) {
+                return None;
+            }
+            let titem = titem?;
+            let dfd = f.dfd.clone()?;
+            f.touched = true;
+            self.remove(&dfd, &rel, &name, &titem, recorded);
+            return None;
+        };
+        let it = f.src[si].clone();
+        let st = it.st;
+        if st.kind != Kind::Socket {
+            self.note_owner(&rel, &st);
+        }
+        // Drop the look-ahead entry of this child, if any (kept for a directory).
+        let mut tickets = None;
+        if f.ahead.front().is_some_and(|a| a.0 == si) {
+            tickets = f.ahead.pop_front().map(|(_, a, b)| (a, b));
+        }
+        let sfd = f.sfd.clone();
+        let dfd = f.dfd.clone();
+        let dacl = f.dacl;
+        match st.kind {
+            Kind::Dir => {}
+            Kind::File => self.counts.files += 1,
+            Kind::Symlink => self.counts.symlinks += 1,
+            Kind::Socket => self.counts.sockets += 1,
+            _ => self.counts.specials += 1,
+        }
+        if st.kind == Kind::Socket {
+            let root = self.s.src_root;
+            self.problem(
+                Severity::Warning,
+                root,
+                &rel,
+                "a socket: not copied (its service creates it again at start)".into(),
+            );
+            if let (Some(ti), Some(d)) = (titem, dfd) {
+                stack[depth].touched = true;
+                self.remove(&d, &rel, &name, &ti, recorded);
+            }
+            return None;
+        }
+        // A copy entry of another type (directory vs not) is out of the way.
+        let mut titem = titem;
+        if let Some(ti) = &titem {
+            if (ti.st.kind == Kind::Dir) != (st.kind == Kind::Dir) || is_temp(&name) {
+                if let Some(d) = &dfd {
+                    stack[depth].touched = true;
+                    self.remove(d, &rel, &name, ti, recorded.clone());
+                }
+                titem = None;
+            }
+        }
+        if st.kind == Kind::Dir {
+            // Unchanged since the earlier run (the change journal says so): carried over
+            // from its manifest, unread.
+            if let (Some(only), Some(rec), Some(ti)) = (&self.s.only, &recorded, &titem) {
+                if !must_walk(only, &rel) && rec.kind == FileType::Dir && ti.st.kind == Kind::Dir {
+                    let rec = rec.clone();
+                    self.counts.unchanged += 1;
+                    self.counts.carried += 1;
+                    self.send_item(Some(rec), Done::Carried, None);
+                    while let Some(e) = self.prev.next_below(&rel) {
+                        self.counts.unchanged += 1;
+                        self.counts.carried += 1;
+                        self.send_item(Some(e), Done::Carried, None);
+                    }
+                    return None;
+                }
+            }
+            let f = &mut stack[depth];
+            let (stk, ttk) = match tickets {
+                Some(p) => p,
+                None => {
+                    let a = self.request(&self.sroot, &rel, true);
+                    let b = match (&self.droot, &titem) {
+                        (Some(d), Some(_)) => Some(self.request(d, &rel, true)),
+                        _ => None,
+                    };
+                    (a, b)
+                }
+            };
+            self.look_ahead(f);
+            let mut child_dfd = None;
+            let mut created = false;
+            if titem.is_none() {
+                self.list(&rel, "copy");
+                self.counts.copy += 1;
+                self.counts.need_inodes += 1;
+                self.counts.need_bytes += 4096;
+                stack[depth].touched = true;
+                if !self.s.dry {
+                    let Some(d) = &dfd else {
+                        return None;
+                    };
+                    match mkdir(d.as_raw_fd(), &name) {
+                        Ok(fd) => {
+                            child_dfd = Some(Arc::new(fd));
+                            created = true;
+                        }
+                        Err(e) => {
+                            let root = self.s.src_root;
+                            self.problem(
+                                Severity::Error,
+                                root,
+                                &rel,
+                                format!("cannot create the directory in the copy: {e}; nothing beneath it copied"),
+                            );
+                            // Release the listings asked for.
+                            drop(stk.wait());
+                            return None;
+                        }
+                    }
+                }
+            } else {
+                self.counts.unchanged += 1;
+            }
+            return self.open_frame(rel, st, titem.map(|t| t.st), stk, ttk, child_dfd, created);
+        }
+        // Hard links: the second and later names of an inode.
+        let mut first_slot = None;
+        let mut group = None;
+        if st.nlink > 1 {
+            let key = (st.dev, st.ino);
+            if let Some(slot) = self.links.get(&key).map(|s| s.0.clone()) {
+                self.counts.link += 1;
+                let keep = {
+                    let g = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+                    match (&*g, &titem) {
+                        (LinkState::Done { ino, dev, entry }, Some(ti))
+                            if ti.st.ino == *ino && ti.st.dev == *dev =>
+                        {
+                            Some(with_path(entry, &rel))
+                        }
+                        _ => None,
+                    }
+                };
+                // Every name seen: forget the inode.
+                if let Some(l) = self.links.get_mut(&key) {
+                    l.1 = l.1.saturating_sub(1);
+                    if l.1 == 0 {
+                        self.links.remove(&key);
+                    }
+                }
+                if let Some(e) = keep {
+                    self.counts.link -= 1;
+                    self.counts.unchanged += 1;
+                    self.send_item(Some(e), Done::Unchanged, None);
+                } else {
+                    stack[depth].touched = true;
+                    self.list(&rel, "link");
+                    if let Some(d) = dfd {
+                        let seq = if self.s.dry { 0 } else { self.next_seq() };
+                        self.dispatch(Job {
+                            seq,
+                            act: Act::Link,
+                            sd: sfd,
+                            dd: d,
+                            name_at: rel.len() - name.len(),
+                            rel,
+                            st,
+                            dacl,
+                            group: Some(slot.group),
+                            slot: Some(slot),
+                        });
+                    }
+                }
+                return None;
+            }
+            self.next_group += 1;
+            group = Some(self.next_group);
+            let slot = Arc::new(LinkSlot {
+                group: self.next_group,
+                first_rel: rel.clone(),
+                state: Mutex::new(LinkState::Pending),
+                cv: Condvar::new(),
+            });
+            self.links.insert(key, (slot.clone(), st.nlink - 1));
+            first_slot = Some(slot);
+        }
+        if st.kind == Kind::File {
+            self.counts.bytes += st.size;
+        }
+        let ids = self.ids();
+        let act = match &titem {
+            None => Some(Act::Create),
+            Some(ti) => {
+                let same = same_meta(&st, &ti.st, ids)
+                    && same_xattrs(&it.xattrs, &ti.xattrs, ids)
+                    && match st.kind {
+                        Kind::File => st.size == ti.st.size && (st.nlink > 1 || ti.st.nlink == 1),
+                        Kind::Symlink => it.link == ti.link,
+                        _ => st.rdev == ti.st.rdev,
+                    };
+                if !same {
+                    Some(Act::Create)
+                } else if st.kind != Kind::File {
+                    None
+                } else {
+                    let rec = recorded.as_ref().filter(|e| {
+                        e.kind == FileType::File
+                            && e.size == ti.st.size
+                            && e.mtime == stamp(ti.st.mtime)
+                            && e.mode == ti.st.perm
+                            && e.uid == ti.st.uid
+                            && e.gid == ti.st.gid
+                            && e.sha256.is_some()
+                    });
+                    match rec {
+                        _ if self.s.opts.checksum => Some(Act::Checksum),
+                        Some(_) => None,
+                        None if self.s.force_checksum => Some(Act::Checksum),
+                        None => Some(Act::HashTarget),
+                    }
+                }
+            }
+        };
+        match act {
+            None => {
+                // Already right: recorded as the copy holds it.
+                let ti = titem.expect("kept entries exist in the copy");
+                let hash = recorded.as_ref().and_then(|e| e.sha256);
+                let e = entry(
+                    &rel,
+                    &ti.st,
+                    hash,
+                    ti.link.clone(),
+                    ti.xattrs.clone(),
+                    group,
+                );
+                if let Some(slot) = &first_slot {
+                    slot.set(LinkState::Done {
+                        ino: ti.st.ino,
+                        dev: ti.st.dev,
+                        entry: Box::new(e.clone()),
+                    });
+                }
+                self.counts.unchanged += 1;
+                self.send_item(Some(e), Done::Unchanged, None);
+            }
+            Some(a) => {
+                if a == Act::Create {
+                    self.list(&rel, "copy");
+                }
+                match a {
+                    Act::Create => {
+                        self.counts.copy += 1;
+                        self.counts.need_inodes += 1;
+                        if st.kind == Kind::File {
+                            self.counts.copy_bytes += st.size;
+                            self.counts.need_bytes += st.blocks * 512;
+                        }
+                    }
+                    _ => {
+                        self.counts.verify += 1;
+                        self.counts.verify_bytes += st.size;
+                    }
+                }
+                if a != Act::HashTarget {
+                    stack[depth].touched = true;
+                }
+                if self.s.dry {
+                    return None;
+                }
+                let d = dfd?;
+                let seq = self.next_seq();
+                self.dispatch(Job {
+                    seq,
+                    act: a,
+                    sd: sfd,
+                    dd: d,
+                    name_at: rel.len() - name.len(),
+                    rel,
+                    st,
+                    dacl,
+                    group,
+                    slot: first_slot,
+                });
+            }
+        }
+        None
+    }
+
+    /// An entry of the copy that is in the way or that the source no longer has.
+    fn remove(
+        &mut self,
+        dfd: &Arc<OwnedFd>,
+        rel: &[u8],
+        name: &[u8],
+        t: &Item,
+        recorded: Option<Entry>,
+    ) {
+        if is_temp(name) {
+            self.counts.leftovers += 1;
+            self.removals.push(Removal {
+                path: join_show(self.s.dst_root, rel),
+                action: "remove leftover temporary",
+            });
+            if !self.s.dry {
+                if let Err(e) = sys::cstr(name)
+                    .and_then(|c| sys::unlink_at(dfd.as_raw_fd(), &c, t.st.kind == Kind::Dir))
+                {
+                    if e.raw_os_error() != Some(libc::ENOENT) {
+                        self.remove_failed(rel, e);
+                    }
+                } else {
+                    self.send_item(None, Done::Leftover, None);
+                }
+            }
+            return;
+        }
+        let ours = recorded.is_some_and(|e| e.kind == ftype(t.st.kind));
+        if !ours {
+            self.move_aside(dfd, rel, name);
+            return;
+        }
+        if t.st.kind == Kind::Dir {
+            // Its entries: those recorded are removed, others moved aside.
+            let d = match sys::cstr(name).and_then(|c| {
+                sys::open_at(
+                    dfd.as_raw_fd(),
+                    &c,
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    false,
+                )
+            }) {
+                Ok(d) => Arc::new(d),
+                Err(e) => {
+                    self.remove_failed(rel, e);
+                    return;
+                }
+            };
+            let l = walk::list(d.as_raw_fd(), b"", false, false, &mut self.xbuf);
+            if let Some(e) = l.error {
+                self.remove_failed(rel, e);
+                return;
+            }
+            for it in &l.items {
+                let crel = walk::join(rel, &it.name);
+                let rec = self.prev.find(&crel);
+                self.remove(&d, &crel, &it.name, it, rec);
+            }
+        }
+        self.counts.delete += 1;
+        self.list(rel, "delete");
+        self.removals.push(Removal {
+            path: join_show(self.s.dst_root, rel),
+            action: "remove (the source no longer has it)",
+        });
+        if self.s.dry {
+            return;
+        }
+        let r = sys::cstr(name)
+            .and_then(|c| sys::unlink_at(dfd.as_raw_fd(), &c, t.st.kind == Kind::Dir));
+        match r {
+            Ok(()) => self.send_item(None, Done::Removed, None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => self.remove_failed(rel, e),
+        }
+    }
+
+    fn remove_failed(&mut self, rel: &[u8], e: io::Error) {
+        let root = self.s.dst_root;
+        self.problem(
+            Severity::Error,
+            root,
+            rel,
+            format!("cannot remove from the copy: {e}"),
+        );
+    }
+
+    /// Move an entry this suite never recorded out of the copy, into the dated folder.
+    fn move_aside(&mut self, dfd: &Arc<OwnedFd>, rel: &[u8], name: &[u8]) {
+        self.counts.aside += 1;
+        if self.s.dry {
+            self.removals.push(Removal {
+                path: join_show(self.s.dst_root, rel),
+                action: "move aside (not written by this suite)",
+            });
+            return;
+        }
+        let r = (|| -> io::Result<PathBuf> {
+            if self.aside.is_none() {
+                if self.aside_err {
+                    return Err(io::Error::other(
+                        "the folder for entries moved aside could not be made",
+                    ));
+                }
+                let root = aside_root(self.s.dst_root);
+                let made = std::fs::DirBuilder::new()
+                    .mode_0700()
+                    .create(&root)
+                    .and_then(|_| sys::open_dir_path(&root));
+                match made {
+                    Ok(fd) => self.aside = Some((root, fd)),
+                    Err(e) => {
+                        self.aside_err = true;
+                        return Err(e);
+                    }
+                }
+            }
+            let (root, afd) = self.aside.as_ref().expect("made above");
+            // Its parent directories, private, inside the folder.
+            let parent = &rel[..rel.len() - name.len()];
+            let mut cur: Option<OwnedFd> = None;
+            for comp in parent.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+                let at = cur
+                    .as_ref()
+                    .map(|f| f.as_raw_fd())
+                    .unwrap_or(afd.as_raw_fd());
+                cur = Some(mkdir(at, comp)?);
+            }
+            let at = cur
+                .as_ref()
+                .map(|f| f.as_raw_fd())
+                .unwrap_or(afd.as_raw_fd());
+            let c = sys::cstr(name)?;
+            sys::rename_at(dfd.as_raw_fd(), &c, at, &c)?;
+            Ok(root.join(rel_path(rel)))
+        })();
+        match r {
+            Ok(to) => {
+                let p = Problem {
+                    severity: Severity::Warning,
+                    path: join_show(self.s.dst_root, rel),
+                    message: format!(
+                        "not written by this suite and not in the source: moved aside to {} (never deleted)",
+                        to.display()
+                    ),
+                };
+                self.send_item(None, Done::Aside, Some(p));
+            }
+            Err(e) => {
+                let root = self.s.dst_root;
+                self.problem(
+                    Severity::Error,
+                    root,
+                    rel,
+                    format!("not written by this suite and not in the source, and it could not be moved aside: {e}; move it away by hand"),
+                );
+            }
+        }
+    }
+}
+
+/// Create directory `name` in `dir` privately (0700), or open the one that is there.
+fn mkdir(dir: RawFd, name: &[u8]) -> io::Result<OwnedFd> {
+    let c = sys::cstr(name)?;
+    match sys::mkdir_at(dir, &c, 0o700) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            let st = sys::lstat_at(dir, &c)?;
+            if st.kind != Kind::Dir {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists in the copy and is not a directory",
+                ));
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    sys::open_at(dir, &c, libc::O_RDONLY | libc::O_DIRECTORY, false)
+}
+
+trait DirBuilderExt2 {
+    fn mode_0700(&mut self) -> &mut Self;
+}
+impl DirBuilderExt2 for std::fs::DirBuilder {
+    fn mode_0700(&mut self) -> &mut Self {
+        use std::os::unix::fs::DirBuilderExt;
+        self.mode(0o700)
+    }
+}
+
+/// What one job did.
+struct JobResult {
+    entry: Option<Entry>,
+    done: Done,
+    problem: Option<Problem>,
+}
+
+fn run_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job) -> JobResult {
+    let ids = s.opts.ids;
+    let name = match sys::cstr(&j.rel[j.name_at..]) {
+        Ok(c) => c,
+        Err(e) => return fail(s, j, ItemError::Io("name", e)),
+    };
+    let (sd, dd) = (j.sd.as_raw_fd(), j.dd.as_raw_fd());
+    if j.act == Act::Link {
+        return link_job(w, s, droot, j, &name);
+    }
+    let copy = |w: &mut Worker| -> Result<(Entry, u64, (u64, u64)), ItemError> {
+        if j.st.kind == Kind::File {
+            let c = file::copy_file(w, sd, dd, &name, ids, j.dacl)?;
+            let b = c.st.size;
+            let ino = c.dst;
+            Ok((
+                entry(
+                    &j.rel,
+                    &map_st(&c.st, ids),
+                    Some(c.hash),
+                    None,
+                    c.xattrs,
+                    j.group,
+                ),
+                b,
+                ino,
+            ))
+        } else {
+            let (st, link, x) = file::copy_special(w, sd, dd, &name, ids)?;
+            let tst = sys::lstat_at(dd, &name).map_err(|e| ItemError::Io("stat the copy", e))?;
+            Ok((
+                entry(&j.rel, &map_st(&st, ids), None, link, x, j.group),
+                0,
+                (tst.ino, tst.dev),
+            ))
+        }
+    };
+    let r: Result<(Entry, Done, (u64, u64)), ItemError> = match j.act {
+        Act::Create => copy(w).map(|(e, b, i)| (e, Done::Copied(b), i)),
+        Act::HashTarget => match file::hash_at(w, dd, &name, true, true) {
+            Ok(c) => {
+                let b = c.st.size;
+                Ok((
+                    entry(&j.rel, &c.st, Some(c.hash), None, c.xattrs, j.group),
+                    Done::Verified(b),
+                    (c.st.ino, c.st.dev),
+                ))
+            }
+            Err(e) => Err(ItemError::Io("read the copy to checksum it", e)),
+        },
+        Act::Checksum => {
+            let src = match file::hash_at(w, sd, &name, true, false) {
+                Ok(c) => Ok(c),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(ItemError::Vanished),
+                Err(e) => Err(ItemError::Io("read source", e)),
+            };
+            match src {
+                Err(e) => Err(e),
+                Ok(src) => match file::hash_at(w, dd, &name, true, true) {
+                    Ok(t) if t.hash == src.hash && !changed_meta(&src.st, &j.st) => {
+                        let b = t.st.size;
+                        Ok((
+                            entry(&j.rel, &t.st, Some(t.hash), None, t.xattrs, j.group),
+                            Done::Same(b),
+                            (t.st.ino, t.st.dev),
+                        ))
+                    }
+                    _ => copy(w).map(|(e, b, i)| (e, Done::Copied(b), i)),
+                },
+            }
+        }
+        Act::Link => unreachable!("handled above"),
+    };
+    match r {
+        Ok((e, done, (ino, dev))) => {
+            if let Some(slot) = &j.slot {
+                slot.set(LinkState::Done {
+                    ino,
+                    dev,
+                    entry: Box::new(e.clone()),
+                });
+            }
+            JobResult {
+                entry: Some(e),
+                done,
+                problem: None,
+            }
+        }
+        Err(e) => {
+            if let Some(slot) = &j.slot {
+                slot.set(LinkState::Failed {
+                    soft: matches!(e, ItemError::Vanished | ItemError::Changed),
+                });
+            }
+            fail(s, j, e)
+        }
+    }
+}
+
+fn fail(s: &Setup, j: &Job, e: ItemError) -> JobResult {
+    let sev =
+        if matches!(e, ItemError::Vanished) || (s.opts.live && matches!(e, ItemError::Changed)) {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
+    JobResult {
+        entry: None,
+        done: if sev == Severity::Error {
+            Done::Failed
+        } else {
+            Done::Unchanged
+        },
+        problem: Some(Problem {
+            severity: sev,
+            path: join_show(s.src_root, &j.rel),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn changed_meta(a: &Stat, b: &Stat) -> bool {
+    a.size != b.size || a.mtime != b.mtime || a.perm != b.perm || a.uid != b.uid || a.gid != b.gid
+}
+
+fn link_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job, name: &CString) -> JobResult {
+    let Some(slot) = &j.slot else {
+        return fail(s, j, ItemError::Changed);
+    };
+    let state = {
+        let mut g = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        while matches!(*g, LinkState::Pending) {
+            g = slot.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        match &*g {
+            LinkState::Done { ino, dev, entry } => Ok((*ino, *dev, entry.clone())),
+            LinkState::Failed { soft } => Err(*soft),
+            LinkState::Pending => Err(false),
+        }
+    };
+    let (ino, dev, first) = match state {
+        Ok(x) => x,
+        Err(soft) => {
+            // Under --live (or when the first name vanished) that is a change for the next
+            // pass, not a failure.
+            let sev = if soft || s.opts.live {
+                Severity::Warning
+            } else {
+                Severity::Error
+            };
+            return JobResult {
+                entry: None,
+                done: if sev == Severity::Error {
+                    Done::Failed
+                } else {
+                    Done::Unchanged
+                },
+                problem: Some(Problem {
+                    severity: sev,
+                    path: join_show(s.src_root, &j.rel),
+                    message: format!(
+                        "not linked: its other name {} was not copied{}",
+                        super::show(&slot.first_rel),
+                        if sev == Severity::Warning {
+                            " (the next run links it)"
+                        } else {
+                            ""
+                        }
+                    ),
+                }),
+            };
+        }
+    };
+    let e = with_path(&first, &j.rel);
+    let dd = j.dd.as_raw_fd();
+    if let Ok(t) = sys::lstat_at(dd, name) {
+        if t.ino == ino && t.dev == dev {
+            return JobResult {
+                entry: Some(e),
+                done: Done::Unchanged,
+                problem: None,
+            };
+        }
+    }
+    let fr = &slot.first_rel;
+    let cut = fr.iter().rposition(|&b| b == b'/');
+    let (pdir, pname) = match cut {
+        Some(k) => (&fr[..k], &fr[k + 1..]),
+        None => (&fr[..0], &fr[..]),
+    };
+    let r = (|| -> Result<(), ItemError> {
+        let pd = sys::open_dir_beneath(droot, pdir, false)
+            .map_err(|e| ItemError::Io("open directory in the copy", e))?;
+        let pn = sys::cstr(pname).map_err(|e| ItemError::Io("name", e))?;
+        file::link_into(w, pd.as_raw_fd(), &pn, dd, name)
+    })();
+    match r {
+        Ok(()) => JobResult {
+            entry: Some(e),
+            done: Done::Linked,
+            problem: None,
+        },
+        Err(err) => fail(s, j, err),
+    }
+}
+
+/// Apply a finished directory's metadata (the source's as it was listed).
+fn close_dir(w: &mut Worker, s: &Setup, c: &Close) -> Result<(), ItemError> {
+    if !c.apply {
+        return Ok(());
+    }
+    let ids = s.opts.ids;
+    let (sfd, dfd) = (c.sfd.as_raw_fd(), c.dfd.as_raw_fd());
+    let (uid, gid) = match ids {
+        Some(m) => (m.uid(c.st.uid), m.gid(c.st.gid)),
+        None => (c.st.uid, c.st.gid),
+    };
+    sys::fchown(dfd, uid, gid).map_err(|e| ItemError::Io("chown", e))?;
+    sys::fchmod(dfd, c.st.perm).map_err(|e| ItemError::Io("chmod", e))?;
+    file::copy_xattrs(w, &XTarget::Fd(sfd), &XTarget::Fd(dfd), ids, true)?;
+    sys::futimens(dfd, c.st.atime, c.st.mtime).map_err(|e| ItemError::Io("set times", e))?;
+    Ok(())
+}
+
+/// The recorder: results back in path order, into the manifest and the outcome.
+fn record(
+    s: &Setup,
+    rx: mpsc::Receiver<Msg>,
+    mut writer: Option<manifest::Writer>,
+    written: &(Mutex<u64>, Condvar),
+) -> (Outcome, Option<manifest::Writer>) {
+    let mut out = Outcome::default();
+    let mut pending: BTreeMap<u64, Msg> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut w = Worker::new(usize::MAX / 2);
+    let mut werr: Option<String> = None;
+    let push = |out: &mut Outcome, p: Problem| {
+        (s.on)(Event::Problem(&p));
+        out.problems.push(p);
+    };
+    for m in rx {
+        let seq = match &m {
+            Msg::Item { seq, .. } | Msg::Close { seq, .. } => *seq,
+        };
+        pending.insert(seq, m);
+        while let Some(m) = pending.remove(&next) {
+            next += 1;
+            match m {
+                Msg::Item {
+                    entry,
+                    done,
+                    problem,
+                    ..
+                } => {
+                    let mut bytes = 0;
+                    match done {
+                        Done::Copied(b) => {
+                            out.copied += 1;
+                            out.copied_bytes += b;
+                            bytes = b;
+                        }
+                        Done::Verified(b) => {
+                            out.verified += 1;
+                            bytes = b;
+                        }
+                        Done::Same(b) => {
+                            out.verified += 1;
+                            bytes = b;
+                        }
+                        Done::Unchanged if entry.is_some() => out.unchanged += 1,
+                        Done::Unchanged | Done::Dir => {}
+                        Done::Linked => out.linked += 1,
+                        Done::Removed => out.deleted += 1,
+                        Done::Leftover => out.leftovers += 1,
+                        Done::Aside => out.moved_aside += 1,
+                        Done::Carried => {
+                            out.unchanged += 1;
+                            out.carried += 1;
+                        }
+                        Done::Failed
+                            if problem
+                                .as_ref()
+                                .is_some_and(|p| p.severity == Severity::Error) =>
+                        {
+                            out.failed += 1
+                        }
+                        Done::Failed => {}
+                    }
+                    if let Some(p) = problem {
+                        push(&mut out, p);
+                    }
+                    if let (Some(e), Some(wr)) = (entry, writer.as_mut()) {
+                        if let Err(e) = wr.entry(&e) {
+                            werr.get_or_insert(e.to_string());
+                        }
+                    }
+                    if bytes > 0
+                        || matches!(
+                            done,
+                            Done::Copied(_) | Done::Linked | Done::Unchanged | Done::Failed
+                        )
+                    {
+                        (s.on)(Event::Done { bytes });
+                    }
+                }
+                Msg::Close { close, .. } => match close_dir(&mut w, s, &close) {
+                    Ok(()) => {
+                        if close.created {
+                            out.copied += 1;
+                        } else {
+                            out.unchanged += 1;
+                        }
+                    }
+                    Err(e) => {
+                        out.failed += 1;
+                        push(
+                            &mut out,
+                            Problem {
+                                severity: Severity::Error,
+                                path: join_show(s.src_root, &close.rel),
+                                message: e.to_string(),
+                            },
+                        );
+                    }
+                },
+            }
+        }
+        let (m, cv) = written;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = next;
+        cv.notify_all();
+    }
+    if let Some(e) = werr {
+        push(
+            &mut out,
+            Problem {
+                severity: Severity::Error,
+                path: s.dst_root.display().to_string(),
+                message: format!("cannot write the manifest: {e}"),
+            },
+        );
+        writer = None;
+    }
+    (out, writer)
+}
+
+/// Walk (and, unless `dry`, copy) one volume.
+pub(super) fn walk_volume(
+    s: &Setup,
+    sroot: OwnedFd,
+    droot: Option<OwnedFd>,
+    writer: Option<manifest::Writer>,
+) -> Walked {
+    let sroot = Arc::new(sroot);
+    let droot = droot.map(Arc::new);
+    let lister = Lister::new();
+    let written = (Mutex::new(0u64), Condvar::new());
+    let threads = s.opts.jobs.clamp(2, 8);
+    let prev = Prev::open(s.dst_root);
+    let mut notes = Vec::new();
+    let (jtx, jrx) = mpsc::sync_channel::<Job>(s.opts.jobs.max(1) * 8);
+    let jrx = Mutex::new(jrx);
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| lister.work());
+        }
+        let _close = walk::CloseOnDrop(&lister);
+        let (rtx, rrx) = mpsc::channel::<Msg>();
+        let dr = droot.as_ref().map(|d| d.as_raw_fd()).unwrap_or(-1);
+        let recorder = if s.dry {
+            drop(rrx);
+            None
+        } else {
+            for id in 0..s.opts.jobs.max(1) {
+                let (jrx, rtx) = (&jrx, rtx.clone());
+                sc.spawn(move || {
+                    let mut w = Worker::new(id);
+                    loop {
+                        let job = {
+                            let g = jrx.lock().unwrap_or_else(|e| e.into_inner());
+                            g.recv()
+                        };
+                        let Ok(job) = job else { break };
+                        let r = run_job(&mut w, s, dr, &job);
+                        let _ = rtx.send(Msg::Item {
+                            seq: job.seq,
+                            entry: r.entry.map(Box::new),
+                            done: r.done,
+                            problem: r.problem,
+                        });
+                    }
+                });
+            }
+            let written = &written;
+            Some(sc.spawn(move || record(s, rrx, writer, written)))
+        };
+        let mut wk = Walker {
+            s,
+            lister: &lister,
+            sroot: sroot.clone(),
+            droot: droot.clone(),
+            prev,
+            links: HashMap::new(),
+            next_group: 0,
+            seq: 0,
+            counts: Counts::default(),
+            problems: Vec::new(),
+            removals: Vec::new(),
+            jobs: if s.dry { None } else { Some(jtx) },
+            rec: if s.dry { None } else { Some(rtx) },
+            written: &written,
+            aside: None,
+            aside_err: false,
+            xbuf: vec![0u8; 1024],
+            owners: Default::default(),
+            devices: None,
+            listed: Vec::new(),
+        };
+        wk.run();
+        if let Some(n) = wk.prev.note.take() {
+            notes.push(n);
+        }
+        let aside = wk.aside.take().map(|(p, _)| p);
+        // Hang up: workers drain the queue, then the recorder ends.
+        wk.jobs = None;
+        wk.rec = None;
+        let counts = std::mem::take(&mut wk.counts);
+        let problems = std::mem::take(&mut wk.problems);
+        let removals = std::mem::take(&mut wk.removals);
+        let owners = std::mem::take(&mut wk.owners);
+        let devices = wk.devices.take();
+        let listed = std::mem::take(&mut wk.listed);
+        drop(wk);
+        let (mut outcome, writer) = match recorder {
+            Some(h) => h.join().unwrap_or_else(|_| (Outcome::default(), None)),
+            None => (Outcome::default(), None),
+        };
+        outcome.aside_dir = aside;
+        Walked {
+            counts,
+            problems,
+            removals,
+            outcome,
+            writer,
+            notes,
+            owners,
+            devices,
+            listed,
+        }
+    })
+}
