@@ -104,8 +104,10 @@ struct Args {
     json: bool,
 }
 
-fn usage(msg: impl std::fmt::Display) -> ExitCode {
-    cm_cli::error_exit(2, &msg.to_string())
+/// Unusable input or a refusal before anything is written: exit 2, printed (and with --json
+/// given as a JSON document) by `cm_cli::main`.
+fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    Err(cm_cli::exit::Fail::usage(msg))
 }
 
 fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
@@ -267,10 +269,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    cm_cli::main::<Args, _, _>(args, |a| Ok(run_args(a)))
+    cm_cli::main::<Args, _, _>(args, run_args)
 }
 
-fn run_args(a: Args) -> ExitCode {
+fn run_args(a: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = check_project(&a) {
         return usage(e);
     }
@@ -305,9 +307,7 @@ fn run_args(a: Args) -> ExitCode {
         }
     }
     if vols.iter().any(|v| v.mail_store) {
-        if let Some(code) = services_gate(&a) {
-            return code;
-        }
+        services_gate(&a)?;
     }
     let jobs = a
         .jobs
@@ -348,7 +348,7 @@ fn run_args(a: Args) -> ExitCode {
         Err(e) => return usage(format!("cannot check free space on the target: {e}")),
     };
     if a.dry_run {
-        return dry_run(&a, &plans, &space, caller.err());
+        return Ok(dry_run(&a, &plans, &space, caller.err()));
     }
     if space.iter().any(|s| !s.ok()) {
         for m in space.iter().filter_map(|s| s.shortage()) {
@@ -358,49 +358,52 @@ fn run_args(a: Args) -> ExitCode {
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({"ok": false, "error": "the target is short of space or inodes", "space": space_json(&space)})
+                serde_json::json!({"ok": false, "exit_code": 1, "error": "the target is short of space or inodes", "space": space_json(&space)})
             );
         }
-        return ExitCode::from(1);
+        return Ok(ExitCode::from(1));
     }
-    execute(&a, &plans, &opts, owners.as_ref())
+    Ok(execute(&a, &plans, &opts, owners.as_ref()))
 }
 
 /// Refuse the mail store while chatmail services run, or when whether they run could not be
 /// checked (exit 1 and 2), unless `--live`; a dry run only says what a real run would do.
-fn services_gate(a: &Args) -> Option<ExitCode> {
+fn services_gate(a: &Args) -> anyhow::Result<()> {
+    use cm_cli::exit::Fail;
     use safety::Services;
     let quiet = a.quiet;
     match safety::mail_services(&a.root) {
         Services::Running(units) if !a.live && !a.dry_run => {
-            eprintln!(
-                "cm-copy-data: refusing to copy the mail store while chatmail services run: {}\n\
+            return Err(Fail::incomplete(format!(
+                "refusing to copy the mail store while chatmail services run: {}; \
                  stop them first (cm-migrate stop-services), or pass --live for a bulk copy \
                  while the relay runs and copy again after stopping them",
                 units.join(", ")
-            );
-            return Some(ExitCode::from(1));
+            )));
         }
-        Services::Running(units) if !a.live && !quiet => eprintln!(
-            "cm-copy-data: note: chatmail services are running ({}): a real run refuses without --live",
+        Services::Running(units) if !a.live && !quiet => cm_cli::msg::note(&format!(
+            "chatmail services are running ({}): a real run refuses without --live",
             units.join(", ")
-        ),
+        )),
         Services::NotChecked(why) if !a.live && !a.dry_run => {
-            eprintln!(
-                "cm-copy-data: refusing to copy the mail store: whether chatmail services are running was not checked: {why}\n\
+            return Err(Fail::usage(format!(
+                "refusing to copy the mail store: whether chatmail services are running was not checked: {why}; \
                  make systemctl work (or stop the services with cm-migrate stop-services and check with systemctl), \
                  or pass --live to copy anyway while they may run (and copy again after stopping them)"
-            );
-            return Some(ExitCode::from(2));
+            )));
         }
-        Services::NotChecked(why) if !quiet => eprintln!(
-            "cm-copy-data: note: whether chatmail services are running was not checked ({why}){}",
-            if a.live { "; copying anyway (--live)" } else { ": a real run refuses without --live" }
-        ),
-        Services::NotApplicable(why) if !quiet => cm_cli::msg::note(&why.to_string()),
+        Services::NotChecked(why) if !quiet => cm_cli::msg::note(&format!(
+            "whether chatmail services are running was not checked ({why}){}",
+            if a.live {
+                "; copying anyway (--live)"
+            } else {
+                ": a real run refuses without --live"
+            }
+        )),
+        Services::NotApplicable(why) if !quiet => cm_cli::msg::note(&why),
         _ => {}
     }
-    None
+    Ok(())
 }
 
 /// The space checks for `--json`, each with the resources it lacks (`short`).
