@@ -318,6 +318,15 @@ pub enum VolumeCheck {
     Unverifiable { dst: PathBuf, why: String },
 }
 
+/// Whether `a` and `b` are the same directory (the same inode, however reached).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// This machine's identity as manifests record it: /etc/machine-id.
 pub fn this_machine() -> Option<String> {
     fs::read_to_string("/etc/machine-id")
@@ -392,6 +401,12 @@ fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str
         .clone()
         .or_else(|| rec.root.as_ref().map(|r| r.join(rel)));
     let why = match (&rec.machine_id, &src) {
+        // a manifest of the copy itself (`cm-verify manifest write` of the volume): the copy
+        // is never its own reference
+        (Some(m), Some(src)) if Some(m.as_str()) == here && same_dir(src, &dst) => {
+            "the manifest written of this copy (it records the copy itself, not its source)"
+                .into()
+        }
         (Some(m), Some(src)) if Some(m.as_str()) == here && src.is_dir() => {
             let why = format!(
                 "the source the copy recorded (on this machine, {})",
