@@ -160,14 +160,13 @@ fn linked_root(r: &Path) {
     symlink("../../srv/acme", r.join("var/lib/acme")).unwrap();
 }
 
+/// A compose file of the guide's layout (the default plan copies where it mounts).
+const GUIDE_COMPOSE: &str = "services:\n  chatmail:\n    build: .\n    volumes:\n      - ./data/chatmail:/home\n      - ./data/chatmail-dkimkeys:/etc/dkimkeys\n      - ./data/chatmail-acme:/var/lib/acme\n";
+
 /// A compose project directory (what the default plan copies into).
 fn project(p: &Path) {
     std::fs::create_dir_all(p).unwrap();
-    std::fs::write(
-        p.join("compose.yaml"),
-        "services:\n  chatmail:\n    image: chatmail\n",
-    )
-    .unwrap();
+    std::fs::write(p.join("compose.yaml"), GUIDE_COMPOSE).unwrap();
 }
 
 #[test]
@@ -292,7 +291,7 @@ fn project_dir_must_exist_and_hold_a_compose_file() {
     for f in ["compose.yml", "docker-compose.yaml"] {
         let p = t.path().join(f);
         std::fs::create_dir(&p).unwrap();
-        std::fs::write(p.join(f), "services: {}\n").unwrap();
+        std::fs::write(p.join(f), GUIDE_COMPOSE).unwrap();
         let o = copy_data(&[
             "--root",
             rs,

@@ -17,11 +17,20 @@ mod interrupt;
 mod summary;
 use summary::VolResult;
 
+mod target;
+
 /// Copy a chatmail relay's state (DKIM keys, ACME state, mail store) into a Docker project.
 ///
 /// Default plan, from the old host's root (--root) into the compose project directory
-/// (--project-dir): /etc/dkimkeys -> data/chatmail-dkimkeys, /var/lib/acme ->
-/// data/chatmail-acme, /home -> data/chatmail.
+/// (--project-dir): where each piece of the relay's state goes is read from the project's
+/// compose file through Docker Compose v2 (`docker compose config`, the override file merged
+/// in): a bind mount is written at its host path, a named volume at its mountpoint (created
+/// with Compose's labels when it does not exist yet), and owners follow the users of the
+/// image the service runs (read without starting it), mapped by name. State the old host has
+/// and the target does not mount is reported first, with the compose line to add.
+/// `--layout guide` copies into the guide's layout instead (no compose file needed):
+/// /etc/dkimkeys -> data/chatmail-dkimkeys, /var/lib/acme -> data/chatmail-acme, /home ->
+/// data/chatmail.
 ///
 /// Everything is preserved: file types, permission bits (setuid, setgid, sticky), owners
 /// (numeric, or mapped with --owner-map), mtime and atime to the nanosecond (symlinks' own
@@ -47,9 +56,21 @@ struct Args {
     #[arg(long, default_value = "/", value_name = "DIR")]
     root: PathBuf,
 
-    /// The Docker compose project directory: the default plan's targets are in its data/.
+    /// The Docker compose project directory: the default plan's targets are read from its
+    /// compose file.
     #[arg(long, default_value = ".", value_name = "DIR")]
     project_dir: PathBuf,
+
+    /// Copy into the guide's layout (data/chatmail, data/chatmail-dkimkeys,
+    /// data/chatmail-acme below --project-dir) without reading a compose file.
+    #[arg(long, value_name = "NAME", value_parser = ["guide"])]
+    layout: Option<String>,
+
+    /// The Docker Compose v2 program that reads the compose file (words allowed: "docker
+    /// compose"); default: the `docker compose` plugin, else docker-compose, else
+    /// docker-compose-v2, the first whose `version` says v2.
+    #[arg(long, value_name = "PROGRAM")]
+    compose: Option<String>,
 
     /// Copy only these volumes of the default plan (comma-separated: dkim, acme, mail).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
@@ -145,34 +166,13 @@ fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
         }
         return Ok(v);
     }
-    let all = [
-        (
-            "dkim",
-            "etc/dkimkeys",
-            "data/chatmail-dkimkeys",
-            true,
-            false,
-        ),
-        ("acme", "var/lib/acme", "data/chatmail-acme", true, false),
-        ("mail", "home", "data/chatmail", false, true),
-    ];
     for o in &a.only {
-        if !all.iter().any(|(n, ..)| n == o) {
+        if !cm_core::state::guide_trees().iter().any(|s| s.name == *o) {
             return Err(format!("--only {o:?}: expected dkim, acme or mail"));
         }
     }
-    all.iter()
-        .filter(|(n, ..)| a.only.is_empty() || a.only.iter().any(|o| o == n))
-        .map(|&(n, s, d, optional, mail)| {
-            Ok(Volume {
-                name: n.into(),
-                src: rooted(s)?,
-                dst: a.project_dir.join(d),
-                optional,
-                mail_store: mail,
-            })
-        })
-        .collect()
+    // the default plan: the target's trees (see `target`)
+    Ok(Vec::new())
 }
 
 /// The compose file names Compose v2 looks for in a project directory.
@@ -200,8 +200,8 @@ fn check_project(a: &Args) -> Result<(), String> {
             p.display()
         )),
         Ok(m) if !m.is_dir() => Err(format!("--project-dir {}: not a directory", p.display())),
-        Ok(_) if !COMPOSE_FILES.iter().any(|f| p.join(f).is_file()) => Err(format!(
-            "--project-dir {}: no compose file there ({}): give the Docker compose project's directory",
+        Ok(_) if a.layout.is_none() && !COMPOSE_FILES.iter().any(|f| p.join(f).is_file()) => Err(format!(
+            "--project-dir {}: no compose file there ({}): give the Docker compose project's directory, or ask for the guide's layout by name (--layout guide)",
             p.display(),
             COMPOSE_FILES.join(", ")
         )),
@@ -276,15 +276,40 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = check_project(&a) {
         return usage(e);
     }
-    let vols = match volumes(&a) {
+    let mut vols = match volumes(&a) {
         Ok(v) => v,
         Err(e) => return usage(e),
     };
     // its skipped lines are warned about below, after every refusal
-    let owners = match a.owners.load(&a.root, true) {
+    let mut owners = match a.owners.load(&a.root, true) {
         Ok(m) => m,
         Err(e) => return usage(e),
     };
+    let mut resolved = None;
+    if a.maps.is_empty() {
+        let r = match target::resolve(
+            &a.root,
+            &a.project_dir,
+            a.compose.as_deref(),
+            a.layout.is_some(),
+            &a.only,
+            a.owners.owner_map.is_some(),
+            a.dry_run,
+        ) {
+            Ok(r) => r,
+            Err(e) => return usage(e),
+        };
+        if !a.quiet {
+            for l in &r.said {
+                eprintln!("cm-copy-data: {l}");
+            }
+        }
+        vols = r.volumes.clone();
+        if r.owners.is_some() {
+            owners = r.owners.clone();
+        }
+        resolved = Some(r);
+    }
     if let Err(e) = safety::check_overlap(&vols) {
         return usage(e);
     }
@@ -363,7 +388,36 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(1));
     }
-    Ok(execute(&a, &plans, &opts, owners.as_ref()))
+    let code = execute(&a, &plans, &opts, owners.as_ref());
+    Ok(match &resolved {
+        Some(r) if code == ExitCode::SUCCESS => copy_files(&a, r, &opts),
+        _ => code,
+    })
+}
+
+/// The single files the target mounts (self-signed TLS, the account-creation switch,
+/// external TLS), after the trees.
+fn copy_files(a: &Args, r: &target::Resolved, opts: &copy::Options) -> ExitCode {
+    match cm_core::target::plan::copy_files(&r.target, &a.root, opts.ids, false) {
+        Ok(files) => {
+            if !a.quiet && !a.json {
+                for f in files {
+                    println!(
+                        "{}: {} -> {}{}",
+                        f.name,
+                        q(&f.src),
+                        q(&f.dst),
+                        if f.changed { "" } else { " (unchanged)" }
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            cm_cli::msg::error(&e.to_string());
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Refuse the mail store while chatmail services run, or when whether they run could not be

@@ -15,6 +15,8 @@ use std::path::{Component, Path, PathBuf};
 use crate::quote::quote_path;
 use crate::systemd::ServiceManager;
 
+pub mod project;
+
 /// One thing that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
@@ -213,19 +215,17 @@ pub struct Mount {
     pub target: PathBuf,
 }
 
-/// The guide's layout, relative to the project directory.
+/// The guide's layout, relative to the project directory (from [`crate::state`]).
 pub fn default_mounts(project_dir: &Path) -> Vec<Mount> {
-    [
-        ("data/chatmail", "/home"),
-        ("data/chatmail-dkimkeys", "/etc/dkimkeys"),
-        ("data/chatmail-acme", "/var/lib/acme"),
-    ]
-    .iter()
-    .map(|(s, t)| Mount {
-        source: project_dir.join(s),
-        target: PathBuf::from(t),
-    })
-    .collect()
+    crate::state::guide_trees()
+        .into_iter()
+        .filter_map(|s| {
+            Some(Mount {
+                source: project_dir.join(s.guide?),
+                target: s.guide_mount?,
+            })
+        })
+        .collect()
 }
 
 /// Bind mounts from `docker compose config --format json` output.
@@ -260,42 +260,7 @@ pub fn mounts_from_compose_json(json: &str) -> Result<Vec<Mount>, String> {
 }
 
 /// The file names Docker Compose looks for in a project directory.
-pub const COMPOSE_FILES: [&str; 4] = [
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yaml",
-    "docker-compose.yml",
-];
-
-/// The project's bind mounts as `compose` (the Compose v2 program) reads its compose file
-/// (`config --format json`); the guide's layout ([`default_mounts`]) with a note saying why
-/// when the project has no compose file or Compose cannot read it.
-pub fn project_mounts(project_dir: &Path, compose: &str, notes: &mut Vec<String>) -> Vec<Mount> {
-    if !COMPOSE_FILES.iter().any(|f| project_dir.join(f).exists()) {
-        notes.push("no compose file in the project directory: checked the guide's layout".into());
-        return default_mounts(project_dir);
-    }
-    let run = std::process::Command::new(compose)
-        .args(["config", "--format", "json"])
-        .current_dir(project_dir)
-        .output();
-    match run {
-        Ok(o) if o.status.success() => {
-            match mounts_from_compose_json(&String::from_utf8_lossy(&o.stdout)) {
-                Ok(m) => return m,
-                Err(e) => notes.push(format!("{e}: checked the guide's layout")),
-            }
-        }
-        Ok(o) => notes.push(format!(
-            "{compose} config failed ({}): checked the guide's layout",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => notes.push(format!(
-            "cannot run {compose} ({e}): checked the guide's layout"
-        )),
-    }
-    default_mounts(project_dir)
-}
+pub use crate::target::compose::COMPOSE_FILES;
 
 /// What one volume of the project is verified against (see [`volume_checks`]); `why` says
 /// why that reference was chosen (printed beside the check).
@@ -343,17 +308,25 @@ pub fn this_machine() -> Option<String> {
 /// machine (`/home`, ...). A volume missing in the project is left out (the layout check
 /// reports it).
 pub fn volume_checks(project_dir: &Path, root: Option<&Path>) -> Vec<VolumeCheck> {
+    volume_checks_of(
+        default_mounts(project_dir)
+            .into_iter()
+            .map(|m| (m.target, m.source))
+            .collect(),
+        root,
+    )
+}
+
+/// [`volume_checks`] for (container mount, copy here) pairs: a resolved target's trees
+/// ([`project::volume_pairs`]); the source is the mount's path on the old host.
+pub fn volume_checks_of(mounts: Vec<(PathBuf, PathBuf)>, root: Option<&Path>) -> Vec<VolumeCheck> {
     let here = this_machine();
-    default_mounts(project_dir)
+    mounts
         .into_iter()
-        .filter(|m| m.source.is_dir())
-        .map(|m| {
-            let rel = m
-                .target
-                .strip_prefix("/")
-                .unwrap_or(&m.target)
-                .to_path_buf();
-            volume_check(m.source, &rel, root, here.as_deref())
+        .filter(|(_, dst)| dst.is_dir())
+        .map(|(target, dst)| {
+            let rel = target.strip_prefix("/").unwrap_or(&target).to_path_buf();
+            volume_check(dst, &rel, root, here.as_deref())
         })
         .collect()
 }
@@ -404,8 +377,7 @@ fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str
         // a manifest of the copy itself (`cm-verify manifest write` of the volume): the copy
         // is never its own reference
         (Some(m), Some(src)) if Some(m.as_str()) == here && same_dir(src, &dst) => {
-            "the manifest written of this copy (it records the copy itself, not its source)"
-                .into()
+            "the manifest written of this copy (it records the copy itself, not its source)".into()
         }
         (Some(m), Some(src)) if Some(m.as_str()) == here && src.is_dir() => {
             let why = format!(
@@ -555,8 +527,11 @@ pub struct LayoutOptions {
 pub struct ProjectLayout<'a> {
     /// The compose project directory.
     pub project_dir: &'a Path,
-    /// The Compose v2 program that reads the compose file's mounts.
-    pub compose: &'a str,
+    /// The Compose v2 program that reads the compose file (None: found as an operator has
+    /// it, see [`crate::target::compose::find`]).
+    pub compose: Option<&'a str>,
+    /// The guide's layout, asked for by name (no compose file read).
+    pub guide: bool,
     /// mail_domain as given; else MAIL_DOMAIN of the project's .env, else the ini's.
     pub mail_domain: Option<String>,
     /// The old host's chatmail.ini (for mail_domain).
@@ -567,12 +542,14 @@ pub struct ProjectLayout<'a> {
     pub image_users: Option<&'a Path>,
 }
 
-/// `layout` of a compose project: gathers the mounts ([`project_mounts`]), mail_domain and
+/// `layout` of a compose project: gathers the mounts (the target as [`crate::target`] resolves it: [`project::resolve`]), mail_domain and
 /// the image's ids as [`ProjectLayout`] says, then runs [`check_layout`]. The notes of
 /// gathering come first.
 pub fn check_project_layout(p: &ProjectLayout) -> Result<Outcome, CheckError> {
-    let mut notes = Vec::new();
-    let mounts = project_mounts(p.project_dir, p.compose, &mut notes);
+    let want_image = p.image_root.is_none() && p.image_users.is_none();
+    let (_, resolved) = project::resolve(p, want_image)?;
+    let mut notes = resolved.notes;
+    let mounts = resolved.mounts;
     let mut mail_domain = p.mail_domain.clone();
     let env_file = p.project_dir.join(".env");
     if mail_domain.is_none() && env_file.exists() {
@@ -581,7 +558,7 @@ pub fn check_project_layout(p: &ProjectLayout) -> Result<Outcome, CheckError> {
             .cloned();
     }
     if mail_domain.is_none() {
-        if let Some(ini) = p.ini {
+        if let Some(ini) = p.ini.or(resolved.ini.as_deref().filter(|i| i.is_file())) {
             let parsed = crate::ini::read(ini)?;
             mail_domain = parsed.params()?.get("mail_domain").map(str::to_string);
         }
@@ -589,13 +566,16 @@ pub fn check_project_layout(p: &ProjectLayout) -> Result<Outcome, CheckError> {
     let image = match (p.image_root, p.image_users) {
         (Some(r), _) => Some(ImageIds::load(r)?),
         (None, Some(f)) => Some(ImageIds::from_users_file(f)?),
-        (None, None) => None,
+        (None, None) => resolved.image,
     };
     let mut o = check_layout(&LayoutOptions {
         mounts,
         mail_domain,
         image,
     });
+    let mut found = resolved.findings;
+    found.append(&mut o.findings);
+    o.findings = found;
     notes.append(&mut o.notes);
     o.notes = notes;
     Ok(o)
@@ -786,13 +766,15 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
     }
 
     // Mailboxes
-    match (mount_for(&opts.mounts, "/home"), &opts.mail_domain) {
-        (None, _) => out.notes.push("no mount for /home: mailboxes not checked".into()),
+    let vmail_mount = mount_for(&opts.mounts, "/home/vmail")
+        .map(|m| m.source.clone())
+        .or_else(|| mount_for(&opts.mounts, "/home").map(|m| m.source.join("vmail")));
+    match (vmail_mount, &opts.mail_domain) {
+        (None, _) => out.notes.push("no mount for /home/vmail or /home: mailboxes not checked".into()),
         (_, None) => out.notes.push(
             "mail_domain unknown (no MAIL_DOMAIN in the project's .env, no --ini): mailbox folder not checked".into(),
         ),
-        (Some(m), Some(domain)) => {
-            let vmail = m.source.join("vmail");
+        (Some(vmail), Some(domain)) => {
             let dir = vmail.join("mail").join(domain);
             if !dir.is_dir() {
                 out.findings.push(finding(

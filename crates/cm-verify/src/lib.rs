@@ -103,8 +103,13 @@ checked, never OK); 2 usage error.\n\nExample:\n  cm-verify services --ports 25,
     /// resolves inside the copied tree, the mailbox folder of mail_domain exists (owned by the
     /// image's vmail).
     ///
-    /// Mounts come from `docker compose config` when the project has a compose file and
-    /// Compose v2 is installed, else from the guide's layout (data/chatmail -> /home,
+    /// The target is resolved as cm-copy-data resolves it: mounts come from the project's
+    /// compose file read by Docker Compose v2 (`docker compose config`, override merged in):
+    /// bind mounts at their host path, named volumes at their mountpoint (through the
+    /// engine), the ini's file mount; owners are compared with the users of the image the
+    /// service runs (read through the engine without starting it) unless --image-root or
+    /// --image-users says. A directory without a compose file is refused (exit 2) unless
+    /// `--layout guide` asks for the guide's layout (data/chatmail -> /home,
     /// data/chatmail-dkimkeys -> /etc/dkimkeys, data/chatmail-acme -> /var/lib/acme).
     #[command(
         after_long_help = "Exit status: 0 the layout holds; 1 something is missing or wrong; \
@@ -183,9 +188,15 @@ struct LayoutArgs {
     /// gid`), to check owners against the image's vmail and opendkim without the image.
     #[arg(long, value_name = "FILE")]
     image_users: Option<PathBuf>,
-    /// The Compose v2 program used to read the compose file's mounts.
-    #[arg(long, value_name = "PROGRAM", default_value = "docker-compose-v2")]
-    compose: String,
+    /// The Docker Compose v2 program that reads the compose file (words allowed: "docker
+    /// compose"); default: the `docker compose` plugin, else docker-compose, else
+    /// docker-compose-v2, the first whose `version` says v2.
+    #[arg(long, value_name = "PROGRAM")]
+    compose: Option<String>,
+    /// Check the guide's layout (data/chatmail* below --project-dir) without reading a
+    /// compose file.
+    #[arg(long, value_name = "NAME", value_parser = ["guide"])]
+    layout: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -402,14 +413,19 @@ fn layout(a: &LayoutArgs, ini: Option<&Path>) -> Result<checks::Outcome> {
             q(&a.project_dir)
         )));
     }
-    Ok(checks::check_project_layout(&checks::ProjectLayout {
+    Ok(checks::check_project_layout(&project(a, ini))?)
+}
+
+fn project<'a>(a: &'a LayoutArgs, ini: Option<&'a Path>) -> checks::ProjectLayout<'a> {
+    checks::ProjectLayout {
         project_dir: &a.project_dir,
-        compose: &a.compose,
+        compose: a.compose.as_deref(),
+        guide: a.layout.is_some(),
         mail_domain: a.mail_domain.clone(),
         ini,
         image_root: a.image_root.as_deref(),
         image_users: a.image_users.as_deref(),
-    })?)
+    }
 }
 
 /// Compare two trees with a progress bar.
@@ -629,8 +645,16 @@ struct AllArgs {
 }
 
 /// The env check of `all`: run with --ini, switched off with --no-env, else not checked.
-fn all_env(a: &AllArgs, examples: usize) -> Result<CheckReport> {
+fn all_env(a: &AllArgs, t: &cm_core::target::Target, examples: usize) -> Result<CheckReport> {
     let env_file = a.lay.project_dir.join(".env");
+    if let (Some(old), cm_core::target::Settings::IniMount { ini: m, env, vars }) =
+        (&a.ini, &t.settings)
+    {
+        must_exist("--ini", old)?;
+        let o = checks::project::check_ini_mount(old, m, env, vars)?;
+        let what = format!("settings {} vs {}", q(old), q(m));
+        return Ok(CheckReport::from_outcome("env", what, &o, examples));
+    }
     Ok(match &a.ini {
         Some(ini) => {
             must_exist("--ini", ini)?;
@@ -696,15 +720,39 @@ fn all_volume(
 fn all(a: &AllArgs, out: &ReportArgs) -> Result<u8> {
     let root = a.cmp.root.as_ref().map(|_| a.cmp.root()).transpose()?;
     let mut v = Verdict::default();
-    v.checks.push(all_env(a, out.examples)?);
     let lo = layout(&a.lay, a.ini.as_deref())?;
+    let (t, resolved) = checks::project::resolve(&project(&a.lay, a.ini.as_deref()), false)?;
+    v.checks.push(all_env(a, &t, out.examples)?);
     let what = format!("layout of {}", q(&a.lay.project_dir));
     v.checks
         .push(CheckReport::from_outcome("layout", what, &lo, out.examples));
     v.checks
         .push(services_check(&a.svc, a.no_services, out.examples));
-    let opts = compare_options(&a.cmp, out.quiet)?;
-    for vol in checks::volume_checks(&a.lay.project_dir, root) {
+    let mut opts = compare_options(&a.cmp, out.quiet)?;
+    // owners follow the target's image, as cm-copy-data mapped them (unless --owner-map)
+    if let (None, Some(engine), Some(_)) = (
+        &a.cmp.owners.owner_map,
+        checks::project::engine_of(&t),
+        &t.image,
+    ) {
+        let r = root.unwrap_or(Path::new("/"));
+        match cm_core::target::image_owners(&t, &engine, r) {
+            Ok((map, shown)) => {
+                opts.owner_map = map;
+                if !out.quiet && !out.json {
+                    let s: Vec<String> = shown.iter().map(|m| m.to_string()).collect();
+                    msg::note(&format!(
+                        "owners mapped by name to the image's: {}",
+                        s.join(", ")
+                    ));
+                }
+            }
+            Err(e) => msg::note(&format!(
+                "owners not mapped to the image's ({e}): give --owner-map"
+            )),
+        }
+    }
+    for vol in checks::volume_checks_of(checks::project::volume_pairs(&t, &resolved), root) {
         v.checks.push(all_volume(vol, &opts, out)?);
     }
     if out.json {
