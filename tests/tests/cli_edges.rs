@@ -161,7 +161,7 @@ fn copy_json_with_a_project_dir_that_is_not_utf8_is_escaped_not_a_panic() {
             .arg(&root)
             .arg("--project-dir")
             .arg(&p)
-            .args(["--only", "mail", "--json"])
+            .args(["--layout", "guide", "--only", "mail", "--json"])
             .args(extra)
             .output()
             .unwrap();
