@@ -66,6 +66,13 @@ pub fn volume_line(name: &str, o: &Outcome) -> String {
         s.push_str(&format!(" (+{} equal by content)", o.verified));
     }
     s.push_str(&format!(", removed {}", o.deleted));
+    // an interrupted run's temporaries are not entries the source no longer has
+    if o.leftovers > 0 {
+        s.push_str(&format!(
+            ", removed {} leftover temporaries of an interrupted run",
+            o.leftovers
+        ));
+    }
     if o.failed > 0 {
         s.push_str(&format!(", not copied {}", o.failed));
     }
