@@ -69,7 +69,7 @@ fn adopt_moves_aside_what_the_source_lacks_and_dry_run_lists_it() {
     for p in ["copy/theirs", "copy/vmail/cur/old-mail"] {
         assert!(
             out.lines()
-                .any(|l| l.contains("would move aside") && l.ends_with(p)),
+                .any(|l| l.contains("would move aside") && l.ends_with(&format!("{p}\""))),
             "{p} not listed: {out}"
         );
     }

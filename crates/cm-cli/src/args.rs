@@ -1,7 +1,10 @@
 //! The arguments every tool spells the same way, as clap `Args` structs to flatten in
 //! (`--json`, `-q/--quiet`, `-v/--verbose`, `-n/--dry-run`, `-j/--jobs`).
 
+use std::path::{Path, PathBuf};
+
 use clap::Args;
+use cm_core::owners::{OwnerMap, OwnerMapError};
 
 /// The largest `--jobs` accepted: more threads than this only add contention.
 pub const JOBS_MAX: usize = 1024;
@@ -72,6 +75,34 @@ impl JobsArgs {
     /// The number of threads: the one given, else `default`.
     pub fn or(&self, default: impl FnOnce() -> usize) -> usize {
         self.jobs.unwrap_or_else(default).max(1)
+    }
+}
+
+/// `--owner-map FILE`: host ids to the container image's, as cm-copy-data applies them
+/// while copying and cm-verify before comparing.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OwnerMapArgs {
+    /// Map owners: lines `name uid gid` (the name's ids on the old host are read from
+    /// --root's etc/passwd and etc/group) or `host-uid:host-gid=uid:gid`; `#` comments.
+    /// ACL entries are mapped too. Without it numeric ids are kept.
+    #[arg(long, value_name = "FILE")]
+    pub owner_map: Option<PathBuf>,
+}
+
+impl OwnerMapArgs {
+    /// The map, names resolved under `root` (None without --owner-map); each line it had to
+    /// skip is a warning on stderr unless `quiet`.
+    pub fn load(&self, root: &Path, quiet: bool) -> Result<Option<OwnerMap>, OwnerMapError> {
+        let Some(f) = &self.owner_map else {
+            return Ok(None);
+        };
+        let m = OwnerMap::load(f, root)?;
+        if !quiet {
+            for s in m.skipped() {
+                crate::msg::warning(&s.to_string());
+            }
+        }
+        Ok(Some(m))
     }
 }
 

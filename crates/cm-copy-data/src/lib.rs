@@ -81,11 +81,9 @@ struct Args {
     #[arg(long = "map", value_name = "SRC=DST")]
     maps: Vec<String>,
 
-    /// Map owners while copying: lines `name uid gid` (the name's ids on the old host are
-    /// read from --root's /etc/passwd and /etc/group) or `host-uid:host-gid=uid:gid`.
-    /// Without it numeric ids are kept. ACL entries are mapped too.
-    #[arg(long, value_name = "FILE")]
-    owner_map: Option<PathBuf>,
+    // owners are mapped while copying
+    #[command(flatten)]
+    owners: cm_cli::args::OwnerMapArgs,
 
     /// Decide what changed by comparing contents (SHA-256 of both sides), not only type,
     /// size, mtime, mode, owner, xattrs and ACLs.
@@ -282,12 +280,10 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         Ok(v) => v,
         Err(e) => return usage(e),
     };
-    let mut owners = match &a.owner_map {
-        Some(f) => match OwnerMap::load(f, &a.root) {
-            Ok(m) => Some(m),
-            Err(e) => return usage(e),
-        },
-        None => None,
+    // its skipped lines are warned about below, after every refusal
+    let mut owners = match a.owners.load(&a.root, true) {
+        Ok(m) => m,
+        Err(e) => return usage(e),
     };
     let mut resolved = None;
     if a.maps.is_empty() {
@@ -297,7 +293,7 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
             a.compose.as_deref(),
             a.layout.is_some(),
             &a.only,
-            a.owner_map.is_some(),
+            a.owners.owner_map.is_some(),
             a.dry_run,
         ) {
             Ok(r) => r,

@@ -75,6 +75,7 @@ pub fn volume_line(name: &str, o: &Outcome) -> String {
     if o.moved_aside > 0 {
         s.push_str(&format!(", moved aside {}", o.moved_aside));
     }
+    // an interrupted run's temporaries are not entries the source no longer has
     if o.leftovers > 0 {
         s.push_str(&format!(
             ", removed {} leftover temporaries of an interrupted run",
@@ -147,6 +148,7 @@ pub fn next_step(a: &Args, plans: &[Plan], failed: bool) -> String {
         return "next: stop the relay (cm-migrate stop-services), then run the same command without --live: only the delta is copied".into();
     }
     let map = a
+        .owners
         .owner_map
         .as_ref()
         .map(|m| format!(" --owner-map {}", shell_word(&m.to_string_lossy())))

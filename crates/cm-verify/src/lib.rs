@@ -244,11 +244,9 @@ cm-verify manifest write /home -o /root/home.manifest"
 
 #[derive(Args)]
 struct CompareArgs {
-    /// Map the original's owners before comparing, as cm-copy-data --owner-map does. Lines
-    /// `name uid gid` (the name's ids on the old host, from --root's /etc/passwd and
-    /// /etc/group) or `host-uid:host-gid=uid:gid`; `#` comments.
-    #[arg(long, value_name = "FILE")]
-    owner_map: Option<PathBuf>,
+    // the original's owners are mapped before comparing, as cm-copy-data mapped them
+    #[command(flatten)]
+    owners: cm_cli::args::OwnerMapArgs,
     /// Root of the old host's file system (default /): where the names in --owner-map are
     /// resolved (its etc/passwd, etc/group), and for `all` where the volumes' sources are
     /// (home, etc/dkimkeys, var/lib/acme). It must exist.
@@ -352,15 +350,10 @@ impl Drop for Bar {
 
 /// The comparison options; a skipped owner-map line is a warning on stderr (not with --quiet).
 fn compare_options(a: &CompareArgs, quiet: bool) -> Result<CompareOptions> {
-    let owner_map = match &a.owner_map {
-        Some(f) => OwnerMap::load(f, a.root()?)?,
-        None => OwnerMap::identity(),
-    };
-    if !quiet {
-        for s in owner_map.skipped() {
-            msg::warning(&s.to_string());
-        }
-    }
+    let owner_map = a
+        .owners
+        .load(a.root()?, quiet)?
+        .unwrap_or_else(OwnerMap::identity);
     Ok(CompareOptions {
         owner_map,
         atime: a.atime,
@@ -737,9 +730,11 @@ fn all(a: &AllArgs, out: &ReportArgs) -> Result<u8> {
         .push(services_check(&a.svc, a.no_services, out.examples));
     let mut opts = compare_options(&a.cmp, out.quiet)?;
     // owners follow the target's image, as cm-copy-data mapped them (unless --owner-map)
-    if let (None, Some(engine), Some(_)) =
-        (&a.cmp.owner_map, checks::project::engine_of(&t), &t.image)
-    {
+    if let (None, Some(engine), Some(_)) = (
+        &a.cmp.owners.owner_map,
+        checks::project::engine_of(&t),
+        &t.image,
+    ) {
         let r = root.unwrap_or(Path::new("/"));
         match cm_core::target::image_owners(&t, &engine, r) {
             Ok((map, shown)) => {
