@@ -66,6 +66,23 @@ pub fn volume_line(name: &str, o: &Outcome) -> String {
         s.push_str(&format!(" (+{} equal by content)", o.verified));
     }
     s.push_str(&format!(", removed {}", o.deleted));
+    if o.moved_aside > 0 {
+        s.push_str(&format!(
+            ", moved aside {} (not written by this suite)",
+            o.moved_aside
+        ));
+    }
+    if o.leftovers > 0 {
+        s.push_str(&format!(
+            ", removed {} leftover {} of an interrupted run",
+            o.leftovers,
+            if o.leftovers == 1 {
+                "temporary"
+            } else {
+                "temporaries"
+            }
+        ));
+    }
     if o.failed > 0 {
         s.push_str(&format!(", not copied {}", o.failed));
     }
