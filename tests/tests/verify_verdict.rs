@@ -62,10 +62,29 @@ fn project(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// Add `# key: value` lines to a manifest's header (what the copy records).
+/// Make the manifest's header say `key: value` (machine, root, source; a value may be
+/// quoted), replacing what the copy recorded.
 fn record(m: &Path, lines: &[String]) {
     let text = fs::read_to_string(m).unwrap();
     let (first, rest) = text.split_once('\n').unwrap();
-    let extra: String = lines.iter().map(|l| format!("# {l}\n")).collect();
+    let mut keys = Vec::new();
+    let mut extra = String::new();
+    for l in lines {
+        let (k, v) = l.split_once(": ").unwrap();
+        let k = if k == "machine" { "machine-id" } else { k };
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .map(|x| cm_core::quote::unescape(x).unwrap())
+            .unwrap_or_else(|| v.as_bytes().to_vec());
+        extra.push_str(&format!("@{k} {}\n", cm_core::manifest::escape_field(&v)));
+        keys.push(format!("@{k} "));
+    }
+    let rest: String = rest
+        .lines()
+        .filter(|l| !keys.iter().any(|k| l.starts_with(k.as_str())))
+        .map(|l| format!("{l}\n"))
+        .collect();
     fs::write(m, format!("{first}\n{extra}{rest}")).unwrap();
 }
 

@@ -328,11 +328,22 @@ pub struct RecordedSource {
     pub source: Option<PathBuf>,
 }
 
-/// The `# machine: ...`, `# root: ...`, `# source: ...` lines of a manifest's header
+/// Where a manifest's tree came from: its header lines (`manifest::read_header`), or for a
+/// manifest without them the `# machine: ...`, `# root: ...`, `# source: ...` comment lines
 /// (values as written, or quoted as [`crate::quote::quote_path`] quotes them).
 pub fn recorded_source(manifest: &Path) -> RecordedSource {
     use std::io::BufRead;
     use std::os::unix::ffi::OsStringExt;
+    // A version 2 manifest says it in its header lines (`@machine-id`, `@root`, `@source`).
+    if let Ok(h) = crate::manifest::read_header(manifest) {
+        if h.machine_id.is_some() || h.root.is_some() || h.source.is_some() {
+            return RecordedSource {
+                machine: h.machine_id,
+                root: h.root,
+                source: h.source,
+            };
+        }
+    }
     let mut r = RecordedSource::default();
     let Ok(f) = fs::File::open(manifest) else {
         return r;

@@ -557,6 +557,9 @@ impl<R: std::io::BufRead> Reader<R> {
         }
         if me.v2 {
             while let Some(l) = me.raw_line()? {
+                if l.is_empty() || l.starts_with('#') {
+                    continue;
+                }
                 let Some(rest) = l.strip_prefix('@') else {
                     me.pending = Some(l);
                     break;
