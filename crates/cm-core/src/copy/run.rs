@@ -1698,3 +1698,68 @@ pub(super) fn walk_volume(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link_outcome(live: bool, soft: bool) -> JobResult {
+        let t = tempfile::tempdir().unwrap();
+        let d = Arc::new(sys::open_dir_path(t.path()).unwrap());
+        let opts = Options {
+            live,
+            ..Default::default()
+        };
+        let on = |_: Event| {};
+        let s = Setup {
+            src_root: t.path(),
+            dst_root: t.path(),
+            opts: &opts,
+            force_checksum: false,
+            dry: false,
+            root_created: false,
+            only: None,
+            on: &on,
+        };
+        let slot = Arc::new(LinkSlot {
+            group: 1,
+            first_rel: b"cur/first".to_vec(),
+            state: Mutex::new(LinkState::Failed { soft }),
+            cv: Condvar::new(),
+        });
+        let st = sys::fstat(d.as_raw_fd()).unwrap();
+        let j = Job {
+            seq: 0,
+            act: Act::Link,
+            sd: d.clone(),
+            dd: d.clone(),
+            rel: b"cur/second".to_vec(),
+            name_at: 4,
+            st,
+            dacl: false,
+            group: Some(1),
+            slot: Some(slot),
+        };
+        let mut w = Worker::new(0);
+        run_job(&mut w, &s, d.as_raw_fd(), &j)
+    }
+
+    #[test]
+    fn a_second_name_whose_first_was_not_copied_is_a_warning_under_live() {
+        // --live: the other name renamed away (or changing) is a change for the next pass.
+        let r = link_outcome(true, false);
+        let p = r.problem.unwrap();
+        assert_eq!(p.severity, Severity::Warning, "{}", p.message);
+        assert!(p.message.contains("the next run links it"), "{}", p.message);
+        assert!(r.entry.is_none(), "never recorded");
+        // The first name vanished: a warning in any run.
+        assert_eq!(
+            link_outcome(false, true).problem.unwrap().severity,
+            Severity::Warning
+        );
+        // Services stopped and the first name failed for another reason: an error.
+        let r = link_outcome(false, false);
+        assert_eq!(r.problem.unwrap().severity, Severity::Error);
+        assert!(matches!(r.done, Done::Failed));
+    }
+}
