@@ -1512,6 +1512,37 @@ fn close_dir(w: &mut Worker, s: &Setup, c: &Close) -> Result<(), ItemError> {
     Ok(())
 }
 
+/// Count one finished entry into the outcome; the bytes it read or wrote.
+fn count(out: &mut Outcome, done: &Done, recorded: bool, problem: Option<&Problem>) -> u64 {
+    match *done {
+        Done::Copied(b) => {
+            out.copied += 1;
+            out.copied_bytes += b;
+            return b;
+        }
+        Done::Verified(b) | Done::Same(b) => {
+            out.verified += 1;
+            return b;
+        }
+        Done::Unchanged if recorded => out.unchanged += 1,
+        Done::Unchanged | Done::Dir => {}
+        Done::Linked => out.linked += 1,
+        Done::Removed => out.deleted += 1,
+        Done::Leftover => out.leftovers += 1,
+        Done::Aside => out.moved_aside += 1,
+        Done::Carried => {
+            out.unchanged += 1;
+            out.carried += 1;
+        }
+        Done::Failed => {
+            if problem.is_some_and(|p| p.severity == Severity::Error) {
+                out.failed += 1;
+            }
+        }
+    }
+    0
+}
+
 /// The recorder: results back in path order, into the manifest and the outcome.
 fn record(
     s: &Setup,
@@ -1542,40 +1573,7 @@ fn record(
                     problem,
                     ..
                 } => {
-                    let mut bytes = 0;
-                    match done {
-                        Done::Copied(b) => {
-                            out.copied += 1;
-                            out.copied_bytes += b;
-                            bytes = b;
-                        }
-                        Done::Verified(b) => {
-                            out.verified += 1;
-                            bytes = b;
-                        }
-                        Done::Same(b) => {
-                            out.verified += 1;
-                            bytes = b;
-                        }
-                        Done::Unchanged if entry.is_some() => out.unchanged += 1,
-                        Done::Unchanged | Done::Dir => {}
-                        Done::Linked => out.linked += 1,
-                        Done::Removed => out.deleted += 1,
-                        Done::Leftover => out.leftovers += 1,
-                        Done::Aside => out.moved_aside += 1,
-                        Done::Carried => {
-                            out.unchanged += 1;
-                            out.carried += 1;
-                        }
-                        Done::Failed
-                            if problem
-                                .as_ref()
-                                .is_some_and(|p| p.severity == Severity::Error) =>
-                        {
-                            out.failed += 1
-                        }
-                        Done::Failed => {}
-                    }
+                    let bytes = count(&mut out, &done, entry.is_some(), problem.as_ref());
                     if let Some(p) = problem {
                         push(&mut out, p);
                     }
