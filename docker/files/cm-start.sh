@@ -77,6 +77,7 @@ if relay_installed; then
     ln -sfn "$INI_FILE" "$CHATMAIL_SRC/chatmail.ini"
   fi
   export CMDEPLOY_STAGES=${CMDEPLOY_STAGES:-configure,activate}
-  export CHATMAIL_INI=$INI_FILE CHATMAIL_NOSYSCTL=True CHATMAIL_NOPORTCHECK=True
+  # the release detects the container itself (systemd-detect-virt --container)
+  export CHATMAIL_INI=$INI_FILE
   "$CMDEPLOY" run --config "$INI_FILE" --ssh-host @local
 fi

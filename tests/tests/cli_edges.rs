@@ -36,6 +36,30 @@ fn a_usage_error_is_one_json_document_with_exit_code_2_from_every_tool() {
     }
 }
 
+/// An error after the arguments were read is one JSON document with its exit code too.
+#[test]
+fn a_runtime_error_under_json_is_one_json_document_with_its_exit_code() {
+    for (tool, args) in [
+        ("cm-copy-data", vec!["--json", "--only", "nothing"]),
+        (
+            "cm-verify",
+            vec!["tree", "/nonexistent-a", "/nonexistent-b", "--json"],
+        ),
+        ("cm-ini-to-env", vec!["/nonexistent.ini", "--json"]),
+    ] {
+        let o = Command::new(bin(tool)).args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{tool} {args:?}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{tool} {args:?}: not JSON ({e}): {:?}", o.stdout));
+        assert_eq!(v["exit_code"], 2, "{tool}: {v}");
+        assert!(
+            stderr(&o).starts_with(&format!("{tool}: error: ")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
 #[test]
 fn every_tool_prefixes_its_errors_the_same_way() {
     for (tool, args) in tools() {
@@ -117,4 +141,35 @@ fn an_os_error_is_said_once() {
     let err = stderr(&o);
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+/// Names are bytes everywhere: a project directory that is not UTF-8 is escaped in the JSON
+/// (`\xff`), never a panic.
+#[test]
+fn copy_json_with_a_project_dir_that_is_not_utf8_is_escaped_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("home/vmail/mail")).unwrap();
+    std::fs::write(root.join("home/vmail/mail/m"), "x").unwrap();
+    let p = d.path().join(std::ffi::OsStr::from_bytes(b"proj\xff"));
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("compose.yaml"), "services: {}\n").unwrap();
+    for extra in [&["--dry-run"][..], &[][..]] {
+        let o = Command::new(bin("cm-copy-data"))
+            .arg("--root")
+            .arg(&root)
+            .arg("--project-dir")
+            .arg(&p)
+            .args(["--only", "mail", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {err}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", o.stdout));
+        assert!(v.to_string().contains("proj\\\\xff"), "{v}");
+    }
 }

@@ -79,6 +79,15 @@ fn mail_store_is_refused_when_systemctl_fails_unless_live() {
         );
         assert!(!dst.exists());
     }
+    // --json: the refusal is one JSON document with its exit code
+    let o = with_mail_store(t.path(), Some(BUS_DOWN), &format!("{args} --json"));
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["exit_code"], 2, "{v:#}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("not checked"),
+        "{v:#}"
+    );
     let o = with_mail_store(t.path(), Some(BUS_DOWN), &format!("{args} --live"));
     assert_eq!(
         o.status.code(),
@@ -151,14 +160,13 @@ fn linked_root(r: &Path) {
     symlink("../../srv/acme", r.join("var/lib/acme")).unwrap();
 }
 
+/// A compose file of the guide's layout (the default plan copies where it mounts).
+const GUIDE_COMPOSE: &str = "services:\n  chatmail:\n    build: .\n    volumes:\n      - ./data/chatmail:/home\n      - ./data/chatmail-dkimkeys:/etc/dkimkeys\n      - ./data/chatmail-acme:/var/lib/acme\n";
+
 /// A compose project directory (what the default plan copies into).
 fn project(p: &Path) {
     std::fs::create_dir_all(p).unwrap();
-    std::fs::write(
-        p.join("compose.yaml"),
-        "services:\n  chatmail:\n    image: chatmail\n",
-    )
-    .unwrap();
+    std::fs::write(p.join("compose.yaml"), GUIDE_COMPOSE).unwrap();
 }
 
 #[test]
@@ -283,7 +291,7 @@ fn project_dir_must_exist_and_hold_a_compose_file() {
     for f in ["compose.yml", "docker-compose.yaml"] {
         let p = t.path().join(f);
         std::fs::create_dir(&p).unwrap();
-        std::fs::write(p.join(f), "services: {}\n").unwrap();
+        std::fs::write(p.join(f), GUIDE_COMPOSE).unwrap();
         let o = copy_data(&[
             "--root",
             rs,
@@ -740,4 +748,134 @@ fn interrupted_copy_says_what_was_left_and_to_run_again() {
         .unwrap()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().ends_with(".tmp")));
+}
+
+/// An LD_PRELOAD shim, built with cc: `pwrite` to one of the copy's temporaries
+/// (`/.cm-copy.` in its path) flips the first byte written, once (CM_CORRUPT=once) or
+/// always (CM_CORRUPT=all). The kernel keeps the bad bytes, as a faulty disk path would.
+const SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static int fired;
+static int temp(int fd) {
+    char p[64], t[4096];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(p, t, sizeof t - 1);
+    if (n < 0) return 0;
+    t[n] = 0;
+    return strstr(t, "/.cm-copy.") != NULL;
+}
+static ssize_t hit(const char *sym, int fd, const void *buf, size_t len, off_t off) {
+    ssize_t (*real)(int, const void *, size_t, off_t) = dlsym(RTLD_NEXT, sym);
+    const char *mode = getenv("CM_CORRUPT");
+    if (len == 0 || !mode || !temp(fd)) return real(fd, buf, len, off);
+    if (strcmp(mode, "all") != 0 && __atomic_exchange_n(&fired, 1, __ATOMIC_SEQ_CST)) return real(fd, buf, len, off);
+    unsigned char *bad = malloc(len);
+    if (!bad) return real(fd, buf, len, off);
+    memcpy(bad, buf, len);
+    bad[0] ^= 0x20;
+    ssize_t r = real(fd, bad, len, off);
+    free(bad);
+    return r;
+}
+ssize_t pwrite(int fd, const void *buf, size_t len, off_t off) { return hit("pwrite", fd, buf, len, off); }
+ssize_t pwrite64(int fd, const void *buf, size_t len, off_t off) { return hit("pwrite64", fd, buf, len, off); }
+"#;
+
+fn build_shim(dir: &Path) -> std::path::PathBuf {
+    let c = dir.join("corrupt.c");
+    let so = dir.join("corrupt.so");
+    std::fs::write(&c, SHIM).unwrap();
+    let o = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&so)
+        .arg(&c)
+        .arg("-ldl")
+        .output()
+        .expect("cc (build-essential) is needed to build the fault shim");
+    assert!(o.status.success(), "cc: {}", err(&o));
+    so
+}
+
+#[test]
+fn read_back_check_catches_a_corrupted_write() {
+    let t = tempfile::tempdir().unwrap();
+    let shim = build_shim(t.path());
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            src.join(format!("m{i}")),
+            format!("message {i}\n").repeat(100),
+        )
+        .unwrap();
+    }
+    let dst = t.path().join("copy/c");
+    let map = format!("--map={}={}", src.display(), dst.display());
+    let faulty = |mode: &str| {
+        let mut c = Command::new(cm_tests::bin("cm-copy-data"));
+        c.args([&map, "--jobs", "1"])
+            .env("LD_PRELOAD", &shim)
+            .env("CM_CORRUPT", mode);
+        cm_tests::run_logged(&format!("CM_CORRUPT={mode}"), &mut c)
+    };
+    // one write goes bad: that file is not copied (no final name), the others are
+    let o = faulty("once");
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let e = err(&o);
+    let bad: Vec<&str> = e
+        .lines()
+        .filter(|l| l.contains("the copy read back differs"))
+        .collect();
+    assert_eq!(bad.len(), 1, "{e}");
+    let victim = (0..5)
+        .map(|i| format!("m{i}"))
+        .find(|n| bad[0].contains(&format!("/{n}:")) || bad[0].contains(&format!("/{n}\"")))
+        .unwrap_or_else(|| panic!("which file? {e}"));
+    for i in 0..5 {
+        let n = format!("m{i}");
+        match std::fs::read(dst.join(&n)) {
+            Ok(b) => assert_eq!(b, std::fs::read(src.join(&n)).unwrap(), "{n}"),
+            Err(_) => assert_eq!(n, victim, "only the victim is missing"),
+        }
+    }
+    assert!(
+        !dst.join(&victim).exists(),
+        "a bad copy never gets the final name"
+    );
+    let leftovers = std::fs::read_dir(&dst)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".cm-copy."))
+        .count();
+    assert_eq!(leftovers, 0, "the bad temporary is removed");
+    let manifest = std::fs::read_to_string(t.path().join("copy/.cm-manifest/c.manifest")).unwrap();
+    assert!(
+        !manifest.contains(&victim),
+        "the manifest never records it: {manifest}"
+    );
+    // every write bad: nothing is copied, and it says so
+    std::fs::remove_dir_all(t.path().join("copy")).unwrap();
+    let o = faulty("all");
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(
+        err(&o).matches("the copy read back differs").count(),
+        5,
+        "{}",
+        err(&o)
+    );
+    // without the fault the next run completes
+    let o = copy_data(&[&map]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    for i in 0..5 {
+        let n = format!("m{i}");
+        assert_eq!(
+            std::fs::read(dst.join(&n)).unwrap(),
+            std::fs::read(src.join(&n)).unwrap()
+        );
+    }
 }

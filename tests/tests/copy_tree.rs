@@ -412,13 +412,23 @@ fn default_plan_uses_root_and_project_dir_and_skips_missing_optional_volumes() {
     std::fs::write(root.join("etc/dkimkeys/opendkim.private"), b"k").unwrap();
     std::fs::create_dir_all(root.join("home/vmail")).unwrap();
     let proj = t.path().join("proj");
-    std::fs::create_dir_all(&proj).unwrap();
-    std::fs::write(proj.join("compose.yaml"), "services: {}\n").unwrap();
+    std::fs::create_dir(&proj).unwrap();
+    // a directory without a compose file is refused unless the guide's layout is asked for
     let o = copy(&[
         "--root",
         root.to_str().unwrap(),
         "--project-dir",
         proj.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no compose file"));
+    let o = copy(&[
+        "--root",
+        root.to_str().unwrap(),
+        "--project-dir",
+        proj.to_str().unwrap(),
+        "--layout",
+        "guide",
     ]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not checking whether chatmail services"));
@@ -436,6 +446,8 @@ fn default_plan_uses_root_and_project_dir_and_skips_missing_optional_volumes() {
         root.to_str().unwrap(),
         "--project-dir",
         proj.to_str().unwrap(),
+        "--layout",
+        "guide",
         "--only",
         "dkim",
     ]);

@@ -147,6 +147,9 @@ fn layout(root: &Path, extra: &[&str]) -> (i32, Vec<(String, String)>, String) {
         i.to_str().unwrap(),
         "--json",
     ];
+    if !extra.contains(&"--compose") {
+        a.extend(["--layout", "guide"]);
+    }
     a.extend_from_slice(extra);
     let (code, out, err) = run(&a);
     assert!(code != 2, "{out}{err}");
@@ -298,6 +301,8 @@ fn all_gives_one_verdict_over_env_layout_and_every_volume() {
             "--image-root",
             r.join("image").to_str().unwrap(),
             "--no-services",
+            "--layout",
+            "guide",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -137,6 +137,8 @@ fn all_runs_its_services_check_on_the_real_systemd() {
         "all",
         "--project-dir",
         "/srv/p",
+        "--layout",
+        "guide",
         "--no-env",
         "--json",
     ];

@@ -257,3 +257,85 @@ fn unusable_input_exits_2_with_a_located_message() {
     let (code, _, _) = verify(&[OsStr::new("tree"), src.as_os_str()]);
     assert_eq!(code, 2);
 }
+
+/// --no-xattrs, --exclude and --jobs do what they say; a content difference carries both
+/// SHA-256s; entries cm-verify cannot read mean exit 1 (not verified), never a pass.
+#[test]
+fn options_narrow_the_comparison_and_unreadable_entries_exit_1() {
+    let t = scratch();
+    let (src, dst) = source_and_copy(t.path());
+    let mut want = Vec::new();
+    plant(&dst, |d| {
+        for (_, planter, expected) in cases() {
+            planter(d);
+            want.extend(expected.into_iter().map(|(k, p)| (k.to_string(), p)));
+        }
+    });
+    let (_, all, v) = tree_json(&src, &dst, &[]);
+    assert_eq!(sorted(all.clone()), sorted(want.clone()));
+    // both SHA-256s of a file whose content differs
+    let content = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "content")
+        .unwrap_or_else(|| panic!("no content difference: {v:#}"));
+    let hex = |s: &serde_json::Value| {
+        let s = s.as_str().unwrap();
+        s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    assert!(
+        hex(&content["expected"]) && hex(&content["actual"]),
+        "{content}"
+    );
+    assert_ne!(content["expected"], content["actual"]);
+    // --no-xattrs: the same without the xattr/ACL differences
+    let (_, d, _) = tree_json(&src, &dst, &["--no-xattrs"]);
+    let no_x: Vec<_> = want.iter().filter(|(k, _)| k != "xattr").cloned().collect();
+    assert!(no_x.len() < want.len());
+    assert_eq!(sorted(d), sorted(no_x));
+    // --exclude REL leaves that subtree out on both sides
+    let (_, first) = want.iter().find(|(_, p)| p.contains('/')).unwrap().clone();
+    let top = first.split('/').next().unwrap().to_string();
+    let (_, d, _) = tree_json(&src, &dst, &["--exclude", &top]);
+    let outside: Vec<_> = want
+        .iter()
+        .filter(|(_, p)| *p != top && !p.starts_with(&format!("{top}/")))
+        .cloned()
+        .collect();
+    assert!(outside.len() < want.len());
+    assert_eq!(sorted(d), sorted(outside));
+    // --jobs changes nothing but the threads
+    for j in ["1", "7"] {
+        let (_, d, _) = tree_json(&src, &dst, &["--jobs", j]);
+        assert_eq!(sorted(d), sorted(want.clone()), "--jobs {j}");
+    }
+    // unreadable for a root without the capabilities to bypass permissions: exit 1
+    let (s2, d2) = source_and_copy(&t.path().join("again"));
+    let found = std::process::Command::new("find")
+        .arg(&s2)
+        .args(["-type", "f", "-size", "+0", "-print", "-quit"])
+        .output()
+        .unwrap();
+    let secret = std::path::PathBuf::from(String::from_utf8(found.stdout).unwrap().trim());
+    assert!(secret.is_file(), "{}", secret.display());
+    std::os::unix::fs::chown(&secret, Some(4321), Some(4321)).unwrap();
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let o = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-dac_override,-dac_read_search", "--"])
+        .arg(cm_tests::bin("cm-verify"))
+        .arg("tree")
+        .arg(&s2)
+        .arg(&d2)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let (code, d, v) = parse_json(
+        o.status.code().unwrap_or(-1),
+        &String::from_utf8_lossy(&o.stdout),
+        &String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["status"], "differs", "{v:#}");
+    assert!(d.iter().any(|(k, _)| k == "unreadable"), "{d:?}");
+}

@@ -11,6 +11,10 @@ use std::process::{Command, Output};
 fn verify(args: &[&str], path: Option<&Path>) -> Output {
     let mut c = Command::new(cm_tests::bin("cm-verify"));
     c.args(args);
+    // the projects here are in the guide's layout, without a compose file: asked for by name
+    if matches!(args.first(), Some(&"all") | Some(&"layout")) {
+        c.args(["--layout", "guide"]);
+    }
     if let Some(p) = path {
         c.env("PATH", format!("{}:/usr/bin:/bin", p.display()));
     }
@@ -62,29 +66,20 @@ fn project(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// Add `# key: value` lines to a manifest's header (what the copy records).
-/// Make the manifest's header say `key: value` (machine, root, source; a value may be
-/// quoted), replacing what the copy recorded.
+/// Replaces the manifest's header record (where the copy came from) with `lines`
+/// (`@machine-id ID`, `@source PATH`, ...), as a copy on another machine would have written it.
 fn record(m: &Path, lines: &[String]) {
     let text = fs::read_to_string(m).unwrap();
     let (first, rest) = text.split_once('\n').unwrap();
-    let mut keys = Vec::new();
-    let mut extra = String::new();
-    for l in lines {
-        let (k, v) = l.split_once(": ").unwrap();
-        let k = if k == "machine" { "machine-id" } else { k };
-        let v = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .map(|x| cm_core::quote::unescape(x).unwrap())
-            .unwrap_or_else(|| v.as_bytes().to_vec());
-        extra.push_str(&format!("@{k} {}\n", cm_core::manifest::escape_field(&v)));
-        keys.push(format!("@{k} "));
-    }
     let rest: String = rest
-        .lines()
-        .filter(|l| !keys.iter().any(|k| l.starts_with(k.as_str())))
-        .map(|l| format!("{l}\n"))
+        .split_inclusive('\n')
+        .filter(|l| {
+            !["@machine-id ", "@root ", "@source "]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
         .collect();
+    let extra: String = lines.iter().map(|l| format!("{l}\n")).collect();
     fs::write(m, format!("{first}\n{extra}{rest}")).unwrap();
 }
 
@@ -208,6 +203,13 @@ fn checks_that_did_not_run_are_never_ok() {
     );
     assert_eq!(o.status.code(), Some(1), "{v:#}");
     assert_eq!(v["exit_code"], 1);
+    // the same check alone: not checked, exit 1, never OK
+    let o = verify(&["services", "--json"], Some(&fake));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let v = json(&o);
+    assert_eq!(v["status"], "not_checked", "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["exit_code"], 1, "{v}");
     let o = verify(&["all", "--project-dir", pd, "--no-env"], Some(&fake));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("NOT CHECKED: services"), "{out}");
@@ -225,8 +227,8 @@ fn a_volume_is_verified_against_what_its_manifest_recorded() {
     record(
         &m,
         &[
-            "machine: 0123456789abcdef0123456789abcdef".into(),
-            "source: \"/home\"".into(),
+            "@machine-id 0123456789abcdef0123456789abcdef".into(),
+            "@source /home".into(),
         ],
     );
     assert!(
@@ -282,8 +284,8 @@ fn a_volume_is_verified_against_what_its_manifest_recorded() {
     record(
         &m2,
         &[
-            format!("machine: {here}"),
-            format!("source: {}", cm_core::quote::quote_path(&src)),
+            format!("@machine-id {here}"),
+            format!("@source {}", src.display()),
         ],
     );
     let o = verify(

@@ -103,7 +103,7 @@ fn copy_dry_run(d: &Path, dirs: &[&str], files: &[&str]) -> Output {
     }
     let p = d.join("project");
     fs::create_dir_all(&p).unwrap();
-    fs::write(p.join("compose.yaml"), "services: {}\n").unwrap();
+    fs::write(p.join("compose.yaml"), "services:\n  chatmail:\n    build: .\n    volumes:\n      - ./data/chatmail:/home\n      - ./data/chatmail-dkimkeys:/etc/dkimkeys\n      - ./data/chatmail-acme:/var/lib/acme\n").unwrap();
     Command::new(bin("cm-copy-data"))
         .arg("--root")
         .arg(&root)

@@ -35,6 +35,7 @@ where
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let json = json_requested(&args);
     msg::set_tool(&tool_name(&args));
+    msg::set_json(json);
     pipe::quiet_on_broken_pipe(|| match P::try_parse_from(&args) {
         Ok(p) => match body(p) {
             Ok(code) => code,
@@ -52,6 +53,16 @@ fn tool_name(args: &[OsString]) -> String {
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "cm-migrate".into())
+}
+
+/// End a run now with `code` and `message`, for a binary that returns its exit code itself:
+/// the prefix on stderr and, under `--json`, the JSON document, as [`main`] does for errors.
+pub fn error_exit(code: u8, message: &str) -> ExitCode {
+    if msg::json() {
+        print_error_json(code, message, false);
+    }
+    msg::error(message);
+    ExitCode::from(code)
 }
 
 /// A clap error met outside [`main`] (cm-migrate parses with its whole command first): the

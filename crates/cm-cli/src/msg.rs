@@ -1,20 +1,37 @@
 //! The message prefix of every tool: `<tool>: error: ...`, `<tool>: warning: ...`,
 //! `<tool>: note: ...`, all on stderr. The tool's name is set once by [`crate::main`].
 
-use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
-thread_local! {
-    static TOOL: RefCell<String> = RefCell::new("cm-migrate".into());
+// One tool runs per process (cm-migrate runs a tool in-process, once), and its worker
+// threads speak with its name too: process-wide, not per thread.
+static TOOL: Mutex<String> = Mutex::new(String::new());
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Whether this run was given `--json` (set by [`crate::main`]).
+pub fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
 }
 
-/// Set the name messages of this thread are prefixed with.
+/// Whether this run was given `--json`.
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// Set the name messages are prefixed with.
 pub fn set_tool(name: &str) {
-    TOOL.with(|t| *t.borrow_mut() = name.to_string());
+    if let Ok(mut t) = TOOL.lock() {
+        *t = name.to_string();
+    }
 }
 
-/// The name messages are prefixed with.
+/// The name messages are prefixed with (`cm-migrate` before [`set_tool`]).
 pub fn tool() -> String {
-    TOOL.with(|t| t.borrow().clone())
+    match TOOL.lock() {
+        Ok(t) if !t.is_empty() => t.clone(),
+        _ => "cm-migrate".into(),
+    }
 }
 
 /// `<tool>: error: MSG` on stderr. Never hidden by --quiet.

@@ -17,11 +17,20 @@ mod interrupt;
 mod summary;
 use summary::VolResult;
 
+mod target;
+
 /// Copy a chatmail relay's state (DKIM keys, ACME state, mail store) into a Docker project.
 ///
 /// Default plan, from the old host's root (--root) into the compose project directory
-/// (--project-dir): /etc/dkimkeys -> data/chatmail-dkimkeys, /var/lib/acme ->
-/// data/chatmail-acme, /home -> data/chatmail.
+/// (--project-dir): where each piece of the relay's state goes is read from the project's
+/// compose file through Docker Compose v2 (`docker compose config`, the override file merged
+/// in): a bind mount is written at its host path, a named volume at its mountpoint (created
+/// with Compose's labels when it does not exist yet), and owners follow the users of the
+/// image the service runs (read without starting it), mapped by name. State the old host has
+/// and the target does not mount is reported first, with the compose line to add.
+/// `--layout guide` copies into the guide's layout instead (no compose file needed):
+/// /etc/dkimkeys -> data/chatmail-dkimkeys, /var/lib/acme -> data/chatmail-acme, /home ->
+/// data/chatmail.
 ///
 /// Everything is preserved: file types, permission bits (setuid, setgid, sticky), owners
 /// (numeric, or mapped with --owner-map), mtime and atime to the nanosecond (symlinks' own
@@ -47,9 +56,21 @@ struct Args {
     #[arg(long, default_value = "/", value_name = "DIR")]
     root: PathBuf,
 
-    /// The Docker compose project directory: the default plan's targets are in its data/.
+    /// The Docker compose project directory: the default plan's targets are read from its
+    /// compose file.
     #[arg(long, default_value = ".", value_name = "DIR")]
     project_dir: PathBuf,
+
+    /// Copy into the guide's layout (data/chatmail, data/chatmail-dkimkeys,
+    /// data/chatmail-acme below --project-dir) without reading a compose file.
+    #[arg(long, value_name = "NAME", value_parser = ["guide"])]
+    layout: Option<String>,
+
+    /// The Docker Compose v2 program that reads the compose file (words allowed: "docker
+    /// compose"); default: the `docker compose` plugin, else docker-compose, else
+    /// docker-compose-v2, the first whose `version` says v2.
+    #[arg(long, value_name = "PROGRAM")]
+    compose: Option<String>,
 
     /// Copy only these volumes of the default plan (comma-separated: dkim, acme, mail).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
@@ -106,9 +127,10 @@ struct Args {
     json: bool,
 }
 
-fn usage(msg: impl std::fmt::Display) -> ExitCode {
-    cm_cli::msg::error(&msg.to_string());
-    ExitCode::from(2)
+/// Unusable input or a refusal before anything is written: exit 2, printed (and with --json
+/// given as a JSON document) by `cm_cli::main`.
+fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    Err(cm_cli::exit::Fail::usage(msg))
 }
 
 fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
@@ -146,34 +168,13 @@ fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
         }
         return Ok(v);
     }
-    let all = [
-        (
-            "dkim",
-            "etc/dkimkeys",
-            "data/chatmail-dkimkeys",
-            true,
-            false,
-        ),
-        ("acme", "var/lib/acme", "data/chatmail-acme", true, false),
-        ("mail", "home", "data/chatmail", false, true),
-    ];
     for o in &a.only {
-        if !all.iter().any(|(n, ..)| n == o) {
+        if !cm_core::state::guide_trees().iter().any(|s| s.name == *o) {
             return Err(format!("--only {o:?}: expected dkim, acme or mail"));
         }
     }
-    all.iter()
-        .filter(|(n, ..)| a.only.is_empty() || a.only.iter().any(|o| o == n))
-        .map(|&(n, s, d, optional, mail)| {
-            Ok(Volume {
-                name: n.into(),
-                src: rooted(s)?,
-                dst: a.project_dir.join(d),
-                optional,
-                mail_store: mail,
-            })
-        })
-        .collect()
+    // the default plan: the target's trees (see `target`)
+    Ok(Vec::new())
 }
 
 /// The compose file names Compose v2 looks for in a project directory.
@@ -201,8 +202,8 @@ fn check_project(a: &Args) -> Result<(), String> {
             p.display()
         )),
         Ok(m) if !m.is_dir() => Err(format!("--project-dir {}: not a directory", p.display())),
-        Ok(_) if !COMPOSE_FILES.iter().any(|f| p.join(f).is_file()) => Err(format!(
-            "--project-dir {}: no compose file there ({}): give the Docker compose project's directory",
+        Ok(_) if a.layout.is_none() && !COMPOSE_FILES.iter().any(|f| p.join(f).is_file()) => Err(format!(
+            "--project-dir {}: no compose file there ({}): give the Docker compose project's directory, or ask for the guide's layout by name (--layout guide)",
             p.display(),
             COMPOSE_FILES.join(", ")
         )),
@@ -270,24 +271,49 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    cm_cli::main::<Args, _, _>(args, |a| Ok(run_args(a)))
+    cm_cli::main::<Args, _, _>(args, run_args)
 }
 
-fn run_args(a: Args) -> ExitCode {
+fn run_args(a: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = check_project(&a) {
         return usage(e);
     }
-    let vols = match volumes(&a) {
+    let mut vols = match volumes(&a) {
         Ok(v) => v,
         Err(e) => return usage(e),
     };
-    let owners = match &a.owner_map {
+    let mut owners = match &a.owner_map {
         Some(f) => match OwnerMap::load(f, &a.root) {
             Ok(m) => Some(m),
             Err(e) => return usage(e),
         },
         None => None,
     };
+    let mut resolved = None;
+    if a.maps.is_empty() {
+        let r = match target::resolve(
+            &a.root,
+            &a.project_dir,
+            a.compose.as_deref(),
+            a.layout.is_some(),
+            &a.only,
+            a.owner_map.is_some(),
+            a.dry_run,
+        ) {
+            Ok(r) => r,
+            Err(e) => return usage(e),
+        };
+        if !a.quiet {
+            for l in &r.said {
+                eprintln!("cm-copy-data: {l}");
+            }
+        }
+        vols = r.volumes.clone();
+        if r.owners.is_some() {
+            owners = r.owners.clone();
+        }
+        resolved = Some(r);
+    }
     if let Err(e) = safety::check_overlap(&vols) {
         return usage(e);
     }
@@ -310,9 +336,7 @@ fn run_args(a: Args) -> ExitCode {
         }
     }
     if vols.iter().any(|v| v.mail_store) {
-        if let Some(code) = services_gate(&a) {
-            return code;
-        }
+        services_gate(&a)?;
     }
     let jobs = a
         .jobs
@@ -336,7 +360,7 @@ fn run_args(a: Args) -> ExitCode {
             Ok(p) => {
                 if !quiet && !a.dry_run {
                     for n in &p.notes {
-                        eprintln!("cm-copy-data: note: {n}");
+                        cm_cli::msg::note(n);
                     }
                 }
                 plans.push(p)
@@ -353,59 +377,91 @@ fn run_args(a: Args) -> ExitCode {
         Err(e) => return usage(format!("cannot check free space on the target: {e}")),
     };
     if a.dry_run {
-        return dry_run(&a, &plans, &space, caller.err());
+        return Ok(dry_run(&a, &plans, &space, caller.err()));
     }
     if space.iter().any(|s| !s.ok()) {
         for m in space.iter().filter_map(|s| s.shortage()) {
-            eprintln!("cm-copy-data: {m}");
+            cm_cli::msg::error(&m.to_string());
         }
-        eprintln!("cm-copy-data: free space or inodes on that file system (or choose another target) and run again; nothing was copied");
+        cm_cli::msg::error("free space or inodes on that file system (or choose another target) and run again; nothing was copied");
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({"ok": false, "error": "the target is short of space or inodes", "space": space_json(&space)})
+                serde_json::json!({"ok": false, "exit_code": 1, "error": "the target is short of space or inodes", "space": space_json(&space)})
             );
         }
-        return ExitCode::from(1);
+        return Ok(ExitCode::from(1));
     }
-    execute(&a, &plans, &opts, owners.as_ref())
+    let code = execute(&a, &plans, &opts, owners.as_ref());
+    Ok(match &resolved {
+        Some(r) if code == ExitCode::SUCCESS => copy_files(&a, r, &opts),
+        _ => code,
+    })
+}
+
+/// The single files the target mounts (self-signed TLS, the account-creation switch,
+/// external TLS), after the trees.
+fn copy_files(a: &Args, r: &target::Resolved, opts: &copy::Options) -> ExitCode {
+    match cm_core::target::plan::copy_files(&r.target, &a.root, opts.ids, false) {
+        Ok(files) => {
+            if !a.quiet && !a.json {
+                for f in files {
+                    println!(
+                        "{}: {} -> {}{}",
+                        f.name,
+                        q(&f.src),
+                        q(&f.dst),
+                        if f.changed { "" } else { " (unchanged)" }
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            cm_cli::msg::error(&e.to_string());
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Refuse the mail store while chatmail services run, or when whether they run could not be
 /// checked (exit 1 and 2), unless `--live`; a dry run only says what a real run would do.
-fn services_gate(a: &Args) -> Option<ExitCode> {
+fn services_gate(a: &Args) -> anyhow::Result<()> {
+    use cm_cli::exit::Fail;
     use safety::Services;
     let quiet = a.quiet;
     match safety::mail_services(&a.root) {
         Services::Running(units) if !a.live && !a.dry_run => {
-            eprintln!(
-                "cm-copy-data: refusing to copy the mail store while chatmail services run: {}\n\
+            return Err(Fail::incomplete(format!(
+                "refusing to copy the mail store while chatmail services run: {}; \
                  stop them first (cm-migrate stop-services), or pass --live for a bulk copy \
                  while the relay runs and copy again after stopping them",
                 units.join(", ")
-            );
-            return Some(ExitCode::from(1));
+            )));
         }
-        Services::Running(units) if !a.live && !quiet => eprintln!(
-            "cm-copy-data: note: chatmail services are running ({}): a real run refuses without --live",
+        Services::Running(units) if !a.live && !quiet => cm_cli::msg::note(&format!(
+            "chatmail services are running ({}): a real run refuses without --live",
             units.join(", ")
-        ),
+        )),
         Services::NotChecked(why) if !a.live && !a.dry_run => {
-            eprintln!(
-                "cm-copy-data: refusing to copy the mail store: whether chatmail services are running was not checked: {why}\n\
+            return Err(Fail::usage(format!(
+                "refusing to copy the mail store: whether chatmail services are running was not checked: {why}; \
                  make systemctl work (or stop the services with cm-migrate stop-services and check with systemctl), \
                  or pass --live to copy anyway while they may run (and copy again after stopping them)"
-            );
-            return Some(ExitCode::from(2));
+            )));
         }
-        Services::NotChecked(why) if !quiet => eprintln!(
-            "cm-copy-data: note: whether chatmail services are running was not checked ({why}){}",
-            if a.live { "; copying anyway (--live)" } else { ": a real run refuses without --live" }
-        ),
-        Services::NotApplicable(why) if !quiet => eprintln!("cm-copy-data: note: {why}"),
+        Services::NotChecked(why) if !quiet => cm_cli::msg::note(&format!(
+            "whether chatmail services are running was not checked ({why}){}",
+            if a.live {
+                "; copying anyway (--live)"
+            } else {
+                ": a real run refuses without --live"
+            }
+        )),
+        Services::NotApplicable(why) if !quiet => cm_cli::msg::note(&why),
         _ => {}
     }
-    None
+    Ok(())
 }
 
 /// The space checks for `--json`, each with the resources it lacks (`short`).
@@ -431,7 +487,7 @@ fn dry_run(
 ) -> ExitCode {
     let space_ok = space.iter().all(|s| s.ok());
     if let Some(r) = &refusal {
-        eprintln!("cm-copy-data: a real run refuses: {r}");
+        cm_cli::msg::note(&format!("a real run refuses: {r}"));
     }
     let code = if space_ok && refusal.is_none() {
         ExitCode::SUCCESS
@@ -586,7 +642,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
         pb.set_prefix(p.volume.name.clone());
         if let Some(n) = &p.note {
             if !quiet {
-                pb.suspend(|| eprintln!("cm-copy-data: note: {n}"));
+                pb.suspend(|| cm_cli::msg::note(n));
             }
         }
         let on = |e: Event| match e {
@@ -640,7 +696,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
             println!("{next}");
         }
         if any_error {
-            eprintln!("cm-copy-data: the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
+            cm_cli::msg::error("the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
         }
     }
     if any_error {

@@ -184,7 +184,8 @@ pub fn listing(p: &Plan, o: Option<&Outcome>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    let root = cm_core::copy::show(p.src_root.as_os_str().as_encoded_bytes());
+    // escaped as the problems' paths are, without their quotes (added back to compare)
+    let root = cm_core::quote::json_path(&p.src_root);
     let would = if o.is_none() { "would " } else { "" };
     o.map(|o| o.actions())
         .unwrap_or_else(|| p.actions())
@@ -201,14 +202,19 @@ pub fn listing(p: &Plan, o: Option<&Outcome>) -> Vec<String> {
                 (other, _) => other,
             };
             let full = if rel.is_empty() {
-                root.clone()
+                format!("\"{root}\"")
             } else {
-                format!("{}/{rel}", root.trim_end_matches('/'))
+                format!("\"{}/{rel}\"", root.trim_end_matches('/'))
             };
             if act != "delete" && failed.contains(full.as_str()) {
                 return None;
             }
-            let shown = if rel.is_empty() { "." } else { rel.as_str() };
+            // quoted as every printed name is (`rel` is escaped already)
+            let shown = if rel.is_empty() {
+                ".".to_string()
+            } else {
+                format!("\"{rel}\"")
+            };
             Some(format!("  {would}{verb} {}/{shown}", p.volume.name))
         })
         .collect()

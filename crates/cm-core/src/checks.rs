@@ -15,6 +15,8 @@ use std::path::{Component, Path, PathBuf};
 use crate::quote::quote_path;
 use crate::systemd::ServiceManager;
 
+pub mod project;
+
 /// One thing that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
@@ -139,7 +141,7 @@ pub fn check_project_env(ini: &Path, env_file: &Path) -> Result<Outcome, CheckEr
     Ok(Outcome {
         findings: vec![finding(
             "env",
-            env_file.display().to_string(),
+            crate::quote::json_path(env_file),
             "missing: write it with cm-ini-to-env",
         )],
         notes: vec![],
@@ -192,7 +194,7 @@ pub fn check_services(
     for c in &plan.cron_files {
         out.findings.push(finding(
             "services",
-            c.display().to_string(),
+            crate::quote::json_path(c),
             "legacy cron job still installed (it expunges mail or renews certificates)",
         ));
     }
@@ -213,19 +215,17 @@ pub struct Mount {
     pub target: PathBuf,
 }
 
-/// The guide's layout, relative to the project directory.
+/// The guide's layout, relative to the project directory (from [`crate::state`]).
 pub fn default_mounts(project_dir: &Path) -> Vec<Mount> {
-    [
-        ("data/chatmail", "/home"),
-        ("data/chatmail-dkimkeys", "/etc/dkimkeys"),
-        ("data/chatmail-acme", "/var/lib/acme"),
-    ]
-    .iter()
-    .map(|(s, t)| Mount {
-        source: project_dir.join(s),
-        target: PathBuf::from(t),
-    })
-    .collect()
+    crate::state::guide_trees()
+        .into_iter()
+        .filter_map(|s| {
+            Some(Mount {
+                source: project_dir.join(s.guide?),
+                target: s.guide_mount?,
+            })
+        })
+        .collect()
 }
 
 /// Bind mounts from `docker compose config --format json` output.
@@ -260,42 +260,7 @@ pub fn mounts_from_compose_json(json: &str) -> Result<Vec<Mount>, String> {
 }
 
 /// The file names Docker Compose looks for in a project directory.
-pub const COMPOSE_FILES: [&str; 4] = [
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yaml",
-    "docker-compose.yml",
-];
-
-/// The project's bind mounts as `compose` (the Compose v2 program) reads its compose file
-/// (`config --format json`); the guide's layout ([`default_mounts`]) with a note saying why
-/// when the project has no compose file or Compose cannot read it.
-pub fn project_mounts(project_dir: &Path, compose: &str, notes: &mut Vec<String>) -> Vec<Mount> {
-    if !COMPOSE_FILES.iter().any(|f| project_dir.join(f).exists()) {
-        notes.push("no compose file in the project directory: checked the guide's layout".into());
-        return default_mounts(project_dir);
-    }
-    let run = std::process::Command::new(compose)
-        .args(["config", "--format", "json"])
-        .current_dir(project_dir)
-        .output();
-    match run {
-        Ok(o) if o.status.success() => {
-            match mounts_from_compose_json(&String::from_utf8_lossy(&o.stdout)) {
-                Ok(m) => return m,
-                Err(e) => notes.push(format!("{e}: checked the guide's layout")),
-            }
-        }
-        Ok(o) => notes.push(format!(
-            "{compose} config failed ({}): checked the guide's layout",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => notes.push(format!(
-            "cannot run {compose} ({e}): checked the guide's layout"
-        )),
-    }
-    default_mounts(project_dir)
-}
+pub use crate::target::compose::COMPOSE_FILES;
 
 /// What one volume of the project is verified against (see [`volume_checks`]); `why` says
 /// why that reference was chosen (printed beside the check).
@@ -318,62 +283,13 @@ pub enum VolumeCheck {
     Unverifiable { dst: PathBuf, why: String },
 }
 
-/// Where a copy was taken from, as its manifest's header records it: the machine (its
-/// /etc/machine-id), the old host's root and the source directory. Any may be unknown (a
-/// manifest of an older version, or one written by `cm-verify manifest write`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecordedSource {
-    pub machine: Option<String>,
-    pub root: Option<PathBuf>,
-    pub source: Option<PathBuf>,
-}
-
-/// Where a manifest's tree came from: its header lines (`manifest::read_header`), or for a
-/// manifest without them the `# machine: ...`, `# root: ...`, `# source: ...` comment lines
-/// (values as written, or quoted as [`crate::quote::quote_path`] quotes them).
-pub fn recorded_source(manifest: &Path) -> RecordedSource {
-    use std::io::BufRead;
-    use std::os::unix::ffi::OsStringExt;
-    // A version 2 manifest says it in its header lines (`@machine-id`, `@root`, `@source`).
-    if let Ok(h) = crate::manifest::read_header(manifest) {
-        if h.machine_id.is_some() || h.root.is_some() || h.source.is_some() {
-            return RecordedSource {
-                machine: h.machine_id,
-                root: h.root,
-                source: h.source,
-            };
-        }
+/// Whether `a` and `b` are the same directory (the same inode, however reached).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
     }
-    let mut r = RecordedSource::default();
-    let Ok(f) = fs::File::open(manifest) else {
-        return r;
-    };
-    let value = |v: &str| -> PathBuf {
-        let v = v.trim();
-        let bytes = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .and_then(|x| crate::quote::unescape(x).ok())
-            .unwrap_or_else(|| v.as_bytes().to_vec());
-        PathBuf::from(OsString::from_vec(bytes))
-    };
-    for line in std::io::BufReader::new(f).lines().take(64) {
-        let Ok(line) = line else { break };
-        if line.starts_with("cm-manifest") {
-            continue;
-        }
-        let Some(c) = line.strip_prefix("# ") else {
-            break;
-        };
-        if let Some(v) = c.strip_prefix("machine: ") {
-            r.machine = Some(v.trim().to_string());
-        } else if let Some(v) = c.strip_prefix("root: ") {
-            r.root = Some(value(v));
-        } else if let Some(v) = c.strip_prefix("source: ") {
-            r.source = Some(value(v));
-        }
-    }
-    r
 }
 
 /// This machine's identity as manifests record it: /etc/machine-id.
@@ -392,17 +308,25 @@ pub fn this_machine() -> Option<String> {
 /// machine (`/home`, ...). A volume missing in the project is left out (the layout check
 /// reports it).
 pub fn volume_checks(project_dir: &Path, root: Option<&Path>) -> Vec<VolumeCheck> {
+    volume_checks_of(
+        default_mounts(project_dir)
+            .into_iter()
+            .map(|m| (m.target, m.source))
+            .collect(),
+        root,
+    )
+}
+
+/// [`volume_checks`] for (container mount, copy here) pairs: a resolved target's trees
+/// ([`project::volume_pairs`]); the source is the mount's path on the old host.
+pub fn volume_checks_of(mounts: Vec<(PathBuf, PathBuf)>, root: Option<&Path>) -> Vec<VolumeCheck> {
     let here = this_machine();
-    default_mounts(project_dir)
+    mounts
         .into_iter()
-        .filter(|m| m.source.is_dir())
-        .map(|m| {
-            let rel = m
-                .target
-                .strip_prefix("/")
-                .unwrap_or(&m.target)
-                .to_path_buf();
-            volume_check(m.source, &rel, root, here.as_deref())
+        .filter(|(_, dst)| dst.is_dir())
+        .map(|(target, dst)| {
+            let rel = target.strip_prefix("/").unwrap_or(&target).to_path_buf();
+            volume_check(dst, &rel, root, here.as_deref())
         })
         .collect()
 }
@@ -442,12 +366,19 @@ fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str
         );
         return VolumeCheck::Unverifiable { dst, why };
     }
-    let rec = recorded_source(&manifest);
+    // where the copy was taken from, as the manifest's header records it (a manifest of
+    // version 1, or one that cannot be read here, records nothing: the manifest is used)
+    let rec = crate::manifest::read_header(&manifest).unwrap_or_default();
     let src = rec
         .source
         .clone()
         .or_else(|| rec.root.as_ref().map(|r| r.join(rel)));
-    let why = match (&rec.machine, &src) {
+    let why = match (&rec.machine_id, &src) {
+        // a manifest of the copy itself (`cm-verify manifest write` of the volume): the copy
+        // is never its own reference
+        (Some(m), Some(src)) if Some(m.as_str()) == here && same_dir(src, &dst) => {
+            "the manifest written of this copy (it records the copy itself, not its source)".into()
+        }
         (Some(m), Some(src)) if Some(m.as_str()) == here && src.is_dir() => {
             let why = format!(
                 "the source the copy recorded (on this machine, {})",
@@ -596,8 +527,11 @@ pub struct LayoutOptions {
 pub struct ProjectLayout<'a> {
     /// The compose project directory.
     pub project_dir: &'a Path,
-    /// The Compose v2 program that reads the compose file's mounts.
-    pub compose: &'a str,
+    /// The Compose v2 program that reads the compose file (None: found as an operator has
+    /// it, see [`crate::target::compose::find`]).
+    pub compose: Option<&'a str>,
+    /// The guide's layout, asked for by name (no compose file read).
+    pub guide: bool,
     /// mail_domain as given; else MAIL_DOMAIN of the project's .env, else the ini's.
     pub mail_domain: Option<String>,
     /// The old host's chatmail.ini (for mail_domain).
@@ -608,12 +542,14 @@ pub struct ProjectLayout<'a> {
     pub image_users: Option<&'a Path>,
 }
 
-/// `layout` of a compose project: gathers the mounts ([`project_mounts`]), mail_domain and
+/// `layout` of a compose project: gathers the mounts (the target as [`crate::target`] resolves it: [`project::resolve`]), mail_domain and
 /// the image's ids as [`ProjectLayout`] says, then runs [`check_layout`]. The notes of
 /// gathering come first.
 pub fn check_project_layout(p: &ProjectLayout) -> Result<Outcome, CheckError> {
-    let mut notes = Vec::new();
-    let mounts = project_mounts(p.project_dir, p.compose, &mut notes);
+    let want_image = p.image_root.is_none() && p.image_users.is_none();
+    let (_, resolved) = project::resolve(p, want_image)?;
+    let mut notes = resolved.notes;
+    let mounts = resolved.mounts;
     let mut mail_domain = p.mail_domain.clone();
     let env_file = p.project_dir.join(".env");
     if mail_domain.is_none() && env_file.exists() {
@@ -622,7 +558,7 @@ pub fn check_project_layout(p: &ProjectLayout) -> Result<Outcome, CheckError> {
             .cloned();
     }
     if mail_domain.is_none() {
-        if let Some(ini) = p.ini {
+        if let Some(ini) = p.ini.or(resolved.ini.as_deref().filter(|i| i.is_file())) {
             let parsed = crate::ini::read(ini)?;
             mail_domain = parsed.params()?.get("mail_domain").map(str::to_string);
         }
@@ -630,13 +566,16 @@ pub fn check_project_layout(p: &ProjectLayout) -> Result<Outcome, CheckError> {
     let image = match (p.image_root, p.image_users) {
         (Some(r), _) => Some(ImageIds::load(r)?),
         (None, Some(f)) => Some(ImageIds::from_users_file(f)?),
-        (None, None) => None,
+        (None, None) => resolved.image,
     };
     let mut o = check_layout(&LayoutOptions {
         mounts,
         mail_domain,
         image,
     });
+    let mut found = resolved.findings;
+    found.append(&mut o.findings);
+    o.findings = found;
     notes.append(&mut o.notes);
     o.notes = notes;
     Ok(o)
@@ -714,7 +653,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
         if fs::metadata(&m.source).is_err() {
             out.findings.push(finding(
                 "layout",
-                m.source.display().to_string(),
+                crate::quote::json_path(&m.source),
                 format!(
                     "mounted at {} but missing: copy it (cm-copy-data)",
                     m.target.display()
@@ -737,7 +676,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
         if md.uid() != u || g.is_some_and(|g| md.gid() != g) {
             out.findings.push(finding(
                 check,
-                path.display().to_string(),
+                crate::quote::json_path(path),
                 format!(
                     "owned by {}:{}, the image's {user} is {u}:{}: copy with --owner-map (or chown)",
                     md.uid(),
@@ -763,19 +702,19 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
             match fs::symlink_metadata(&key) {
                 Err(_) => out.findings.push(finding(
                     "dkim",
-                    key.display().to_string(),
+                    crate::quote::json_path(&key),
                     "the DKIM private key is missing: mail would go out unsigned",
                 )),
                 Ok(md) if !md.file_type().is_file() => out.findings.push(finding(
                     "dkim",
-                    key.display().to_string(),
+                    crate::quote::json_path(&key),
                     "is not a regular file",
                 )),
                 Ok(md) => {
                     if md.mode() & 0o077 != 0 {
                         out.findings.push(finding(
                             "dkim",
-                            key.display().to_string(),
+                            crate::quote::json_path(&key),
                             format!(
                                 "mode {:04o}: a private key must not be readable by group or others (chmod 600)",
                                 md.mode() & 0o7777
@@ -801,7 +740,7 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
                 match resolve_inside(&m.source, &m.target, &rel) {
                     Err(e) => out
                         .findings
-                        .push(finding("acme", rel.display().to_string(), e)),
+                        .push(finding("acme", crate::quote::json_path(&rel), e)),
                     Ok(dir) => {
                         // Everything the certificate directory holds must resolve too.
                         let abs = m.source.join(&dir);
@@ -812,8 +751,11 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
                             for i in inner {
                                 let r = rel.join(&i);
                                 if let Err(e) = resolve_inside(&m.source, &m.target, &r) {
-                                    out.findings
-                                        .push(finding("acme", r.display().to_string(), e));
+                                    out.findings.push(finding(
+                                        "acme",
+                                        crate::quote::json_path(&r),
+                                        e,
+                                    ));
                                 }
                             }
                         }
@@ -824,18 +766,20 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
     }
 
     // Mailboxes
-    match (mount_for(&opts.mounts, "/home"), &opts.mail_domain) {
-        (None, _) => out.notes.push("no mount for /home: mailboxes not checked".into()),
+    let vmail_mount = mount_for(&opts.mounts, "/home/vmail")
+        .map(|m| m.source.clone())
+        .or_else(|| mount_for(&opts.mounts, "/home").map(|m| m.source.join("vmail")));
+    match (vmail_mount, &opts.mail_domain) {
+        (None, _) => out.notes.push("no mount for /home/vmail or /home: mailboxes not checked".into()),
         (_, None) => out.notes.push(
             "mail_domain unknown (no MAIL_DOMAIN in the project's .env, no --ini): mailbox folder not checked".into(),
         ),
-        (Some(m), Some(domain)) => {
-            let vmail = m.source.join("vmail");
+        (Some(vmail), Some(domain)) => {
             let dir = vmail.join("mail").join(domain);
             if !dir.is_dir() {
                 out.findings.push(finding(
                     "mailbox",
-                    dir.display().to_string(),
+                    crate::quote::json_path(&dir),
                     format!("no mailbox folder for mail_domain {domain:?}"),
                 ));
             } else {

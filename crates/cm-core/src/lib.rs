@@ -21,6 +21,8 @@
 //! - [`fsutil`]: small file-system helpers shared by the rest (atomic writes).
 //! - [`version`]: the version line every tool's `--version` prints.
 //! - [`watch`]: a fanotify change journal: which directories changed during the live copy.
+//! - [`state`]: the relay's state (every path a move carries), one table.
+//! - [`target`]: the compose project a move goes into, resolved from its compose file.
 //! - [`migration`]: the whole move (preflight, run journal, steps, downtime clock, rollback).
 
 pub mod checks;
@@ -38,8 +40,10 @@ pub mod ports;
 pub mod quote;
 pub mod report;
 pub mod root;
+pub mod state;
 pub mod sys;
 pub mod systemd;
+pub mod target;
 pub mod tree;
 pub mod version;
 pub mod walk;

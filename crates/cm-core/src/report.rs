@@ -299,6 +299,7 @@ impl CheckReport {
         reason: String,
         switched_off: bool,
     ) -> CheckReport {
+        let reason = reason.trim().replace('\n', "; ");
         CheckReport {
             kind: kind.into(),
             text: format!("NOT CHECKED: {subject}: {reason}\n"),
@@ -442,6 +443,48 @@ impl Verdict {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn the_verdict_is_all_ok_only_when_every_check_ran_and_held() {
+        let held = |n: &str| CheckReport::from_outcome("env", n.into(), &Default::default(), 5);
+        let off =
+            CheckReport::not_checked("services", "services".into(), "--no-services".into(), true);
+        let cannot =
+            CheckReport::not_checked("services", "services".into(), "no bus".into(), false);
+        let v = Verdict {
+            checks: vec![held("a"), held("b")],
+        };
+        assert_eq!(
+            (v.summary().as_str(), v.exit_code()),
+            ("ALL OK: 2 checks hold", 0)
+        );
+        let v = Verdict {
+            checks: vec![held("a"), off.clone()],
+        };
+        assert_eq!(
+            v.summary(),
+            "OK: 1 holds, 1 not checked: services (--no-services)"
+        );
+        assert_eq!(v.exit_code(), 0, "switched off by the user's own flag");
+        assert!(!v.all_ok());
+        assert_eq!(v.to_json()["checks"][1]["ok"], false);
+        let v = Verdict {
+            checks: vec![held("a"), cannot],
+        };
+        assert_eq!(v.summary(), "NOT OK: 1 holds, 1 not checked: services");
+        assert_eq!(v.exit_code(), 1, "not checked for another reason fails");
+        let mut bad = held("c");
+        bad.status = Status::Differs;
+        let v = Verdict {
+            checks: vec![bad, off],
+        };
+        assert!(
+            v.summary().starts_with("NOT OK: 1 differs: c, 0 hold"),
+            "{}",
+            v.summary()
+        );
+        assert_eq!(v.exit_code(), 1);
+    }
 
     #[test]
     fn text_groups_by_kind_with_counts_and_examples() {

@@ -101,7 +101,10 @@ fn boot(save: &Path, program: &[OsString]) -> anyhow::Result<ExitCode> {
     let err = std::process::Command::new(&program[0])
         .args(&program[1..])
         .exec();
-    bail!("cannot exec {}: {err}", Path::new(&program[0]).display())
+    bail!(
+        "cannot exec {}: {err}",
+        cm_core::quote::quote_path(Path::new(&program[0]))
+    )
 }
 
 /// The options of `apply` (see its help).
@@ -138,14 +141,14 @@ fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
         Some(f) => {
             let (vars, bad) = envapply::read_environ_file(f)?;
             for b in &bad {
-                cm_cli::msg::warning(&format!("{}: {b} (ignored)", f.display()));
+                cm_cli::msg::warning(&format!("{}: {b} (ignored)", cm_core::quote::quote_path(f)));
             }
             vars
         }
         None => envapply::vars_from_os(std::env::vars_os())?,
     };
     let settings = settings_from_env(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let shown = a.ini.display().to_string();
+    let shown = cm_core::quote::quote_path(&a.ini);
     let prepared = match envapply::prepare(&a.ini, a.create, &settings, a.accept_invalid) {
         Ok(p) => p,
         Err(InputError::Apply(ApplyError::Invalid(errs))) => {
@@ -169,7 +172,7 @@ fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let changed = prepared.changed();
     if a.out.json {
         let v = serde_json::json!({
-            "ini": shown,
+            "ini": cm_core::quote::json_path(&a.ini),
             "settings": settings.len(),
             "changes": outcome.changes,
             "warnings": outcome.warnings,

@@ -10,6 +10,8 @@ use clap::Parser;
 use cm_cli::{msg, Fail};
 use cm_core::{dotenv, envfile, ini, params};
 
+mod project;
+
 const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 
 /// Convert a bare-metal chatmail.ini into the .env file of chatmail's Docker deployment.
@@ -28,6 +30,7 @@ const DEFAULT_INI: &str = "/usr/local/lib/chatmaild/chatmail.ini";
 /// Exit codes: 0 done; 1 --check found differences; 2 unusable input or arguments (one line
 /// on stderr, nothing written).
 #[derive(Parser, Debug)]
+#[command(group(clap::ArgGroup::new("dest").args(["env", "project_dir"])))]
 #[command(
     name = "cm-ini-to-env",
     version = cm_core::version::text(),
@@ -40,6 +43,8 @@ Examples:
   cm-ini-to-env chatmail.ini /srv/chatmail/.env   write it (refuses to overwrite)
   cm-ini-to-env --merge chatmail.ini .env         update an existing .env, keep its other lines
   cm-ini-to-env chatmail.ini --check .env         exit 1 and list settings that differ
+  cm-ini-to-env --project-dir /srv/chatmail --merge chatmail.ini
+                                                  the settings the way the target takes them
 
 Unknown keys are reported and not written (chatmail ignores them); other sections than
 [params] are ignored, as chatmail does. Values are written as KEY=\"...\" with \\ \" $ and
@@ -61,15 +66,34 @@ struct Args {
 
     /// Replace an existing ENV. The old file is kept beside it as ENV.bak-<UTC time>
     /// (mode 0600).
-    #[arg(long, conflicts_with = "merge", requires = "env")]
+    #[arg(long, conflicts_with = "merge", requires = "dest")]
     force: bool,
 
     /// Update an existing ENV: set the chatmail settings from the ini in place, drop
     /// chatmail settings the ini leaves at their defaults, and keep every other line and
     /// comment (Docker-only variables, notes). A backup is kept as with --force; a merge
     /// that changes nothing writes nothing.
-    #[arg(long, requires = "env")]
+    #[arg(long, requires = "dest")]
     merge: bool,
+
+    /// The compose project the settings go to, written the way its compose file takes
+    /// them: an `env_file` .env gets the converted settings (as ENV would); a mounted
+    /// /etc/chatmail/chatmail.ini gets the ini itself (atomically, its mode kept, an old one
+    /// kept as a backup) and the project's .env the variables the compose file interpolates
+    /// (MAIL_DOMAIN, ACME_EMAIL). Settings whose default changed between the old host's
+    /// release and the image's are reported.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["env", "check"])]
+    project_dir: Option<PathBuf>,
+
+    /// With --project-dir: the Docker Compose v2 program that reads the compose file (words
+    /// allowed: "docker compose"; default: the plugin, else docker-compose, else
+    /// docker-compose-v2).
+    #[arg(long, value_name = "PROGRAM", requires = "project_dir")]
+    compose: Option<String>,
+
+    /// With --project-dir: the guide's layout (settings in its .env), no compose file read.
+    #[arg(long, value_name = "NAME", value_parser = ["guide"], requires = "project_dir")]
+    layout: Option<String>,
 
     /// Write values chatmail would refuse (each is reported as a warning instead of an
     /// error).
@@ -120,15 +144,55 @@ fn convert(args: &Args) -> Result<u8> {
         Some(p) => Some((p, dotenv::read_file(p)?)),
         None => None,
     };
-    let plan = match &args.env {
+    let target = match &args.project_dir {
+        Some(d) => Some(
+            project::resolve(d, args.compose.as_deref(), args.layout.is_some(), &args.ini)
+                .map_err(Fail::usage)?,
+        ),
+        None => None,
+    };
+    let env_path = match target.as_ref().map(|t| &t.settings) {
+        Some(cm_core::target::Settings::EnvFile { env }) => Some(env.clone()),
+        Some(cm_core::target::Settings::IniMount { .. }) => None,
+        Some(cm_core::target::Settings::Unknown) => {
+            return Err(Fail::usage(format!(
+                "{}: the compose file takes chatmail's settings neither from `env_file: .env` nor from a mounted {}: add `- ./chatmail.ini:{}` to the relay service's volumes",
+                q(args.project_dir.as_deref().unwrap_or(Path::new("."))),
+                cm_core::state::CONTAINER_INI,
+                cm_core::state::CONTAINER_INI
+            )))
+        }
+        None => args.env.clone(),
+    };
+    let plan = match &env_path {
         Some(p) => Some(plan_write(args, &conv, p, &text)?),
         None => None,
     };
     if !args.out.quiet {
         warn(args, &conv);
+        if let Some(t) = &target {
+            for n in &t.notes {
+                msg::note(n);
+            }
+            for w in project::changed_defaults(t, &args.ini, &parsed) {
+                msg::warning(&w);
+            }
+        }
     }
     if let Some((path, env)) = check_env {
         return check(args, &parsed, path, &env);
+    }
+    if let Some(t) = target.as_ref().filter(|_| plan.is_none()) {
+        let (lines, json) = project::write_ini_mount(t, &args.ini, &parsed, args.dry.dry_run)
+            .map_err(Fail::usage)?;
+        if args.out.json {
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else if !args.out.quiet {
+            for l in lines {
+                eprintln!("{l}");
+            }
+        }
+        return Ok(0);
     }
     match plan {
         Some(plan) => execute(args, &conv, plan),
@@ -180,8 +244,12 @@ fn warn(args: &Args, conv: &params::Conversion) {
             None => msg::warning(&format!("{}: {}", conv.source, w.message)),
         }
     }
-    let target = args.env.as_deref().or(args.check.as_deref());
-    let dir = match target.and_then(Path::parent) {
+    let target = args
+        .env
+        .clone()
+        .or(args.check.clone())
+        .or(args.project_dir.as_ref().map(|d| d.join(".env")));
+    let dir = match target.as_deref().and_then(Path::parent) {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
@@ -326,14 +394,14 @@ fn check(
         if !args.out.quiet {
             println!(
                 "{} matches {}: chatmail would behave the same",
-                env_path.display(),
+                q(env_path),
                 parsed.path
             );
         }
     } else {
         println!(
             "{} differs from {} in {} setting(s):",
-            env_path.display(),
+            q(env_path),
             parsed.path,
             diffs.len()
         );

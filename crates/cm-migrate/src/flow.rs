@@ -315,9 +315,12 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
             dir.display()
         ));
     }
+    // the run copies into the guide's layout (LocalCopier): verify that layout, by name
     let mut verify_args: Vec<OsString> = vec![
         "--project-dir".into(),
         dir.clone().into(),
+        "--layout".into(),
+        "guide".into(),
         "--root".into(),
         a.root.clone().into(),
         "--ini".into(),
@@ -334,8 +337,13 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
         args: verify_args,
     };
     let verifier: Box<dyn Verifier> = if a.verify == "changed" {
-        let mut layout: Vec<OsString> =
-            vec!["layout".into(), "--project-dir".into(), dir.clone().into()];
+        let mut layout: Vec<OsString> = vec![
+            "layout".into(),
+            "--project-dir".into(),
+            dir.clone().into(),
+            "--layout".into(),
+            "guide".into(),
+        ];
         if let Some(c) = &a.compose {
             layout.extend(["--compose".into(), c.into()]);
         }

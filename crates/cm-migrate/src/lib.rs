@@ -198,7 +198,9 @@ where
 fn dispatch(cli: Cli) -> Result<i32, SystemdError> {
     match &cli.cmd {
         // changes nothing: any user may look (what a user cannot check is said)
-        Cmd::StopServices { dry_run: true, .. } => systemd::preflight_read_only()?,
+        Cmd::StopServices { dry_run: true, .. } | Cmd::StartServices { dry_run: true, .. } => {
+            systemd::preflight_read_only()?
+        }
         _ => systemd::preflight()?,
     }
     match cli.cmd {
@@ -517,6 +519,9 @@ fn print_restore_plan(steps: &[RestoreStep]) {
 }
 
 fn print_restore_result(r: &RestoreReport, quiet: bool) {
+    for w in &r.warnings {
+        eprintln!("cm-migrate: warning: {w}");
+    }
     if r.dry_run {
         if !quiet {
             for c in &r.cron {

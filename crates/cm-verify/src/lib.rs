@@ -89,8 +89,8 @@ cm-verify env /usr/local/lib/chatmaild/chatmail.ini /srv/chatmail/.env"
     /// (naming the process and unit holding each).
     #[command(
         after_long_help = "Exit status: 0 nothing of chatmail runs and every port is free; \
-1 units, cron jobs or ports are in the way; 2 usage error, or systemd cannot be asked (no \
-systemd here: nothing was checked).\n\nExample:\n  cm-verify services --ports 25,143,993"
+1 units, cron jobs or ports are in the way, or systemd cannot be asked (no systemd here: not \
+checked, never OK); 2 usage error.\n\nExample:\n  cm-verify services --ports 25,143,993"
     )]
     Services {
         #[command(flatten)]
@@ -103,8 +103,13 @@ systemd here: nothing was checked).\n\nExample:\n  cm-verify services --ports 25
     /// resolves inside the copied tree, the mailbox folder of mail_domain exists (owned by the
     /// image's vmail).
     ///
-    /// Mounts come from `docker compose config` when the project has a compose file and
-    /// Compose v2 is installed, else from the guide's layout (data/chatmail -> /home,
+    /// The target is resolved as cm-copy-data resolves it: mounts come from the project's
+    /// compose file read by Docker Compose v2 (`docker compose config`, override merged in):
+    /// bind mounts at their host path, named volumes at their mountpoint (through the
+    /// engine), the ini's file mount; owners are compared with the users of the image the
+    /// service runs (read through the engine without starting it) unless --image-root or
+    /// --image-users says. A directory without a compose file is refused (exit 2) unless
+    /// `--layout guide` asks for the guide's layout (data/chatmail -> /home,
     /// data/chatmail-dkimkeys -> /etc/dkimkeys, data/chatmail-acme -> /var/lib/acme).
     #[command(
         after_long_help = "Exit status: 0 the layout holds; 1 something is missing or wrong; \
@@ -183,9 +188,15 @@ struct LayoutArgs {
     /// gid`), to check owners against the image's vmail and opendkim without the image.
     #[arg(long, value_name = "FILE")]
     image_users: Option<PathBuf>,
-    /// The Compose v2 program used to read the compose file's mounts.
-    #[arg(long, value_name = "PROGRAM", default_value = "docker-compose-v2")]
-    compose: String,
+    /// The Docker Compose v2 program that reads the compose file (words allowed: "docker
+    /// compose"); default: the `docker compose` plugin, else docker-compose, else
+    /// docker-compose-v2, the first whose `version` says v2.
+    #[arg(long, value_name = "PROGRAM")]
+    compose: Option<String>,
+    /// Check the guide's layout (data/chatmail* below --project-dir) without reading a
+    /// compose file.
+    #[arg(long, value_name = "NAME", value_parser = ["guide"])]
+    layout: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -290,11 +301,12 @@ impl std::ops::Deref for ReportArgs {
     }
 }
 
-/// Progress on stderr, only on a terminal and without --quiet.
-struct Bar(ProgressBar);
+/// Progress on stderr, only on a terminal and without --quiet. `verb` names what the byte
+/// phase does: `comparing` (two trees, byte for byte) or `hashing` (SHA-256, a manifest).
+struct Bar(ProgressBar, &'static str);
 
 impl Bar {
-    fn new(quiet: bool) -> Bar {
+    fn new(quiet: bool, verb: &'static str) -> Bar {
         let pb = if quiet || !std::io::stderr().is_terminal() {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
         } else {
@@ -307,7 +319,7 @@ impl Bar {
             pb.enable_steady_tick(std::time::Duration::from_millis(200));
             pb
         };
-        Bar(pb)
+        Bar(pb, verb)
     }
 }
 
@@ -316,15 +328,10 @@ impl tree::Progress for Bar {
         self.0.inc(n);
     }
     fn hash_start(&self, files: u64, bytes: u64) {
-        // Two trees are compared byte for byte; a manifest or a new one needs SHA-256.
-        let verb = if self.0.message() == "comparing" {
-            "comparing"
-        } else {
-            "hashing"
-        };
         self.0.set_style(
             ProgressStyle::with_template(&format!(
-                "{verb} {{msg}} {{wide_bar}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} ETA {{eta}}"
+                "{} {{msg}} {{wide_bar}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} ETA {{eta}}",
+                self.1
             ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -377,13 +384,16 @@ fn q(p: &Path) -> String {
 
 /// Print one check (its envelope under --json, its text otherwise) and return its exit code.
 fn emit(c: CheckReport, out: &ReportArgs) -> ExitCode {
-    if out.json {
-        print_json(&c.to_json());
-    } else if !out.quiet {
-        print!("{}", c.text);
-    }
     let v = Verdict { checks: vec![c] };
-    ExitCode::from(v.exit_code())
+    let code = v.exit_code();
+    if out.json {
+        let mut j = v.checks[0].to_json();
+        j["exit_code"] = code.into();
+        print_json(&j);
+    } else if !out.quiet {
+        print!("{}", v.checks[0].text);
+    }
+    ExitCode::from(code)
 }
 
 /// A path the user named must exist (exit 2 otherwise, never a fallback).
@@ -410,14 +420,19 @@ fn layout(a: &LayoutArgs, ini: Option<&Path>) -> Result<checks::Outcome> {
             q(&a.project_dir)
         )));
     }
-    Ok(checks::check_project_layout(&checks::ProjectLayout {
+    Ok(checks::check_project_layout(&project(a, ini))?)
+}
+
+fn project<'a>(a: &'a LayoutArgs, ini: Option<&'a Path>) -> checks::ProjectLayout<'a> {
+    checks::ProjectLayout {
         project_dir: &a.project_dir,
-        compose: &a.compose,
+        compose: a.compose.as_deref(),
+        guide: a.layout.is_some(),
         mail_domain: a.mail_domain.clone(),
         ini,
         image_root: a.image_root.as_deref(),
         image_users: a.image_users.as_deref(),
-    })?)
+    }
 }
 
 /// Compare two trees with a progress bar.
@@ -429,8 +444,7 @@ fn tree_check(
 ) -> Result<CheckReport> {
     must_exist("the tree", src)?;
     must_exist("the copy", dst)?;
-    let bar = Bar::new(out.quiet);
-    bar.0.set_message("comparing");
+    let bar = Bar::new(out.quiet, "comparing");
     let (diffs, stats) = tree::compare_trees(src, dst, opts, &bar)?;
     drop(bar);
     let what = format!("tree {} vs {}", q(src), q(dst));
@@ -451,7 +465,7 @@ fn manifest_check(
     out: &ReportArgs,
 ) -> Result<CheckReport> {
     must_exist("the copy", dst)?;
-    let bar = Bar::new(out.quiet);
+    let bar = Bar::new(out.quiet, "hashing");
     let (diffs, stats) = cm_core::manifest::check(file, dst, opts, &bar)?;
     drop(bar);
     let what = format!("manifest {} vs {}", q(file), q(dst));
@@ -476,13 +490,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 &out,
             ))
         }
-        Cmd::Services { svc, out } => {
-            let o = services(&svc)?;
-            Ok(emit(
-                CheckReport::from_outcome("services", "services".into(), &o, out.examples),
-                &out,
-            ))
-        }
+        Cmd::Services { svc, out } => Ok(emit(services_check(&svc, false, out.examples), &out)),
         Cmd::Layout { lay, out } => {
             let o = layout(&lay, None)?;
             let what = format!("layout of {}", q(&lay.project_dir));
@@ -573,7 +581,7 @@ fn manifest_write(
         format!("root: {}", q(root)),
     ];
     let header = cm_core::manifest::Header::of(Path::new("/"), root);
-    let bar = Bar::new(out.quiet);
+    let bar = Bar::new(out.quiet, "hashing");
     let done = cm_core::manifest::write_tree(root, output, &header, &comments, &opts, &bar)?;
     drop(bar);
     let (files, bytes) = (done.files, done.bytes);
@@ -644,8 +652,16 @@ struct AllArgs {
 }
 
 /// The env check of `all`: run with --ini, switched off with --no-env, else not checked.
-fn all_env(a: &AllArgs, examples: usize) -> Result<CheckReport> {
+fn all_env(a: &AllArgs, t: &cm_core::target::Target, examples: usize) -> Result<CheckReport> {
     let env_file = a.lay.project_dir.join(".env");
+    if let (Some(old), cm_core::target::Settings::IniMount { ini: m, env, vars }) =
+        (&a.ini, &t.settings)
+    {
+        must_exist("--ini", old)?;
+        let o = checks::project::check_ini_mount(old, m, env, vars)?;
+        let what = format!("settings {} vs {}", q(old), q(m));
+        return Ok(CheckReport::from_outcome("env", what, &o, examples));
+    }
     Ok(match &a.ini {
         Some(ini) => {
             must_exist("--ini", ini)?;
@@ -663,10 +679,10 @@ fn all_env(a: &AllArgs, examples: usize) -> Result<CheckReport> {
     })
 }
 
-/// The services check of `all`: switched off with --no-services; not checked (never OK)
-/// when systemd cannot be asked.
-fn all_services(a: &AllArgs, examples: usize) -> CheckReport {
-    if a.no_services {
+/// The services check (of `services` and `all`): switched off with --no-services; not
+/// checked (never OK) when systemd cannot be asked.
+fn services_check(svc: &ServicesArgs, no_services: bool, examples: usize) -> CheckReport {
+    if no_services {
         return CheckReport::not_checked(
             "services",
             "services".into(),
@@ -674,7 +690,7 @@ fn all_services(a: &AllArgs, examples: usize) -> CheckReport {
             true,
         );
     }
-    match services(&a.svc) {
+    match services(svc) {
         Ok(o) => CheckReport::from_outcome("services", "services".into(), &o, examples),
         Err(e) => CheckReport::not_checked("services", "services".into(), e.to_string(), false),
     }
@@ -711,14 +727,37 @@ fn all_volume(
 fn all(a: &AllArgs, out: &ReportArgs) -> Result<u8> {
     let root = a.cmp.root.as_ref().map(|_| a.cmp.root()).transpose()?;
     let mut v = Verdict::default();
-    v.checks.push(all_env(a, out.examples)?);
     let lo = layout(&a.lay, a.ini.as_deref())?;
+    let (t, resolved) = checks::project::resolve(&project(&a.lay, a.ini.as_deref()), false)?;
+    v.checks.push(all_env(a, &t, out.examples)?);
     let what = format!("layout of {}", q(&a.lay.project_dir));
     v.checks
         .push(CheckReport::from_outcome("layout", what, &lo, out.examples));
-    v.checks.push(all_services(a, out.examples));
-    let opts = compare_options(&a.cmp, out.quiet)?;
-    for vol in checks::volume_checks(&a.lay.project_dir, root) {
+    v.checks
+        .push(services_check(&a.svc, a.no_services, out.examples));
+    let mut opts = compare_options(&a.cmp, out.quiet)?;
+    // owners follow the target's image, as cm-copy-data mapped them (unless --owner-map)
+    if let (None, Some(engine), Some(_)) =
+        (&a.cmp.owner_map, checks::project::engine_of(&t), &t.image)
+    {
+        let r = root.unwrap_or(Path::new("/"));
+        match cm_core::target::image_owners(&t, &engine, r) {
+            Ok((map, shown)) => {
+                opts.owner_map = map;
+                if !out.quiet && !out.json {
+                    let s: Vec<String> = shown.iter().map(|m| m.to_string()).collect();
+                    msg::note(&format!(
+                        "owners mapped by name to the image's: {}",
+                        s.join(", ")
+                    ));
+                }
+            }
+            Err(e) => msg::note(&format!(
+                "owners not mapped to the image's ({e}): give --owner-map"
+            )),
+        }
+    }
+    for vol in checks::volume_checks_of(checks::project::volume_pairs(&t, &resolved), root) {
         v.checks.push(all_volume(vol, &opts, out)?);
     }
     if out.json {

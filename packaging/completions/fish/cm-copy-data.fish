@@ -1,5 +1,7 @@
 complete -c cm-copy-data -l root -d 'The old host\'s root directory: the default plan\'s sources are below it' -r -F
-complete -c cm-copy-data -l project-dir -d 'The Docker compose project directory: the default plan\'s targets are in its data/' -r -F
+complete -c cm-copy-data -l project-dir -d 'The Docker compose project directory: the default plan\'s targets are read from its compose file' -r -F
+complete -c cm-copy-data -l layout -d 'Copy into the guide\'s layout (data/chatmail, data/chatmail-dkimkeys, data/chatmail-acme below --project-dir) without reading a compose file' -r -f -a "guide\t''"
+complete -c cm-copy-data -l compose -d 'The Docker Compose v2 program that reads the compose file (words allowed: "docker compose"); default: the `docker compose` plugin, else docker-compose, else docker-compose-v2, the first whose `version` says v2' -r
 complete -c cm-copy-data -l only -d 'Copy only these volumes of the default plan (comma-separated: dkim, acme, mail)' -r
 complete -c cm-copy-data -l map -d 'Copy SRC to DST instead of the default plan (repeatable). SRC is taken as given; a relative DST is relative to --project-dir' -r
 complete -c cm-copy-data -l owner-map -d 'Map owners while copying: lines `name uid gid` (the name\'s ids on the old host are read from --root\'s /etc/passwd and /etc/group) or `host-uid:host-gid=uid:gid`. Without it numeric ids are kept. ACL entries are mapped too' -r -F

@@ -79,7 +79,8 @@ complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -l project-d
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -l mail-domain -d 'chatmail\'s mail_domain (default: MAIL_DOMAIN from the project\'s .env, or --ini)' -r
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -l image-root -d 'A directory holding the image\'s etc/passwd and etc/group (e.g. from `docker cp`), to check owners against the image\'s vmail and opendkim' -r -F
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -l image-users -d 'The image\'s fixed users as docker/users lists them (`name uid gid`, `#fixed name uid gid`), to check owners against the image\'s vmail and opendkim without the image' -r -F
-complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -l compose -d 'The Compose v2 program used to read the compose file\'s mounts' -r
+complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -l compose -d 'The Docker Compose v2 program that reads the compose file (words allowed: "docker compose"); default: the `docker compose` plugin, else docker-compose, else docker-compose-v2, the first whose `version` says v2' -r
+complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -l layout -d 'Check the guide\'s layout (data/chatmail* below --project-dir) without reading a compose file' -r -f -a "guide\t''"
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -l examples -d 'How many examples to show per kind of difference in the text report' -r
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -l json -d 'Print one JSON document on stdout instead of the text (also on errors: {"ok": false, "exit_code": N, "error": "..."})'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand layout" -s q -l quiet -d 'No progress, warnings or text report: the exit status says it all (errors are still printed on stderr; --json still prints)'
@@ -89,7 +90,8 @@ complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l project-dir 
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l mail-domain -d 'chatmail\'s mail_domain (default: MAIL_DOMAIN from the project\'s .env, or --ini)' -r
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l image-root -d 'A directory holding the image\'s etc/passwd and etc/group (e.g. from `docker cp`), to check owners against the image\'s vmail and opendkim' -r -F
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l image-users -d 'The image\'s fixed users as docker/users lists them (`name uid gid`, `#fixed name uid gid`), to check owners against the image\'s vmail and opendkim without the image' -r -F
-complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l compose -d 'The Compose v2 program used to read the compose file\'s mounts' -r
+complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l compose -d 'The Docker Compose v2 program that reads the compose file (words allowed: "docker compose"); default: the `docker compose` plugin, else docker-compose, else docker-compose-v2, the first whose `version` says v2' -r
+complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l layout -d 'Check the guide\'s layout (data/chatmail* below --project-dir) without reading a compose file' -r -f -a "guide\t''"
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l cron-dir -d 'Where legacy chatmail cron jobs would be' -r -F
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l proc-root -d 'The proc file system to read sockets from' -r -F
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l ports -d 'Ports to require free (comma-separated; default: every port the container needs)' -r

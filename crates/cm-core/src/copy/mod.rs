@@ -225,7 +225,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// What the run would copy, link and remove (relative paths), with `Options::list`.
+    /// What the run would copy, link and remove (relative paths, escaped as printed names
+    /// are, without the quotes), with `Options::list`.
     pub fn actions(&self) -> Vec<(String, &'static str)> {
         self.listed.clone()
     }

@@ -472,7 +472,11 @@ impl Walker<'_, '_> {
 
     fn list(&mut self, rel: &[u8], what: &'static str) {
         if self.s.opts.list {
-            self.listed.push((super::show(rel), what));
+            // escaped as a printed name is, without the quotes: a listing prefixes the volume
+            let p = std::path::Path::new(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel),
+            );
+            self.listed.push((crate::quote::json_path(p), what));
         }
     }
 

@@ -207,19 +207,18 @@ pub struct RemoteVolume {
 
 /// The guide's layout: DKIM keys, ACME state, the mail store.
 pub fn default_volumes(root: &Path) -> Vec<RemoteVolume> {
-    [
-        ("dkim", "etc/dkimkeys", "data/chatmail-dkimkeys", true),
-        ("acme", "var/lib/acme", "data/chatmail-acme", true),
-        ("mail", "home", "data/chatmail", false),
-    ]
-    .iter()
-    .map(|&(n, s, d, optional)| RemoteVolume {
-        name: n.into(),
-        src: root.join(s),
-        rel: d.into(),
-        optional,
-    })
-    .collect()
+    crate::state::guide_trees()
+        .into_iter()
+        .filter_map(|s| {
+            let mount = s.guide_mount?;
+            Some(RemoteVolume {
+                src: crate::state::under_root(root, &mount),
+                rel: s.guide?.display().to_string(),
+                optional: s.optional,
+                name: s.name,
+            })
+        })
+        .collect()
 }
 
 /// The copy over rsync and ssh.

@@ -84,9 +84,9 @@ pub fn is_enabled_state(s: &str) -> bool {
 /// Everything that can go wrong; each message says what, where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
-    #[error("cm-migrate must run as root (effective uid is {uid}): it stops and disables system services; run it as root or with sudo")]
+    #[error("cm-migrate must run as root (effective uid is {uid}): it changes system services; run it as root or with sudo (--dry-run changes nothing and needs no root)")]
     NotRoot { uid: u32 },
-    #[error("systemd is not running on this host ({marker} is missing): stop-services drives systemd and cannot work without it")]
+    #[error("systemd is not running on this host ({marker} is missing): cm-migrate drives the services through systemd and cannot work without it")]
     NotBooted { marker: PathBuf },
     #[error("could not run `{cmd}`: {source}; is it installed and in PATH?")]
     Spawn {
@@ -167,7 +167,8 @@ pub fn preflight() -> Result<(), SystemdError> {
     )
 }
 
-/// The checks before a run that changes nothing (`stop-services --dry-run`): systemd
+/// The checks before a run that changes nothing (`--dry-run` of stop-services and
+/// start-services --restore): systemd
 /// running as PID 1; any user may look.
 pub fn preflight_read_only() -> Result<(), SystemdError> {
     preflight_with(0, Path::new("/run/systemd/system"))

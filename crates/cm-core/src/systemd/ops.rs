@@ -252,7 +252,12 @@ pub fn stop_services(
     on: &mut dyn FnMut(Event),
 ) -> Result<StopReport, SystemdError> {
     let start = Instant::now();
-    let (_lock, lock_note) = lock_unless_unprivileged_dry_run(opts)?;
+    let (_lock, lock_note) = lock_unless_unprivileged_dry_run(
+        &opts.lock_file,
+        "stop-services",
+        opts.dry_run,
+        ", and the queue is read only as far as postqueue lets this user",
+    )?;
     let plan = discover(sm, &opts.cron_dir)?;
     on(Event::Plan(plan.clone()));
     let mut report = StopReport {
@@ -432,22 +437,21 @@ fn lock(path: &Path, what: &str, dry_run: bool) -> Result<RunLock, SystemdError>
 /// The run lock, or (for a dry run by a user who is not root, who cannot create it and
 /// changes nothing anyway) no lock and a note saying so.
 fn lock_unless_unprivileged_dry_run(
-    opts: &StopOptions,
+    lock_file: &Path,
+    what: &str,
+    dry_run: bool,
+    also: &str,
 ) -> Result<(Option<RunLock>, Option<String>), SystemdError> {
-    if opts.dry_run && !nix::unistd::geteuid().is_root() {
+    if dry_run && !nix::unistd::geteuid().is_root() {
         return Ok((
             None,
             Some(format!(
-                "not root: the run lock {} was not taken (a run in progress is not detected), \
-                 and the queue is read only as far as postqueue lets this user",
-                opts.lock_file.display()
+                "not root: the run lock {} was not taken (a run in progress is not detected){also}",
+                lock_file.display()
             )),
         ));
     }
-    Ok((
-        Some(lock(&opts.lock_file, "stop-services", opts.dry_run)?),
-        None,
-    ))
+    Ok((Some(lock(lock_file, what, dry_run)?), None))
 }
 
 fn exists(p: &Path) -> bool {
@@ -708,6 +712,9 @@ pub struct RestoreReport {
     pub steps: Vec<RestoreStep>,
     pub cron: Vec<CronMove>,
     pub actions: Vec<ActionResult>,
+    /// What was not checked (a dry run by a user who is not root: the run lock).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Units whose state differs from the recorded one afterwards.
     pub mismatches: Vec<UnitProblem>,
     /// Where the state file was moved once everything was restored.
@@ -747,7 +754,12 @@ pub fn restore_services(
     on: &mut dyn FnMut(Event),
 ) -> Result<RestoreReport, SystemdError> {
     let start = Instant::now();
-    let _lock = lock(&opts.lock_file, "start-services --restore", opts.dry_run)?;
+    let (_lock, lock_note) = lock_unless_unprivileged_dry_run(
+        &opts.lock_file,
+        "start-services --restore",
+        opts.dry_run,
+        "",
+    )?;
     let state = ServicesState::load(&opts.state_file)?.ok_or_else(|| SystemdError::NoState {
         path: opts.state_file.clone(),
     })?;
@@ -780,6 +792,7 @@ pub fn restore_services(
         state_file: opts.state_file.clone(),
         steps: steps.clone(),
         cron: state.cron.clone(),
+        warnings: lock_note.into_iter().collect(),
         ..Default::default()
     };
     if opts.dry_run {
