@@ -73,13 +73,20 @@ pub fn volume_line(name: &str, o: &Outcome) -> String {
     }
     s.push_str(&format!(", removed {}", o.deleted));
     if o.moved_aside > 0 {
-        s.push_str(&format!(", moved aside {}", o.moved_aside));
+        s.push_str(&format!(
+            ", moved aside {} (not written by this suite)",
+            o.moved_aside
+        ));
     }
-    // an interrupted run's temporaries are not entries the source no longer has
     if o.leftovers > 0 {
         s.push_str(&format!(
-            ", removed {} leftover temporaries of an interrupted run",
-            o.leftovers
+            ", removed {} leftover {} of an interrupted run",
+            o.leftovers,
+            if o.leftovers == 1 {
+                "temporary"
+            } else {
+                "temporaries"
+            }
         ));
     }
     if o.failed > 0 {

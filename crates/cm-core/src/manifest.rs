@@ -557,6 +557,9 @@ impl<R: std::io::BufRead> Reader<R> {
         }
         if me.v2 {
             while let Some(l) = me.raw_line()? {
+                if l.is_empty() || l.starts_with('#') {
+                    continue;
+                }
                 let Some(rest) = l.strip_prefix('@') else {
                     me.pending = Some(l);
                     break;
@@ -1179,6 +1182,52 @@ mod tests {
             assert!(e.starts_with(&format!("v.manifest:{line}: ")), "{e}");
             assert!(e.contains(msg), "{e}");
         }
+    }
+
+    #[test]
+    fn header_round_trips_and_a_cut_at_a_line_boundary_is_truncated() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("v.manifest");
+        let h = Header {
+            machine_id: Some("0123456789abcdef0123456789abcdef".into()),
+            root: Some(PathBuf::from("/old root")),
+            source: Some(PathBuf::from("/old root/home")),
+        };
+        let mut w = Writer::create(&m, &h, &["a comment".into()]).unwrap();
+        for p in [&b"."[..], b"a", b"a/x", b"a-b", b"b"] {
+            let mut e = entry(p);
+            e.link_group = None;
+            w.entry(&e).unwrap();
+        }
+        // Out of order is refused by the writer.
+        assert!(matches!(
+            w.entry(&entry(b"a")),
+            Err(ManifestError::Order(..))
+        ));
+        w.finish(&["trailing".into()]).unwrap();
+        assert_eq!(read_header(&m).unwrap(), h);
+        let text = std::fs::read_to_string(&m).unwrap();
+        assert!(text.ends_with("# trailing\n@end 5\n"), "{text}");
+        assert_eq!(read(&m).unwrap().entries.len(), 5);
+        // Cut after the fourth line of entries, at a line boundary.
+        let cut: String = text.lines().take(9).map(|l| format!("{l}\n")).collect();
+        let e = parse(&cut, Path::new("v.manifest"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("manifest truncated"), "{e}");
+        // A version 1 manifest (no header, no end line) is still read.
+        let v1 = text
+            .replacen(HEADER, HEADER_V1, 1)
+            .lines()
+            .filter(|l| !l.starts_with('@'))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        assert_eq!(parse(&v1, Path::new("v1")).unwrap().entries.len(), 5);
+        // create_new never replaces a file.
+        assert!(matches!(
+            Writer::create_new(&m, &h, &[]),
+            Err(ManifestError::Exists(_))
+        ));
     }
 
     #[test]

@@ -1538,11 +1538,100 @@ pub fn walk_stream(
 
 /// Two sorted streams merged in chunks: the entries of both sides up to a common point.
 pub struct Chunks {
-    /// Entries with more than one link (either side), on both sides, for the link check
-    /// made at the end over the whole tree.
-    pub links: (Snapshot, Snapshot),
+    /// Entries with more than one link (either side), for the link check made at the end
+    /// over the whole tree: the path once, and each side's type and inode identity.
+    pub links: Vec<LinkRecord>,
     pub stats: TreeStats,
     pub diffs: Vec<Difference>,
+}
+
+/// One path linked on either side: (path, type and inode identity of each side). The
+/// identity is a live inode (dev, ino) or a manifest's link group (`u64::MAX`, number).
+pub type LinkRecord = (
+    PathBuf,
+    FileType,
+    Option<(u64, u64)>,
+    FileType,
+    Option<(u64, u64)>,
+);
+
+fn link_ident(e: &Entry) -> Option<(u64, u64)> {
+    if e.kind == FileType::Dir {
+        return None;
+    }
+    match (e.link_group, e.inode) {
+        (Some(g), _) => Some((u64::MAX, g)),
+        (None, Some(i)) if i.nlink > 1 => Some((i.dev, i.ino)),
+        _ => None,
+    }
+}
+
+/// Hard-link grouping over linked records: each inode of one side, among the paths of the
+/// same type on both sides, must be exactly one inode on the other (as [`link_diffs`]).
+fn link_check(links: &[LinkRecord], opts: &CompareOptions, out: &mut Vec<Difference>) {
+    let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
+    let quote_list = |ps: &[&Path]| {
+        ps.iter()
+            .map(|p| crate::quote::quote_path(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for from_src in [true, false] {
+        let mut groups: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+        let mut order = Vec::new();
+        for (i, l) in links.iter().enumerate() {
+            if l.1 != l.3 || excluded(&l.0) {
+                continue;
+            }
+            if let Some(k) = if from_src { l.2 } else { l.4 } {
+                groups
+                    .entry(k)
+                    .or_insert_with(|| {
+                        order.push(k);
+                        Vec::new()
+                    })
+                    .push(i);
+            }
+        }
+        for k in order {
+            let members = &groups[&k];
+            if members.len() < 2 {
+                continue;
+            }
+            let common: Vec<&Path> = members.iter().map(|&i| links[i].0.as_path()).collect();
+            let mut parts: Vec<((u64, u64), Vec<&Path>)> = Vec::new();
+            let mut singles: Vec<Vec<&Path>> = Vec::new();
+            for &i in members {
+                let other = if from_src { links[i].4 } else { links[i].2 };
+                match other {
+                    Some(h) => match parts.iter_mut().find(|p| p.0 == h) {
+                        Some(p) => p.1.push(&links[i].0),
+                        None => parts.push((h, vec![&links[i].0])),
+                    },
+                    None => singles.push(vec![&links[i].0]),
+                }
+            }
+            let n_parts = parts.len() + singles.len();
+            if n_parts <= 1 {
+                continue;
+            }
+            let mut shown: Vec<String> = parts.iter().map(|v| quote_list(&v.1)).collect();
+            shown.extend(singles.iter().map(|v| quote_list(v)));
+            let linked = format!("one inode: {}", quote_list(&common));
+            let split = format!("{} separate inodes: {}", n_parts, shown.join(" | "));
+            let (expected, actual) = if from_src {
+                (linked, split)
+            } else {
+                (split, linked)
+            };
+            out.push(Difference {
+                kind: DiffKind::HardLink,
+                path: common[0].to_path_buf(),
+                expected,
+                actual,
+            });
+        }
+    }
 }
 
 /// Compare two streams of entries (each in path order) chunk by chunk: `chunk` is called on
@@ -1557,7 +1646,7 @@ pub fn compare_streams(
     chunk: &mut dyn FnMut(&mut Snapshot, &mut Snapshot) -> (u64, u64),
 ) -> Result<(Vec<Difference>, TreeStats), TreeError> {
     let mut out = Chunks {
-        links: (Snapshot::default(), Snapshot::default()),
+        links: Vec::new(),
         stats: TreeStats::default(),
         diffs: Vec::new(),
     };
@@ -1620,16 +1709,15 @@ pub fn compare_streams(
             std::cmp::Ordering::Equal => {
                 if let (Some(p), Some(q)) = (x.take(), y.take()) {
                     if linked(&p) || linked(&q) {
-                        // Only what the link check reads: path, type, inode or group.
-                        let slim = |e: &Entry| Entry {
-                            path: e.path.clone(),
-                            target: None,
-                            xattrs: Vec::new(),
-                            sha256: None,
-                            ..*e
-                        };
-                        out.links.0.entries.push(slim(&p));
-                        out.links.1.entries.push(slim(&q));
+                        // Only what the link check reads: the path, each side's type and
+                        // inode identity.
+                        out.links.push((
+                            p.path.clone(),
+                            p.kind,
+                            link_ident(&p),
+                            q.kind,
+                            link_ident(&q),
+                        ));
                     }
                     ca.entries.push(p);
                     cb.entries.push(q);
@@ -1643,12 +1731,10 @@ pub fn compare_streams(
         }
     }
     flush(&mut ca, &mut cb, &mut out);
-    let (mut la, mut lb) = out.links;
-    if !a_groups {
-        la.assign_link_groups();
-    }
-    lb.assign_link_groups();
-    link_diffs(&la, &lb, opts, &mut out.diffs);
+    // A manifest's side is identified by its link groups, a live tree's by its inodes.
+    let _ = a_groups;
+    out.links.shrink_to_fit();
+    link_check(&out.links, opts, &mut out.diffs);
     out.diffs
         .sort_by(|p, q| path_cmp(&p.path, &q.path).then(p.kind.cmp(&q.kind)));
     Ok((out.diffs, out.stats))

@@ -395,6 +395,18 @@ fn utc_stamp() -> String {
     )
 }
 
+/// One source entry being decided, with what the copy and the manifest hold at its name.
+struct Here {
+    rel: Vec<u8>,
+    name: Vec<u8>,
+    it: Item,
+    titem: Option<Item>,
+    recorded: Option<Entry>,
+    sfd: Arc<OwnedFd>,
+    dfd: Option<Arc<OwnedFd>>,
+    dacl: bool,
+}
+
 /// One directory on the walker's path.
 struct Frame {
     rel: Vec<u8>,
@@ -779,19 +791,22 @@ impl Walker<'_, '_> {
             self.remove(&dfd, &rel, &name, &titem, recorded);
             return None;
         };
-        let it = f.src[si].clone();
-        let st = it.st;
-        if st.kind != Kind::Socket {
-            self.note_owner(&rel, &st);
-        }
-        // Drop the look-ahead entry of this child, if any (kept for a directory).
+        // Take the look-ahead listings of this child, if any (a directory).
         let mut tickets = None;
         if f.ahead.front().is_some_and(|a| a.0 == si) {
             tickets = f.ahead.pop_front().map(|(_, a, b)| (a, b));
         }
-        let sfd = f.sfd.clone();
-        let dfd = f.dfd.clone();
-        let dacl = f.dacl;
+        let mut h = Here {
+            it: f.src[si].clone(),
+            sfd: f.sfd.clone(),
+            dfd: f.dfd.clone(),
+            dacl: f.dacl,
+            rel,
+            name,
+            titem,
+            recorded,
+        };
+        let st = h.it.st;
         match st.kind {
             Kind::Dir => {}
             Kind::File => self.counts.files += 1,
@@ -804,254 +819,279 @@ impl Walker<'_, '_> {
             self.problem(
                 Severity::Warning,
                 root,
-                &rel,
+                &h.rel,
                 "a socket: not copied (its service creates it again at start)".into(),
             );
-            if let (Some(ti), Some(d)) = (titem, dfd) {
+            if let (Some(ti), Some(d)) = (h.titem, h.dfd) {
                 stack[depth].touched = true;
-                self.remove(&d, &rel, &name, &ti, recorded);
+                self.remove(&d, &h.rel, &h.name, &ti, h.recorded);
             }
             return None;
         }
+        self.note_owner(&h.rel, &st);
         // A copy entry of another type (directory vs not) is out of the way.
-        let mut titem = titem;
-        if let Some(ti) = &titem {
-            if (ti.st.kind == Kind::Dir) != (st.kind == Kind::Dir) || is_temp(&name) {
-                if let Some(d) = &dfd {
+        if let Some(ti) = h.titem.take() {
+            if (ti.st.kind == Kind::Dir) != (st.kind == Kind::Dir) || is_temp(&h.name) {
+                if let Some(d) = &h.dfd {
                     stack[depth].touched = true;
-                    self.remove(d, &rel, &name, ti, recorded.clone());
+                    self.remove(d, &h.rel, &h.name, &ti, h.recorded.clone());
                 }
-                titem = None;
+            } else {
+                h.titem = Some(ti);
             }
         }
         if st.kind == Kind::Dir {
-            // Unchanged since the earlier run (the change journal says so): carried over
-            // from its manifest, unread.
-            if let (Some(only), Some(rec), Some(ti)) = (&self.s.only, &recorded, &titem) {
-                if !must_walk(only, &rel) && rec.kind == FileType::Dir && ti.st.kind == Kind::Dir {
-                    let rec = rec.clone();
-                    self.counts.unchanged += 1;
-                    self.counts.carried += 1;
-                    self.send_item(Some(rec), Done::Carried, None);
-                    while let Some(e) = self.prev.next_below(&rel) {
-                        self.counts.unchanged += 1;
-                        self.counts.carried += 1;
-                        self.send_item(Some(e), Done::Carried, None);
-                    }
-                    return None;
-                }
-            }
-            let f = &mut stack[depth];
-            let (stk, ttk) = match tickets {
-                Some(p) => p,
-                None => {
-                    let a = self.request(&self.sroot, &rel, true);
-                    let b = match (&self.droot, &titem) {
-                        (Some(d), Some(_)) => Some(self.request(d, &rel, true)),
-                        _ => None,
-                    };
-                    (a, b)
-                }
-            };
-            self.look_ahead(f);
-            let mut child_dfd = None;
-            let mut created = false;
-            if titem.is_none() {
-                self.list(&rel, "copy");
-                self.counts.copy += 1;
-                self.counts.need_inodes += 1;
-                self.counts.need_bytes += 4096;
-                stack[depth].touched = true;
-                if !self.s.dry {
-                    let Some(d) = &dfd else {
-                        return None;
-                    };
-                    match mkdir(d.as_raw_fd(), &name) {
-                        Ok(fd) => {
-                            child_dfd = Some(Arc::new(fd));
-                            created = true;
-                        }
-                        Err(e) => {
-                            let root = self.s.src_root;
-                            self.problem(
-                                Severity::Error,
-                                root,
-                                &rel,
-                                format!("cannot create the directory in the copy: {e}; nothing beneath it copied"),
-                            );
-                            // Release the listings asked for.
-                            drop(stk.wait());
-                            return None;
-                        }
-                    }
-                }
-            } else {
-                self.counts.unchanged += 1;
-            }
-            return self.open_frame(rel, st, titem.map(|t| t.st), stk, ttk, child_dfd, created);
+            return self.step_dir(stack, depth, h, tickets);
         }
-        // Hard links: the second and later names of an inode.
-        let mut first_slot = None;
-        let mut group = None;
         if st.nlink > 1 {
-            let key = (st.dev, st.ino);
-            if let Some(slot) = self.links.get(&key).map(|s| s.0.clone()) {
-                self.counts.link += 1;
-                let keep = {
-                    let g = slot.state.lock().unwrap_or_else(|e| e.into_inner());
-                    match (&*g, &titem) {
-                        (LinkState::Done { ino, dev, entry }, Some(ti))
-                            if ti.st.ino == *ino && ti.st.dev == *dev =>
-                        {
-                            Some(with_path(entry, &rel))
-                        }
-                        _ => None,
-                    }
-                };
-                // Every name seen: forget the inode.
-                if let Some(l) = self.links.get_mut(&key) {
-                    l.1 = l.1.saturating_sub(1);
-                    if l.1 == 0 {
-                        self.links.remove(&key);
-                    }
-                }
-                if let Some(e) = keep {
-                    self.counts.link -= 1;
-                    self.counts.unchanged += 1;
-                    self.send_item(Some(e), Done::Unchanged, None);
-                } else {
-                    stack[depth].touched = true;
-                    self.list(&rel, "link");
-                    if let Some(d) = dfd {
-                        let seq = if self.s.dry { 0 } else { self.next_seq() };
-                        self.dispatch(Job {
-                            seq,
-                            act: Act::Link,
-                            sd: sfd,
-                            dd: d,
-                            name_at: rel.len() - name.len(),
-                            rel,
-                            st,
-                            dacl,
-                            group: Some(slot.group),
-                            slot: Some(slot),
-                        });
-                    }
-                }
+            if let Some(slot) = self.links.get(&(st.dev, st.ino)).map(|s| s.0.clone()) {
+                self.further_name(stack, depth, h, slot);
                 return None;
             }
+        }
+        self.step_entry(stack, depth, h);
+        None
+    }
+
+    /// A directory unchanged since the earlier run (the change journal says so): carried
+    /// over from its manifest, unread. False when it must be walked.
+    fn carry(&mut self, h: &Here) -> bool {
+        let (Some(only), Some(rec), Some(ti)) = (&self.s.only, &h.recorded, &h.titem) else {
+            return false;
+        };
+        if must_walk(only, &h.rel) || rec.kind != FileType::Dir || ti.st.kind != Kind::Dir {
+            return false;
+        }
+        let rec = rec.clone();
+        self.counts.unchanged += 1;
+        self.counts.carried += 1;
+        self.send_item(Some(rec), Done::Carried, None);
+        while let Some(e) = self.prev.next_below(&h.rel) {
+            self.counts.unchanged += 1;
+            self.counts.carried += 1;
+            self.send_item(Some(e), Done::Carried, None);
+        }
+        true
+    }
+
+    /// A directory of the source: created in the copy (private) when missing, then walked.
+    fn step_dir(
+        &mut self,
+        stack: &mut [Frame],
+        depth: usize,
+        h: Here,
+        tickets: Option<(Ticket, Option<Ticket>)>,
+    ) -> Option<Frame> {
+        if self.carry(&h) {
+            return None;
+        }
+        let (stk, ttk) = match tickets {
+            Some(p) => p,
+            None => {
+                let a = self.request(&self.sroot, &h.rel, true);
+                let b = match (&self.droot, &h.titem) {
+                    (Some(d), Some(_)) => Some(self.request(d, &h.rel, true)),
+                    _ => None,
+                };
+                (a, b)
+            }
+        };
+        self.look_ahead(&mut stack[depth]);
+        let mut child_dfd = None;
+        let mut created = false;
+        if h.titem.is_none() {
+            self.list(&h.rel, "copy");
+            self.counts.copy += 1;
+            self.counts.need_inodes += 1;
+            self.counts.need_bytes += 4096;
+            stack[depth].touched = true;
+            if !self.s.dry {
+                let d = h.dfd.as_ref()?;
+                match mkdir(d.as_raw_fd(), &h.name) {
+                    Ok(fd) => {
+                        child_dfd = Some(Arc::new(fd));
+                        created = true;
+                    }
+                    Err(e) => {
+                        let root = self.s.src_root;
+                        self.problem(
+                            Severity::Error,
+                            root,
+                            &h.rel,
+                            format!("cannot create the directory in the copy: {e}; nothing beneath it copied"),
+                        );
+                        // Release the listings asked for.
+                        drop(stk.wait());
+                        return None;
+                    }
+                }
+            }
+        } else {
+            self.counts.unchanged += 1;
+        }
+        let tst = h.titem.map(|t| t.st);
+        self.open_frame(h.rel, h.it.st, tst, stk, ttk, child_dfd, created)
+    }
+
+    /// A further name of an inode whose first name was met: kept when the copy links it
+    /// already, else linked to the first name's copy by a worker.
+    fn further_name(&mut self, stack: &mut [Frame], depth: usize, h: Here, slot: Arc<LinkSlot>) {
+        let st = h.it.st;
+        let key = (st.dev, st.ino);
+        let keep = {
+            let g = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+            match (&*g, &h.titem) {
+                (LinkState::Done { ino, dev, entry }, Some(ti))
+                    if ti.st.ino == *ino && ti.st.dev == *dev =>
+                {
+                    Some(with_path(entry, &h.rel))
+                }
+                _ => None,
+            }
+        };
+        // Every name seen: forget the inode.
+        if let Some(l) = self.links.get_mut(&key) {
+            l.1 = l.1.saturating_sub(1);
+            if l.1 == 0 {
+                self.links.remove(&key);
+            }
+        }
+        if let Some(e) = keep {
+            self.counts.unchanged += 1;
+            self.send_item(Some(e), Done::Unchanged, None);
+            return;
+        }
+        self.counts.link += 1;
+        stack[depth].touched = true;
+        self.list(&h.rel, "link");
+        let Some(d) = h.dfd else { return };
+        let seq = if self.s.dry { 0 } else { self.next_seq() };
+        self.dispatch(Job {
+            seq,
+            act: Act::Link,
+            sd: h.sfd,
+            dd: d,
+            name_at: h.rel.len() - h.name.len(),
+            rel: h.rel,
+            st,
+            dacl: h.dacl,
+            group: Some(slot.group),
+            slot: Some(slot),
+        });
+    }
+
+    /// What to do with a file, symlink or node (None: the copy is right).
+    fn decide(&self, h: &Here) -> Option<Act> {
+        let (st, ids) = (&h.it.st, self.ids());
+        let Some(ti) = &h.titem else {
+            return Some(Act::Create);
+        };
+        let same = same_meta(st, &ti.st, ids)
+            && same_xattrs(&h.it.xattrs, &ti.xattrs, ids)
+            && match st.kind {
+                Kind::File => st.size == ti.st.size && (st.nlink > 1 || ti.st.nlink == 1),
+                Kind::Symlink => h.it.link == ti.link,
+                _ => st.rdev == ti.st.rdev,
+            };
+        if !same {
+            return Some(Act::Create);
+        }
+        if st.kind != Kind::File {
+            return None;
+        }
+        let rec = h.recorded.as_ref().filter(|e| {
+            e.kind == FileType::File
+                && e.size == ti.st.size
+                && e.mtime == stamp(ti.st.mtime)
+                && e.mode == ti.st.perm
+                && e.uid == ti.st.uid
+                && e.gid == ti.st.gid
+                && e.sha256.is_some()
+        });
+        match rec {
+            _ if self.s.opts.checksum => Some(Act::Checksum),
+            Some(_) => None,
+            None if self.s.force_checksum => Some(Act::Checksum),
+            None => Some(Act::HashTarget),
+        }
+    }
+
+    /// A file, symlink or node (a first name when it has several): kept, or given to a
+    /// worker.
+    fn step_entry(&mut self, stack: &mut [Frame], depth: usize, h: Here) {
+        let st = h.it.st;
+        let (mut first_slot, mut group) = (None, None);
+        if st.nlink > 1 {
             self.next_group += 1;
             group = Some(self.next_group);
             let slot = Arc::new(LinkSlot {
                 group: self.next_group,
-                first_rel: rel.clone(),
+                first_rel: h.rel.clone(),
                 state: Mutex::new(LinkState::Pending),
                 cv: Condvar::new(),
             });
-            self.links.insert(key, (slot.clone(), st.nlink - 1));
+            self.links
+                .insert((st.dev, st.ino), (slot.clone(), st.nlink - 1));
             first_slot = Some(slot);
         }
         if st.kind == Kind::File {
             self.counts.bytes += st.size;
         }
-        let ids = self.ids();
-        let act = match &titem {
-            None => Some(Act::Create),
-            Some(ti) => {
-                let same = same_meta(&st, &ti.st, ids)
-                    && same_xattrs(&it.xattrs, &ti.xattrs, ids)
-                    && match st.kind {
-                        Kind::File => st.size == ti.st.size && (st.nlink > 1 || ti.st.nlink == 1),
-                        Kind::Symlink => it.link == ti.link,
-                        _ => st.rdev == ti.st.rdev,
-                    };
-                if !same {
-                    Some(Act::Create)
-                } else if st.kind != Kind::File {
-                    None
-                } else {
-                    let rec = recorded.as_ref().filter(|e| {
-                        e.kind == FileType::File
-                            && e.size == ti.st.size
-                            && e.mtime == stamp(ti.st.mtime)
-                            && e.mode == ti.st.perm
-                            && e.uid == ti.st.uid
-                            && e.gid == ti.st.gid
-                            && e.sha256.is_some()
-                    });
-                    match rec {
-                        _ if self.s.opts.checksum => Some(Act::Checksum),
-                        Some(_) => None,
-                        None if self.s.force_checksum => Some(Act::Checksum),
-                        None => Some(Act::HashTarget),
-                    }
-                }
-            }
-        };
-        match act {
-            None => {
-                // Already right: recorded as the copy holds it.
-                let ti = titem.expect("kept entries exist in the copy");
-                let hash = recorded.as_ref().and_then(|e| e.sha256);
-                let e = entry(
-                    &rel,
-                    &ti.st,
-                    hash,
-                    ti.link.clone(),
-                    ti.xattrs.clone(),
-                    group,
-                );
-                if let Some(slot) = &first_slot {
-                    slot.set(LinkState::Done {
-                        ino: ti.st.ino,
-                        dev: ti.st.dev,
-                        entry: Box::new(e.clone()),
-                    });
-                }
-                self.counts.unchanged += 1;
-                self.send_item(Some(e), Done::Unchanged, None);
-            }
-            Some(a) => {
-                if a == Act::Create {
-                    self.list(&rel, "copy");
-                }
-                match a {
-                    Act::Create => {
-                        self.counts.copy += 1;
-                        self.counts.need_inodes += 1;
-                        if st.kind == Kind::File {
-                            self.counts.copy_bytes += st.size;
-                            self.counts.need_bytes += st.blocks * 512;
-                        }
-                    }
-                    _ => {
-                        self.counts.verify += 1;
-                        self.counts.verify_bytes += st.size;
-                    }
-                }
-                if a != Act::HashTarget {
-                    stack[depth].touched = true;
-                }
-                if self.s.dry {
-                    return None;
-                }
-                let d = dfd?;
-                let seq = self.next_seq();
-                self.dispatch(Job {
-                    seq,
-                    act: a,
-                    sd: sfd,
-                    dd: d,
-                    name_at: rel.len() - name.len(),
-                    rel,
-                    st,
-                    dacl,
-                    group,
-                    slot: first_slot,
+        let Some(a) = self.decide(&h) else {
+            // Already right: recorded as the copy holds it.
+            let Some(ti) = &h.titem else { return };
+            let hash = h.recorded.as_ref().and_then(|e| e.sha256);
+            let e = entry(
+                &h.rel,
+                &ti.st,
+                hash,
+                ti.link.clone(),
+                ti.xattrs.clone(),
+                group,
+            );
+            if let Some(slot) = &first_slot {
+                slot.set(LinkState::Done {
+                    ino: ti.st.ino,
+                    dev: ti.st.dev,
+                    entry: Box::new(e.clone()),
                 });
             }
+            self.counts.unchanged += 1;
+            self.send_item(Some(e), Done::Unchanged, None);
+            return;
+        };
+        if a == Act::Create {
+            self.list(&h.rel, "copy");
+            self.counts.copy += 1;
+            self.counts.need_inodes += 1;
+            if st.kind == Kind::File {
+                self.counts.copy_bytes += st.size;
+                self.counts.need_bytes += st.blocks * 512;
+            }
+        } else {
+            self.counts.verify += 1;
+            self.counts.verify_bytes += st.size;
         }
-        None
+        if a != Act::HashTarget {
+            stack[depth].touched = true;
+        }
+        if self.s.dry {
+            return;
+        }
+        let Some(d) = h.dfd else { return };
+        let seq = self.next_seq();
+        self.dispatch(Job {
+            seq,
+            act: a,
+            sd: h.sfd,
+            dd: d,
+            name_at: h.rel.len() - h.name.len(),
+            rel: h.rel,
+            st,
+            dacl: h.dacl,
+            group,
+            slot: first_slot,
+        });
     }
 
     /// An entry of the copy that is in the way or that the source no longer has.
@@ -1476,6 +1516,37 @@ fn close_dir(w: &mut Worker, s: &Setup, c: &Close) -> Result<(), ItemError> {
     Ok(())
 }
 
+/// Count one finished entry into the outcome; the bytes it read or wrote.
+fn count(out: &mut Outcome, done: &Done, recorded: bool, problem: Option<&Problem>) -> u64 {
+    match *done {
+        Done::Copied(b) => {
+            out.copied += 1;
+            out.copied_bytes += b;
+            return b;
+        }
+        Done::Verified(b) | Done::Same(b) => {
+            out.verified += 1;
+            return b;
+        }
+        Done::Unchanged if recorded => out.unchanged += 1,
+        Done::Unchanged | Done::Dir => {}
+        Done::Linked => out.linked += 1,
+        Done::Removed => out.deleted += 1,
+        Done::Leftover => out.leftovers += 1,
+        Done::Aside => out.moved_aside += 1,
+        Done::Carried => {
+            out.unchanged += 1;
+            out.carried += 1;
+        }
+        Done::Failed => {
+            if problem.is_some_and(|p| p.severity == Severity::Error) {
+                out.failed += 1;
+            }
+        }
+    }
+    0
+}
+
 /// The recorder: results back in path order, into the manifest and the outcome.
 fn record(
     s: &Setup,
@@ -1506,40 +1577,7 @@ fn record(
                     problem,
                     ..
                 } => {
-                    let mut bytes = 0;
-                    match done {
-                        Done::Copied(b) => {
-                            out.copied += 1;
-                            out.copied_bytes += b;
-                            bytes = b;
-                        }
-                        Done::Verified(b) => {
-                            out.verified += 1;
-                            bytes = b;
-                        }
-                        Done::Same(b) => {
-                            out.verified += 1;
-                            bytes = b;
-                        }
-                        Done::Unchanged if entry.is_some() => out.unchanged += 1,
-                        Done::Unchanged | Done::Dir => {}
-                        Done::Linked => out.linked += 1,
-                        Done::Removed => out.deleted += 1,
-                        Done::Leftover => out.leftovers += 1,
-                        Done::Aside => out.moved_aside += 1,
-                        Done::Carried => {
-                            out.unchanged += 1;
-                            out.carried += 1;
-                        }
-                        Done::Failed
-                            if problem
-                                .as_ref()
-                                .is_some_and(|p| p.severity == Severity::Error) =>
-                        {
-                            out.failed += 1
-                        }
-                        Done::Failed => {}
-                    }
+                    let bytes = count(&mut out, &done, entry.is_some(), problem.as_ref());
                     if let Some(p) = problem {
                         push(&mut out, p);
                     }
@@ -1701,4 +1739,69 @@ pub(super) fn walk_volume(
             listed,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link_outcome(live: bool, soft: bool) -> JobResult {
+        let t = tempfile::tempdir().unwrap();
+        let d = Arc::new(sys::open_dir_path(t.path()).unwrap());
+        let opts = Options {
+            live,
+            ..Default::default()
+        };
+        let on = |_: Event| {};
+        let s = Setup {
+            src_root: t.path(),
+            dst_root: t.path(),
+            opts: &opts,
+            force_checksum: false,
+            dry: false,
+            root_created: false,
+            only: None,
+            on: &on,
+        };
+        let slot = Arc::new(LinkSlot {
+            group: 1,
+            first_rel: b"cur/first".to_vec(),
+            state: Mutex::new(LinkState::Failed { soft }),
+            cv: Condvar::new(),
+        });
+        let st = sys::fstat(d.as_raw_fd()).unwrap();
+        let j = Job {
+            seq: 0,
+            act: Act::Link,
+            sd: d.clone(),
+            dd: d.clone(),
+            rel: b"cur/second".to_vec(),
+            name_at: 4,
+            st,
+            dacl: false,
+            group: Some(1),
+            slot: Some(slot),
+        };
+        let mut w = Worker::new(0);
+        run_job(&mut w, &s, d.as_raw_fd(), &j)
+    }
+
+    #[test]
+    fn a_second_name_whose_first_was_not_copied_is_a_warning_under_live() {
+        // --live: the other name renamed away (or changing) is a change for the next pass.
+        let r = link_outcome(true, false);
+        let p = r.problem.unwrap();
+        assert_eq!(p.severity, Severity::Warning, "{}", p.message);
+        assert!(p.message.contains("the next run links it"), "{}", p.message);
+        assert!(r.entry.is_none(), "never recorded");
+        // The first name vanished: a warning in any run.
+        assert_eq!(
+            link_outcome(false, true).problem.unwrap().severity,
+            Severity::Warning
+        );
+        // Services stopped and the first name failed for another reason: an error.
+        let r = link_outcome(false, false);
+        assert_eq!(r.problem.unwrap().severity, Severity::Error);
+        assert!(matches!(r.done, Done::Failed));
+    }
 }
