@@ -743,7 +743,7 @@ fn interrupted_copy_says_what_was_left_and_to_run_again() {
         .unwrap_or_default()
         .to_string();
     assert!(
-        line.contains("removed 0, removed 1 leftover temporaries of an interrupted run"),
+        line.contains("removed 0, removed 1 leftover temporary of an interrupted run"),
         "{line}"
     );
     for i in 0..4 {
