@@ -339,9 +339,10 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
             let n = names.len();
             let shown: Vec<String> = names.iter().take(5).map(|b| show(b)).collect();
             return Err(CopyError::Refused(format!(
-                "{}: the target is not empty ({n} entries: {}{}) and no earlier copy of this suite is recorded there (no {}); \
+                "{}: the target is not empty ({n} {}: {}{}) and no earlier copy of this suite is recorded there (no {}); \
                  move them away, or pass --adopt to take them as a partial copy (what the source lacks is then moved aside beside the target, never deleted)",
-                vol.dst.display(),
+                crate::quote::quote_path(&vol.dst),
+                if n == 1 { "entry" } else { "entries" },
                 shown.join(", "),
                 if n > 5 { ", ..." } else { "" },
                 manifest.display()
