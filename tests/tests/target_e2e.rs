@@ -24,56 +24,16 @@ use std::process::{Command, Output};
 
 use cm_core::{ini, params};
 
-const DOCKER: &str = "/usr/bin/docker";
-const CONTAINER: &str = "chatmail";
+use cm_tests::engine::{exec, exec_ok, ok, Engine, CONTAINER, DOCKER};
+
 const DOMAIN: &str = "chat.example.org";
 const IMAGE: &str = "cm-target-e2e:1.12.0";
 const PROJECT: &str = "relay";
 /// The image's service users: unlike docker/users (901...) and the old host (1105, 1107).
 const USERS: &str = "vmail 801 801\nopendkim 802 802\n#fixed iroh 803 803\n#fixed postfix 804 804\n#fixed dovecot 805 805\n#fixed dovenull 806 806\n#fixed unbound 807 807\n";
 
-fn harness(arg: &str) -> Output {
-    Command::new("bash")
-        .arg(cm_tests::repo_root().join("tests/harness/docker.sh"))
-        .arg(arg)
-        .output()
-        .expect("run tests/harness/docker.sh")
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn docker(args: &[&str]) -> Output {
     Command::new(DOCKER).args(args).output().expect("docker")
-}
-
-fn exec(args: &[&str]) -> Output {
-    let mut a = vec!["exec"];
-    a.extend(args);
-    docker(&a)
-}
-
-fn exec_ok(args: &[&str]) -> String {
-    ok(&exec(args), &format!("docker exec {}", args.join(" ")))
-}
-
-/// The engine, stopped when dropped.
-struct Engine;
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let out = harness("stop");
-        if !out.status.success() {
-            eprintln!("docker.sh stop: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
 }
 
 /// The compose project: taken down, and the volumes the copy created removed, when dropped.
@@ -254,9 +214,7 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     fs::write(host.join("etc/chatmail-nocreate"), "").unwrap();
     let host_ini = host.join("usr/local/lib/chatmaild/chatmail.ini");
 
-    ok(&harness("start"), "docker.sh start");
-    let _engine = Engine;
-    ok(&harness("base"), "docker.sh base");
+    let _engine = Engine::start();
     build_image(work.path());
     let dir = project(work.path());
     serve_dkim_record(&host, &dir);
