@@ -239,15 +239,16 @@ fn copy_outcome(pass: Pass, changed: &Changed, o: CopyOutcome) -> StepOutcome {
         Pass::Final => "delta",
     };
     let mut summary = format!(
-        "{what}: looked at {} entries{}, copied {} ({} bytes), removed {}",
+        "{what}: looked at {} {}{}, copied {} ({}), removed {}",
         o.scanned,
+        if o.scanned == 1 { "entry" } else { "entries" },
         if o.restricted {
             format!(" in the changed directories ({})", changed.describe())
         } else {
             String::new()
         },
         o.copied,
-        o.copied_bytes,
+        crate::report::human_bytes(o.copied_bytes),
         o.deleted
     );
     if let (false, Pass::Final, Changed::All { why }) = (o.restricted, pass, changed) {
