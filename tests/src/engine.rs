@@ -166,3 +166,25 @@ pub fn wait_for_systemd() -> String {
     }
     state
 }
+
+/// The chatmail.ini at `path` in the container means to chatmail what the old host's `host_ini`
+/// meant: every setting equal by `params::values_equal` (absent = default). The container's
+/// ini, parsed.
+pub fn assert_ini_means_the_same(path: &str, host_ini: &Path) -> cm_core::ini::IniFile {
+    use cm_core::{ini, params};
+    let text = exec_ok(&[CONTAINER, "cat", path]);
+    let inside = ini::parse_str("container chatmail.ini", &text).unwrap();
+    let old = ini::read(host_ini).unwrap();
+    for p in params::PARAMS {
+        let (a, b) = (
+            old.params().unwrap().get(p.name),
+            inside.params().unwrap().get(p.name),
+        );
+        assert!(
+            params::values_equal(p.name, a, b),
+            "{}: old host {a:?}, container {b:?}\n{text}",
+            p.name
+        );
+    }
+    inside
+}

@@ -16,9 +16,10 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cm_core::{ini, params};
-
-use cm_tests::engine::{exec, exec_ok, ok, wait_for_systemd, Engine, COMPOSE, CONTAINER, DOCKER};
+use cm_tests::engine::{
+    assert_ini_means_the_same, exec, exec_ok, ok, wait_for_systemd, Engine, COMPOSE, CONTAINER,
+    DOCKER,
+};
 
 const DOMAIN: &str = "e2e.example.org";
 
@@ -403,20 +404,7 @@ fn migrated_data_boots_in_the_image() {
 
     // 4. settings: chatmail.ini in the container means what the old host's meant, and the
     //    applier sees nothing left to change
-    let text = exec_ok(&[CONTAINER, "cat", "/opt/chatmail/chatmail.ini"]);
-    let applied = ini::parse_str("container chatmail.ini", &text).unwrap();
-    let old = ini::read(&host_ini).unwrap();
-    for p in params::PARAMS {
-        let (a, b) = (
-            old.params().unwrap().get(p.name),
-            applied.params().unwrap().get(p.name),
-        );
-        assert!(
-            params::values_equal(p.name, a, b),
-            "{}: old host {a:?}, container {b:?}\n{text}",
-            p.name
-        );
-    }
+    let applied = assert_ini_means_the_same("/opt/chatmail/chatmail.ini", &host_ini);
     assert_eq!(applied.params().unwrap().get("iroh_relay"), Some(""));
     exec_ok(&[
         CONTAINER,
@@ -672,18 +660,8 @@ fn migrated_data_boots_in_the_image() {
         !fresh.contains("max_imap_connections"),
         "not regenerated:\n{fresh}"
     );
-    let fresh = ini::parse_str("regenerated chatmail.ini", &fresh).unwrap();
-    for p in params::PARAMS {
-        let (a, b) = (
-            old.params().unwrap().get(p.name),
-            fresh.params().unwrap().get(p.name),
-        );
-        assert!(
-            params::values_equal(p.name, a, b),
-            "{} after reinit: {a:?} vs {b:?}",
-            p.name
-        );
-    }
+    // after the reinit, the regenerated ini still means what the old host's meant
+    assert_ini_means_the_same(ini_path, &host_ini);
 
     // 12. the relay stage's path of cm-start.sh (cmdeploy init, settings onto its template,
     //     cmdeploy run with the stages), with a stand-in for cmdeploy: the real one needs the
@@ -721,18 +699,8 @@ fn migrated_data_boots_in_the_image() {
         text.contains("# deactivate IPv6\ndisable_ipv6 = True\n"),
         "{text}"
     );
-    let templ = ini::parse_str("templated chatmail.ini", &text).unwrap();
-    for p in params::PARAMS {
-        let (a, b) = (
-            old.params().unwrap().get(p.name),
-            templ.params().unwrap().get(p.name),
-        );
-        assert!(
-            params::values_equal(p.name, a, b),
-            "{} on the template: {a:?} vs {b:?}",
-            p.name
-        );
-    }
+    // the templated ini means what the old host's meant
+    assert_ini_means_the_same(ini_path, &host_ini);
 
     drop(project);
 }
