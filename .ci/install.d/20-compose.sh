@@ -7,7 +7,7 @@ set -euo pipefail
 if [ -x /usr/local/bin/docker-compose-v2 ]; then exit 0; fi
 mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*debian\)\/\?[[:space:]]*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
 [ -n "$mirror" ] || mirror=$(awk '$1=="deb" && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-mirror=${mirror:-http://deb.debian.org/debian}
+[ -n "$mirror" ] || { echo "$0: no Debian mirror in this machine's apt sources (/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list): add one" >&2; exit 1; }
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
 mkdir -p "$D/etc" "$D/lists/partial" "$D/cache/archives/partial" "$D/x"

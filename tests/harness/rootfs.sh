@@ -13,7 +13,7 @@ if [ ! -s "$TARBALL" ]; then
   command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
   mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*debian\)\/\?[[:space:]]*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
   [ -n "$mirror" ] || mirror=$(awk '$1=="deb" && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-  mirror=${mirror:-http://deb.debian.org/debian}
+  [ -n "$mirror" ] || { echo "$0: no Debian mirror in this machine's apt sources (/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list): add one" >&2; exit 1; }
   R=$(mktemp -d "$CACHE/rootfs.XXXXXX")
   debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$R" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$CACHE/debootstrap.log" >&2; rm -rf "$R"; exit 1; }
