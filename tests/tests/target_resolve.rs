@@ -330,3 +330,120 @@ fn ini_to_env_writes_an_ini_mount_targets_settings_and_compose_reads_them_back()
     assert!(env.contains("MAX_MAILBOX_SIZE=\"2G\""), "{env}");
     assert!(!ours.join("chatmail.ini").exists());
 }
+
+/// A bind-mount target with the ini mounted (the maintained deployment's override example),
+/// no engine needed: `cm-copy-data --json` says how it resolved the target, and `cm-migrate
+/// run` moves the sample host into it exactly there: the trees at the bind paths with the
+/// owner map's ids, the old ini byte for byte at the mount's source, MAIL_DOMAIN in .env,
+/// the guide's data/chatmail* left alone.
+#[test]
+fn copy_data_and_migrate_run_follow_a_bind_mount_target_with_the_ini_mounted() {
+    cm_tests::compose();
+    let t = tempfile::Builder::new()
+        .prefix("cm-target-bind.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let repo = cm_tests::repo_root();
+    let host = t.path().join("host");
+    let made = Command::new(repo.join("fixtures/sample-host/make.sh"))
+        .arg(&host)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let d = fixture("maintained-bind", t.path());
+    let users = repo.join("docker/users");
+    let (h, p, u) = (
+        host.to_str().unwrap(),
+        d.to_str().unwrap(),
+        users.to_str().unwrap(),
+    );
+    let o = run(
+        "cm-copy-data",
+        &[
+            "--root",
+            h,
+            "--project-dir",
+            p,
+            "--owner-map",
+            u,
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let placed = &j["target"]["resolved"]["placements"];
+    let mail = placed
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["state"]["name"] == "mail"))
+        .unwrap_or_else(|| panic!("no mail placement: {j:#}"));
+    assert_eq!(mail["source"]["type"], "bind", "{mail:#}");
+    assert_eq!(
+        mail["source"]["path"].as_str(),
+        d.join("data/mail").to_str(),
+        "{mail:#}"
+    );
+    assert_eq!(
+        j["target"]["resolved"]["layout"]["type"], "compose",
+        "{j:#}"
+    );
+    assert_eq!(
+        j["target"]["resolved"]["settings"]["type"], "ini_mount",
+        "{j:#}"
+    );
+
+    let state = t.path().join("state");
+    let o = run(
+        "cm-migrate",
+        &[
+            "run",
+            "--root",
+            h,
+            "--project-dir",
+            p,
+            "--owner-map",
+            u,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--json",
+            "--skip-check",
+            "cgroup",
+            "--skip-check",
+            "inotify",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["complete"], true, "{r:#}");
+    let vmail = fs::read_to_string(&users).unwrap();
+    let uid: u32 = vmail
+        .lines()
+        .find_map(|l| l.strip_prefix("vmail "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("vmail in docker/users");
+    use std::os::unix::fs::MetadataExt;
+    let top = fs::metadata(d.join("data/mail/mail")).unwrap();
+    assert_eq!(top.uid(), uid, "the mail store's owner is the map's vmail");
+    assert!(d.join("data/dkim/opendkim.private").is_file());
+    assert!(
+        !d.join("data/chatmail").exists(),
+        "nothing in the guide's layout"
+    );
+    let old_ini = host.join("usr/local/lib/chatmaild/chatmail.ini");
+    assert_eq!(
+        fs::read(d.join("chatmail.ini")).unwrap(),
+        fs::read(&old_ini).unwrap()
+    );
+    let env = fs::read_to_string(d.join(".env")).unwrap();
+    assert!(env.contains("MAIL_DOMAIN="), "{env}");
+    let settings = r["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["step"] == "settings"))
+        .map(|s| s["summary"].to_string())
+        .unwrap_or_default();
+    assert!(
+        settings.contains("/etc/chatmail/chatmail.ini"),
+        "{settings}"
+    );
+}

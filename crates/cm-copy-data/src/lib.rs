@@ -379,7 +379,13 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return usage(format!("cannot check free space on the target: {e}")),
     };
     if a.dry_run {
-        return Ok(dry_run(&a, &plans, &space, caller.err()));
+        return Ok(dry_run(
+            &a,
+            &plans,
+            &space,
+            caller.err(),
+            &target_json(&resolved),
+        ));
     }
     if space.iter().any(|s| !s.ok()) {
         for m in space.iter().filter_map(|s| s.shortage()) {
@@ -394,11 +400,22 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(1));
     }
-    let code = execute(&a, &plans, &opts, owners.as_ref());
+    let code = execute(&a, &plans, &opts, owners.as_ref(), &target_json(&resolved));
     Ok(match &resolved {
         Some(r) if code == ExitCode::SUCCESS => copy_files(&a, r, &opts),
         _ => code,
     })
+}
+
+/// The target as `--json` gives it: how it was resolved (layout, service, each piece of
+/// state's mount, settings), the owners mapped by name from its image, what was noted and
+/// warned on the way; null for `--map`.
+fn target_json(r: &Option<Prepared>) -> serde_json::Value {
+    match r {
+        Some(r) => serde_json::json!({"resolved": r.target, "owners_by_name": r.mapped,
+            "notes": r.notes, "warnings": r.warnings}),
+        None => serde_json::Value::Null,
+    }
 }
 
 /// The single files the target mounts (self-signed TLS, the account-creation switch,
@@ -486,6 +503,7 @@ fn dry_run(
     plans: &[Plan],
     space: &[safety::SpaceCheck],
     refusal: Option<String>,
+    target: &serde_json::Value,
 ) -> ExitCode {
     let space_ok = space.iter().all(|s| s.ok());
     if let Some(r) = &refusal {
@@ -510,7 +528,8 @@ fn dry_run(
         println!(
             "{}",
             serde_json::json!({"dry_run": true, "ok": space_ok && refusal.is_none(),
-                "refused": refusal, "volumes": v, "space": space_json(space), "space_ok": space_ok})
+                "refused": refusal, "volumes": v, "space": space_json(space), "space_ok": space_ok,
+                "target": target})
         );
         return code;
     }
@@ -604,7 +623,13 @@ fn copy_volume(p: &Plan, opts: &copy::Options, on: &(dyn Fn(Event) + Sync)) -> V
     }
 }
 
-fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&OwnerMap>) -> ExitCode {
+fn execute(
+    a: &Args,
+    plans: &[Plan],
+    opts: &copy::Options,
+    owners: Option<&OwnerMap>,
+    target: &serde_json::Value,
+) -> ExitCode {
     let quiet = a.quiet;
     let started = Instant::now();
     let total_bytes: u64 = plans
@@ -686,7 +711,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
         println!(
             "{}",
             serde_json::json!({"ok": !any_error, "volumes": v, "totals": totals,
-                "owners_mapped": mapped, "next": next})
+                "owners_mapped": mapped, "target": target, "next": next})
         );
     } else {
         for (p, r) in plans.iter().zip(&results) {
