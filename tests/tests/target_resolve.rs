@@ -447,3 +447,115 @@ fn copy_data_and_migrate_run_follow_a_bind_mount_target_with_the_ini_mounted() {
         "{settings}"
     );
 }
+
+/// The guide's alternative of mounting the old host's own directories: nothing is copied;
+/// owners that differ from the target's are re-owned in place only when asked, with an undo
+/// record written first (private), and the record puts every owner back.
+#[test]
+fn in_place_mounts_are_reowned_only_when_asked_and_the_undo_record_restores_them() {
+    use std::os::unix::fs::MetadataExt;
+    cm_tests::compose();
+    let t = tempfile::Builder::new()
+        .prefix("cm-reown.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let repo = cm_tests::repo_root();
+    let host = t.path().join("host");
+    let made = Command::new(repo.join("fixtures/sample-host/make.sh"))
+        .arg(&host)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let proj = t.path().join("proj");
+    fs::create_dir_all(&proj).unwrap();
+    let h = host.display().to_string();
+    fs::write(
+        proj.join("compose.yaml"),
+        format!("services:\n  chatmail:\n    image: chatmail-relay:relay\n    volumes:\n      - {h}/home/vmail:/home/vmail\n      - {h}/etc/dkimkeys:/etc/dkimkeys\n      - {h}/var/lib/acme:/var/lib/acme\n      - ./chatmail.ini:/etc/chatmail/chatmail.ini\n"),
+    )
+    .unwrap();
+    let users = repo.join("docker/users");
+    let owner = |p: &str| fs::symlink_metadata(host.join(p)).unwrap().uid();
+    let mailbox = "home/vmail/mail";
+    let before = owner(mailbox);
+    let base = [
+        "--root",
+        h.as_str(),
+        "--project-dir",
+        proj.to_str().unwrap(),
+        "--owner-map",
+        users.to_str().unwrap(),
+    ];
+    // without --reown-in-place: nothing to copy, nothing changed
+    let o = run("cm-copy-data", &base);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("mounted in place"), "{}", text(&o));
+    assert_eq!(owner(mailbox), before);
+    let dry = run(
+        "cm-copy-data",
+        &[&base[..], &["--reown-in-place", "--dry-run"]].concat(),
+    );
+    assert!(text(&dry).contains("would re-own"), "{}", text(&dry));
+    assert_eq!(owner(mailbox), before, "a dry run changes nothing");
+    let o = run("cm-copy-data", &[&base[..], &["--reown-in-place"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("re-owned"), "{said}");
+    let vmail_uid: u32 = fs::read_to_string(&users)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("vmail "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert_ne!(before, vmail_uid);
+    assert_eq!(owner(mailbox), vmail_uid, "{said}");
+    let records: Vec<PathBuf> = fs::read_dir(proj.join(".cm-reown"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // one per tree whose owners changed (the ACME state is root's, the same in the image)
+    let mut names: Vec<String> = records
+        .iter()
+        .map(|r| {
+            r.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .split('-')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dkimkeys", "vmail"], "{records:?}");
+    for r in &records {
+        assert_eq!(
+            fs::metadata(r).unwrap().mode() & 0o777,
+            0o600,
+            "{}",
+            r.display()
+        );
+        let o = run(
+            "cm-copy-data",
+            &[
+                "--project-dir",
+                proj.to_str().unwrap(),
+                "--undo-reown",
+                r.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    assert_eq!(
+        owner(mailbox),
+        before,
+        "the undo records put the owners back"
+    );
+    // something that is not a record is unusable input
+    let o = run(
+        "cm-copy-data",
+        &["--undo-reown", proj.join("compose.yaml").to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

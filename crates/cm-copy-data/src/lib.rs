@@ -102,6 +102,17 @@ struct Args {
     #[arg(long)]
     adopt: bool,
 
+    /// For a tree the target mounts from the old host's own path (nothing to copy), set the
+    /// owners the target expects (the image's by name, or --owner-map) on the old host's
+    /// files themselves; an undo record is written first, to
+    /// <project-dir>/.cm-reown/<name>-<UTC>.undo.
+    #[arg(long)]
+    reown_in_place: bool,
+
+    /// Put back every owner and mode an undo record of --reown-in-place holds, and exit.
+    #[arg(long, value_name = "FILE", conflicts_with = "reown_in_place")]
+    undo_reown: Option<PathBuf>,
+
     /// Print the plan (counts and sizes per volume, space needed, every path that would be
     /// removed or moved aside) and change nothing.
     #[arg(long, short = 'n')]
@@ -273,6 +284,9 @@ where
 }
 
 fn run_args(a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(record) = &a.undo_reown {
+        return undo_reown(&a, record);
+    }
     if let Err(e) = check_project(&a) {
         return usage(e);
     }
@@ -313,6 +327,9 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         vols = r.volumes.clone();
         if r.owners.is_some() {
             owners = r.owners.clone();
+        }
+        if a.reown_in_place {
+            reown_in_place(&a, &r, owners.as_ref())?;
         }
         resolved = Some(r);
     }
@@ -405,6 +422,80 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         Some(r) if code == ExitCode::SUCCESS => copy_files(&a, r, &opts),
         _ => code,
     })
+}
+
+/// `--reown-in-place`: each tree mounted from the old host's own path re-owned by the map,
+/// its undo record first; a line each (stderr under --json).
+fn reown_in_place(a: &Args, r: &Prepared, owners: Option<&OwnerMap>) -> anyhow::Result<()> {
+    let Some(map) = owners.filter(|m| !m.is_identity()) else {
+        if !a.quiet {
+            cm_cli::msg::note("--reown-in-place: the owner map changes no id: nothing to re-own");
+        }
+        return Ok(());
+    };
+    let stamp = cm_core::fsutil::utc_stamp(std::time::SystemTime::now());
+    for (path, _) in &r.in_place {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".into());
+        let record = a
+            .project_dir
+            .join(".cm-reown")
+            .join(format!("{name}-{stamp}.undo"));
+        let done = cm_core::reown::reown(path, map, &record, a.dry_run)?;
+        let verb = if a.dry_run {
+            "would re-own"
+        } else {
+            "re-owned"
+        };
+        let line = format!(
+            "{}: {verb} {} of {} entries in place{}",
+            q(path),
+            done.changed,
+            done.entries,
+            match &done.record {
+                Some(rec) => format!(
+                    " (undo: cm-copy-data --project-dir {} --undo-reown {})",
+                    q(&a.project_dir),
+                    q(rec)
+                ),
+                None => String::new(),
+            }
+        );
+        if a.json {
+            eprintln!("{line}");
+        } else if !a.quiet {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// `--undo-reown FILE`: the owners and modes of the record put back.
+fn undo_reown(a: &Args, record: &Path) -> anyhow::Result<ExitCode> {
+    use cm_core::reown::ReownError;
+    match cm_core::reown::undo(record) {
+        Ok(n) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "restored": n, "record": jp(record)})
+                );
+            } else if !a.quiet {
+                println!(
+                    "restored the owners and modes of {n} entries from {}",
+                    q(record)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ ReownError::Format { .. }) => usage(e),
+        Err(ReownError::Io { path, source }) if path == record => {
+            usage(format!("{}: {source}", q(&path)))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The target as `--json` gives it: how it was resolved (layout, service, each piece of

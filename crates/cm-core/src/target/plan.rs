@@ -130,7 +130,7 @@ pub fn in_place_fixes(plan: &CopyPlan, ids: &super::engine::Ids) -> Vec<String> 
         let g = ids.groups.get(owner).copied().unwrap_or(pg);
         if (md.uid(), md.gid()) != (u, g) {
             out.push(format!(
-                "{} is owned by {}:{}, the image's {owner} is {u}:{g}: the container cannot use it as it is; re-own it (this changes the old host's files): chown -R {u}:{g} {}",
+                "{} is owned by {}:{}, the image's {owner} is {u}:{g}: the container cannot use it as it is; re-own it (this changes the old host's files): chown -R {u}:{g} {}, or cm-copy-data --reown-in-place (keeps an undo record)",
                 path.display(),
                 md.uid(),
                 md.gid(),
