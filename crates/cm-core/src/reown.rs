@@ -176,11 +176,14 @@ fn set_owner(abs: &Path, u: u32, g: u32, mode: u32) -> Result<(), ReownError> {
     Ok(())
 }
 
+/// What is done with each entry of a record: (absolute path, old uid, old gid, mode).
+type OnEntry<'a> = dyn FnMut(&Path, u32, u32, u32) -> Result<(), ReownError> + 'a;
+
 /// Every entry of a record, in order: (absolute path, old uid, old gid, mode); the whole
 /// record is read and checked first, so a cut or damaged one changes nothing.
 fn apply(
     record: &Path,
-    f: &mut dyn FnMut(&Path, u32, u32, u32) -> Result<(), ReownError>,
+    f: &mut OnEntry,
 ) -> Result<u64, ReownError> {
     entries(record, &mut |_, _, _, _| Ok(()))?;
     entries(record, f)
@@ -188,7 +191,7 @@ fn apply(
 
 fn entries(
     record: &Path,
-    f: &mut dyn FnMut(&Path, u32, u32, u32) -> Result<(), ReownError>,
+    f: &mut OnEntry,
 ) -> Result<u64, ReownError> {
     let bad = |line: usize, msg: &str| ReownError::Format {
         path: record.to_path_buf(),
