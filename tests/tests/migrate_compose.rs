@@ -54,14 +54,7 @@ fn run_with_start_brings_the_container_up_on_the_moved_data_and_it_serves() {
         .tempdir_in("/var/tmp")
         .unwrap();
     let (host, proj) = (work.path().join("old-host"), work.path().join("project"));
-    ok(
-        &Command::new(repo.join("fixtures/sample-host/make.sh"))
-            .arg(&host)
-            .arg(DOMAIN)
-            .output()
-            .unwrap(),
-        "sample-host/make.sh",
-    );
+    cm_tests::sample_host(&host, Some(DOMAIN));
     let _engine = Engine::start();
     let project = Project::lay_out(&proj);
     project.build_image();

@@ -63,12 +63,7 @@ fn run_to_another_host_over_ssh_maps_owners_and_proves_the_copy_there() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("old");
-    let o = Command::new("bash")
-        .arg(cm_tests::repo_root().join("fixtures/sample-host/make.sh"))
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "make.sh: {}", text(&o));
+    cm_tests::sample_host(&root, None);
     let far = tmp.path().join("far/project");
     std::fs::create_dir_all(&far).unwrap();
     std::fs::copy(

@@ -344,12 +344,7 @@ fn copy_data_and_migrate_run_follow_a_bind_mount_target_with_the_ini_mounted() {
         .tempdir_in("/var/tmp")
         .unwrap();
     let repo = cm_tests::repo_root();
-    let host = t.path().join("host");
-    let made = Command::new(repo.join("fixtures/sample-host/make.sh"))
-        .arg(&host)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", text(&made));
+    let host = cm_tests::sample_host(&t.path().join("host"), None);
     let d = fixture("maintained-bind", t.path());
     let users = repo.join("docker/users");
     let (h, p, u) = (
@@ -460,12 +455,7 @@ fn in_place_mounts_are_reowned_only_when_asked_and_the_undo_record_restores_them
         .tempdir_in("/var/tmp")
         .unwrap();
     let repo = cm_tests::repo_root();
-    let host = t.path().join("host");
-    let made = Command::new(repo.join("fixtures/sample-host/make.sh"))
-        .arg(&host)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", text(&made));
+    let host = cm_tests::sample_host(&t.path().join("host"), None);
     let proj = t.path().join("proj");
     fs::create_dir_all(&proj).unwrap();
     let h = host.display().to_string();

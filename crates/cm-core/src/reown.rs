@@ -181,18 +181,12 @@ type OnEntry<'a> = dyn FnMut(&Path, u32, u32, u32) -> Result<(), ReownError> + '
 
 /// Every entry of a record, in order: (absolute path, old uid, old gid, mode); the whole
 /// record is read and checked first, so a cut or damaged one changes nothing.
-fn apply(
-    record: &Path,
-    f: &mut OnEntry,
-) -> Result<u64, ReownError> {
+fn apply(record: &Path, f: &mut OnEntry) -> Result<u64, ReownError> {
     entries(record, &mut |_, _, _, _| Ok(()))?;
     entries(record, f)
 }
 
-fn entries(
-    record: &Path,
-    f: &mut OnEntry,
-) -> Result<u64, ReownError> {
+fn entries(record: &Path, f: &mut OnEntry) -> Result<u64, ReownError> {
     let bad = |line: usize, msg: &str| ReownError::Format {
         path: record.to_path_buf(),
         line,

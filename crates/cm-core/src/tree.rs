@@ -118,23 +118,9 @@ impl Timestamp {
     /// For people: UTC with the nanoseconds, `2026-12-03 16:34:34.123456789 UTC` (the
     /// manifest keeps [`fmt::Display`]'s `SECONDS.NANOSECONDS`).
     pub fn utc(&self) -> String {
-        let days = self.sec.div_euclid(86_400);
-        let secs = self.sec.rem_euclid(86_400);
-        // Howard Hinnant's civil_from_days
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
+        let (y, m, d, hh, mm, ss) = crate::fsutil::civil(self.sec);
         format!(
-            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:09} UTC",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60,
+            "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}.{:09} UTC",
             self.nsec
         )
     }
