@@ -173,6 +173,9 @@ fn a_relay_moved_off_a_real_systemd_with_a_writer_boots_in_the_image_with_every_
         "/srv/proj",
         "--owner-map",
         "/srv/proj/users",
+        // no Compose v2 inside the relay's container: the guide's layout, by name
+        "--layout",
+        "guide",
         "--verify",
         "changed",
         "--json",

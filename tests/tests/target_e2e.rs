@@ -526,3 +526,154 @@ fn assert_testkey_ok() {
         String::from_utf8_lossy(&dig.stdout)
     );
 }
+
+/// The whole move with one command: `cm-migrate run --start` into the maintained
+/// deployment's shape (named volumes created with Compose's labels, the ini at its mount's
+/// source, MAIL_DOMAIN/ACME_EMAIL in .env, owners from the image by name, no --owner-map),
+/// proven with `--verify changed` (changed directories by content with the image's owners,
+/// plus `cm-verify all --no-trees`); the container it starts serves the moved relay and
+/// nothing in its start-up chowns what the run wrote.
+#[test]
+fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
+    assert_eq!(
+        fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX),
+        0,
+        "the Docker end-to-end test runs as root (it starts dockerd)"
+    );
+    cm_tests::compose();
+    let repo = cm_tests::repo_root();
+    let work = tempfile::Builder::new()
+        .prefix("cm-target-run.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let host = work.path().join("host");
+    ok(
+        &Command::new("bash")
+            .arg(repo.join("fixtures/sample-host/make.sh"))
+            .arg(&host)
+            .arg(DOMAIN)
+            .output()
+            .unwrap(),
+        "sample-host/make.sh",
+    );
+    fs::write(host.join("etc/chatmail-nocreate"), "").unwrap();
+    let host_ini = host.join("usr/local/lib/chatmaild/chatmail.ini");
+    let _engine = Engine::start();
+    build_image(work.path());
+    let dir = project(work.path());
+    serve_dkim_record(&host, &dir);
+    let project = Project { dir: dir.clone() };
+    for v in ["mail", "dkim", "certs"] {
+        let _ = docker(&["volume", "rm", &format!("{PROJECT}_{v}")]);
+    }
+
+    // docker's client on PATH must be Debian's (the engine's), as an operator's would be
+    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(cm_tests::bin("cm-migrate"))
+        .env("PATH", path)
+        .arg("run")
+        .arg("--root")
+        .arg(&host)
+        .arg("--project-dir")
+        .arg(&dir)
+        .arg("--state-dir")
+        .arg(work.path().join("state"))
+        .args(["--verify", "changed", "--start", "--health-timeout", "240"])
+        .args(["--json", "--skip-check", "cgroup", "--skip-check", "inotify"])
+        .output()
+        .unwrap();
+    let text = ok(&out, "cm-migrate run --start into the maintained shape");
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["complete"], true, "{r:#}");
+    let all = r.to_string();
+    // the preflight said what the target is, and what it does not mount, with the line
+    assert!(all.contains("volume relay_mail"), "{all}");
+    assert!(
+        all.contains("/etc/chatmail-nocreate")
+            && all.contains("- ./state/chatmail-nocreate:/etc/chatmail-nocreate:ro"),
+        "{all}"
+    );
+    assert!(all.contains("owners follow the image"), "{all}");
+    assert!(all.contains("vmail 1105:1105 -> 801:801"), "{all}");
+    // the settings as the target takes them: the old ini byte for byte, the variables in .env
+    assert_eq!(
+        fs::read(dir.join("chatmail.ini")).unwrap(),
+        fs::read(&host_ini).unwrap()
+    );
+    let env = fs::read_to_string(dir.join(".env")).unwrap();
+    assert!(
+        env.contains(&format!("MAIL_DOMAIN=\"{DOMAIN}\"")) && env.contains("CHATMAIL_IMAGE="),
+        "{env}"
+    );
+    // the volumes carry Compose's labels: a second `up` uses them without a warning
+    for v in ["mail", "dkim", "certs"] {
+        let labels = ok(
+            &docker(&[
+                "volume",
+                "inspect",
+                "--format",
+                "{{json .Labels}}",
+                &format!("{PROJECT}_{v}"),
+            ]),
+            "volume inspect",
+        );
+        assert!(
+            labels.contains(&format!("\"com.docker.compose.volume\":\"{v}\"")),
+            "{labels}"
+        );
+    }
+    let up = project.compose(&["up", "-d"]);
+    let up_err = ok(&up, "compose up") + &String::from_utf8_lossy(&up.stderr);
+    assert!(!up_err.to_ascii_lowercase().contains("warn"), "{up_err}");
+    wait_running();
+
+    // nothing chowned by the start-up: every file's ctime is older than the start step
+    let started_ms = r["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == "start"))
+        .and_then(|s| s["started_unix_ms"].as_u64())
+        .unwrap_or_else(|| panic!("no start time of the start step: {r:#}"));
+    let mail = mountpoint(&format!("{PROJECT}_mail"));
+    let dkim = mountpoint(&format!("{PROJECT}_dkim"));
+    let mut files = 0;
+    for (p, (_, _, mode, ctime, ns)) in snapshot(&mail).into_iter().chain(snapshot(&dkim)) {
+        if mode & 0o170000 == 0o040000 {
+            continue; // dovecot adds index files to maildirs
+        }
+        let ms = (ctime * 1000 + ns / 1_000_000) as u64;
+        assert!(
+            ms < started_ms || p.to_string_lossy().contains("dovecot"),
+            "{} was changed after the container started",
+            p.display()
+        );
+        files += 1;
+    }
+    assert!(files > 15, "only {files} files looked at");
+    for (path, user) in [("/home/vmail/mail", "vmail"), ("/etc/dkimkeys", "opendkim")] {
+        let strays = exec_ok(&[
+            CONTAINER, "find", path, "(", "!", "-user", user, "-o", "!", "-group", user, ")",
+        ]);
+        assert!(strays.trim().is_empty(), "not owned by {user}: {strays}");
+    }
+    for (user, first) in [("alice0test", 1), ("bob00test", 4), ("carol0test", 7)] {
+        let addr = format!("{user}@{DOMAIN}");
+        let got = exec_ok(&[
+            CONTAINER, "doveadm", "fetch", "-u", &addr, "text", "mailbox", "INBOX", "ALL",
+        ]);
+        for n in first..first + 3 {
+            assert!(got.contains(&format!("body {n}")), "{addr}: {n}:\n{got}");
+        }
+    }
+    let mode = exec_ok(&[
+        CONTAINER,
+        "stat",
+        "-c",
+        "%a %U",
+        "/etc/dkimkeys/opendkim.private",
+    ]);
+    assert_eq!(mode.trim(), "600 opendkim");
+    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", &host_ini);
+    drop(project);
+}

@@ -17,7 +17,7 @@ mod interrupt;
 mod summary;
 use summary::VolResult;
 
-mod target;
+use cm_core::target::prepare::{self, Prepared};
 
 /// Copy a chatmail relay's state (DKIM keys, ACME state, mail store) into a Docker project.
 ///
@@ -287,21 +287,27 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
     };
     let mut resolved = None;
     if a.maps.is_empty() {
-        let r = match target::resolve(
+        let r = match prepare::prepare(
             &a.root,
             &a.project_dir,
-            a.compose.as_deref(),
-            a.layout.is_some(),
-            &a.only,
-            a.owners.owner_map.is_some(),
-            a.dry_run,
+            &prepare::Options {
+                compose: a.compose.as_deref(),
+                guide: a.layout.is_some(),
+                only: &a.only,
+                owner_map_given: a.owners.owner_map.is_some(),
+                create: !a.dry_run,
+                dry_run: a.dry_run,
+            },
         ) {
             Ok(r) => r,
             Err(e) => return usage(e),
         };
         if !a.quiet {
-            for l in &r.said {
-                eprintln!("cm-copy-data: {l}");
+            for n in &r.notes {
+                cm_cli::msg::note(n);
+            }
+            for w in &r.warnings {
+                cm_cli::msg::warning(w);
             }
         }
         vols = r.volumes.clone();
@@ -397,7 +403,7 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
 
 /// The single files the target mounts (self-signed TLS, the account-creation switch,
 /// external TLS), after the trees.
-fn copy_files(a: &Args, r: &target::Resolved, opts: &copy::Options) -> ExitCode {
+fn copy_files(a: &Args, r: &Prepared, opts: &copy::Options) -> ExitCode {
     match cm_core::target::plan::copy_files(&r.target, &a.root, opts.ids, false) {
         Ok(files) => {
             if !a.quiet && !a.json {

@@ -5,14 +5,14 @@ use clap::{Args, Subcommand};
 use cm_core::migration::journal::RunIdentity;
 use cm_core::migration::preflight::{host_findings, Finding, HostInput, Level};
 use cm_core::migration::real::{
-    ComposeTarget, EnvSettings, FanotifyWatch, LocalCopier, NoServices, SystemdServices,
-    VerifyCommand,
+    ComposeTarget, FanotifyWatch, NoServices, SystemdServices, VerifyCommand,
 };
 use cm_core::migration::steps::DEFAULT_RUN_LOCK_FILE;
 use cm_core::migration::transport::{
     default_volumes, Host, Remote, RemoteSettings, RemoteVerifier, RsyncCopier,
 };
-use cm_core::migration::verify::{ChangedVerify, VolumePair};
+use cm_core::migration::project;
+use cm_core::migration::verify::{ChangedVerify, Volumes};
 use cm_core::migration::{Copier, Services, Settings, Target, Verifier};
 use cm_core::owners::OwnerMap;
 use cm_core::systemd::{Postqueue, RestoreOptions, StopOptions};
@@ -73,7 +73,9 @@ pub fn main(c: FlowCmd) -> i32 {
 /// Where the move goes and what it reads (shared by preflight, run and rollback).
 #[derive(Args, Debug, Clone)]
 pub struct FlowArgs {
-    /// The compose project directory on this host (the Docker host is this machine).
+    /// The compose project directory on this host (the Docker host is this machine). Where
+    /// each piece of the relay's state goes is read from its compose file through Compose v2
+    /// (bind mounts, named volumes, a mounted chatmail.ini), as cm-copy-data reads it.
     #[arg(
         long,
         value_name = "DIR",
@@ -113,9 +115,15 @@ pub struct FlowArgs {
     /// An ssh client configuration for --to (as `ssh -F FILE`).
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
-    /// The Compose v2 program [default: `docker compose`].
+    /// The Compose v2 program (words allowed: "docker compose") [default: the `docker
+    /// compose` plugin, else docker-compose, else docker-compose-v2, the first that is v2].
     #[arg(long, value_name = "PROGRAM")]
     pub compose: Option<String>,
+    /// Move into the guide's layout (data/chatmail, data/chatmail-dkimkeys,
+    /// data/chatmail-acme and .env below --project-dir) without reading a compose file.
+    /// With --to the far side always gets this layout.
+    #[arg(long, value_name = "NAME", value_parser = ["guide"])]
+    pub layout: Option<String>,
     /// Seconds to wait for the postfix queue to empty before stopping postfix.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub queue_timeout: u64,
@@ -195,7 +203,7 @@ fn cm_verify() -> PathBuf {
 
 fn compose_command(a: &FlowArgs) -> Vec<String> {
     match &a.compose {
-        Some(c) => vec![c.clone()],
+        Some(c) => c.split_whitespace().map(String::from).collect(),
         None => vec!["docker".into(), "compose".into()],
     }
 }
@@ -303,6 +311,7 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
                 host: Host::Remote(remote),
                 compose: compose_command(a),
                 health_timeout: health,
+                resolved: None,
             }),
             watch: FanotifyWatch::default(),
             host: facts,
@@ -315,64 +324,15 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
             dir.display()
         ));
     }
-    // the run copies into the guide's layout (LocalCopier): verify that layout, by name
-    let mut verify_args: Vec<OsString> = vec![
-        "--project-dir".into(),
-        dir.clone().into(),
-        "--layout".into(),
-        "guide".into(),
-        "--root".into(),
-        a.root.clone().into(),
-        "--ini".into(),
-        ini.clone().into(),
-    ];
-    if let Some(m) = &a.owner_map {
-        verify_args.extend(["--owner-map".into(), m.clone().into()]);
-    }
-    if !services_here {
-        verify_args.push("--no-services".into());
-    }
-    let full = VerifyCommand {
-        program: cm_verify(),
-        args: verify_args,
-    };
-    let verifier: Box<dyn Verifier> = if a.verify == "changed" {
-        let mut layout: Vec<OsString> = vec![
-            "layout".into(),
-            "--project-dir".into(),
-            dir.clone().into(),
-            "--layout".into(),
-            "guide".into(),
-        ];
-        if let Some(c) = &a.compose {
-            layout.extend(["--compose".into(), c.into()]);
-        }
-        let mut checks = vec![
-            vec!["env".into(), ini.clone().into(), dir.join(".env").into()],
-            layout,
-        ];
-        if services_here {
-            checks.push(vec!["services".into()]);
-        }
-        Box::new(ChangedVerify {
-            program: cm_verify(),
-            checks,
-            volumes: cm_core::migration::real::default_volumes(&a.root, &dir)
-                .into_iter()
-                .map(|v| VolumePair {
-                    name: v.name,
-                    src: v.src,
-                    dst: v.dst,
-                })
-                .collect(),
-            owners: owners.clone().unwrap_or_default(),
-            owner_map_file: a.owner_map.clone(),
-            root: a.root.clone(),
-            full,
-        })
-    } else {
-        Box::new(full)
-    };
+    let local = project::local(project::Inputs {
+        root: &a.root,
+        project_dir: &dir,
+        compose: a.compose.as_deref(),
+        guide: a.layout.is_some(),
+        owner_map: owners,
+        ini: &ini,
+    });
+    let verifier = verifier(a, &dir, &ini, services_here, &local);
     Ok(Built {
         identity: RunIdentity {
             root: a.root.clone(),
@@ -381,21 +341,78 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
         },
         journal_file,
         lock_file,
-        copier: Box::new(LocalCopier::new(&a.root, &dir, owners)),
-        services,
-        settings: Box::new(EnvSettings {
-            ini,
-            env: dir.join(".env"),
-        }),
-        verifier,
         target: Box::new(ComposeTarget {
             host: Host::Local,
             project_dir: dir,
-            compose: compose_command(a),
+            compose: local.compose.unwrap_or_else(|| compose_command(a)),
             health_timeout: health,
+            resolved: Some(local.findings),
         }),
+        copier: Box::new(local.copier),
+        services,
+        settings: local.settings,
+        verifier,
         watch: FanotifyWatch::default(),
         host: facts,
+    })
+}
+
+/// The arguments that give cm-verify the same target the run copies into.
+fn target_args(a: &FlowArgs, dir: &Path, ini: &Path) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "--project-dir".into(),
+        dir.into(),
+        "--root".into(),
+        a.root.clone().into(),
+        "--ini".into(),
+        ini.into(),
+    ];
+    if a.layout.is_some() {
+        v.extend(["--layout".into(), "guide".into()]);
+    }
+    if let Some(c) = &a.compose {
+        v.extend(["--compose".into(), c.into()]);
+    }
+    if let Some(m) = &a.owner_map {
+        v.extend(["--owner-map".into(), m.clone().into()]);
+    }
+    v
+}
+
+/// `cm-verify all` (`--verify full`), or the changed directories plus `cm-verify all
+/// --no-trees` (`--verify changed`).
+fn verifier(
+    a: &FlowArgs,
+    dir: &Path,
+    ini: &Path,
+    services_here: bool,
+    local: &project::Local,
+) -> Box<dyn Verifier> {
+    let mut args = target_args(a, dir, ini);
+    if !services_here {
+        args.push("--no-services".into());
+    }
+    let full = VerifyCommand {
+        program: cm_verify(),
+        args: args.clone(),
+    };
+    let Some(t) = local.target.clone().filter(|_| a.verify == "changed") else {
+        return Box::new(full);
+    };
+    let mut checks: Vec<OsString> = vec!["all".into()];
+    checks.extend(args);
+    checks.push("--no-trees".into());
+    Box::new(ChangedVerify {
+        program: cm_verify(),
+        checks: vec![checks],
+        volumes: Volumes::Target {
+            target: Box::new(t),
+            root: a.root.clone(),
+        },
+        owners: local.owners.clone().unwrap_or_default(),
+        owner_map_file: a.owner_map.clone(),
+        root: a.root.clone(),
+        full,
     })
 }
 

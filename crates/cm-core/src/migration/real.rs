@@ -20,20 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The guide's layout below `root` and `project_dir`, as cm-copy-data's default plan.
-pub fn default_volumes(root: &Path, project_dir: &Path) -> Vec<Volume> {
-    super::transport::default_volumes(root)
-        .into_iter()
-        .map(|v| Volume {
-            mail_store: v.name == "mail",
-            name: v.name,
-            src: v.src,
-            dst: project_dir.join(v.rel),
-            optional: v.optional,
-        })
-        .collect()
-}
-
 /// Entries and bytes of each source (a walk, no hashing), and a timed sample: a few
 /// thousand files read and hashed, for the expected speed of a pass.
 pub fn estimate_sources(vols: &[(String, PathBuf, String)]) -> Result<Estimate, MigrationError> {
@@ -87,19 +73,90 @@ pub fn estimate_sources(vols: &[(String, PathBuf, String)]) -> Result<Estimate, 
     Ok(est)
 }
 
-/// The copy into this host's project directory with cm-core's engine (as cm-copy-data).
+/// The copy into this host's target with cm-core's engine (as cm-copy-data).
 pub struct LocalCopier {
     pub volumes: Vec<Volume>,
     pub owners: Option<OwnerMap>,
     pub jobs: usize,
+    /// The resolved target: its single files are copied after the trees, and its named
+    /// volumes that do not exist yet are created by the live pass.
+    pub target: Option<TargetFiles>,
+    /// Why there is nothing to copy into (the target could not be resolved).
+    pub unusable: Option<String>,
+}
+
+/// What a copy into a resolved target needs beyond its volumes.
+pub struct TargetFiles {
+    pub root: PathBuf,
+    pub target: crate::target::Target,
+    /// Some named volume does not exist yet (the live pass creates it).
+    pub pending_volumes: bool,
 }
 
 impl LocalCopier {
-    pub fn new(root: &Path, project_dir: &Path, owners: Option<OwnerMap>) -> LocalCopier {
+    pub fn new(
+        volumes: Vec<Volume>,
+        owners: Option<OwnerMap>,
+        target: TargetFiles,
+    ) -> LocalCopier {
         LocalCopier {
-            volumes: default_volumes(root, project_dir),
+            volumes,
             owners,
             jobs: (crate::tree::default_jobs() * 4).clamp(8, 32),
+            target: Some(target),
+            unusable: None,
+        }
+    }
+
+    /// A copier for a target that could not be resolved: its preflight says why, its
+    /// copy fails.
+    pub fn unusable(why: String) -> LocalCopier {
+        LocalCopier {
+            volumes: Vec::new(),
+            owners: None,
+            jobs: 1,
+            target: None,
+            unusable: Some(why),
+        }
+    }
+
+    /// Named volumes of the target that do not exist yet are created (with Compose's
+    /// labels), and the volumes read again.
+    fn create_volumes(&mut self, notes: &mut Vec<String>) -> Result<(), String> {
+        let Some(tf) = self.target.as_mut().filter(|t| t.pending_volumes) else {
+            return Ok(());
+        };
+        let engine = crate::target::engine_of(&tf.target);
+        let p = crate::target::plan::copy_volumes(&tf.target, &tf.root, engine.as_ref(), true, &[])
+            .map_err(|e| e.to_string())?;
+        notes.extend(p.notes);
+        self.volumes = p.volumes;
+        tf.pending_volumes = false;
+        Ok(())
+    }
+
+    /// The single files the target mounts (self-signed TLS, the account-creation switch,
+    /// external TLS), after the trees: one note each, or the error.
+    fn copy_files(&self, out: &mut CopyOutcome) {
+        let Some(tf) = &self.target else {
+            return;
+        };
+        let ids = self
+            .owners
+            .as_ref()
+            .filter(|m| !m.is_identity())
+            .map(|m| m as &dyn copy::MapIds);
+        match crate::target::plan::copy_files(&tf.target, &tf.root, ids, false) {
+            Ok(files) => out.notes.extend(files.iter().map(|f| {
+                format!(
+                    "{}: {} -> {}{}",
+                    f.name,
+                    f.src.display(),
+                    f.dst.display(),
+                    if f.changed { "" } else { " (unchanged)" }
+                )
+            })),
+            Err(e) => out.errors.push(e.to_string()),
         }
     }
 
@@ -157,6 +214,13 @@ impl Copier for LocalCopier {
 
     fn preflight(&mut self) -> Vec<Finding> {
         let mut f = Vec::new();
+        if let Some(why) = &self.unusable {
+            f.push(Finding::not_checked(
+                "sources",
+                format!("nothing to copy into: {why}"),
+            ));
+            return f;
+        }
         if let Err(e) = safety::check_overlap(&self.volumes) {
             f.push(Finding::block(
                 "sources",
@@ -208,6 +272,13 @@ impl Copier for LocalCopier {
     ) -> Result<CopyOutcome, MigrationError> {
         let step = pass.step();
         let mut out = CopyOutcome::default();
+        if let Some(why) = &self.unusable {
+            return Err(MigrationError::step(step, why));
+        }
+        if pass == Pass::Live {
+            self.create_volumes(&mut out.notes)
+                .map_err(|e| MigrationError::step(step, e))?;
+        }
         // The final pass walks only the directories the change journal names (per volume
         // it followed), merging with the live pass's manifest for the rest.
         let journal = match (pass, changed) {
@@ -273,6 +344,9 @@ impl Copier for LocalCopier {
             }
         }
         out.detail = serde_json::Value::Array(per_volume);
+        if out.errors.is_empty() {
+            self.copy_files(&mut out);
+        }
         Ok(out)
     }
 
@@ -595,6 +669,9 @@ pub struct ComposeTarget {
     pub compose: Vec<String>,
     /// How long `--start` waits for the container to serve.
     pub health_timeout: Duration,
+    /// The target as resolved on this host (its findings replace the compose-file checks
+    /// made over ssh for a far Docker host).
+    pub resolved: Option<Vec<Finding>>,
 }
 
 const COMPOSE_FILES: &[&str] = &[
@@ -636,6 +713,10 @@ impl ComposeTarget {
 impl Target for ComposeTarget {
     fn preflight(&mut self, start: bool) -> Vec<Finding> {
         let mut f = super::transport::docker_host_findings(&self.host, start);
+        if let Some(r) = &self.resolved {
+            f.extend(r.iter().cloned());
+            return f;
+        }
         let on = self.host.name();
         if !self.exists(&self.project_dir) {
             f.push(Finding::block(

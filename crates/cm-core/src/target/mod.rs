@@ -11,6 +11,7 @@
 pub mod compose;
 pub mod engine;
 pub mod plan;
+pub mod prepare;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
@@ -174,6 +175,21 @@ impl Target {
             Layout::Compose { service, .. } => service,
             Layout::Guide => "chatmail",
         }
+    }
+}
+
+/// The engine behind a compose target (the Docker CLI its Compose is a plugin of: the
+/// `docker` of `docker compose`, else `docker`); None for the guide's layout.
+pub fn engine_of(t: &Target) -> Option<engine::Engine> {
+    match &t.layout {
+        Layout::Compose { compose, .. } => {
+            let w: Vec<&str> = compose.split_whitespace().collect();
+            Some(engine::Engine::new(match w.as_slice() {
+                [d, "compose"] => d.to_string(),
+                _ => "docker".to_string(),
+            }))
+        }
+        Layout::Guide => None,
     }
 }
 
