@@ -581,7 +581,13 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
         .arg("--state-dir")
         .arg(work.path().join("state"))
         .args(["--verify", "changed", "--start", "--health-timeout", "240"])
-        .args(["--json", "--skip-check", "cgroup", "--skip-check", "inotify"])
+        .args([
+            "--json",
+            "--skip-check",
+            "cgroup",
+            "--skip-check",
+            "inotify",
+        ])
         .output()
         .unwrap();
     let text = ok(&out, "cm-migrate run --start into the maintained shape");
@@ -674,6 +680,7 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
         "/etc/dkimkeys/opendkim.private",
     ]);
     assert_eq!(mode.trim(), "600 opendkim");
+    assert_the_old_key_signs();
     let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", &host_ini);
     drop(project);
 }
