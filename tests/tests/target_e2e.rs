@@ -593,6 +593,27 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
     let text = ok(&out, "cm-migrate run --start into the maintained shape");
     let r: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(r["complete"], true, "{r:#}");
+    let watch = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "watch");
+    assert!(
+        watch.is_some_and(|w| w.to_string().contains("on 3 of 3 root(s)")),
+        "the change journal follows the three sources, although the volumes are created later: {watch:?}"
+    );
+    let verify = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "verify");
+    assert!(
+        verify.is_some_and(|v| v["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ALL OK")
+                && s.contains("changed directories compared by content"))),
+        "--verify changed compared the journal's directories: {verify:?}"
+    );
     let all = r.to_string();
     // the preflight said what the target is, and what it does not mount, with the line
     assert!(all.contains("volume relay_mail"), "{all}");
@@ -636,11 +657,9 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
     wait_running();
 
     // nothing chowned by the start-up: every file's ctime is older than the start step
-    let started_ms = r["steps"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["step"] == "start"))
-        .and_then(|s| s["started_unix_ms"].as_u64())
-        .unwrap_or_else(|| panic!("no start time of the start step: {r:#}"));
+    // (the downtime ends when the container serves; its start step is its last part)
+    let started_ms = r["downtime"]["ended_unix_ms"].as_u64().unwrap()
+        - r["downtime"]["parts"]["start"].as_u64().unwrap();
     let mail = mountpoint(&format!("{PROJECT}_mail"));
     let dkim = mountpoint(&format!("{PROJECT}_dkim"));
     let mut files = 0;

@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use cm_core::migration::journal::RunIdentity;
 use cm_core::migration::preflight::{host_findings, Finding, HostInput, Level};
+use cm_core::migration::project;
 use cm_core::migration::real::{
     ComposeTarget, FanotifyWatch, NoServices, SystemdServices, VerifyCommand,
 };
@@ -11,7 +12,6 @@ use cm_core::migration::steps::DEFAULT_RUN_LOCK_FILE;
 use cm_core::migration::transport::{
     default_volumes, Host, Remote, RemoteSettings, RemoteVerifier, RsyncCopier,
 };
-use cm_core::migration::project;
 use cm_core::migration::verify::{ChangedVerify, Volumes};
 use cm_core::migration::{Copier, Services, Settings, Target, Verifier};
 use cm_core::owners::OwnerMap;

@@ -192,7 +192,11 @@ fn settings_of(t: &Target, ini: &Path, findings: &mut Vec<Finding>) -> Box<dyn S
             ini: ini.to_path_buf(),
             env: env.clone(),
         }),
-        target::Settings::IniMount { ini: dst, env, vars } => Box::new(IniMountSettings {
+        target::Settings::IniMount {
+            ini: dst,
+            env,
+            vars,
+        } => Box::new(IniMountSettings {
             ini: ini.to_path_buf(),
             dst: dst.clone(),
             env: env.clone(),
@@ -245,7 +249,10 @@ impl IniMountSettings {
                 crate::state::CONTAINER_INI
             )
         } else {
-            format!("{} already is the old host's chatmail.ini", self.dst.display())
+            format!(
+                "{} already is the old host's chatmail.ini",
+                self.dst.display()
+            )
         };
         if !w.env_set.is_empty() {
             s.push_str(&format!(
@@ -284,7 +291,10 @@ impl Settings for IniMountSettings {
             ));
         }
         if self.env.exists() {
-            v.push(format!("{} (the interpolated variables)", self.env.display()));
+            v.push(format!(
+                "{} (the interpolated variables)",
+                self.env.display()
+            ));
         }
         v
     }

@@ -94,11 +94,7 @@ pub struct TargetFiles {
 }
 
 impl LocalCopier {
-    pub fn new(
-        volumes: Vec<Volume>,
-        owners: Option<OwnerMap>,
-        target: TargetFiles,
-    ) -> LocalCopier {
+    pub fn new(volumes: Vec<Volume>, owners: Option<OwnerMap>, target: TargetFiles) -> LocalCopier {
         LocalCopier {
             volumes,
             owners,
@@ -118,6 +114,32 @@ impl LocalCopier {
             target: None,
             unusable: Some(why),
         }
+    }
+
+    /// What is copied: (volume, source, where it goes) for every tree, also those whose
+    /// named volume the live pass has yet to create.
+    fn sources(&self) -> Vec<(String, PathBuf, String)> {
+        let mut v: Vec<(String, PathBuf, String)> = self
+            .volumes
+            .iter()
+            .map(|v| (v.name.clone(), v.src.clone(), v.dst.display().to_string()))
+            .collect();
+        let Some(tf) = self.target.as_ref().filter(|t| t.pending_volumes) else {
+            return v;
+        };
+        for p in tf.target.trees() {
+            let crate::target::Source::Volume { name, .. } = &p.source else {
+                continue;
+            };
+            if v.iter().any(|(n, _, _)| n == &p.state.name) {
+                continue;
+            }
+            if let Ok(src) = crate::root::resolve_in(&tf.root, &p.mount) {
+                let to = format!("volume {name} (the copy creates it)");
+                v.push((p.state.name.clone(), src, to));
+            }
+        }
+        v
     }
 
     /// Named volumes of the target that do not exist yet are created (with Compose's
@@ -189,19 +211,18 @@ impl LocalCopier {
 
 impl Copier for LocalCopier {
     fn roots(&self) -> Vec<PathBuf> {
-        self.volumes
-            .iter()
-            .filter(|v| v.src.is_dir())
-            .map(|v| v.src.clone())
+        self.sources()
+            .into_iter()
+            .map(|(_, src, _)| src)
+            .filter(|s| s.is_dir())
             .collect()
     }
 
     fn estimate(&mut self) -> Result<Estimate, MigrationError> {
         let vols: Vec<(String, PathBuf, String)> = self
-            .volumes
-            .iter()
-            .filter(|v| v.src.is_dir())
-            .map(|v| (v.name.clone(), v.src.clone(), v.dst.display().to_string()))
+            .sources()
+            .into_iter()
+            .filter(|(_, src, _)| src.is_dir())
             .collect();
         let mut est = estimate_sources(&vols)?;
         if let Ok(plans) = self.plans(true) {

@@ -158,9 +158,11 @@ pub fn default_change_warnings(
     ini_path: &Path,
     parsed: &crate::ini::IniFile,
 ) -> Vec<String> {
-    let version =
-        std::fs::read_to_string(crate::state::under_root(root, Path::new(crate::state::HOST_VERSION)))
-            .ok();
+    let version = std::fs::read_to_string(crate::state::under_root(
+        root,
+        Path::new(crate::state::HOST_VERSION),
+    ))
+    .ok();
     let text = std::fs::read_to_string(ini_path).unwrap_or_default();
     let (from, how) = host_release(version.as_deref(), &text);
     let (to, how_to) = image_release(image);
