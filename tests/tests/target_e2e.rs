@@ -8,10 +8,11 @@
 //! Compose's labels, so `docker compose up` uses them without a warning; in the running
 //! container every mailbox entry owned by vmail by name, nothing chowned (ctimes unchanged),
 //! dovecot reading every message; the DKIM key the old one, readable by opendkim alone, and
-//! a signature made with it as opendkim verifying against the old host's opendkim.txt
-//! record (openssl; opendkim-testkey looking the record up in the container's unbound;
-//! opendkim-testmsg signing as opendkim); the mounted ini meaning the same to chatmail;
-//! `cm-verify all` agreeing.
+//! signing with it: a message sent through the container's postfix and opendkim (chatmail's
+//! signing path, tests/data/docker/dkim-e2e.sh) and delivered by dovecot carries a signature
+//! that opendkim verifies against the old host's opendkim.txt record, looked up in the
+//! container's unbound (and one signed by another key does not verify); the mounted ini
+//! meaning the same to chatmail; `cm-verify all` agreeing.
 //!
 //! The engine is stopped, the project taken down and the volumes it created removed when
 //! the test ends, also when an assertion fails (drop guards).
@@ -22,7 +23,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cm_tests::engine::{assert_ini_means_the_same, exec, exec_ok, ok, Engine, CONTAINER, DOCKER};
+use cm_tests::engine::{
+    assert_ini_means_the_same, dkim_e2e, exec, exec_ok, mount_dkim_e2e, ok, send_through_postfix,
+    Engine, CONTAINER, DOCKER,
+};
 
 const DOMAIN: &str = "chat.example.org";
 const IMAGE: &str = "cm-target-e2e:1.12.0";
@@ -126,7 +130,10 @@ fn project(work: &Path) -> PathBuf {
     // a test: no host networking; the image's start-up reads the mounted ini
     fs::write(
         dir.join("docker-compose.override.yaml"),
-        "services:\n  chatmail:\n    network_mode: none\n    restart: \"no\"\n    stop_signal: SIGRTMIN+3\n    sysctls:\n      net.ipv6.conf.all.disable_ipv6: \"0\"\n      net.ipv6.conf.lo.disable_ipv6: \"0\"\n    environment:\n      INI_FILE: /etc/chatmail/chatmail.ini\n    volumes:\n      - ./dovecot-e2e.conf:/etc/dovecot/conf.d/99-e2e.conf:ro\n      - ./unbound-e2e.conf:/etc/unbound/unbound.conf.d/99-e2e.conf:ro\n      - ./resolv.conf:/etc/resolv.conf:ro\n",
+        format!(
+            "services:\n  chatmail:\n    network_mode: none\n    restart: \"no\"\n    stop_signal: SIGRTMIN+3\n    sysctls:\n      net.ipv6.conf.all.disable_ipv6: \"0\"\n      net.ipv6.conf.lo.disable_ipv6: \"0\"\n    environment:\n      INI_FILE: /etc/chatmail/chatmail.ini\n    volumes:\n      - ./dovecot-e2e.conf:/etc/dovecot/conf.d/99-e2e.conf:ro\n      - ./unbound-e2e.conf:/etc/unbound/unbound.conf.d/99-e2e.conf:ro\n      - ./resolv.conf:/etc/resolv.conf:ro\n      - {}\n",
+            mount_dkim_e2e(&dir)
+        ),
     )
     .unwrap();
     fs::write(dir.join(".env"), format!("CHATMAIL_IMAGE={IMAGE}\n")).unwrap();
@@ -398,81 +405,89 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         "/etc/dkimkeys/opendkim.private",
     ]);
     assert_eq!(mode.trim(), "600 opendkim");
-    let msg = format!("From: alice0test@{DOMAIN}\r\nSubject: signed\r\n\r\nbody\r\n");
-    fs::write(work.path().join("msg"), &msg).unwrap();
-    ok(
-        &docker(&[
-            "cp",
-            work.path().join("msg").to_str().unwrap(),
-            &format!("{CONTAINER}:/var/tmp/msg"),
-        ]),
-        "docker cp msg",
+    assert_the_old_key_signs();
+
+    // 8. the mounted ini means the same to chatmail as the old one
+    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", &host_ini);
+
+    drop(project);
+}
+
+/// The migrated key signs: a message sent through the container's postfix and opendkim (as
+/// chatmail 1.12.0 signs a user's outgoing mail, tests/data/docker/dkim-e2e.sh) and delivered
+/// by dovecot carries opendkim's signature, which opendkim verifies against the old host's
+/// opendkim.txt record (served by the container's unbound, see `serve_dkim_record`). A
+/// message signed by another key for the same domain and selector fails against that record,
+/// and so does the delivered one with its body changed. opendkim-testkey agrees that the key
+/// in /etc/dkimkeys is the one the record publishes.
+fn assert_the_old_key_signs() {
+    dkim_e2e(&["configure", DOMAIN]);
+    let (from, to) = (
+        format!("alice0test@{DOMAIN}"),
+        format!("bob00test@{DOMAIN}"),
     );
-    exec_ok(&[CONTAINER, "chmod", "0644", "/var/tmp/msg"]);
-    // opendkim-testmsg reads a message with LF line ends (as a milter hands it over)
+    let maildir = format!("/home/vmail/mail/{DOMAIN}/{to}");
+    let queue_id = send_through_postfix(&from, &to, &maildir, "/tmp/delivered.eml");
+    let delivered = exec_ok(&[CONTAINER, "cat", "/tmp/delivered.eml"]);
+    assert_eq!(
+        delivered.matches("DKIM-Signature:").count(),
+        1,
+        "{delivered}"
+    );
+    assert!(
+        delivered.contains(&format!("d={DOMAIN};")) && delivered.contains("s=opendkim;"),
+        "{delivered}"
+    );
+    // the signature is the running milter's, on this very message
+    let log = exec_ok(&[
+        CONTAINER,
+        "journalctl",
+        "-u",
+        "opendkim",
+        "-o",
+        "cat",
+        "--no-pager",
+    ]);
+    assert!(
+        log.contains(&format!(
+            "{queue_id}: DKIM-Signature field added (s=opendkim, d={DOMAIN})"
+        )),
+        "opendkim's log:\n{log}"
+    );
+    let v = dkim_e2e(&["verify", "/tmp/delivered.eml"]);
+    assert!(
+        v.contains(&format!(
+            "/tmp/delivered.eml: verification (s=opendkim, d={DOMAIN}, 2048-bit key) succeeded"
+        )),
+        "opendkim verifying the delivered message: {v}\n{delivered}"
+    );
+    // the verification can fail: another key, a changed body
+    dkim_e2e(&["forge", DOMAIN, "/tmp/forged.eml"]);
+    let v = dkim_e2e(&["verify", "/tmp/forged.eml"]);
+    assert!(
+        v.contains("failed: signature verification failed") && !v.contains("succeeded"),
+        "opendkim verifying a message signed by another key: {v}"
+    );
     exec_ok(&[
         CONTAINER,
         "sh",
         "-c",
-        &format!("printf 'From: alice0test@{DOMAIN}\\nTo: bob00test@{DOMAIN}\\nSubject: signed\\nDate: Mon, 6 Jan 2025 10:00:00 +0000\\nMessage-ID: <s1@{DOMAIN}>\\n\\nbody\\n' >/var/tmp/lf.msg && chmod 0644 /var/tmp/lf.msg"),
+        "sed 's/^sent through postfix/Sent through postfix/' /tmp/delivered.eml >/tmp/changed.eml",
     ]);
-    let sig = exec_ok(&[
-        "-u",
-        "opendkim",
-        CONTAINER,
-        "sh",
-        "-c",
-        "openssl dgst -sha256 -sign /etc/dkimkeys/opendkim.private /var/tmp/msg | base64 -w0",
-    ]);
-    let sig = Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(sig.trim().as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    fs::write(work.path().join("sig"), &sig.stdout).unwrap();
-    let record = fs::read_to_string(host.join("etc/dkimkeys/opendkim.txt")).unwrap();
-    let p = record
-        .split("p=")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let wrapped: Vec<String> = p
-        .as_bytes()
-        .chunks(64)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    fs::write(
-        work.path().join("pub.pem"),
-        format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            wrapped.join("\n")
-        ),
-    )
-    .unwrap();
-    let v = Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(work.path().join("pub.pem"))
-        .arg("-signature")
-        .arg(work.path().join("sig"))
-        .arg(work.path().join("msg"))
-        .output()
-        .unwrap();
-    assert!(ok(&v, "openssl verify against opendkim.txt").contains("Verified OK"));
-    // and through opendkim's own library, the record looked up in DNS: the key matches the
-    // published record, and opendkim's signer (as opendkim) signs with it for the domain
-    // (opendkim-testmsg cannot be pointed at a resolver to verify: the signature itself is
-    // verified above with openssl)
-    // (opendkim's resolver is libunbound: pointed at the container's unbound, without the
-    // image's DNSSEC trust anchor, which would make it resolve from the root servers)
+    let v = dkim_e2e(&["verify", "/tmp/changed.eml"]);
+    assert!(
+        v.contains("/tmp/changed.eml: verification")
+            && v.contains("failed")
+            && !v.contains("succeeded"),
+        "opendkim verifying the delivered message with its body changed: {v}"
+    );
+    assert_testkey_ok();
+}
+
+/// opendkim-testkey (as opendkim): the key in /etc/dkimkeys matches the record in DNS.
+/// (opendkim's resolver pointed at the container's unbound, without the image's DNSSEC trust
+/// anchor, which would make it resolve from the root servers)
+fn assert_testkey_ok() {
     exec_ok(&[
         CONTAINER,
         "sh",
@@ -510,19 +525,6 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         "opendkim-testkey: {said}\nresolver: {}",
         String::from_utf8_lossy(&dig.stdout)
     );
-    let signed = exec_ok(&[
-        "-u", "opendkim", CONTAINER, "sh", "-c",
-        &format!("opendkim-testmsg -d {DOMAIN} -s opendkim -k /etc/dkimkeys/opendkim.private </var/tmp/lf.msg >/var/tmp/signed && cat /var/tmp/signed"),
-    ]);
-    assert!(
-        signed.contains("DKIM-Signature:") && signed.contains(&format!("d={DOMAIN}")),
-        "{signed}"
-    );
-
-    // 8. the mounted ini means the same to chatmail as the old one
-    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", &host_ini);
-
-    drop(project);
 }
 
 /// The whole move with one command: `cm-migrate run --start` into the maintained
@@ -697,6 +699,7 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
         "/etc/dkimkeys/opendkim.private",
     ]);
     assert_eq!(mode.trim(), "600 opendkim");
+    assert_the_old_key_signs();
     let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", &host_ini);
     drop(project);
 }
