@@ -191,8 +191,19 @@ fn wait_running() {
     );
 }
 
-#[test]
-fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
+/// One test's world: the old host (the sample host, with the account-creation switch the
+/// target does not mount), the engine, the image, the project. Dropped in field order: the
+/// project down first, then the engine, the scratch folder last.
+struct Setup {
+    project: Project,
+    _engine: Engine,
+    host: PathBuf,
+    host_ini: PathBuf,
+    dir: PathBuf,
+    work: tempfile::TempDir,
+}
+
+fn setup(prefix: &str) -> Setup {
     assert_eq!(
         fs::metadata("/proc/self")
             .map(|m| m.uid())
@@ -201,61 +212,32 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         "the Docker end-to-end test runs as root (it starts dockerd)"
     );
     cm_tests::compose();
-    let repo = cm_tests::repo_root();
     let work = tempfile::Builder::new()
-        .prefix("cm-target-e2e.")
+        .prefix(prefix)
         .tempdir_in("/var/tmp")
         .unwrap();
-    let host = work.path().join("host");
-    ok(
-        &Command::new("bash")
-            .arg(repo.join("fixtures/sample-host/make.sh"))
-            .arg(&host)
-            .arg(DOMAIN)
-            .output()
-            .unwrap(),
-        "sample-host/make.sh",
-    );
+    let host = cm_tests::sample_host(&work.path().join("host"), Some(DOMAIN));
     fs::write(host.join("etc/chatmail-nocreate"), "").unwrap();
     let host_ini = host.join("usr/local/lib/chatmaild/chatmail.ini");
-
-    let _engine = Engine::start();
+    let engine = Engine::start();
     build_image(work.path());
     let dir = project(work.path());
     serve_dkim_record(&host, &dir);
-    let project = Project { dir: dir.clone() };
+    for v in ["mail", "dkim", "certs"] {
+        let _ = docker(&["volume", "rm", &format!("{PROJECT}_{v}")]);
+    }
+    Setup {
+        project: Project { dir: dir.clone() },
+        _engine: engine,
+        host,
+        host_ini,
+        dir,
+        work,
+    }
+}
 
-    // 1. settings: the ini at the mount's source, MAIL_DOMAIN and ACME_EMAIL in .env
-    let out = Command::new(cm_tests::bin("cm-ini-to-env"))
-        .arg("--project-dir")
-        .arg(&dir)
-        .arg(&host_ini)
-        .output()
-        .unwrap();
-    ok(&out, "cm-ini-to-env --project-dir");
-    assert_eq!(
-        fs::read(dir.join("chatmail.ini")).unwrap(),
-        fs::read(&host_ini).unwrap()
-    );
-
-    // 2. the copy: volumes created, owners from the image by name, the unmounted flag file
-    //    reported with the line to add
-    let out = Command::new(cm_tests::bin("cm-copy-data"))
-        .arg("--root")
-        .arg(&host)
-        .arg("--project-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    ok(&out, "cm-copy-data");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("vmail 1105:1105 -> 801:801"), "{said}");
-    assert!(said.contains("opendkim 1107:1107 -> 802:802"), "{said}");
-    assert!(
-        said.contains("/etc/chatmail-nocreate")
-            && said.contains("- ./state/chatmail-nocreate:/etc/chatmail-nocreate:ro"),
-        "{said}"
-    );
+/// The named volumes carry the labels Compose gives the volumes it creates.
+fn assert_labelled_as_compose_would() {
     for v in ["mail", "dkim", "certs"] {
         let labels = ok(
             &docker(&[
@@ -268,84 +250,22 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
             "volume inspect",
         );
         assert!(
-            labels.contains(&format!("\"com.docker.compose.project\":\"{PROJECT}\"")),
-            "{labels}"
-        );
-        assert!(
-            labels.contains(&format!("\"com.docker.compose.volume\":\"{v}\"")),
+            labels.contains(&format!("\"com.docker.compose.project\":\"{PROJECT}\""))
+                && labels.contains(&format!("\"com.docker.compose.volume\":\"{v}\"")),
             "{labels}"
         );
     }
-    let mail = mountpoint(&format!("{PROJECT}_mail"));
-    let dkim = mountpoint(&format!("{PROJECT}_dkim"));
-    assert_eq!(fs::metadata(mail.join("mail")).unwrap().uid(), 801);
-    assert_eq!(
-        fs::metadata(dkim.join("opendkim.private")).unwrap().uid(),
-        802
-    );
-    let before: BTreeMap<_, _> = snapshot(&mail).into_iter().chain(snapshot(&dkim)).collect();
-    assert!(before.len() > 30, "only {} entries copied", before.len());
+}
 
-    // 3. before the start (dovecot adds its index files later): cm-verify all resolves the
-    //    same target: named volumes, the ini mount, the image's users
-    let out = Command::new(cm_tests::bin("cm-verify"))
-        .args(["all", "--no-services", "--project-dir"])
-        .arg(&dir)
-        .arg("--root")
-        .arg(&host)
-        .arg("--ini")
-        .arg(&host_ini)
-        .output()
-        .unwrap();
-    let said = ok(&out, "cm-verify all");
-    assert!(
-        said.contains("5 hold, 1 not checked: services (--no-services)"),
-        "{said}"
-    );
-    assert_eq!(said.matches("== tree ").count(), 3, "{said}");
-    // 4. up: the volumes are used without a warning
-    let up = project.compose(&["up", "-d"]);
-    let up_err = ok(&up, "compose up") + &String::from_utf8_lossy(&up.stderr);
-    assert!(
-        !up_err.contains("already exists but was not created"),
-        "{up_err}"
-    );
-    assert!(!up_err.to_ascii_lowercase().contains("warn"), "{up_err}");
-    wait_running();
-    for unit in ["cm-start", "dovecot", "opendkim", "postfix"] {
-        let s = exec(&[CONTAINER, "systemctl", "is-active", unit]);
-        assert_eq!(
-            String::from_utf8_lossy(&s.stdout).trim(),
-            "active",
-            "{unit}"
-        );
-    }
-
-    // 5. owners by name, nothing chowned
+/// In the running container: every mailbox entry is vmail's and the DKIM keys opendkim's, by
+/// name; dovecot reads every message of the sample host.
+fn assert_owned_by_name_and_dovecot_reads_every_message() {
     for (path, user) in [("/home/vmail/mail", "vmail"), ("/etc/dkimkeys", "opendkim")] {
         let strays = exec_ok(&[
             CONTAINER, "find", path, "(", "!", "-user", user, "-o", "!", "-group", user, ")",
         ]);
         assert!(strays.trim().is_empty(), "not owned by {user}: {strays}");
     }
-    let after: BTreeMap<_, _> = snapshot(&mail).into_iter().chain(snapshot(&dkim)).collect();
-    let mut same = 0;
-    for (p, b) in &before {
-        let md = fs::symlink_metadata(p).unwrap();
-        if md.is_dir() {
-            continue; // dovecot may add index files to a maildir
-        }
-        assert_eq!(
-            after.get(p),
-            Some(b),
-            "{} was changed in the container",
-            p.display()
-        );
-        same += 1;
-    }
-    assert!(same > 15, "only {same} files compared");
-
-    // 6. dovecot reads every message
     for (user, first) in [("alice0test", 1), ("bob00test", 4), ("carol0test", 7)] {
         let addr = format!("{user}@{DOMAIN}");
         let got = exec_ok(&[
@@ -373,6 +293,108 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
             "{addr} DeltaChat:\n{dc}"
         );
     }
+}
+
+#[test]
+fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
+    let w = setup("cm-target-e2e.");
+    let (host, host_ini, dir, project) = (&w.host, &w.host_ini, &w.dir, &w.project);
+
+    // 1. settings: the ini at the mount's source, MAIL_DOMAIN and ACME_EMAIL in .env
+    let out = Command::new(cm_tests::bin("cm-ini-to-env"))
+        .arg("--project-dir")
+        .arg(dir)
+        .arg(host_ini)
+        .output()
+        .unwrap();
+    ok(&out, "cm-ini-to-env --project-dir");
+    assert_eq!(
+        fs::read(dir.join("chatmail.ini")).unwrap(),
+        fs::read(host_ini).unwrap()
+    );
+
+    // 2. the copy: volumes created, owners from the image by name, the unmounted flag file
+    //    reported with the line to add
+    let out = Command::new(cm_tests::bin("cm-copy-data"))
+        .arg("--root")
+        .arg(host)
+        .arg("--project-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    ok(&out, "cm-copy-data");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("vmail 1105:1105 -> 801:801"), "{said}");
+    assert!(said.contains("opendkim 1107:1107 -> 802:802"), "{said}");
+    assert!(
+        said.contains("/etc/chatmail-nocreate")
+            && said.contains("- ./state/chatmail-nocreate:/etc/chatmail-nocreate:ro"),
+        "{said}"
+    );
+    assert_labelled_as_compose_would();
+    let mail = mountpoint(&format!("{PROJECT}_mail"));
+    let dkim = mountpoint(&format!("{PROJECT}_dkim"));
+    assert_eq!(fs::metadata(mail.join("mail")).unwrap().uid(), 801);
+    assert_eq!(
+        fs::metadata(dkim.join("opendkim.private")).unwrap().uid(),
+        802
+    );
+    let before: BTreeMap<_, _> = snapshot(&mail).into_iter().chain(snapshot(&dkim)).collect();
+    assert!(before.len() > 30, "only {} entries copied", before.len());
+
+    // 3. before the start (dovecot adds its index files later): cm-verify all resolves the
+    //    same target: named volumes, the ini mount, the image's users
+    let out = Command::new(cm_tests::bin("cm-verify"))
+        .args(["all", "--no-services", "--project-dir"])
+        .arg(dir)
+        .arg("--root")
+        .arg(host)
+        .arg("--ini")
+        .arg(host_ini)
+        .output()
+        .unwrap();
+    let said = ok(&out, "cm-verify all");
+    assert!(
+        said.contains("5 hold, 1 not checked: services (--no-services)"),
+        "{said}"
+    );
+    assert_eq!(said.matches("== tree ").count(), 3, "{said}");
+    // 4. up: the volumes are used without a warning
+    let up = project.compose(&["up", "-d"]);
+    let up_err = ok(&up, "compose up") + &String::from_utf8_lossy(&up.stderr);
+    assert!(
+        !up_err.contains("already exists but was not created"),
+        "{up_err}"
+    );
+    assert!(!up_err.to_ascii_lowercase().contains("warn"), "{up_err}");
+    wait_running();
+    for unit in ["cm-start", "dovecot", "opendkim", "postfix"] {
+        let s = exec(&[CONTAINER, "systemctl", "is-active", unit]);
+        assert_eq!(
+            String::from_utf8_lossy(&s.stdout).trim(),
+            "active",
+            "{unit}"
+        );
+    }
+
+    // 5. owners by name, dovecot reads every message, nothing chowned
+    assert_owned_by_name_and_dovecot_reads_every_message();
+    let after: BTreeMap<_, _> = snapshot(&mail).into_iter().chain(snapshot(&dkim)).collect();
+    let mut same = 0;
+    for (p, b) in &before {
+        let md = fs::symlink_metadata(p).unwrap();
+        if md.is_dir() {
+            continue; // dovecot may add index files to a maildir
+        }
+        assert_eq!(
+            after.get(p),
+            Some(b),
+            "{} was changed in the container",
+            p.display()
+        );
+        same += 1;
+    }
+    assert!(same > 15, "only {same} files compared");
 
     // 7. DKIM: the old key, readable by opendkim alone, signing so that the old host's
     //    published record verifies it
@@ -397,20 +419,12 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     ])
     .status
     .success());
-    let mode = exec_ok(&[
-        CONTAINER,
-        "stat",
-        "-c",
-        "%a %U",
-        "/etc/dkimkeys/opendkim.private",
-    ]);
-    assert_eq!(mode.trim(), "600 opendkim");
     assert_the_old_key_signs();
 
     // 8. the mounted ini means the same to chatmail as the old one
-    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", &host_ini);
+    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", host_ini);
 
-    drop(project);
+    drop(w);
 }
 
 /// The migrated key signs: a message sent through the container's postfix and opendkim (as
@@ -421,6 +435,14 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
 /// and so does the delivered one with its body changed. opendkim-testkey agrees that the key
 /// in /etc/dkimkeys is the one the record publishes.
 fn assert_the_old_key_signs() {
+    let mode = exec_ok(&[
+        CONTAINER,
+        "stat",
+        "-c",
+        "%a %U",
+        "/etc/dkimkeys/opendkim.private",
+    ]);
+    assert_eq!(mode.trim(), "600 opendkim", "the key is opendkim's alone");
     dkim_e2e(&["configure", DOMAIN]);
     let (from, to) = (
         format!("alice0test@{DOMAIN}"),
@@ -535,39 +557,8 @@ fn assert_testkey_ok() {
 /// nothing in its start-up chowns what the run wrote.
 #[test]
 fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
-    assert_eq!(
-        fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(u32::MAX),
-        0,
-        "the Docker end-to-end test runs as root (it starts dockerd)"
-    );
-    cm_tests::compose();
-    let repo = cm_tests::repo_root();
-    let work = tempfile::Builder::new()
-        .prefix("cm-target-run.")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let host = work.path().join("host");
-    ok(
-        &Command::new("bash")
-            .arg(repo.join("fixtures/sample-host/make.sh"))
-            .arg(&host)
-            .arg(DOMAIN)
-            .output()
-            .unwrap(),
-        "sample-host/make.sh",
-    );
-    fs::write(host.join("etc/chatmail-nocreate"), "").unwrap();
-    let host_ini = host.join("usr/local/lib/chatmaild/chatmail.ini");
-    let _engine = Engine::start();
-    build_image(work.path());
-    let dir = project(work.path());
-    serve_dkim_record(&host, &dir);
-    let project = Project { dir: dir.clone() };
-    for v in ["mail", "dkim", "certs"] {
-        let _ = docker(&["volume", "rm", &format!("{PROJECT}_{v}")]);
-    }
+    let w = setup("cm-target-run.");
+    let (host, host_ini, dir, project) = (&w.host, &w.host_ini, &w.dir, &w.project);
 
     // docker's client on PATH must be Debian's (the engine's), as an operator's would be
     let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
@@ -575,11 +566,11 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
         .env("PATH", path)
         .arg("run")
         .arg("--root")
-        .arg(&host)
+        .arg(host)
         .arg("--project-dir")
-        .arg(&dir)
+        .arg(dir)
         .arg("--state-dir")
-        .arg(work.path().join("state"))
+        .arg(w.work.path().join("state"))
         .args(["--verify", "changed", "--start", "--health-timeout", "240"])
         .args([
             "--json",
@@ -627,7 +618,7 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
     // the settings as the target takes them: the old ini byte for byte, the variables in .env
     assert_eq!(
         fs::read(dir.join("chatmail.ini")).unwrap(),
-        fs::read(&host_ini).unwrap()
+        fs::read(host_ini).unwrap()
     );
     let env = fs::read_to_string(dir.join(".env")).unwrap();
     assert!(
@@ -635,22 +626,7 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
         "{env}"
     );
     // the volumes carry Compose's labels: a second `up` uses them without a warning
-    for v in ["mail", "dkim", "certs"] {
-        let labels = ok(
-            &docker(&[
-                "volume",
-                "inspect",
-                "--format",
-                "{{json .Labels}}",
-                &format!("{PROJECT}_{v}"),
-            ]),
-            "volume inspect",
-        );
-        assert!(
-            labels.contains(&format!("\"com.docker.compose.volume\":\"{v}\"")),
-            "{labels}"
-        );
-    }
+    assert_labelled_as_compose_would();
     let up = project.compose(&["up", "-d"]);
     let up_err = ok(&up, "compose up") + &String::from_utf8_lossy(&up.stderr);
     assert!(!up_err.to_ascii_lowercase().contains("warn"), "{up_err}");
@@ -676,30 +652,8 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
         files += 1;
     }
     assert!(files > 15, "only {files} files looked at");
-    for (path, user) in [("/home/vmail/mail", "vmail"), ("/etc/dkimkeys", "opendkim")] {
-        let strays = exec_ok(&[
-            CONTAINER, "find", path, "(", "!", "-user", user, "-o", "!", "-group", user, ")",
-        ]);
-        assert!(strays.trim().is_empty(), "not owned by {user}: {strays}");
-    }
-    for (user, first) in [("alice0test", 1), ("bob00test", 4), ("carol0test", 7)] {
-        let addr = format!("{user}@{DOMAIN}");
-        let got = exec_ok(&[
-            CONTAINER, "doveadm", "fetch", "-u", &addr, "text", "mailbox", "INBOX", "ALL",
-        ]);
-        for n in first..first + 3 {
-            assert!(got.contains(&format!("body {n}")), "{addr}: {n}:\n{got}");
-        }
-    }
-    let mode = exec_ok(&[
-        CONTAINER,
-        "stat",
-        "-c",
-        "%a %U",
-        "/etc/dkimkeys/opendkim.private",
-    ]);
-    assert_eq!(mode.trim(), "600 opendkim");
+    assert_owned_by_name_and_dovecot_reads_every_message();
     assert_the_old_key_signs();
-    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", &host_ini);
-    drop(project);
+    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", host_ini);
+    drop(w);
 }
