@@ -311,6 +311,7 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
                 owner_map_given: a.owners.owner_map.is_some(),
                 create: !a.dry_run,
                 dry_run: a.dry_run,
+                on: Default::default(),
             },
         ) {
             Ok(r) => r,

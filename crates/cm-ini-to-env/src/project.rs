@@ -30,6 +30,7 @@ pub fn resolve(
             compose,
             guide,
             external_tls: target::external_tls(&root_of(ini)),
+            on: Default::default(),
         },
     )
     .map_err(|e| e.to_string())

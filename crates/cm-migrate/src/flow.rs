@@ -12,10 +12,11 @@ use cm_core::migration::steps::DEFAULT_RUN_LOCK_FILE;
 use cm_core::migration::transport::{
     default_volumes, Host, Remote, RemoteSettings, RemoteVerifier, RsyncCopier,
 };
-use cm_core::migration::verify::{ChangedVerify, Volumes};
+use cm_core::migration::verify::{ChangedVerify, VolumePair, Volumes};
 use cm_core::migration::{Copier, Services, Settings, Target, Verifier};
 use cm_core::owners::OwnerMap;
 use cm_core::systemd::{Postqueue, RestoreOptions, StopOptions};
+use cm_core::target::exec::Runner;
 use serde::Serialize;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -276,7 +277,45 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
                 .ssh_args
                 .extend(["-i".to_string(), k.display().to_string()]);
         }
-        let vols = default_volumes(&a.root);
+        let far = if a.layout.is_some() {
+            project::Far {
+                volumes: default_volumes(&a.root, &remote.dir),
+                target: None,
+                findings: Vec::new(),
+                owners: owners.clone(),
+                env: remote.dir.join(".env"),
+                ini_mount: None,
+                compose: None,
+                unusable: None,
+            }
+        } else {
+            project::far(project::Inputs {
+                root: &a.root,
+                project_dir: &remote.dir,
+                compose: a.compose.as_deref(),
+                guide: false,
+                owner_map: owners.clone(),
+                ini: &ini,
+                on: Runner(std::sync::Arc::new(remote.clone())),
+            })
+        };
+        let resolved = (a.layout.is_none()).then(|| far.findings.clone());
+        let verify_volumes = match &far.target {
+            Some(tf) => Volumes::Target {
+                target: Box::new(tf.target.clone()),
+                root: a.root.clone(),
+            },
+            None => Volumes::Fixed(
+                far.volumes
+                    .iter()
+                    .map(|v| VolumePair {
+                        name: v.name.clone(),
+                        src: v.src.clone(),
+                        dst: v.dst.clone(),
+                    })
+                    .collect(),
+            ),
+        };
         return Ok(Built {
             identity: RunIdentity {
                 root: a.root.clone(),
@@ -287,9 +326,11 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
             lock_file,
             copier: Box::new(RsyncCopier {
                 remote: remote.clone(),
-                volumes: vols.clone(),
-                owners: owners.clone(),
+                volumes: far.volumes.clone(),
+                owners: far.owners.clone(),
                 rsync: "rsync".into(),
+                target: far.target,
+                unusable: far.unusable,
             }),
             services,
             settings: Box::new(RemoteSettings {
@@ -297,11 +338,13 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
                 ini,
                 work: a.state_dir.join("remote/.env"),
                 rsync: "rsync".into(),
+                env: far.env,
+                ini_mount: far.ini_mount,
             }),
             verifier: Box::new(RemoteVerifier {
                 remote: remote.clone(),
-                volumes: vols,
-                owners,
+                volumes: verify_volumes,
+                owners: far.owners,
                 manifest_dir: a.state_dir.join("manifests"),
                 cm_verify: cm_verify(),
                 rsync: "rsync".into(),
@@ -309,9 +352,9 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
             target: Box::new(ComposeTarget {
                 project_dir: remote.dir.clone(),
                 host: Host::Remote(remote),
-                compose: compose_command(a),
+                compose: far.compose.unwrap_or_else(|| compose_command(a)),
                 health_timeout: health,
-                resolved: None,
+                resolved,
             }),
             watch: FanotifyWatch::default(),
             host: facts,
@@ -331,6 +374,7 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
         guide: a.layout.is_some(),
         owner_map: owners,
         ini: &ini,
+        on: Runner::default(),
     });
     let verifier = verifier(a, &dir, &ini, services_here, &local);
     Ok(Built {

@@ -33,6 +33,7 @@ pub fn resolve(p: &ProjectLayout, want_image: bool) -> Result<(Target, Resolved)
             compose: p.compose,
             guide: p.guide,
             external_tls: None,
+            on: Default::default(),
         },
     )
     .map_err(|e| CheckError::Other(e.to_string()))?;

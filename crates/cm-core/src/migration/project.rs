@@ -30,6 +30,8 @@ pub struct Inputs<'a> {
     pub owner_map: Option<OwnerMap>,
     /// The relay's chatmail.ini.
     pub ini: &'a Path,
+    /// Where the project is: this host, or the Docker host over ssh.
+    pub on: target::exec::Runner,
 }
 
 /// The parts of a run into a local target.
@@ -46,9 +48,9 @@ pub struct Local {
     pub target: Option<Target>,
 }
 
-/// Resolve the target and build the parts (nothing written).
-pub fn local(i: Inputs) -> Local {
-    let prepared = prepare::prepare(
+/// The move made ready (nothing written), or why it cannot be.
+fn prepared(i: &Inputs) -> Result<Prepared, String> {
+    prepare::prepare(
         i.root,
         i.project_dir,
         &prepare::Options {
@@ -58,29 +60,117 @@ pub fn local(i: Inputs) -> Local {
             owner_map_given: i.owner_map.is_some(),
             create: false,
             dry_run: false,
+            on: i.on.clone(),
         },
-    );
-    match prepared {
+    )
+    .map_err(|e| {
+        format!(
+            "the target {} on {}: {e}",
+            i.project_dir.display(),
+            i.on.place()
+        )
+    })
+}
+
+fn blocked(why: &str) -> Finding {
+    Finding::block(
+        "target",
+        why,
+        "fix the compose project as said, or ask for the guide's layout by name (--layout guide)",
+    )
+}
+
+/// Resolve the target here and build the parts (nothing written).
+pub fn local(i: Inputs) -> Local {
+    match prepared(&i) {
         Ok(p) => from_prepared(p, &i),
-        Err(e) => {
-            let why = format!("the target {}: {e}", i.project_dir.display());
-            Local {
-                copier: LocalCopier::unusable(why.clone()),
-                settings: Box::new(Unusable { why: why.clone() }),
-                findings: vec![Finding::block(
-                    "target",
-                    why,
-                    "fix the compose project as said, or ask for the guide's layout by name (--layout guide)",
-                )],
-                owners: i.owner_map,
-                compose: None,
-                target: None,
-            }
-        }
+        Err(why) => Local {
+            copier: LocalCopier::unusable(why.clone()),
+            settings: Box::new(Unusable { why: why.clone() }),
+            findings: vec![blocked(&why)],
+            owners: i.owner_map,
+            compose: None,
+            target: None,
+        },
     }
 }
 
-fn from_prepared(p: Prepared, i: &Inputs) -> Local {
+/// The parts of a run into a target on the Docker host over ssh.
+pub struct Far {
+    pub volumes: Vec<super::transport::RemoteVolume>,
+    pub target: Option<TargetFiles>,
+    pub findings: Vec<Finding>,
+    pub owners: Option<OwnerMap>,
+    /// The far project's .env, and for an ini-mount target where the ini goes and the
+    /// variables the compose file interpolates.
+    pub env: PathBuf,
+    pub ini_mount: Option<(PathBuf, Vec<String>)>,
+    pub compose: Option<Vec<String>>,
+    /// Why nothing can be copied there.
+    pub unusable: Option<String>,
+}
+
+/// Resolve the far target through its ssh connection (`i.on`), as [`local`] does here.
+pub fn far(i: Inputs) -> Far {
+    let p = match prepared(&i) {
+        Ok(p) => p,
+        Err(why) => {
+            return Far {
+                volumes: Vec::new(),
+                target: None,
+                findings: vec![blocked(&why)],
+                owners: i.owner_map,
+                env: i.project_dir.join(".env"),
+                ini_mount: None,
+                compose: None,
+                unusable: Some(why),
+            }
+        }
+    };
+    let mut findings = target_findings(&p, &i);
+    let (env, ini_mount) = match &p.target.settings {
+        target::Settings::EnvFile { env } => (env.clone(), None),
+        target::Settings::IniMount { ini, env, vars } => {
+            (env.clone(), Some((ini.clone(), vars.clone())))
+        }
+        target::Settings::Unknown => {
+            let _ = settings_of(&p.target, i.ini, &mut findings);
+            (i.project_dir.join(".env"), None)
+        }
+    };
+    let pending = p.target.trees().count() > p.volumes.len() + p.in_place.len();
+    Far {
+        volumes: p
+            .volumes
+            .into_iter()
+            .map(super::transport::RemoteVolume::of)
+            .collect(),
+        findings,
+        owners: i.owner_map.clone().or(p.owners),
+        env,
+        ini_mount,
+        compose: compose_words(&p.target),
+        target: Some(TargetFiles {
+            root: i.root.to_path_buf(),
+            target: p.target,
+            pending_volumes: pending,
+        }),
+        unusable: None,
+    }
+}
+
+fn compose_words(t: &Target) -> Option<Vec<String>> {
+    match &t.layout {
+        Layout::Compose { compose, .. } => {
+            Some(compose.split_whitespace().map(String::from).collect())
+        }
+        Layout::Guide => None,
+    }
+}
+
+/// The target's preflight findings: what it is, its notes, the state it does not mount, in
+/// place trees whose owners differ, defaults that changed between releases.
+fn target_findings(p: &Prepared, i: &Inputs) -> Vec<Finding> {
     let mut findings = vec![Finding::ok("target", describe(&p.target))];
     findings.extend(p.notes.iter().map(|n| Finding::ok("target", n.clone())));
     for m in p.target.unmounted_on(i.root) {
@@ -127,15 +217,15 @@ fn from_prepared(p: Prepared, i: &Inputs) -> Local {
             ));
         }
     }
+    findings
+}
+
+fn from_prepared(p: Prepared, i: &Inputs) -> Local {
+    let mut findings = target_findings(&p, i);
     let settings = settings_of(&p.target, i.ini, &mut findings);
     let owners = i.owner_map.clone().or_else(|| p.owners.clone());
     let pending = p.target.trees().count() > p.volumes.len() + p.in_place.len();
-    let compose = match &p.target.layout {
-        Layout::Compose { compose, .. } => {
-            Some(compose.split_whitespace().map(String::from).collect())
-        }
-        Layout::Guide => None,
-    };
+    let compose = compose_words(&p.target);
     let copier = LocalCopier::new(
         p.volumes,
         owners.clone(),

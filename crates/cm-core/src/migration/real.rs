@@ -93,6 +93,47 @@ pub struct TargetFiles {
     pub pending_volumes: bool,
 }
 
+impl TargetFiles {
+    /// The trees whose named volume does not exist yet (none of `have`): (volume, source,
+    /// where it goes).
+    pub fn pending(&self, have: &[&str]) -> Vec<(String, PathBuf, String)> {
+        if !self.pending_volumes {
+            return Vec::new();
+        }
+        self.target
+            .trees()
+            .filter(|p| !have.contains(&p.state.name.as_str()))
+            .filter_map(|p| {
+                let crate::target::Source::Volume { name, .. } = &p.source else {
+                    return None;
+                };
+                let src = crate::root::resolve_in(&self.root, &p.mount).ok()?;
+                let to = format!("volume {name} (the copy creates it)");
+                Some((p.state.name.clone(), src, to))
+            })
+            .collect()
+    }
+
+    /// Create the named volumes that do not exist yet (with Compose's labels, through the
+    /// engine where the target is); the volumes of the copy as they are then, or None when
+    /// nothing was pending.
+    pub fn create_volumes(
+        &mut self,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<Vec<Volume>>, String> {
+        if !self.pending_volumes {
+            return Ok(None);
+        }
+        let engine = crate::target::engine_of(&self.target);
+        let p =
+            crate::target::plan::copy_volumes(&self.target, &self.root, engine.as_ref(), true, &[])
+                .map_err(|e| e.to_string())?;
+        notes.extend(p.notes);
+        self.pending_volumes = false;
+        Ok(Some(p.volumes))
+    }
+}
+
 impl LocalCopier {
     pub fn new(volumes: Vec<Volume>, owners: Option<OwnerMap>, target: TargetFiles) -> LocalCopier {
         LocalCopier {
@@ -124,20 +165,9 @@ impl LocalCopier {
             .iter()
             .map(|v| (v.name.clone(), v.src.clone(), v.dst.display().to_string()))
             .collect();
-        let Some(tf) = self.target.as_ref().filter(|t| t.pending_volumes) else {
-            return v;
-        };
-        for p in tf.target.trees() {
-            let crate::target::Source::Volume { name, .. } = &p.source else {
-                continue;
-            };
-            if v.iter().any(|(n, _, _)| n == &p.state.name) {
-                continue;
-            }
-            if let Ok(src) = crate::root::resolve_in(&tf.root, &p.mount) {
-                let to = format!("volume {name} (the copy creates it)");
-                v.push((p.state.name.clone(), src, to));
-            }
+        if let Some(tf) = &self.target {
+            let have: Vec<&str> = self.volumes.iter().map(|v| v.name.as_str()).collect();
+            v.extend(tf.pending(&have));
         }
         v
     }
@@ -145,15 +175,14 @@ impl LocalCopier {
     /// Named volumes of the target that do not exist yet are created (with Compose's
     /// labels), and the volumes read again.
     fn create_volumes(&mut self, notes: &mut Vec<String>) -> Result<(), String> {
-        let Some(tf) = self.target.as_mut().filter(|t| t.pending_volumes) else {
-            return Ok(());
-        };
-        let engine = crate::target::engine_of(&tf.target);
-        let p = crate::target::plan::copy_volumes(&tf.target, &tf.root, engine.as_ref(), true, &[])
-            .map_err(|e| e.to_string())?;
-        notes.extend(p.notes);
-        self.volumes = p.volumes;
-        tf.pending_volumes = false;
+        if let Some(v) = self
+            .target
+            .as_mut()
+            .map(|t| t.create_volumes(notes))
+            .transpose()?
+        {
+            self.volumes = v.unwrap_or_else(|| std::mem::take(&mut self.volumes));
+        }
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 
 pub mod compose;
 pub mod engine;
+pub mod exec;
 pub mod plan;
 pub mod prepare;
 pub mod settings;
@@ -118,6 +119,8 @@ pub enum Layout {
 /// A resolved target.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Target {
+    /// Where its programs run and its paths are (this host, or the Docker host over ssh).
+    pub on: exec::Runner,
     pub project_dir: PathBuf,
     pub layout: Layout,
     /// The image the relay's service runs (`ghcr.io/chatmail/docker:1.12.0`), if named.
@@ -144,6 +147,8 @@ pub struct Options<'a> {
     pub guide: bool,
     /// The value of the old host's `tls_external_cert_and_key`, if set.
     pub external_tls: Option<String>,
+    /// Where the project is (default: this host).
+    pub on: exec::Runner,
 }
 
 impl Target {
@@ -184,10 +189,11 @@ pub fn engine_of(t: &Target) -> Option<engine::Engine> {
     match &t.layout {
         Layout::Compose { compose, .. } => {
             let w: Vec<&str> = compose.split_whitespace().collect();
-            Some(engine::Engine::new(match w.as_slice() {
+            let docker = match w.as_slice() {
                 [d, "compose"] => d.to_string(),
                 _ => "docker".to_string(),
-            }))
+            };
+            Some(engine::Engine::on(docker, t.on.0.clone()))
         }
         Layout::Guide => None,
     }
@@ -240,19 +246,24 @@ pub fn external_tls(root: &Path) -> Option<String> {
 /// Resolve the target in `dir`: the guide's layout when `opts.guide`, else its compose file
 /// read by Compose v2.
 pub fn resolve(dir: &Path, opts: &Options) -> Result<Target, TargetError> {
-    if !dir.is_dir() {
+    let on = &opts.on;
+    if !on.is_dir(dir) {
         return Err(TargetError::NoProject(dir.to_path_buf()));
     }
     if opts.guide {
-        return Ok(guide(dir, opts.external_tls.as_deref()));
+        return Ok(Target {
+            on: on.clone(),
+            ..guide(dir, opts.external_tls.as_deref())
+        });
     }
-    let Some(file) = compose::compose_file(dir) else {
+    let Some(file) = compose::compose_file(&**on, dir) else {
         return Err(TargetError::NoComposeFile(dir.to_path_buf()));
     };
     let mut notes = Vec::new();
-    let c = compose::find(opts.compose, &mut notes)?;
-    let (model, raw) = compose::model(&c, dir, &mut notes)?;
+    let c = compose::find(&**on, opts.compose, &mut notes)?;
+    let (model, raw) = compose::model(&**on, &c, dir, &mut notes)?;
     let mut t = from_model(dir, &file, &model, &raw, opts.external_tls.as_deref())?;
+    t.on = on.clone();
     if let Layout::Compose {
         compose, version, ..
     } = &mut t.layout
@@ -285,6 +296,7 @@ pub fn guide(dir: &Path, external_tls: Option<&str>) -> Target {
         }
     }
     Target {
+        on: exec::Runner::default(),
         project_dir: dir.to_path_buf(),
         layout: Layout::Guide,
         image: None,
@@ -441,6 +453,7 @@ pub fn from_model(
         &interpolated,
     );
     Ok(Target {
+        on: exec::Runner::default(),
         project_dir: dir.to_path_buf(),
         layout: Layout::Compose {
             file: file.to_path_buf(),

@@ -30,6 +30,8 @@ pub struct Options<'a> {
     pub create: bool,
     /// Only looking: an image that cannot be read is a note, not an error.
     pub dry_run: bool,
+    /// Where the project is (default: this host).
+    pub on: super::exec::Runner,
 }
 
 /// A move made ready.
@@ -73,6 +75,7 @@ pub fn prepare(root: &Path, project_dir: &Path, opts: &Options) -> Result<Prepar
             compose: opts.compose,
             guide: opts.guide,
             external_tls: super::external_tls(root),
+            on: opts.on.clone(),
         },
     )?;
     let mut p = Prepared {
