@@ -85,8 +85,9 @@ pub struct FlowArgs {
     )]
     pub project_dir: Option<PathBuf>,
     /// The Docker host is another machine: ssh://[USER@]HOST[:PORT]/DIR, DIR being the
-    /// compose project directory there. The data goes with rsync over ssh (-aHAX
-    /// --numeric-ids, owners mapped) and is checked there with cm-verify and manifests.
+    /// compose project directory there, read by Compose v2 there. The data goes with rsync
+    /// over ssh (-aHAX --numeric-ids, owners mapped) and is checked there with cm-verify and
+    /// manifests.
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
     /// The old host's root directory (the sources are its etc/dkimkeys, var/lib/acme,
@@ -121,8 +122,8 @@ pub struct FlowArgs {
     #[arg(long, value_name = "PROGRAM")]
     pub compose: Option<String>,
     /// Move into the guide's layout (data/chatmail, data/chatmail-dkimkeys,
-    /// data/chatmail-acme and .env below --project-dir) without reading a compose file.
-    /// With --to the far side always gets this layout.
+    /// data/chatmail-acme and .env below --project-dir, or below the --to directory)
+    /// without reading a compose file.
     #[arg(long, value_name = "NAME", value_parser = ["guide"])]
     pub layout: Option<String>,
     /// Seconds to wait for the postfix queue to empty before stopping postfix.
