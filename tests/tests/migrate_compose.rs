@@ -153,9 +153,12 @@ fn a_relay_moved_off_a_real_systemd_with_a_writer_boots_in_the_image_with_every_
     let proj = work.path().join("project");
     fs::create_dir_all(&proj).unwrap();
     let bind = format!("--bind={}:/srv/proj", proj.display());
+    // the real Compose v2 inside the old host, as an operator moving on one machine has it:
+    // the run reads where each piece of state goes from the project's compose file
+    let compose = format!("--bind={COMPOSE}:/usr/local/bin/docker-compose-v2");
     // dropped last: the project is taken down first, then the relay
     let _engine = Engine::start();
-    let c = serving_relay("boot", 20, 50, &[&bind]);
+    let c = serving_relay("boot", 20, 50, &[&bind, &compose]);
     let project = Project::lay_out(&proj);
     c.sh(DKIM_KEY);
 
@@ -166,9 +169,6 @@ fn a_relay_moved_off_a_real_systemd_with_a_writer_boots_in_the_image_with_every_
         "/srv/proj",
         "--owner-map",
         "/srv/proj/users",
-        // no Compose v2 inside the relay's container: the guide's layout, by name
-        "--layout",
-        "guide",
         "--verify",
         "changed",
         "--json",
@@ -176,6 +176,12 @@ fn a_relay_moved_off_a_real_systemd_with_a_writer_boots_in_the_image_with_every_
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["complete"], true, "{r:#}");
+    let said = r["findings"].to_string();
+    assert!(
+        said.contains("service chatmail of Compose project")
+            && said.contains("mail -> /srv/proj/data/chatmail"),
+        "the run read the target from its compose file: {said}"
+    );
 
     // what the stopped relay holds, user by user (cur + new: what dovecot lists)
     let domain = cm_tests::relay::DOMAIN;
