@@ -182,6 +182,24 @@ fn a_relay_moved_off_a_real_systemd_with_a_writer_boots_in_the_image_with_every_
             && said.contains("mail -> /srv/proj/data/chatmail"),
         "the run read the target from its compose file: {said}"
     );
+    // the final state passes the full cm-verify all (every tree by content, env, layout,
+    // services), as the target resolves it, before the container starts
+    let v = c.exec(&[
+        "cm-verify",
+        "all",
+        "--project-dir",
+        "/srv/proj",
+        "--owner-map",
+        "/srv/proj/users",
+        "--ini",
+        "/usr/local/lib/chatmaild/chatmail.ini",
+    ]);
+    assert_eq!(v.status.code(), Some(0), "cm-verify all: {}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("ALL OK"),
+        "{}",
+        text(&v)
+    );
 
     // what the stopped relay holds, user by user (cur + new: what dovecot lists)
     let domain = cm_tests::relay::DOMAIN;
