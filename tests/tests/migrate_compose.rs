@@ -79,9 +79,7 @@ fn run_with_start_brings_the_container_up_on_the_moved_data_and_it_serves() {
             "240",
             "--json",
         ])
-        // what this test machine is not, and the run rightly reports: a host with cgroup v2
-        // and the guide's inotify limits (the container boots here without them)
-        .args(["--skip-check", "cgroup", "--skip-check", "inotify"])
+        .args(cm_tests::SKIP_HOST_CHECKS)
         .output()
         .unwrap();
     let text = ok(&out, "cm-migrate run --start");

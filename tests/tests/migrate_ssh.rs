@@ -56,6 +56,27 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The arguments of a move from `root` to `url` through the test's sshd, owners mapped by
+/// docker/users, the run's state in `state`.
+fn far_args(root: &Path, url: &str, sshd: &Sshd, state: &Path) -> Vec<String> {
+    let users = cm_tests::repo_root().join("docker/users");
+    [
+        "--root",
+        root.to_str().unwrap(),
+        "--to",
+        url,
+        "--ssh-config",
+        sshd.config().to_str().unwrap(),
+        "--owner-map",
+        users.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 fn cm_migrate(args: &[&str]) -> Output {
     cm_tests::run_logged(
         "cm-migrate",
@@ -83,22 +104,7 @@ fn run_to_another_host_over_ssh_maps_owners_and_proves_the_copy_there() {
     let sshd = Sshd::up(&tmp.path().join("sshd"));
     let state = tmp.path().join("state");
     let url = format!("ssh://127.0.0.1{}", far.display());
-    let users = cm_tests::repo_root().join("docker/users");
-    let base: Vec<String> = [
-        "--root",
-        root.to_str().unwrap(),
-        "--to",
-        &url,
-        "--ssh-config",
-        sshd.config().to_str().unwrap(),
-        "--owner-map",
-        users.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let base = far_args(&root, &url, &sshd, &state);
     let with = |first: &[&str], extra: &[&str]| -> Vec<String> {
         first
             .iter()
@@ -281,25 +287,12 @@ fn run_over_ssh_into_named_volumes_and_an_ini_mount_resolved_on_the_far_side() {
     }
     let sshd = Sshd::up(&tmp.path().join("sshd"));
     let url = format!("ssh://127.0.0.1{}", far.display());
-    let users = cm_tests::repo_root().join("docker/users");
-    let o = cm_migrate(&[
-        "run",
-        "--root",
-        root.to_str().unwrap(),
-        "--to",
-        &url,
-        "--ssh-config",
-        sshd.config().to_str().unwrap(),
-        "--owner-map",
-        users.to_str().unwrap(),
-        "--state-dir",
-        tmp.path().join("state").to_str().unwrap(),
-        "--json",
-        "--skip-check",
-        "cgroup",
-        "--skip-check",
-        "inotify",
-    ]);
+    let a: Vec<String> = ["run".to_string(), "--json".to_string()]
+        .into_iter()
+        .chain(far_args(&root, &url, &sshd, &tmp.path().join("state")))
+        .chain(cm_tests::SKIP_HOST_CHECKS.map(String::from))
+        .collect();
+    let o = cm_migrate(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["complete"], true, "{r:#}");

@@ -572,13 +572,8 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
         .arg("--state-dir")
         .arg(w.work.path().join("state"))
         .args(["--verify", "changed", "--start", "--health-timeout", "240"])
-        .args([
-            "--json",
-            "--skip-check",
-            "cgroup",
-            "--skip-check",
-            "inotify",
-        ])
+        .arg("--json")
+        .args(cm_tests::SKIP_HOST_CHECKS)
         .output()
         .unwrap();
     let text = ok(&out, "cm-migrate run --start into the maintained shape");

@@ -401,11 +401,10 @@ fn copy_data_and_migrate_run_follow_a_bind_mount_target_with_the_ini_mounted() {
             "--state-dir",
             state.to_str().unwrap(),
             "--json",
-            "--skip-check",
-            "cgroup",
-            "--skip-check",
-            "inotify",
-        ],
+        ]
+        .into_iter()
+        .chain(cm_tests::SKIP_HOST_CHECKS)
+        .collect::<Vec<_>>(),
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
