@@ -1259,12 +1259,6 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
 /// non-directories of the same type on both sides, must be exactly one group on the other.
 fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut Vec<Difference>) {
     let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
-    let quote_list = |ps: &[&Path]| {
-        ps.iter()
-            .map(|p| crate::quote::quote_path(p))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     // (this side, other side, kind of finding from this side's point of view)
     for (this, other, from_src) in [(src, dst, true), (dst, src, false)] {
         for (_, paths) in this.link_groups() {
@@ -1288,27 +1282,39 @@ fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut V
                     None => singles.push(vec![p]),
                 }
             }
-            let n_parts = parts.len() + singles.len();
-            if n_parts <= 1 {
-                continue;
-            }
-            let mut shown: Vec<String> = parts.values().map(|v| quote_list(v)).collect();
-            shown.extend(singles.iter().map(|v| quote_list(v)));
-            let linked = format!("one inode: {}", quote_list(&common));
-            let split = format!("{} separate inodes: {}", n_parts, shown.join(" | "));
-            let (expected, actual) = if from_src {
-                (linked, split)
-            } else {
-                (split, linked)
-            };
-            out.push(Difference {
-                kind: DiffKind::HardLink,
-                path: common[0].to_path_buf(),
-                expected,
-                actual,
-            });
+            let parts: Vec<Vec<&Path>> = parts.into_values().chain(singles).collect();
+            out.extend(split_links(&common, &parts, from_src));
         }
     }
+}
+
+fn quote_list(ps: &[&Path]) -> String {
+    ps.iter()
+        .map(|p| crate::quote::quote_path(p))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The difference of a hard-link group found `common` on one side (`from_src`: the source)
+/// and in `parts` (several inodes) on the other; None when the other side keeps it whole.
+fn split_links(common: &[&Path], parts: &[Vec<&Path>], from_src: bool) -> Option<Difference> {
+    if parts.len() <= 1 {
+        return None;
+    }
+    let shown: Vec<String> = parts.iter().map(|v| quote_list(v)).collect();
+    let linked = format!("one inode: {}", quote_list(common));
+    let split = format!("{} separate inodes: {}", parts.len(), shown.join(" | "));
+    let (expected, actual) = if from_src {
+        (linked, split)
+    } else {
+        (split, linked)
+    };
+    Some(Difference {
+        kind: DiffKind::HardLink,
+        path: common[0].to_path_buf(),
+        expected,
+        actual,
+    })
 }
 
 /// Entries compared at a time by the streaming comparisons (per side, about).
@@ -1556,12 +1562,6 @@ fn link_ident(e: &Entry) -> Option<(u64, u64)> {
 /// same type on both sides, must be exactly one inode on the other (as [`link_diffs`]).
 fn link_check(links: &[LinkRecord], opts: &CompareOptions, out: &mut Vec<Difference>) {
     let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
-    let quote_list = |ps: &[&Path]| {
-        ps.iter()
-            .map(|p| crate::quote::quote_path(p))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     for from_src in [true, false] {
         let mut groups: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
         let mut order = Vec::new();
@@ -1597,25 +1597,8 @@ fn link_check(links: &[LinkRecord], opts: &CompareOptions, out: &mut Vec<Differe
                     None => singles.push(vec![&links[i].0]),
                 }
             }
-            let n_parts = parts.len() + singles.len();
-            if n_parts <= 1 {
-                continue;
-            }
-            let mut shown: Vec<String> = parts.iter().map(|v| quote_list(&v.1)).collect();
-            shown.extend(singles.iter().map(|v| quote_list(v)));
-            let linked = format!("one inode: {}", quote_list(&common));
-            let split = format!("{} separate inodes: {}", n_parts, shown.join(" | "));
-            let (expected, actual) = if from_src {
-                (linked, split)
-            } else {
-                (split, linked)
-            };
-            out.push(Difference {
-                kind: DiffKind::HardLink,
-                path: common[0].to_path_buf(),
-                expected,
-                actual,
-            });
+            let parts: Vec<Vec<&Path>> = parts.into_iter().map(|p| p.1).chain(singles).collect();
+            out.extend(split_links(&common, &parts, from_src));
         }
     }
 }
@@ -1957,32 +1940,6 @@ fn same_content(
             return Ok(true);
         }
     }
-}
-
-/// Compare a recorded snapshot (a manifest) with the live tree at `dst`: walk `dst`, hash
-/// the files whose size matches a recorded file with a hash, compare.
-pub fn check_against(
-    expected: &Snapshot,
-    dst: &Path,
-    opts: &CompareOptions,
-    progress: &dyn Progress,
-) -> Result<(Vec<Difference>, TreeStats), TreeError> {
-    let sopts = ScanOptions {
-        xattrs: opts.xattrs,
-        hash: false,
-        jobs: opts.jobs,
-        exclude: opts.exclude.clone(),
-    };
-    let mut b = walk(dst, &sopts, progress)?;
-    if opts.content {
-        // Only files the manifest has a hash for are worth reading.
-        let mut filter = expected.clone();
-        filter.entries.retain(|e| e.sha256.is_some());
-        let mut items = vec![(dst, &mut b, Some(&filter))];
-        hash_snapshots(&mut items, opts.jobs, progress);
-    }
-    let stats = TreeStats::of(expected, &b);
-    Ok((compare(expected, &b, opts), stats))
 }
 
 /// What a comparison looked at.
