@@ -570,9 +570,13 @@ pub fn with_parts<R>(b: &mut Built, f: impl FnOnce(&mut cm_core::migration::Part
     f(&mut p)
 }
 
-/// The findings that are not plain "ok", for people (all with `all`).
+/// The findings that are not plain "ok", and what the target is, for people (all with
+/// `all`).
 pub fn print_findings(findings: &[Finding], all: bool) {
-    for f in findings.iter().filter(|f| all || f.level != Level::Ok) {
+    for f in findings
+        .iter()
+        .filter(|f| all || f.level != Level::Ok || f.check == "target")
+    {
         println!("{}", finding_line(f));
     }
 }
