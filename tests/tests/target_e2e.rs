@@ -609,6 +609,10 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
         "{all}"
     );
     assert!(all.contains("owners follow the image"), "{all}");
+    assert!(
+        all.contains(&format!("image {IMAGE} is on this host")),
+        "{all}"
+    );
     assert!(all.contains("vmail 1105:1105 -> 801:801"), "{all}");
     // the settings as the target takes them: the old ini byte for byte, the variables in .env
     assert_eq!(

@@ -548,3 +548,34 @@ fn in_place_mounts_are_reowned_only_when_asked_and_the_undo_record_restores_them
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+/// A relative --project-dir means the same directory as its absolute path: Compose runs in
+/// the project directory, and the paths of its mounts are not taken twice.
+#[test]
+fn a_relative_project_dir_resolves_to_the_same_mounts() {
+    cm_tests::compose();
+    let t = tempfile::tempdir().unwrap();
+    let d = fixture("maintained-bind", t.path());
+    let host = cm_tests::sample_host(&t.path().join("host"), None);
+    let users = cm_tests::repo_root().join("docker/users");
+    let o = Command::new(cm_tests::bin("cm-copy-data"))
+        .current_dir(t.path())
+        .args(["--project-dir", "maintained-bind", "--root"])
+        .arg(&host)
+        .arg("--owner-map")
+        .arg(&users)
+        .args(["--dry-run", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mail = j["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["volume"] == "mail"))
+        .unwrap_or_else(|| panic!("{j:#}"));
+    assert_eq!(
+        mail["target"].as_str(),
+        d.join("data/mail").to_str(),
+        "{mail:#}"
+    );
+}

@@ -210,8 +210,21 @@ fn compose_command(a: &FlowArgs) -> Vec<String> {
     }
 }
 
-/// Build the parts; Err is a usage problem (exit 2).
-pub fn build(a: &FlowArgs) -> Result<Built, String> {
+/// What every run needs, whatever the target: the relay's ini, the owner map given, the
+/// old host's services (this machine's, or none), the journal and lock files, the host's
+/// facts for preflight.
+struct Common {
+    ini: PathBuf,
+    owners: Option<OwnerMap>,
+    services: Box<dyn Services>,
+    services_here: bool,
+    journal_file: PathBuf,
+    lock_file: PathBuf,
+    health: Duration,
+    facts: HostFacts,
+}
+
+fn common(a: &FlowArgs) -> Result<Common, String> {
     if !a.root.is_dir() {
         return Err(format!("--root {}: not a directory", a.root.display()));
     }
@@ -230,137 +243,177 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
         None => None,
     };
     let services_here = cm_core::copy::safety::resolve(&a.root) == Path::new("/");
-    let services: Box<dyn Services> = if services_here {
-        Box::new(SystemdServices {
-            stop: StopOptions {
-                state_file: a.state_dir.join("services-state.json"),
-                queue_timeout: Duration::from_secs(a.queue_timeout),
-                unit_timeout: Duration::from_secs(a.unit_timeout),
-                ..Default::default()
-            },
-            restore: RestoreOptions {
-                state_file: a.state_dir.join("services-state.json"),
-                unit_timeout: Duration::from_secs(a.unit_timeout),
-                ..Default::default()
-            },
-        })
-    } else {
-        Box::new(NoServices {
+    Ok(Common {
+        services: services(a, services_here),
+        facts: HostFacts {
+            ini: ini.clone(),
+            services_here,
+            docker_here: a.to.is_none(),
+        },
+        ini,
+        owners,
+        services_here,
+        journal_file: a.state_dir.join("run-journal.json"),
+        lock_file: PathBuf::from(DEFAULT_RUN_LOCK_FILE),
+        health: Duration::from_secs(a.health_timeout),
+    })
+}
+
+/// The old host's units through systemd when they are this machine's, else none.
+fn services(a: &FlowArgs, here: bool) -> Box<dyn Services> {
+    if !here {
+        return Box::new(NoServices {
             why: format!(
                 "--root {} is not this machine's root: its services are not this machine's",
                 a.root.display()
             ),
-        })
-    };
-    let journal_file = a.state_dir.join("run-journal.json");
-    let lock_file = PathBuf::from(DEFAULT_RUN_LOCK_FILE);
-    let health = Duration::from_secs(a.health_timeout);
-    let facts = HostFacts {
-        ini: ini.clone(),
-        services_here,
-        docker_here: a.to.is_none(),
-    };
-    if let Some(url) = &a.to {
-        let mut remote = Remote::parse(url)?;
-        std::fs::create_dir_all(&a.state_dir)
-            .map_err(|e| format!("--state-dir {}: {e}", a.state_dir.display()))?;
-        remote.control_path = Some(a.state_dir.join("ssh-%C"));
-        if let Some(f) = &a.ssh_config {
-            remote
-                .ssh_args
-                .extend(["-F".to_string(), f.display().to_string()]);
-        }
-        for o in &a.ssh_option {
-            remote.ssh_args.extend(["-o".to_string(), o.clone()]);
-        }
-        if let Some(k) = &a.ssh_identity {
-            remote
-                .ssh_args
-                .extend(["-i".to_string(), k.display().to_string()]);
-        }
-        let far = if a.layout.is_some() {
-            project::Far {
-                volumes: default_volumes(&a.root, &remote.dir),
-                target: None,
-                findings: Vec::new(),
-                owners: owners.clone(),
-                env: remote.dir.join(".env"),
-                ini_mount: None,
-                compose: None,
-                unusable: None,
-            }
-        } else {
-            project::far(project::Inputs {
-                root: &a.root,
-                project_dir: &remote.dir,
-                compose: a.compose.as_deref(),
-                guide: false,
-                owner_map: owners.clone(),
-                ini: &ini,
-                on: Runner(std::sync::Arc::new(remote.clone())),
-            })
-        };
-        let resolved = (a.layout.is_none()).then(|| far.findings.clone());
-        let verify_volumes = match &far.target {
-            Some(tf) => Volumes::Target {
-                target: Box::new(tf.target.clone()),
-                root: a.root.clone(),
-            },
-            None => Volumes::Fixed(
-                far.volumes
-                    .iter()
-                    .map(|v| VolumePair {
-                        name: v.name.clone(),
-                        src: v.src.clone(),
-                        dst: v.dst.clone(),
-                    })
-                    .collect(),
-            ),
-        };
-        return Ok(Built {
-            identity: RunIdentity {
-                root: a.root.clone(),
-                project_dir: remote.dir.clone(),
-                to: Some(remote.url()),
-            },
-            journal_file,
-            lock_file,
-            copier: Box::new(RsyncCopier {
-                remote: remote.clone(),
-                volumes: far.volumes.clone(),
-                owners: far.owners.clone(),
-                rsync: "rsync".into(),
-                target: far.target,
-                unusable: far.unusable,
-            }),
-            services,
-            settings: Box::new(RemoteSettings {
-                remote: remote.clone(),
-                ini,
-                work: a.state_dir.join("remote/.env"),
-                rsync: "rsync".into(),
-                env: far.env,
-                ini_mount: far.ini_mount,
-            }),
-            verifier: Box::new(RemoteVerifier {
-                remote: remote.clone(),
-                volumes: verify_volumes,
-                owners: far.owners,
-                manifest_dir: a.state_dir.join("manifests"),
-                cm_verify: cm_verify(),
-                rsync: "rsync".into(),
-            }),
-            target: Box::new(ComposeTarget {
-                project_dir: remote.dir.clone(),
-                host: Host::Remote(remote),
-                compose: far.compose.unwrap_or_else(|| compose_command(a)),
-                health_timeout: health,
-                resolved,
-            }),
-            watch: FanotifyWatch::default(),
-            host: facts,
         });
     }
+    let state_file = a.state_dir.join("services-state.json");
+    Box::new(SystemdServices {
+        stop: StopOptions {
+            state_file: state_file.clone(),
+            queue_timeout: Duration::from_secs(a.queue_timeout),
+            unit_timeout: Duration::from_secs(a.unit_timeout),
+            ..Default::default()
+        },
+        restore: RestoreOptions {
+            state_file,
+            unit_timeout: Duration::from_secs(a.unit_timeout),
+            ..Default::default()
+        },
+    })
+}
+
+/// Build the parts; Err is a usage problem (exit 2).
+pub fn build(a: &FlowArgs) -> Result<Built, String> {
+    let c = common(a)?;
+    match &a.to {
+        Some(url) => build_far(a, c, url),
+        None => build_here(a, c),
+    }
+}
+
+/// The ssh connection of `--to`, with the run's ssh options.
+fn remote_of(a: &FlowArgs, url: &str) -> Result<Remote, String> {
+    let mut remote = Remote::parse(url)?;
+    std::fs::create_dir_all(&a.state_dir)
+        .map_err(|e| format!("--state-dir {}: {e}", a.state_dir.display()))?;
+    remote.control_path = Some(a.state_dir.join("ssh-%C"));
+    if let Some(f) = &a.ssh_config {
+        remote
+            .ssh_args
+            .extend(["-F".to_string(), f.display().to_string()]);
+    }
+    for o in &a.ssh_option {
+        remote.ssh_args.extend(["-o".to_string(), o.clone()]);
+    }
+    if let Some(k) = &a.ssh_identity {
+        remote
+            .ssh_args
+            .extend(["-i".to_string(), k.display().to_string()]);
+    }
+    Ok(remote)
+}
+
+/// The far target of `--to`: resolved there (or the guide's layout by name).
+fn far_target(a: &FlowArgs, c: &Common, remote: &Remote) -> project::Far {
+    if a.layout.is_some() {
+        return project::Far {
+            volumes: default_volumes(&a.root, &remote.dir),
+            target: None,
+            findings: Vec::new(),
+            owners: c.owners.clone(),
+            env: remote.dir.join(".env"),
+            ini_mount: None,
+            compose: None,
+            unusable: None,
+        };
+    }
+    project::far(project::Inputs {
+        root: &a.root,
+        project_dir: &remote.dir,
+        compose: a.compose.as_deref(),
+        guide: false,
+        owner_map: c.owners.clone(),
+        ini: &c.ini,
+        on: Runner(std::sync::Arc::new(remote.clone())),
+    })
+}
+
+/// The volumes the far side's proof checks: read from the far target when it runs.
+fn far_verify_volumes(a: &FlowArgs, far: &project::Far) -> Volumes {
+    match &far.target {
+        Some(tf) => Volumes::Target {
+            target: Box::new(tf.target.clone()),
+            root: a.root.clone(),
+        },
+        None => Volumes::Fixed(
+            far.volumes
+                .iter()
+                .map(|v| VolumePair {
+                    name: v.name.clone(),
+                    src: v.src.clone(),
+                    dst: v.dst.clone(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// The parts of a move to another machine over ssh.
+fn build_far(a: &FlowArgs, c: Common, url: &str) -> Result<Built, String> {
+    let remote = remote_of(a, url)?;
+    let far = far_target(a, &c, &remote);
+    let resolved = a.layout.is_none().then(|| far.findings.clone());
+    let verify_volumes = far_verify_volumes(a, &far);
+    Ok(Built {
+        identity: RunIdentity {
+            root: a.root.clone(),
+            project_dir: remote.dir.clone(),
+            to: Some(remote.url()),
+        },
+        journal_file: c.journal_file,
+        lock_file: c.lock_file,
+        copier: Box::new(RsyncCopier {
+            remote: remote.clone(),
+            volumes: far.volumes,
+            owners: far.owners.clone(),
+            rsync: "rsync".into(),
+            target: far.target,
+            unusable: far.unusable,
+        }),
+        services: c.services,
+        settings: Box::new(RemoteSettings {
+            remote: remote.clone(),
+            ini: c.ini,
+            work: a.state_dir.join("remote/.env"),
+            rsync: "rsync".into(),
+            env: far.env,
+            ini_mount: far.ini_mount,
+        }),
+        verifier: Box::new(RemoteVerifier {
+            remote: remote.clone(),
+            volumes: verify_volumes,
+            owners: far.owners,
+            manifest_dir: a.state_dir.join("manifests"),
+            cm_verify: cm_verify(),
+            rsync: "rsync".into(),
+        }),
+        target: Box::new(ComposeTarget {
+            project_dir: remote.dir.clone(),
+            host: Host::Remote(remote),
+            compose: far.compose.unwrap_or_else(|| compose_command(a)),
+            health_timeout: c.health,
+            resolved,
+        }),
+        watch: FanotifyWatch::default(),
+        host: c.facts,
+    })
+}
+
+/// The parts of a move into a compose project on this machine.
+fn build_here(a: &FlowArgs, c: Common) -> Result<Built, String> {
     let dir = a.project_dir.clone().expect("clap: --project-dir or --to");
     if !dir.is_dir() {
         return Err(format!(
@@ -373,32 +426,32 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
         project_dir: &dir,
         compose: a.compose.as_deref(),
         guide: a.layout.is_some(),
-        owner_map: owners,
-        ini: &ini,
+        owner_map: c.owners,
+        ini: &c.ini,
         on: Runner::default(),
     });
-    let verifier = verifier(a, &dir, &ini, services_here, &local);
+    let verifier = verifier(a, &dir, &c.ini, c.services_here, &local);
     Ok(Built {
         identity: RunIdentity {
             root: a.root.clone(),
             project_dir: dir.clone(),
             to: None,
         },
-        journal_file,
-        lock_file,
+        journal_file: c.journal_file,
+        lock_file: c.lock_file,
         target: Box::new(ComposeTarget {
             host: Host::Local,
             project_dir: dir,
             compose: local.compose.unwrap_or_else(|| compose_command(a)),
-            health_timeout: health,
+            health_timeout: c.health,
             resolved: Some(local.findings),
         }),
         copier: Box::new(local.copier),
-        services,
+        services: c.services,
         settings: local.settings,
         verifier,
         watch: FanotifyWatch::default(),
-        host: facts,
+        host: c.facts,
     })
 }
 
@@ -517,9 +570,13 @@ pub fn with_parts<R>(b: &mut Built, f: impl FnOnce(&mut cm_core::migration::Part
     f(&mut p)
 }
 
-/// The findings that are not plain "ok", for people (all with `all`).
+/// The findings that are not plain "ok", and what the target is, for people (all with
+/// `all`).
 pub fn print_findings(findings: &[Finding], all: bool) {
-    for f in findings.iter().filter(|f| all || f.level != Level::Ok) {
+    for f in findings
+        .iter()
+        .filter(|f| all || f.level != Level::Ok || f.check == "target")
+    {
         println!("{}", finding_line(f));
     }
 }

@@ -203,6 +203,7 @@ fn target_findings(p: &Prepared, i: &Inputs) -> Vec<Finding> {
             ));
         }
     }
+    findings.push(image_finding(&p.target));
     if let Ok(ini) = crate::ini::read(i.ini) {
         for w in target::settings::default_change_warnings(
             p.target.image.as_deref(),
@@ -218,6 +219,28 @@ fn target_findings(p: &Prepared, i: &Inputs) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// Whether the image the relay's service runs is on the Docker host.
+fn image_finding(t: &Target) -> Finding {
+    let (Some(image), Some(engine)) = (&t.image, target::engine_of(t)) else {
+        return Finding::ok(
+            "target",
+            "the service names no image to look for (the guide's layout by name)",
+        );
+    };
+    match engine.has_image(image) {
+        Ok(true) => Finding::ok("target", format!("image {image} is on {}", t.on.place())),
+        Ok(false) => Finding::warn(
+            "target",
+            format!("image {image} is not on {} yet", t.on.place()),
+            format!(
+                "docker compose pull (or build) in {} before the move, so that the start does not wait for it",
+                t.project_dir.display()
+            ),
+        ),
+        Err(e) => Finding::not_checked("target", format!("whether image {image} is there: {e}")),
+    }
 }
 
 fn from_prepared(p: Prepared, i: &Inputs) -> Local {

@@ -290,6 +290,15 @@ impl Copier for LocalCopier {
                 return f;
             }
         };
+        if let Some(tf) = &self.target {
+            let have: Vec<&str> = self.volumes.iter().map(|v| v.name.as_str()).collect();
+            for (name, _, to) in tf.pending(&have) {
+                f.push(Finding::not_checked(
+                    "space",
+                    format!("{name}: free space for {to}: the volume is made by the copy, its space is not known before"),
+                ));
+            }
+        }
         for p in &plans {
             if let Some(s) = &p.skipped {
                 f.push(Finding::ok("sources", format!("{}: {s}", p.volume.name)));

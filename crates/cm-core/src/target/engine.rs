@@ -54,6 +54,22 @@ impl Engine {
         })
     }
 
+    /// Whether the engine has `image` (pulled or built); Err when the engine cannot be asked.
+    pub fn has_image(&self, image: &str) -> Result<bool, TargetError> {
+        let o = self.run(&["image", "inspect", "--format", "{{.Id}}", image])?;
+        if o.status.success() {
+            return Ok(true);
+        }
+        let err = said(&o);
+        if err.to_ascii_lowercase().contains("no such image") {
+            return Ok(false);
+        }
+        Err(TargetError::Engine(format!(
+            "{} image inspect {image}: {err}",
+            self.docker
+        )))
+    }
+
     /// The Mountpoint of volume `name`, or None when the engine has no such volume.
     pub fn mountpoint(&self, name: &str) -> Result<Option<PathBuf>, TargetError> {
         let o = self.run(&["volume", "inspect", "--format", "{{.Mountpoint}}", name])?;

@@ -247,6 +247,13 @@ pub fn external_tls(root: &Path) -> Option<String> {
 /// read by Compose v2.
 pub fn resolve(dir: &Path, opts: &Options) -> Result<Target, TargetError> {
     let on = &opts.on;
+    // Compose runs in the directory: a relative one would be taken twice
+    let abs = match on.is_here() {
+        true => std::path::absolute(dir)
+            .map_err(|e| TargetError::Io(format!("{}: {e}", dir.display())))?,
+        false => dir.to_path_buf(),
+    };
+    let dir = abs.as_path();
     if !on.is_dir(dir) {
         return Err(TargetError::NoProject(dir.to_path_buf()));
     }
