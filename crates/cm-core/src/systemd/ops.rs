@@ -389,24 +389,18 @@ impl StopRun<'_> {
     /// 3. disable everything planned (one call) and reload once, before the first stop: a
     ///    disabled unit keeps running, so the stop (and the downtime) holds only the stops.
     fn disable(&mut self) {
-        let t = Instant::now();
-        let to_disable: Vec<String> = self
-            .report
-            .plan
-            .units
-            .iter()
+        let units = self.report.plan.units.iter();
+        let to_disable: Vec<String> = units
             .filter(|u| u.disable)
             .map(|u| u.unit.clone())
             .collect();
-        batch_or_each(
+        self.report.timing.disable_ms = switch_then_reload(
             self.sm,
             &mut self.report,
             self.on,
             &to_disable,
             Action::Disable,
         );
-        reload_after(self.sm, &mut self.report, self.on, "disable");
-        self.report.timing.disable_ms = ms_since(t);
     }
 
     /// 4. stop, one call per stage of the safe order (systemd stops a stage's units in
@@ -426,25 +420,11 @@ impl StopRun<'_> {
             if timing.first_stop_unix_ms.is_none() {
                 timing.first_stop_unix_ms = Some(unix_ms());
             }
-            for u in &units {
-                (self.on)(Event::Stopping(u.clone()));
-            }
-            let call = Instant::now();
-            let res = self.sm.stop(&units, self.opts.unit_timeout);
+            let (sm, timeout) = (&mut *self.sm, self.opts.unit_timeout);
+            let ms = stage_call(sm, &mut self.report, self.on, &units, Action::Stop, timeout);
             let timing = &mut self.report.timing;
             timing.stop_calls += 1;
-            timing.stages.push(StageTiming {
-                units: units.clone(),
-                ms: ms_since(call),
-            });
-            settle(
-                self.sm,
-                &mut self.report,
-                self.on,
-                &units,
-                Action::Stop,
-                res,
-            );
+            timing.stages.push(StageTiming { units, ms });
         }
         self.report.timing.stop_ms = ms_since(t);
     }
@@ -651,6 +631,47 @@ fn batch_or_each<R: AsMut<Vec<ActionResult>>>(
         let res = call(sm, std::slice::from_ref(u)).map_err(|e| e.to_string());
         record(report, on, u, action.name(), res, action.done(u.clone()));
     }
+}
+
+/// Enable or disable `units` ([`batch_or_each`]), then one daemon-reload if any was; the
+/// milliseconds that took.
+fn switch_then_reload<R: AsMut<Vec<ActionResult>>>(
+    sm: &mut dyn ServiceManager,
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    units: &[String],
+    action: Action,
+) -> u64 {
+    let t = Instant::now();
+    batch_or_each(sm, report, on, units, action);
+    reload_after(sm, report, on, action.name());
+    ms_since(t)
+}
+
+/// One stop or start call on a stage's units: each announced, the call, each settled; the
+/// milliseconds the call took.
+fn stage_call<R: AsMut<Vec<ActionResult>>>(
+    sm: &mut dyn ServiceManager,
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    units: &[String],
+    action: Action,
+    timeout: Duration,
+) -> u64 {
+    for u in units {
+        on(match action {
+            Action::Stop => Event::Stopping(u.clone()),
+            _ => Event::Starting(u.clone()),
+        });
+    }
+    let call = Instant::now();
+    let res = match action {
+        Action::Stop => sm.stop(units, timeout),
+        _ => sm.start(units, timeout),
+    };
+    let ms = ms_since(call);
+    settle(sm, report, on, units, action, res);
+    ms
 }
 
 /// Record the outcome of one stop or start call for each of its units: when the call
@@ -949,23 +970,15 @@ impl RestoreRun<'_> {
 
     /// Enable (one call) and reload once.
     fn enable(&mut self) {
-        let t = Instant::now();
-        let to_enable: Vec<String> = self
-            .report
-            .steps
-            .iter()
-            .filter(|s| s.enable)
-            .map(|s| s.unit.clone())
-            .collect();
-        batch_or_each(
+        let steps = self.report.steps.iter();
+        let to_enable: Vec<String> = steps.filter(|s| s.enable).map(|s| s.unit.clone()).collect();
+        self.report.timing.enable_ms = switch_then_reload(
             self.sm,
             &mut self.report,
             self.on,
             &to_enable,
             Action::Enable,
         );
-        reload_after(self.sm, &mut self.report, self.on, "enable");
-        self.report.timing.enable_ms = ms_since(t);
     }
 
     /// Start one stage at a time in reverse stop order (unbound first, timers last).
@@ -987,19 +1000,16 @@ impl RestoreRun<'_> {
                 .map(|s| (stage_of(&s.unit), &s.unit)),
         );
         for units in stages {
-            for u in &units {
-                (self.on)(Event::Starting(u.clone()));
-            }
-            let res = self.sm.start(&units, self.opts.unit_timeout);
-            self.report.timing.start_calls += 1;
-            settle(
-                self.sm,
+            let (sm, timeout) = (&mut *self.sm, self.opts.unit_timeout);
+            stage_call(
+                sm,
                 &mut self.report,
                 self.on,
                 &units,
                 Action::Start,
-                res,
+                timeout,
             );
+            self.report.timing.start_calls += 1;
         }
         self.report.timing.start_ms = ms_since(t);
     }
