@@ -641,39 +641,7 @@ fn dry_run(
     }
     println!("dry run: nothing is changed");
     for p in plans {
-        println!(
-            "{}: {} -> {}",
-            p.volume.name,
-            q(&p.volume.src),
-            q(&p.volume.dst)
-        );
-        if let Some(s) = &p.skipped {
-            println!("  skipped: {s}");
-            continue;
-        }
-        println!("  source: {}", source_line(&p.counts));
-        println!("  would {}", plan_line(&p.counts));
-        if a.verbose {
-            for l in summary::listing(p, None) {
-                println!("{l}");
-            }
-        }
-        if let Some(n) = &p.note {
-            println!("  note: {n}");
-        }
-        for n in &p.notes {
-            println!("  note: {n}");
-        }
-        for r in &p.removals {
-            println!("  would {}: {}", r.action, r.path);
-        }
-        for pr in &p.problems {
-            let level = match pr.severity {
-                Severity::Warning => "warning",
-                Severity::Error => "error",
-            };
-            println!("  {level}: {}: {}", pr.path, pr.message);
-        }
+        dry_run_volume(a, p);
     }
     for s in space {
         match s.shortage() {
@@ -687,6 +655,44 @@ fn dry_run(
         );
     }
     code
+}
+
+/// A volume's lines in a dry run: what it holds and what a run would do, `-v`'s listing,
+/// notes, removals and problems.
+fn dry_run_volume(a: &Args, p: &Plan) {
+    println!(
+        "{}: {} -> {}",
+        p.volume.name,
+        q(&p.volume.src),
+        q(&p.volume.dst)
+    );
+    if let Some(s) = &p.skipped {
+        println!("  skipped: {s}");
+        return;
+    }
+    println!("  source: {}", source_line(&p.counts));
+    println!("  would {}", plan_line(&p.counts));
+    if a.verbose {
+        for l in summary::listing(p, None) {
+            println!("{l}");
+        }
+    }
+    if let Some(n) = &p.note {
+        println!("  note: {n}");
+    }
+    for n in &p.notes {
+        println!("  note: {n}");
+    }
+    for r in &p.removals {
+        println!("  would {}: {}", r.action, r.path);
+    }
+    for pr in &p.problems {
+        let level = match pr.severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        println!("  {level}: {}: {}", pr.path, pr.message);
+    }
 }
 
 fn progress_bar(a: &Args, total_bytes: u64) -> ProgressBar {
