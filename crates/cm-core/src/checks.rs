@@ -331,41 +331,59 @@ pub fn volume_checks_of(mounts: Vec<(PathBuf, PathBuf)>, root: Option<&Path>) ->
         .collect()
 }
 
+/// What one copied volume `dst` (at `rel` in the container) is verified against: its source
+/// under `--root`, else as its manifest records it (see [`volume_checks`]).
 fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str>) -> VolumeCheck {
     if let Some(root) = root {
-        // the source as the old host sees it: resolved inside `root` as a chroot would
-        let src = match crate::root::resolve_in(root, &Path::new("/").join(rel)) {
-            Ok(s) => s,
-            Err(e) => {
-                let why = format!("its source cannot be found under --root: {e}");
-                return VolumeCheck::Unverifiable { dst, why };
-            }
-        };
-        if src.is_dir() {
-            let why = format!("its source under --root {}", quote_path(root));
-            return VolumeCheck::Tree { src, dst, why };
-        }
-        let why = format!(
-            "its source {} is not a directory under --root (without --root the manifest the copy wrote is used)",
-            quote_path(&src)
-        );
-        return VolumeCheck::Unverifiable { dst, why };
+        return rooted_check(dst, rel, root);
     }
     let manifest = crate::manifest::path_for(&dst);
     if !manifest.is_file() {
-        let src = Path::new("/").join(rel);
-        if src.is_dir() {
-            let why =
-                "its source on this machine (no manifest records where the copy came from)".into();
-            return VolumeCheck::Tree { src, dst, why };
-        }
-        let why = format!(
-            "neither its source {} nor a manifest {}",
-            quote_path(&src),
-            quote_path(&manifest)
-        );
-        return VolumeCheck::Unverifiable { dst, why };
+        return unrecorded_check(dst, rel, &manifest);
     }
+    recorded_check(dst, rel, manifest, here)
+}
+
+/// With `--root`: the source as the old host sees it, resolved inside `root` as a chroot
+/// would.
+fn rooted_check(dst: PathBuf, rel: &Path, root: &Path) -> VolumeCheck {
+    let src = match crate::root::resolve_in(root, &Path::new("/").join(rel)) {
+        Ok(s) => s,
+        Err(e) => {
+            let why = format!("its source cannot be found under --root: {e}");
+            return VolumeCheck::Unverifiable { dst, why };
+        }
+    };
+    if src.is_dir() {
+        let why = format!("its source under --root {}", quote_path(root));
+        return VolumeCheck::Tree { src, dst, why };
+    }
+    let why = format!(
+        "its source {} is not a directory under --root (without --root the manifest the copy wrote is used)",
+        quote_path(&src)
+    );
+    VolumeCheck::Unverifiable { dst, why }
+}
+
+/// No `--root` and no manifest: the source at the same path on this machine, if any.
+fn unrecorded_check(dst: PathBuf, rel: &Path, manifest: &Path) -> VolumeCheck {
+    let src = Path::new("/").join(rel);
+    if src.is_dir() {
+        let why =
+            "its source on this machine (no manifest records where the copy came from)".into();
+        return VolumeCheck::Tree { src, dst, why };
+    }
+    let why = format!(
+        "neither its source {} nor a manifest {}",
+        quote_path(&src),
+        quote_path(manifest)
+    );
+    VolumeCheck::Unverifiable { dst, why }
+}
+
+/// A manifest: the source it records when that is on this machine (and not the copy
+/// itself), else the manifest.
+fn recorded_check(dst: PathBuf, rel: &Path, manifest: PathBuf, here: Option<&str>) -> VolumeCheck {
     // where the copy was taken from, as the manifest's header records it (a manifest of
     // version 1, or one that cannot be read here, records nothing: the manifest is used)
     let rec = crate::manifest::read_header(&manifest).unwrap_or_default();
