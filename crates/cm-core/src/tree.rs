@@ -609,13 +609,14 @@ fn list_dir(
     dirs: &mut Vec<PathBuf>,
 ) -> u64 {
     let abs = abs_path(root, rel);
+    let listing_error = |e: &dyn fmt::Display| ScanError {
+        path: rel.to_path_buf(),
+        message: format!("cannot list directory: {e}"),
+    };
     let mut dir = match Dir::open(&abs) {
         Ok(d) => d,
         Err(e) => {
-            errors.push(ScanError {
-                path: rel.to_path_buf(),
-                message: format!("cannot list directory: {e}"),
-            });
+            errors.push(listing_error(&e));
             return 0;
         }
     };
@@ -625,10 +626,7 @@ fn list_dir(
         let name = match name {
             Ok(n) => n,
             Err(e) => {
-                errors.push(ScanError {
-                    path: rel.to_path_buf(),
-                    message: format!("cannot list directory: {e}"),
-                });
+                errors.push(listing_error(&e));
                 break;
             }
         };
@@ -637,37 +635,9 @@ fn list_dir(
         if !opts.exclude.is_empty() && opts.exclude.contains(&crel) {
             continue;
         }
-        let st = match fstatat(Some(fd), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            // Vanished between listing and lstat: that is not an entry any more.
-            Err(nix::errno::Errno::ENOENT) => continue,
-            Err(e) => {
-                errors.push(ScanError {
-                    path: crel,
-                    message: format!("cannot stat: {}", io::Error::from(e)),
-                });
-                continue;
-            }
+        let Some(e) = read_entry(fd, &abs, name, crel, opts, errors) else {
+            continue;
         };
-        let mut e = Entry::from_stat(crel, &st);
-        if e.kind == FileType::Symlink {
-            match readlinkat(Some(fd), name) {
-                Ok(t) => e.target = Some(t),
-                Err(err) => errors.push(ScanError {
-                    path: e.path.clone(),
-                    message: format!("cannot read symlink: {}", io::Error::from(err)),
-                }),
-            }
-        }
-        if opts.xattrs {
-            match read_xattrs(&abs.join(name)) {
-                Ok(x) => e.xattrs = x,
-                Err(err) => errors.push(ScanError {
-                    path: e.path.clone(),
-                    message: format!("cannot read extended attributes: {err}"),
-                }),
-            }
-        }
         if e.kind == FileType::Dir {
             dirs.push(e.path.clone());
         }
@@ -675,6 +645,51 @@ fn list_dir(
         count += 1;
     }
     count
+}
+
+/// One name of a directory open as `fd` (at `abs`): its entry at `crel`, with its symlink
+/// target and xattrs (their problems go to `errors`); None when it vanished or cannot be
+/// stat'ed (said in `errors`).
+fn read_entry(
+    fd: RawFd,
+    abs: &Path,
+    name: &OsStr,
+    crel: PathBuf,
+    opts: &ScanOptions,
+    errors: &mut Vec<ScanError>,
+) -> Option<Entry> {
+    let st = match fstatat(Some(fd), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        // Vanished between listing and lstat: that is not an entry any more.
+        Err(nix::errno::Errno::ENOENT) => return None,
+        Err(e) => {
+            errors.push(ScanError {
+                path: crel,
+                message: format!("cannot stat: {}", io::Error::from(e)),
+            });
+            return None;
+        }
+    };
+    let mut e = Entry::from_stat(crel, &st);
+    if e.kind == FileType::Symlink {
+        match readlinkat(Some(fd), name) {
+            Ok(t) => e.target = Some(t),
+            Err(err) => errors.push(ScanError {
+                path: e.path.clone(),
+                message: format!("cannot read symlink: {}", io::Error::from(err)),
+            }),
+        }
+    }
+    if opts.xattrs {
+        match read_xattrs(&abs.join(name)) {
+            Ok(x) => e.xattrs = x,
+            Err(err) => errors.push(ScanError {
+                path: e.path.clone(),
+                message: format!("cannot read extended attributes: {err}"),
+            }),
+        }
+    }
+    Some(e)
 }
 
 /// A directory opened for listing: never through a symlink, with `O_NOATIME` where the
@@ -836,7 +851,50 @@ pub(crate) fn hash_snapshots(
     jobs: usize,
     progress: &dyn Progress,
 ) {
-    // (item, entry index, shares-with index)
+    let (work, dups, total_bytes) = hash_work(items);
+    progress.hash_start(work.len() as u64, total_bytes);
+    let results = {
+        let roots: Vec<&Path> = items.iter().map(|(r, _, _)| *r).collect();
+        let snaps: Vec<&Snapshot> = items.iter().map(|(_, s, _)| &**s).collect();
+        let hash = |buf: &mut Vec<u8>, n: usize| {
+            let (k, i) = work[n];
+            let e = &snaps[k].entries[i];
+            let abs = abs_path(roots[k], &e.path);
+            let r = hash_file_buf(&abs, buf, e.inode).map_err(|e| e.to_string());
+            progress.hashed(e.size);
+            r
+        };
+        par_indexed(work.len(), jobs, || vec![0u8; HASH_BUF], hash)
+    };
+    for (n, r) in results {
+        let (k, i) = work[n];
+        let snap = &mut items[k].1;
+        match r {
+            Ok(h) => snap.entries[i].sha256 = Some(h),
+            Err(m) => {
+                let path = snap.entries[i].path.clone();
+                snap.errors.push(ScanError {
+                    path,
+                    message: format!("cannot read content: {m}"),
+                });
+            }
+        }
+    }
+    for (k, i, first) in dups {
+        let snap = &mut items[k].1;
+        snap.entries[i].sha256 = snap.entries[first].sha256;
+    }
+    for (_, snap, _) in items.iter_mut() {
+        snap.errors.sort_by(|a, b| path_cmp(&a.path, &b.path));
+    }
+}
+
+/// What [`hash_snapshots`] reads: (item, entry index) of each file to hash, the further
+/// names of an inode hashed already (item, entry index, index of its first name), and the
+/// bytes to read.
+type HashWork = (Vec<(usize, usize)>, Vec<(usize, usize, usize)>, u64);
+
+fn hash_work(items: &[(&Path, &mut Snapshot, Option<&Snapshot>)]) -> HashWork {
     let mut work: Vec<(usize, usize)> = Vec::new();
     let mut dups: Vec<(usize, usize, usize)> = Vec::new();
     let mut total_bytes = 0u64;
@@ -863,61 +921,39 @@ pub(crate) fn hash_snapshots(
             total_bytes += e.size;
         }
     }
-    progress.hash_start(work.len() as u64, total_bytes);
+    (work, dups, total_bytes)
+}
+
+/// `f` on each index below `n` across `jobs` threads, each with its own state from `init`
+/// (read buffers); the results with their index, in no particular order.
+fn par_indexed<S, R: Send>(
+    n: usize,
+    jobs: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize) -> R + Sync,
+) -> Vec<(usize, R)> {
     let next = AtomicUsize::new(0);
-    type HashResult = (usize, usize, Result<[u8; 32], String>);
-    let results: Mutex<Vec<HashResult>> = Mutex::new(Vec::with_capacity(work.len()));
-    let jobs = jobs.max(1).min(work.len().max(1));
-    {
-        let roots: Vec<&Path> = items.iter().map(|(r, _, _)| *r).collect();
-        let snaps: Vec<&Snapshot> = items.iter().map(|(_, s, _)| &**s).collect();
-        let work = &work;
-        let next = &next;
-        let results = &results;
-        let roots = &roots;
-        let snaps = &snaps;
-        std::thread::scope(|s| {
-            for _ in 0..jobs {
-                s.spawn(move || {
-                    let mut buf = vec![0u8; HASH_BUF];
-                    let mut local = Vec::new();
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&(k, i)) = work.get(n) else { break };
-                        let e = &snaps[k].entries[i];
-                        let abs = abs_path(roots[k], &e.path);
-                        let r = hash_file_buf(&abs, &mut buf, e.inode).map_err(|e| e.to_string());
-                        progress.hashed(e.size);
-                        local.push((k, i, r));
+    let results: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(n));
+    let jobs = jobs.max(1).min(n.max(1));
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                let mut state = init();
+                let mut local = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
                     }
-                    if let Ok(mut r) = results.lock() {
-                        r.extend(local);
-                    }
-                });
-            }
-        });
-    }
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    for (k, i, r) in results {
-        let snap = &mut items[k].1;
-        match r {
-            Ok(h) => snap.entries[i].sha256 = Some(h),
-            Err(m) => {
-                let path = snap.entries[i].path.clone();
-                snap.errors.push(ScanError {
-                    path,
-                    message: format!("cannot read content: {m}"),
-                });
-            }
+                    local.push((i, f(&mut state, i)));
+                }
+                if let Ok(mut r) = results.lock() {
+                    r.extend(local);
+                }
+            });
         }
-    }
-    for (k, i, first) in dups {
-        let snap = &mut items[k].1;
-        snap.entries[i].sha256 = snap.entries[first].sha256;
-    }
-    for (_, snap, _) in items.iter_mut() {
-        snap.errors.sort_by(|a, b| path_cmp(&a.path, &b.path));
-    }
+    });
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The kinds of difference between two trees, in report order.
@@ -1974,28 +2010,10 @@ fn compare_pairs(
     jobs: usize,
     progress: &dyn Progress,
 ) -> Vec<(usize, ContentOutcome)> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, ContentOutcome)>> = Mutex::new(Vec::new());
-    let jobs = jobs.max(1).min(pairs.len().max(1));
-    let (next, results_ref) = (&next, &results);
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(move || {
-                let mut b1 = vec![0u8; HASH_BUF];
-                let mut b2 = vec![0u8; HASH_BUF];
-                let mut local = Vec::new();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&pair) = pairs.get(n) else { break };
-                    local.push((n, compare_pair(sides, pair, &mut b1, &mut b2, progress)));
-                }
-                if let Ok(mut r) = results_ref.lock() {
-                    r.extend(local);
-                }
-            });
-        }
-    });
-    results.into_inner().unwrap_or_else(|p| p.into_inner())
+    let init = || (vec![0u8; HASH_BUF], vec![0u8; HASH_BUF]);
+    par_indexed(pairs.len(), jobs, init, |(b1, b2), n| {
+        compare_pair(sides, pairs[n], b1, b2, progress)
+    })
 }
 
 /// One pair's contents: byte for byte, both sides hashed when they differ.
