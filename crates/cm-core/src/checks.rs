@@ -341,7 +341,7 @@ fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str
     if !manifest.is_file() {
         return unrecorded_check(dst, rel, &manifest);
     }
-    recorded_check(dst, rel, manifest, here)
+    recorded_source(dst, rel, manifest, here)
 }
 
 /// With `--root`: the source as the old host sees it, resolved inside `root` as a chroot
@@ -383,7 +383,7 @@ fn unrecorded_check(dst: PathBuf, rel: &Path, manifest: &Path) -> VolumeCheck {
 
 /// A manifest: the source it records when that is on this machine (and not the copy
 /// itself), else the manifest.
-fn recorded_check(dst: PathBuf, rel: &Path, manifest: PathBuf, here: Option<&str>) -> VolumeCheck {
+fn recorded_source(dst: PathBuf, rel: &Path, manifest: PathBuf, here: Option<&str>) -> VolumeCheck {
     // where the copy was taken from, as the manifest's header records it (a manifest of
     // version 1, or one that cannot be read here, records nothing: the manifest is used)
     let rec = crate::manifest::read_header(&manifest).unwrap_or_default();
