@@ -27,7 +27,10 @@ use cm_core::target::prepare::{self, Prepared};
 /// in): a bind mount is written at its host path, a named volume at its mountpoint (created
 /// with Compose's labels when it does not exist yet), and owners follow the users of the
 /// image the service runs (read without starting it), mapped by name. State the old host has
-/// and the target does not mount is reported first, with the compose line to add.
+/// and the target does not mount is reported first, with the compose line to add. A tree the
+/// target mounts from the old host's own path is not copied: owners that differ from the
+/// image's are reported with the exact fix, or set in place with --reown-in-place (an undo
+/// record is written first; --undo-reown puts it back).
 /// `--layout guide` copies into the guide's layout instead (no compose file needed):
 /// /etc/dkimkeys -> data/chatmail-dkimkeys, /var/lib/acme -> data/chatmail-acme, /home ->
 /// data/chatmail.
