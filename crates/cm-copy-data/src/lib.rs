@@ -506,11 +506,15 @@ fn undo_reown(a: &Args, record: &Path) -> anyhow::Result<ExitCode> {
 /// state's mount, settings), the owners mapped by name from its image, what was noted and
 /// warned on the way; null for `--map`.
 fn target_json(r: &Option<Prepared>) -> serde_json::Value {
-    match r {
-        Some(r) => serde_json::json!({"resolved": r.target, "owners_by_name": r.mapped,
-            "notes": r.notes, "warnings": r.warnings}),
-        None => serde_json::Value::Null,
-    }
+    let Some(r) = r else {
+        return serde_json::Value::Null;
+    };
+    // every path of the target serialises through quote::json_path: no name can fail here
+    let resolved = serde_json::to_value(&r.target)
+        .unwrap_or_else(|e| serde_json::Value::String(format!("not serialisable: {e}")));
+    let mapped = serde_json::to_value(&r.mapped).unwrap_or_default();
+    serde_json::json!({"resolved": resolved, "owners_by_name": mapped,
+        "notes": r.notes, "warnings": r.warnings})
 }
 
 /// The single files the target mounts (self-signed TLS, the account-creation switch,
