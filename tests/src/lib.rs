@@ -79,6 +79,19 @@ pub fn repo_root() -> PathBuf {
 /// them); the tests pass over them by name.
 pub const SKIP_HOST_CHECKS: [&str; 4] = ["--skip-check", "cgroup", "--skip-check", "inotify"];
 
+/// The manifest cm-copy-data wrote for the copy at `dst` describes it exactly (checked as a
+/// stream by `manifest::check`, content included).
+pub fn assert_manifest_describes(dst: &Path) {
+    let (d, _) = cm_core::manifest::check(
+        &cm_core::manifest::path_for(dst),
+        dst,
+        &cm_core::tree::CompareOptions::default(),
+        &(),
+    )
+    .expect("read the manifest and the copy");
+    assert!(d.is_empty(), "manifest vs copy {}: {d:#?}", dst.display());
+}
+
 /// The sample old host of fixtures/sample-host/make.sh laid out at `dir` (its mail domain
 /// `domain`, else the script's own); panics with the script's output when it fails.
 pub fn sample_host(dir: &Path, domain: Option<&str>) -> PathBuf {

@@ -119,14 +119,7 @@ fn copy_preserves_every_entry_and_rsync_passes_the_same_comparison() {
     assert!(out.stdout.is_empty(), "leftover temporaries");
     let manifest = cm_core::manifest::path_for(&dst);
     let snap = cm_core::manifest::read(&manifest).unwrap();
-    let (d, _) = cm_core::manifest::check(
-        &cm_core::manifest::path_for(&dst),
-        &dst,
-        &CompareOptions::default(),
-        &(),
-    )
-    .unwrap();
-    assert!(d.is_empty(), "manifest vs copy: {d:#?}");
+    cm_tests::assert_manifest_describes(&dst);
     let key = snap.get(Path::new("keys/opendkim.private")).unwrap();
     assert_eq!((key.mode, key.uid, key.gid), (0o600, 123, 456));
 
@@ -265,14 +258,7 @@ fn delta_run_copies_only_changes_and_removes_what_is_gone() {
         .collect();
     assert!(files.len() > 15 && files.iter().all(|e| e.sha256.is_some()));
     assert_eq!(snap.link_groups().values().map(|v| v.len()).max(), Some(4));
-    let (d, _) = cm_core::manifest::check(
-        &cm_core::manifest::path_for(&dst),
-        &dst,
-        &CompareOptions::default(),
-        &(),
-    )
-    .unwrap();
-    assert!(d.is_empty(), "manifest vs copy after deltas: {d:#?}");
+    cm_tests::assert_manifest_describes(&dst);
     assert_eq!(
         std::fs::read(dst.join("keys/opendkim.private")).unwrap(),
         b"YEK\n"

@@ -236,6 +236,22 @@ fn setup(prefix: &str) -> Setup {
     }
 }
 
+/// `cm-migrate SUB` from the setup's old host into its project, its state in the scratch
+/// folder; docker's client on PATH is Debian's (the engine's), as an operator's would be.
+fn cm_migrate(w: &Setup, sub: &str) -> Command {
+    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let mut c = Command::new(cm_tests::bin("cm-migrate"));
+    c.env("PATH", path)
+        .arg(sub)
+        .arg("--root")
+        .arg(&w.host)
+        .arg("--project-dir")
+        .arg(&w.dir)
+        .arg("--state-dir")
+        .arg(w.work.path().join("state"));
+    c
+}
+
 /// The named volumes carry the labels Compose gives the volumes it creates.
 fn assert_labelled_as_compose_would() {
     for v in ["mail", "dkim", "certs"] {
@@ -558,19 +574,9 @@ fn assert_testkey_ok() {
 #[test]
 fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
     let w = setup("cm-target-run.");
-    let (host, host_ini, dir, project) = (&w.host, &w.host_ini, &w.dir, &w.project);
+    let (host_ini, dir, project) = (&w.host_ini, &w.dir, &w.project);
 
-    // docker's client on PATH must be Debian's (the engine's), as an operator's would be
-    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
-    let out = Command::new(cm_tests::bin("cm-migrate"))
-        .env("PATH", path)
-        .arg("run")
-        .arg("--root")
-        .arg(host)
-        .arg("--project-dir")
-        .arg(dir)
-        .arg("--state-dir")
-        .arg(w.work.path().join("state"))
+    let out = cm_migrate(&w, "run")
         .args(["--verify", "changed", "--start", "--health-timeout", "240"])
         .arg("--json")
         .args(cm_tests::SKIP_HOST_CHECKS)
@@ -656,19 +662,7 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
     let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", host_ini);
 
     // rollback: the container the run started is stopped, what the run left is named
-    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
-    let out = Command::new(cm_tests::bin("cm-migrate"))
-        .env("PATH", path)
-        .arg("rollback")
-        .arg("--root")
-        .arg(host)
-        .arg("--project-dir")
-        .arg(dir)
-        .arg("--state-dir")
-        .arg(w.work.path().join("state"))
-        .arg("--json")
-        .output()
-        .unwrap();
+    let out = cm_migrate(&w, "rollback").arg("--json").output().unwrap();
     let said = ok(&out, "cm-migrate rollback");
     let rb: serde_json::Value = serde_json::from_str(&said).unwrap();
     assert_eq!(rb["complete"], true, "{rb:#}");
