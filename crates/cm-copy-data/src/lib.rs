@@ -349,6 +349,9 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         root: Some(&a.root),
         changed: None,
         list: a.verbose,
+        // the plan's walk only for what shows its counts: a dry run, the progress bar's total
+        lazy_plan: !a.dry_run
+            && (a.quiet || a.json || !std::io::IsTerminal::is_terminal(&std::io::stderr())),
     };
     let mut plans: Vec<Plan> = Vec::new();
     for v in &vols {
@@ -368,7 +371,7 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
     if let (Err(e), false) = (&caller, a.dry_run) {
         return usage(e);
     }
-    let space = match safety::check_space(&plans) {
+    let space = match safety::check_space_counting(&mut plans, &opts) {
         Ok(s) => s,
         Err(e) => return usage(format!("cannot check free space on the target: {e}")),
     };
@@ -671,7 +674,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
             .map(|(p, r)| {
                 serde_json::json!({
                     "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
-                    "skipped": p.skipped, "plan": p.counts, "outcome": r.out,
+                    "skipped": p.skipped, "plan": if p.counted == copy::Counted::Walked { &p.counts } else { &r.out.walked }, "outcome": r.out,
                     "manifest": r.manifest.as_deref().map(jp), "manifest_error": r.manifest_error,
                 })
             })
@@ -726,6 +729,12 @@ fn report_volume(a: &Args, p: &Plan, r: &VolResult) {
                 cm_core::quote::quote_path(d),
                 o.moved_aside
             );
+        }
+        if p.counted != copy::Counted::Walked {
+            // the notes of the walk (an unreadable earlier manifest): the run's, not the plan's
+            for n in &o.notes {
+                cm_cli::msg::note(n);
+            }
         }
         if a.verbose {
             for l in summary::listing(p, Some(o)) {

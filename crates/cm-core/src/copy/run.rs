@@ -73,6 +73,10 @@ pub(super) struct Setup<'a> {
     /// earlier manifest.
     pub only: Option<std::collections::BTreeSet<Vec<u8>>>,
     pub on: &'a (dyn Fn(Event) + Sync),
+    /// The target's free space when the run started (bytes; inodes when counted): every
+    /// entry written is charged against it first, and the walk stops at the first that
+    /// would not fit.
+    pub budget: Option<(u64, Option<u64>)>,
 }
 
 /// What a walk found and did.
@@ -450,9 +454,36 @@ struct Walker<'a, 's> {
     owners: std::collections::BTreeMap<(u32, u32), (u64, String)>,
     devices: Option<(u64, String)>,
     listed: Vec<(String, &'static str)>,
+    /// The walk stopped (the target is short of space): nothing more is written.
+    stop: bool,
 }
 
 impl Walker<'_, '_> {
+    /// Charge what the counts need so far against the budget before writing `rel`; false
+    /// (and the walk stops, with one error) when it does not fit.
+    fn charge(&mut self, rel: &[u8]) -> bool {
+        let Some((bytes, inodes)) = self.s.budget else {
+            return true;
+        };
+        let (nb, ni) = (self.counts.need_bytes, self.counts.need_inodes);
+        let short = match (nb > bytes, inodes.is_some_and(|i| ni > i)) {
+            (false, false) => return true,
+            (true, true) => "space and inodes",
+            (true, false) => "space",
+            (false, true) => "inodes",
+        };
+        let root = self.s.dst_root;
+        let message = format!(
+            "not enough {short} on the target's file system: the copy needs more than the {} and {} inodes free there when it started; stopped before writing {}, nothing further written: free space or inodes and run again (only what is missing or changed is copied)",
+            super::safety::human(bytes),
+            inodes.map_or("uncounted".to_string(), |i| i.to_string()),
+            join_show(root, rel),
+        );
+        self.problem(Severity::Error, root, b"", message);
+        self.stop = true;
+        false
+    }
+
     fn ids(&self) -> Option<&dyn MapIds> {
         self.s.opts.ids
     }
@@ -562,6 +593,11 @@ impl Walker<'_, '_> {
             stack.push(f);
         }
         while let Some(top) = stack.last_mut() {
+            if self.stop {
+                // Short of space: the directories open stay as they are (a new one private).
+                stack.clear();
+                break;
+            }
             let sname = top.src.get(top.si).map(|i| i.name.clone());
             let tname = top.tgt.get(top.ti).map(|i| i.name.clone());
             let (s, t) = match (&sname, &tname) {
@@ -905,6 +941,10 @@ impl Walker<'_, '_> {
             self.counts.need_inodes += 1;
             self.counts.need_bytes += 4096;
             stack[depth].touched = true;
+            if !self.s.dry && !self.charge(&h.rel) {
+                drop(stk.wait());
+                return None;
+            }
             if !self.s.dry {
                 let d = h.dfd.as_ref()?;
                 match mkdir(d.as_raw_fd(), &h.name) {
@@ -1067,6 +1107,12 @@ impl Walker<'_, '_> {
             if st.kind == Kind::File {
                 self.counts.copy_bytes += st.size;
                 self.counts.need_bytes += st.blocks * 512;
+            }
+            if !self.s.dry && !self.charge(&h.rel) {
+                if let Some(slot) = &first_slot {
+                    slot.set(LinkState::Failed { soft: false });
+                }
+                return;
             }
         } else {
             self.counts.verify += 1;
@@ -1706,6 +1752,7 @@ pub(super) fn walk_volume(
             owners: Default::default(),
             devices: None,
             listed: Vec::new(),
+            stop: false,
         };
         wk.run();
         if let Some(n) = wk.prev.note.take() {
@@ -1762,6 +1809,7 @@ mod tests {
             root_created: false,
             only: None,
             on: &on,
+            budget: None,
         };
         let slot = Arc::new(LinkSlot {
             group: 1,
