@@ -30,6 +30,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 
 static RENAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -56,6 +57,36 @@ pub fn renamed() {
 pub const WINDOW: u64 = 4096;
 /// Child directories listed ahead of the walker, per directory on its path.
 const AHEAD: usize = 6;
+
+/// How far the recorder got (entries before `done` are written), and the walker's wait for
+/// it: the recorder wakes the walker only when it waits.
+#[derive(Default)]
+struct Written {
+    done: AtomicU64,
+    waiting: AtomicBool,
+    m: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Written {
+    /// Wait until entry `seq` fits in the window.
+    fn wait_for(&self, seq: u64) {
+        let mut g = self.m.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting.store(true, SeqCst);
+        while seq >= self.done.load(SeqCst) + WINDOW {
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        self.waiting.store(false, SeqCst);
+    }
+
+    fn set(&self, next: u64) {
+        self.done.store(next, SeqCst);
+        if self.waiting.load(SeqCst) {
+            let _g = self.m.lock().unwrap_or_else(|e| e.into_inner());
+            self.cv.notify_all();
+        }
+    }
+}
 
 /// What a run needs to know about its volume (resolved by `copy::plan`).
 pub(super) struct Setup<'a> {
@@ -170,6 +201,8 @@ enum Done {
 }
 
 enum Msg {
+    /// The walker's messages, sent together (one wake-up of the recorder for many).
+    Batch(Vec<Msg>),
     Item {
         seq: u64,
         entry: Option<Box<Entry>>,
@@ -447,7 +480,9 @@ struct Walker<'a, 's> {
     removals: Vec<Removal>,
     jobs: Option<mpsc::SyncSender<Job>>,
     rec: Option<mpsc::Sender<Msg>>,
-    written: &'s (Mutex<u64>, Condvar),
+    written: &'s Written,
+    /// Messages for the recorder not sent yet (see [`Msg::Batch`]).
+    outbox: Vec<Msg>,
     aside: Option<(PathBuf, OwnedFd)>,
     aside_err: bool,
     xbuf: Vec<u8>,
@@ -529,14 +564,30 @@ impl Walker<'_, '_> {
     fn next_seq(&mut self) -> u64 {
         let s = self.seq;
         self.seq += 1;
-        if !self.s.dry {
-            let (m, cv) = self.written;
-            let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-            while s >= *g + WINDOW {
-                g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
-            }
+        if !self.s.dry && s >= self.written.done.load(SeqCst) + WINDOW {
+            self.flush();
+            self.written.wait_for(s);
         }
         s
+    }
+
+    /// Hand the messages kept back to the recorder.
+    fn flush(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let v = std::mem::take(&mut self.outbox);
+        if let Some(r) = &self.rec {
+            let _ = r.send(Msg::Batch(v));
+        }
+    }
+
+    /// A message for the recorder, kept back until a few are there or the walker waits.
+    fn post(&mut self, m: Msg) {
+        self.outbox.push(m);
+        if self.outbox.len() >= 256 {
+            self.flush();
+        }
     }
 
     fn send_item(&mut self, entry: Option<Entry>, done: Done, problem: Option<Problem>) {
@@ -544,14 +595,12 @@ impl Walker<'_, '_> {
             return;
         }
         let seq = self.next_seq();
-        if let Some(r) = &self.rec {
-            let _ = r.send(Msg::Item {
-                seq,
-                entry: entry.map(Box::new),
-                done,
-                problem,
-            });
-        }
+        self.post(Msg::Item {
+            seq,
+            entry: entry.map(Box::new),
+            done,
+            problem,
+        });
     }
 
     fn dispatch(&mut self, job: Job) {
@@ -782,19 +831,17 @@ impl Walker<'_, '_> {
             return;
         }
         let seq = self.next_seq();
-        if let Some(r) = &self.rec {
-            let _ = r.send(Msg::Close {
-                seq,
-                close: Box::new(Close {
-                    rel: f.rel,
-                    sfd: f.sfd,
-                    dfd,
-                    st: f.st,
-                    apply,
-                    created: f.created,
-                }),
-            });
-        }
+        self.post(Msg::Close {
+            seq,
+            close: Box::new(Close {
+                rel: f.rel,
+                sfd: f.sfd,
+                dfd,
+                st: f.st,
+                apply,
+                created: f.created,
+            }),
+        });
     }
 
     /// One name of the current directory: source item `s`, copy item `t`. Returns a child
@@ -1598,7 +1645,7 @@ fn record(
     s: &Setup,
     rx: mpsc::Receiver<Msg>,
     mut writer: Option<manifest::Writer>,
-    written: &(Mutex<u64>, Condvar),
+    written: &Written,
 ) -> (Outcome, Option<manifest::Writer>) {
     let mut out = Outcome::default();
     let mut pending: BTreeMap<u64, Msg> = BTreeMap::new();
@@ -1610,10 +1657,16 @@ fn record(
         out.problems.push(p);
     };
     for m in rx {
-        let seq = match &m {
-            Msg::Item { seq, .. } | Msg::Close { seq, .. } => *seq,
+        let mut add = |m: Msg| match &m {
+            Msg::Item { seq, .. } | Msg::Close { seq, .. } => {
+                pending.insert(*seq, m);
+            }
+            Msg::Batch(_) => {}
         };
-        pending.insert(seq, m);
+        match m {
+            Msg::Batch(v) => v.into_iter().for_each(&mut add),
+            m => add(m),
+        }
         while let Some(m) = pending.remove(&next) {
             next += 1;
             match m {
@@ -1641,6 +1694,8 @@ fn record(
                         (s.on)(Event::Done { bytes });
                     }
                 }
+                // never kept in `pending`: unpacked on arrival
+                Msg::Batch(_) => {}
                 Msg::Close { close, .. } => match close_dir(&mut w, s, &close) {
                     Ok(()) => {
                         if close.created {
@@ -1663,9 +1718,7 @@ fn record(
                 },
             }
         }
-        let (m, cv) = written;
-        *m.lock().unwrap_or_else(|e| e.into_inner()) = next;
-        cv.notify_all();
+        written.set(next);
     }
     if let Some(e) = werr {
         push(
@@ -1691,7 +1744,7 @@ pub(super) fn walk_volume(
     let sroot = Arc::new(sroot);
     let droot = droot.map(Arc::new);
     let lister = Lister::new();
-    let written = (Mutex::new(0u64), Condvar::new());
+    let written = Written::default();
     let threads = s.opts.jobs.clamp(2, 8);
     let prev = Prev::open(s.dst_root);
     let mut notes = Vec::new();
@@ -1746,6 +1799,7 @@ pub(super) fn walk_volume(
             jobs: if s.dry { None } else { Some(jtx) },
             rec: if s.dry { None } else { Some(rtx) },
             written: &written,
+            outbox: Vec::new(),
             aside: None,
             aside_err: false,
             xbuf: vec![0u8; 1024],
@@ -1755,6 +1809,7 @@ pub(super) fn walk_volume(
             stop: false,
         };
         wk.run();
+        wk.flush();
         if let Some(n) = wk.prev.note.take() {
             notes.push(n);
         }
