@@ -1734,6 +1734,43 @@ fn record(
     (out, writer)
 }
 
+/// A worker's loop: jobs from the queue, results to the recorder, a few at a time (sent before
+/// the worker waits for a job, so the recorder never waits on a result kept back).
+fn work(s: &Setup, id: usize, dr: RawFd, jrx: &Mutex<mpsc::Receiver<Job>>, rtx: mpsc::Sender<Msg>) {
+    let mut w = Worker::new(id);
+    let mut held: Vec<Msg> = Vec::new();
+    let send = |held: &mut Vec<Msg>| {
+        if !held.is_empty() {
+            let _ = rtx.send(Msg::Batch(std::mem::take(held)));
+        }
+    };
+    loop {
+        let ready = jrx.try_lock().ok().and_then(|g| g.try_recv().ok());
+        let job = match ready {
+            Some(j) => j,
+            None => {
+                send(&mut held);
+                let g = jrx.lock().unwrap_or_else(|e| e.into_inner());
+                match g.recv() {
+                    Ok(j) => j,
+                    Err(_) => break,
+                }
+            }
+        };
+        let r = run_job(&mut w, s, dr, &job);
+        held.push(Msg::Item {
+            seq: job.seq,
+            entry: r.entry.map(Box::new),
+            done: r.done,
+            problem: r.problem,
+        });
+        if held.len() >= 16 {
+            send(&mut held);
+        }
+    }
+    send(&mut held);
+}
+
 /// Walk (and, unless `dry`, copy) one volume.
 pub(super) fn walk_volume(
     s: &Setup,
@@ -1763,23 +1800,7 @@ pub(super) fn walk_volume(
         } else {
             for id in 0..s.opts.jobs.max(1) {
                 let (jrx, rtx) = (&jrx, rtx.clone());
-                sc.spawn(move || {
-                    let mut w = Worker::new(id);
-                    loop {
-                        let job = {
-                            let g = jrx.lock().unwrap_or_else(|e| e.into_inner());
-                            g.recv()
-                        };
-                        let Ok(job) = job else { break };
-                        let r = run_job(&mut w, s, dr, &job);
-                        let _ = rtx.send(Msg::Item {
-                            seq: job.seq,
-                            entry: r.entry.map(Box::new),
-                            done: r.done,
-                            problem: r.problem,
-                        });
-                    }
-                });
+                sc.spawn(move || work(s, id, dr, jrx, rtx));
             }
             let written = &written;
             Some(sc.spawn(move || record(s, rrx, writer, written)))
