@@ -478,7 +478,7 @@ struct Walker<'a, 's> {
     counts: Counts,
     problems: Vec<Problem>,
     removals: Vec<Removal>,
-    jobs: Option<mpsc::SyncSender<Job>>,
+    jobs: Option<&'s JobQueue>,
     rec: Option<mpsc::Sender<Msg>>,
     written: &'s Written,
     /// Messages for the recorder not sent yet (see [`Msg::Batch`]).
@@ -604,8 +604,8 @@ impl Walker<'_, '_> {
     }
 
     fn dispatch(&mut self, job: Job) {
-        if let Some(j) = &self.jobs {
-            let _ = j.send(job);
+        if let Some(j) = self.jobs {
+            j.push(job);
         }
     }
 
@@ -1734,9 +1734,84 @@ fn record(
     (out, writer)
 }
 
+/// The bounded queue from the walker to the workers. Wake-ups only when someone waits: a
+/// worker when a job comes, the walker (held back by a full queue) once it is half empty.
+struct JobQueue {
+    st: Mutex<QueueState>,
+    jobs: Condvar,
+    room: Condvar,
+    cap: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    q: VecDeque<Job>,
+    closed: bool,
+    idle: usize,
+    full: bool,
+}
+
+impl JobQueue {
+    fn new(cap: usize) -> JobQueue {
+        JobQueue {
+            st: Mutex::new(QueueState::default()),
+            jobs: Condvar::new(),
+            room: Condvar::new(),
+            cap: cap.max(2),
+        }
+    }
+
+    fn push(&self, job: Job) {
+        let mut g = self.st.lock().unwrap_or_else(|e| e.into_inner());
+        while g.q.len() >= self.cap {
+            g.full = true;
+            g = self.room.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g.q.push_back(job);
+        if g.idle > 0 {
+            self.jobs.notify_one();
+        }
+    }
+
+    /// The next job; with `wait`, waits for one (None: closed and empty), else None at once
+    /// when there is none.
+    fn pop(&self, wait: bool) -> Option<Job> {
+        let mut g = self.st.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(j) = g.q.pop_front() {
+                if g.full && g.q.len() <= self.cap / 2 {
+                    g.full = false;
+                    self.room.notify_one();
+                }
+                return Some(j);
+            }
+            if g.closed || !wait {
+                return None;
+            }
+            g.idle += 1;
+            g = self.jobs.wait(g).unwrap_or_else(|e| e.into_inner());
+            g.idle -= 1;
+        }
+    }
+
+    fn close(&self) {
+        self.st.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.jobs.notify_all();
+    }
+}
+
+/// Closes the job queue when dropped.
+struct CloseQueue<'a>(&'a JobQueue);
+
+impl Drop for CloseQueue<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// A worker's loop: jobs from the queue, results to the recorder, a few at a time (sent before
 /// the worker waits for a job, so the recorder never waits on a result kept back).
-fn work(s: &Setup, id: usize, dr: RawFd, jrx: &Mutex<mpsc::Receiver<Job>>, rtx: mpsc::Sender<Msg>) {
+fn work(s: &Setup, id: usize, dr: RawFd, jobs: &JobQueue, rtx: mpsc::Sender<Msg>) {
     let mut w = Worker::new(id);
     let mut held: Vec<Msg> = Vec::new();
     let send = |held: &mut Vec<Msg>| {
@@ -1745,15 +1820,13 @@ fn work(s: &Setup, id: usize, dr: RawFd, jrx: &Mutex<mpsc::Receiver<Job>>, rtx: 
         }
     };
     loop {
-        let ready = jrx.try_lock().ok().and_then(|g| g.try_recv().ok());
-        let job = match ready {
+        let job = match jobs.pop(false) {
             Some(j) => j,
             None => {
                 send(&mut held);
-                let g = jrx.lock().unwrap_or_else(|e| e.into_inner());
-                match g.recv() {
-                    Ok(j) => j,
-                    Err(_) => break,
+                match jobs.pop(true) {
+                    Some(j) => j,
+                    None => break,
                 }
             }
         };
@@ -1785,13 +1858,14 @@ pub(super) fn walk_volume(
     let threads = s.opts.jobs.clamp(2, 8);
     let prev = Prev::open(s.dst_root);
     let mut notes = Vec::new();
-    let (jtx, jrx) = mpsc::sync_channel::<Job>(s.opts.jobs.max(1) * 8);
-    let jrx = Mutex::new(jrx);
+    let jobs = JobQueue::new(s.opts.jobs.max(1) * 8);
     std::thread::scope(|sc| {
         for _ in 0..threads {
             sc.spawn(|| lister.work());
         }
         let _close = walk::CloseOnDrop(&lister);
+        // however the walker ends, the workers stop once the queue is empty
+        let _hangup = CloseQueue(&jobs);
         let (rtx, rrx) = mpsc::channel::<Msg>();
         let dr = droot.as_ref().map(|d| d.as_raw_fd()).unwrap_or(-1);
         let recorder = if s.dry {
@@ -1799,8 +1873,8 @@ pub(super) fn walk_volume(
             None
         } else {
             for id in 0..s.opts.jobs.max(1) {
-                let (jrx, rtx) = (&jrx, rtx.clone());
-                sc.spawn(move || work(s, id, dr, jrx, rtx));
+                let (jobs, rtx) = (&jobs, rtx.clone());
+                sc.spawn(move || work(s, id, dr, jobs, rtx));
             }
             let written = &written;
             Some(sc.spawn(move || record(s, rrx, writer, written)))
@@ -1817,7 +1891,7 @@ pub(super) fn walk_volume(
             counts: Counts::default(),
             problems: Vec::new(),
             removals: Vec::new(),
-            jobs: if s.dry { None } else { Some(jtx) },
+            jobs: if s.dry { None } else { Some(&jobs) },
             rec: if s.dry { None } else { Some(rtx) },
             written: &written,
             outbox: Vec::new(),
@@ -1837,6 +1911,7 @@ pub(super) fn walk_volume(
         let aside = wk.aside.take().map(|(p, _)| p);
         // Hang up: workers drain the queue, then the recorder ends.
         wk.jobs = None;
+        drop(_hangup);
         wk.rec = None;
         let counts = std::mem::take(&mut wk.counts);
         let problems = std::mem::take(&mut wk.problems);
