@@ -282,33 +282,38 @@ pub fn open_dir_beneath(root: RawFd, rel: &[u8], noatime: bool) -> Result<OwnedF
     }
 }
 
-/// The names in an open directory (without `.` and `..`), with their `d_type` hint.
+/// The names in an open directory (without `.` and `..`), read with getdents64 from the
+/// descriptor's position (a directory just opened: its start).
 pub fn read_dir(dir: RawFd) -> Result<Vec<Vec<u8>>> {
-    let d = cvt(unsafe { libc::fcntl(dir, libc::F_DUPFD_CLOEXEC, 0) })?;
-    let dp = unsafe { libc::fdopendir(d) };
-    if dp.is_null() {
-        let e = io::Error::last_os_error();
-        unsafe { libc::close(d) };
-        return Err(e);
-    }
+    // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+    let mut buf = vec![0u64; 4096];
     let mut out = Vec::new();
-    let result = loop {
-        unsafe { *libc::__errno_location() = 0 };
-        let ent = unsafe { libc::readdir64(dp) };
-        if ent.is_null() {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error().unwrap_or(0) != 0 {
-                break Err(e);
+    loop {
+        let n = retry_eintr(|| unsafe {
+            libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len() * 8) as isize
+        })?;
+        if n == 0 {
+            return Ok(out);
+        }
+        // SAFETY: the kernel wrote n <= buf.len() * 8 bytes into buf.
+        let b = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+        let mut off = 0;
+        while off + 19 <= n {
+            let reclen = u16::from_ne_bytes([b[off + 16], b[off + 17]]) as usize;
+            if reclen < 19 || off + reclen > n {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed directory entry from getdents64",
+                ));
             }
-            break Ok(());
+            let raw = &b[off + 19..off + reclen];
+            let name = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
+            if name != b"." && name != b".." {
+                out.push(name.to_vec());
+            }
+            off += reclen;
         }
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
-        if name != b"." && name != b".." {
-            out.push(name.to_vec());
-        }
-    };
-    unsafe { libc::closedir(dp) };
-    result.map(|_| out)
+    }
 }
 
 /// The names in the directory at `path` (its last component not followed if a symlink).

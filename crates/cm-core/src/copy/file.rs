@@ -358,7 +358,8 @@ fn owner(st: &Stat, ids: Option<&dyn MapIds>) -> (u32, u32) {
 }
 
 /// Copy regular file `name` from `sdir` into `ddir`. `default_acl`: `ddir` has a default
-/// ACL, so the new file inherits entries that must be pruned.
+/// ACL, so the new file inherits entries that must be pruned. `want_ino`: the copy's inode
+/// is needed (its other names are linked to it); else `Copied::dst` is (0, 0).
 pub fn copy_file(
     w: &mut Worker,
     sdir: RawFd,
@@ -366,6 +367,7 @@ pub fn copy_file(
     name: &CStr,
     ids: Option<&dyn MapIds>,
     default_acl: bool,
+    want_ino: bool,
 ) -> Result<Copied, ItemError> {
     for _attempt in 0..3 {
         let sfd: OwnedFd = match sys::open_at(sdir, name, libc::O_RDONLY, true) {
@@ -446,7 +448,12 @@ pub fn copy_file(
         if st1.size >= 1 << 20 {
             sys::start_writeback(t);
         }
-        let tst = sys::fstat(t).map_err(io("stat the copy"))?;
+        let dst = if want_ino {
+            let tst = sys::fstat(t).map_err(io("stat the copy"))?;
+            (tst.ino, tst.dev)
+        } else {
+            (0, 0)
+        };
         drop(tfd);
         sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
         guard.armed = false;
@@ -455,7 +462,7 @@ pub fn copy_file(
             st: st1,
             hash,
             xattrs,
-            dst: (tst.ino, tst.dev),
+            dst,
         });
     }
     Err(ItemError::Changed)

@@ -1397,7 +1397,7 @@ fn run_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job) -> JobResult {
     }
     let copy = |w: &mut Worker| -> Result<(Entry, u64, (u64, u64)), ItemError> {
         if j.st.kind == Kind::File {
-            let c = file::copy_file(w, sd, dd, &name, ids, j.dacl)?;
+            let c = file::copy_file(w, sd, dd, &name, ids, j.dacl, j.slot.is_some())?;
             let b = c.st.size;
             let ino = c.dst;
             Ok((
