@@ -830,6 +830,22 @@ mod tests {
     }
 
     #[test]
+    fn mount_points_are_unescaped_and_bound_the_space_only_without_a_mount_below() {
+        assert_eq!(unescape_mount(b"/srv/a\\040b\\134c"), b"/srv/a b\\c");
+        assert_eq!(unescape_mount(b"/x\\9"), b"/x\\9");
+        // /proc has file systems mounted below it: no bound
+        assert_eq!(space_bound(Path::new("/proc")), None);
+        // a tmpfs or ext4 directory without mounts below is bounded by what its file system
+        // uses (a bound at least as large as the tree)
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), vec![1u8; 64 << 10]).unwrap();
+        if let Ok(Some(_)) = sys::statfs_used(t.path()) {
+            let (b, i) = space_bound(t.path()).expect("bounded");
+            assert!(b >= 64 << 10 && i >= 2, "{b} {i}");
+        }
+    }
+
+    #[test]
     fn state_files_live_beside_the_volume_not_inside() {
         let d = Path::new("/p/data/chatmail");
         assert_eq!(
