@@ -139,8 +139,8 @@ fn write_checked(w: &mut Worker, dst: RawFd, n: usize, off: u64) -> Result<(), I
     }
     let mut got = 0;
     while got < n {
-        let k = sys::pread(dst, &mut w.back[got..n], off + got as u64)
-            .map_err(io("read back copy"))?;
+        let k =
+            sys::pread(dst, &mut w.back[got..n], off + got as u64).map_err(io("read back copy"))?;
         if k == 0 {
             return Err(ItemError::Mismatch);
         }

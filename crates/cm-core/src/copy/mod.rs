@@ -1,8 +1,9 @@
 //! The copy engine behind cm-copy-data: one tree (a "volume") copied into another with every
 //! bit of metadata, checksummed, incrementally, in parallel, as a stream.
 //!
-//! [`plan`] walks both trees (changing nothing) and counts what a run would do; [`execute`]
-//! walks them again and does it (`run`): directory by directory in path order, merging the
+//! [`plan`] walks both trees (changing nothing) and counts what a run would do (with
+//! `Options::lazy_plan` only where the counts are needed: see [`Counted`]); [`execute`] walks
+//! them and does it (`run`): directory by directory in path order, merging the
 //! source, the copy and the earlier run's manifest, the files handed to `jobs` workers. A
 //! file is written to a private (0600) temporary in its final directory while its bytes are
 //! hashed (SHA-256), read back and checked, then given owner, mode, xattrs/ACLs and times in
@@ -299,7 +300,9 @@ fn same_meta(s: &Stat, t: &Stat, ids: Option<&dyn MapIds>) -> bool {
 
 /// Walk source and copy and decide, entry by entry, what to do. Changes nothing. A first
 /// copy (no manifest, no interrupted run) into a target that holds entries is refused unless
-/// `opts.adopt`.
+/// `opts.adopt`. With `opts.lazy_plan` (and root: a caller who is not root is checked on the
+/// walk's owners) there is no walk for a delta (`Counted::Run`) nor for a first copy whose
+/// need the source's file system bounds (`Counted::Bound`).
 pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
     let mut p = Plan {
         volume: vol.clone(),
@@ -475,7 +478,9 @@ fn unescape_mount(f: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(f.len());
     let mut i = 0;
     while i < f.len() {
-        let oct = f.get(i + 1..i + 4).filter(|d| f[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let oct = f
+            .get(i + 1..i + 4)
+            .filter(|d| f[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match oct {
             Some(d) => {
                 out.push(((d[0] - b'0') << 6) | ((d[1] - b'0') << 3) | (d[2] - b'0'));

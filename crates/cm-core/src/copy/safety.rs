@@ -263,7 +263,10 @@ pub fn check_space_counting(
     if space.iter().all(|s| s.ok()) || plans.iter().all(|p| p.counted != super::Counted::Bound) {
         return Ok(space);
     }
-    for p in plans.iter_mut().filter(|p| p.counted == super::Counted::Bound) {
+    for p in plans
+        .iter_mut()
+        .filter(|p| p.counted == super::Counted::Bound)
+    {
         super::count(p, opts).map_err(|e| std::io::Error::other(e.to_string()))?;
     }
     check_space(plans)
