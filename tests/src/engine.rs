@@ -153,6 +153,48 @@ pub fn exec_ok(args: &[&str]) -> String {
     ok(&exec(args), &format!("docker exec {}", args.join(" ")))
 }
 
+/// Where the tests' overrides mount tests/data/docker/dkim-e2e.sh in the container.
+pub const DKIM_E2E: &str = "/usr/local/lib/cm-e2e/dkim-e2e.sh";
+
+/// The override's volume line for [`DKIM_E2E`], the script copied beside the compose file.
+pub fn mount_dkim_e2e(dir: &Path) -> String {
+    fs::copy(
+        crate::repo_root().join("tests/data/docker/dkim-e2e.sh"),
+        dir.join("dkim-e2e.sh"),
+    )
+    .unwrap();
+    format!("./dkim-e2e.sh:{DKIM_E2E}:ro")
+}
+
+/// tests/data/docker/dkim-e2e.sh ARGS in the container, as root; its stdout (opendkim's
+/// results included).
+pub fn dkim_e2e(args: &[&str]) -> String {
+    let mut a = vec![CONTAINER, "bash", DKIM_E2E];
+    a.extend_from_slice(args);
+    exec_ok(&a)
+}
+
+/// One message from `from` to `to` (addresses of the relay's domain) sent over SMTP to the
+/// container's postfix the way chatmail relays a user's outgoing mail, so that opendkim signs
+/// it (after `dkim_e2e(&["configure", DOMAIN])`), delivered by dovecot into `maildir`; the
+/// delivered message copied to `out` in the container. Postfix's queue id of the message.
+pub fn send_through_postfix(from: &str, to: &str, maildir: &str, out: &str) -> String {
+    let msgid = format!(
+        "dkim-e2e-{}@{}",
+        std::process::id(),
+        to.rsplit('@').next().unwrap_or(to)
+    );
+    let said = dkim_e2e(&["send", from, to, &msgid]);
+    let queue_id = said
+        .split("queued as ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no queue id in the SMTP conversation:\n{said}"))
+        .to_string();
+    dkim_e2e(&["delivered", maildir, &msgid, out]);
+    queue_id
+}
+
 /// Waits until systemd in the container is up; its state (`running`, `degraded`, ...).
 pub fn wait_for_systemd() -> String {
     let mut state = String::new();

@@ -168,8 +168,13 @@ fn killed_at_random_points_then_rerun_until_complete() {
         "run marker removed"
     );
     // And the manifest of the final run describes the copy.
-    let snap = cm_core::manifest::read(&cm_core::manifest::path_for(&dst)).unwrap();
-    let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
+    let (d, _) = cm_core::manifest::check(
+        &cm_core::manifest::path_for(&dst),
+        &dst,
+        &CompareOptions::default(),
+        &(),
+    )
+    .unwrap();
     assert!(d.is_empty(), "{d:#?}");
 }
 
@@ -337,8 +342,13 @@ fn killed_after_a_number_of_renames_then_rerun_replayably() {
         "CM_KILL_SEED={seed0}: temporaries left after the final run: {}",
         String::from_utf8_lossy(&leftovers.stdout)
     );
-    let snap = cm_core::manifest::read(&cm_core::manifest::path_for(&dst)).unwrap();
-    let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
+    let (d, _) = cm_core::manifest::check(
+        &cm_core::manifest::path_for(&dst),
+        &dst,
+        &CompareOptions::default(),
+        &(),
+    )
+    .unwrap();
     assert!(d.is_empty(), "CM_KILL_SEED={seed0}: {d:#?}");
 }
 

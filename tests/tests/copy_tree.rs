@@ -119,7 +119,13 @@ fn copy_preserves_every_entry_and_rsync_passes_the_same_comparison() {
     assert!(out.stdout.is_empty(), "leftover temporaries");
     let manifest = cm_core::manifest::path_for(&dst);
     let snap = cm_core::manifest::read(&manifest).unwrap();
-    let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
+    let (d, _) = cm_core::manifest::check(
+        &cm_core::manifest::path_for(&dst),
+        &dst,
+        &CompareOptions::default(),
+        &(),
+    )
+    .unwrap();
     assert!(d.is_empty(), "manifest vs copy: {d:#?}");
     let key = snap.get(Path::new("keys/opendkim.private")).unwrap();
     assert_eq!((key.mode, key.uid, key.gid), (0o600, 123, 456));
@@ -259,7 +265,13 @@ fn delta_run_copies_only_changes_and_removes_what_is_gone() {
         .collect();
     assert!(files.len() > 15 && files.iter().all(|e| e.sha256.is_some()));
     assert_eq!(snap.link_groups().values().map(|v| v.len()).max(), Some(4));
-    let (d, _) = tree::check_against(&snap, &dst, &CompareOptions::default(), &()).unwrap();
+    let (d, _) = cm_core::manifest::check(
+        &cm_core::manifest::path_for(&dst),
+        &dst,
+        &CompareOptions::default(),
+        &(),
+    )
+    .unwrap();
     assert!(d.is_empty(), "manifest vs copy after deltas: {d:#?}");
     assert_eq!(
         std::fs::read(dst.join("keys/opendkim.private")).unwrap(),

@@ -54,14 +54,7 @@ fn run_with_start_brings_the_container_up_on_the_moved_data_and_it_serves() {
         .tempdir_in("/var/tmp")
         .unwrap();
     let (host, proj) = (work.path().join("old-host"), work.path().join("project"));
-    ok(
-        &Command::new(repo.join("fixtures/sample-host/make.sh"))
-            .arg(&host)
-            .arg(DOMAIN)
-            .output()
-            .unwrap(),
-        "sample-host/make.sh",
-    );
+    cm_tests::sample_host(&host, Some(DOMAIN));
     let _engine = Engine::start();
     let project = Project::lay_out(&proj);
     project.build_image();
@@ -86,9 +79,7 @@ fn run_with_start_brings_the_container_up_on_the_moved_data_and_it_serves() {
             "240",
             "--json",
         ])
-        // what this test machine is not, and the run rightly reports: a host with cgroup v2
-        // and the guide's inotify limits (the container boots here without them)
-        .args(["--skip-check", "cgroup", "--skip-check", "inotify"])
+        .args(cm_tests::SKIP_HOST_CHECKS)
         .output()
         .unwrap();
     let text = ok(&out, "cm-migrate run --start");
@@ -160,9 +151,12 @@ fn a_relay_moved_off_a_real_systemd_with_a_writer_boots_in_the_image_with_every_
     let proj = work.path().join("project");
     fs::create_dir_all(&proj).unwrap();
     let bind = format!("--bind={}:/srv/proj", proj.display());
+    // the real Compose v2 inside the old host, as an operator moving on one machine has it:
+    // the run reads where each piece of state goes from the project's compose file
+    let compose = format!("--bind={COMPOSE}:/usr/local/bin/docker-compose-v2");
     // dropped last: the project is taken down first, then the relay
     let _engine = Engine::start();
-    let c = serving_relay("boot", 20, 50, &[&bind]);
+    let c = serving_relay("boot", 20, 50, &[&bind, &compose]);
     let project = Project::lay_out(&proj);
     c.sh(DKIM_KEY);
 
@@ -180,6 +174,30 @@ fn a_relay_moved_off_a_real_systemd_with_a_writer_boots_in_the_image_with_every_
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["complete"], true, "{r:#}");
+    let said = r["findings"].to_string();
+    assert!(
+        said.contains("service chatmail of Compose project")
+            && said.contains("mail -> /srv/proj/data/chatmail"),
+        "the run read the target from its compose file: {said}"
+    );
+    // the final state passes the full cm-verify all (every tree by content, env, layout,
+    // services), as the target resolves it, before the container starts
+    let v = c.exec(&[
+        "cm-verify",
+        "all",
+        "--project-dir",
+        "/srv/proj",
+        "--owner-map",
+        "/srv/proj/users",
+        "--ini",
+        "/usr/local/lib/chatmaild/chatmail.ini",
+    ]);
+    assert_eq!(v.status.code(), Some(0), "cm-verify all: {}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("ALL OK"),
+        "{}",
+        text(&v)
+    );
 
     // what the stopped relay holds, user by user (cur + new: what dovecot lists)
     let domain = cm_tests::relay::DOMAIN;

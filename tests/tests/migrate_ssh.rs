@@ -48,6 +48,35 @@ impl Drop for Sshd {
     }
 }
 
+/// A run takes the machine's run lock (/run/cm-migrate-run.lock): the tests of this file
+/// take turns.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The arguments of a move from `root` to `url` through the test's sshd, owners mapped by
+/// docker/users, the run's state in `state`.
+fn far_args(root: &Path, url: &str, sshd: &Sshd, state: &Path) -> Vec<String> {
+    let users = cm_tests::repo_root().join("docker/users");
+    [
+        "--root",
+        root.to_str().unwrap(),
+        "--to",
+        url,
+        "--ssh-config",
+        sshd.config().to_str().unwrap(),
+        "--owner-map",
+        users.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 fn cm_migrate(args: &[&str]) -> Output {
     cm_tests::run_logged(
         "cm-migrate",
@@ -57,18 +86,14 @@ fn cm_migrate(args: &[&str]) -> Output {
 
 #[test]
 fn run_to_another_host_over_ssh_maps_owners_and_proves_the_copy_there() {
+    let _turn = turn();
     assert!(
         nix_is_root(),
         "this test starts an sshd and sets owners: run it as root"
     );
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("old");
-    let o = Command::new("bash")
-        .arg(cm_tests::repo_root().join("fixtures/sample-host/make.sh"))
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "make.sh: {}", text(&o));
+    cm_tests::sample_host(&root, None);
     let far = tmp.path().join("far/project");
     std::fs::create_dir_all(&far).unwrap();
     std::fs::copy(
@@ -79,22 +104,7 @@ fn run_to_another_host_over_ssh_maps_owners_and_proves_the_copy_there() {
     let sshd = Sshd::up(&tmp.path().join("sshd"));
     let state = tmp.path().join("state");
     let url = format!("ssh://127.0.0.1{}", far.display());
-    let users = cm_tests::repo_root().join("docker/users");
-    let base: Vec<String> = [
-        "--root",
-        root.to_str().unwrap(),
-        "--to",
-        &url,
-        "--ssh-config",
-        sshd.config().to_str().unwrap(),
-        "--owner-map",
-        users.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let base = far_args(&root, &url, &sshd, &state);
     let with = |first: &[&str], extra: &[&str]| -> Vec<String> {
         first
             .iter()
@@ -117,6 +127,13 @@ fn run_to_another_host_over_ssh_maps_owners_and_proves_the_copy_there() {
     let o = cm_migrate(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // the far target was read from its compose file by Compose v2 there, not assumed
+    let said = r["findings"].to_string();
+    assert!(
+        said.contains("service chatmail of Compose project chatmail")
+            && said.contains(&format!("mail -> {}/data/chatmail", far.display())),
+        "{said}"
+    );
     let verify = r["steps"]
         .as_array()
         .unwrap()
@@ -222,4 +239,91 @@ fn nix_is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
+}
+
+/// Named volumes of a far project, removed when dropped (with the engine still up).
+struct FarVolumes(&'static [&'static str]);
+
+impl Drop for FarVolumes {
+    fn drop(&mut self) {
+        for v in self.0 {
+            let _ = Command::new(cm_tests::engine::DOCKER)
+                .args(["volume", "rm", v])
+                .output();
+        }
+    }
+}
+
+/// Over ssh into the maintained deployment's shape: the far compose file read by Compose v2
+/// there, its named volumes created through the far engine with Compose's labels, the old
+/// ini put at the mount's source there and MAIL_DOMAIN into its .env, the copies proven
+/// there with the manifests.
+#[test]
+fn run_over_ssh_into_named_volumes_and_an_ini_mount_resolved_on_the_far_side() {
+    let _turn = turn();
+    assert!(
+        nix_is_root(),
+        "this test starts an sshd and dockerd: run it as root"
+    );
+    cm_tests::compose();
+    let tmp = tempfile::Builder::new()
+        .prefix("cm-ssh-volumes.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let root = cm_tests::sample_host(&tmp.path().join("old"), None);
+    let far = tmp.path().join("relay");
+    std::fs::create_dir_all(&far).unwrap();
+    std::fs::copy(
+        cm_tests::repo_root().join("fixtures/targets/maintained/docker-compose.yaml"),
+        far.join("docker-compose.yaml"),
+    )
+    .unwrap();
+    let _engine = cm_tests::engine::Engine::start();
+    let _volumes = FarVolumes(&["relay_mail", "relay_dkim", "relay_certs"]);
+    for v in _volumes.0 {
+        let _ = Command::new(cm_tests::engine::DOCKER)
+            .args(["volume", "rm", v])
+            .output();
+    }
+    let sshd = Sshd::up(&tmp.path().join("sshd"));
+    let url = format!("ssh://127.0.0.1{}", far.display());
+    let a: Vec<String> = ["run".to_string(), "--json".to_string()]
+        .into_iter()
+        .chain(far_args(&root, &url, &sshd, &tmp.path().join("state")))
+        .chain(cm_tests::SKIP_HOST_CHECKS.map(String::from))
+        .collect();
+    let o = cm_migrate(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["complete"], true, "{r:#}");
+    let said = r.to_string();
+    assert!(said.contains("mail -> volume relay_mail"), "{said}");
+    assert!(
+        said.contains("manifests checked on 127.0.0.1: dkim, acme, mail hold"),
+        "{said}"
+    );
+    let inspect = |v: &str, f: &str| {
+        let o = Command::new(cm_tests::engine::DOCKER)
+            .args(["volume", "inspect", "--format", f, v])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert!(
+        inspect("relay_mail", "{{json .Labels}}")
+            .contains("\"com.docker.compose.volume\":\"mail\""),
+        "created with Compose's labels"
+    );
+    let mail = PathBuf::from(inspect("relay_mail", "{{.Mountpoint}}"));
+    let vmail = std::fs::symlink_metadata(mail.join("mail")).unwrap();
+    assert_eq!(vmail.uid(), 901, "owners mapped on the way");
+    let old_ini = root.join("usr/local/lib/chatmaild/chatmail.ini");
+    assert_eq!(
+        std::fs::read(far.join("chatmail.ini")).unwrap(),
+        std::fs::read(&old_ini).unwrap(),
+        "the old ini, byte for byte, where the far compose file mounts it from"
+    );
+    let env = std::fs::read_to_string(far.join(".env")).unwrap();
+    assert!(env.contains("MAIL_DOMAIN=\"chat.example.org\""), "{env}");
 }

@@ -8,10 +8,11 @@
 //! Compose's labels, so `docker compose up` uses them without a warning; in the running
 //! container every mailbox entry owned by vmail by name, nothing chowned (ctimes unchanged),
 //! dovecot reading every message; the DKIM key the old one, readable by opendkim alone, and
-//! a signature made with it as opendkim verifying against the old host's opendkim.txt
-//! record (openssl; opendkim-testkey looking the record up in the container's unbound;
-//! opendkim-testmsg signing as opendkim); the mounted ini meaning the same to chatmail;
-//! `cm-verify all` agreeing.
+//! signing with it: a message sent through the container's postfix and opendkim (chatmail's
+//! signing path, tests/data/docker/dkim-e2e.sh) and delivered by dovecot carries a signature
+//! that opendkim verifies against the old host's opendkim.txt record, looked up in the
+//! container's unbound (and one signed by another key does not verify); the mounted ini
+//! meaning the same to chatmail; `cm-verify all` agreeing.
 //!
 //! The engine is stopped, the project taken down and the volumes it created removed when
 //! the test ends, also when an assertion fails (drop guards).
@@ -22,7 +23,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cm_tests::engine::{assert_ini_means_the_same, exec, exec_ok, ok, Engine, CONTAINER, DOCKER};
+use cm_tests::engine::{
+    assert_ini_means_the_same, dkim_e2e, exec, exec_ok, mount_dkim_e2e, ok, send_through_postfix,
+    Engine, CONTAINER, DOCKER,
+};
 
 const DOMAIN: &str = "chat.example.org";
 const IMAGE: &str = "cm-target-e2e:1.12.0";
@@ -126,7 +130,10 @@ fn project(work: &Path) -> PathBuf {
     // a test: no host networking; the image's start-up reads the mounted ini
     fs::write(
         dir.join("docker-compose.override.yaml"),
-        "services:\n  chatmail:\n    network_mode: none\n    restart: \"no\"\n    stop_signal: SIGRTMIN+3\n    sysctls:\n      net.ipv6.conf.all.disable_ipv6: \"0\"\n      net.ipv6.conf.lo.disable_ipv6: \"0\"\n    environment:\n      INI_FILE: /etc/chatmail/chatmail.ini\n    volumes:\n      - ./dovecot-e2e.conf:/etc/dovecot/conf.d/99-e2e.conf:ro\n      - ./unbound-e2e.conf:/etc/unbound/unbound.conf.d/99-e2e.conf:ro\n      - ./resolv.conf:/etc/resolv.conf:ro\n",
+        format!(
+            "services:\n  chatmail:\n    network_mode: none\n    restart: \"no\"\n    stop_signal: SIGRTMIN+3\n    sysctls:\n      net.ipv6.conf.all.disable_ipv6: \"0\"\n      net.ipv6.conf.lo.disable_ipv6: \"0\"\n    environment:\n      INI_FILE: /etc/chatmail/chatmail.ini\n    volumes:\n      - ./dovecot-e2e.conf:/etc/dovecot/conf.d/99-e2e.conf:ro\n      - ./unbound-e2e.conf:/etc/unbound/unbound.conf.d/99-e2e.conf:ro\n      - ./resolv.conf:/etc/resolv.conf:ro\n      - {}\n",
+            mount_dkim_e2e(&dir)
+        ),
     )
     .unwrap();
     fs::write(dir.join(".env"), format!("CHATMAIL_IMAGE={IMAGE}\n")).unwrap();
@@ -184,8 +191,19 @@ fn wait_running() {
     );
 }
 
-#[test]
-fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
+/// One test's world: the old host (the sample host, with the account-creation switch the
+/// target does not mount), the engine, the image, the project. Dropped in field order: the
+/// project down first, then the engine, the scratch folder last.
+struct Setup {
+    project: Project,
+    _engine: Engine,
+    host: PathBuf,
+    host_ini: PathBuf,
+    dir: PathBuf,
+    work: tempfile::TempDir,
+}
+
+fn setup(prefix: &str) -> Setup {
     assert_eq!(
         fs::metadata("/proc/self")
             .map(|m| m.uid())
@@ -194,61 +212,32 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         "the Docker end-to-end test runs as root (it starts dockerd)"
     );
     cm_tests::compose();
-    let repo = cm_tests::repo_root();
     let work = tempfile::Builder::new()
-        .prefix("cm-target-e2e.")
+        .prefix(prefix)
         .tempdir_in("/var/tmp")
         .unwrap();
-    let host = work.path().join("host");
-    ok(
-        &Command::new("bash")
-            .arg(repo.join("fixtures/sample-host/make.sh"))
-            .arg(&host)
-            .arg(DOMAIN)
-            .output()
-            .unwrap(),
-        "sample-host/make.sh",
-    );
+    let host = cm_tests::sample_host(&work.path().join("host"), Some(DOMAIN));
     fs::write(host.join("etc/chatmail-nocreate"), "").unwrap();
     let host_ini = host.join("usr/local/lib/chatmaild/chatmail.ini");
-
-    let _engine = Engine::start();
+    let engine = Engine::start();
     build_image(work.path());
     let dir = project(work.path());
     serve_dkim_record(&host, &dir);
-    let project = Project { dir: dir.clone() };
+    for v in ["mail", "dkim", "certs"] {
+        let _ = docker(&["volume", "rm", &format!("{PROJECT}_{v}")]);
+    }
+    Setup {
+        project: Project { dir: dir.clone() },
+        _engine: engine,
+        host,
+        host_ini,
+        dir,
+        work,
+    }
+}
 
-    // 1. settings: the ini at the mount's source, MAIL_DOMAIN and ACME_EMAIL in .env
-    let out = Command::new(cm_tests::bin("cm-ini-to-env"))
-        .arg("--project-dir")
-        .arg(&dir)
-        .arg(&host_ini)
-        .output()
-        .unwrap();
-    ok(&out, "cm-ini-to-env --project-dir");
-    assert_eq!(
-        fs::read(dir.join("chatmail.ini")).unwrap(),
-        fs::read(&host_ini).unwrap()
-    );
-
-    // 2. the copy: volumes created, owners from the image by name, the unmounted flag file
-    //    reported with the line to add
-    let out = Command::new(cm_tests::bin("cm-copy-data"))
-        .arg("--root")
-        .arg(&host)
-        .arg("--project-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    ok(&out, "cm-copy-data");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("vmail 1105:1105 -> 801:801"), "{said}");
-    assert!(said.contains("opendkim 1107:1107 -> 802:802"), "{said}");
-    assert!(
-        said.contains("/etc/chatmail-nocreate")
-            && said.contains("- ./state/chatmail-nocreate:/etc/chatmail-nocreate:ro"),
-        "{said}"
-    );
+/// The named volumes carry the labels Compose gives the volumes it creates.
+fn assert_labelled_as_compose_would() {
     for v in ["mail", "dkim", "certs"] {
         let labels = ok(
             &docker(&[
@@ -261,84 +250,22 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
             "volume inspect",
         );
         assert!(
-            labels.contains(&format!("\"com.docker.compose.project\":\"{PROJECT}\"")),
-            "{labels}"
-        );
-        assert!(
-            labels.contains(&format!("\"com.docker.compose.volume\":\"{v}\"")),
+            labels.contains(&format!("\"com.docker.compose.project\":\"{PROJECT}\""))
+                && labels.contains(&format!("\"com.docker.compose.volume\":\"{v}\"")),
             "{labels}"
         );
     }
-    let mail = mountpoint(&format!("{PROJECT}_mail"));
-    let dkim = mountpoint(&format!("{PROJECT}_dkim"));
-    assert_eq!(fs::metadata(mail.join("mail")).unwrap().uid(), 801);
-    assert_eq!(
-        fs::metadata(dkim.join("opendkim.private")).unwrap().uid(),
-        802
-    );
-    let before: BTreeMap<_, _> = snapshot(&mail).into_iter().chain(snapshot(&dkim)).collect();
-    assert!(before.len() > 30, "only {} entries copied", before.len());
+}
 
-    // 3. before the start (dovecot adds its index files later): cm-verify all resolves the
-    //    same target: named volumes, the ini mount, the image's users
-    let out = Command::new(cm_tests::bin("cm-verify"))
-        .args(["all", "--no-services", "--project-dir"])
-        .arg(&dir)
-        .arg("--root")
-        .arg(&host)
-        .arg("--ini")
-        .arg(&host_ini)
-        .output()
-        .unwrap();
-    let said = ok(&out, "cm-verify all");
-    assert!(
-        said.contains("5 hold, 1 not checked: services (--no-services)"),
-        "{said}"
-    );
-    assert_eq!(said.matches("== tree ").count(), 3, "{said}");
-    // 4. up: the volumes are used without a warning
-    let up = project.compose(&["up", "-d"]);
-    let up_err = ok(&up, "compose up") + &String::from_utf8_lossy(&up.stderr);
-    assert!(
-        !up_err.contains("already exists but was not created"),
-        "{up_err}"
-    );
-    assert!(!up_err.to_ascii_lowercase().contains("warn"), "{up_err}");
-    wait_running();
-    for unit in ["cm-start", "dovecot", "opendkim", "postfix"] {
-        let s = exec(&[CONTAINER, "systemctl", "is-active", unit]);
-        assert_eq!(
-            String::from_utf8_lossy(&s.stdout).trim(),
-            "active",
-            "{unit}"
-        );
-    }
-
-    // 5. owners by name, nothing chowned
+/// In the running container: every mailbox entry is vmail's and the DKIM keys opendkim's, by
+/// name; dovecot reads every message of the sample host.
+fn assert_owned_by_name_and_dovecot_reads_every_message() {
     for (path, user) in [("/home/vmail/mail", "vmail"), ("/etc/dkimkeys", "opendkim")] {
         let strays = exec_ok(&[
             CONTAINER, "find", path, "(", "!", "-user", user, "-o", "!", "-group", user, ")",
         ]);
         assert!(strays.trim().is_empty(), "not owned by {user}: {strays}");
     }
-    let after: BTreeMap<_, _> = snapshot(&mail).into_iter().chain(snapshot(&dkim)).collect();
-    let mut same = 0;
-    for (p, b) in &before {
-        let md = fs::symlink_metadata(p).unwrap();
-        if md.is_dir() {
-            continue; // dovecot may add index files to a maildir
-        }
-        assert_eq!(
-            after.get(p),
-            Some(b),
-            "{} was changed in the container",
-            p.display()
-        );
-        same += 1;
-    }
-    assert!(same > 15, "only {same} files compared");
-
-    // 6. dovecot reads every message
     for (user, first) in [("alice0test", 1), ("bob00test", 4), ("carol0test", 7)] {
         let addr = format!("{user}@{DOMAIN}");
         let got = exec_ok(&[
@@ -366,6 +293,108 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
             "{addr} DeltaChat:\n{dc}"
         );
     }
+}
+
+#[test]
+fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
+    let w = setup("cm-target-e2e.");
+    let (host, host_ini, dir, project) = (&w.host, &w.host_ini, &w.dir, &w.project);
+
+    // 1. settings: the ini at the mount's source, MAIL_DOMAIN and ACME_EMAIL in .env
+    let out = Command::new(cm_tests::bin("cm-ini-to-env"))
+        .arg("--project-dir")
+        .arg(dir)
+        .arg(host_ini)
+        .output()
+        .unwrap();
+    ok(&out, "cm-ini-to-env --project-dir");
+    assert_eq!(
+        fs::read(dir.join("chatmail.ini")).unwrap(),
+        fs::read(host_ini).unwrap()
+    );
+
+    // 2. the copy: volumes created, owners from the image by name, the unmounted flag file
+    //    reported with the line to add
+    let out = Command::new(cm_tests::bin("cm-copy-data"))
+        .arg("--root")
+        .arg(host)
+        .arg("--project-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    ok(&out, "cm-copy-data");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("vmail 1105:1105 -> 801:801"), "{said}");
+    assert!(said.contains("opendkim 1107:1107 -> 802:802"), "{said}");
+    assert!(
+        said.contains("/etc/chatmail-nocreate")
+            && said.contains("- ./state/chatmail-nocreate:/etc/chatmail-nocreate:ro"),
+        "{said}"
+    );
+    assert_labelled_as_compose_would();
+    let mail = mountpoint(&format!("{PROJECT}_mail"));
+    let dkim = mountpoint(&format!("{PROJECT}_dkim"));
+    assert_eq!(fs::metadata(mail.join("mail")).unwrap().uid(), 801);
+    assert_eq!(
+        fs::metadata(dkim.join("opendkim.private")).unwrap().uid(),
+        802
+    );
+    let before: BTreeMap<_, _> = snapshot(&mail).into_iter().chain(snapshot(&dkim)).collect();
+    assert!(before.len() > 30, "only {} entries copied", before.len());
+
+    // 3. before the start (dovecot adds its index files later): cm-verify all resolves the
+    //    same target: named volumes, the ini mount, the image's users
+    let out = Command::new(cm_tests::bin("cm-verify"))
+        .args(["all", "--no-services", "--project-dir"])
+        .arg(dir)
+        .arg("--root")
+        .arg(host)
+        .arg("--ini")
+        .arg(host_ini)
+        .output()
+        .unwrap();
+    let said = ok(&out, "cm-verify all");
+    assert!(
+        said.contains("5 hold, 1 not checked: services (--no-services)"),
+        "{said}"
+    );
+    assert_eq!(said.matches("== tree ").count(), 3, "{said}");
+    // 4. up: the volumes are used without a warning
+    let up = project.compose(&["up", "-d"]);
+    let up_err = ok(&up, "compose up") + &String::from_utf8_lossy(&up.stderr);
+    assert!(
+        !up_err.contains("already exists but was not created"),
+        "{up_err}"
+    );
+    assert!(!up_err.to_ascii_lowercase().contains("warn"), "{up_err}");
+    wait_running();
+    for unit in ["cm-start", "dovecot", "opendkim", "postfix"] {
+        let s = exec(&[CONTAINER, "systemctl", "is-active", unit]);
+        assert_eq!(
+            String::from_utf8_lossy(&s.stdout).trim(),
+            "active",
+            "{unit}"
+        );
+    }
+
+    // 5. owners by name, dovecot reads every message, nothing chowned
+    assert_owned_by_name_and_dovecot_reads_every_message();
+    let after: BTreeMap<_, _> = snapshot(&mail).into_iter().chain(snapshot(&dkim)).collect();
+    let mut same = 0;
+    for (p, b) in &before {
+        let md = fs::symlink_metadata(p).unwrap();
+        if md.is_dir() {
+            continue; // dovecot may add index files to a maildir
+        }
+        assert_eq!(
+            after.get(p),
+            Some(b),
+            "{} was changed in the container",
+            p.display()
+        );
+        same += 1;
+    }
+    assert!(same > 15, "only {same} files compared");
 
     // 7. DKIM: the old key, readable by opendkim alone, signing so that the old host's
     //    published record verifies it
@@ -390,6 +419,22 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
     ])
     .status
     .success());
+    assert_the_old_key_signs();
+
+    // 8. the mounted ini means the same to chatmail as the old one
+    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", host_ini);
+
+    drop(w);
+}
+
+/// The migrated key signs: a message sent through the container's postfix and opendkim (as
+/// chatmail 1.12.0 signs a user's outgoing mail, tests/data/docker/dkim-e2e.sh) and delivered
+/// by dovecot carries opendkim's signature, which opendkim verifies against the old host's
+/// opendkim.txt record (served by the container's unbound, see `serve_dkim_record`). A
+/// message signed by another key for the same domain and selector fails against that record,
+/// and so does the delivered one with its body changed. opendkim-testkey agrees that the key
+/// in /etc/dkimkeys is the one the record publishes.
+fn assert_the_old_key_signs() {
     let mode = exec_ok(&[
         CONTAINER,
         "stat",
@@ -397,82 +442,74 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         "%a %U",
         "/etc/dkimkeys/opendkim.private",
     ]);
-    assert_eq!(mode.trim(), "600 opendkim");
-    let msg = format!("From: alice0test@{DOMAIN}\r\nSubject: signed\r\n\r\nbody\r\n");
-    fs::write(work.path().join("msg"), &msg).unwrap();
-    ok(
-        &docker(&[
-            "cp",
-            work.path().join("msg").to_str().unwrap(),
-            &format!("{CONTAINER}:/var/tmp/msg"),
-        ]),
-        "docker cp msg",
+    assert_eq!(mode.trim(), "600 opendkim", "the key is opendkim's alone");
+    dkim_e2e(&["configure", DOMAIN]);
+    let (from, to) = (
+        format!("alice0test@{DOMAIN}"),
+        format!("bob00test@{DOMAIN}"),
     );
-    exec_ok(&[CONTAINER, "chmod", "0644", "/var/tmp/msg"]);
-    // opendkim-testmsg reads a message with LF line ends (as a milter hands it over)
+    let maildir = format!("/home/vmail/mail/{DOMAIN}/{to}");
+    let queue_id = send_through_postfix(&from, &to, &maildir, "/tmp/delivered.eml");
+    let delivered = exec_ok(&[CONTAINER, "cat", "/tmp/delivered.eml"]);
+    assert_eq!(
+        delivered.matches("DKIM-Signature:").count(),
+        1,
+        "{delivered}"
+    );
+    assert!(
+        delivered.contains(&format!("d={DOMAIN};")) && delivered.contains("s=opendkim;"),
+        "{delivered}"
+    );
+    // the signature is the running milter's, on this very message
+    let log = exec_ok(&[
+        CONTAINER,
+        "journalctl",
+        "-u",
+        "opendkim",
+        "-o",
+        "cat",
+        "--no-pager",
+    ]);
+    assert!(
+        log.contains(&format!(
+            "{queue_id}: DKIM-Signature field added (s=opendkim, d={DOMAIN})"
+        )),
+        "opendkim's log:\n{log}"
+    );
+    let v = dkim_e2e(&["verify", "/tmp/delivered.eml"]);
+    assert!(
+        v.contains(&format!(
+            "/tmp/delivered.eml: verification (s=opendkim, d={DOMAIN}, 2048-bit key) succeeded"
+        )),
+        "opendkim verifying the delivered message: {v}\n{delivered}"
+    );
+    // the verification can fail: another key, a changed body
+    dkim_e2e(&["forge", DOMAIN, "/tmp/forged.eml"]);
+    let v = dkim_e2e(&["verify", "/tmp/forged.eml"]);
+    assert!(
+        v.contains("failed: signature verification failed") && !v.contains("succeeded"),
+        "opendkim verifying a message signed by another key: {v}"
+    );
     exec_ok(&[
         CONTAINER,
         "sh",
         "-c",
-        &format!("printf 'From: alice0test@{DOMAIN}\\nTo: bob00test@{DOMAIN}\\nSubject: signed\\nDate: Mon, 6 Jan 2025 10:00:00 +0000\\nMessage-ID: <s1@{DOMAIN}>\\n\\nbody\\n' >/var/tmp/lf.msg && chmod 0644 /var/tmp/lf.msg"),
+        "sed 's/^sent through postfix/Sent through postfix/' /tmp/delivered.eml >/tmp/changed.eml",
     ]);
-    let sig = exec_ok(&[
-        "-u",
-        "opendkim",
-        CONTAINER,
-        "sh",
-        "-c",
-        "openssl dgst -sha256 -sign /etc/dkimkeys/opendkim.private /var/tmp/msg | base64 -w0",
-    ]);
-    let sig = Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(sig.trim().as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    fs::write(work.path().join("sig"), &sig.stdout).unwrap();
-    let record = fs::read_to_string(host.join("etc/dkimkeys/opendkim.txt")).unwrap();
-    let p = record
-        .split("p=")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let wrapped: Vec<String> = p
-        .as_bytes()
-        .chunks(64)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    fs::write(
-        work.path().join("pub.pem"),
-        format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            wrapped.join("\n")
-        ),
-    )
-    .unwrap();
-    let v = Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(work.path().join("pub.pem"))
-        .arg("-signature")
-        .arg(work.path().join("sig"))
-        .arg(work.path().join("msg"))
-        .output()
-        .unwrap();
-    assert!(ok(&v, "openssl verify against opendkim.txt").contains("Verified OK"));
-    // and through opendkim's own library, the record looked up in DNS: the key matches the
-    // published record, and opendkim's signer (as opendkim) signs with it for the domain
-    // (opendkim-testmsg cannot be pointed at a resolver to verify: the signature itself is
-    // verified above with openssl)
-    // (opendkim's resolver is libunbound: pointed at the container's unbound, without the
-    // image's DNSSEC trust anchor, which would make it resolve from the root servers)
+    let v = dkim_e2e(&["verify", "/tmp/changed.eml"]);
+    assert!(
+        v.contains("/tmp/changed.eml: verification")
+            && v.contains("failed")
+            && !v.contains("succeeded"),
+        "opendkim verifying the delivered message with its body changed: {v}"
+    );
+    assert_testkey_ok();
+}
+
+/// opendkim-testkey (as opendkim): the key in /etc/dkimkeys matches the record in DNS.
+/// (opendkim's resolver pointed at the container's unbound, without the image's DNSSEC trust
+/// anchor, which would make it resolve from the root servers)
+fn assert_testkey_ok() {
     exec_ok(&[
         CONTAINER,
         "sh",
@@ -510,17 +547,112 @@ fn a_host_moves_into_the_maintained_deployments_shape_through_named_volumes() {
         "opendkim-testkey: {said}\nresolver: {}",
         String::from_utf8_lossy(&dig.stdout)
     );
-    let signed = exec_ok(&[
-        "-u", "opendkim", CONTAINER, "sh", "-c",
-        &format!("opendkim-testmsg -d {DOMAIN} -s opendkim -k /etc/dkimkeys/opendkim.private </var/tmp/lf.msg >/var/tmp/signed && cat /var/tmp/signed"),
-    ]);
+}
+
+/// The whole move with one command: `cm-migrate run --start` into the maintained
+/// deployment's shape (named volumes created with Compose's labels, the ini at its mount's
+/// source, MAIL_DOMAIN/ACME_EMAIL in .env, owners from the image by name, no --owner-map),
+/// proven with `--verify changed` (changed directories by content with the image's owners,
+/// plus `cm-verify all --no-trees`); the container it starts serves the moved relay and
+/// nothing in its start-up chowns what the run wrote.
+#[test]
+fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
+    let w = setup("cm-target-run.");
+    let (host, host_ini, dir, project) = (&w.host, &w.host_ini, &w.dir, &w.project);
+
+    // docker's client on PATH must be Debian's (the engine's), as an operator's would be
+    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(cm_tests::bin("cm-migrate"))
+        .env("PATH", path)
+        .arg("run")
+        .arg("--root")
+        .arg(host)
+        .arg("--project-dir")
+        .arg(dir)
+        .arg("--state-dir")
+        .arg(w.work.path().join("state"))
+        .args(["--verify", "changed", "--start", "--health-timeout", "240"])
+        .arg("--json")
+        .args(cm_tests::SKIP_HOST_CHECKS)
+        .output()
+        .unwrap();
+    let text = ok(&out, "cm-migrate run --start into the maintained shape");
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["complete"], true, "{r:#}");
+    let watch = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "watch");
     assert!(
-        signed.contains("DKIM-Signature:") && signed.contains(&format!("d={DOMAIN}")),
-        "{signed}"
+        watch.is_some_and(|w| w.to_string().contains("on 3 of 3 root(s)")),
+        "the change journal follows the three sources, although the volumes are created later: {watch:?}"
     );
+    let verify = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "verify");
+    assert!(
+        verify.is_some_and(|v| v["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ALL OK")
+                && s.contains("changed directories compared by content"))),
+        "--verify changed compared the journal's directories: {verify:?}"
+    );
+    let all = r.to_string();
+    // the preflight said what the target is, and what it does not mount, with the line
+    assert!(all.contains("volume relay_mail"), "{all}");
+    assert!(
+        all.contains("/etc/chatmail-nocreate")
+            && all.contains("- ./state/chatmail-nocreate:/etc/chatmail-nocreate:ro"),
+        "{all}"
+    );
+    assert!(all.contains("owners follow the image"), "{all}");
+    assert!(
+        all.contains(&format!("image {IMAGE} is on this host")),
+        "{all}"
+    );
+    assert!(all.contains("vmail 1105:1105 -> 801:801"), "{all}");
+    // the settings as the target takes them: the old ini byte for byte, the variables in .env
+    assert_eq!(
+        fs::read(dir.join("chatmail.ini")).unwrap(),
+        fs::read(host_ini).unwrap()
+    );
+    let env = fs::read_to_string(dir.join(".env")).unwrap();
+    assert!(
+        env.contains(&format!("MAIL_DOMAIN=\"{DOMAIN}\"")) && env.contains("CHATMAIL_IMAGE="),
+        "{env}"
+    );
+    // the volumes carry Compose's labels: a second `up` uses them without a warning
+    assert_labelled_as_compose_would();
+    let up = project.compose(&["up", "-d"]);
+    let up_err = ok(&up, "compose up") + &String::from_utf8_lossy(&up.stderr);
+    assert!(!up_err.to_ascii_lowercase().contains("warn"), "{up_err}");
+    wait_running();
 
-    // 8. the mounted ini means the same to chatmail as the old one
-    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", &host_ini);
-
-    drop(project);
+    // nothing chowned by the start-up: every file's ctime is older than the start step
+    // (the downtime ends when the container serves; its start step is its last part)
+    let started_ms = r["downtime"]["ended_unix_ms"].as_u64().unwrap()
+        - r["downtime"]["parts"]["start"].as_u64().unwrap();
+    let mail = mountpoint(&format!("{PROJECT}_mail"));
+    let dkim = mountpoint(&format!("{PROJECT}_dkim"));
+    let mut files = 0;
+    for (p, (_, _, mode, ctime, ns)) in snapshot(&mail).into_iter().chain(snapshot(&dkim)) {
+        if mode & 0o170000 == 0o040000 {
+            continue; // dovecot adds index files to maildirs
+        }
+        let ms = (ctime * 1000 + ns / 1_000_000) as u64;
+        assert!(
+            ms < started_ms || p.to_string_lossy().contains("dovecot"),
+            "{} was changed after the container started",
+            p.display()
+        );
+        files += 1;
+    }
+    assert!(files > 15, "only {files} files looked at");
+    assert_owned_by_name_and_dovecot_reads_every_message();
+    assert_the_old_key_signs();
+    let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", host_ini);
+    drop(w);
 }

@@ -330,3 +330,252 @@ fn ini_to_env_writes_an_ini_mount_targets_settings_and_compose_reads_them_back()
     assert!(env.contains("MAX_MAILBOX_SIZE=\"2G\""), "{env}");
     assert!(!ours.join("chatmail.ini").exists());
 }
+
+/// A bind-mount target with the ini mounted (the maintained deployment's override example),
+/// no engine needed: `cm-copy-data --json` says how it resolved the target, and `cm-migrate
+/// run` moves the sample host into it exactly there: the trees at the bind paths with the
+/// owner map's ids, the old ini byte for byte at the mount's source, MAIL_DOMAIN in .env,
+/// the guide's data/chatmail* left alone.
+#[test]
+fn copy_data_and_migrate_run_follow_a_bind_mount_target_with_the_ini_mounted() {
+    cm_tests::compose();
+    let t = tempfile::Builder::new()
+        .prefix("cm-target-bind.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let repo = cm_tests::repo_root();
+    let host = cm_tests::sample_host(&t.path().join("host"), None);
+    let d = fixture("maintained-bind", t.path());
+    let users = repo.join("docker/users");
+    let (h, p, u) = (
+        host.to_str().unwrap(),
+        d.to_str().unwrap(),
+        users.to_str().unwrap(),
+    );
+    let o = run(
+        "cm-copy-data",
+        &[
+            "--root",
+            h,
+            "--project-dir",
+            p,
+            "--owner-map",
+            u,
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let placed = &j["target"]["resolved"]["placements"];
+    let mail = placed
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["state"]["name"] == "mail"))
+        .unwrap_or_else(|| panic!("no mail placement: {j:#}"));
+    assert_eq!(mail["source"]["type"], "bind", "{mail:#}");
+    assert_eq!(
+        mail["source"]["path"].as_str(),
+        d.join("data/mail").to_str(),
+        "{mail:#}"
+    );
+    assert_eq!(
+        j["target"]["resolved"]["layout"]["type"], "compose",
+        "{j:#}"
+    );
+    assert_eq!(
+        j["target"]["resolved"]["settings"]["type"], "ini_mount",
+        "{j:#}"
+    );
+
+    let state = t.path().join("state");
+    let o = run(
+        "cm-migrate",
+        &[
+            "run",
+            "--root",
+            h,
+            "--project-dir",
+            p,
+            "--owner-map",
+            u,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--json",
+        ]
+        .into_iter()
+        .chain(cm_tests::SKIP_HOST_CHECKS)
+        .collect::<Vec<_>>(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["complete"], true, "{r:#}");
+    let vmail = fs::read_to_string(&users).unwrap();
+    let uid: u32 = vmail
+        .lines()
+        .find_map(|l| l.strip_prefix("vmail "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("vmail in docker/users");
+    use std::os::unix::fs::MetadataExt;
+    let top = fs::metadata(d.join("data/mail/mail")).unwrap();
+    assert_eq!(top.uid(), uid, "the mail store's owner is the map's vmail");
+    assert!(d.join("data/dkim/opendkim.private").is_file());
+    assert!(
+        !d.join("data/chatmail").exists(),
+        "nothing in the guide's layout"
+    );
+    let old_ini = host.join("usr/local/lib/chatmaild/chatmail.ini");
+    assert_eq!(
+        fs::read(d.join("chatmail.ini")).unwrap(),
+        fs::read(&old_ini).unwrap()
+    );
+    let env = fs::read_to_string(d.join(".env")).unwrap();
+    assert!(env.contains("MAIL_DOMAIN="), "{env}");
+    let settings = r["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["step"] == "settings"))
+        .map(|s| s["summary"].to_string())
+        .unwrap_or_default();
+    assert!(
+        settings.contains("/etc/chatmail/chatmail.ini"),
+        "{settings}"
+    );
+}
+
+/// The guide's alternative of mounting the old host's own directories: nothing is copied;
+/// owners that differ from the target's are re-owned in place only when asked, with an undo
+/// record written first (private), and the record puts every owner back.
+#[test]
+fn in_place_mounts_are_reowned_only_when_asked_and_the_undo_record_restores_them() {
+    use std::os::unix::fs::MetadataExt;
+    cm_tests::compose();
+    let t = tempfile::Builder::new()
+        .prefix("cm-reown.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let repo = cm_tests::repo_root();
+    let host = cm_tests::sample_host(&t.path().join("host"), None);
+    let proj = t.path().join("proj");
+    fs::create_dir_all(&proj).unwrap();
+    let h = host.display().to_string();
+    fs::write(
+        proj.join("compose.yaml"),
+        format!("services:\n  chatmail:\n    image: chatmail-relay:relay\n    volumes:\n      - {h}/home/vmail:/home/vmail\n      - {h}/etc/dkimkeys:/etc/dkimkeys\n      - {h}/var/lib/acme:/var/lib/acme\n      - ./chatmail.ini:/etc/chatmail/chatmail.ini\n"),
+    )
+    .unwrap();
+    let users = repo.join("docker/users");
+    let owner = |p: &str| fs::symlink_metadata(host.join(p)).unwrap().uid();
+    let mailbox = "home/vmail/mail";
+    let before = owner(mailbox);
+    let base = [
+        "--root",
+        h.as_str(),
+        "--project-dir",
+        proj.to_str().unwrap(),
+        "--owner-map",
+        users.to_str().unwrap(),
+    ];
+    // without --reown-in-place: nothing to copy, nothing changed
+    let o = run("cm-copy-data", &base);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("mounted in place"), "{}", text(&o));
+    assert_eq!(owner(mailbox), before);
+    let dry = run(
+        "cm-copy-data",
+        &[&base[..], &["--reown-in-place", "--dry-run"]].concat(),
+    );
+    assert!(text(&dry).contains("would re-own"), "{}", text(&dry));
+    assert_eq!(owner(mailbox), before, "a dry run changes nothing");
+    let o = run("cm-copy-data", &[&base[..], &["--reown-in-place"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("re-owned"), "{said}");
+    let vmail_uid: u32 = fs::read_to_string(&users)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("vmail "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert_ne!(before, vmail_uid);
+    assert_eq!(owner(mailbox), vmail_uid, "{said}");
+    let records: Vec<PathBuf> = fs::read_dir(proj.join(".cm-reown"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // one per tree whose owners changed (the ACME state is root's, the same in the image)
+    let mut names: Vec<String> = records
+        .iter()
+        .map(|r| {
+            r.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .split('-')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dkimkeys", "vmail"], "{records:?}");
+    for r in &records {
+        assert_eq!(
+            fs::metadata(r).unwrap().mode() & 0o777,
+            0o600,
+            "{}",
+            r.display()
+        );
+        let o = run(
+            "cm-copy-data",
+            &[
+                "--project-dir",
+                proj.to_str().unwrap(),
+                "--undo-reown",
+                r.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    assert_eq!(
+        owner(mailbox),
+        before,
+        "the undo records put the owners back"
+    );
+    // something that is not a record is unusable input
+    let o = run(
+        "cm-copy-data",
+        &["--undo-reown", proj.join("compose.yaml").to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+/// A relative --project-dir means the same directory as its absolute path: Compose runs in
+/// the project directory, and the paths of its mounts are not taken twice.
+#[test]
+fn a_relative_project_dir_resolves_to_the_same_mounts() {
+    cm_tests::compose();
+    let t = tempfile::tempdir().unwrap();
+    let d = fixture("maintained-bind", t.path());
+    let host = cm_tests::sample_host(&t.path().join("host"), None);
+    let users = cm_tests::repo_root().join("docker/users");
+    let o = Command::new(cm_tests::bin("cm-copy-data"))
+        .current_dir(t.path())
+        .args(["--project-dir", "maintained-bind", "--root"])
+        .arg(&host)
+        .arg("--owner-map")
+        .arg(&users)
+        .args(["--dry-run", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mail = j["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["volume"] == "mail"))
+        .unwrap_or_else(|| panic!("{j:#}"));
+    assert_eq!(
+        mail["target"].as_str(),
+        d.join("data/mail").to_str(),
+        "{mail:#}"
+    );
+}

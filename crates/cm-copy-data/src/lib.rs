@@ -17,7 +17,7 @@ mod interrupt;
 mod summary;
 use summary::VolResult;
 
-mod target;
+use cm_core::target::prepare::{self, Prepared};
 
 /// Copy a chatmail relay's state (DKIM keys, ACME state, mail store) into a Docker project.
 ///
@@ -101,6 +101,17 @@ struct Args {
     /// aside into a dated folder beside the target, never deleted.
     #[arg(long)]
     adopt: bool,
+
+    /// For a tree the target mounts from the old host's own path (nothing to copy), set the
+    /// owners the target expects (the image's by name, or --owner-map) on the old host's
+    /// files themselves; an undo record is written first, to
+    /// <project-dir>/.cm-reown/<name>-<UTC>.undo.
+    #[arg(long)]
+    reown_in_place: bool,
+
+    /// Put back every owner and mode an undo record of --reown-in-place holds, and exit.
+    #[arg(long, value_name = "FILE", conflicts_with = "reown_in_place")]
+    undo_reown: Option<PathBuf>,
 
     /// Print the plan (counts and sizes per volume, space needed, every path that would be
     /// removed or moved aside) and change nothing.
@@ -273,6 +284,9 @@ where
 }
 
 fn run_args(a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(record) = &a.undo_reown {
+        return undo_reown(&a, record);
+    }
     if let Err(e) = check_project(&a) {
         return usage(e);
     }
@@ -287,26 +301,36 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
     };
     let mut resolved = None;
     if a.maps.is_empty() {
-        let r = match target::resolve(
+        let r = match prepare::prepare(
             &a.root,
             &a.project_dir,
-            a.compose.as_deref(),
-            a.layout.is_some(),
-            &a.only,
-            a.owners.owner_map.is_some(),
-            a.dry_run,
+            &prepare::Options {
+                compose: a.compose.as_deref(),
+                guide: a.layout.is_some(),
+                only: &a.only,
+                owner_map_given: a.owners.owner_map.is_some(),
+                create: !a.dry_run,
+                dry_run: a.dry_run,
+                on: Default::default(),
+            },
         ) {
             Ok(r) => r,
             Err(e) => return usage(e),
         };
         if !a.quiet {
-            for l in &r.said {
-                eprintln!("cm-copy-data: {l}");
+            for n in &r.notes {
+                cm_cli::msg::note(n);
+            }
+            for w in &r.warnings {
+                cm_cli::msg::warning(w);
             }
         }
         vols = r.volumes.clone();
         if r.owners.is_some() {
             owners = r.owners.clone();
+        }
+        if a.reown_in_place {
+            reown_in_place(&a, &r, owners.as_ref())?;
         }
         resolved = Some(r);
     }
@@ -376,7 +400,13 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return usage(format!("cannot check free space on the target: {e}")),
     };
     if a.dry_run {
-        return Ok(dry_run(&a, &plans, &space, caller.err()));
+        return Ok(dry_run(
+            &a,
+            &plans,
+            &space,
+            caller.err(),
+            &target_json(&resolved),
+        ));
     }
     if space.iter().any(|s| !s.ok()) {
         for m in space.iter().filter_map(|s| s.shortage()) {
@@ -391,16 +421,101 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(1));
     }
-    let code = execute(&a, &plans, &opts, owners.as_ref());
+    let code = execute(&a, &plans, &opts, owners.as_ref(), &target_json(&resolved));
     Ok(match &resolved {
         Some(r) if code == ExitCode::SUCCESS => copy_files(&a, r, &opts),
         _ => code,
     })
 }
 
+/// `--reown-in-place`: each tree mounted from the old host's own path re-owned by the map,
+/// its undo record first; a line each (stderr under --json).
+fn reown_in_place(a: &Args, r: &Prepared, owners: Option<&OwnerMap>) -> anyhow::Result<()> {
+    let Some(map) = owners.filter(|m| !m.is_identity()) else {
+        if !a.quiet {
+            cm_cli::msg::note("--reown-in-place: the owner map changes no id: nothing to re-own");
+        }
+        return Ok(());
+    };
+    let stamp = cm_core::fsutil::utc_stamp(std::time::SystemTime::now());
+    for (path, _) in &r.in_place {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".into());
+        let record = a
+            .project_dir
+            .join(".cm-reown")
+            .join(format!("{name}-{stamp}.undo"));
+        let done = cm_core::reown::reown(path, map, &record, a.dry_run)?;
+        let verb = if a.dry_run {
+            "would re-own"
+        } else {
+            "re-owned"
+        };
+        let line = format!(
+            "{}: {verb} {} of {} entries in place{}",
+            q(path),
+            done.changed,
+            done.entries,
+            match &done.record {
+                Some(rec) => format!(
+                    " (undo: cm-copy-data --project-dir {} --undo-reown {})",
+                    q(&a.project_dir),
+                    q(rec)
+                ),
+                None => String::new(),
+            }
+        );
+        if a.json {
+            eprintln!("{line}");
+        } else if !a.quiet {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// `--undo-reown FILE`: the owners and modes of the record put back.
+fn undo_reown(a: &Args, record: &Path) -> anyhow::Result<ExitCode> {
+    use cm_core::reown::ReownError;
+    match cm_core::reown::undo(record) {
+        Ok(n) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "restored": n, "record": jp(record)})
+                );
+            } else if !a.quiet {
+                println!(
+                    "restored the owners and modes of {n} entries from {}",
+                    q(record)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ ReownError::Format { .. }) => usage(e),
+        Err(ReownError::Io { path, source }) if path == record => {
+            usage(format!("{}: {source}", q(&path)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The target as `--json` gives it: how it was resolved (layout, service, each piece of
+/// state's mount, settings), the owners mapped by name from its image, what was noted and
+/// warned on the way; null for `--map`.
+fn target_json(r: &Option<Prepared>) -> serde_json::Value {
+    match r {
+        Some(r) => serde_json::json!({"resolved": r.target, "owners_by_name": r.mapped,
+            "notes": r.notes, "warnings": r.warnings}),
+        None => serde_json::Value::Null,
+    }
+}
+
 /// The single files the target mounts (self-signed TLS, the account-creation switch,
 /// external TLS), after the trees.
-fn copy_files(a: &Args, r: &target::Resolved, opts: &copy::Options) -> ExitCode {
+fn copy_files(a: &Args, r: &Prepared, opts: &copy::Options) -> ExitCode {
     match cm_core::target::plan::copy_files(&r.target, &a.root, opts.ids, false) {
         Ok(files) => {
             if !a.quiet && !a.json {
@@ -483,6 +598,7 @@ fn dry_run(
     plans: &[Plan],
     space: &[safety::SpaceCheck],
     refusal: Option<String>,
+    target: &serde_json::Value,
 ) -> ExitCode {
     let space_ok = space.iter().all(|s| s.ok());
     if let Some(r) = &refusal {
@@ -507,7 +623,8 @@ fn dry_run(
         println!(
             "{}",
             serde_json::json!({"dry_run": true, "ok": space_ok && refusal.is_none(),
-                "refused": refusal, "volumes": v, "space": space_json(space), "space_ok": space_ok})
+                "refused": refusal, "volumes": v, "space": space_json(space), "space_ok": space_ok,
+                "target": target})
         );
         return code;
     }
@@ -601,7 +718,13 @@ fn copy_volume(p: &Plan, opts: &copy::Options, on: &(dyn Fn(Event) + Sync)) -> V
     }
 }
 
-fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&OwnerMap>) -> ExitCode {
+fn execute(
+    a: &Args,
+    plans: &[Plan],
+    opts: &copy::Options,
+    owners: Option<&OwnerMap>,
+    target: &serde_json::Value,
+) -> ExitCode {
     let quiet = a.quiet;
     let started = Instant::now();
     let total_bytes: u64 = plans
@@ -683,7 +806,7 @@ fn execute(a: &Args, plans: &[Plan], opts: &copy::Options, owners: Option<&Owner
         println!(
             "{}",
             serde_json::json!({"ok": !any_error, "volumes": v, "totals": totals,
-                "owners_mapped": mapped, "next": next})
+                "owners_mapped": mapped, "target": target, "next": next})
         );
     } else {
         for (p, r) in plans.iter().zip(&results) {

@@ -506,27 +506,7 @@ pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ReadError> {
 /// The name of a backup kept beside `path` before it is replaced:
 /// `<name>.bak-YYYYMMDDTHHMMSSZ` (UTC), with `-N` added if that name is taken.
 pub fn backup_path(path: &Path, now: std::time::SystemTime) -> std::path::PathBuf {
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // civil-from-days (Howard Hinnant), days since 1970-01-01
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let stamp = format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
+    let stamp = crate::fsutil::utc_stamp(now);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -38,6 +38,7 @@ pub mod owners;
 pub mod params;
 pub mod ports;
 pub mod quote;
+pub mod reown;
 pub mod report;
 pub mod root;
 pub mod state;

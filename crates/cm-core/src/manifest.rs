@@ -933,6 +933,20 @@ pub fn write_tree(
     opts: &crate::tree::ScanOptions,
     progress: &dyn crate::tree::Progress,
 ) -> Result<Written, ManifestError> {
+    write_tree_mapped(root, output, header, comments, opts, None, progress)
+}
+
+/// [`write_tree`] with owners (and the ids in ACLs) recorded as `owners` maps them: the
+/// manifest a copy made with that map must match.
+pub fn write_tree_mapped(
+    root: &Path,
+    output: &Path,
+    header: &Header,
+    comments: &[String],
+    opts: &crate::tree::ScanOptions,
+    owners: Option<&crate::owners::OwnerMap>,
+    progress: &dyn crate::tree::Progress,
+) -> Result<Written, ManifestError> {
     use crate::tree::Walked;
     let mut w = Writer::create_new(output, header, comments)?;
     let mut done = Written::default();
@@ -945,7 +959,15 @@ pub fn write_tree(
             let mut items = vec![(root, &mut *chunk, None)];
             crate::tree::hash_snapshots(&mut items, opts.jobs, progress);
         }
-        for e in chunk.entries.drain(..) {
+        for mut e in chunk.entries.drain(..) {
+            if let Some(m) = owners {
+                (e.uid, e.gid) = m.map(e.uid, e.gid);
+                for (n, val) in &mut e.xattrs {
+                    if crate::owners::is_acl_xattr(n.as_bytes()) {
+                        *val = m.map_acl(val);
+                    }
+                }
+            }
             if werr.is_none() {
                 if let Err(x) = w.entry(&e) {
                     *werr = Some(x);

@@ -118,23 +118,9 @@ impl Timestamp {
     /// For people: UTC with the nanoseconds, `2026-12-03 16:34:34.123456789 UTC` (the
     /// manifest keeps [`fmt::Display`]'s `SECONDS.NANOSECONDS`).
     pub fn utc(&self) -> String {
-        let days = self.sec.div_euclid(86_400);
-        let secs = self.sec.rem_euclid(86_400);
-        // Howard Hinnant's civil_from_days
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
+        let (y, m, d, hh, mm, ss) = crate::fsutil::civil(self.sec);
         format!(
-            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:09} UTC",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60,
+            "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}.{:09} UTC",
             self.nsec
         )
     }
@@ -1273,12 +1259,6 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
 /// non-directories of the same type on both sides, must be exactly one group on the other.
 fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut Vec<Difference>) {
     let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
-    let quote_list = |ps: &[&Path]| {
-        ps.iter()
-            .map(|p| crate::quote::quote_path(p))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     // (this side, other side, kind of finding from this side's point of view)
     for (this, other, from_src) in [(src, dst, true), (dst, src, false)] {
         for (_, paths) in this.link_groups() {
@@ -1302,27 +1282,39 @@ fn link_diffs(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions, out: &mut V
                     None => singles.push(vec![p]),
                 }
             }
-            let n_parts = parts.len() + singles.len();
-            if n_parts <= 1 {
-                continue;
-            }
-            let mut shown: Vec<String> = parts.values().map(|v| quote_list(v)).collect();
-            shown.extend(singles.iter().map(|v| quote_list(v)));
-            let linked = format!("one inode: {}", quote_list(&common));
-            let split = format!("{} separate inodes: {}", n_parts, shown.join(" | "));
-            let (expected, actual) = if from_src {
-                (linked, split)
-            } else {
-                (split, linked)
-            };
-            out.push(Difference {
-                kind: DiffKind::HardLink,
-                path: common[0].to_path_buf(),
-                expected,
-                actual,
-            });
+            let parts: Vec<Vec<&Path>> = parts.into_values().chain(singles).collect();
+            out.extend(split_links(&common, &parts, from_src));
         }
     }
+}
+
+fn quote_list(ps: &[&Path]) -> String {
+    ps.iter()
+        .map(|p| crate::quote::quote_path(p))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The difference of a hard-link group found `common` on one side (`from_src`: the source)
+/// and in `parts` (several inodes) on the other; None when the other side keeps it whole.
+fn split_links(common: &[&Path], parts: &[Vec<&Path>], from_src: bool) -> Option<Difference> {
+    if parts.len() <= 1 {
+        return None;
+    }
+    let shown: Vec<String> = parts.iter().map(|v| quote_list(v)).collect();
+    let linked = format!("one inode: {}", quote_list(common));
+    let split = format!("{} separate inodes: {}", parts.len(), shown.join(" | "));
+    let (expected, actual) = if from_src {
+        (linked, split)
+    } else {
+        (split, linked)
+    };
+    Some(Difference {
+        kind: DiffKind::HardLink,
+        path: common[0].to_path_buf(),
+        expected,
+        actual,
+    })
 }
 
 /// Entries compared at a time by the streaming comparisons (per side, about).
@@ -1570,12 +1562,6 @@ fn link_ident(e: &Entry) -> Option<(u64, u64)> {
 /// same type on both sides, must be exactly one inode on the other (as [`link_diffs`]).
 fn link_check(links: &[LinkRecord], opts: &CompareOptions, out: &mut Vec<Difference>) {
     let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
-    let quote_list = |ps: &[&Path]| {
-        ps.iter()
-            .map(|p| crate::quote::quote_path(p))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     for from_src in [true, false] {
         let mut groups: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
         let mut order = Vec::new();
@@ -1611,25 +1597,8 @@ fn link_check(links: &[LinkRecord], opts: &CompareOptions, out: &mut Vec<Differe
                     None => singles.push(vec![&links[i].0]),
                 }
             }
-            let n_parts = parts.len() + singles.len();
-            if n_parts <= 1 {
-                continue;
-            }
-            let mut shown: Vec<String> = parts.iter().map(|v| quote_list(&v.1)).collect();
-            shown.extend(singles.iter().map(|v| quote_list(v)));
-            let linked = format!("one inode: {}", quote_list(&common));
-            let split = format!("{} separate inodes: {}", n_parts, shown.join(" | "));
-            let (expected, actual) = if from_src {
-                (linked, split)
-            } else {
-                (split, linked)
-            };
-            out.push(Difference {
-                kind: DiffKind::HardLink,
-                path: common[0].to_path_buf(),
-                expected,
-                actual,
-            });
+            let parts: Vec<Vec<&Path>> = parts.into_iter().map(|p| p.1).chain(singles).collect();
+            out.extend(split_links(&common, &parts, from_src));
         }
     }
 }
@@ -1971,32 +1940,6 @@ fn same_content(
             return Ok(true);
         }
     }
-}
-
-/// Compare a recorded snapshot (a manifest) with the live tree at `dst`: walk `dst`, hash
-/// the files whose size matches a recorded file with a hash, compare.
-pub fn check_against(
-    expected: &Snapshot,
-    dst: &Path,
-    opts: &CompareOptions,
-    progress: &dyn Progress,
-) -> Result<(Vec<Difference>, TreeStats), TreeError> {
-    let sopts = ScanOptions {
-        xattrs: opts.xattrs,
-        hash: false,
-        jobs: opts.jobs,
-        exclude: opts.exclude.clone(),
-    };
-    let mut b = walk(dst, &sopts, progress)?;
-    if opts.content {
-        // Only files the manifest has a hash for are worth reading.
-        let mut filter = expected.clone();
-        filter.entries.retain(|e| e.sha256.is_some());
-        let mut items = vec![(dst, &mut b, Some(&filter))];
-        hash_snapshots(&mut items, opts.jobs, progress);
-    }
-    let stats = TreeStats::of(expected, &b);
-    Ok((compare(expected, &b, opts), stats))
 }
 
 /// What a comparison looked at.

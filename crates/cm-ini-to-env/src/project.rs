@@ -30,6 +30,7 @@ pub fn resolve(
             compose,
             guide,
             external_tls: target::external_tls(&root_of(ini)),
+            on: Default::default(),
         },
     )
     .map_err(|e| e.to_string())
@@ -38,25 +39,7 @@ pub fn resolve(
 /// Settings whose default changed between the old host's release and the image's, as
 /// warning lines.
 pub fn changed_defaults(t: &Target, ini_path: &Path, parsed: &ini::IniFile) -> Vec<String> {
-    let version = std::fs::read_to_string(state::under_root(
-        &root_of(ini_path),
-        Path::new(state::HOST_VERSION),
-    ))
-    .ok();
-    let text = std::fs::read_to_string(ini_path).unwrap_or_default();
-    let (from, how) = settings::host_release(version.as_deref(), &text);
-    let (to, how_to) = settings::image_release(t.image.as_deref());
-    let Ok(p) = parsed.params() else {
-        return vec![];
-    };
-    settings::changed_defaults(&from, &to, p)
-        .into_iter()
-        .map(|(k, before, after)| {
-            format!(
-                "{k}: the old host (chatmail {from}, {how}) ran with {before}; the target (chatmail {to}, {how_to}) defaults to {after}: set `{k} = {before}` in chatmail.ini to keep the old behaviour"
-            )
-        })
-        .collect()
+    settings::default_change_warnings(t.image.as_deref(), &root_of(ini_path), ini_path, parsed)
 }
 
 /// Write an ini-mount target's settings; returns the lines to report.

@@ -4,18 +4,19 @@
 use clap::{Args, Subcommand};
 use cm_core::migration::journal::RunIdentity;
 use cm_core::migration::preflight::{host_findings, Finding, HostInput, Level};
+use cm_core::migration::project;
 use cm_core::migration::real::{
-    ComposeTarget, EnvSettings, FanotifyWatch, LocalCopier, NoServices, SystemdServices,
-    VerifyCommand,
+    ComposeTarget, FanotifyWatch, NoServices, SystemdServices, VerifyCommand,
 };
 use cm_core::migration::steps::DEFAULT_RUN_LOCK_FILE;
 use cm_core::migration::transport::{
     default_volumes, Host, Remote, RemoteSettings, RemoteVerifier, RsyncCopier,
 };
-use cm_core::migration::verify::{ChangedVerify, VolumePair};
+use cm_core::migration::verify::{ChangedVerify, VolumePair, Volumes};
 use cm_core::migration::{Copier, Services, Settings, Target, Verifier};
 use cm_core::owners::OwnerMap;
 use cm_core::systemd::{Postqueue, RestoreOptions, StopOptions};
+use cm_core::target::exec::Runner;
 use serde::Serialize;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -73,7 +74,9 @@ pub fn main(c: FlowCmd) -> i32 {
 /// Where the move goes and what it reads (shared by preflight, run and rollback).
 #[derive(Args, Debug, Clone)]
 pub struct FlowArgs {
-    /// The compose project directory on this host (the Docker host is this machine).
+    /// The compose project directory on this host (the Docker host is this machine). Where
+    /// each piece of the relay's state goes is read from its compose file through Compose v2
+    /// (bind mounts, named volumes, a mounted chatmail.ini), as cm-copy-data reads it.
     #[arg(
         long,
         value_name = "DIR",
@@ -82,8 +85,9 @@ pub struct FlowArgs {
     )]
     pub project_dir: Option<PathBuf>,
     /// The Docker host is another machine: ssh://[USER@]HOST[:PORT]/DIR, DIR being the
-    /// compose project directory there. The data goes with rsync over ssh (-aHAX
-    /// --numeric-ids, owners mapped) and is checked there with cm-verify and manifests.
+    /// compose project directory there, read by Compose v2 there. The data goes with rsync
+    /// over ssh (-aHAX --numeric-ids, owners mapped) and is checked there with cm-verify and
+    /// manifests.
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
     /// The old host's root directory (the sources are its etc/dkimkeys, var/lib/acme,
@@ -113,9 +117,15 @@ pub struct FlowArgs {
     /// An ssh client configuration for --to (as `ssh -F FILE`).
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
-    /// The Compose v2 program [default: `docker compose`].
+    /// The Compose v2 program (words allowed: "docker compose") [default: the `docker
+    /// compose` plugin, else docker-compose, else docker-compose-v2, the first that is v2].
     #[arg(long, value_name = "PROGRAM")]
     pub compose: Option<String>,
+    /// Move into the guide's layout (data/chatmail, data/chatmail-dkimkeys,
+    /// data/chatmail-acme and .env below --project-dir, or below the --to directory)
+    /// without reading a compose file.
+    #[arg(long, value_name = "NAME", value_parser = ["guide"])]
+    pub layout: Option<String>,
     /// Seconds to wait for the postfix queue to empty before stopping postfix.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub queue_timeout: u64,
@@ -195,13 +205,26 @@ fn cm_verify() -> PathBuf {
 
 fn compose_command(a: &FlowArgs) -> Vec<String> {
     match &a.compose {
-        Some(c) => vec![c.clone()],
+        Some(c) => c.split_whitespace().map(String::from).collect(),
         None => vec!["docker".into(), "compose".into()],
     }
 }
 
-/// Build the parts; Err is a usage problem (exit 2).
-pub fn build(a: &FlowArgs) -> Result<Built, String> {
+/// What every run needs, whatever the target: the relay's ini, the owner map given, the
+/// old host's services (this machine's, or none), the journal and lock files, the host's
+/// facts for preflight.
+struct Common {
+    ini: PathBuf,
+    owners: Option<OwnerMap>,
+    services: Box<dyn Services>,
+    services_here: bool,
+    journal_file: PathBuf,
+    lock_file: PathBuf,
+    health: Duration,
+    facts: HostFacts,
+}
+
+fn common(a: &FlowArgs) -> Result<Common, String> {
     if !a.root.is_dir() {
         return Err(format!("--root {}: not a directory", a.root.display()));
     }
@@ -220,94 +243,177 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
         None => None,
     };
     let services_here = cm_core::copy::safety::resolve(&a.root) == Path::new("/");
-    let services: Box<dyn Services> = if services_here {
-        Box::new(SystemdServices {
-            stop: StopOptions {
-                state_file: a.state_dir.join("services-state.json"),
-                queue_timeout: Duration::from_secs(a.queue_timeout),
-                unit_timeout: Duration::from_secs(a.unit_timeout),
-                ..Default::default()
-            },
-            restore: RestoreOptions {
-                state_file: a.state_dir.join("services-state.json"),
-                unit_timeout: Duration::from_secs(a.unit_timeout),
-                ..Default::default()
-            },
-        })
-    } else {
-        Box::new(NoServices {
+    Ok(Common {
+        services: services(a, services_here),
+        facts: HostFacts {
+            ini: ini.clone(),
+            services_here,
+            docker_here: a.to.is_none(),
+        },
+        ini,
+        owners,
+        services_here,
+        journal_file: a.state_dir.join("run-journal.json"),
+        lock_file: PathBuf::from(DEFAULT_RUN_LOCK_FILE),
+        health: Duration::from_secs(a.health_timeout),
+    })
+}
+
+/// The old host's units through systemd when they are this machine's, else none.
+fn services(a: &FlowArgs, here: bool) -> Box<dyn Services> {
+    if !here {
+        return Box::new(NoServices {
             why: format!(
                 "--root {} is not this machine's root: its services are not this machine's",
                 a.root.display()
             ),
-        })
-    };
-    let journal_file = a.state_dir.join("run-journal.json");
-    let lock_file = PathBuf::from(DEFAULT_RUN_LOCK_FILE);
-    let health = Duration::from_secs(a.health_timeout);
-    let facts = HostFacts {
-        ini: ini.clone(),
-        services_here,
-        docker_here: a.to.is_none(),
-    };
-    if let Some(url) = &a.to {
-        let mut remote = Remote::parse(url)?;
-        std::fs::create_dir_all(&a.state_dir)
-            .map_err(|e| format!("--state-dir {}: {e}", a.state_dir.display()))?;
-        remote.control_path = Some(a.state_dir.join("ssh-%C"));
-        if let Some(f) = &a.ssh_config {
-            remote
-                .ssh_args
-                .extend(["-F".to_string(), f.display().to_string()]);
-        }
-        for o in &a.ssh_option {
-            remote.ssh_args.extend(["-o".to_string(), o.clone()]);
-        }
-        if let Some(k) = &a.ssh_identity {
-            remote
-                .ssh_args
-                .extend(["-i".to_string(), k.display().to_string()]);
-        }
-        let vols = default_volumes(&a.root);
-        return Ok(Built {
-            identity: RunIdentity {
-                root: a.root.clone(),
-                project_dir: remote.dir.clone(),
-                to: Some(remote.url()),
-            },
-            journal_file,
-            lock_file,
-            copier: Box::new(RsyncCopier {
-                remote: remote.clone(),
-                volumes: vols.clone(),
-                owners: owners.clone(),
-                rsync: "rsync".into(),
-            }),
-            services,
-            settings: Box::new(RemoteSettings {
-                remote: remote.clone(),
-                ini,
-                work: a.state_dir.join("remote/.env"),
-                rsync: "rsync".into(),
-            }),
-            verifier: Box::new(RemoteVerifier {
-                remote: remote.clone(),
-                volumes: vols,
-                owners,
-                manifest_dir: a.state_dir.join("manifests"),
-                cm_verify: cm_verify(),
-                rsync: "rsync".into(),
-            }),
-            target: Box::new(ComposeTarget {
-                project_dir: remote.dir.clone(),
-                host: Host::Remote(remote),
-                compose: compose_command(a),
-                health_timeout: health,
-            }),
-            watch: FanotifyWatch::default(),
-            host: facts,
         });
     }
+    let state_file = a.state_dir.join("services-state.json");
+    Box::new(SystemdServices {
+        stop: StopOptions {
+            state_file: state_file.clone(),
+            queue_timeout: Duration::from_secs(a.queue_timeout),
+            unit_timeout: Duration::from_secs(a.unit_timeout),
+            ..Default::default()
+        },
+        restore: RestoreOptions {
+            state_file,
+            unit_timeout: Duration::from_secs(a.unit_timeout),
+            ..Default::default()
+        },
+    })
+}
+
+/// Build the parts; Err is a usage problem (exit 2).
+pub fn build(a: &FlowArgs) -> Result<Built, String> {
+    let c = common(a)?;
+    match &a.to {
+        Some(url) => build_far(a, c, url),
+        None => build_here(a, c),
+    }
+}
+
+/// The ssh connection of `--to`, with the run's ssh options.
+fn remote_of(a: &FlowArgs, url: &str) -> Result<Remote, String> {
+    let mut remote = Remote::parse(url)?;
+    std::fs::create_dir_all(&a.state_dir)
+        .map_err(|e| format!("--state-dir {}: {e}", a.state_dir.display()))?;
+    remote.control_path = Some(a.state_dir.join("ssh-%C"));
+    if let Some(f) = &a.ssh_config {
+        remote
+            .ssh_args
+            .extend(["-F".to_string(), f.display().to_string()]);
+    }
+    for o in &a.ssh_option {
+        remote.ssh_args.extend(["-o".to_string(), o.clone()]);
+    }
+    if let Some(k) = &a.ssh_identity {
+        remote
+            .ssh_args
+            .extend(["-i".to_string(), k.display().to_string()]);
+    }
+    Ok(remote)
+}
+
+/// The far target of `--to`: resolved there (or the guide's layout by name).
+fn far_target(a: &FlowArgs, c: &Common, remote: &Remote) -> project::Far {
+    if a.layout.is_some() {
+        return project::Far {
+            volumes: default_volumes(&a.root, &remote.dir),
+            target: None,
+            findings: Vec::new(),
+            owners: c.owners.clone(),
+            env: remote.dir.join(".env"),
+            ini_mount: None,
+            compose: None,
+            unusable: None,
+        };
+    }
+    project::far(project::Inputs {
+        root: &a.root,
+        project_dir: &remote.dir,
+        compose: a.compose.as_deref(),
+        guide: false,
+        owner_map: c.owners.clone(),
+        ini: &c.ini,
+        on: Runner(std::sync::Arc::new(remote.clone())),
+    })
+}
+
+/// The volumes the far side's proof checks: read from the far target when it runs.
+fn far_verify_volumes(a: &FlowArgs, far: &project::Far) -> Volumes {
+    match &far.target {
+        Some(tf) => Volumes::Target {
+            target: Box::new(tf.target.clone()),
+            root: a.root.clone(),
+        },
+        None => Volumes::Fixed(
+            far.volumes
+                .iter()
+                .map(|v| VolumePair {
+                    name: v.name.clone(),
+                    src: v.src.clone(),
+                    dst: v.dst.clone(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// The parts of a move to another machine over ssh.
+fn build_far(a: &FlowArgs, c: Common, url: &str) -> Result<Built, String> {
+    let remote = remote_of(a, url)?;
+    let far = far_target(a, &c, &remote);
+    let resolved = a.layout.is_none().then(|| far.findings.clone());
+    let verify_volumes = far_verify_volumes(a, &far);
+    Ok(Built {
+        identity: RunIdentity {
+            root: a.root.clone(),
+            project_dir: remote.dir.clone(),
+            to: Some(remote.url()),
+        },
+        journal_file: c.journal_file,
+        lock_file: c.lock_file,
+        copier: Box::new(RsyncCopier {
+            remote: remote.clone(),
+            volumes: far.volumes,
+            owners: far.owners.clone(),
+            rsync: "rsync".into(),
+            target: far.target,
+            unusable: far.unusable,
+        }),
+        services: c.services,
+        settings: Box::new(RemoteSettings {
+            remote: remote.clone(),
+            ini: c.ini,
+            work: a.state_dir.join("remote/.env"),
+            rsync: "rsync".into(),
+            env: far.env,
+            ini_mount: far.ini_mount,
+        }),
+        verifier: Box::new(RemoteVerifier {
+            remote: remote.clone(),
+            volumes: verify_volumes,
+            owners: far.owners,
+            manifest_dir: a.state_dir.join("manifests"),
+            cm_verify: cm_verify(),
+            rsync: "rsync".into(),
+        }),
+        target: Box::new(ComposeTarget {
+            project_dir: remote.dir.clone(),
+            host: Host::Remote(remote),
+            compose: far.compose.unwrap_or_else(|| compose_command(a)),
+            health_timeout: c.health,
+            resolved,
+        }),
+        watch: FanotifyWatch::default(),
+        host: c.facts,
+    })
+}
+
+/// The parts of a move into a compose project on this machine.
+fn build_here(a: &FlowArgs, c: Common) -> Result<Built, String> {
     let dir = a.project_dir.clone().expect("clap: --project-dir or --to");
     if !dir.is_dir() {
         return Err(format!(
@@ -315,87 +421,96 @@ pub fn build(a: &FlowArgs) -> Result<Built, String> {
             dir.display()
         ));
     }
-    // the run copies into the guide's layout (LocalCopier): verify that layout, by name
-    let mut verify_args: Vec<OsString> = vec![
-        "--project-dir".into(),
-        dir.clone().into(),
-        "--layout".into(),
-        "guide".into(),
-        "--root".into(),
-        a.root.clone().into(),
-        "--ini".into(),
-        ini.clone().into(),
-    ];
-    if let Some(m) = &a.owner_map {
-        verify_args.extend(["--owner-map".into(), m.clone().into()]);
-    }
-    if !services_here {
-        verify_args.push("--no-services".into());
-    }
-    let full = VerifyCommand {
-        program: cm_verify(),
-        args: verify_args,
-    };
-    let verifier: Box<dyn Verifier> = if a.verify == "changed" {
-        let mut layout: Vec<OsString> = vec![
-            "layout".into(),
-            "--project-dir".into(),
-            dir.clone().into(),
-            "--layout".into(),
-            "guide".into(),
-        ];
-        if let Some(c) = &a.compose {
-            layout.extend(["--compose".into(), c.into()]);
-        }
-        let mut checks = vec![
-            vec!["env".into(), ini.clone().into(), dir.join(".env").into()],
-            layout,
-        ];
-        if services_here {
-            checks.push(vec!["services".into()]);
-        }
-        Box::new(ChangedVerify {
-            program: cm_verify(),
-            checks,
-            volumes: cm_core::migration::real::default_volumes(&a.root, &dir)
-                .into_iter()
-                .map(|v| VolumePair {
-                    name: v.name,
-                    src: v.src,
-                    dst: v.dst,
-                })
-                .collect(),
-            owners: owners.clone().unwrap_or_default(),
-            owner_map_file: a.owner_map.clone(),
-            root: a.root.clone(),
-            full,
-        })
-    } else {
-        Box::new(full)
-    };
+    let local = project::local(project::Inputs {
+        root: &a.root,
+        project_dir: &dir,
+        compose: a.compose.as_deref(),
+        guide: a.layout.is_some(),
+        owner_map: c.owners,
+        ini: &c.ini,
+        on: Runner::default(),
+    });
+    let verifier = verifier(a, &dir, &c.ini, c.services_here, &local);
     Ok(Built {
         identity: RunIdentity {
             root: a.root.clone(),
             project_dir: dir.clone(),
             to: None,
         },
-        journal_file,
-        lock_file,
-        copier: Box::new(LocalCopier::new(&a.root, &dir, owners)),
-        services,
-        settings: Box::new(EnvSettings {
-            ini,
-            env: dir.join(".env"),
-        }),
-        verifier,
+        journal_file: c.journal_file,
+        lock_file: c.lock_file,
         target: Box::new(ComposeTarget {
             host: Host::Local,
             project_dir: dir,
-            compose: compose_command(a),
-            health_timeout: health,
+            compose: local.compose.unwrap_or_else(|| compose_command(a)),
+            health_timeout: c.health,
+            resolved: Some(local.findings),
         }),
+        copier: Box::new(local.copier),
+        services: c.services,
+        settings: local.settings,
+        verifier,
         watch: FanotifyWatch::default(),
-        host: facts,
+        host: c.facts,
+    })
+}
+
+/// The arguments that give cm-verify the same target the run copies into.
+fn target_args(a: &FlowArgs, dir: &Path, ini: &Path) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "--project-dir".into(),
+        dir.into(),
+        "--root".into(),
+        a.root.clone().into(),
+        "--ini".into(),
+        ini.into(),
+    ];
+    if a.layout.is_some() {
+        v.extend(["--layout".into(), "guide".into()]);
+    }
+    if let Some(c) = &a.compose {
+        v.extend(["--compose".into(), c.into()]);
+    }
+    if let Some(m) = &a.owner_map {
+        v.extend(["--owner-map".into(), m.clone().into()]);
+    }
+    v
+}
+
+/// `cm-verify all` (`--verify full`), or the changed directories plus `cm-verify all
+/// --no-trees` (`--verify changed`).
+fn verifier(
+    a: &FlowArgs,
+    dir: &Path,
+    ini: &Path,
+    services_here: bool,
+    local: &project::Local,
+) -> Box<dyn Verifier> {
+    let mut args = target_args(a, dir, ini);
+    if !services_here {
+        args.push("--no-services".into());
+    }
+    let full = VerifyCommand {
+        program: cm_verify(),
+        args: args.clone(),
+    };
+    let Some(t) = local.target.clone().filter(|_| a.verify == "changed") else {
+        return Box::new(full);
+    };
+    let mut checks: Vec<OsString> = vec!["all".into()];
+    checks.extend(args);
+    checks.push("--no-trees".into());
+    Box::new(ChangedVerify {
+        program: cm_verify(),
+        checks: vec![checks],
+        volumes: Volumes::Target {
+            target: Box::new(t),
+            root: a.root.clone(),
+        },
+        owners: local.owners.clone().unwrap_or_default(),
+        owner_map_file: a.owner_map.clone(),
+        root: a.root.clone(),
+        full,
     })
 }
 
@@ -455,9 +570,13 @@ pub fn with_parts<R>(b: &mut Built, f: impl FnOnce(&mut cm_core::migration::Part
     f(&mut p)
 }
 
-/// The findings that are not plain "ok", for people (all with `all`).
+/// The findings that are not plain "ok", and what the target is, for people (all with
+/// `all`).
 pub fn print_findings(findings: &[Finding], all: bool) {
-    for f in findings.iter().filter(|f| all || f.level != Level::Ok) {
+    for f in findings
+        .iter()
+        .filter(|f| all || f.level != Level::Ok || f.check == "target")
+    {
         println!("{}", finding_line(f));
     }
 }

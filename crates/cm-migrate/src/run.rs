@@ -151,7 +151,7 @@ fn print_report(r: &RunReport, quiet: bool) {
     );
     if r.findings
         .iter()
-        .any(|f| f.level != cm_core::migration::Level::Ok)
+        .any(|f| f.level != cm_core::migration::Level::Ok || f.check == "target")
     {
         println!("Preflight findings:");
         print_findings(&r.findings, false);

@@ -148,6 +148,10 @@ cm-verify all --project-dir /srv/chatmail --no-env --no-services --json"
         /// names it).
         #[arg(long)]
         no_services: bool,
+        /// Switch off the volume checks (e.g. when the trees are compared otherwise, as
+        /// `cm-migrate run --verify changed` does; the verdict still names them).
+        #[arg(long)]
+        no_trees: bool,
         #[command(flatten)]
         lay: LayoutArgs,
         #[command(flatten)]
@@ -496,6 +500,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             ini,
             no_env,
             no_services,
+            no_trees,
             lay,
             svc,
             cmp,
@@ -506,6 +511,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     ini,
                     no_env,
                     no_services,
+                    no_trees,
                     lay,
                     svc,
                     cmp,
@@ -639,6 +645,7 @@ struct AllArgs {
     ini: Option<PathBuf>,
     no_env: bool,
     no_services: bool,
+    no_trees: bool,
     lay: LayoutArgs,
     svc: ServicesArgs,
     cmp: CompareArgs,
@@ -730,10 +737,11 @@ fn all(a: &AllArgs, out: &ReportArgs) -> Result<u8> {
         .push(services_check(&a.svc, a.no_services, out.examples));
     let mut opts = compare_options(&a.cmp, out.quiet)?;
     // owners follow the target's image, as cm-copy-data mapped them (unless --owner-map)
-    if let (None, Some(engine), Some(_)) = (
+    if let (None, Some(engine), Some(_), false) = (
         &a.cmp.owners.owner_map,
         checks::project::engine_of(&t),
         &t.image,
+        a.no_trees,
     ) {
         let r = root.unwrap_or(Path::new("/"));
         match cm_core::target::image_owners(&t, &engine, r) {
@@ -752,8 +760,17 @@ fn all(a: &AllArgs, out: &ReportArgs) -> Result<u8> {
             )),
         }
     }
-    for vol in checks::volume_checks_of(checks::project::volume_pairs(&t, &resolved), root) {
-        v.checks.push(all_volume(vol, &opts, out)?);
+    if a.no_trees {
+        v.checks.push(CheckReport::not_checked(
+            "tree",
+            "volumes".into(),
+            "--no-trees".into(),
+            true,
+        ));
+    } else {
+        for vol in checks::volume_checks_of(checks::project::volume_pairs(&t, &resolved), root) {
+            v.checks.push(all_volume(vol, &opts, out)?);
+        }
     }
     if out.json {
         print_json(&v.to_json());

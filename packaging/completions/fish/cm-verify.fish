@@ -102,6 +102,7 @@ complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -s j -l jobs -d
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l examples -d 'How many examples to show per kind of difference in the text report' -r
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l no-env -d 'Switch off the env check (the verdict still names it)'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l no-services -d 'Switch off the services check (e.g. when run on the new host; the verdict still names it)'
+complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l no-trees -d 'Switch off the volume checks (e.g. when the trees are compared otherwise, as `cm-migrate run --verify changed` does; the verdict still names them)'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l atime -d 'Also compare access times (off by default: reading a file may update them)'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l no-content -d 'Do not compare contents (metadata only)'
 complete -c cm-verify -n "__fish_cm_verify_using_subcommand all" -l no-xattrs -d 'Do not compare extended attributes and ACLs'

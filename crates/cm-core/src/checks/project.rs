@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{finding, CheckError, Finding, ImageIds, Mount, ProjectLayout};
-use crate::target::{self, engine::Engine, Layout, Settings, Source, Target};
+use crate::target::{self, Settings, Source, Target};
 
 /// The resolved project: each tree's mount with where its data is on this machine.
 #[derive(Debug, Default)]
@@ -22,19 +22,7 @@ pub struct Resolved {
     pub ini: Option<PathBuf>,
 }
 
-/// The engine behind a compose target (the Docker CLI its Compose is a plugin of).
-pub fn engine_of(t: &Target) -> Option<Engine> {
-    match &t.layout {
-        Layout::Compose { compose, .. } => {
-            let w: Vec<&str> = compose.split_whitespace().collect();
-            Some(Engine::new(match w.as_slice() {
-                [d, "compose"] => d.to_string(),
-                _ => "docker".to_string(),
-            }))
-        }
-        Layout::Guide => None,
-    }
-}
+pub use crate::target::engine_of;
 
 /// Resolve the target of `p` (exit 2 when it cannot be: no directory, no compose file,
 /// no state mounted, no Compose v2) and find each tree's data.
@@ -45,6 +33,7 @@ pub fn resolve(p: &ProjectLayout, want_image: bool) -> Result<(Target, Resolved)
             compose: p.compose,
             guide: p.guide,
             external_tls: None,
+            on: Default::default(),
         },
     )
     .map_err(|e| CheckError::Other(e.to_string()))?;

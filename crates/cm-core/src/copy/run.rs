@@ -407,29 +407,10 @@ fn aside_root(dst: &Path) -> PathBuf {
         .map(|n| n.to_os_string())
         .unwrap_or_else(|| "copy".into());
     let mut d = OsString::from("cm-moved-aside-");
-    d.push(utc_stamp());
+    d.push(crate::fsutil::utc_stamp(std::time::SystemTime::now()));
     d.push("-");
     d.push(&name);
     dst.parent().unwrap_or(Path::new("/")).join(d)
-}
-
-fn utc_stamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as libc::time_t)
-        .unwrap_or(0);
-    // SAFETY: gmtime_r writes into the tm we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::gmtime_r(&now, &mut tm) };
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
 }
 
 /// One source entry being decided, with what the copy and the manifest hold at its name.

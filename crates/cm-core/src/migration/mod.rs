@@ -20,6 +20,7 @@
 
 pub mod journal;
 pub mod preflight;
+pub mod project;
 pub mod real;
 pub mod rollback;
 pub mod steps;

@@ -20,20 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The guide's layout below `root` and `project_dir`, as cm-copy-data's default plan.
-pub fn default_volumes(root: &Path, project_dir: &Path) -> Vec<Volume> {
-    super::transport::default_volumes(root)
-        .into_iter()
-        .map(|v| Volume {
-            mail_store: v.name == "mail",
-            name: v.name,
-            src: v.src,
-            dst: project_dir.join(v.rel),
-            optional: v.optional,
-        })
-        .collect()
-}
-
 /// Entries and bytes of each source (a walk, no hashing), and a timed sample: a few
 /// thousand files read and hashed, for the expected speed of a pass.
 pub fn estimate_sources(vols: &[(String, PathBuf, String)]) -> Result<Estimate, MigrationError> {
@@ -87,19 +73,141 @@ pub fn estimate_sources(vols: &[(String, PathBuf, String)]) -> Result<Estimate, 
     Ok(est)
 }
 
-/// The copy into this host's project directory with cm-core's engine (as cm-copy-data).
+/// The copy into this host's target with cm-core's engine (as cm-copy-data).
 pub struct LocalCopier {
     pub volumes: Vec<Volume>,
     pub owners: Option<OwnerMap>,
     pub jobs: usize,
+    /// The resolved target: its single files are copied after the trees, and its named
+    /// volumes that do not exist yet are created by the live pass.
+    pub target: Option<TargetFiles>,
+    /// Why there is nothing to copy into (the target could not be resolved).
+    pub unusable: Option<String>,
+}
+
+/// What a copy into a resolved target needs beyond its volumes.
+pub struct TargetFiles {
+    pub root: PathBuf,
+    pub target: crate::target::Target,
+    /// Some named volume does not exist yet (the live pass creates it).
+    pub pending_volumes: bool,
+}
+
+impl TargetFiles {
+    /// The trees whose named volume does not exist yet (none of `have`): (volume, source,
+    /// where it goes).
+    pub fn pending(&self, have: &[&str]) -> Vec<(String, PathBuf, String)> {
+        if !self.pending_volumes {
+            return Vec::new();
+        }
+        self.target
+            .trees()
+            .filter(|p| !have.contains(&p.state.name.as_str()))
+            .filter_map(|p| {
+                let crate::target::Source::Volume { name, .. } = &p.source else {
+                    return None;
+                };
+                let src = crate::root::resolve_in(&self.root, &p.mount).ok()?;
+                let to = format!("volume {name} (the copy creates it)");
+                Some((p.state.name.clone(), src, to))
+            })
+            .collect()
+    }
+
+    /// Create the named volumes that do not exist yet (with Compose's labels, through the
+    /// engine where the target is); the volumes of the copy as they are then, or None when
+    /// nothing was pending.
+    pub fn create_volumes(
+        &mut self,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<Vec<Volume>>, String> {
+        if !self.pending_volumes {
+            return Ok(None);
+        }
+        let engine = crate::target::engine_of(&self.target);
+        let p =
+            crate::target::plan::copy_volumes(&self.target, &self.root, engine.as_ref(), true, &[])
+                .map_err(|e| e.to_string())?;
+        notes.extend(p.notes);
+        self.pending_volumes = false;
+        Ok(Some(p.volumes))
+    }
 }
 
 impl LocalCopier {
-    pub fn new(root: &Path, project_dir: &Path, owners: Option<OwnerMap>) -> LocalCopier {
+    pub fn new(volumes: Vec<Volume>, owners: Option<OwnerMap>, target: TargetFiles) -> LocalCopier {
         LocalCopier {
-            volumes: default_volumes(root, project_dir),
+            volumes,
             owners,
             jobs: (crate::tree::default_jobs() * 4).clamp(8, 32),
+            target: Some(target),
+            unusable: None,
+        }
+    }
+
+    /// A copier for a target that could not be resolved: its preflight says why, its
+    /// copy fails.
+    pub fn unusable(why: String) -> LocalCopier {
+        LocalCopier {
+            volumes: Vec::new(),
+            owners: None,
+            jobs: 1,
+            target: None,
+            unusable: Some(why),
+        }
+    }
+
+    /// What is copied: (volume, source, where it goes) for every tree, also those whose
+    /// named volume the live pass has yet to create.
+    fn sources(&self) -> Vec<(String, PathBuf, String)> {
+        let mut v: Vec<(String, PathBuf, String)> = self
+            .volumes
+            .iter()
+            .map(|v| (v.name.clone(), v.src.clone(), v.dst.display().to_string()))
+            .collect();
+        if let Some(tf) = &self.target {
+            let have: Vec<&str> = self.volumes.iter().map(|v| v.name.as_str()).collect();
+            v.extend(tf.pending(&have));
+        }
+        v
+    }
+
+    /// Named volumes of the target that do not exist yet are created (with Compose's
+    /// labels), and the volumes read again.
+    fn create_volumes(&mut self, notes: &mut Vec<String>) -> Result<(), String> {
+        if let Some(v) = self
+            .target
+            .as_mut()
+            .map(|t| t.create_volumes(notes))
+            .transpose()?
+        {
+            self.volumes = v.unwrap_or_else(|| std::mem::take(&mut self.volumes));
+        }
+        Ok(())
+    }
+
+    /// The single files the target mounts (self-signed TLS, the account-creation switch,
+    /// external TLS), after the trees: one note each, or the error.
+    fn copy_files(&self, out: &mut CopyOutcome) {
+        let Some(tf) = &self.target else {
+            return;
+        };
+        let ids = self
+            .owners
+            .as_ref()
+            .filter(|m| !m.is_identity())
+            .map(|m| m as &dyn copy::MapIds);
+        match crate::target::plan::copy_files(&tf.target, &tf.root, ids, false) {
+            Ok(files) => out.notes.extend(files.iter().map(|f| {
+                format!(
+                    "{}: {} -> {}{}",
+                    f.name,
+                    f.src.display(),
+                    f.dst.display(),
+                    if f.changed { "" } else { " (unchanged)" }
+                )
+            })),
+            Err(e) => out.errors.push(e.to_string()),
         }
     }
 
@@ -132,19 +240,18 @@ impl LocalCopier {
 
 impl Copier for LocalCopier {
     fn roots(&self) -> Vec<PathBuf> {
-        self.volumes
-            .iter()
-            .filter(|v| v.src.is_dir())
-            .map(|v| v.src.clone())
+        self.sources()
+            .into_iter()
+            .map(|(_, src, _)| src)
+            .filter(|s| s.is_dir())
             .collect()
     }
 
     fn estimate(&mut self) -> Result<Estimate, MigrationError> {
         let vols: Vec<(String, PathBuf, String)> = self
-            .volumes
-            .iter()
-            .filter(|v| v.src.is_dir())
-            .map(|v| (v.name.clone(), v.src.clone(), v.dst.display().to_string()))
+            .sources()
+            .into_iter()
+            .filter(|(_, src, _)| src.is_dir())
             .collect();
         let mut est = estimate_sources(&vols)?;
         if let Ok(plans) = self.plans(true) {
@@ -157,6 +264,13 @@ impl Copier for LocalCopier {
 
     fn preflight(&mut self) -> Vec<Finding> {
         let mut f = Vec::new();
+        if let Some(why) = &self.unusable {
+            f.push(Finding::not_checked(
+                "sources",
+                format!("nothing to copy into: {why}"),
+            ));
+            return f;
+        }
         if let Err(e) = safety::check_overlap(&self.volumes) {
             f.push(Finding::block(
                 "sources",
@@ -176,6 +290,15 @@ impl Copier for LocalCopier {
                 return f;
             }
         };
+        if let Some(tf) = &self.target {
+            let have: Vec<&str> = self.volumes.iter().map(|v| v.name.as_str()).collect();
+            for (name, _, to) in tf.pending(&have) {
+                f.push(Finding::not_checked(
+                    "space",
+                    format!("{name}: free space for {to}: the volume is made by the copy, its space is not known before"),
+                ));
+            }
+        }
         for p in &plans {
             if let Some(s) = &p.skipped {
                 f.push(Finding::ok("sources", format!("{}: {s}", p.volume.name)));
@@ -208,6 +331,13 @@ impl Copier for LocalCopier {
     ) -> Result<CopyOutcome, MigrationError> {
         let step = pass.step();
         let mut out = CopyOutcome::default();
+        if let Some(why) = &self.unusable {
+            return Err(MigrationError::step(step, why));
+        }
+        if pass == Pass::Live {
+            self.create_volumes(&mut out.notes)
+                .map_err(|e| MigrationError::step(step, e))?;
+        }
         // The final pass walks only the directories the change journal names (per volume
         // it followed), merging with the live pass's manifest for the rest.
         let journal = match (pass, changed) {
@@ -274,6 +404,9 @@ impl Copier for LocalCopier {
             }
         }
         out.detail = serde_json::Value::Array(per_volume);
+        if out.errors.is_empty() {
+            self.copy_files(&mut out);
+        }
         Ok(out)
     }
 
@@ -596,6 +729,9 @@ pub struct ComposeTarget {
     pub compose: Vec<String>,
     /// How long `--start` waits for the container to serve.
     pub health_timeout: Duration,
+    /// The target as resolved on this host (its findings replace the compose-file checks
+    /// made over ssh for a far Docker host).
+    pub resolved: Option<Vec<Finding>>,
 }
 
 const COMPOSE_FILES: &[&str] = &[
@@ -637,6 +773,10 @@ impl ComposeTarget {
 impl Target for ComposeTarget {
     fn preflight(&mut self, start: bool) -> Vec<Finding> {
         let mut f = super::transport::docker_host_findings(&self.host, start);
+        if let Some(r) = &self.resolved {
+            f.extend(r.iter().cloned());
+            return f;
+        }
         let on = self.host.name();
         if !self.exists(&self.project_dir) {
             f.push(Finding::block(

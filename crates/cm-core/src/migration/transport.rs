@@ -154,6 +154,16 @@ impl Remote {
     }
 }
 
+impl crate::target::exec::Exec for Remote {
+    fn output(&self, argv: &[&str]) -> io::Result<Output> {
+        let a: Vec<&[u8]> = argv.iter().map(|s| s.as_bytes()).collect();
+        self.run(&a)
+    }
+    fn place(&self) -> String {
+        self.host.clone()
+    }
+}
+
 /// Quote bytes for a POSIX shell: '...' with ' as '\''.
 pub fn sh_quote(s: &[u8]) -> String {
     let t = String::from_utf8_lossy(s);
@@ -194,26 +204,27 @@ impl Host {
     }
 }
 
-/// One volume: its source here and its place below DIR there.
+/// One volume: its source here and its place there.
 #[derive(Clone, Debug)]
 pub struct RemoteVolume {
     pub name: String,
     pub src: PathBuf,
-    /// Below DIR (e.g. `data/chatmail`).
-    pub rel: String,
+    /// On the far side: a bind mount's host path, a named volume's mountpoint, or below DIR
+    /// in the guide's layout (`DIR/data/chatmail`).
+    pub dst: PathBuf,
     /// Not every relay has it (DKIM on IPv4-only relays, ACME in external TLS mode).
     pub optional: bool,
 }
 
-/// The guide's layout: DKIM keys, ACME state, the mail store.
-pub fn default_volumes(root: &Path) -> Vec<RemoteVolume> {
+/// The guide's layout below `dir` there: DKIM keys, ACME state, the mail store.
+pub fn default_volumes(root: &Path, dir: &Path) -> Vec<RemoteVolume> {
     crate::state::guide_trees()
         .into_iter()
         .filter_map(|s| {
             let mount = s.guide_mount?;
             Some(RemoteVolume {
                 src: crate::state::under_root(root, &mount),
-                rel: s.guide?.display().to_string(),
+                dst: dir.join(s.guide?),
                 optional: s.optional,
                 name: s.name,
             })
@@ -227,21 +238,46 @@ pub struct RsyncCopier {
     pub volumes: Vec<RemoteVolume>,
     pub owners: Option<OwnerMap>,
     pub rsync: String,
+    /// The far target as resolved there (None: the guide's layout): its named volumes not
+    /// there yet are created by the live pass, its single files sent after the trees.
+    pub target: Option<super::real::TargetFiles>,
+    /// Why nothing can be copied there (the far target could not be resolved).
+    pub unusable: Option<String>,
+}
+
+impl RemoteVolume {
+    /// The volumes of a copy plan.
+    pub fn of(v: crate::copy::Volume) -> RemoteVolume {
+        RemoteVolume {
+            name: v.name,
+            src: v.src,
+            dst: v.dst,
+            optional: v.optional,
+        }
+    }
 }
 
 impl RsyncCopier {
-    fn present(&self) -> Vec<&RemoteVolume> {
-        self.volumes
+    /// (volume, source, where it goes) of every tree, those still to be created too.
+    fn sources(&self) -> Vec<(String, PathBuf, String)> {
+        let mut v: Vec<(String, PathBuf, String)> = self
+            .present()
             .iter()
-            .filter(|v| v.src.symlink_metadata().is_ok())
-            .collect()
+            .map(|v| {
+                let to = format!("{}:{}", self.remote.host, v.dst.display());
+                (v.name.clone(), v.src.clone(), to)
+            })
+            .collect();
+        if let Some(tf) = &self.target {
+            let have: Vec<&str> = self.volumes.iter().map(|v| v.name.as_str()).collect();
+            v.extend(tf.pending(&have));
+        }
+        v
     }
 
-    fn args(&self, v: &RemoteVolume) -> Vec<OsString> {
-        let mut a: Vec<OsString> = ["-aHAX", "--numeric-ids", "--delete", "--stats"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+    /// The rsync options that map owners as the local copy does.
+    fn owner_args(&self) -> Vec<OsString> {
+        let mut a = Vec::new();
         if let Some(m) = self.owners.as_ref().filter(|m| !m.is_identity()) {
             let (u, g) = (m.uid_pairs(), m.gid_pairs());
             let join = |p: Vec<(u32, u32)>| {
@@ -257,12 +293,72 @@ impl RsyncCopier {
                 a.push(format!("--groupmap={}", join(g)).into());
             }
         }
+        a
+    }
+
+    /// The single files the far target mounts, sent with rsync (content, mode, mtime, owner
+    /// mapped), after the trees.
+    fn send_files(&self, out: &mut CopyOutcome) {
+        let Some(tf) = &self.target else {
+            return;
+        };
+        for (p, dst, src, _) in crate::target::plan::single_files(&tf.target, &tf.root) {
+            let parent = dst.parent().unwrap_or(Path::new("/"));
+            let mk = self
+                .remote
+                .run(&[b"mkdir", b"-p", parent.as_os_str().as_bytes()]);
+            let mut a: Vec<OsString> = vec!["-a".into(), "--numeric-ids".into()];
+            a.extend(self.owner_args());
+            a.extend([
+                "-e".into(),
+                self.remote.rsync_e().into(),
+                src.clone().into(),
+            ]);
+            a.push(self.remote.rsync_dest(&dst));
+            let o = mk.and_then(|_| {
+                Command::new(&self.rsync)
+                    .args(&a)
+                    .stdin(Stdio::null())
+                    .output()
+            });
+            match o {
+                Ok(o) if o.status.success() => out.notes.push(format!(
+                    "{}: {} -> {}:{}",
+                    p.state.name,
+                    src.display(),
+                    self.remote.host,
+                    dst.display()
+                )),
+                Ok(o) => out.errors.push(format!(
+                    "{}: rsync {}: {}",
+                    p.state.name,
+                    src.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => out.errors.push(format!("{}: {e}", p.state.name)),
+            }
+        }
+    }
+
+    fn present(&self) -> Vec<&RemoteVolume> {
+        self.volumes
+            .iter()
+            .filter(|v| v.src.symlink_metadata().is_ok())
+            .collect()
+    }
+
+    fn args(&self, v: &RemoteVolume) -> Vec<OsString> {
+        let mut a: Vec<OsString> = ["-aHAX", "--numeric-ids", "--delete", "--stats"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        a.extend(self.owner_args());
         a.push("-e".into());
         a.push(self.remote.rsync_e().into());
         let mut src = v.src.as_os_str().to_owned();
         src.push("/");
         a.push(src);
-        let mut dst = self.remote.rsync_dest(&self.remote.path(&v.rel));
+        let mut dst = self.remote.rsync_dest(&v.dst);
         dst.push("/");
         a.push(dst);
         a
@@ -287,27 +383,30 @@ fn stat(out: &str, label: &str) -> u64 {
 
 impl Copier for RsyncCopier {
     fn roots(&self) -> Vec<PathBuf> {
-        self.present().iter().map(|v| v.src.clone()).collect()
+        self.sources()
+            .into_iter()
+            .map(|(_, src, _)| src)
+            .filter(|s| s.is_dir())
+            .collect()
     }
 
     fn estimate(&mut self) -> Result<Estimate, MigrationError> {
-        super::real::estimate_sources(
-            &self
-                .present()
-                .iter()
-                .map(|v| {
-                    (
-                        v.name.clone(),
-                        v.src.clone(),
-                        self.remote.url() + "/" + &v.rel,
-                    )
-                })
-                .collect::<Vec<_>>(),
-        )
+        let v: Vec<_> = self
+            .sources()
+            .into_iter()
+            .filter(|(_, src, _)| src.is_dir())
+            .collect();
+        super::real::estimate_sources(&v)
     }
 
     fn preflight(&mut self) -> Vec<Finding> {
         let mut f = Vec::new();
+        if let Some(why) = &self.unusable {
+            f.push(Finding::not_checked(
+                "sources",
+                format!("nothing to copy into: {why}"),
+            ));
+        }
         for v in self.volumes.iter().filter(|v| !v.optional) {
             if v.src.symlink_metadata().is_err() {
                 f.push(Finding::block(
@@ -360,6 +459,20 @@ impl Copier for RsyncCopier {
     ) -> Result<CopyOutcome, MigrationError> {
         let step = pass.step();
         let mut out = CopyOutcome::default();
+        if let Some(why) = &self.unusable {
+            return Err(MigrationError::step(step, why));
+        }
+        if pass == Pass::Live {
+            let made = self
+                .target
+                .as_mut()
+                .map(|t| t.create_volumes(&mut out.notes))
+                .transpose()
+                .map_err(|e| MigrationError::step(step, e))?;
+            if let Some(Some(v)) = made {
+                self.volumes = v.into_iter().map(RemoteVolume::of).collect();
+            }
+        }
         if let (Pass::Final, Changed::Dirs(_)) = (pass, changed) {
             out.notes.push(
                 "over ssh the delta is rsync's own pass over every volume (it compares size and \
@@ -381,7 +494,7 @@ impl Copier for RsyncCopier {
                     .push(format!("{}: {} does not exist", v.name, v.src.display()));
                 continue;
             }
-            let dst = self.remote.path(&v.rel);
+            let dst = v.dst.clone();
             let mk = self
                 .remote
                 .run(&[b"mkdir", b"-p", dst.as_os_str().as_bytes()])
@@ -428,6 +541,9 @@ impl Copier for RsyncCopier {
                     .push(format!("{}: rsync exited {c:?}: {err}", v.name)),
             }
         }
+        if out.errors.is_empty() {
+            self.send_files(&mut out);
+        }
         Ok(out)
     }
 
@@ -438,7 +554,7 @@ impl Copier for RsyncCopier {
                 format!(
                     "{}:{} (the copy of {})",
                     self.remote.host,
-                    self.remote.path(&v.rel).display(),
+                    v.dst.display(),
                     v.src.display()
                 )
             })
@@ -450,7 +566,9 @@ impl Copier for RsyncCopier {
 /// copy maps them), sent there, and `cm-verify manifest check` run there.
 pub struct RemoteVerifier {
     pub remote: Remote,
-    pub volumes: Vec<RemoteVolume>,
+    /// The far copies: given (the guide's layout), or read from the far target when the
+    /// verification runs (a named volume exists only once the copy created it).
+    pub volumes: super::verify::Volumes,
     pub owners: Option<OwnerMap>,
     /// Where the manifests are written on this side.
     pub manifest_dir: PathBuf,
@@ -475,37 +593,39 @@ impl RemoteVerifier {
         Ok(to)
     }
 
-    /// A manifest of `v`'s source with owners (and ACL ids) mapped.
-    fn write_manifest(&self, v: &RemoteVolume) -> Result<PathBuf, String> {
-        let opts = crate::tree::ScanOptions::default();
-        let mut snap = crate::tree::scan(&v.src, &opts, &()).map_err(|e| e.to_string())?;
-        if !snap.errors.is_empty() {
-            return Err(format!(
-                "{} entries of {} could not be read, first: {}: {}",
-                snap.errors.len(),
-                v.src.display(),
-                snap.errors[0].path.display(),
-                snap.errors[0].message
-            ));
-        }
-        if let Some(m) = self.owners.as_ref().filter(|m| !m.is_identity()) {
-            for e in &mut snap.entries {
-                (e.uid, e.gid) = m.map(e.uid, e.gid);
-                for (n, val) in &mut e.xattrs {
-                    if crate::owners::is_acl_xattr(n.as_bytes()) {
-                        *val = m.map_acl(val);
-                    }
-                }
-            }
-        }
+    /// A manifest of `v`'s source with owners (and ACL ids) mapped, written as a stream.
+    fn write_manifest(&self, v: &super::verify::VolumePair) -> Result<PathBuf, String> {
         let path = self.manifest_dir.join(format!("{}.manifest", v.name));
         std::fs::create_dir_all(&self.manifest_dir).map_err(|e| e.to_string())?;
+        // ours, from an earlier attempt: a manifest is never overwritten, so it goes first
+        let _ = std::fs::remove_file(&path);
         let comments = vec![format!(
             "written by cm-migrate {} on the old host: the source {} with owners mapped",
             env!("CARGO_PKG_VERSION"),
             v.src.display()
         )];
-        crate::manifest::write(&path, &snap, &comments).map_err(|e| e.to_string())?;
+        let header = crate::manifest::Header::of(Path::new("/"), &v.src);
+        let owners = self.owners.as_ref().filter(|m| !m.is_identity());
+        let opts = crate::tree::ScanOptions::default();
+        let done = crate::manifest::write_tree_mapped(
+            &v.src,
+            &path,
+            &header,
+            &comments,
+            &opts,
+            owners,
+            &(),
+        )
+        .map_err(|e| e.to_string())?;
+        if let Some(e) = done.errors.first() {
+            return Err(format!(
+                "{} entries of {} could not be read, first: {}: {}",
+                done.errors.len(),
+                v.src.display(),
+                e.path.display(),
+                e.message
+            ));
+        }
         Ok(path)
     }
 }
@@ -522,11 +642,8 @@ impl Verifier for RemoteVerifier {
             .map_err(|e| err(format!("sending cm-verify to {}: {e}", self.remote.host)))?;
         let mut o = StepOutcome::ok("");
         let mut held = Vec::new();
-        for v in self
-            .volumes
-            .iter()
-            .filter(|v| v.src.symlink_metadata().is_ok())
-        {
+        let volumes = self.volumes.get().map_err(err)?;
+        for v in volumes.iter().filter(|v| v.src.symlink_metadata().is_ok()) {
             on(format!("{}: manifest of {}", v.name, v.src.display()));
             let m = self
                 .write_manifest(v)
@@ -538,7 +655,7 @@ impl Verifier for RemoteVerifier {
                 "{}: cm-verify manifest check on {}",
                 v.name, self.remote.host
             ));
-            let dst = self.remote.path(&v.rel);
+            let dst = v.dst.clone();
             let r = self
                 .remote
                 .run(&[
@@ -588,26 +705,36 @@ impl Verifier for RemoteVerifier {
 pub struct RemoteSettings {
     pub remote: Remote,
     pub ini: PathBuf,
-    /// The local working copy (under the state directory).
+    /// The local working copy of the far .env (under the state directory).
     pub work: PathBuf,
     pub rsync: String,
+    /// The far side's .env (the project's).
+    pub env: PathBuf,
+    /// An ini-mount target: where the far compose file mounts chatmail.ini from, and the
+    /// variables it interpolates (set in the .env); None: every setting in the .env.
+    pub ini_mount: Option<(PathBuf, Vec<String>)>,
 }
 
 impl RemoteSettings {
     fn env_there(&self) -> PathBuf {
-        self.remote.path(".env")
+        self.env.clone()
     }
 
-    /// The far side's .env into the working copy (absent there: absent here).
-    fn fetch(&self) -> Result<(), MigrationError> {
+    /// The local working copy of the far chatmail.ini (ini-mount targets).
+    fn work_ini(&self) -> PathBuf {
+        self.work.with_file_name("chatmail.ini")
+    }
+
+    /// The far file `there` into the local `here` with its mode (absent there: absent
+    /// here).
+    fn fetch_file(&self, there: &Path, here: &Path) -> Result<(), MigrationError> {
         let err = |m: String| MigrationError::step(Step::Settings, m);
-        let there = self.env_there();
         let o = self
             .remote
             .run(&[
                 b"sh",
                 b"-c",
-                b"test ! -e \"$1\" || cat -- \"$1\"",
+                b"test ! -e \"$1\" || { stat -c %a -- \"$1\" && cat -- \"$1\"; }",
                 b"sh",
                 there.as_os_str().as_bytes(),
             ])
@@ -620,49 +747,22 @@ impl RemoteSettings {
                 String::from_utf8_lossy(&o.stderr).trim()
             )));
         }
-        if let Some(d) = self.work.parent() {
+        if let Some(d) = here.parent() {
             std::fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
         }
-        let _ = std::fs::remove_file(&self.work);
-        if !o.stdout.is_empty() {
-            crate::fsutil::write_atomic(&self.work, &o.stdout, 0o600)
-                .map_err(|e| err(format!("{}: {e}", self.work.display())))?;
-        }
-        Ok(())
+        let _ = std::fs::remove_file(here);
+        let Some(nl) = o.stdout.iter().position(|b| *b == b'\n') else {
+            return Ok(());
+        };
+        let mode = u32::from_str_radix(String::from_utf8_lossy(&o.stdout[..nl]).trim(), 8)
+            .map_err(|_| err(format!("reading {}: no mode", there.display())))?;
+        crate::fsutil::write_atomic(here, &o.stdout[nl + 1..], mode & 0o7777)
+            .map_err(|e| err(format!("{}: {e}", here.display())))
     }
 
-    fn local(&self) -> super::real::EnvSettings {
-        super::real::EnvSettings {
-            ini: self.ini.clone(),
-            env: self.work.clone(),
-        }
-    }
-}
-
-impl super::Settings for RemoteSettings {
-    fn plan(&mut self) -> Result<String, MigrationError> {
-        self.fetch()?;
-        let p = self.local().plan()?;
-        Ok(format!(
-            "{p}, sent to {}:{}",
-            self.remote.host,
-            self.env_there().display()
-        ))
-    }
-
-    fn write(&mut self) -> Result<StepOutcome, MigrationError> {
+    /// Keep the far `there` as `there.cm-backup-TIME` (when it exists), then send `here`.
+    fn replace_there(&self, here: &Path, there: &Path) -> Result<(), MigrationError> {
         let err = |m: String| MigrationError::step(Step::Settings, m);
-        self.fetch()?;
-        let before = std::fs::read(&self.work).ok();
-        let o = self.local().write()?;
-        if std::fs::read(&self.work).ok() == before {
-            return Ok(StepOutcome::ok(format!(
-                "{}:{} already holds these settings",
-                self.remote.host,
-                self.env_there().display()
-            )));
-        }
-        let there = self.env_there();
         let backup = format!(
             "{}.cm-backup-{}",
             there.display(),
@@ -688,11 +788,95 @@ impl super::Settings for RemoteSettings {
             )));
         }
         self.remote
-            .send(&self.rsync, &self.work, &there)
-            .map_err(|e| err(format!("sending the .env: {e}")))?;
+            .send(&self.rsync, here, there)
+            .map_err(|e| err(format!("sending {}: {e}", there.display())))
+    }
+
+    /// An ini-mount target's settings, made in the working copies and sent where they
+    /// changed.
+    fn write_ini_mount(&self, dst: &Path, vars: &[String]) -> Result<StepOutcome, MigrationError> {
+        let err = |m: String| MigrationError::step(Step::Settings, m);
+        self.fetch_file(dst, &self.work_ini())?;
+        let parsed = crate::ini::read(&self.ini).map_err(|e| err(e.to_string()))?;
+        let p = parsed.params().map_err(|e| err(e.to_string()))?;
+        let values = crate::target::settings::interpolated_values(vars, p);
+        let w = crate::target::settings::write_ini_mount(
+            &self.ini,
+            &self.work_ini(),
+            &self.work,
+            &values,
+            false,
+        )
+        .map_err(|e| err(e.to_string()))?;
+        if w.ini_changed {
+            self.replace_there(&self.work_ini(), dst)?;
+        }
+        if !w.env_set.is_empty() {
+            self.replace_there(&self.work, &self.env)?;
+        }
+        Ok(StepOutcome::ok(format!(
+            "{}:{} {} (the old host's chatmail.ini); {}",
+            self.remote.host,
+            dst.display(),
+            if w.ini_changed { "written" } else { "already" },
+            if w.env_set.is_empty() {
+                format!("{} already holds the variables", self.env.display())
+            } else {
+                format!("{} set in {}", w.env_set.join(", "), self.env.display())
+            }
+        )))
+    }
+
+    /// The far side's .env into the working copy (absent there: absent here).
+    fn fetch(&self) -> Result<(), MigrationError> {
+        self.fetch_file(&self.env, &self.work)
+    }
+
+    fn local(&self) -> super::real::EnvSettings {
+        super::real::EnvSettings {
+            ini: self.ini.clone(),
+            env: self.work.clone(),
+        }
+    }
+}
+
+impl super::Settings for RemoteSettings {
+    fn plan(&mut self) -> Result<String, MigrationError> {
+        if let Some((dst, _)) = &self.ini_mount {
+            return Ok(format!(
+                "the old host's chatmail.ini to {}:{}, the variables the compose file interpolates into {}",
+                self.remote.host,
+                dst.display(),
+                self.env.display()
+            ));
+        }
+        self.fetch()?;
+        let p = self.local().plan()?;
+        Ok(format!(
+            "{p}, sent to {}:{}",
+            self.remote.host,
+            self.env_there().display()
+        ))
+    }
+
+    fn write(&mut self) -> Result<StepOutcome, MigrationError> {
+        self.fetch()?;
+        if let Some((dst, vars)) = &self.ini_mount {
+            return self.write_ini_mount(dst, vars);
+        }
+        let before = std::fs::read(&self.work).ok();
+        let o = self.local().write()?;
+        if std::fs::read(&self.work).ok() == before {
+            return Ok(StepOutcome::ok(format!(
+                "{}:{} already holds these settings",
+                self.remote.host,
+                self.env_there().display()
+            )));
+        }
+        self.replace_there(&self.work, &self.env)?;
         Ok(StepOutcome::ok(format!(
             "{} on {} ({})",
-            there.display(),
+            self.env.display(),
             self.remote.host,
             o.summary
         )))

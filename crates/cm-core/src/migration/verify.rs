@@ -30,13 +30,45 @@ pub struct ChangedVerify {
     /// `cm-verify env INI ENV`, `layout ...`, `services` (when the services are this
     /// host's): each an argument list.
     pub checks: Vec<Vec<OsString>>,
-    pub volumes: Vec<VolumePair>,
+    pub volumes: Volumes,
     pub owners: OwnerMap,
     /// The owner-map file and the root its names are resolved in (for `cm-verify tree`).
     pub owner_map_file: Option<PathBuf>,
     pub root: PathBuf,
     /// The full verification, when there is no journal.
     pub full: VerifyCommand,
+}
+
+/// Where the volumes are: given, or read from the target when the verification runs (a
+/// named volume exists only once the copy created it).
+pub enum Volumes {
+    Fixed(Vec<VolumePair>),
+    Target {
+        target: Box<crate::target::Target>,
+        root: PathBuf,
+    },
+}
+
+impl Volumes {
+    /// The volumes as they are now; a named volume that does not exist is left out (the
+    /// copy wrote nothing there).
+    pub fn get(&self) -> Result<Vec<VolumePair>, String> {
+        let (t, root) = match self {
+            Volumes::Fixed(v) => return Ok(v.clone()),
+            Volumes::Target { target, root } => (target, root),
+        };
+        let engine = crate::target::engine_of(t);
+        let p = crate::target::plan::copy_volumes(t, root, engine.as_ref(), false, &[])
+            .map_err(|e| e.to_string())?;
+        Ok(p.volumes
+            .into_iter()
+            .map(|v| VolumePair {
+                name: v.name,
+                src: v.src,
+                dst: v.dst,
+            })
+            .collect())
+    }
 }
 
 /// The entries of `dirs` (relative to `root`) and their children, as a live scan records
@@ -180,12 +212,30 @@ impl Verifier for ChangedVerify {
             }
         }
         let mut compared = 0usize;
-        for v in self.volumes.clone() {
+        let volumes = self
+            .volumes
+            .get()
+            .map_err(|e| MigrationError::step(Step::Verify, e))?;
+        let journaled = |v: &VolumePair| {
+            let key = std::fs::canonicalize(&v.src).unwrap_or_else(|_| v.src.clone());
+            map.get(&v.src).or_else(|| map.get(&key)).cloned()
+        };
+        // a volume compared in full needs the owner map as a file (cm-verify tree): owners
+        // read from the image have none, so the full cm-verify all (which reads them too)
+        if self.owner_map_file.is_none()
+            && !self.owners.is_identity()
+            && volumes
+                .iter()
+                .any(|v| v.src.exists() && journaled(v).is_none())
+        {
+            on("a volume the change journal did not follow: the full cm-verify all".into());
+            return self.full.verify(changed, on);
+        }
+        for v in volumes {
             if !v.src.exists() {
                 continue;
             }
-            let key = std::fs::canonicalize(&v.src).unwrap_or_else(|_| v.src.clone());
-            match map.get(&v.src).or_else(|| map.get(&key)) {
+            match journaled(&v).as_ref() {
                 Some(dirs) => {
                     on(format!(
                         "{}: {} changed directories compared",

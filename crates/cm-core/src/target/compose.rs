@@ -4,8 +4,9 @@
 //! explicit choice that is not is an error, never a silent fallback to another program.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use super::exec::Exec;
 use super::TargetError;
 
 /// The Compose v2 program: its argv prefix (`["docker", "compose"]`, or one binary).
@@ -26,10 +27,10 @@ pub const CANDIDATES: &[&[&str]] = &[
 
 impl Compose {
     /// A command running `args` with this program.
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.argv[0]);
-        c.args(&self.argv[1..]).args(args);
-        c
+    pub fn argv<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut v: Vec<&str> = self.argv.iter().map(String::as_str).collect();
+        v.extend_from_slice(args);
+        v
     }
 
     /// What it is called, as typed (`docker compose`).
@@ -56,11 +57,11 @@ pub fn v2_version(out: &str) -> Option<String> {
     (major.parse::<u32>().ok()? >= 2).then(|| v.to_string())
 }
 
-fn probe(argv: &[String]) -> Result<String, String> {
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .arg("version")
-        .output()
+fn probe(exec: &dyn Exec, argv: &[String]) -> Result<String, String> {
+    let mut a: Vec<&str> = argv.iter().map(String::as_str).collect();
+    a.push("version");
+    let out = exec
+        .output(&a)
         .map_err(|e| format!("cannot run it ({e})"))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     match v2_version(&text) {
@@ -84,13 +85,17 @@ fn probe(argv: &[String]) -> Result<String, String> {
 /// (`"docker compose"`, `/usr/local/bin/docker-compose-v2`): used when it is Compose v2,
 /// an error otherwise. Without it, [`CANDIDATES`] in order; the notes say which were passed
 /// over and why.
-pub fn find(explicit: Option<&str>, notes: &mut Vec<String>) -> Result<Compose, TargetError> {
+pub fn find(
+    exec: &dyn Exec,
+    explicit: Option<&str>,
+    notes: &mut Vec<String>,
+) -> Result<Compose, TargetError> {
     if let Some(e) = explicit {
         let argv: Vec<String> = e.split_whitespace().map(String::from).collect();
         if argv.is_empty() {
             return Err(TargetError::Compose("--compose is empty".into()));
         }
-        return match probe(&argv) {
+        return match probe(exec, &argv) {
             Ok(version) => Ok(Compose { argv, version }),
             Err(why) => Err(TargetError::Compose(format!(
                 "--compose {e:?}: {why}{}",
@@ -105,7 +110,7 @@ pub fn find(explicit: Option<&str>, notes: &mut Vec<String>) -> Result<Compose, 
     let mut tried = Vec::new();
     for c in CANDIDATES {
         let argv: Vec<String> = c.iter().map(|s| s.to_string()).collect();
-        match probe(&argv) {
+        match probe(exec, &argv) {
             Ok(version) => {
                 if !tried.is_empty() {
                     notes.push(format!(
@@ -134,14 +139,14 @@ pub const COMPOSE_FILES: [&str; 4] = [
 ];
 
 /// The compose file of `dir` that Compose reads, if any.
-pub fn compose_file(dir: &Path) -> Option<PathBuf> {
+pub fn compose_file(exec: &dyn Exec, dir: &Path) -> Option<PathBuf> {
     COMPOSE_FILES
         .iter()
         .map(|f| dir.join(f))
-        .find(|p| p.is_file())
+        .find(|p| exec.is_file(p))
 }
 
-fn run_config(c: &Compose, dir: &Path, extra: &[&str]) -> std::io::Result<Output> {
+fn run_config(exec: &dyn Exec, c: &Compose, dir: &Path, extra: &[&str]) -> std::io::Result<Output> {
     let d = dir.display().to_string();
     let mut args = vec![
         "--project-directory",
@@ -151,7 +156,7 @@ fn run_config(c: &Compose, dir: &Path, extra: &[&str]) -> std::io::Result<Output
         "json",
     ];
     args.extend(extra);
-    c.command(&args).current_dir(dir).output()
+    exec.in_dir(dir, &c.argv(&args))
 }
 
 fn failed(c: &Compose, o: &Output) -> TargetError {
@@ -169,29 +174,30 @@ fn failed(c: &Compose, o: &Output) -> TargetError {
 /// A project whose `env_file` names a `.env` that does not exist yet (cm-ini-to-env writes
 /// it) is read with an empty one, created for that and removed again (a note says so).
 pub fn model(
+    exec: &dyn Exec,
     c: &Compose,
     dir: &Path,
     notes: &mut Vec<String>,
 ) -> Result<(serde_json::Value, serde_json::Value), TargetError> {
     let io = |e: std::io::Error| TargetError::Compose(format!("cannot run {}: {e}", c.display()));
-    let raw = run_config(c, dir, &["--no-interpolate"]).map_err(io)?;
+    let raw = run_config(exec, c, dir, &["--no-interpolate"]).map_err(io)?;
     if !raw.status.success() {
         return Err(failed(c, &raw));
     }
-    let mut out = run_config(c, dir, &[]).map_err(io)?;
+    let mut out = run_config(exec, c, dir, &[]).map_err(io)?;
     let env = dir.join(".env");
     if !out.status.success()
         && String::from_utf8_lossy(&out.stderr).contains(&format!("{} not found", env.display()))
-        && std::fs::symlink_metadata(&env).is_err()
+        && !exec.exists(&env)
     {
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&env)
-            .is_ok();
-        out = run_config(c, dir, &[]).map_err(io)?;
+        let e = env.display().to_string();
+        // noclobber: created only when nothing is there, and then removed again
+        let created = exec
+            .output(&["sh", "-c", "set -C && : > \"$1\"", "sh", &e])
+            .is_ok_and(|o| o.status.success());
+        out = run_config(exec, c, dir, &[]).map_err(io)?;
         if created {
-            let _ = std::fs::remove_file(&env);
+            let _ = exec.output(&["rm", "-f", "--", &e]);
             notes.push(format!(
                 "{} does not exist yet: the compose file was read with an empty one",
                 env.display()
@@ -282,11 +288,17 @@ mod tests {
     #[test]
     fn an_explicit_program_that_is_not_compose_is_refused() {
         let mut notes = vec![];
-        let e = find(Some("true"), &mut notes).unwrap_err().to_string();
-        assert!(e.contains("not Compose v2"), "{e}");
-        let e = find(Some("/nonexistent/compose"), &mut notes)
+        let e = find(&crate::target::exec::Here, Some("true"), &mut notes)
             .unwrap_err()
             .to_string();
+        assert!(e.contains("not Compose v2"), "{e}");
+        let e = find(
+            &crate::target::exec::Here,
+            Some("/nonexistent/compose"),
+            &mut notes,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("cannot run it"), "{e}");
         let c = Compose {
             argv: vec!["docker".into(), "compose".into()],

@@ -6,14 +6,21 @@
 //! a volume is created only by [`Engine::ensure_volume`], never removed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use super::exec::Exec;
 use super::TargetError;
 
-/// The Docker CLI (`docker`, or a path).
-#[derive(Debug, Clone)]
+/// The Docker CLI (`docker`, or a path), run where the target is.
+#[derive(Clone)]
 pub struct Engine {
     pub docker: String,
+    pub exec: std::sync::Arc<dyn Exec>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({} on {})", self.docker, self.exec.place())
+    }
 }
 
 fn said(o: &std::process::Output) -> String {
@@ -22,17 +29,45 @@ fn said(o: &std::process::Output) -> String {
 }
 
 impl Engine {
+    /// The engine of this host.
     pub fn new(docker: impl Into<String>) -> Engine {
+        Engine::on(docker, std::sync::Arc::new(super::exec::Here))
+    }
+
+    /// The engine `exec` reaches.
+    pub fn on(docker: impl Into<String>, exec: std::sync::Arc<dyn Exec>) -> Engine {
         Engine {
             docker: docker.into(),
+            exec,
         }
     }
 
     fn run(&self, args: &[&str]) -> Result<std::process::Output, TargetError> {
-        Command::new(&self.docker)
-            .args(args)
-            .output()
-            .map_err(|e| TargetError::Engine(format!("cannot run {}: {e}", self.docker)))
+        let mut a = vec![self.docker.as_str()];
+        a.extend_from_slice(args);
+        self.exec.output(&a).map_err(|e| {
+            TargetError::Engine(format!(
+                "cannot run {} on {}: {e}",
+                self.docker,
+                self.exec.place()
+            ))
+        })
+    }
+
+    /// Whether the engine has `image` (pulled or built); Err when the engine cannot be asked.
+    pub fn has_image(&self, image: &str) -> Result<bool, TargetError> {
+        let o = self.run(&["image", "inspect", "--format", "{{.Id}}", image])?;
+        if o.status.success() {
+            return Ok(true);
+        }
+        let err = said(&o);
+        if err.to_ascii_lowercase().contains("no such image") {
+            return Ok(false);
+        }
+        Err(TargetError::Engine(format!(
+            "{} image inspect {image}: {err}",
+            self.docker
+        )))
     }
 
     /// The Mountpoint of volume `name`, or None when the engine has no such volume.
@@ -108,16 +143,32 @@ impl Engine {
             .map_err(|e| TargetError::Io(format!("{}: {e}", etc.display())))
             .and_then(|_| {
                 for f in ["passwd", "group"] {
-                    let dst = etc.join(f);
-                    let dst = dst.display().to_string();
-                    let o = self.run(&["cp", &format!("{id}:/etc/{f}"), &dst])?;
-                    if !o.status.success() {
+                    // `docker cp C:F -` writes a tar stream: unpacked where the engine is,
+                    // so that the same works over ssh
+                    let from = format!("{id}:/etc/{f}");
+                    let o = self
+                        .exec
+                        .output(&[
+                            "sh",
+                            "-c",
+                            "\"$1\" cp \"$2\" - | tar -xO",
+                            "sh",
+                            &self.docker,
+                            &from,
+                        ])
+                        .map_err(|e| {
+                            TargetError::Engine(format!("{} cp {from}: {e}", self.docker))
+                        })?;
+                    if !o.status.success() || o.stdout.is_empty() {
                         return Err(TargetError::Engine(format!(
-                            "{} cp {id}:/etc/{f}: {}",
+                            "{} cp {from}: {}",
                             self.docker,
                             said(&o)
                         )));
                     }
+                    let dst = etc.join(f);
+                    std::fs::write(&dst, &o.stdout)
+                        .map_err(|e| TargetError::Io(format!("{}: {e}", dst.display())))?;
                 }
                 Ok(())
             });

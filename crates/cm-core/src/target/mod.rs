@@ -10,7 +10,9 @@
 
 pub mod compose;
 pub mod engine;
+pub mod exec;
 pub mod plan;
+pub mod prepare;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
@@ -117,6 +119,8 @@ pub enum Layout {
 /// A resolved target.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Target {
+    /// Where its programs run and its paths are (this host, or the Docker host over ssh).
+    pub on: exec::Runner,
     pub project_dir: PathBuf,
     pub layout: Layout,
     /// The image the relay's service runs (`ghcr.io/chatmail/docker:1.12.0`), if named.
@@ -143,6 +147,8 @@ pub struct Options<'a> {
     pub guide: bool,
     /// The value of the old host's `tls_external_cert_and_key`, if set.
     pub external_tls: Option<String>,
+    /// Where the project is (default: this host).
+    pub on: exec::Runner,
 }
 
 impl Target {
@@ -174,6 +180,22 @@ impl Target {
             Layout::Compose { service, .. } => service,
             Layout::Guide => "chatmail",
         }
+    }
+}
+
+/// The engine behind a compose target (the Docker CLI its Compose is a plugin of: the
+/// `docker` of `docker compose`, else `docker`); None for the guide's layout.
+pub fn engine_of(t: &Target) -> Option<engine::Engine> {
+    match &t.layout {
+        Layout::Compose { compose, .. } => {
+            let w: Vec<&str> = compose.split_whitespace().collect();
+            let docker = match w.as_slice() {
+                [d, "compose"] => d.to_string(),
+                _ => "docker".to_string(),
+            };
+            Some(engine::Engine::on(docker, t.on.0.clone()))
+        }
+        Layout::Guide => None,
     }
 }
 
@@ -224,19 +246,31 @@ pub fn external_tls(root: &Path) -> Option<String> {
 /// Resolve the target in `dir`: the guide's layout when `opts.guide`, else its compose file
 /// read by Compose v2.
 pub fn resolve(dir: &Path, opts: &Options) -> Result<Target, TargetError> {
-    if !dir.is_dir() {
+    let on = &opts.on;
+    // Compose runs in the directory: a relative one would be taken twice
+    let abs = match on.is_here() {
+        true => std::path::absolute(dir)
+            .map_err(|e| TargetError::Io(format!("{}: {e}", dir.display())))?,
+        false => dir.to_path_buf(),
+    };
+    let dir = abs.as_path();
+    if !on.is_dir(dir) {
         return Err(TargetError::NoProject(dir.to_path_buf()));
     }
     if opts.guide {
-        return Ok(guide(dir, opts.external_tls.as_deref()));
+        return Ok(Target {
+            on: on.clone(),
+            ..guide(dir, opts.external_tls.as_deref())
+        });
     }
-    let Some(file) = compose::compose_file(dir) else {
+    let Some(file) = compose::compose_file(&**on, dir) else {
         return Err(TargetError::NoComposeFile(dir.to_path_buf()));
     };
     let mut notes = Vec::new();
-    let c = compose::find(opts.compose, &mut notes)?;
-    let (model, raw) = compose::model(&c, dir, &mut notes)?;
+    let c = compose::find(&**on, opts.compose, &mut notes)?;
+    let (model, raw) = compose::model(&**on, &c, dir, &mut notes)?;
     let mut t = from_model(dir, &file, &model, &raw, opts.external_tls.as_deref())?;
+    t.on = on.clone();
     if let Layout::Compose {
         compose, version, ..
     } = &mut t.layout
@@ -269,6 +303,7 @@ pub fn guide(dir: &Path, external_tls: Option<&str>) -> Target {
         }
     }
     Target {
+        on: exec::Runner::default(),
         project_dir: dir.to_path_buf(),
         layout: Layout::Guide,
         image: None,
@@ -425,6 +460,7 @@ pub fn from_model(
         &interpolated,
     );
     Ok(Target {
+        on: exec::Runner::default(),
         project_dir: dir.to_path_buf(),
         layout: Layout::Compose {
             file: file.to_path_buf(),

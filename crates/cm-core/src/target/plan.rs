@@ -98,7 +98,8 @@ pub fn copy_volumes(
         let Some(dst) = location(t, p, engine, create, &mut plan.notes)? else {
             continue;
         };
-        if safety::resolve(&src) == safety::resolve(&dst) {
+        // a path of another machine is never this one's, whatever its name
+        if t.on.is_here() && safety::resolve(&src) == safety::resolve(&dst) {
             plan.notes.push(format!(
                 "{}: {} is mounted in place (the old host's own directory): nothing to copy",
                 p.state.name,
@@ -130,7 +131,7 @@ pub fn in_place_fixes(plan: &CopyPlan, ids: &super::engine::Ids) -> Vec<String> 
         let g = ids.groups.get(owner).copied().unwrap_or(pg);
         if (md.uid(), md.gid()) != (u, g) {
             out.push(format!(
-                "{} is owned by {}:{}, the image's {owner} is {u}:{g}: the container cannot use it as it is; re-own it (this changes the old host's files): chown -R {u}:{g} {}",
+                "{} is owned by {}:{}, the image's {owner} is {u}:{g}: the container cannot use it as it is; re-own it (this changes the old host's files): chown -R {u}:{g} {}, or cm-copy-data --reown-in-place (keeps an undo record)",
                 path.display(),
                 md.uid(),
                 md.gid(),
@@ -151,6 +152,26 @@ pub struct FileCopy {
     pub changed: bool,
 }
 
+/// The single files `t` bind-mounts (not the ini: settings write that) that the old host
+/// under `root` has: (placement, where it goes, the old host's file, its lstat).
+pub fn single_files<'a>(
+    t: &'a Target,
+    root: &Path,
+) -> Vec<(&'a Placement, PathBuf, PathBuf, std::fs::Metadata)> {
+    t.placements
+        .iter()
+        .filter(|p| p.state.form == Form::File && p.state.name != "ini")
+        .filter_map(|p| {
+            let Source::Bind { path: dst } = &p.source else {
+                return None;
+            };
+            let src = crate::root::resolve_in(root, &p.state.host).ok()?;
+            let md = std::fs::symlink_metadata(&src).ok()?;
+            Some((p, dst.clone(), src, md))
+        })
+        .collect()
+}
+
 /// Copy each single file `t` mounts that the old host has: content, mode, owner (mapped
 /// by `ids`) and mtime; atomic, never readable by others on the way.
 pub fn copy_files(
@@ -160,20 +181,15 @@ pub fn copy_files(
     dry_run: bool,
 ) -> Result<Vec<FileCopy>, TargetError> {
     let mut out = Vec::new();
-    for p in &t.placements {
-        if p.state.form != Form::File || p.state.name == "ini" {
-            continue;
-        }
-        let Source::Bind { path: dst } = &p.source else {
-            continue;
-        };
-        let Ok(src) = crate::root::resolve_in(root, &p.state.host) else {
-            continue;
-        };
-        let Ok(md) = std::fs::symlink_metadata(&src) else {
-            continue;
-        };
+    for (p, dst, src, md) in single_files(t, root) {
         let io = |p: &Path, e: std::io::Error| TargetError::Io(format!("{}: {e}", p.display()));
+        if !t.on.is_here() {
+            return Err(TargetError::Io(format!(
+                "{}: the target is on {}: send it there (the copy over ssh does)",
+                dst.display(),
+                t.on.place()
+            )));
+        }
         if !md.is_file() {
             return Err(TargetError::Io(format!(
                 "{} is not a regular file: copy it by hand",
@@ -181,6 +197,7 @@ pub fn copy_files(
             )));
         }
         let data = std::fs::read(&src).map_err(|e| io(&src, e))?;
+        let dst = &dst;
         let changed = std::fs::read(dst).ok().as_deref() != Some(&data[..]);
         if !dry_run {
             if let Some(d) = dst.parent() {

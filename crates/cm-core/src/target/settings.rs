@@ -149,6 +149,36 @@ pub fn interpolated_values(vars: &[String], params: &Section) -> Vec<(String, St
         .collect()
 }
 
+/// Settings whose default changed between the old host's release (under `root`:
+/// `/etc/chatmail-version`, else the ini's template) and the release of `image`, as warning
+/// lines that say how to keep the old behaviour.
+pub fn default_change_warnings(
+    image: Option<&str>,
+    root: &Path,
+    ini_path: &Path,
+    parsed: &crate::ini::IniFile,
+) -> Vec<String> {
+    let version = std::fs::read_to_string(crate::state::under_root(
+        root,
+        Path::new(crate::state::HOST_VERSION),
+    ))
+    .ok();
+    let text = std::fs::read_to_string(ini_path).unwrap_or_default();
+    let (from, how) = host_release(version.as_deref(), &text);
+    let (to, how_to) = image_release(image);
+    let Ok(p) = parsed.params() else {
+        return vec![];
+    };
+    changed_defaults(&from, &to, p)
+        .into_iter()
+        .map(|(k, before, after)| {
+            format!(
+                "{k}: the old host (chatmail {from}, {how}) ran with {before}; the target (chatmail {to}, {how_to}) defaults to {after}: set `{k} = {before}` in chatmail.ini to keep the old behaviour"
+            )
+        })
+        .collect()
+}
+
 /// What [`write_ini_mount`] did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Written {

@@ -179,7 +179,8 @@ fn a_tree_mounted_in_place_is_not_copied_and_its_owner_fix_is_exact() {
     let fixes = plan::in_place_fixes(&p, &ids);
     assert_eq!(fixes.len(), 1, "{fixes:?}");
     assert!(
-        fixes[0].ends_with(&format!("chown -R 801:801 {}", vmail.display()))
+        fixes[0].contains(&format!("chown -R 801:801 {},", vmail.display()))
+            && fixes[0].contains("--reown-in-place")
             && fixes[0].contains(&format!("owned by {}:{}", md.uid(), md.gid())),
         "{fixes:?}"
     );
