@@ -654,5 +654,35 @@ fn cm_migrate_run_moves_a_host_into_the_maintained_shape_and_starts_it() {
     assert_owned_by_name_and_dovecot_reads_every_message();
     assert_the_old_key_signs();
     let _ = assert_ini_means_the_same("/etc/chatmail/chatmail.ini", host_ini);
+
+    // rollback: the container the run started is stopped, what the run left is named
+    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(cm_tests::bin("cm-migrate"))
+        .env("PATH", path)
+        .arg("rollback")
+        .arg("--root")
+        .arg(host)
+        .arg("--project-dir")
+        .arg(dir)
+        .arg("--state-dir")
+        .arg(w.work.path().join("state"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    let said = ok(&out, "cm-migrate rollback");
+    let rb: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(rb["complete"], true, "{rb:#}");
+    let left = rb["left_behind"].to_string();
+    assert!(
+        left.contains("volume relay_mail at") && left.contains("docker volume rm relay_mail"),
+        "{left}"
+    );
+    assert!(left.contains("chatmail.ini"), "{left}");
+    let running = docker(&["inspect", "--format", "{{.State.Running}}", CONTAINER]);
+    assert_eq!(
+        String::from_utf8_lossy(&running.stdout).trim(),
+        "false",
+        "the container the run started is stopped"
+    );
     drop(w);
 }

@@ -27,7 +27,10 @@ use cm_core::target::prepare::{self, Prepared};
 /// in): a bind mount is written at its host path, a named volume at its mountpoint (created
 /// with Compose's labels when it does not exist yet), and owners follow the users of the
 /// image the service runs (read without starting it), mapped by name. State the old host has
-/// and the target does not mount is reported first, with the compose line to add.
+/// and the target does not mount is reported first, with the compose line to add. A tree the
+/// target mounts from the old host's own path is not copied: owners that differ from the
+/// image's are reported with the exact fix, or set in place with --reown-in-place (an undo
+/// record is written first; --undo-reown puts it back).
 /// `--layout guide` copies into the guide's layout instead (no compose file needed):
 /// /etc/dkimkeys -> data/chatmail-dkimkeys, /var/lib/acme -> data/chatmail-acme, /home ->
 /// data/chatmail.
@@ -506,11 +509,15 @@ fn undo_reown(a: &Args, record: &Path) -> anyhow::Result<ExitCode> {
 /// state's mount, settings), the owners mapped by name from its image, what was noted and
 /// warned on the way; null for `--map`.
 fn target_json(r: &Option<Prepared>) -> serde_json::Value {
-    match r {
-        Some(r) => serde_json::json!({"resolved": r.target, "owners_by_name": r.mapped,
-            "notes": r.notes, "warnings": r.warnings}),
-        None => serde_json::Value::Null,
-    }
+    let Some(r) = r else {
+        return serde_json::Value::Null;
+    };
+    // every path of the target serialises through quote::json_path: no name can fail here
+    let resolved = serde_json::to_value(&r.target)
+        .unwrap_or_else(|e| serde_json::Value::String(format!("not serialisable: {e}")));
+    let mapped = serde_json::to_value(&r.mapped).unwrap_or_default();
+    serde_json::json!({"resolved": resolved, "owners_by_name": mapped,
+        "notes": r.notes, "warnings": r.warnings})
 }
 
 /// The single files the target mounts (self-signed TLS, the account-creation switch,

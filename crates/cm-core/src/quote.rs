@@ -106,6 +106,33 @@ pub fn serialize_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::
     s.serialize_str(&json_path(p))
 }
 
+/// [`serialize_path`] for a list of paths.
+pub fn serialize_paths<S: serde::Serializer>(
+    ps: &[std::path::PathBuf],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ps.iter().map(|p| json_path(p)))
+}
+
+/// [`serialize_path`] for a path that may be absent (null).
+pub fn serialize_opt_path<S: serde::Serializer>(
+    p: &Option<std::path::PathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&json_path(p)),
+        None => s.serialize_none(),
+    }
+}
+
+/// [`serialize_path`] for pairs of paths (`[[host, container], ...]`).
+pub fn serialize_path_pairs<S: serde::Serializer>(
+    ps: &[(std::path::PathBuf, std::path::PathBuf)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ps.iter().map(|(a, b)| [json_path(a), json_path(b)]))
+}
+
 /// At most `max` characters of `s` for a message: the start, then `... (N bytes in all)`,
 /// so that a 20 MB line never lands whole in one error.
 pub fn excerpt(s: &str, max: usize) -> std::borrow::Cow<'_, str> {

@@ -25,11 +25,14 @@ pub struct State {
     /// `tls-external-cert`, `tls-external-key`.
     pub name: String,
     /// Where it is on the old host (absolute, below `--root`).
+    #[serde(serialize_with = "crate::quote::serialize_path")]
     pub host: PathBuf,
     /// Where a chatmail container reads it.
+    #[serde(serialize_with = "crate::quote::serialize_path")]
     pub container: PathBuf,
     /// Container paths above `container` that a target may mount instead (the mount's whole
     /// tree is then copied from the same path of the old host).
+    #[serde(serialize_with = "crate::quote::serialize_paths")]
     pub covers: Vec<PathBuf>,
     pub form: Form,
     /// Keys: never readable by others, not even for a moment.
@@ -38,8 +41,10 @@ pub struct State {
     pub owner: String,
     /// Where the guide's layout keeps it, relative to the project directory (None: the
     /// guide's layout does not carry it).
+    #[serde(serialize_with = "crate::quote::serialize_opt_path")]
     pub guide: Option<PathBuf>,
     /// The mount the guide's layout uses for it (`/home` for the mail store).
+    #[serde(serialize_with = "crate::quote::serialize_opt_path")]
     pub guide_mount: Option<PathBuf>,
     /// A host without it is fine (ACME state exists only in ACME mode, the flag file only
     /// when account creation is off).

@@ -411,15 +411,27 @@ impl Copier for LocalCopier {
     }
 
     fn left_behind(&self) -> Vec<String> {
+        let volume_of = |name: &str| {
+            let p = self.target.as_ref()?.target.placement(name)?;
+            match &p.source {
+                crate::target::Source::Volume { name, .. } => Some(name.clone()),
+                crate::target::Source::Bind { .. } => None,
+            }
+        };
         self.volumes
             .iter()
             .filter(|v| v.dst.exists())
-            .map(|v| {
-                format!(
+            .map(|v| match volume_of(&v.name) {
+                Some(vol) => format!(
+                    "volume {vol} at {} (the copy of {}, with its manifest; `docker volume rm {vol}` removes it)",
+                    v.dst.display(),
+                    v.src.display()
+                ),
+                None => format!(
                     "{} (the copy of {}, with its manifest)",
                     v.dst.display(),
                     v.src.display()
-                )
+                ),
             })
             .collect()
     }

@@ -47,7 +47,10 @@ pub enum TargetError {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Source {
     /// A bind mount: the host path.
-    Bind { path: PathBuf },
+    Bind {
+        #[serde(serialize_with = "crate::quote::serialize_path")]
+        path: PathBuf,
+    },
     /// A named volume: its key in the compose file and its name in the engine.
     Volume {
         key: String,
@@ -61,6 +64,7 @@ pub enum Source {
 pub struct Placement {
     pub state: State,
     /// The container path of the mount (`state.container` or one it covers: `/home`).
+    #[serde(serialize_with = "crate::quote::serialize_path")]
     pub mount: PathBuf,
     pub source: Source,
 }
@@ -88,11 +92,16 @@ pub struct Missing {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Settings {
     /// Every setting as an UPPERCASE variable in this `.env` (`env_file`).
-    EnvFile { env: PathBuf },
+    EnvFile {
+        #[serde(serialize_with = "crate::quote::serialize_path")]
+        env: PathBuf,
+    },
     /// The ini itself, bind-mounted from `ini`; `vars` are the variables the compose file
     /// interpolates, written to the project's `.env`.
     IniMount {
+        #[serde(serialize_with = "crate::quote::serialize_path")]
         ini: PathBuf,
+        #[serde(serialize_with = "crate::quote::serialize_path")]
         env: PathBuf,
         vars: Vec<String>,
     },
@@ -106,6 +115,7 @@ pub enum Settings {
 pub enum Layout {
     /// Read from a compose file by Compose v2.
     Compose {
+        #[serde(serialize_with = "crate::quote::serialize_path")]
         file: PathBuf,
         project: String,
         service: String,
@@ -121,6 +131,7 @@ pub enum Layout {
 pub struct Target {
     /// Where its programs run and its paths are (this host, or the Docker host over ssh).
     pub on: exec::Runner,
+    #[serde(serialize_with = "crate::quote::serialize_path")]
     pub project_dir: PathBuf,
     pub layout: Layout,
     /// The image the relay's service runs (`ghcr.io/chatmail/docker:1.12.0`), if named.
@@ -133,6 +144,7 @@ pub struct Target {
     /// The variables its compose file interpolates.
     pub interpolated: Vec<String>,
     /// Every bind mount of the relay's service: (host path, container path).
+    #[serde(serialize_with = "crate::quote::serialize_path_pairs")]
     pub binds: Vec<(PathBuf, PathBuf)>,
     /// How it was read (which Compose, a `.env` read empty, ...).
     pub notes: Vec<String>,
