@@ -290,110 +290,10 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(record) = &a.undo_reown {
         return undo_reown(&a, record);
     }
-    if let Err(e) = check_project(&a) {
-        return usage(e);
-    }
-    let mut vols = match volumes(&a) {
-        Ok(v) => v,
-        Err(e) => return usage(e),
-    };
-    // its skipped lines are warned about below, after every refusal
-    let mut owners = match a.owners.load(&a.root, true) {
-        Ok(m) => m,
-        Err(e) => return usage(e),
-    };
-    let mut resolved = None;
-    if a.maps.is_empty() {
-        let r = match prepare::prepare(
-            &a.root,
-            &a.project_dir,
-            &prepare::Options {
-                compose: a.compose.as_deref(),
-                guide: a.layout.is_some(),
-                only: &a.only,
-                owner_map_given: a.owners.owner_map.is_some(),
-                create: !a.dry_run,
-                dry_run: a.dry_run,
-                on: Default::default(),
-            },
-        ) {
-            Ok(r) => r,
-            Err(e) => return usage(e),
-        };
-        if !a.quiet {
-            for n in &r.notes {
-                cm_cli::msg::note(n);
-            }
-            for w in &r.warnings {
-                cm_cli::msg::warning(w);
-            }
-        }
-        vols = r.volumes.clone();
-        if r.owners.is_some() {
-            owners = r.owners.clone();
-        }
-        if a.reown_in_place {
-            reown_in_place(&a, &r, owners.as_ref())?;
-        }
-        resolved = Some(r);
-    }
-    if let Err(e) = safety::check_overlap(&vols) {
-        return usage(e);
-    }
-    if let Err(e) = safety::check_target_links(&a.project_dir, &vols) {
-        return usage(e);
-    }
-    // Notes go to stderr unless --quiet; --json only keeps stdout for the JSON.
-    let quiet = a.quiet;
-    if !quiet && a.maps.is_empty() {
-        if let Some(m) = cm_core::checks::not_a_chatmail_host(&a.root) {
-            cm_cli::msg::warning(&format!(
-                "{} does not look like a chatmail host ({m}); check --root",
-                q(&a.root)
-            ));
-        }
-    }
-    if !quiet {
-        for s in owners.iter().flat_map(|m| m.skipped()) {
-            cm_cli::msg::warning(&s.to_string());
-        }
-    }
-    if vols.iter().any(|v| v.mail_store) {
-        services_gate(&a)?;
-    }
-    let jobs = a
-        .jobs
-        .unwrap_or_else(|| (cm_core::tree::default_jobs() * 4).clamp(8, 32));
-    let opts = copy::Options {
-        jobs,
-        checksum: a.checksum,
-        live: a.live,
-        ids: owners
-            .as_ref()
-            .filter(|m| !m.is_identity())
-            .map(|m| m as &dyn copy::MapIds),
-        adopt: a.adopt,
-        root: Some(&a.root),
-        changed: None,
-        list: a.verbose,
-        // the plan's walk only for what shows its counts: a dry run, the progress bar's total
-        lazy_plan: !a.dry_run
-            && (a.quiet || a.json || !std::io::IsTerminal::is_terminal(&std::io::stderr())),
-    };
-    let mut plans: Vec<Plan> = Vec::new();
-    for v in &vols {
-        match copy::plan(v, &opts) {
-            Ok(p) => {
-                if !quiet && !a.dry_run {
-                    for n in &p.notes {
-                        cm_cli::msg::note(n);
-                    }
-                }
-                plans.push(p)
-            }
-            Err(e) => return usage(format!("{}: {e}", v.name)),
-        }
-    }
+    let (vols, owners, resolved) = resolve_target(&a)?;
+    preflight(&a, &vols, owners.as_ref())?;
+    let opts = copy_options(&a, owners.as_ref());
+    let mut plans = plan_volumes(&a, &vols, &opts)?;
     let caller = safety::check_caller(&plans, opts.ids, &safety::Caller::current());
     if let (Err(e), false) = (&caller, a.dry_run) {
         return usage(e);
@@ -412,23 +312,137 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
         ));
     }
     if space.iter().any(|s| !s.ok()) {
-        for m in space.iter().filter_map(|s| s.shortage()) {
-            cm_cli::msg::error(&m.to_string());
-        }
-        cm_cli::msg::error("free space or inodes on that file system (or choose another target) and run again; nothing was copied");
-        if a.json {
-            println!(
-                "{}",
-                serde_json::json!({"ok": false, "exit_code": 1, "error": "the target is short of space or inodes", "space": space_json(&space)})
-            );
-        }
-        return Ok(ExitCode::from(1));
+        return Ok(short_of_space(&a, &space));
     }
     let code = execute(&a, &plans, &opts, owners.as_ref(), &target_json(&resolved));
     Ok(match &resolved {
         Some(r) if code == ExitCode::SUCCESS => copy_files(&a, r, &opts),
         _ => code,
     })
+}
+
+/// What is copied where: the `--map` volumes, or the target's trees as
+/// [`prepare::prepare`] resolves them (its notes and warnings said, `--reown-in-place`
+/// done); and the owner map, the target image's when it gives one.
+fn resolve_target(a: &Args) -> anyhow::Result<(Vec<Volume>, Option<OwnerMap>, Option<Prepared>)> {
+    use cm_cli::exit::Fail;
+    check_project(a).map_err(Fail::usage)?;
+    let vols = volumes(a).map_err(Fail::usage)?;
+    // its skipped lines are warned about later, after every refusal
+    let mut owners = a.owners.load(&a.root, true).map_err(Fail::usage)?;
+    if !a.maps.is_empty() {
+        return Ok((vols, owners, None));
+    }
+    let r = prepare::prepare(
+        &a.root,
+        &a.project_dir,
+        &prepare::Options {
+            compose: a.compose.as_deref(),
+            guide: a.layout.is_some(),
+            only: &a.only,
+            owner_map_given: a.owners.owner_map.is_some(),
+            create: !a.dry_run,
+            dry_run: a.dry_run,
+            on: Default::default(),
+        },
+    )
+    .map_err(Fail::usage)?;
+    if !a.quiet {
+        for n in &r.notes {
+            cm_cli::msg::note(n);
+        }
+        for w in &r.warnings {
+            cm_cli::msg::warning(w);
+        }
+    }
+    if r.owners.is_some() {
+        owners = r.owners.clone();
+    }
+    if a.reown_in_place {
+        reown_in_place(a, &r, owners.as_ref())?;
+    }
+    Ok((r.volumes.clone(), owners, Some(r)))
+}
+
+/// The refusals before anything is planned (volumes that overlap, links in the target's
+/// path, the mail store while services run), with the warnings said on the way.
+fn preflight(a: &Args, vols: &[Volume], owners: Option<&OwnerMap>) -> anyhow::Result<()> {
+    use cm_cli::exit::Fail;
+    safety::check_overlap(vols).map_err(Fail::usage)?;
+    safety::check_target_links(&a.project_dir, vols).map_err(Fail::usage)?;
+    // Notes go to stderr unless --quiet; --json only keeps stdout for the JSON.
+    let quiet = a.quiet;
+    if !quiet && a.maps.is_empty() {
+        if let Some(m) = cm_core::checks::not_a_chatmail_host(&a.root) {
+            cm_cli::msg::warning(&format!(
+                "{} does not look like a chatmail host ({m}); check --root",
+                q(&a.root)
+            ));
+        }
+    }
+    if !quiet {
+        for s in owners.iter().flat_map(|m| m.skipped()) {
+            cm_cli::msg::warning(&s.to_string());
+        }
+    }
+    if vols.iter().any(|v| v.mail_store) {
+        services_gate(a)?;
+    }
+    Ok(())
+}
+
+/// The copy engine's options from the arguments.
+fn copy_options<'a>(a: &'a Args, owners: Option<&'a OwnerMap>) -> copy::Options<'a> {
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| (cm_core::tree::default_jobs() * 4).clamp(8, 32));
+    copy::Options {
+        jobs,
+        checksum: a.checksum,
+        live: a.live,
+        ids: owners
+            .filter(|m| !m.is_identity())
+            .map(|m| m as &dyn copy::MapIds),
+        adopt: a.adopt,
+        root: Some(&a.root),
+        changed: None,
+        list: a.verbose,
+        // the plan's walk only for what shows its counts: a dry run, the progress bar's total
+        lazy_plan: !a.dry_run
+            && (a.quiet || a.json || !std::io::IsTerminal::is_terminal(&std::io::stderr())),
+    }
+}
+
+/// Each volume planned, in order (its notes said, but for a dry run, which lists them).
+fn plan_volumes(a: &Args, vols: &[Volume], opts: &copy::Options) -> anyhow::Result<Vec<Plan>> {
+    let mut plans: Vec<Plan> = Vec::new();
+    for v in vols {
+        let p = copy::plan(v, opts)
+            .map_err(|e| cm_cli::exit::Fail::usage(format!("{}: {e}", v.name)))?;
+        if !a.quiet && !a.dry_run {
+            for n in &p.notes {
+                cm_cli::msg::note(n);
+            }
+        }
+        plans.push(p);
+    }
+    Ok(plans)
+}
+
+/// The target is short of space or inodes: said (and as JSON with `--json`), nothing
+/// copied, exit 1.
+fn short_of_space(a: &Args, space: &[safety::SpaceCheck]) -> ExitCode {
+    for m in space.iter().filter_map(|s| s.shortage()) {
+        cm_cli::msg::error(&m.to_string());
+    }
+    cm_cli::msg::error("free space or inodes on that file system (or choose another target) and run again; nothing was copied");
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": false, "exit_code": 1, "error": "the target is short of space or inodes", "space": space_json(space)})
+        );
+    }
+    ExitCode::from(1)
 }
 
 /// `--reown-in-place`: each tree mounted from the old host's own path re-owned by the map,
@@ -637,39 +651,7 @@ fn dry_run(
     }
     println!("dry run: nothing is changed");
     for p in plans {
-        println!(
-            "{}: {} -> {}",
-            p.volume.name,
-            q(&p.volume.src),
-            q(&p.volume.dst)
-        );
-        if let Some(s) = &p.skipped {
-            println!("  skipped: {s}");
-            continue;
-        }
-        println!("  source: {}", source_line(&p.counts));
-        println!("  would {}", plan_line(&p.counts));
-        if a.verbose {
-            for l in summary::listing(p, None) {
-                println!("{l}");
-            }
-        }
-        if let Some(n) = &p.note {
-            println!("  note: {n}");
-        }
-        for n in &p.notes {
-            println!("  note: {n}");
-        }
-        for r in &p.removals {
-            println!("  would {}: {}", r.action, r.path);
-        }
-        for pr in &p.problems {
-            let level = match pr.severity {
-                Severity::Warning => "warning",
-                Severity::Error => "error",
-            };
-            println!("  {level}: {}: {}", pr.path, pr.message);
-        }
+        dry_run_volume(a, p);
     }
     for s in space {
         match s.shortage() {
@@ -683,6 +665,44 @@ fn dry_run(
         );
     }
     code
+}
+
+/// A volume's lines in a dry run: what it holds and what a run would do, `-v`'s listing,
+/// notes, removals and problems.
+fn dry_run_volume(a: &Args, p: &Plan) {
+    println!(
+        "{}: {} -> {}",
+        p.volume.name,
+        q(&p.volume.src),
+        q(&p.volume.dst)
+    );
+    if let Some(s) = &p.skipped {
+        println!("  skipped: {s}");
+        return;
+    }
+    println!("  source: {}", source_line(&p.counts));
+    println!("  would {}", plan_line(&p.counts));
+    if a.verbose {
+        for l in summary::listing(p, None) {
+            println!("{l}");
+        }
+    }
+    if let Some(n) = &p.note {
+        println!("  note: {n}");
+    }
+    for n in &p.notes {
+        println!("  note: {n}");
+    }
+    for r in &p.removals {
+        println!("  would {}: {}", r.action, r.path);
+    }
+    for pr in &p.problems {
+        let level = match pr.severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        println!("  {level}: {}: {}", pr.path, pr.message);
+    }
 }
 
 fn progress_bar(a: &Args, total_bytes: u64) -> ProgressBar {
@@ -725,6 +745,8 @@ fn copy_volume(p: &Plan, opts: &copy::Options, on: &(dyn Fn(Event) + Sync)) -> V
     }
 }
 
+/// Copy every planned volume, then report: each volume's lines and the totals (or one JSON
+/// document); exit 1 when anything was not copied.
 fn execute(
     a: &Args,
     plans: &[Plan],
@@ -732,8 +754,43 @@ fn execute(
     owners: Option<&OwnerMap>,
     target: &serde_json::Value,
 ) -> ExitCode {
-    let quiet = a.quiet;
     let started = Instant::now();
+    let results = copy_all(a, plans, opts);
+    let any_error = results
+        .iter()
+        .any(|r| r.out.errors() > 0 || r.manifest_error.is_some());
+    let totals = summary::totals(&results, started.elapsed());
+    let next = summary::next_step(a, plans, any_error);
+    if a.json {
+        let mapped: Vec<_> = owners.map(|o| o.mappings()).unwrap_or_default();
+        println!(
+            "{}",
+            serde_json::json!({"ok": !any_error, "volumes": volumes_json(plans, &results),
+                "totals": totals, "owners_mapped": mapped, "target": target, "next": next})
+        );
+    } else {
+        for (p, r) in plans.iter().zip(&results) {
+            report_volume(a, p, r);
+        }
+        if !a.quiet {
+            println!("{}", summary::total_line(&totals));
+            println!("{}", summary::owners_line(owners));
+            println!("{next}");
+        }
+        if any_error {
+            cm_cli::msg::error("the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
+        }
+    }
+    if any_error {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Each planned volume copied in order behind one progress bar (a skipped one gets an empty
+/// result); the interrupt handler is told which volume is copied and which are done.
+fn copy_all(a: &Args, plans: &[Plan], opts: &copy::Options) -> Vec<VolResult> {
     let total_bytes: u64 = plans
         .iter()
         .map(|p| p.counts.copy_bytes + p.counts.verify_bytes)
@@ -770,69 +827,53 @@ fn execute(
         }
         pb.set_prefix(p.volume.name.clone());
         if let Some(n) = &p.note {
-            if !quiet {
+            if !a.quiet {
                 pb.suspend(|| cm_cli::msg::note(n));
             }
         }
-        let on = |e: Event| match e {
-            Event::Done { bytes } => {
-                pb.inc(bytes);
-                let f = files.fetch_add(1, Ordering::Relaxed) + 1;
-                if f % 64 == 0 || f == total_items {
-                    pb.set_message(format!("{f}/{total_items} entries"));
-                }
-            }
-            Event::Phase(ph) => pb.set_message(ph.to_string()),
-            Event::Problem(_) => {}
-        };
-        results.push(copy_volume(p, opts, &on));
+        results.push(copy_volume(p, opts, &progress(&pb, &files, total_items)));
         if let Ok(mut st) = state.lock() {
             st.volume = None;
             st.done.push(p.volume.name.clone());
         }
     }
     pb.finish_and_clear();
-    let any_error = results
+    results
+}
+
+/// The copy engine's events on the progress bar: bytes done, entries done (every 64th and
+/// the last), the phase.
+fn progress<'a>(
+    pb: &'a ProgressBar,
+    files: &'a AtomicU64,
+    total_items: u64,
+) -> impl Fn(Event) + Sync + 'a {
+    move |e: Event| match e {
+        Event::Done { bytes } => {
+            pb.inc(bytes);
+            let f = files.fetch_add(1, Ordering::Relaxed) + 1;
+            if f % 64 == 0 || f == total_items {
+                pb.set_message(format!("{f}/{total_items} entries"));
+            }
+        }
+        Event::Phase(ph) => pb.set_message(ph.to_string()),
+        Event::Problem(_) => {}
+    }
+}
+
+/// Each volume as `--json` gives it after a copy: its plan, outcome and manifest.
+fn volumes_json(plans: &[Plan], results: &[VolResult]) -> Vec<serde_json::Value> {
+    plans
         .iter()
-        .any(|r| r.out.errors() > 0 || r.manifest_error.is_some());
-    let totals = summary::totals(&results, started.elapsed());
-    let next = summary::next_step(a, plans, any_error);
-    if a.json {
-        let v: Vec<_> = plans
-            .iter()
-            .zip(&results)
-            .map(|(p, r)| {
-                serde_json::json!({
-                    "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
-                    "skipped": p.skipped, "plan": if p.counted == copy::Counted::Walked { &p.counts } else { &r.out.walked }, "outcome": r.out,
-                    "manifest": r.manifest.as_deref().map(jp), "manifest_error": r.manifest_error,
-                })
+        .zip(results)
+        .map(|(p, r)| {
+            serde_json::json!({
+                "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
+                "skipped": p.skipped, "plan": if p.counted == copy::Counted::Walked { &p.counts } else { &r.out.walked }, "outcome": r.out,
+                "manifest": r.manifest.as_deref().map(jp), "manifest_error": r.manifest_error,
             })
-            .collect();
-        let mapped: Vec<_> = owners.map(|o| o.mappings()).unwrap_or_default();
-        println!(
-            "{}",
-            serde_json::json!({"ok": !any_error, "volumes": v, "totals": totals,
-                "owners_mapped": mapped, "target": target, "next": next})
-        );
-    } else {
-        for (p, r) in plans.iter().zip(&results) {
-            report_volume(a, p, r);
-        }
-        if !quiet {
-            println!("{}", summary::total_line(&totals));
-            println!("{}", summary::owners_line(owners));
-            println!("{next}");
-        }
-        if any_error {
-            cm_cli::msg::error("the copy is incomplete (see above); fix the cause and run again: only what is missing or changed is copied");
-        }
-    }
-    if any_error {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+        })
+        .collect()
 }
 
 /// A volume's lines: its counts, its paths and manifest, `-v`'s listing, warnings and errors.

@@ -331,41 +331,59 @@ pub fn volume_checks_of(mounts: Vec<(PathBuf, PathBuf)>, root: Option<&Path>) ->
         .collect()
 }
 
+/// What one copied volume `dst` (at `rel` in the container) is verified against: its source
+/// under `--root`, else as its manifest records it (see [`volume_checks`]).
 fn volume_check(dst: PathBuf, rel: &Path, root: Option<&Path>, here: Option<&str>) -> VolumeCheck {
     if let Some(root) = root {
-        // the source as the old host sees it: resolved inside `root` as a chroot would
-        let src = match crate::root::resolve_in(root, &Path::new("/").join(rel)) {
-            Ok(s) => s,
-            Err(e) => {
-                let why = format!("its source cannot be found under --root: {e}");
-                return VolumeCheck::Unverifiable { dst, why };
-            }
-        };
-        if src.is_dir() {
-            let why = format!("its source under --root {}", quote_path(root));
-            return VolumeCheck::Tree { src, dst, why };
-        }
-        let why = format!(
-            "its source {} is not a directory under --root (without --root the manifest the copy wrote is used)",
-            quote_path(&src)
-        );
-        return VolumeCheck::Unverifiable { dst, why };
+        return rooted_check(dst, rel, root);
     }
     let manifest = crate::manifest::path_for(&dst);
     if !manifest.is_file() {
-        let src = Path::new("/").join(rel);
-        if src.is_dir() {
-            let why =
-                "its source on this machine (no manifest records where the copy came from)".into();
-            return VolumeCheck::Tree { src, dst, why };
-        }
-        let why = format!(
-            "neither its source {} nor a manifest {}",
-            quote_path(&src),
-            quote_path(&manifest)
-        );
-        return VolumeCheck::Unverifiable { dst, why };
+        return unrecorded_check(dst, rel, &manifest);
     }
+    recorded_source(dst, rel, manifest, here)
+}
+
+/// With `--root`: the source as the old host sees it, resolved inside `root` as a chroot
+/// would.
+fn rooted_check(dst: PathBuf, rel: &Path, root: &Path) -> VolumeCheck {
+    let src = match crate::root::resolve_in(root, &Path::new("/").join(rel)) {
+        Ok(s) => s,
+        Err(e) => {
+            let why = format!("its source cannot be found under --root: {e}");
+            return VolumeCheck::Unverifiable { dst, why };
+        }
+    };
+    if src.is_dir() {
+        let why = format!("its source under --root {}", quote_path(root));
+        return VolumeCheck::Tree { src, dst, why };
+    }
+    let why = format!(
+        "its source {} is not a directory under --root (without --root the manifest the copy wrote is used)",
+        quote_path(&src)
+    );
+    VolumeCheck::Unverifiable { dst, why }
+}
+
+/// No `--root` and no manifest: the source at the same path on this machine, if any.
+fn unrecorded_check(dst: PathBuf, rel: &Path, manifest: &Path) -> VolumeCheck {
+    let src = Path::new("/").join(rel);
+    if src.is_dir() {
+        let why =
+            "its source on this machine (no manifest records where the copy came from)".into();
+        return VolumeCheck::Tree { src, dst, why };
+    }
+    let why = format!(
+        "neither its source {} nor a manifest {}",
+        quote_path(&src),
+        quote_path(manifest)
+    );
+    VolumeCheck::Unverifiable { dst, why }
+}
+
+/// A manifest: the source it records when that is on this machine (and not the copy
+/// itself), else the manifest.
+fn recorded_source(dst: PathBuf, rel: &Path, manifest: PathBuf, here: Option<&str>) -> VolumeCheck {
     // where the copy was taken from, as the manifest's header records it (a manifest of
     // version 1, or one that cannot be read here, records nothing: the manifest is used)
     let rec = crate::manifest::read_header(&manifest).unwrap_or_default();
@@ -649,7 +667,21 @@ pub fn resolve_inside(root: &Path, mount: &Path, rel: &Path) -> Result<PathBuf, 
 /// the copied tree; the mailbox folder for mail_domain exists; owners match the image's users.
 pub fn check_layout(opts: &LayoutOptions) -> Outcome {
     let mut out = Outcome::default();
-    for m in &opts.mounts {
+    check_mounts(&mut out, &opts.mounts);
+    if opts.image.is_none() {
+        out.notes.push(
+            "owners not compared with the image's users: give --image-users (docker/users) or --image-root (the image's /etc/passwd and /etc/group)".into(),
+        );
+    }
+    check_dkim(&mut out, opts);
+    check_acme(&mut out, &opts.mounts);
+    check_mailboxes(&mut out, opts);
+    out
+}
+
+/// Every mounted folder exists.
+fn check_mounts(out: &mut Outcome, mounts: &[Mount]) {
+    for m in mounts {
         if fs::metadata(&m.source).is_err() {
             out.findings.push(finding(
                 "layout",
@@ -661,111 +693,105 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
             ));
         }
     }
-    let owner_is = |out: &mut Outcome, path: &Path, user: &str, check: &str| {
-        let Some(img) = &opts.image else { return };
-        let Ok(md) = fs::symlink_metadata(path) else {
-            return;
-        };
-        let (Some(&u), g) = (img.users.get(user), img.groups.get(user).copied()) else {
-            out.notes.push(format!(
-                "the image has no user {user}: owner of {} not checked",
-                path.display()
-            ));
-            return;
-        };
-        if md.uid() != u || g.is_some_and(|g| md.gid() != g) {
-            out.findings.push(finding(
-                check,
-                crate::quote::json_path(path),
-                format!(
-                    "owned by {}:{}, the image's {user} is {u}:{}: copy with --owner-map (or chown)",
-                    md.uid(),
-                    md.gid(),
-                    g.map(|g| g.to_string()).unwrap_or_else(|| "?".into())
-                ),
-            ));
-        }
+}
+
+/// `path` is owned by the image's `user` (and its group of that name), when the image's
+/// ids are known; a finding of `check` if not.
+fn owner_is(out: &mut Outcome, image: Option<&ImageIds>, path: &Path, user: &str, check: &str) {
+    let Some(img) = image else { return };
+    let Ok(md) = fs::symlink_metadata(path) else {
+        return;
     };
-    if opts.image.is_none() {
-        out.notes.push(
-            "owners not compared with the image's users: give --image-users (docker/users) or --image-root (the image's /etc/passwd and /etc/group)".into(),
-        );
+    let (Some(&u), g) = (img.users.get(user), img.groups.get(user).copied()) else {
+        out.notes.push(format!(
+            "the image has no user {user}: owner of {} not checked",
+            path.display()
+        ));
+        return;
+    };
+    if md.uid() != u || g.is_some_and(|g| md.gid() != g) {
+        out.findings.push(finding(
+            check,
+            crate::quote::json_path(path),
+            format!(
+                "owned by {}:{}, the image's {user} is {u}:{}: copy with --owner-map (or chown)",
+                md.uid(),
+                md.gid(),
+                g.map(|g| g.to_string()).unwrap_or_else(|| "?".into())
+            ),
+        ));
     }
+}
 
-    // DKIM
-    match mount_for(&opts.mounts, "/etc/dkimkeys") {
-        None => out
-            .notes
-            .push("no mount for /etc/dkimkeys: DKIM not checked".into()),
-        Some(m) if m.source.is_dir() => {
-            let key = m.source.join("opendkim.private");
-            match fs::symlink_metadata(&key) {
-                Err(_) => out.findings.push(finding(
-                    "dkim",
-                    crate::quote::json_path(&key),
-                    "the DKIM private key is missing: mail would go out unsigned",
-                )),
-                Ok(md) if !md.file_type().is_file() => out.findings.push(finding(
-                    "dkim",
-                    crate::quote::json_path(&key),
-                    "is not a regular file",
-                )),
-                Ok(md) => {
-                    if md.mode() & 0o077 != 0 {
-                        out.findings.push(finding(
-                            "dkim",
-                            crate::quote::json_path(&key),
-                            format!(
-                                "mode {:04o}: a private key must not be readable by group or others (chmod 600)",
-                                md.mode() & 0o7777
-                            ),
-                        ));
+/// The DKIM private key under the /etc/dkimkeys mount: there, a regular file, private,
+/// owned by the image's opendkim.
+fn check_dkim(out: &mut Outcome, opts: &LayoutOptions) {
+    let m = match mount_for(&opts.mounts, "/etc/dkimkeys") {
+        None => {
+            out.notes
+                .push("no mount for /etc/dkimkeys: DKIM not checked".into());
+            return;
+        }
+        Some(m) if m.source.is_dir() => m,
+        Some(_) => return,
+    };
+    let key = m.source.join("opendkim.private");
+    let problem = |p: String| finding("dkim", crate::quote::json_path(&key), p);
+    match fs::symlink_metadata(&key) {
+        Err(_) => out.findings.push(problem(
+            "the DKIM private key is missing: mail would go out unsigned".into(),
+        )),
+        Ok(md) if !md.file_type().is_file() => {
+            out.findings.push(problem("is not a regular file".into()))
+        }
+        Ok(md) => {
+            if md.mode() & 0o077 != 0 {
+                out.findings.push(problem(format!(
+                    "mode {:04o}: a private key must not be readable by group or others (chmod 600)",
+                    md.mode() & 0o7777
+                )));
+            }
+            owner_is(out, opts.image.as_ref(), &key, "opendkim", "dkim");
+        }
+    }
+}
+
+/// The names in a directory, sorted; None when it cannot be read.
+fn sorted_names(dir: &Path) -> Option<Vec<OsString>> {
+    let rd = fs::read_dir(dir).ok()?;
+    let mut names: Vec<OsString> = rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    names.sort();
+    Some(names)
+}
+
+/// Every `live/<domain>` link under the /var/lib/acme mount, and everything the
+/// certificate directory holds, resolves inside the copied tree.
+fn check_acme(out: &mut Outcome, mounts: &[Mount]) {
+    let Some(m) = mount_for(mounts, "/var/lib/acme") else {
+        return;
+    };
+    for n in sorted_names(&m.source.join("live")).unwrap_or_default() {
+        let rel = Path::new("live").join(&n);
+        match resolve_inside(&m.source, &m.target, &rel) {
+            Err(e) => out
+                .findings
+                .push(finding("acme", crate::quote::json_path(&rel), e)),
+            Ok(dir) => {
+                for i in sorted_names(&m.source.join(&dir)).unwrap_or_default() {
+                    let r = rel.join(&i);
+                    if let Err(e) = resolve_inside(&m.source, &m.target, &r) {
+                        out.findings
+                            .push(finding("acme", crate::quote::json_path(&r), e));
                     }
-                    owner_is(&mut out, &key, "opendkim", "dkim");
                 }
             }
         }
-        Some(_) => {}
     }
+}
 
-    // ACME
-    if let Some(m) = mount_for(&opts.mounts, "/var/lib/acme") {
-        let live = m.source.join("live");
-        if let Ok(rd) = fs::read_dir(&live) {
-            let mut names: Vec<OsString> =
-                rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
-            names.sort();
-            for n in names {
-                let rel = Path::new("live").join(&n);
-                match resolve_inside(&m.source, &m.target, &rel) {
-                    Err(e) => out
-                        .findings
-                        .push(finding("acme", crate::quote::json_path(&rel), e)),
-                    Ok(dir) => {
-                        // Everything the certificate directory holds must resolve too.
-                        let abs = m.source.join(&dir);
-                        if let Ok(rd) = fs::read_dir(&abs) {
-                            let mut inner: Vec<OsString> =
-                                rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
-                            inner.sort();
-                            for i in inner {
-                                let r = rel.join(&i);
-                                if let Err(e) = resolve_inside(&m.source, &m.target, &r) {
-                                    out.findings.push(finding(
-                                        "acme",
-                                        crate::quote::json_path(&r),
-                                        e,
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    // Mailboxes
+/// The mailbox folder for mail_domain under the vmail mount exists, it and vmail owned by
+/// the image's vmail.
+fn check_mailboxes(out: &mut Outcome, opts: &LayoutOptions) {
     let vmail_mount = mount_for(&opts.mounts, "/home/vmail")
         .map(|m| m.source.clone())
         .or_else(|| mount_for(&opts.mounts, "/home").map(|m| m.source.join("vmail")));
@@ -783,12 +809,11 @@ pub fn check_layout(opts: &LayoutOptions) -> Outcome {
                     format!("no mailbox folder for mail_domain {domain:?}"),
                 ));
             } else {
-                owner_is(&mut out, &vmail, "vmail", "owner");
-                owner_is(&mut out, &dir, "vmail", "owner");
+                owner_is(out, opts.image.as_ref(), &vmail, "vmail", "owner");
+                owner_is(out, opts.image.as_ref(), &dir, "vmail", "owner");
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

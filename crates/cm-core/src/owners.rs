@@ -324,6 +324,28 @@ impl OwnerMap {
 }
 
 /// Is this extended attribute a POSIX ACL (whose value names uids and gids)?
+/// Map, in place, the uids and gids named inside a POSIX ACL xattr value
+/// (linux/posix_acl_xattr.h: a u32 version, then (u16 tag, u16 perm, u32 id) entries; ids
+/// matter for ACL_USER (2) and ACL_GROUP (8)); a value of another shape is left as it is.
+/// The one ACL id mapper: the copy engine and the owner map both use it.
+pub fn map_acl_ids(value: &mut [u8], uid: &dyn Fn(u32) -> u32, gid: &dyn Fn(u32) -> u32) {
+    const ACL_USER: u16 = 0x02;
+    const ACL_GROUP: u16 = 0x08;
+    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+        return;
+    }
+    for e in value[4..].chunks_exact_mut(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+        let new = match tag {
+            ACL_USER => uid(id),
+            ACL_GROUP => gid(id),
+            _ => continue,
+        };
+        e[4..8].copy_from_slice(&new.to_le_bytes());
+    }
+}
+
 pub fn is_acl_xattr(name: &[u8]) -> bool {
     name == b"system.posix_acl_access" || name == b"system.posix_acl_default"
 }
@@ -334,19 +356,7 @@ impl OwnerMap {
     /// ACL_USER (2) and ACL_GROUP (8)). A value of another shape is returned unchanged.
     pub fn map_acl(&self, value: &[u8]) -> Vec<u8> {
         let mut v = value.to_vec();
-        if v.len() < 4 || (v.len() - 4) % 8 != 0 {
-            return v;
-        }
-        for e in v[4..].chunks_exact_mut(8) {
-            let tag = u16::from_le_bytes([e[0], e[1]]);
-            let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
-            let new = match tag {
-                0x02 => self.uid(id),
-                0x08 => self.gid(id),
-                _ => continue,
-            };
-            e[4..8].copy_from_slice(&new.to_le_bytes());
-        }
+        map_acl_ids(&mut v, &|u| self.uid(u), &|g| self.gid(g));
         v
     }
 }

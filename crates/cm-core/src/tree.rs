@@ -14,6 +14,7 @@
 //! with `O_NOATIME` where the kernel allows it); a file that cannot be read is recorded as a
 //! [`ScanError`], never silently skipped; atime is recorded but not compared unless asked.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -472,6 +473,51 @@ pub fn walk(
     opts: &ScanOptions,
     progress: &dyn Progress,
 ) -> Result<Snapshot, TreeError> {
+    let mut snap = walk_root(root, opts)?;
+    let threads = opts.jobs.max(1);
+    if threads == 1 {
+        let mut dirs = vec![PathBuf::from(".")];
+        while let Some(rel) = dirs.pop() {
+            let n = list_dir(
+                root,
+                &rel,
+                opts,
+                &mut snap.entries,
+                &mut snap.errors,
+                &mut dirs,
+            );
+            progress.scanned(n);
+        }
+    } else {
+        let q = DirQueue {
+            q: Mutex::new(Pending {
+                dirs: vec![PathBuf::from(".")],
+                busy: 0,
+            }),
+            cv: Condvar::new(),
+        };
+        let parts: Mutex<Vec<(Vec<Entry>, Vec<ScanError>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let part = q.work(root, opts, progress);
+                    parts.lock().unwrap_or_else(|p| p.into_inner()).push(part);
+                });
+            }
+        });
+        for (mut e, mut er) in parts.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            snap.entries.append(&mut e);
+            snap.errors.append(&mut er);
+        }
+        snap.errors.sort_by(|x, y| path_cmp(&x.path, &y.path));
+    }
+    snap.assign_link_groups();
+    Ok(snap)
+}
+
+/// A snapshot holding the root's entry `.` (its xattrs' problem as an error): the root must
+/// be a directory that can be read.
+fn walk_root(root: &Path, opts: &ScanOptions) -> Result<Snapshot, TreeError> {
     let md = fs::symlink_metadata(root).map_err(|source| TreeError::Io {
         path: root.to_path_buf(),
         source,
@@ -498,77 +544,58 @@ pub fn walk(
         source,
     })?);
     snap.entries.push(top);
-    let threads = opts.jobs.max(1);
-    if threads == 1 {
-        let mut dirs = vec![PathBuf::from(".")];
-        while let Some(rel) = dirs.pop() {
-            let n = list_dir(
-                root,
-                &rel,
-                opts,
-                &mut snap.entries,
-                &mut snap.errors,
-                &mut dirs,
-            );
-            progress.scanned(n);
-        }
-    } else {
-        // Directories are shared through a queue; each thread lists whole directories.
-        struct Queue {
-            dirs: Vec<PathBuf>,
-            busy: usize,
-        }
-        let q = Mutex::new(Queue {
-            dirs: vec![PathBuf::from(".")],
-            busy: 0,
-        });
-        let cv = Condvar::new();
-        let parts: Mutex<Vec<(Vec<Entry>, Vec<ScanError>)>> = Mutex::new(Vec::new());
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    let (mut entries, mut errors, mut found) = (Vec::new(), Vec::new(), Vec::new());
-                    loop {
-                        let rel = {
-                            let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
-                            loop {
-                                if let Some(d) = g.dirs.pop() {
-                                    g.busy += 1;
-                                    break Some(d);
-                                }
-                                if g.busy == 0 {
-                                    break None;
-                                }
-                                g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
-                            }
-                        };
-                        let Some(rel) = rel else {
-                            cv.notify_all();
-                            break;
-                        };
-                        let n = list_dir(root, &rel, opts, &mut entries, &mut errors, &mut found);
-                        progress.scanned(n);
-                        let mut g = q.lock().unwrap_or_else(|p| p.into_inner());
-                        g.dirs.append(&mut found);
-                        g.busy -= 1;
-                        drop(g);
-                        cv.notify_all();
-                    }
-                    parts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((entries, errors));
-                });
-            }
-        });
-        for (mut e, mut er) in parts.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            snap.entries.append(&mut e);
-            snap.errors.append(&mut er);
-        }
-        snap.errors.sort_by(|x, y| path_cmp(&x.path, &y.path));
-    }
-    snap.assign_link_groups();
     Ok(snap)
+}
+
+/// The directories a parallel [`walk`] shares: those still to list, and how many threads
+/// are listing one (the walk ends when none is left and none is busy).
+struct DirQueue {
+    q: Mutex<Pending>,
+    cv: Condvar,
+}
+
+struct Pending {
+    dirs: Vec<PathBuf>,
+    busy: usize,
+}
+
+impl DirQueue {
+    /// One thread's share: whole directories listed until the walk ends; what it recorded.
+    fn work(
+        &self,
+        root: &Path,
+        opts: &ScanOptions,
+        progress: &dyn Progress,
+    ) -> (Vec<Entry>, Vec<ScanError>) {
+        let (mut entries, mut errors, mut found) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some(rel) = self.take() {
+            let n = list_dir(root, &rel, opts, &mut entries, &mut errors, &mut found);
+            progress.scanned(n);
+            let mut g = self.q.lock().unwrap_or_else(|p| p.into_inner());
+            g.dirs.append(&mut found);
+            g.busy -= 1;
+            drop(g);
+            self.cv.notify_all();
+        }
+        self.cv.notify_all();
+        (entries, errors)
+    }
+
+    /// The next directory to list (counted busy), waiting while others may still find
+    /// some; None when the walk is over.
+    fn take(&self) -> Option<PathBuf> {
+        let mut g = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(d) = g.dirs.pop() {
+                g.busy += 1;
+                return Some(d);
+            }
+            if g.busy == 0 {
+                return None;
+            }
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// List one directory (`rel` under `root`): record its entries, queue its subdirectories.
@@ -582,13 +609,14 @@ fn list_dir(
     dirs: &mut Vec<PathBuf>,
 ) -> u64 {
     let abs = abs_path(root, rel);
+    let listing_error = |e: &dyn fmt::Display| ScanError {
+        path: rel.to_path_buf(),
+        message: format!("cannot list directory: {e}"),
+    };
     let mut dir = match Dir::open(&abs) {
         Ok(d) => d,
         Err(e) => {
-            errors.push(ScanError {
-                path: rel.to_path_buf(),
-                message: format!("cannot list directory: {e}"),
-            });
+            errors.push(listing_error(&e));
             return 0;
         }
     };
@@ -598,10 +626,7 @@ fn list_dir(
         let name = match name {
             Ok(n) => n,
             Err(e) => {
-                errors.push(ScanError {
-                    path: rel.to_path_buf(),
-                    message: format!("cannot list directory: {e}"),
-                });
+                errors.push(listing_error(&e));
                 break;
             }
         };
@@ -610,37 +635,9 @@ fn list_dir(
         if !opts.exclude.is_empty() && opts.exclude.contains(&crel) {
             continue;
         }
-        let st = match fstatat(Some(fd), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            // Vanished between listing and lstat: that is not an entry any more.
-            Err(nix::errno::Errno::ENOENT) => continue,
-            Err(e) => {
-                errors.push(ScanError {
-                    path: crel,
-                    message: format!("cannot stat: {}", io::Error::from(e)),
-                });
-                continue;
-            }
+        let Some(e) = read_entry(fd, &abs, name, crel, opts, errors) else {
+            continue;
         };
-        let mut e = Entry::from_stat(crel, &st);
-        if e.kind == FileType::Symlink {
-            match readlinkat(Some(fd), name) {
-                Ok(t) => e.target = Some(t),
-                Err(err) => errors.push(ScanError {
-                    path: e.path.clone(),
-                    message: format!("cannot read symlink: {}", io::Error::from(err)),
-                }),
-            }
-        }
-        if opts.xattrs {
-            match read_xattrs(&abs.join(name)) {
-                Ok(x) => e.xattrs = x,
-                Err(err) => errors.push(ScanError {
-                    path: e.path.clone(),
-                    message: format!("cannot read extended attributes: {err}"),
-                }),
-            }
-        }
         if e.kind == FileType::Dir {
             dirs.push(e.path.clone());
         }
@@ -648,6 +645,51 @@ fn list_dir(
         count += 1;
     }
     count
+}
+
+/// One name of a directory open as `fd` (at `abs`): its entry at `crel`, with its symlink
+/// target and xattrs (their problems go to `errors`); None when it vanished or cannot be
+/// stat'ed (said in `errors`).
+fn read_entry(
+    fd: RawFd,
+    abs: &Path,
+    name: &OsStr,
+    crel: PathBuf,
+    opts: &ScanOptions,
+    errors: &mut Vec<ScanError>,
+) -> Option<Entry> {
+    let st = match fstatat(Some(fd), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        // Vanished between listing and lstat: that is not an entry any more.
+        Err(nix::errno::Errno::ENOENT) => return None,
+        Err(e) => {
+            errors.push(ScanError {
+                path: crel,
+                message: format!("cannot stat: {}", io::Error::from(e)),
+            });
+            return None;
+        }
+    };
+    let mut e = Entry::from_stat(crel, &st);
+    if e.kind == FileType::Symlink {
+        match readlinkat(Some(fd), name) {
+            Ok(t) => e.target = Some(t),
+            Err(err) => errors.push(ScanError {
+                path: e.path.clone(),
+                message: format!("cannot read symlink: {}", io::Error::from(err)),
+            }),
+        }
+    }
+    if opts.xattrs {
+        match read_xattrs(&abs.join(name)) {
+            Ok(x) => e.xattrs = x,
+            Err(err) => errors.push(ScanError {
+                path: e.path.clone(),
+                message: format!("cannot read extended attributes: {err}"),
+            }),
+        }
+    }
+    Some(e)
 }
 
 /// A directory opened for listing: never through a symlink, with `O_NOATIME` where the
@@ -809,7 +851,50 @@ pub(crate) fn hash_snapshots(
     jobs: usize,
     progress: &dyn Progress,
 ) {
-    // (item, entry index, shares-with index)
+    let (work, dups, total_bytes) = hash_work(items);
+    progress.hash_start(work.len() as u64, total_bytes);
+    let results = {
+        let roots: Vec<&Path> = items.iter().map(|(r, _, _)| *r).collect();
+        let snaps: Vec<&Snapshot> = items.iter().map(|(_, s, _)| &**s).collect();
+        let hash = |buf: &mut Vec<u8>, n: usize| {
+            let (k, i) = work[n];
+            let e = &snaps[k].entries[i];
+            let abs = abs_path(roots[k], &e.path);
+            let r = hash_file_buf(&abs, buf, e.inode).map_err(|e| e.to_string());
+            progress.hashed(e.size);
+            r
+        };
+        par_indexed(work.len(), jobs, || vec![0u8; HASH_BUF], hash)
+    };
+    for (n, r) in results {
+        let (k, i) = work[n];
+        let snap = &mut items[k].1;
+        match r {
+            Ok(h) => snap.entries[i].sha256 = Some(h),
+            Err(m) => {
+                let path = snap.entries[i].path.clone();
+                snap.errors.push(ScanError {
+                    path,
+                    message: format!("cannot read content: {m}"),
+                });
+            }
+        }
+    }
+    for (k, i, first) in dups {
+        let snap = &mut items[k].1;
+        snap.entries[i].sha256 = snap.entries[first].sha256;
+    }
+    for (_, snap, _) in items.iter_mut() {
+        snap.errors.sort_by(|a, b| path_cmp(&a.path, &b.path));
+    }
+}
+
+/// What [`hash_snapshots`] reads: (item, entry index) of each file to hash, the further
+/// names of an inode hashed already (item, entry index, index of its first name), and the
+/// bytes to read.
+type HashWork = (Vec<(usize, usize)>, Vec<(usize, usize, usize)>, u64);
+
+fn hash_work(items: &[(&Path, &mut Snapshot, Option<&Snapshot>)]) -> HashWork {
     let mut work: Vec<(usize, usize)> = Vec::new();
     let mut dups: Vec<(usize, usize, usize)> = Vec::new();
     let mut total_bytes = 0u64;
@@ -836,61 +921,39 @@ pub(crate) fn hash_snapshots(
             total_bytes += e.size;
         }
     }
-    progress.hash_start(work.len() as u64, total_bytes);
+    (work, dups, total_bytes)
+}
+
+/// `f` on each index below `n` across `jobs` threads, each with its own state from `init`
+/// (read buffers); the results with their index, in no particular order.
+fn par_indexed<S, R: Send>(
+    n: usize,
+    jobs: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize) -> R + Sync,
+) -> Vec<(usize, R)> {
     let next = AtomicUsize::new(0);
-    type HashResult = (usize, usize, Result<[u8; 32], String>);
-    let results: Mutex<Vec<HashResult>> = Mutex::new(Vec::with_capacity(work.len()));
-    let jobs = jobs.max(1).min(work.len().max(1));
-    {
-        let roots: Vec<&Path> = items.iter().map(|(r, _, _)| *r).collect();
-        let snaps: Vec<&Snapshot> = items.iter().map(|(_, s, _)| &**s).collect();
-        let work = &work;
-        let next = &next;
-        let results = &results;
-        let roots = &roots;
-        let snaps = &snaps;
-        std::thread::scope(|s| {
-            for _ in 0..jobs {
-                s.spawn(move || {
-                    let mut buf = vec![0u8; HASH_BUF];
-                    let mut local = Vec::new();
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&(k, i)) = work.get(n) else { break };
-                        let e = &snaps[k].entries[i];
-                        let abs = abs_path(roots[k], &e.path);
-                        let r = hash_file_buf(&abs, &mut buf, e.inode).map_err(|e| e.to_string());
-                        progress.hashed(e.size);
-                        local.push((k, i, r));
+    let results: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(n));
+    let jobs = jobs.max(1).min(n.max(1));
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                let mut state = init();
+                let mut local = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
                     }
-                    if let Ok(mut r) = results.lock() {
-                        r.extend(local);
-                    }
-                });
-            }
-        });
-    }
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    for (k, i, r) in results {
-        let snap = &mut items[k].1;
-        match r {
-            Ok(h) => snap.entries[i].sha256 = Some(h),
-            Err(m) => {
-                let path = snap.entries[i].path.clone();
-                snap.errors.push(ScanError {
-                    path,
-                    message: format!("cannot read content: {m}"),
-                });
-            }
+                    local.push((i, f(&mut state, i)));
+                }
+                if let Ok(mut r) = results.lock() {
+                    r.extend(local);
+                }
+            });
         }
-    }
-    for (k, i, first) in dups {
-        let snap = &mut items[k].1;
-        snap.entries[i].sha256 = snap.entries[first].sha256;
-    }
-    for (_, snap, _) in items.iter_mut() {
-        snap.errors.sort_by(|a, b| path_cmp(&a.path, &b.path));
-    }
+    });
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The kinds of difference between two trees, in report order.
@@ -1096,18 +1159,9 @@ fn show_rdev(r: u64) -> String {
 /// [`DiffKind::Unreadable`].
 pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Difference> {
     let mut out = Vec::new();
-    let map = &opts.owner_map;
     let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
     let (mut i, mut j) = (0, 0);
     let (a, b) = (&src.entries, &dst.entries);
-    let mut push = |kind, path: &Path, expected: String, actual: String| {
-        out.push(Difference {
-            kind,
-            path: path.to_path_buf(),
-            expected,
-            actual,
-        })
-    };
     while i < a.len() || j < b.len() {
         let ord = match (a.get(i), b.get(j)) {
             (Some(x), Some(y)) => path_cmp(&x.path, &y.path),
@@ -1118,24 +1172,24 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
             std::cmp::Ordering::Less => {
                 let x = &a[i];
                 if !excluded(&x.path) {
-                    push(
+                    out.push(difference(
                         DiffKind::Missing,
                         &x.path,
                         x.kind.name().into(),
                         String::new(),
-                    );
+                    ));
                 }
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
                 let y = &b[j];
                 if !excluded(&y.path) {
-                    push(
+                    out.push(difference(
                         DiffKind::Extra,
                         &y.path,
                         String::new(),
                         y.kind.name().into(),
-                    );
+                    ));
                 }
                 j += 1;
             }
@@ -1143,96 +1197,123 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
                 let (x, y) = (&a[i], &b[j]);
                 i += 1;
                 j += 1;
-                if excluded(&x.path) {
-                    continue;
-                }
-                let p = &x.path;
-                if x.kind != y.kind {
-                    push(
-                        DiffKind::Type,
-                        p,
-                        x.kind.name().into(),
-                        y.kind.name().into(),
-                    );
-                    continue;
-                }
-                if x.kind != FileType::Symlink && x.mode != y.mode {
-                    push(
-                        DiffKind::Mode,
-                        p,
-                        format!("{:04o}", x.mode),
-                        format!("{:04o}", y.mode),
-                    );
-                }
-                let (u, g) = map.map(x.uid, x.gid);
-                if (u, g) != (y.uid, y.gid) {
-                    let exp = if (u, g) != (x.uid, x.gid) {
-                        format!("{u}:{g} (mapped from {}:{})", x.uid, x.gid)
-                    } else {
-                        format!("{u}:{g}")
-                    };
-                    push(DiffKind::Owner, p, exp, format!("{}:{}", y.uid, y.gid));
-                }
-                if x.kind == FileType::File && x.size != y.size {
-                    push(DiffKind::Size, p, x.size.to_string(), y.size.to_string());
-                }
-                if x.mtime != y.mtime {
-                    push(DiffKind::Mtime, p, x.mtime.utc(), y.mtime.utc());
-                }
-                if opts.atime && x.atime != y.atime {
-                    push(DiffKind::Atime, p, x.atime.utc(), y.atime.utc());
-                }
-                if opts.content && x.kind == FileType::File && x.size == y.size {
-                    if let (Some(h1), Some(h2)) = (x.sha256, y.sha256) {
-                        if h1 != h2 {
-                            push(DiffKind::Content, p, hex(&h1), hex(&h2));
-                        }
-                    }
-                }
-                if x.target != y.target {
-                    let show = |t: &Option<OsString>| {
-                        t.as_deref()
-                            .map(crate::quote::quote_bytes_os)
-                            .unwrap_or_default()
-                    };
-                    push(DiffKind::Target, p, show(&x.target), show(&y.target));
-                }
-                if opts.xattrs {
-                    // ACLs name owners: map them as the owners are mapped.
-                    let mapped;
-                    let xs = if map.is_identity()
-                        || !x
-                            .xattrs
-                            .iter()
-                            .any(|(n, _)| crate::owners::is_acl_xattr(n.as_bytes()))
-                    {
-                        &x.xattrs
-                    } else {
-                        mapped = x
-                            .xattrs
-                            .iter()
-                            .map(|(n, v)| {
-                                if crate::owners::is_acl_xattr(n.as_bytes()) {
-                                    (n.clone(), map.map_acl(v))
-                                } else {
-                                    (n.clone(), v.clone())
-                                }
-                            })
-                            .collect::<Vec<_>>();
-                        &mapped
-                    };
-                    if *xs != y.xattrs {
-                        let (e, a) = xattr_diff(xs, &y.xattrs);
-                        push(DiffKind::Xattr, p, e, a);
-                    }
-                }
-                if x.rdev != y.rdev {
-                    push(DiffKind::Rdev, p, show_rdev(x.rdev), show_rdev(y.rdev));
+                if !excluded(&x.path) {
+                    entry_diffs(x, y, opts, &mut out);
                 }
             }
         }
     }
     link_diffs(src, dst, opts, &mut out);
+    unreadable_diffs(src, dst, opts, &mut out);
+    out.sort_by(|p, q| path_cmp(&p.path, &q.path).then(p.kind.cmp(&q.kind)));
+    out
+}
+
+fn difference(kind: DiffKind, path: &Path, expected: String, actual: String) -> Difference {
+    Difference {
+        kind,
+        path: path.to_path_buf(),
+        expected,
+        actual,
+    }
+}
+
+/// The differences of one path present on both sides: its type (and nothing else when
+/// that differs), mode, owner, size, times, content, symlink target, xattrs, device.
+fn entry_diffs(x: &Entry, y: &Entry, opts: &CompareOptions, out: &mut Vec<Difference>) {
+    let p = &x.path;
+    let mut push =
+        |kind, expected: String, actual: String| out.push(difference(kind, p, expected, actual));
+    if x.kind != y.kind {
+        push(DiffKind::Type, x.kind.name().into(), y.kind.name().into());
+        return;
+    }
+    if x.kind != FileType::Symlink && x.mode != y.mode {
+        push(
+            DiffKind::Mode,
+            format!("{:04o}", x.mode),
+            format!("{:04o}", y.mode),
+        );
+    }
+    if let Some((e, a)) = owner_diff(x, y, &opts.owner_map) {
+        push(DiffKind::Owner, e, a);
+    }
+    if x.kind == FileType::File && x.size != y.size {
+        push(DiffKind::Size, x.size.to_string(), y.size.to_string());
+    }
+    if x.mtime != y.mtime {
+        push(DiffKind::Mtime, x.mtime.utc(), y.mtime.utc());
+    }
+    if opts.atime && x.atime != y.atime {
+        push(DiffKind::Atime, x.atime.utc(), y.atime.utc());
+    }
+    if opts.content && x.kind == FileType::File && x.size == y.size {
+        if let (Some(h1), Some(h2)) = (x.sha256, y.sha256) {
+            if h1 != h2 {
+                push(DiffKind::Content, hex(&h1), hex(&h2));
+            }
+        }
+    }
+    if x.target != y.target {
+        let show = |t: &Option<OsString>| {
+            t.as_deref()
+                .map(crate::quote::quote_bytes_os)
+                .unwrap_or_default()
+        };
+        push(DiffKind::Target, show(&x.target), show(&y.target));
+    }
+    if opts.xattrs {
+        let xs = mapped_xattrs(x, &opts.owner_map);
+        if *xs != *y.xattrs {
+            let (e, a) = xattr_diff(&xs, &y.xattrs);
+            push(DiffKind::Xattr, e, a);
+        }
+    }
+    if x.rdev != y.rdev {
+        push(DiffKind::Rdev, show_rdev(x.rdev), show_rdev(y.rdev));
+    }
+}
+
+/// The owner `x` should have in the copy (mapped), and `y`'s, when they differ.
+fn owner_diff(x: &Entry, y: &Entry, map: &OwnerMap) -> Option<(String, String)> {
+    let (u, g) = map.map(x.uid, x.gid);
+    if (u, g) == (y.uid, y.gid) {
+        return None;
+    }
+    let exp = if (u, g) != (x.uid, x.gid) {
+        format!("{u}:{g} (mapped from {}:{})", x.uid, x.gid)
+    } else {
+        format!("{u}:{g}")
+    };
+    Some((exp, format!("{}:{}", y.uid, y.gid)))
+}
+
+/// The source's xattrs as the copy should hold them: ACLs name owners, so they are mapped
+/// as the owners are.
+fn mapped_xattrs<'e>(x: &'e Entry, map: &OwnerMap) -> Cow<'e, [(OsString, Vec<u8>)]> {
+    let is_acl = |n: &OsString| crate::owners::is_acl_xattr(n.as_bytes());
+    if map.is_identity() || !x.xattrs.iter().any(|(n, _)| is_acl(n)) {
+        return Cow::Borrowed(&x.xattrs);
+    }
+    let mapped = x.xattrs.iter().map(|(n, v)| {
+        if is_acl(n) {
+            (n.clone(), map.map_acl(v))
+        } else {
+            (n.clone(), v.clone())
+        }
+    });
+    Cow::Owned(mapped.collect())
+}
+
+/// What either side could not read, as [`DiffKind::Unreadable`] (the message on the side's
+/// own column).
+fn unreadable_diffs(
+    src: &Snapshot,
+    dst: &Snapshot,
+    opts: &CompareOptions,
+    out: &mut Vec<Difference>,
+) {
+    let excluded = |p: &Path| opts.exclude.iter().any(|x| p.starts_with(x));
     for (side, snap) in [("source", src), ("copy", dst)] {
         for e in &snap.errors {
             if excluded(&e.path) {
@@ -1243,16 +1324,9 @@ pub fn compare(src: &Snapshot, dst: &Snapshot, opts: &CompareOptions) -> Vec<Dif
             } else {
                 (String::new(), e.message.clone())
             };
-            out.push(Difference {
-                kind: DiffKind::Unreadable,
-                path: e.path.clone(),
-                expected,
-                actual,
-            });
+            out.push(difference(DiffKind::Unreadable, &e.path, expected, actual));
         }
     }
-    out.sort_by(|p, q| path_cmp(&p.path, &q.path).then(p.kind.cmp(&q.kind)));
-    out
 }
 
 /// Hard-link grouping: each group of one side, restricted to the paths present as
@@ -1385,8 +1459,30 @@ pub fn walk_stream(
     progress: &dyn Progress,
     f: &mut dyn FnMut(Walked),
 ) -> Result<(), TreeError> {
-    use crate::walk::{self, Lister, Ticket};
-    use std::collections::VecDeque;
+    let (rfd, rst) = open_stream_root(root)?;
+    let lister = crate::walk::Lister::new();
+    let threads = opts.jobs.clamp(2, 8);
+    std::thread::scope(|sc| -> Result<(), TreeError> {
+        for _ in 0..threads {
+            sc.spawn(|| lister.work());
+        }
+        let _close = crate::walk::CloseOnDrop(&lister);
+        let mut w = StreamWalk {
+            lister: &lister,
+            rfd: &rfd,
+            opts,
+            progress,
+            xbuf: vec![0u8; 1024],
+        };
+        w.run(&rst, f);
+        Ok(())
+    })
+}
+
+/// The root of a streaming walk: a directory, opened, and its `lstat`.
+fn open_stream_root(
+    root: &Path,
+) -> Result<(std::sync::Arc<std::os::fd::OwnedFd>, crate::sys::Stat), TreeError> {
     let md = fs::symlink_metadata(root).map_err(|source| TreeError::Io {
         path: root.to_path_buf(),
         source,
@@ -1402,93 +1498,63 @@ pub fn walk_stream(
     };
     let rfd = std::sync::Arc::new(crate::sys::open_dir_path(root).map_err(io_err)?);
     let rst = crate::sys::fstat(std::os::fd::AsRawFd::as_raw_fd(&*rfd)).map_err(io_err)?;
-    let lister = Lister::new();
-    let threads = opts.jobs.clamp(2, 8);
-    let excluded =
-        |rel: &[u8]| !opts.exclude.is_empty() && opts.exclude.iter().any(|x| path_bytes(x) == rel);
-    struct Frame {
-        rel: Vec<u8>,
-        items: Vec<walk::Item>,
-        i: usize,
-        ahead: VecDeque<(usize, Ticket)>,
-        next: usize,
+    Ok((rfd, rst))
+}
+
+/// Child directories listed ahead of [`walk_stream`], per directory on its path.
+const STREAM_AHEAD: usize = 6;
+
+/// A directory on the path of [`walk_stream`]: its listing, the next item, and the child
+/// directories requested ahead (item index, ticket).
+struct StreamFrame {
+    rel: Vec<u8>,
+    items: Vec<crate::walk::Item>,
+    i: usize,
+    ahead: std::collections::VecDeque<(usize, crate::walk::Ticket)>,
+    next: usize,
+}
+
+/// One [`walk_stream`]: the listing threads' queue, the root, and a buffer for xattrs.
+struct StreamWalk<'w> {
+    lister: &'w crate::walk::Lister,
+    rfd: &'w std::sync::Arc<std::os::fd::OwnedFd>,
+    opts: &'w ScanOptions,
+    progress: &'w dyn Progress,
+    xbuf: Vec<u8>,
+}
+
+impl StreamWalk<'_> {
+    fn excluded(&self, rel: &[u8]) -> bool {
+        let x = &self.opts.exclude;
+        !x.is_empty() && x.iter().any(|x| path_bytes(x) == rel)
     }
-    const AHEAD: usize = 6;
-    std::thread::scope(|sc| -> Result<(), TreeError> {
-        for _ in 0..threads {
-            sc.spawn(|| lister.work());
+
+    fn request(&self, rel: &[u8]) -> crate::walk::Ticket {
+        self.lister.request(self.rfd, rel, true, self.opts.xattrs)
+    }
+
+    /// Request the listings of the frame's next child directories, up to [`STREAM_AHEAD`].
+    fn ahead(&self, fr: &mut StreamFrame) {
+        while fr.ahead.len() < STREAM_AHEAD && fr.next < fr.items.len() {
+            let i = fr.next;
+            fr.next += 1;
+            let it = &fr.items[i];
+            if it.st.kind != crate::sys::Kind::Dir {
+                continue;
+            }
+            let rel = crate::walk::join(&fr.rel, &it.name);
+            if self.excluded(&rel) {
+                continue;
+            }
+            fr.ahead.push_back((i, self.request(&rel)));
         }
-        let _close = walk::CloseOnDrop(&lister);
-        let mut xbuf = vec![0u8; 1024];
-        let ahead = |fr: &mut Frame| {
-            while fr.ahead.len() < AHEAD && fr.next < fr.items.len() {
-                let i = fr.next;
-                fr.next += 1;
-                let it = &fr.items[i];
-                if it.st.kind != crate::sys::Kind::Dir {
-                    continue;
-                }
-                let rel = walk::join(&fr.rel, &it.name);
-                if excluded(&rel) {
-                    continue;
-                }
-                fr.ahead
-                    .push_back((i, lister.request(&rfd, &rel, true, opts.xattrs)));
-            }
-        };
-        // A directory: its entry (xattrs read through its listing's descriptor), then its
-        // listing as a frame.
-        let open = |rel: Vec<u8>,
-                    st: &crate::sys::Stat,
-                    t: Ticket,
-                    f: &mut dyn FnMut(Walked),
-                    xbuf: &mut Vec<u8>|
-         -> Option<Frame> {
-            let l = t.wait();
-            let mut e = Entry::from_sys(rel_of(&rel), st);
-            if opts.xattrs {
-                if let Some(fd) = &l.fd {
-                    match walk::read_xattrs(
-                        &crate::sys::XTarget::Fd(std::os::fd::AsRawFd::as_raw_fd(&**fd)),
-                        xbuf,
-                    ) {
-                        Ok(x) => e.xattrs = x.into_iter().map(|(n, v)| (os(n), v)).collect(),
-                        Err(err) => f(Walked::Error(ScanError {
-                            path: e.path.clone(),
-                            message: format!("cannot read extended attributes: {err}"),
-                        })),
-                    }
-                }
-            }
-            f(Walked::Entry(e));
-            if let Some(err) = l.error {
-                f(Walked::Error(ScanError {
-                    path: rel_of(&rel),
-                    message: format!("cannot list directory: {err}"),
-                }));
-                return None;
-            }
-            progress.scanned(l.items.len() as u64 + 1);
-            for (name, err) in l.problems {
-                f(Walked::Error(ScanError {
-                    path: rel_of(&walk::join(&rel, &name)),
-                    message: format!("cannot stat: {err}"),
-                }));
-            }
-            Some(Frame {
-                rel,
-                items: l.items,
-                i: 0,
-                ahead: VecDeque::new(),
-                next: 0,
-            })
-        };
+    }
+
+    /// The walk proper: depth first, each directory's items in order.
+    fn run(&mut self, rst: &crate::sys::Stat, f: &mut dyn FnMut(Walked)) {
         let mut stack = Vec::new();
-        let t = lister.request(&rfd, b"", true, opts.xattrs);
-        if let Some(mut fr) = open(Vec::new(), &rst, t, f, &mut xbuf) {
-            ahead(&mut fr);
-            stack.push(fr);
-        }
+        let t = self.request(b"");
+        stack.extend(self.open(Vec::new(), rst, t, f));
         while let Some(top) = stack.last_mut() {
             let Some(it) = top.items.get(top.i) else {
                 stack.pop();
@@ -1496,36 +1562,84 @@ pub fn walk_stream(
             };
             let i = top.i;
             top.i += 1;
-            let rel = walk::join(&top.rel, &it.name);
-            if excluded(&rel) {
+            let rel = crate::walk::join(&top.rel, &it.name);
+            if self.excluded(&rel) {
                 continue;
             }
-            if it.st.kind == crate::sys::Kind::Dir {
-                let st = it.st;
-                let t = if top.ahead.front().is_some_and(|a| a.0 == i) {
-                    top.ahead.pop_front().map(|a| a.1)
-                } else {
-                    None
-                };
-                let t = t.unwrap_or_else(|| lister.request(&rfd, &rel, true, opts.xattrs));
-                ahead(top);
-                if let Some(mut fr) = open(rel, &st, t, f, &mut xbuf) {
-                    ahead(&mut fr);
-                    stack.push(fr);
-                }
+            if it.st.kind != crate::sys::Kind::Dir {
+                f(Walked::Entry(item_entry(&rel, it)));
                 continue;
             }
-            let mut e = Entry::from_sys(rel_of(&rel), &it.st);
-            e.target = it.link.clone().map(os);
-            e.xattrs = it
-                .xattrs
-                .iter()
-                .map(|(n, v)| (os(n.clone()), v.clone()))
-                .collect();
-            f(Walked::Entry(e));
+            let st = it.st;
+            let t = if top.ahead.front().is_some_and(|a| a.0 == i) {
+                top.ahead.pop_front().map(|a| a.1)
+            } else {
+                None
+            };
+            let t = t.unwrap_or_else(|| self.request(&rel));
+            self.ahead(top);
+            stack.extend(self.open(rel, &st, t, f));
         }
-        Ok(())
-    })
+    }
+
+    /// A directory: its entry (xattrs read through its listing's descriptor), then its
+    /// listing as a frame, its first child directories requested ahead.
+    fn open(
+        &mut self,
+        rel: Vec<u8>,
+        st: &crate::sys::Stat,
+        t: crate::walk::Ticket,
+        f: &mut dyn FnMut(Walked),
+    ) -> Option<StreamFrame> {
+        let l = t.wait();
+        let mut e = Entry::from_sys(rel_of(&rel), st);
+        if let (true, Some(fd)) = (self.opts.xattrs, &l.fd) {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&**fd);
+            match crate::walk::read_xattrs(&crate::sys::XTarget::Fd(fd), &mut self.xbuf) {
+                Ok(x) => e.xattrs = x.into_iter().map(|(n, v)| (os(n), v)).collect(),
+                Err(err) => f(Walked::Error(ScanError {
+                    path: e.path.clone(),
+                    message: format!("cannot read extended attributes: {err}"),
+                })),
+            }
+        }
+        f(Walked::Entry(e));
+        if let Some(err) = l.error {
+            f(Walked::Error(ScanError {
+                path: rel_of(&rel),
+                message: format!("cannot list directory: {err}"),
+            }));
+            return None;
+        }
+        self.progress.scanned(l.items.len() as u64 + 1);
+        for (name, err) in l.problems {
+            f(Walked::Error(ScanError {
+                path: rel_of(&crate::walk::join(&rel, &name)),
+                message: format!("cannot stat: {err}"),
+            }));
+        }
+        let mut fr = StreamFrame {
+            rel,
+            items: l.items,
+            i: 0,
+            ahead: Default::default(),
+            next: 0,
+        };
+        self.ahead(&mut fr);
+        Some(fr)
+    }
+}
+
+/// A non-directory's entry from its listing.
+fn item_entry(rel: &[u8], it: &crate::walk::Item) -> Entry {
+    let mut e = Entry::from_sys(rel_of(rel), &it.st);
+    e.target = it.link.clone().map(os);
+    e.xattrs = it
+        .xattrs
+        .iter()
+        .map(|(n, v)| (os(n.clone()), v.clone()))
+        .collect();
+    e
 }
 
 /// Two sorted streams merged in chunks: the entries of both sides up to a common point.
@@ -1620,41 +1734,8 @@ pub fn compare_streams(
         diffs: Vec::new(),
     };
     let (mut ca, mut cb) = (Snapshot::default(), Snapshot::default());
-    let next = |it: &mut dyn Iterator<Item = Result<Walked, TreeError>>,
-                errs: &mut Vec<ScanError>|
-     -> Result<Option<Entry>, TreeError> {
-        loop {
-            match it.next() {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(Walked::Error(e))) => errs.push(e),
-                Some(Ok(Walked::Entry(e))) => return Ok(Some(e)),
-            }
-        }
-    };
-    let mut x = next(a, &mut ca.errors)?;
-    let mut y = next(b, &mut cb.errors)?;
-    let linked = |e: &Entry| {
-        e.kind != FileType::Dir && (e.link_group.is_some() || e.inode.is_some_and(|i| i.nlink > 1))
-    };
-    let mut flush = |ca: &mut Snapshot, cb: &mut Snapshot, out: &mut Chunks| {
-        let (files, bytes) = chunk(ca, cb);
-        let mut s = TreeStats::of(ca, cb);
-        if files > 0 || bytes > 0 {
-            s.files_hashed = files;
-            s.bytes_hashed = bytes;
-        }
-        out.stats.source_entries += s.source_entries;
-        out.stats.copy_entries += s.copy_entries;
-        out.stats.files_hashed += s.files_hashed;
-        out.stats.bytes_hashed += s.bytes_hashed;
-        for e in ca.entries.iter_mut() {
-            e.link_group = None;
-        }
-        out.diffs.extend(compare(ca, cb, opts));
-        *ca = Snapshot::default();
-        *cb = Snapshot::default();
-    };
+    let mut x = next_entry(a, &mut ca.errors)?;
+    let mut y = next_entry(b, &mut cb.errors)?;
     loop {
         let ord = match (&x, &y) {
             (None, None) => break,
@@ -1664,42 +1745,28 @@ pub fn compare_streams(
         };
         match ord {
             std::cmp::Ordering::Less => {
-                if let Some(e) = x.take() {
-                    ca.entries.push(e);
-                }
-                x = next(a, &mut ca.errors)?;
+                ca.entries.extend(x.take());
+                x = next_entry(a, &mut ca.errors)?;
             }
             std::cmp::Ordering::Greater => {
-                if let Some(e) = y.take() {
-                    cb.entries.push(e);
-                }
-                y = next(b, &mut cb.errors)?;
+                cb.entries.extend(y.take());
+                y = next_entry(b, &mut cb.errors)?;
             }
             std::cmp::Ordering::Equal => {
                 if let (Some(p), Some(q)) = (x.take(), y.take()) {
-                    if linked(&p) || linked(&q) {
-                        // Only what the link check reads: the path, each side's type and
-                        // inode identity.
-                        out.links.push((
-                            p.path.clone(),
-                            p.kind,
-                            link_ident(&p),
-                            q.kind,
-                            link_ident(&q),
-                        ));
-                    }
+                    out.links.extend(link_record(&p, &q));
                     ca.entries.push(p);
                     cb.entries.push(q);
                 }
-                x = next(a, &mut ca.errors)?;
-                y = next(b, &mut cb.errors)?;
+                x = next_entry(a, &mut ca.errors)?;
+                y = next_entry(b, &mut cb.errors)?;
             }
         }
         if ca.entries.len() + cb.entries.len() >= 2 * CHUNK {
-            flush(&mut ca, &mut cb, &mut out);
+            out.flush(&mut ca, &mut cb, opts, chunk);
         }
     }
-    flush(&mut ca, &mut cb, &mut out);
+    out.flush(&mut ca, &mut cb, opts, chunk);
     // A manifest's side is identified by its link groups, a live tree's by its inodes.
     let _ = a_groups;
     out.links.shrink_to_fit();
@@ -1707,6 +1774,62 @@ pub fn compare_streams(
     out.diffs
         .sort_by(|p, q| path_cmp(&p.path, &q.path).then(p.kind.cmp(&q.kind)));
     Ok((out.diffs, out.stats))
+}
+
+/// The stream's next entry; the problems before it go to `errs`.
+fn next_entry(
+    it: &mut dyn Iterator<Item = Result<Walked, TreeError>>,
+    errs: &mut Vec<ScanError>,
+) -> Result<Option<Entry>, TreeError> {
+    loop {
+        match it.next() {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(Walked::Error(e))) => errs.push(e),
+            Some(Ok(Walked::Entry(e))) => return Ok(Some(e)),
+        }
+    }
+}
+
+/// A path linked on either side, as the link check reads it: the path, each side's type
+/// and inode identity; None when neither side is linked.
+fn link_record(p: &Entry, q: &Entry) -> Option<LinkRecord> {
+    let linked = |e: &Entry| {
+        e.kind != FileType::Dir && (e.link_group.is_some() || e.inode.is_some_and(|i| i.nlink > 1))
+    };
+    if !linked(p) && !linked(q) {
+        return None;
+    }
+    Some((p.path.clone(), p.kind, link_ident(p), q.kind, link_ident(q)))
+}
+
+impl Chunks {
+    /// One pair of chunks: contents read (`chunk`), counted, compared (link groups left to
+    /// the link check over the whole tree), then emptied.
+    fn flush(
+        &mut self,
+        ca: &mut Snapshot,
+        cb: &mut Snapshot,
+        opts: &CompareOptions,
+        chunk: &mut dyn FnMut(&mut Snapshot, &mut Snapshot) -> (u64, u64),
+    ) {
+        let (files, bytes) = chunk(ca, cb);
+        let mut s = TreeStats::of(ca, cb);
+        if files > 0 || bytes > 0 {
+            s.files_hashed = files;
+            s.bytes_hashed = bytes;
+        }
+        self.stats.source_entries += s.source_entries;
+        self.stats.copy_entries += s.copy_entries;
+        self.stats.files_hashed += s.files_hashed;
+        self.stats.bytes_hashed += s.bytes_hashed;
+        for e in ca.entries.iter_mut() {
+            e.link_group = None;
+        }
+        self.diffs.extend(compare(ca, cb, opts));
+        *ca = Snapshot::default();
+        *cb = Snapshot::default();
+    }
 }
 
 /// A tree walked in a thread of its own, as an iterator of its stream (bounded queue).
@@ -1782,102 +1905,25 @@ fn compare_contents(
     jobs: usize,
     progress: &dyn Progress,
 ) -> (u64, u64) {
-    let ident = |e: &Entry, i: usize| match e.link_group {
-        Some(g) => Ident::Group(g),
-        None => Ident::Entry(i),
-    };
-    // unique pairs (source index, copy index), and every path pair that maps to each
-    let mut pairs: Vec<(usize, usize)> = Vec::new();
-    let mut members: Vec<Vec<(usize, usize)>> = Vec::new();
-    let mut seen: HashMap<(Ident, Ident), usize> = HashMap::new();
-    let (mut files, mut bytes) = (0u64, 0u64);
-    let (mut i, mut j) = (0, 0);
-    while i < a.entries.len() && j < b.entries.len() {
-        match path_cmp(&a.entries[i].path, &b.entries[j].path) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                let (x, y) = (&a.entries[i], &b.entries[j]);
-                if x.kind == FileType::File && y.kind == FileType::File && x.size == y.size {
-                    files += 1;
-                    bytes += x.size;
-                    let k = (ident(x, i), ident(y, j));
-                    let n = *seen.entry(k).or_insert_with(|| {
-                        pairs.push((i, j));
-                        members.push(Vec::new());
-                        pairs.len() - 1
-                    });
-                    members[n].push((i, j));
-                }
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    let total: u64 = pairs.iter().map(|&(i, _)| a.entries[i].size * 2).sum();
-    progress.hash_start(pairs.len() as u64 * 2, total);
-    #[derive(Clone)]
-    enum Outcome {
-        Same,
-        Differ([u8; 32], [u8; 32]),
-        Fail(bool, String), // (source side?, message)
-    }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
-    let jobs = jobs.max(1).min(pairs.len().max(1));
-    {
-        let (a, b, pairs, next, results) = (&*a, &*b, &pairs, &next, &results);
-        std::thread::scope(|s| {
-            for _ in 0..jobs {
-                s.spawn(move || {
-                    let mut b1 = vec![0u8; HASH_BUF];
-                    let mut b2 = vec![0u8; HASH_BUF];
-                    let mut local = Vec::new();
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&(i, j)) = pairs.get(n) else { break };
-                        let (x, y) = (&a.entries[i], &b.entries[j]);
-                        let pa = abs_path(src, &x.path);
-                        let pb = abs_path(dst, &y.path);
-                        let out = match same_content(&pa, x.inode, &pb, y.inode, &mut b1, &mut b2) {
-                            Ok(true) => Outcome::Same,
-                            Ok(false) => {
-                                match (
-                                    hash_file_buf(&pa, &mut b1, x.inode),
-                                    hash_file_buf(&pb, &mut b2, y.inode),
-                                ) {
-                                    (Ok(h1), Ok(h2)) => Outcome::Differ(h1, h2),
-                                    (Err(e), _) => Outcome::Fail(true, e.to_string()),
-                                    (_, Err(e)) => Outcome::Fail(false, e.to_string()),
-                                }
-                            }
-                            Err((side, e)) => Outcome::Fail(side, e.to_string()),
-                        };
-                        progress.hashed(x.size * 2);
-                        local.push((n, out));
-                    }
-                    if let Ok(mut r) = results.lock() {
-                        r.extend(local);
-                    }
-                });
-            }
-        });
-    }
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let p = content_pairs(a, b);
+    let total: u64 = p.pairs.iter().map(|&(i, _)| a.entries[i].size * 2).sum();
+    progress.hash_start(p.pairs.len() as u64 * 2, total);
+    let sides = (src, &*a, dst, &*b);
+    let results = compare_pairs(sides, &p.pairs, jobs, progress);
     for (n, out) in results {
         match out {
-            Outcome::Same => {}
-            Outcome::Differ(h1, h2) => {
-                for &(i, j) in &members[n] {
+            ContentOutcome::Same => {}
+            ContentOutcome::Differ(h1, h2) => {
+                for &(i, j) in &p.members[n] {
                     a.entries[i].sha256 = Some(h1);
                     b.entries[j].sha256 = Some(h2);
                 }
             }
-            Outcome::Fail(src_side, m) => {
+            ContentOutcome::Fail(src_side, m) => {
                 let (snap, idx) = if src_side {
-                    (&mut *a, pairs[n].0)
+                    (&mut *a, p.pairs[n].0)
                 } else {
-                    (&mut *b, pairs[n].1)
+                    (&mut *b, p.pairs[n].1)
                 };
                 let path = snap.entries[idx].path.clone();
                 snap.errors.push(ScanError {
@@ -1890,7 +1936,111 @@ fn compare_contents(
     for snap in [a, b] {
         snap.errors.sort_by(|x, y| path_cmp(&x.path, &y.path));
     }
-    (files, bytes)
+    (p.files, p.bytes)
+}
+
+/// The files whose contents [`compare_contents`] compares.
+struct ContentPairs {
+    /// Unique pairs (source index, copy index): one per (source inode, copy inode).
+    pairs: Vec<(usize, usize)>,
+    /// Every path pair that maps to each unique pair.
+    members: Vec<Vec<(usize, usize)>>,
+    /// Files (paths on the source side) and bytes (one side) compared.
+    files: u64,
+    bytes: u64,
+}
+
+/// The regular files present on both sides with the same size, each inode pair once.
+fn content_pairs(a: &Snapshot, b: &Snapshot) -> ContentPairs {
+    let ident = |e: &Entry, i: usize| match e.link_group {
+        Some(g) => Ident::Group(g),
+        None => Ident::Entry(i),
+    };
+    let mut p = ContentPairs {
+        pairs: Vec::new(),
+        members: Vec::new(),
+        files: 0,
+        bytes: 0,
+    };
+    let mut seen: HashMap<(Ident, Ident), usize> = HashMap::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.entries.len() && j < b.entries.len() {
+        match path_cmp(&a.entries[i].path, &b.entries[j].path) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (&a.entries[i], &b.entries[j]);
+                if x.kind == FileType::File && y.kind == FileType::File && x.size == y.size {
+                    p.files += 1;
+                    p.bytes += x.size;
+                    let k = (ident(x, i), ident(y, j));
+                    let n = *seen.entry(k).or_insert_with(|| {
+                        p.pairs.push((i, j));
+                        p.members.push(Vec::new());
+                        p.pairs.len() - 1
+                    });
+                    p.members[n].push((i, j));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    p
+}
+
+/// What comparing one pair's contents found.
+#[derive(Clone)]
+enum ContentOutcome {
+    Same,
+    Differ([u8; 32], [u8; 32]),
+    /// (source side?, message)
+    Fail(bool, String),
+}
+
+/// The two sides of a content comparison: (source root, its snapshot, copy root, its
+/// snapshot).
+type Sides<'s> = (&'s Path, &'s Snapshot, &'s Path, &'s Snapshot);
+
+/// Each pair's contents compared across `jobs` threads; results by pair index, in no
+/// particular order.
+fn compare_pairs(
+    sides: Sides,
+    pairs: &[(usize, usize)],
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Vec<(usize, ContentOutcome)> {
+    let init = || (vec![0u8; HASH_BUF], vec![0u8; HASH_BUF]);
+    par_indexed(pairs.len(), jobs, init, |(b1, b2), n| {
+        compare_pair(sides, pairs[n], b1, b2, progress)
+    })
+}
+
+/// One pair's contents: byte for byte, both sides hashed when they differ.
+fn compare_pair(
+    (src, a, dst, b): Sides,
+    (i, j): (usize, usize),
+    b1: &mut [u8],
+    b2: &mut [u8],
+    progress: &dyn Progress,
+) -> ContentOutcome {
+    let (x, y) = (&a.entries[i], &b.entries[j]);
+    let pa = abs_path(src, &x.path);
+    let pb = abs_path(dst, &y.path);
+    let out = match same_content(&pa, x.inode, &pb, y.inode, b1, b2) {
+        Ok(true) => ContentOutcome::Same,
+        Ok(false) => match (
+            hash_file_buf(&pa, b1, x.inode),
+            hash_file_buf(&pb, b2, y.inode),
+        ) {
+            (Ok(h1), Ok(h2)) => ContentOutcome::Differ(h1, h2),
+            (Err(e), _) => ContentOutcome::Fail(true, e.to_string()),
+            (_, Err(e)) => ContentOutcome::Fail(false, e.to_string()),
+        },
+        Err((side, e)) => ContentOutcome::Fail(side, e.to_string()),
+    };
+    progress.hashed(x.size * 2);
+    out
 }
 
 /// Fill `buf` as far as the file allows; returns the bytes read (less only at the end).

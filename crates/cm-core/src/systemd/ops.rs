@@ -260,172 +260,222 @@ pub fn stop_services(
     )?;
     let plan = discover(sm, &opts.cron_dir)?;
     on(Event::Plan(plan.clone()));
-    let mut report = StopReport {
-        dry_run: opts.dry_run,
-        allow_queued_mail: opts.allow_queued_mail,
-        plan: plan.clone(),
-        state_file: opts.state_file.clone(),
-        warnings: lock_note.into_iter().collect(),
-        ..Default::default()
+    let mut run = StopRun {
+        report: StopReport {
+            dry_run: opts.dry_run,
+            allow_queued_mail: opts.allow_queued_mail,
+            plan,
+            state_file: opts.state_file.clone(),
+            warnings: lock_note.into_iter().collect(),
+            ..Default::default()
+        },
+        sm,
+        mq,
+        opts,
+        on,
+        start,
     };
-    report.timing.discover_ms = ms_since(start);
-    let t = Instant::now();
-    let has_postfix = plan.units.iter().any(|u| u.class.stage == Stage::Postfix);
+    run.report.timing.discover_ms = ms_since(start);
+    if run.drain_queue()? {
+        run.record_prior_state()?;
+        run.disable();
+        run.stop_stages();
+        run.verify()?;
+    }
+    Ok(run.finish())
+}
 
-    if plan.stops_postfix() {
-        let st = if opts.dry_run {
-            match mq.status() {
-                Ok(st) => st,
-                Err(e) => {
-                    report
-                        .warnings
-                        .push(format!("the postfix queue was not checked: {e}"));
-                    report.timing.total_ms = ms_since(start);
-                    return Ok(report);
-                }
+/// One `stop-services` run past discovery: what every phase shares, a method per phase.
+struct StopRun<'a> {
+    sm: &'a mut dyn ServiceManager,
+    mq: &'a mut dyn MailQueue,
+    opts: &'a StopOptions,
+    on: &'a mut dyn FnMut(Event),
+    /// The report, holding the plan.
+    report: StopReport,
+    start: Instant,
+}
+
+impl StopRun<'_> {
+    /// Drain the postfix queue when the plan stops postfix (in a dry run only read it).
+    /// False when the run ends here: a dry run, mail queued, or a dry run's queue unread.
+    fn drain_queue(&mut self) -> Result<bool, SystemdError> {
+        let t = Instant::now();
+        if self.report.plan.stops_postfix() {
+            let Some(st) = self.queue_status()? else {
+                return Ok(false);
+            };
+            self.judge_queue(st);
+            if self.report.blocked_by_queue {
+                self.report.timing.queue_ms = ms_since(t);
+                return Ok(false);
             }
-        } else {
-            wait_for_queue(mq, opts, on)?
-        };
+        }
+        self.report.timing.queue_ms = ms_since(t);
+        Ok(!self.opts.dry_run)
+    }
+
+    /// The queue before postfix stops: flushed and waited for, or (dry run) only read;
+    /// None when a dry run could not read it (said in a warning).
+    fn queue_status(&mut self) -> Result<Option<QueueStatus>, SystemdError> {
+        if !self.opts.dry_run {
+            return wait_for_queue(self.mq, self.opts, self.on).map(Some);
+        }
+        match self.mq.status() {
+            Ok(st) => Ok(Some(st)),
+            Err(e) => {
+                self.report
+                    .warnings
+                    .push(format!("the postfix queue was not checked: {e}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Mail still queued blocks the run (not a dry run), unless allowed (then a warning).
+    fn judge_queue(&mut self, st: QueueStatus) {
         if st.total > 0 {
-            if opts.allow_queued_mail {
-                report.warnings.push(format!(
+            if self.opts.allow_queued_mail {
+                self.report.warnings.push(format!(
                     "mail left in the queue (--allow-queued-mail): {} message(s): {}",
                     st.total,
                     st.describe()
                 ));
-            } else if !opts.dry_run {
-                report.blocked_by_queue = true;
+            } else if !self.opts.dry_run {
+                self.report.blocked_by_queue = true;
             }
         }
-        report.queue_before = Some(st);
-        if report.blocked_by_queue {
-            report.timing.queue_ms = ms_since(t);
-            report.timing.total_ms = ms_since(start);
-            return Ok(report);
+        self.report.queue_before = Some(st);
+    }
+
+    /// 1. record the prior state (merging into an earlier run's record), then 2. rename
+    ///    the legacy cron jobs aside (cron ignores names with a dot).
+    fn record_prior_state(&mut self) -> Result<(), SystemdError> {
+        let t = Instant::now();
+        let moves = self.write_state()?;
+        for m in moves {
+            let res = rename_no_replace(&m.from, &m.to);
+            let target = m.from.display().to_string();
+            let done = Event::CronMoved(m);
+            record(&mut self.report, self.on, &target, "move-cron", res, done);
         }
+        self.report.timing.record_ms = ms_since(t);
+        Ok(())
     }
-    report.timing.queue_ms = ms_since(t);
-    if opts.dry_run {
-        report.timing.total_ms = ms_since(start);
-        return Ok(report);
-    }
-    let t = Instant::now();
 
-    // 1. record the prior state (merging into an earlier run's record)
-    let mut state = ServicesState::load(&opts.state_file)?.unwrap_or_default();
-    for u in &plan.units {
-        state.record_unit(UnitRecord {
-            unit: u.unit.clone(),
-            class: u.class,
-            active_state: u.before.active_state.clone(),
-            sub_state: u.before.sub_state.clone(),
-            unit_file_state: u.before.unit_file_state.clone(),
-        });
+    /// The state file with the planned units and cron moves merged in; the moves to make.
+    fn write_state(&mut self) -> Result<Vec<CronMove>, SystemdError> {
+        let opts = self.opts;
+        let plan = &self.report.plan;
+        let mut state = ServicesState::load(&opts.state_file)?.unwrap_or_default();
+        for u in &plan.units {
+            state.record_unit(UnitRecord {
+                unit: u.unit.clone(),
+                class: u.class,
+                active_state: u.before.active_state.clone(),
+                sub_state: u.before.sub_state.clone(),
+                unit_file_state: u.before.unit_file_state.clone(),
+            });
+        }
+        let moves: Vec<CronMove> = plan.cron_files.iter().map(|f| aside(f)).collect();
+        for m in &moves {
+            state.record_cron(m.clone());
+        }
+        state.save(&opts.state_file)?;
+        (self.on)(Event::StateWritten(opts.state_file.clone()));
+        Ok(moves)
     }
-    let moves: Vec<CronMove> = plan
-        .cron_files
-        .iter()
-        .map(|from| {
-            let mut to = from.as_os_str().to_owned();
-            to.push(CRON_ASIDE_SUFFIX);
-            CronMove {
-                from: from.clone(),
-                to: PathBuf::from(to),
-            }
-        })
-        .collect();
-    for m in &moves {
-        state.record_cron(m.clone());
-    }
-    state.save(&opts.state_file)?;
-    on(Event::StateWritten(opts.state_file.clone()));
 
-    // 2. legacy cron jobs: renamed aside (cron ignores names with a dot)
-    for m in moves {
-        let res = rename_no_replace(&m.from, &m.to);
-        let target = m.from.display().to_string();
-        record(
-            &mut report,
-            on,
-            &target,
-            "move-cron",
-            res,
-            Event::CronMoved(m),
+    /// 3. disable everything planned (one call) and reload once, before the first stop: a
+    ///    disabled unit keeps running, so the stop (and the downtime) holds only the stops.
+    fn disable(&mut self) {
+        let units = self.report.plan.units.iter();
+        let to_disable: Vec<String> = units
+            .filter(|u| u.disable)
+            .map(|u| u.unit.clone())
+            .collect();
+        self.report.timing.disable_ms = switch_then_reload(
+            self.sm,
+            &mut self.report,
+            self.on,
+            &to_disable,
+            Action::Disable,
         );
     }
 
-    report.timing.record_ms = ms_since(t);
-
-    // 3. disable everything planned (one call) and reload once, before the first stop: a
-    //    disabled unit keeps running, so the stop (and the downtime) holds only the stops
-    let t = Instant::now();
-    let to_disable: Vec<String> = plan
-        .units
-        .iter()
-        .filter(|u| u.disable)
-        .map(|u| u.unit.clone())
-        .collect();
-    batch_or_each(sm, &mut report, on, &to_disable, Action::Disable);
-    reload_after(sm, &mut report, on, "disable");
-    report.timing.disable_ms = ms_since(t);
-
-    // 4. stop, one call per stage of the safe order (systemd stops a stage's units in
-    //    parallel, in its own dependency order)
-    let t = Instant::now();
-    for units in by_stage(
-        plan.units
-            .iter()
-            .filter(|u| u.stop)
-            .map(|u| (u.class.stage, &u.unit)),
-    ) {
-        if report.timing.first_stop_unix_ms.is_none() {
-            report.timing.first_stop_unix_ms = Some(unix_ms());
+    /// 4. stop, one call per stage of the safe order (systemd stops a stage's units in
+    ///    parallel, in its own dependency order).
+    fn stop_stages(&mut self) {
+        let t = Instant::now();
+        let stages = by_stage(
+            self.report
+                .plan
+                .units
+                .iter()
+                .filter(|u| u.stop)
+                .map(|u| (u.class.stage, &u.unit)),
+        );
+        for units in stages {
+            let timing = &mut self.report.timing;
+            if timing.first_stop_unix_ms.is_none() {
+                timing.first_stop_unix_ms = Some(unix_ms());
+            }
+            let (sm, timeout) = (&mut *self.sm, self.opts.unit_timeout);
+            let ms = stage_call(sm, &mut self.report, self.on, &units, Action::Stop, timeout);
+            let timing = &mut self.report.timing;
+            timing.stop_calls += 1;
+            timing.stages.push(StageTiming { units, ms });
         }
-        for u in &units {
-            on(Event::Stopping(u.clone()));
-        }
-        let call = Instant::now();
-        let res = sm.stop(&units, opts.unit_timeout);
-        report.timing.stop_calls += 1;
-        report.timing.stages.push(StageTiming {
-            units: units.clone(),
-            ms: ms_since(call),
-        });
-        settle(sm, &mut report, on, &units, Action::Stop, res);
+        self.report.timing.stop_ms = ms_since(t);
     }
-    report.timing.stop_ms = ms_since(t);
-    let t = Instant::now();
 
-    // 5. verify: every unit inactive and disabled
-    let names: Vec<String> = plan.units.iter().map(|u| u.unit.clone()).collect();
-    let planned: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-    if !names.is_empty() {
-        for now in sm.show(&names)? {
-            if let Some(p) = stop_problem(&now, &planned) {
-                report.problems.push(p);
+    /// 5. verify: every unit inactive and disabled, the queue read again, the ports free.
+    fn verify(&mut self) -> Result<(), SystemdError> {
+        let t = Instant::now();
+        let plan = &self.report.plan;
+        let names: Vec<String> = plan.units.iter().map(|u| u.unit.clone()).collect();
+        let has_postfix = plan.units.iter().any(|u| u.class.stage == Stage::Postfix);
+        let planned: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        if !names.is_empty() {
+            for now in self.sm.show(&names)? {
+                if let Some(p) = stop_problem(&now, &planned) {
+                    self.report.problems.push(p);
+                }
             }
         }
-    }
-    if has_postfix {
-        match mq.status() {
-            Ok(st) => {
-                report.queue_after = Some(st);
+        if has_postfix {
+            match self.mq.status() {
+                Ok(st) => self.report.queue_after = Some(st),
+                Err(e) => self.report.warnings.push(format!(
+                    "could not read the postfix queue after stopping: {e}"
+                )),
             }
-            Err(e) => report.warnings.push(format!(
-                "could not read the postfix queue after stopping: {e}"
-            )),
         }
+        let opts = self.opts;
+        self.report.ports_checked = opts.ports.clone();
+        self.report.ports_in_use =
+            listeners_on(&opts.proc_root, &opts.ports).map_err(|e| SystemdError::Proc {
+                path: e.path,
+                source: e.source,
+            })?;
+        self.report.timing.verify_ms = ms_since(t);
+        Ok(())
     }
-    report.ports_checked = opts.ports.clone();
-    report.ports_in_use =
-        listeners_on(&opts.proc_root, &opts.ports).map_err(|e| SystemdError::Proc {
-            path: e.path,
-            source: e.source,
-        })?;
-    report.timing.verify_ms = ms_since(t);
-    report.timing.total_ms = ms_since(start);
-    Ok(report)
+
+    fn finish(mut self) -> StopReport {
+        self.report.timing.total_ms = ms_since(self.start);
+        self.report
+    }
+}
+
+/// Where a legacy cron file is moved aside to.
+fn aside(from: &Path) -> CronMove {
+    let mut to = from.as_os_str().to_owned();
+    to.push(CRON_ASIDE_SUFFIX);
+    CronMove {
+        from: from.to_path_buf(),
+        to: PathBuf::from(to),
+    }
 }
 
 /// The run lock, saying what holds it.
@@ -581,6 +631,47 @@ fn batch_or_each<R: AsMut<Vec<ActionResult>>>(
         let res = call(sm, std::slice::from_ref(u)).map_err(|e| e.to_string());
         record(report, on, u, action.name(), res, action.done(u.clone()));
     }
+}
+
+/// Enable or disable `units` ([`batch_or_each`]), then one daemon-reload if any was; the
+/// milliseconds that took.
+fn switch_then_reload<R: AsMut<Vec<ActionResult>>>(
+    sm: &mut dyn ServiceManager,
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    units: &[String],
+    action: Action,
+) -> u64 {
+    let t = Instant::now();
+    batch_or_each(sm, report, on, units, action);
+    reload_after(sm, report, on, action.name());
+    ms_since(t)
+}
+
+/// One stop or start call on a stage's units: each announced, the call, each settled; the
+/// milliseconds the call took.
+fn stage_call<R: AsMut<Vec<ActionResult>>>(
+    sm: &mut dyn ServiceManager,
+    report: &mut R,
+    on: &mut dyn FnMut(Event),
+    units: &[String],
+    action: Action,
+    timeout: Duration,
+) -> u64 {
+    for u in units {
+        on(match action {
+            Action::Stop => Event::Stopping(u.clone()),
+            _ => Event::Starting(u.clone()),
+        });
+    }
+    let call = Instant::now();
+    let res = match action {
+        Action::Stop => sm.stop(units, timeout),
+        _ => sm.start(units, timeout),
+    };
+    let ms = ms_since(call);
+    settle(sm, report, on, units, action, res);
+    ms
 }
 
 /// Record the outcome of one stop or start call for each of its units: when the call
@@ -763,34 +854,12 @@ pub fn restore_services(
     let state = ServicesState::load(&opts.state_file)?.ok_or_else(|| SystemdError::NoState {
         path: opts.state_file.clone(),
     })?;
-    let names: Vec<String> = state.units.iter().map(|u| u.unit.clone()).collect();
-    let now: Vec<UnitInfo> = if names.is_empty() {
-        Vec::new()
-    } else {
-        sm.show(&names)?
-    };
-    let current = |unit: &str| now.iter().find(|i| i.id == unit);
-    let steps: Vec<RestoreStep> = state
-        .units
-        .iter()
-        .rev()
-        .map(|r| {
-            let cur = current(&r.unit);
-            RestoreStep {
-                unit: r.unit.clone(),
-                enable: is_enabled_state(&r.unit_file_state)
-                    && !cur.is_some_and(|c| c.is_enabled()),
-                start: was_running(&r.active_state) && !cur.is_some_and(|c| c.is_active()),
-                prior_active_state: r.active_state.clone(),
-                prior_unit_file_state: r.unit_file_state.clone(),
-            }
-        })
-        .collect();
+    let steps = restore_steps(sm, &state)?;
     on(Event::RestorePlan(steps.clone()));
-    let mut report = RestoreReport {
+    let report = RestoreReport {
         dry_run: opts.dry_run,
         state_file: opts.state_file.clone(),
-        steps: steps.clone(),
+        steps,
         cron: state.cron.clone(),
         warnings: lock_note.into_iter().collect(),
         ..Default::default()
@@ -798,90 +867,179 @@ pub fn restore_services(
     if opts.dry_run {
         return Ok(report);
     }
-
-    for m in &state.cron {
-        if exists(&m.from) && !exists(&m.to) {
-            continue; // already back
-        }
-        let res = rename_no_replace(&m.to, &m.from);
-        let target = m.from.display().to_string();
-        let done = Event::CronRestored(m.clone());
-        record(&mut report, on, &target, "restore-cron", res, done);
-    }
-
-    // enable (one call) and reload once, then start one stage at a time in reverse stop
-    // order (unbound first, timers last)
-    let t = Instant::now();
-    let to_enable: Vec<String> = steps
-        .iter()
-        .filter(|s| s.enable)
-        .map(|s| s.unit.clone())
-        .collect();
-    batch_or_each(sm, &mut report, on, &to_enable, Action::Enable);
-    reload_after(sm, &mut report, on, "enable");
-    report.timing.enable_ms = ms_since(t);
-    let t = Instant::now();
-    let stage_of = |unit: &str| {
-        state
-            .units
-            .iter()
-            .find(|r| r.unit == unit)
-            .map(|r| r.class.stage)
-            .unwrap_or(Stage::Triggers)
+    let mut run = RestoreRun {
+        sm,
+        opts,
+        on,
+        state,
+        report,
     };
-    for units in by_stage(
-        steps
-            .iter()
-            .filter(|s| s.start)
-            .map(|s| (stage_of(&s.unit), &s.unit)),
-    ) {
-        for u in &units {
-            on(Event::Starting(u.clone()));
-        }
-        let res = sm.start(&units, opts.unit_timeout);
-        report.timing.start_calls += 1;
-        settle(sm, &mut report, on, &units, Action::Start, res);
-    }
-    report.timing.start_ms = ms_since(t);
-    let t = Instant::now();
+    run.restore_cron();
+    run.enable();
+    run.start_stages();
+    run.verify()?;
+    run.report.timing.total_ms = ms_since(start);
+    Ok(run.report)
+}
 
-    if !names.is_empty() {
-        let after = sm.show(&names)?;
-        for r in &state.units {
-            let Some(a) = after.iter().find(|i| i.id == r.unit) else {
-                continue;
-            };
-            let mut why = Vec::new();
-            if was_running(&r.active_state) != a.is_active() {
-                why.push(format!("was {}, is {}", r.active_state, a.active_state));
+/// Recorded units' names, in stop order.
+fn recorded_names(state: &ServicesState) -> Vec<String> {
+    state.units.iter().map(|u| u.unit.clone()).collect()
+}
+
+/// What the restore does to each recorded unit (in reverse stop order), given how it is now:
+/// enable what was enabled and is not, start what ran and does not.
+fn restore_steps(
+    sm: &mut dyn ServiceManager,
+    state: &ServicesState,
+) -> Result<Vec<RestoreStep>, SystemdError> {
+    let names = recorded_names(state);
+    let now: Vec<UnitInfo> = if names.is_empty() {
+        Vec::new()
+    } else {
+        sm.show(&names)?
+    };
+    let current = |unit: &str| now.iter().find(|i| i.id == unit);
+    let steps = state.units.iter().rev().map(|r| {
+        let cur = current(&r.unit);
+        RestoreStep {
+            unit: r.unit.clone(),
+            enable: is_enabled_state(&r.unit_file_state) && !cur.is_some_and(|c| c.is_enabled()),
+            start: was_running(&r.active_state) && !cur.is_some_and(|c| c.is_active()),
+            prior_active_state: r.active_state.clone(),
+            prior_unit_file_state: r.unit_file_state.clone(),
+        }
+    });
+    Ok(steps.collect())
+}
+
+/// Why a restored unit differs from its record, if it does.
+fn restore_mismatch(r: &UnitRecord, a: &UnitInfo) -> Option<UnitProblem> {
+    let mut why = Vec::new();
+    if was_running(&r.active_state) != a.is_active() {
+        why.push(format!("was {}, is {}", r.active_state, a.active_state));
+    }
+    if is_enabled_state(&r.unit_file_state) != a.is_enabled() {
+        why.push(format!(
+            "was {}, is {}",
+            r.unit_file_state, a.unit_file_state
+        ));
+    }
+    if why.is_empty() {
+        return None;
+    }
+    Some(UnitProblem {
+        unit: r.unit.clone(),
+        active_state: a.active_state.clone(),
+        unit_file_state: a.unit_file_state.clone(),
+        problem: why.join("; "),
+    })
+}
+
+/// One `start-services --restore` run past its plan: what every phase shares, a method per
+/// phase.
+struct RestoreRun<'a> {
+    sm: &'a mut dyn ServiceManager,
+    opts: &'a RestoreOptions,
+    on: &'a mut dyn FnMut(Event),
+    state: ServicesState,
+    /// The report, holding the steps.
+    report: RestoreReport,
+}
+
+impl RestoreRun<'_> {
+    /// Move the legacy cron files back (those not back already).
+    fn restore_cron(&mut self) {
+        for m in &self.state.cron {
+            if exists(&m.from) && !exists(&m.to) {
+                continue; // already back
             }
-            if is_enabled_state(&r.unit_file_state) != a.is_enabled() {
-                why.push(format!(
-                    "was {}, is {}",
-                    r.unit_file_state, a.unit_file_state
-                ));
-            }
-            if !why.is_empty() {
-                report.mismatches.push(UnitProblem {
-                    unit: r.unit.clone(),
-                    active_state: a.active_state.clone(),
-                    unit_file_state: a.unit_file_state.clone(),
-                    problem: why.join("; "),
-                });
-            }
+            let res = rename_no_replace(&m.to, &m.from);
+            let target = m.from.display().to_string();
+            let done = Event::CronRestored(m.clone());
+            record(
+                &mut self.report,
+                self.on,
+                &target,
+                "restore-cron",
+                res,
+                done,
+            );
         }
     }
-    if report.is_complete() {
-        let to = restored_path(&opts.state_file);
-        fs::rename(&opts.state_file, &to).map_err(|source| SystemdError::StateIo {
-            path: opts.state_file.clone(),
-            source,
-        })?;
-        report.state_file_moved_to = Some(to);
+
+    /// Enable (one call) and reload once.
+    fn enable(&mut self) {
+        let steps = self.report.steps.iter();
+        let to_enable: Vec<String> = steps.filter(|s| s.enable).map(|s| s.unit.clone()).collect();
+        self.report.timing.enable_ms = switch_then_reload(
+            self.sm,
+            &mut self.report,
+            self.on,
+            &to_enable,
+            Action::Enable,
+        );
     }
-    report.timing.verify_ms = ms_since(t);
-    report.timing.total_ms = ms_since(start);
-    Ok(report)
+
+    /// Start one stage at a time in reverse stop order (unbound first, timers last).
+    fn start_stages(&mut self) {
+        let t = Instant::now();
+        let stage_of = |unit: &str| {
+            self.state
+                .units
+                .iter()
+                .find(|r| r.unit == unit)
+                .map(|r| r.class.stage)
+                .unwrap_or(Stage::Triggers)
+        };
+        let stages = by_stage(
+            self.report
+                .steps
+                .iter()
+                .filter(|s| s.start)
+                .map(|s| (stage_of(&s.unit), &s.unit)),
+        );
+        for units in stages {
+            let (sm, timeout) = (&mut *self.sm, self.opts.unit_timeout);
+            stage_call(
+                sm,
+                &mut self.report,
+                self.on,
+                &units,
+                Action::Start,
+                timeout,
+            );
+            self.report.timing.start_calls += 1;
+        }
+        self.report.timing.start_ms = ms_since(t);
+    }
+
+    /// Check every unit against its record; when all is as it was, move the state file
+    /// aside (a later restore has nothing to do).
+    fn verify(&mut self) -> Result<(), SystemdError> {
+        let t = Instant::now();
+        let names = recorded_names(&self.state);
+        if !names.is_empty() {
+            let after = self.sm.show(&names)?;
+            for r in &self.state.units {
+                let Some(a) = after.iter().find(|i| i.id == r.unit) else {
+                    continue;
+                };
+                self.report.mismatches.extend(restore_mismatch(r, a));
+            }
+        }
+        if self.report.is_complete() {
+            let state_file = &self.opts.state_file;
+            let to = restored_path(state_file);
+            fs::rename(state_file, &to).map_err(|source| SystemdError::StateIo {
+                path: state_file.clone(),
+                source,
+            })?;
+            self.report.state_file_moved_to = Some(to);
+        }
+        self.report.timing.verify_ms = ms_since(t);
+        Ok(())
+    }
 }
 
 /// The state file's record, for `--json` consumers and tests.
