@@ -13,6 +13,12 @@
 # 8.20 (cm/xcp 1.22; goal 1.1), cp -a 13.09, rsync -aH 17.99, rsync + sha256sum 36.77; delta
 # of 210 changed files: cm-copy-data 5.63, rsync -aH --delete 5.48 (1.03; goal 0.5);
 # cm-verify tree 4.48, rsync -aHc --dry-run 22.69 (0.20; goal 1).
+# Measured 2026-12-04 (load 3.5-5, same store): before branch speed cm-copy-data 5.75, xcp
+# 3.88 (1.48), delta 1.37 vs rsync 0.84 (1.63); after it, two runs: cm-copy-data 4.81 / 4.16,
+# xcp 5.19 / 3.33 (0.93 / 1.25), cp -a 5.69 / 6.03, rsync -aH 6.13 / 5.75, delta 0.84 / 0.91
+# vs rsync 1.01 / 0.97 (0.83 / 0.94: a delta still lstat()s both trees cold, as rsync does;
+# two du -s of them in parallel take 0.70 s), cm-verify tree 3.51 / 2.58 vs rsync -aHc
+# 7.47 / 6.02 (0.47 / 0.43).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-500}

@@ -909,3 +909,48 @@ fn summary_says_what_was_moved_aside_and_where() {
     let total = text.lines().find(|l| l.starts_with("total: ")).unwrap();
     assert!(total.contains("moved aside 1"), "{total}");
 }
+
+#[test]
+fn a_delta_short_of_space_stops_before_the_write_that_does_not_fit() {
+    // A delta plans without walking: the run charges each entry against the free space it
+    // found and stops, with one error, before the first that does not fit.
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("a")).unwrap();
+    for i in 0..20 {
+        std::fs::write(src.join(format!("a/{i}")), b"small").unwrap();
+    }
+    let at = t.path().join("small");
+    std::fs::create_dir_all(&at).unwrap();
+    let bin = cm_tests::bin("cm-copy-data");
+    let map = format!("--map={}={}", src.display(), at.join("c").display());
+    let script = format!(
+        "set -e\nmount -t tmpfs -o size=2m,nr_inodes=1000 tmpfs '{at}'\n\
+         '{bin}' '{map}' --quiet\n\
+         head -c 3145728 /dev/urandom > '{src}/a/big'\n\
+         echo later > '{src}/z'\n\
+         set +e\n'{bin}' '{map}'\nrc=$?\n\
+         echo \"big: $(ls '{at}/c/a' | grep -c big), z: $(ls '{at}/c' | grep -c z), temporaries: $(find '{at}' -name '.cm-copy.*' | wc -l)\" >&2\n\
+         exit $rc\n",
+        at = at.display(),
+        bin = bin.display(),
+        src = src.display(),
+    );
+    let o = cm_tests::run_logged(
+        "delta short of space",
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("not enough space on the target's file system"),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("stopped before writing"), "{}", err(&o));
+    // nothing of the big file, nothing after it, no temporary left behind
+    assert!(
+        err(&o).contains("big: 0, z: 0, temporaries: 0"),
+        "{}",
+        err(&o)
+    );
+}

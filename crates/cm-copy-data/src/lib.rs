@@ -293,12 +293,12 @@ fn run_args(a: Args) -> anyhow::Result<ExitCode> {
     let (vols, owners, resolved) = resolve_target(&a)?;
     preflight(&a, &vols, owners.as_ref())?;
     let opts = copy_options(&a, owners.as_ref());
-    let plans = plan_volumes(&a, &vols, &opts)?;
+    let mut plans = plan_volumes(&a, &vols, &opts)?;
     let caller = safety::check_caller(&plans, opts.ids, &safety::Caller::current());
     if let (Err(e), false) = (&caller, a.dry_run) {
         return usage(e);
     }
-    let space = match safety::check_space(&plans) {
+    let space = match safety::check_space_counting(&mut plans, &opts) {
         Ok(s) => s,
         Err(e) => return usage(format!("cannot check free space on the target: {e}")),
     };
@@ -407,6 +407,9 @@ fn copy_options<'a>(a: &'a Args, owners: Option<&'a OwnerMap>) -> copy::Options<
         root: Some(&a.root),
         changed: None,
         list: a.verbose,
+        // the plan's walk only for what shows its counts: a dry run, the progress bar's total
+        lazy_plan: !a.dry_run
+            && (a.quiet || a.json || !std::io::IsTerminal::is_terminal(&std::io::stderr())),
     }
 }
 
@@ -866,7 +869,7 @@ fn volumes_json(plans: &[Plan], results: &[VolResult]) -> Vec<serde_json::Value>
         .map(|(p, r)| {
             serde_json::json!({
                 "volume": p.volume.name, "source": jp(&p.volume.src), "target": jp(&p.volume.dst),
-                "skipped": p.skipped, "plan": p.counts, "outcome": r.out,
+                "skipped": p.skipped, "plan": if p.counted == copy::Counted::Walked { &p.counts } else { &r.out.walked }, "outcome": r.out,
                 "manifest": r.manifest.as_deref().map(jp), "manifest_error": r.manifest_error,
             })
         })
@@ -897,6 +900,12 @@ fn report_volume(a: &Args, p: &Plan, r: &VolResult) {
                 cm_core::quote::quote_path(d),
                 o.moved_aside
             );
+        }
+        if p.counted != copy::Counted::Walked {
+            // the notes of the walk (an unreadable earlier manifest): the run's, not the plan's
+            for n in &o.notes {
+                cm_cli::msg::note(n);
+            }
         }
         if a.verbose {
             for l in summary::listing(p, Some(o)) {

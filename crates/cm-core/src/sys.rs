@@ -282,33 +282,38 @@ pub fn open_dir_beneath(root: RawFd, rel: &[u8], noatime: bool) -> Result<OwnedF
     }
 }
 
-/// The names in an open directory (without `.` and `..`), with their `d_type` hint.
+/// The names in an open directory (without `.` and `..`), read with getdents64 from the
+/// descriptor's position (a directory just opened: its start).
 pub fn read_dir(dir: RawFd) -> Result<Vec<Vec<u8>>> {
-    let d = cvt(unsafe { libc::fcntl(dir, libc::F_DUPFD_CLOEXEC, 0) })?;
-    let dp = unsafe { libc::fdopendir(d) };
-    if dp.is_null() {
-        let e = io::Error::last_os_error();
-        unsafe { libc::close(d) };
-        return Err(e);
-    }
+    // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+    let mut buf = vec![0u64; 4096];
     let mut out = Vec::new();
-    let result = loop {
-        unsafe { *libc::__errno_location() = 0 };
-        let ent = unsafe { libc::readdir64(dp) };
-        if ent.is_null() {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error().unwrap_or(0) != 0 {
-                break Err(e);
+    loop {
+        let n = retry_eintr(|| unsafe {
+            libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len() * 8) as isize
+        })?;
+        if n == 0 {
+            return Ok(out);
+        }
+        // SAFETY: the kernel wrote n <= buf.len() * 8 bytes into buf.
+        let b = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+        let mut off = 0;
+        while off + 19 <= n {
+            let reclen = u16::from_ne_bytes([b[off + 16], b[off + 17]]) as usize;
+            if reclen < 19 || off + reclen > n {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed directory entry from getdents64",
+                ));
             }
-            break Ok(());
+            let raw = &b[off + 19..off + reclen];
+            let name = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
+            if name != b"." && name != b".." {
+                out.push(name.to_vec());
+            }
+            off += reclen;
         }
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
-        if name != b"." && name != b".." {
-            out.push(name.to_vec());
-        }
-    };
-    unsafe { libc::closedir(dp) };
-    result.map(|_| out)
+    }
 }
 
 /// The names in the directory at `path` (its last component not followed if a symlink).
@@ -480,10 +485,46 @@ pub fn syncfs(fd: RawFd) -> Result<()> {
     cvt(unsafe { libc::syncfs(fd) }).map(|_| ())
 }
 
+// listxattrat(2) and getxattrat(2) (Linux 6.13; one number on every architecture): an
+// entry's attributes read relative to its directory's descriptor, without the /proc path.
+const SYS_GETXATTRAT: libc::c_long = 464;
+const SYS_LISTXATTRAT: libc::c_long = 465;
+static XATTRAT_OK: AtomicBool = AtomicBool::new(true);
+
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// An xattr read through the `*xattrat` call `at` (grown on ERANGE), or, on a kernel (or
+/// seccomp filter) without it, through `proc` from then on.
+fn at_or_proc(
+    buf: &mut Vec<u8>,
+    at: impl FnMut(&mut Vec<u8>) -> libc::ssize_t,
+    proc: impl FnOnce(&mut Vec<u8>) -> Result<usize>,
+) -> Result<usize> {
+    if XATTRAT_OK.load(Ordering::Relaxed) {
+        match grow_on_erange(buf, at) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {
+                let r = proc(buf);
+                if e.raw_os_error() == Some(libc::ENOSYS) || r.is_ok() {
+                    XATTRAT_OK.store(false, Ordering::Relaxed);
+                }
+                return r;
+            }
+            r => return r,
+        }
+    }
+    proc(buf)
+}
+
 /// Where an entry's extended attributes are read and written: an open descriptor, or (for
 /// symlinks and device nodes, which cannot be opened safely) the entry itself through the
-/// descriptor of its directory (`/proc/self/fd/N/name`, read with the l* calls, which do not
-/// follow the last component).
+/// descriptor of its directory: read with listxattrat/getxattrat(AT_SYMLINK_NOFOLLOW) where
+/// the kernel has them, else (and always for writes) through `/proc/self/fd/N/name` with the
+/// l* calls, which do not follow the last component.
 pub enum XTarget<'a> {
     Fd(RawFd),
     At(RawFd, &'a CStr),
@@ -499,14 +540,30 @@ impl XTarget<'_> {
     /// The attribute names, NUL-separated, into `buf` (grown as needed). A file system
     /// without xattr support has none.
     pub fn list(&self, buf: &mut Vec<u8>) -> Result<usize> {
-        let path = self.path()?;
-        let r = grow_on_erange(buf, |buf| unsafe {
-            match (self, &path) {
-                (XTarget::Fd(fd), _) => libc::flistxattr(*fd, buf.as_mut_ptr().cast(), buf.len()),
-                (_, Some(p)) => libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()),
-                _ => unreachable!("path built for At"),
-            }
-        });
+        let r = match self {
+            XTarget::Fd(fd) => grow_on_erange(buf, |buf| unsafe {
+                libc::flistxattr(*fd, buf.as_mut_ptr().cast(), buf.len())
+            }),
+            XTarget::At(d, n) => at_or_proc(
+                buf,
+                |buf| unsafe {
+                    libc::syscall(
+                        SYS_LISTXATTRAT,
+                        *d,
+                        n.as_ptr(),
+                        libc::AT_SYMLINK_NOFOLLOW,
+                        buf.as_mut_ptr(),
+                        buf.len(),
+                    ) as libc::ssize_t
+                },
+                |buf| {
+                    let p = Self::proc_path(*d, n)?;
+                    grow_on_erange(buf, |buf| unsafe {
+                        libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                    })
+                },
+            ),
+        };
         match r {
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(0),
             r => r,
@@ -515,28 +572,42 @@ impl XTarget<'_> {
 
     /// The value of attribute `name` into `buf` (grown as needed).
     pub fn get(&self, name: &CStr, buf: &mut Vec<u8>) -> Result<usize> {
-        let path = self.path()?;
-        grow_on_erange(buf, |buf| unsafe {
-            match (self, &path) {
-                (XTarget::Fd(fd), _) => {
-                    libc::fgetxattr(*fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-                }
-                (_, Some(p)) => libc::lgetxattr(
-                    p.as_ptr(),
-                    name.as_ptr(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                ),
-                _ => unreachable!("path built for At"),
-            }
-        })
-    }
-
-    /// The /proc path an `At` target is reached through (None for an open descriptor).
-    fn path(&self) -> Result<Option<CString>> {
         match self {
-            XTarget::At(d, n) => Some(Self::proc_path(*d, n)).transpose(),
-            XTarget::Fd(_) => Ok(None),
+            XTarget::Fd(fd) => grow_on_erange(buf, |buf| unsafe {
+                libc::fgetxattr(*fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            }),
+            XTarget::At(d, n) => at_or_proc(
+                buf,
+                |buf| {
+                    let mut args = XattrArgs {
+                        value: buf.as_mut_ptr() as u64,
+                        size: buf.len().min(u32::MAX as usize) as u32,
+                        flags: 0,
+                    };
+                    unsafe {
+                        libc::syscall(
+                            SYS_GETXATTRAT,
+                            *d,
+                            n.as_ptr(),
+                            libc::AT_SYMLINK_NOFOLLOW,
+                            name.as_ptr(),
+                            &mut args as *mut XattrArgs,
+                            std::mem::size_of::<XattrArgs>(),
+                        ) as libc::ssize_t
+                    }
+                },
+                |buf| {
+                    let p = Self::proc_path(*d, n)?;
+                    grow_on_erange(buf, |buf| unsafe {
+                        libc::lgetxattr(
+                            p.as_ptr(),
+                            name.as_ptr(),
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                        )
+                    })
+                },
+            ),
         }
     }
 
@@ -586,4 +657,28 @@ pub fn statvfs(path: &Path) -> Result<(u64, u64, u64)> {
         s.f_favail as u64,
         s.f_files as u64,
     ))
+}
+
+/// Is this process root (effective uid 0)?
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Bytes and inodes in use on the file system holding `path`, for file systems whose figures
+/// bound what any tree on them holds (ext2/3/4, XFS, tmpfs: every entry's blocks and inode
+/// are counted as used); None for others (a union, network or compressing file system) and
+/// when the file system does not count inodes.
+pub fn statfs_used(path: &Path) -> Result<Option<(u64, u64)>> {
+    const EXT4: i64 = 0xEF53;
+    const XFS: i64 = 0x5846_5342;
+    const TMPFS: i64 = 0x0102_1994;
+    let c = cstr(path.as_os_str().as_bytes())?;
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::statfs(c.as_ptr(), &mut s) })?;
+    if !matches!(s.f_type as i64, EXT4 | XFS | TMPFS) || s.f_files == 0 {
+        return Ok(None);
+    }
+    let bytes = (s.f_blocks as u64).saturating_sub(s.f_bfree as u64) * s.f_frsize as u64;
+    let inodes = (s.f_files as u64).saturating_sub(s.f_ffree as u64);
+    Ok(Some((bytes, inodes)))
 }

@@ -47,6 +47,8 @@ fn io(op: &'static str) -> impl FnOnce(io::Error) -> ItemError {
 pub struct Worker {
     pub id: usize,
     buf: Vec<u8>,
+    /// The copy's bytes read back, compared with `buf`.
+    back: Vec<u8>,
     xnames: Vec<u8>,
     xval: Vec<u8>,
     seq: u64,
@@ -62,6 +64,7 @@ impl Worker {
         Worker {
             id,
             buf: vec![0; BUF],
+            back: Vec::new(),
             xnames: vec![0; 4096],
             xval: vec![0; 4096],
             seq: 0,
@@ -126,7 +129,31 @@ pub fn read_xattrs(w: &mut Worker, x: &XTarget) -> io::Result<Xattrs> {
     crate::walk::read_xattrs(x, &mut w.xnames)
 }
 
-/// Copy the data of `src` to `dst` (a new empty file), hashing the bytes read.
+/// Write `w.buf[..n]` at `off` of `dst`, then read it back and compare: the copy's bytes are
+/// checked against the source's as they are written (the chunk is still in the buffer, so a
+/// byte comparison replaces hashing the copy a second time).
+fn write_checked(w: &mut Worker, dst: RawFd, n: usize, off: u64) -> Result<(), ItemError> {
+    sys::pwrite_all(dst, &w.buf[..n], off).map_err(io("write copy"))?;
+    if w.back.len() < n {
+        w.back.resize(w.buf.len(), 0);
+    }
+    let mut got = 0;
+    while got < n {
+        let k =
+            sys::pread(dst, &mut w.back[got..n], off + got as u64).map_err(io("read back copy"))?;
+        if k == 0 {
+            return Err(ItemError::Mismatch);
+        }
+        got += k;
+    }
+    if w.back[..n] != w.buf[..n] {
+        return Err(ItemError::Mismatch);
+    }
+    Ok(())
+}
+
+/// Copy the data of `src` to `dst` (a new empty file), hashing the bytes read and checking
+/// every chunk written by reading it back.
 fn copy_data(w: &mut Worker, src: RawFd, dst: RawFd, st: &Stat) -> Result<[u8; 32], ItemError> {
     let mut h = Sha256::new();
     if st.is_sparse() {
@@ -149,7 +176,7 @@ fn copy_data(w: &mut Worker, src: RawFd, dst: RawFd, st: &Stat) -> Result<[u8; 3
                     return Err(ItemError::Changed);
                 }
                 h.update(&w.buf[..n]);
-                sys::pwrite_all(dst, &w.buf[..n], off).map_err(io("write copy"))?;
+                write_checked(w, dst, n, off)?;
                 off += n as u64;
             }
             pos = hole;
@@ -167,7 +194,7 @@ fn copy_data(w: &mut Worker, src: RawFd, dst: RawFd, st: &Stat) -> Result<[u8; 3
                 return Err(ItemError::Changed);
             }
             h.update(&w.buf[..n]);
-            sys::pwrite_all(dst, &w.buf[..n], off).map_err(io("write copy"))?;
+            write_checked(w, dst, n, off)?;
             off += n as u64;
         }
     }
@@ -331,7 +358,8 @@ fn owner(st: &Stat, ids: Option<&dyn MapIds>) -> (u32, u32) {
 }
 
 /// Copy regular file `name` from `sdir` into `ddir`. `default_acl`: `ddir` has a default
-/// ACL, so the new file inherits entries that must be pruned.
+/// ACL, so the new file inherits entries that must be pruned. `want_ino`: the copy's inode
+/// is needed (its other names are linked to it); else `Copied::dst` is (0, 0).
 pub fn copy_file(
     w: &mut Worker,
     sdir: RawFd,
@@ -339,6 +367,7 @@ pub fn copy_file(
     name: &CStr,
     ids: Option<&dyn MapIds>,
     default_acl: bool,
+    want_ino: bool,
 ) -> Result<Copied, ItemError> {
     for _attempt in 0..3 {
         let sfd: OwnedFd = match sys::open_at(sdir, name, libc::O_RDONLY, true) {
@@ -385,10 +414,6 @@ pub fn copy_file(
             continue;
         }
         drop(sfd);
-        let back = hash_fd(w, t, st1.size, st1.is_sparse()).map_err(io("read back copy"))?;
-        if back != hash {
-            return Err(ItemError::Mismatch);
-        }
         let (uid, gid) = owner(&st1, ids);
         sys::fchown(t, uid, gid).map_err(io("chown"))?;
         sys::fchmod(t, st1.perm).map_err(io("chmod"))?;
@@ -423,7 +448,12 @@ pub fn copy_file(
         if st1.size >= 1 << 20 {
             sys::start_writeback(t);
         }
-        let tst = sys::fstat(t).map_err(io("stat the copy"))?;
+        let dst = if want_ino {
+            let tst = sys::fstat(t).map_err(io("stat the copy"))?;
+            (tst.ino, tst.dev)
+        } else {
+            (0, 0)
+        };
         drop(tfd);
         sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
         guard.armed = false;
@@ -432,7 +462,7 @@ pub fn copy_file(
             st: st1,
             hash,
             xattrs,
-            dst: (tst.ino, tst.dev),
+            dst,
         });
     }
     Err(ItemError::Changed)

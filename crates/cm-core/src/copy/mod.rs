@@ -1,8 +1,9 @@
 //! The copy engine behind cm-copy-data: one tree (a "volume") copied into another with every
 //! bit of metadata, checksummed, incrementally, in parallel, as a stream.
 //!
-//! [`plan`] walks both trees (changing nothing) and counts what a run would do; [`execute`]
-//! walks them again and does it (`run`): directory by directory in path order, merging the
+//! [`plan`] walks both trees (changing nothing) and counts what a run would do (with
+//! `Options::lazy_plan` only where the counts are needed: see [`Counted`]); [`execute`] walks
+//! them and does it (`run`): directory by directory in path order, merging the
 //! source, the copy and the earlier run's manifest, the files handed to `jobs` workers. A
 //! file is written to a private (0600) temporary in its final directory while its bytes are
 //! hashed (SHA-256), read back and checked, then given owner, mode, xattrs/ACLs and times in
@@ -100,6 +101,10 @@ pub struct Options<'a> {
     pub changed: Option<&'a std::collections::BTreeMap<PathBuf, Vec<PathBuf>>>,
     /// Keep the list of what is copied, linked and removed (`-v`): memory grows with it.
     pub list: bool,
+    /// Plan without walking the trees where the run can do without the plan's counts (see
+    /// [`plan`]): for a caller that needs the counts only for the space check (not for a
+    /// dry run, a progress total or the check of a caller who is not root).
+    pub lazy_plan: bool,
 }
 
 impl Default for Options<'_> {
@@ -113,6 +118,7 @@ impl Default for Options<'_> {
             root: None,
             changed: None,
             list: false,
+            lazy_plan: false,
         }
     }
 }
@@ -222,6 +228,24 @@ pub struct Plan {
     /// With `Options::list`: (path relative to the volume, "copy" | "link" | "delete").
     listed: Vec<(String, &'static str)>,
     force_checksum: bool,
+    /// How `counts` were made.
+    pub counted: Counted,
+}
+
+/// How a plan's counts were made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Counted {
+    /// By a walk of both trees: every count is exact.
+    Walked,
+    /// A first copy planned lazily: only `need_bytes` and `need_inodes` are set, to an upper
+    /// bound (the source file system's used space and inodes, no other file system mounted
+    /// below the source); [`count`] walks when the target cannot hold the bound.
+    Bound,
+    /// A delta planned lazily: nothing counted; the run charges every entry it writes
+    /// against the target's free space (found when it starts) before writing it, and stops
+    /// at the first that would not fit.
+    Run,
 }
 
 impl Plan {
@@ -276,7 +300,9 @@ fn same_meta(s: &Stat, t: &Stat, ids: Option<&dyn MapIds>) -> bool {
 
 /// Walk source and copy and decide, entry by entry, what to do. Changes nothing. A first
 /// copy (no manifest, no interrupted run) into a target that holds entries is refused unless
-/// `opts.adopt`.
+/// `opts.adopt`. With `opts.lazy_plan` (and root: a caller who is not root is checked on the
+/// walk's owners) there is no walk for a delta (`Counted::Run`) nor for a first copy whose
+/// need the source's file system bounds (`Counted::Bound`).
 pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
     let mut p = Plan {
         volume: vol.clone(),
@@ -292,6 +318,7 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
         devices: None,
         listed: Vec::new(),
         force_checksum: false,
+        counted: Counted::Walked,
     };
     let src_err = |source| CopyError::Source {
         path: vol.src.clone(),
@@ -360,11 +387,43 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
             ));
         }
     }
-    let sroot = sys::open_dir_path(&p.src_root).map_err(src_err)?;
-    let droot = match dst_meta {
-        Some(_) => Some(sys::open_dir_path(&vol.dst).map_err(dst_err)?),
-        None => None,
-    };
+    if opts.lazy_plan && sys::is_root() {
+        if ours && lstat_path(&manifest).ok().flatten().is_some() {
+            p.counted = Counted::Run;
+            return Ok(p);
+        }
+        if let Some((bytes, inodes)) = space_bound(&p.src_root) {
+            p.counts.need_bytes = bytes;
+            p.counts.need_inodes = inodes;
+            p.counted = Counted::Bound;
+            return Ok(p);
+        }
+    }
+    count(&mut p, opts)?;
+    Ok(p)
+}
+
+/// Walk source and copy and count what the plan's run would do (exact counts, the dry-run
+/// listing, owners and device nodes); changes nothing.
+pub fn count(p: &mut Plan, opts: &Options) -> Result<(), CopyError> {
+    if p.skipped.is_some() {
+        return Ok(());
+    }
+    let vol = &p.volume;
+    let sroot = sys::open_dir_path(&p.src_root).map_err(|source| CopyError::Source {
+        path: vol.src.clone(),
+        source,
+    })?;
+    let droot = match lstat_path(&vol.dst) {
+        Ok(Some(_)) => Some(sys::open_dir_path(&vol.dst)),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
+    }
+    .transpose()
+    .map_err(|source| CopyError::Target {
+        path: vol.dst.clone(),
+        source,
+    })?;
     let on = |_: Event| {};
     let setup = run::Setup {
         src_root: &p.src_root,
@@ -375,6 +434,7 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
         root_created: false,
         only: run::only_dirs(opts, &vol.src),
         on: &on,
+        budget: None,
     };
     let w = run::walk_volume(&setup, sroot, droot, None);
     p.counts = w.counts;
@@ -384,7 +444,55 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
     p.owners = w.owners;
     p.devices = w.devices;
     p.listed = w.listed;
-    Ok(p)
+    p.counted = Counted::Walked;
+    Ok(())
+}
+
+/// An upper bound of the space and inodes a copy of the tree at `src` can need: what its
+/// file system uses (bytes, plus a directory block per inode; inodes), when that file system
+/// reports both and no other file system is mounted below `src`. None otherwise.
+fn space_bound(src: &Path) -> Option<(u64, u64)> {
+    let (used_bytes, used_inodes) = sys::statfs_used(src).ok()??;
+    let mut below = src.as_os_str().as_bytes().to_vec();
+    if below.last() != Some(&b'/') {
+        below.push(b'/');
+    }
+    let mounts = std::fs::read("/proc/self/mountinfo").ok()?;
+    for line in mounts.split(|&b| b == b'\n') {
+        // field 5: the mount point, with space, tab, newline and backslash octal-escaped
+        let Some(mp) = line.split(|&b| b == b' ').nth(4) else {
+            continue;
+        };
+        if unescape_mount(mp).starts_with(&below) {
+            return None;
+        }
+    }
+    Some((
+        used_bytes.saturating_add(used_inodes.saturating_mul(4096)),
+        used_inodes,
+    ))
+}
+
+/// A mountinfo field with its `\NNN` octal escapes decoded.
+fn unescape_mount(f: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(f.len());
+    let mut i = 0;
+    while i < f.len() {
+        let oct = f
+            .get(i + 1..i + 4)
+            .filter(|d| f[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                out.push(((d[0] - b'0') << 6) | ((d[1] - b'0') << 3) | (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(f[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Progress and problems, reported while a copy runs.
@@ -424,6 +532,9 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Entries the manifest records.
     pub recorded: u64,
+    /// What the run's walk counted (the plan's counts, when the plan did not walk).
+    #[serde(skip)]
+    pub walked: Counts,
     /// With `Options::list`: what was copied, linked and removed (relative paths).
     #[serde(skip)]
     listed: Vec<(String, &'static str)>,
@@ -522,6 +633,14 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
             return out;
         }
     };
+    // What the run may write: the target's free space now (earlier volumes are done).
+    let budget = match sys::statvfs(dst) {
+        Ok((free, favail, files)) => Some((free, (files > 0).then_some(favail))),
+        Err(e) => {
+            fatal(&mut out, "cannot check free space on the target", e);
+            return out;
+        }
+    };
     let sroot = match sys::open_dir_path(&plan.src_root) {
         Ok(f) => f,
         Err(e) => {
@@ -555,9 +674,11 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         root_created,
         only: run::only_dirs(opts, &plan.volume.src),
         on,
+        budget,
     };
     let w = run::walk_volume(&setup, sroot, Some(droot), Some(writer));
     let mut out = w.outcome;
+    out.walked = w.counts;
     out.notes = w.notes;
     out.listed = w.listed;
     on(Event::Phase("flushing to disk"));
@@ -711,6 +832,22 @@ mod tests {
         let o = run_copy(&v, &opts);
         assert_eq!(o.copied, 1);
         assert!(v.dst.join("b/cur/unseen").exists());
+    }
+
+    #[test]
+    fn mount_points_are_unescaped_and_bound_the_space_only_without_a_mount_below() {
+        assert_eq!(unescape_mount(b"/srv/a\\040b\\134c"), b"/srv/a b\\c");
+        assert_eq!(unescape_mount(b"/x\\9"), b"/x\\9");
+        // /proc has file systems mounted below it: no bound
+        assert_eq!(space_bound(Path::new("/proc")), None);
+        // a tmpfs or ext4 directory without mounts below is bounded by what its file system
+        // uses (a bound at least as large as the tree)
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), vec![1u8; 64 << 10]).unwrap();
+        if let Ok(Some(_)) = sys::statfs_used(t.path()) {
+            let (b, i) = space_bound(t.path()).expect("bounded");
+            assert!(b >= 64 << 10 && i >= 2, "{b} {i}");
+        }
     }
 
     #[test]

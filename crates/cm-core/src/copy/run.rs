@@ -29,6 +29,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -57,6 +58,36 @@ pub const WINDOW: u64 = 4096;
 /// Child directories listed ahead of the walker, per directory on its path.
 const AHEAD: usize = 6;
 
+/// How far the recorder got (entries before `done` are written), and the walker's wait for
+/// it: the recorder wakes the walker only when it waits.
+#[derive(Default)]
+struct Written {
+    done: AtomicU64,
+    waiting: AtomicBool,
+    m: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Written {
+    /// Wait until entry `seq` fits in the window.
+    fn wait_for(&self, seq: u64) {
+        let mut g = self.m.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting.store(true, SeqCst);
+        while seq >= self.done.load(SeqCst) + WINDOW {
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        self.waiting.store(false, SeqCst);
+    }
+
+    fn set(&self, next: u64) {
+        self.done.store(next, SeqCst);
+        if self.waiting.load(SeqCst) {
+            let _g = self.m.lock().unwrap_or_else(|e| e.into_inner());
+            self.cv.notify_all();
+        }
+    }
+}
+
 /// What a run needs to know about its volume (resolved by `copy::plan`).
 pub(super) struct Setup<'a> {
     pub src_root: &'a Path,
@@ -73,6 +104,10 @@ pub(super) struct Setup<'a> {
     /// earlier manifest.
     pub only: Option<std::collections::BTreeSet<Vec<u8>>>,
     pub on: &'a (dyn Fn(Event) + Sync),
+    /// The target's free space when the run started (bytes; inodes when counted): every
+    /// entry written is charged against it first, and the walk stops at the first that
+    /// would not fit.
+    pub budget: Option<(u64, Option<u64>)>,
 }
 
 /// What a walk found and did.
@@ -166,6 +201,8 @@ enum Done {
 }
 
 enum Msg {
+    /// The walker's messages, sent together (one wake-up of the recorder for many).
+    Batch(Vec<Msg>),
     Item {
         seq: u64,
         entry: Option<Box<Entry>>,
@@ -422,18 +459,47 @@ struct Walker<'a, 's> {
     counts: Counts,
     problems: Vec<Problem>,
     removals: Vec<Removal>,
-    jobs: Option<mpsc::SyncSender<Job>>,
+    jobs: Option<&'s JobQueue>,
     rec: Option<mpsc::Sender<Msg>>,
-    written: &'s (Mutex<u64>, Condvar),
+    written: &'s Written,
+    /// Messages for the recorder not sent yet (see [`Msg::Batch`]).
+    outbox: Vec<Msg>,
     aside: Option<(PathBuf, OwnedFd)>,
     aside_err: bool,
     xbuf: Vec<u8>,
     owners: std::collections::BTreeMap<(u32, u32), (u64, String)>,
     devices: Option<(u64, String)>,
     listed: Vec<(String, &'static str)>,
+    /// The walk stopped (the target is short of space): nothing more is written.
+    stop: bool,
 }
 
 impl Walker<'_, '_> {
+    /// Charge what the counts need so far against the budget before writing `rel`; false
+    /// (and the walk stops, with one error) when it does not fit.
+    fn charge(&mut self, rel: &[u8]) -> bool {
+        let Some((bytes, inodes)) = self.s.budget else {
+            return true;
+        };
+        let (nb, ni) = (self.counts.need_bytes, self.counts.need_inodes);
+        let short = match (nb > bytes, inodes.is_some_and(|i| ni > i)) {
+            (false, false) => return true,
+            (true, true) => "space and inodes",
+            (true, false) => "space",
+            (false, true) => "inodes",
+        };
+        let root = self.s.dst_root;
+        let message = format!(
+            "not enough {short} on the target's file system: the copy needs more than the {} and {} inodes free there when it started; stopped before writing {}, nothing further written: free space or inodes and run again (only what is missing or changed is copied)",
+            super::safety::human(bytes),
+            inodes.map_or("uncounted".to_string(), |i| i.to_string()),
+            join_show(root, rel),
+        );
+        self.problem(Severity::Error, root, b"", message);
+        self.stop = true;
+        false
+    }
+
     fn ids(&self) -> Option<&dyn MapIds> {
         self.s.opts.ids
     }
@@ -479,14 +545,30 @@ impl Walker<'_, '_> {
     fn next_seq(&mut self) -> u64 {
         let s = self.seq;
         self.seq += 1;
-        if !self.s.dry {
-            let (m, cv) = self.written;
-            let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-            while s >= *g + WINDOW {
-                g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
-            }
+        if !self.s.dry && s >= self.written.done.load(SeqCst) + WINDOW {
+            self.flush();
+            self.written.wait_for(s);
         }
         s
+    }
+
+    /// Hand the messages kept back to the recorder.
+    fn flush(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let v = std::mem::take(&mut self.outbox);
+        if let Some(r) = &self.rec {
+            let _ = r.send(Msg::Batch(v));
+        }
+    }
+
+    /// A message for the recorder, kept back until a few are there or the walker waits.
+    fn post(&mut self, m: Msg) {
+        self.outbox.push(m);
+        if self.outbox.len() >= 256 {
+            self.flush();
+        }
     }
 
     fn send_item(&mut self, entry: Option<Entry>, done: Done, problem: Option<Problem>) {
@@ -494,19 +576,17 @@ impl Walker<'_, '_> {
             return;
         }
         let seq = self.next_seq();
-        if let Some(r) = &self.rec {
-            let _ = r.send(Msg::Item {
-                seq,
-                entry: entry.map(Box::new),
-                done,
-                problem,
-            });
-        }
+        self.post(Msg::Item {
+            seq,
+            entry: entry.map(Box::new),
+            done,
+            problem,
+        });
     }
 
     fn dispatch(&mut self, job: Job) {
-        if let Some(j) = &self.jobs {
-            let _ = j.send(job);
+        if let Some(j) = self.jobs {
+            j.push(job);
         }
     }
 
@@ -543,6 +623,11 @@ impl Walker<'_, '_> {
             stack.push(f);
         }
         while let Some(top) = stack.last_mut() {
+            if self.stop {
+                // Short of space: the directories open stay as they are (a new one private).
+                stack.clear();
+                break;
+            }
             let sname = top.src.get(top.si).map(|i| i.name.clone());
             let tname = top.tgt.get(top.ti).map(|i| i.name.clone());
             let (s, t) = match (&sname, &tname) {
@@ -727,19 +812,17 @@ impl Walker<'_, '_> {
             return;
         }
         let seq = self.next_seq();
-        if let Some(r) = &self.rec {
-            let _ = r.send(Msg::Close {
-                seq,
-                close: Box::new(Close {
-                    rel: f.rel,
-                    sfd: f.sfd,
-                    dfd,
-                    st: f.st,
-                    apply,
-                    created: f.created,
-                }),
-            });
-        }
+        self.post(Msg::Close {
+            seq,
+            close: Box::new(Close {
+                rel: f.rel,
+                sfd: f.sfd,
+                dfd,
+                st: f.st,
+                apply,
+                created: f.created,
+            }),
+        });
     }
 
     /// One name of the current directory: source item `s`, copy item `t`. Returns a child
@@ -886,6 +969,10 @@ impl Walker<'_, '_> {
             self.counts.need_inodes += 1;
             self.counts.need_bytes += 4096;
             stack[depth].touched = true;
+            if !self.s.dry && !self.charge(&h.rel) {
+                drop(stk.wait());
+                return None;
+            }
             if !self.s.dry {
                 let d = h.dfd.as_ref()?;
                 match mkdir(d.as_raw_fd(), &h.name) {
@@ -1048,6 +1135,12 @@ impl Walker<'_, '_> {
             if st.kind == Kind::File {
                 self.counts.copy_bytes += st.size;
                 self.counts.need_bytes += st.blocks * 512;
+            }
+            if !self.s.dry && !self.charge(&h.rel) {
+                if let Some(slot) = &first_slot {
+                    slot.set(LinkState::Failed { soft: false });
+                }
+                return;
             }
         } else {
             self.counts.verify += 1;
@@ -1285,7 +1378,7 @@ fn run_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job) -> JobResult {
     }
     let copy = |w: &mut Worker| -> Result<(Entry, u64, (u64, u64)), ItemError> {
         if j.st.kind == Kind::File {
-            let c = file::copy_file(w, sd, dd, &name, ids, j.dacl)?;
+            let c = file::copy_file(w, sd, dd, &name, ids, j.dacl, j.slot.is_some())?;
             let b = c.st.size;
             let ino = c.dst;
             Ok((
@@ -1533,7 +1626,7 @@ fn record(
     s: &Setup,
     rx: mpsc::Receiver<Msg>,
     mut writer: Option<manifest::Writer>,
-    written: &(Mutex<u64>, Condvar),
+    written: &Written,
 ) -> (Outcome, Option<manifest::Writer>) {
     let mut out = Outcome::default();
     let mut pending: BTreeMap<u64, Msg> = BTreeMap::new();
@@ -1545,10 +1638,16 @@ fn record(
         out.problems.push(p);
     };
     for m in rx {
-        let seq = match &m {
-            Msg::Item { seq, .. } | Msg::Close { seq, .. } => *seq,
+        let mut add = |m: Msg| match &m {
+            Msg::Item { seq, .. } | Msg::Close { seq, .. } => {
+                pending.insert(*seq, m);
+            }
+            Msg::Batch(_) => {}
         };
-        pending.insert(seq, m);
+        match m {
+            Msg::Batch(v) => v.into_iter().for_each(&mut add),
+            m => add(m),
+        }
         while let Some(m) = pending.remove(&next) {
             next += 1;
             match m {
@@ -1576,6 +1675,8 @@ fn record(
                         (s.on)(Event::Done { bytes });
                     }
                 }
+                // never kept in `pending`: unpacked on arrival
+                Msg::Batch(_) => {}
                 Msg::Close { close, .. } => match close_dir(&mut w, s, &close) {
                     Ok(()) => {
                         if close.created {
@@ -1598,9 +1699,7 @@ fn record(
                 },
             }
         }
-        let (m, cv) = written;
-        *m.lock().unwrap_or_else(|e| e.into_inner()) = next;
-        cv.notify_all();
+        written.set(next);
     }
     if let Some(e) = werr {
         push(
@@ -1616,6 +1715,116 @@ fn record(
     (out, writer)
 }
 
+/// The bounded queue from the walker to the workers. Wake-ups only when someone waits: a
+/// worker when a job comes, the walker (held back by a full queue) once it is half empty.
+struct JobQueue {
+    st: Mutex<QueueState>,
+    jobs: Condvar,
+    room: Condvar,
+    cap: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    q: VecDeque<Job>,
+    closed: bool,
+    idle: usize,
+    full: bool,
+}
+
+impl JobQueue {
+    fn new(cap: usize) -> JobQueue {
+        JobQueue {
+            st: Mutex::new(QueueState::default()),
+            jobs: Condvar::new(),
+            room: Condvar::new(),
+            cap: cap.max(2),
+        }
+    }
+
+    fn push(&self, job: Job) {
+        let mut g = self.st.lock().unwrap_or_else(|e| e.into_inner());
+        while g.q.len() >= self.cap {
+            g.full = true;
+            g = self.room.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g.q.push_back(job);
+        if g.idle > 0 {
+            self.jobs.notify_one();
+        }
+    }
+
+    /// The next job; with `wait`, waits for one (None: closed and empty), else None at once
+    /// when there is none.
+    fn pop(&self, wait: bool) -> Option<Job> {
+        let mut g = self.st.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(j) = g.q.pop_front() {
+                if g.full && g.q.len() <= self.cap / 2 {
+                    g.full = false;
+                    self.room.notify_one();
+                }
+                return Some(j);
+            }
+            if g.closed || !wait {
+                return None;
+            }
+            g.idle += 1;
+            g = self.jobs.wait(g).unwrap_or_else(|e| e.into_inner());
+            g.idle -= 1;
+        }
+    }
+
+    fn close(&self) {
+        self.st.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.jobs.notify_all();
+    }
+}
+
+/// Closes the job queue when dropped.
+struct CloseQueue<'a>(&'a JobQueue);
+
+impl Drop for CloseQueue<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// A worker's loop: jobs from the queue, results to the recorder, a few at a time (sent before
+/// the worker waits for a job, so the recorder never waits on a result kept back).
+fn work(s: &Setup, id: usize, dr: RawFd, jobs: &JobQueue, rtx: mpsc::Sender<Msg>) {
+    let mut w = Worker::new(id);
+    let mut held: Vec<Msg> = Vec::new();
+    let send = |held: &mut Vec<Msg>| {
+        if !held.is_empty() {
+            let _ = rtx.send(Msg::Batch(std::mem::take(held)));
+        }
+    };
+    loop {
+        let job = match jobs.pop(false) {
+            Some(j) => j,
+            None => {
+                send(&mut held);
+                match jobs.pop(true) {
+                    Some(j) => j,
+                    None => break,
+                }
+            }
+        };
+        let r = run_job(&mut w, s, dr, &job);
+        held.push(Msg::Item {
+            seq: job.seq,
+            entry: r.entry.map(Box::new),
+            done: r.done,
+            problem: r.problem,
+        });
+        if held.len() >= 16 {
+            send(&mut held);
+        }
+    }
+    send(&mut held);
+}
+
 /// Walk (and, unless `dry`, copy) one volume.
 pub(super) fn walk_volume(
     s: &Setup,
@@ -1626,17 +1835,18 @@ pub(super) fn walk_volume(
     let sroot = Arc::new(sroot);
     let droot = droot.map(Arc::new);
     let lister = Lister::new();
-    let written = (Mutex::new(0u64), Condvar::new());
+    let written = Written::default();
     let threads = s.opts.jobs.clamp(2, 8);
     let prev = Prev::open(s.dst_root);
     let mut notes = Vec::new();
-    let (jtx, jrx) = mpsc::sync_channel::<Job>(s.opts.jobs.max(1) * 8);
-    let jrx = Mutex::new(jrx);
+    let jobs = JobQueue::new(s.opts.jobs.max(1) * 8);
     std::thread::scope(|sc| {
         for _ in 0..threads {
             sc.spawn(|| lister.work());
         }
         let _close = walk::CloseOnDrop(&lister);
+        // however the walker ends, the workers stop once the queue is empty
+        let _hangup = CloseQueue(&jobs);
         let (rtx, rrx) = mpsc::channel::<Msg>();
         let dr = droot.as_ref().map(|d| d.as_raw_fd()).unwrap_or(-1);
         let recorder = if s.dry {
@@ -1644,24 +1854,8 @@ pub(super) fn walk_volume(
             None
         } else {
             for id in 0..s.opts.jobs.max(1) {
-                let (jrx, rtx) = (&jrx, rtx.clone());
-                sc.spawn(move || {
-                    let mut w = Worker::new(id);
-                    loop {
-                        let job = {
-                            let g = jrx.lock().unwrap_or_else(|e| e.into_inner());
-                            g.recv()
-                        };
-                        let Ok(job) = job else { break };
-                        let r = run_job(&mut w, s, dr, &job);
-                        let _ = rtx.send(Msg::Item {
-                            seq: job.seq,
-                            entry: r.entry.map(Box::new),
-                            done: r.done,
-                            problem: r.problem,
-                        });
-                    }
-                });
+                let (jobs, rtx) = (&jobs, rtx.clone());
+                sc.spawn(move || work(s, id, dr, jobs, rtx));
             }
             let written = &written;
             Some(sc.spawn(move || record(s, rrx, writer, written)))
@@ -1678,23 +1872,27 @@ pub(super) fn walk_volume(
             counts: Counts::default(),
             problems: Vec::new(),
             removals: Vec::new(),
-            jobs: if s.dry { None } else { Some(jtx) },
+            jobs: if s.dry { None } else { Some(&jobs) },
             rec: if s.dry { None } else { Some(rtx) },
             written: &written,
+            outbox: Vec::new(),
             aside: None,
             aside_err: false,
             xbuf: vec![0u8; 1024],
             owners: Default::default(),
             devices: None,
             listed: Vec::new(),
+            stop: false,
         };
         wk.run();
+        wk.flush();
         if let Some(n) = wk.prev.note.take() {
             notes.push(n);
         }
         let aside = wk.aside.take().map(|(p, _)| p);
         // Hang up: workers drain the queue, then the recorder ends.
         wk.jobs = None;
+        drop(_hangup);
         wk.rec = None;
         let counts = std::mem::take(&mut wk.counts);
         let problems = std::mem::take(&mut wk.problems);
@@ -1743,6 +1941,7 @@ mod tests {
             root_created: false,
             only: None,
             on: &on,
+            budget: None,
         };
         let slot = Arc::new(LinkSlot {
             group: 1,

@@ -253,6 +253,25 @@ pub fn check_space(plans: &[Plan]) -> Result<Vec<SpaceCheck>, std::io::Error> {
     Ok(by_dev.into_values().collect())
 }
 
+/// [`check_space`], after walking the plans made lazily with a bound (`Counted::Bound`) when
+/// a file system cannot hold the bounds: the shortage said is then the exact one.
+pub fn check_space_counting(
+    plans: &mut [Plan],
+    opts: &super::Options,
+) -> Result<Vec<SpaceCheck>, std::io::Error> {
+    let space = check_space(plans)?;
+    if space.iter().all(|s| s.ok()) || plans.iter().all(|p| p.counted != super::Counted::Bound) {
+        return Ok(space);
+    }
+    for p in plans
+        .iter_mut()
+        .filter(|p| p.counted == super::Counted::Bound)
+    {
+        super::count(p, opts).map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    check_space(plans)
+}
+
 /// Who runs the copy: what a user who is not root can give a copied entry.
 #[derive(Debug, Clone)]
 pub struct Caller {

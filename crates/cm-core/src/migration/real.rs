@@ -353,6 +353,7 @@ impl Copier for LocalCopier {
         let live = pass == Pass::Live;
         let opts = copy::Options {
             changed: journal,
+            lazy_plan: true,
             ..self.options(live)
         };
         let plans = self
@@ -370,8 +371,8 @@ impl Copier for LocalCopier {
                 p.volume.dst.display()
             ));
             let o = copy::execute(p, &opts, &|_| {});
-            out.entries += p.counts.entries;
-            out.scanned += p.counts.entries;
+            out.entries += o.walked.entries;
+            out.scanned += o.walked.entries;
             out.copied += o.copied + o.linked;
             out.copied_bytes += o.copied_bytes;
             out.deleted += o.deleted;
