@@ -268,31 +268,13 @@ pub fn hash_at(
     })
 }
 
-// POSIX ACL xattr layout (linux/posix_acl_xattr.h): a 4-byte version header, then entries of
-// (u16 tag, u16 perm, u32 id); ids matter for ACL_USER (2) and ACL_GROUP (8).
-const ACL_USER: u16 = 0x02;
-const ACL_GROUP: u16 = 0x08;
-
-/// Map the uids/gids named inside a POSIX ACL xattr value.
+/// Map the uids/gids named inside a POSIX ACL xattr value (the owner map's one ACL mapper,
+/// [`crate::owners::map_acl_ids`]).
 pub fn map_acl(value: &mut [u8], ids: &dyn MapIds) {
-    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
-        return;
-    }
-    for e in value[4..].chunks_exact_mut(8) {
-        let tag = u16::from_le_bytes([e[0], e[1]]);
-        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
-        let new = match tag {
-            ACL_USER => ids.uid(id),
-            ACL_GROUP => ids.gid(id),
-            _ => continue,
-        };
-        e[4..8].copy_from_slice(&new.to_le_bytes());
-    }
+    crate::owners::map_acl_ids(value, &|u| ids.uid(u), &|g| ids.gid(g));
 }
 
-pub fn is_acl(name: &[u8]) -> bool {
-    name == b"system.posix_acl_access" || name == b"system.posix_acl_default"
-}
+pub use crate::owners::is_acl_xattr as is_acl;
 
 /// Copy every extended attribute (ACLs included, their ids mapped) from `src` to `dst`;
 /// with `prune`, remove attributes `dst` has that `src` lacks (an inherited default ACL, or
