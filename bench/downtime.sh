@@ -5,6 +5,8 @@
 # repository, by hand (not in CI), under the bench lock:
 #   flock /var/tmp/cm-bench.lock bench/downtime.sh [USERS=4500] [FILES_PER_USER=40] [WRITE_SECS=20]
 #
+# The target is our docker/ compose project, read by Compose v2 (installed by
+# .ci/install-deps); owners are mapped with docker/users, the image's fixed ids.
 # The machine runs no systemd, so the old host is a --root tree and the stop is not part of
 # either figure (both procedures stop the same units; the batched stop is measured by the
 # nspawn tests: tests/tests/systemd_nspawn.rs and migrate_nspawn.rs print its timing).
@@ -91,6 +93,7 @@ cache_ours=$(drop)
 python3 "$W/writer.py" "$R/home/vmail/mail/example.org" "$write_secs" "$W/writer.end" & writer=$!
 rc=0
 "$BIN/cm-migrate" run --root "$R" --project-dir "$M/ours" --state-dir "$W/state" \
+  --owner-map "$PWD/docker/users" \
   --verify changed --json >"$W/ours.json" 2>"$W/ours.log" || rc=$?
 wait "$writer" || true
 writer=
@@ -108,6 +111,7 @@ PY
 [ "$rc" = 0 ] || { cat "$W/ours.log" >&2; cat "$W/ours.json" >&2; exit 1; }
 # the same again with the full verification (a fresh run: nothing changed since)
 "$BIN/cm-migrate" run --root "$R" --project-dir "$M/ours" --state-dir "$W/state" \
+  --owner-map "$PWD/docker/users" \
   --verify full --json >"$W/full.json" 2>"$W/full.log" || {
   cat "$W/full.log" >&2; cat "$W/full.json" >&2; exit 1; }
 
