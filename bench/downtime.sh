@@ -6,7 +6,8 @@
 #   flock /var/tmp/cm-bench.lock bench/downtime.sh [USERS=4500] [FILES_PER_USER=40] [WRITE_SECS=20]
 #
 # The target is our docker/ compose project, read by Compose v2 (installed by
-# .ci/install-deps); owners are mapped with docker/users, the image's fixed ids.
+# .ci/install-deps); the generated store has no service users (no etc/passwd to map names
+# by), so the owner map given is the identity (and the image's users are not read).
 # The machine runs no systemd, so the old host is a --root tree and the stop is not part of
 # either figure (both procedures stop the same units; the batched stop is measured by the
 # nspawn tests: tests/tests/systemd_nspawn.rs and migrate_nspawn.rs print its timing).
@@ -88,12 +89,13 @@ print("writer: %d deliveries in %d mailboxes" % (n, len(hot)), file=sys.stderr)
 open(sys.argv[3], "w").write("%d\n" % (time.time() * 1000))
 PY
 
+printf '# identity: the generated store has no service users\n' >"$W/users"
 # --- cm-migrate run: writer during the live phase
 cache_ours=$(drop)
 python3 "$W/writer.py" "$R/home/vmail/mail/example.org" "$write_secs" "$W/writer.end" & writer=$!
 rc=0
 "$BIN/cm-migrate" run --root "$R" --project-dir "$M/ours" --state-dir "$W/state" \
-  --owner-map "$PWD/docker/users" \
+  --owner-map "$W/users" \
   --verify changed --json >"$W/ours.json" 2>"$W/ours.log" || rc=$?
 wait "$writer" || true
 writer=
@@ -111,7 +113,7 @@ PY
 [ "$rc" = 0 ] || { cat "$W/ours.log" >&2; cat "$W/ours.json" >&2; exit 1; }
 # the same again with the full verification (a fresh run: nothing changed since)
 "$BIN/cm-migrate" run --root "$R" --project-dir "$M/ours" --state-dir "$W/state" \
-  --owner-map "$PWD/docker/users" \
+  --owner-map "$W/users" \
   --verify full --json >"$W/full.json" 2>"$W/full.log" || {
   cat "$W/full.log" >&2; cat "$W/full.json" >&2; exit 1; }
 
