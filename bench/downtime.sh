@@ -18,6 +18,11 @@
 # --verify changed, then the verification with --verify full (cm-verify all) is measured on a
 # second run. The guide: caches dropped, then `rsync -a` of the whole store into an empty
 # target: its downtime is that rsync.
+#
+# Measured 2026-12-04 (2 CPUs, cold caches, other work light): store 242,896 entries, 206,892
+# files, 8.8 GB; guide `rsync -a` 63.2 s of downtime; `cm-migrate run --verify changed` 2.1 s
+# (delta 0.79 s for 6,431 entries in the 180 changed directories = 8,130 entries/s, verify
+# 1.33 s) = 29.6x shorter; with --verify full 17.7 s; the live bulk copy (not downtime) 49.4 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-4500}
