@@ -7,6 +7,11 @@
 # Run as root from the repository, by hand, under the benchmark lock:
 #   flock /var/tmp/cm-bench.lock bench/scale.sh [SIZES="100000 500000 1000000"]
 #
+# Measured 2026-12-04 (after the speed work of issue 11; 2 CPUs, load ~2.5), peak MB / s:
+#   entries   full copy (rsync -aH)      delta 1% (rsync --delete)   cm-verify tree (rsync -aHc -n)
+#   100k      10.0 / 4.4 (9.4 / 6.5)     8.7 / 2.4 (11.0 / 2.0)      25.4 / 2.6 (7.3 / 2.4)
+#   1M        14.3 / 58.9 (23.9 / 76.3)  12.7 / 26.6 (22.4 / 22.7)   44.6 / 34.1 (17.1 / 46.4)
+#   100k -> 1M: 1.43x / 1.46x / 1.76x. Earlier figures:
 # Measured 2026-12-03 (2 CPUs shared with three other jobs, load 8-13), peak MB / seconds:
 #   entries   full copy (rsync -aH)      delta 1% (rsync --delete)   cm-verify tree (rsync -aHc -n)
 #   100k      6.7 / 13  (10.9 / 35)      9.3 / 6.2  (11.3 / 8.7)     30.3 / 9.5  (7.2 / 11.6)
