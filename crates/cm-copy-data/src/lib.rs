@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Parser;
 use cm_core::copy::{self, safety, Counts, Event, Outcome, Plan, Severity, Volume};
 use cm_core::owners::OwnerMap;
+use cm_core::target::compose::COMPOSE_FILES;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -188,14 +189,6 @@ fn volumes(a: &Args) -> Result<Vec<Volume>, String> {
     // the default plan: the target's trees (see `target`)
     Ok(Vec::new())
 }
-
-/// The compose file names Compose v2 looks for in a project directory.
-const COMPOSE_FILES: &[&str] = &[
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yaml",
-    "docker-compose.yml",
-];
 
 /// The project directory a default plan (or a relative `--map` target) copies into must exist
 /// and be a compose project: a typo is never created.

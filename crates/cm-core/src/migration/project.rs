@@ -138,7 +138,7 @@ pub fn far(i: Inputs) -> Far {
             (i.project_dir.join(".env"), None)
         }
     };
-    let pending = p.target.trees().count() > p.volumes.len() + p.in_place.len();
+    let pending = p.volumes_pending();
     Far {
         volumes: p
             .volumes
@@ -247,7 +247,7 @@ fn from_prepared(p: Prepared, i: &Inputs) -> Local {
     let mut findings = target_findings(&p, i);
     let settings = settings_of(&p.target, i.ini, &mut findings);
     let owners = i.owner_map.clone().or_else(|| p.owners.clone());
-    let pending = p.target.trees().count() > p.volumes.len() + p.in_place.len();
+    let pending = p.volumes_pending();
     let compose = compose_words(&p.target);
     let copier = LocalCopier::new(
         p.volumes,

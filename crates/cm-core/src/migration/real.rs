@@ -14,6 +14,7 @@ use super::{
 use crate::copy::{self, safety, Severity, Volume};
 use crate::owners::OwnerMap;
 use crate::systemd::{self, Event, Postqueue, RestoreOptions, StopOptions, Systemctl};
+use crate::target::compose::COMPOSE_FILES;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -745,13 +746,6 @@ pub struct ComposeTarget {
     /// made over ssh for a far Docker host).
     pub resolved: Option<Vec<Finding>>,
 }
-
-const COMPOSE_FILES: &[&str] = &[
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yaml",
-    "docker-compose.yml",
-];
 
 impl ComposeTarget {
     fn compose(&self, args: &[&str]) -> std::io::Result<std::process::Output> {

@@ -51,6 +51,14 @@ pub struct Prepared {
     pub warnings: Vec<String>,
 }
 
+impl Prepared {
+    /// Some tree of the target lands in a named volume that does not exist yet (the copy
+    /// creates it).
+    pub fn volumes_pending(&self) -> bool {
+        self.target.trees().count() > self.volumes.len() + self.in_place.len()
+    }
+}
+
 /// The warning for state the old host has and the target does not mount.
 fn unmounted_warnings(t: &Target, root: &Path) -> Vec<String> {
     t.unmounted_on(root)
