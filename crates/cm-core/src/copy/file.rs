@@ -3,7 +3,7 @@
 //! place last.
 
 use super::MapIds;
-use crate::sys::{self, Kind, Stat, XTarget};
+use crate::sys::{self, FileType, Stat, XTarget};
 use sha2::{Digest, Sha256};
 use std::ffi::{CStr, CString};
 use std::io;
@@ -248,7 +248,7 @@ pub fn hash_at(
 ) -> io::Result<Copied> {
     let fd = sys::open_at(dir, name, libc::O_RDONLY, noatime)?;
     let st = sys::fstat(fd.as_raw_fd())?;
-    if st.kind != Kind::File {
+    if st.kind != FileType::File {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "not a regular file",
@@ -361,7 +361,7 @@ pub fn copy_file(
         };
         let s = sfd.as_raw_fd();
         let st0 = sys::fstat(s).map_err(io("stat source"))?;
-        if st0.kind != Kind::File {
+        if st0.kind != FileType::File {
             return Err(ItemError::Changed);
         }
         let tmp = w.temp_name();
@@ -469,7 +469,7 @@ pub fn copy_special(
         let tmp = w.temp_name();
         let mut link = None;
         match st0.kind {
-            Kind::Symlink => {
+            FileType::Symlink => {
                 let t = match sys::readlink_at(sdir, name) {
                     Ok(t) => t,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
@@ -480,11 +480,11 @@ pub fn copy_special(
                 sys::symlink_at(&t, ddir, &tmp).map_err(io("create symlink"))?;
                 link = Some(t);
             }
-            Kind::Fifo | Kind::Char | Kind::Block => {
+            FileType::Fifo | FileType::CharDevice | FileType::BlockDevice => {
                 sys::mknod_at(ddir, &tmp, st0.kind.ifmt() | 0o600, st0.rdev)
                     .map_err(io("create node"))?;
             }
-            Kind::File | Kind::Dir | Kind::Socket => return Err(ItemError::Changed),
+            FileType::File | FileType::Dir | FileType::Socket => return Err(ItemError::Changed),
         }
         let mut guard = TempGuard {
             dir: ddir,
@@ -493,7 +493,7 @@ pub fn copy_special(
         };
         let (uid, gid) = owner(&st0, ids);
         sys::lchown_at(ddir, &guard.name, uid, gid).map_err(io("chown"))?;
-        if st0.kind != Kind::Symlink {
+        if st0.kind != FileType::Symlink {
             sys::chmod_at(ddir, &guard.name, st0.perm).map_err(io("chmod"))?;
         }
         let xattrs = copy_xattrs(
