@@ -1345,7 +1345,11 @@ pub fn walk_stream(
 ) -> Result<(), TreeError> {
     let (rfd, rst) = open_stream_root(root)?;
     // What the walk leaves out is not prefetched either.
-    let excluded: Vec<Vec<u8>> = opts.exclude.iter().map(|x| path_bytes(x).to_vec()).collect();
+    let excluded: Vec<Vec<u8>> = opts
+        .exclude
+        .iter()
+        .map(|x| path_bytes(x).to_vec())
+        .collect();
     let lister = crate::walk::Lister::with_prefetch(crate::walk::PREFETCH_DEPTH)
         .prefetch_only(Box::new(move |rel| !excluded.iter().any(|x| x == rel)));
     let threads = opts.jobs.clamp(2, 8);

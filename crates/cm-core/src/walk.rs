@@ -199,7 +199,11 @@ impl Lister {
             prefetched: false,
             slot: t.0.clone(),
         };
-        self.q.lock().unwrap_or_else(|e| e.into_inner()).asked.push_back(req);
+        self.q
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .asked
+            .push_back(req);
         self.cv.notify_one();
         t
     }
@@ -497,7 +501,9 @@ mod tests {
         // one worker: the root first, then d0..d3 in order
         with_lister(&lister, 1, || {
             let mut top = lister.request(&root, b"", true, true).wait();
-            let t: Vec<Ticket> = (0..4).map(|i| top.sub.take(i).expect("prefetched")).collect();
+            let t: Vec<Ticket> = (0..4)
+                .map(|i| top.sub.take(i).expect("prefetched"))
+                .collect();
             let mut t = t.into_iter();
             let (t0, t1, t2, t3) = (t.next(), t.next(), t.next(), t.next());
             let d3 = t3.expect("d3").wait();
@@ -509,7 +515,11 @@ mod tests {
             // d0 was listed past the bound: its subdirectories were not prefetched
             assert!(d0.sub.take(5).is_none() && d0.sub.take(6).is_none());
             drop((t1, t2));
-            assert_eq!(lister.held(), 0, "dropping the listing releases what it held");
+            assert_eq!(
+                lister.held(),
+                0,
+                "dropping the listing releases what it held"
+            );
         });
     }
 }

@@ -336,7 +336,6 @@ fn rel_path(rel: &[u8]) -> PathBuf {
     }
 }
 
-
 /// The manifest line of one entry of the copy.
 fn entry(
     rel: &[u8],
@@ -366,7 +365,11 @@ fn entry(
             .into_iter()
             .map(|(n, v)| (OsString::from_vec(n), v))
             .collect(),
-        sha256: if st.kind == FileType::File { hash } else { None },
+        sha256: if st.kind == FileType::File {
+            hash
+        } else {
+            None
+        },
     }
 }
 
