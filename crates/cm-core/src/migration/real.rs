@@ -778,7 +778,7 @@ impl ComposeTarget {
 
 impl Target for ComposeTarget {
     fn preflight(&mut self, start: bool) -> Vec<Finding> {
-        let mut f = super::transport::docker_host_findings(&self.host, start);
+        let mut f = super::transport::docker_host_findings(self.host.exec(), start);
         if let Some(r) = &self.resolved {
             f.extend(r.iter().cloned());
             return f;

@@ -12,6 +12,7 @@ use super::{
     Changed, Copier, CopyOutcome, Estimate, MigrationError, Pass, Step, StepOutcome, Verifier,
 };
 use crate::owners::OwnerMap;
+use crate::target::exec::Exec;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -154,7 +155,7 @@ impl Remote {
     }
 }
 
-impl crate::target::exec::Exec for Remote {
+impl Exec for Remote {
     fn output(&self, argv: &[&str]) -> io::Result<Output> {
         let a: Vec<&[u8]> = argv.iter().map(|s| s.as_bytes()).collect();
         self.run(&a)
@@ -184,23 +185,18 @@ pub enum Host {
 }
 
 impl Host {
-    pub fn run(&self, argv: &[&str]) -> io::Result<Output> {
+    /// Where its programs run: [`Here`](crate::target::exec::Here), or the ssh connection.
+    pub fn exec(&self) -> &dyn Exec {
         match self {
-            Host::Local => Command::new(argv[0])
-                .args(&argv[1..])
-                .stdin(Stdio::null())
-                .output(),
-            Host::Remote(r) => {
-                let a: Vec<&[u8]> = argv.iter().map(|s| s.as_bytes()).collect();
-                r.run(&a)
-            }
+            Host::Local => &crate::target::exec::Here,
+            Host::Remote(r) => r,
         }
     }
+    pub fn run(&self, argv: &[&str]) -> io::Result<Output> {
+        self.exec().output(argv)
+    }
     pub fn name(&self) -> String {
-        match self {
-            Host::Local => "this host".into(),
-            Host::Remote(r) => r.host.clone(),
-        }
+        self.exec().place()
     }
 }
 
@@ -893,55 +889,60 @@ impl super::Settings for RemoteSettings {
 }
 
 /// Findings about a Docker host reached through `host` (here or over ssh): the engine,
-/// Compose v2, cgroup v2 and the inotify limits the guide sets.
-pub fn docker_host_findings(host: &Host, start: bool) -> Vec<Finding> {
-    let mut f = Vec::new();
-    let on = host.name();
+/// Compose v2 (found as [`crate::target::compose::find`] finds it), cgroup v2 and the
+/// inotify limits the guide sets.
+pub fn docker_host_findings(host: &dyn Exec, start: bool) -> Vec<Finding> {
+    let on = host.place();
     let need = if start { Level::Block } else { Level::Warn };
     let out = |argv: &[&str]| -> Option<String> {
-        host.run(argv)
+        host.output(argv)
             .ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    f.push(
-        match out(&["docker", "version", "--format", "{{.Server.Version}}"]) {
-            Some(v) => Finding::ok("docker", format!("Docker engine {v} runs on {on}")),
-            None => Finding::new(
-                "docker",
-                need,
-                format!("no running Docker engine on {on} (`docker version` failed)"),
-                Some("install Docker and start it (systemctl start docker)".into()),
-            ),
-        },
-    );
-    let compose = out(&["docker", "compose", "version", "--short"]).or_else(|| {
-        out(&["docker-compose", "version", "--short"])
-            .filter(|v| v.starts_with('2') || v.starts_with("v2"))
-    });
-    f.push(match compose {
-        Some(v) => Finding::ok("compose", format!("Docker Compose {v} on {on}")),
+    let docker = match out(&["docker", "version", "--format", "{{.Server.Version}}"]) {
+        Some(v) => Finding::ok("docker", format!("Docker engine {v} runs on {on}")),
         None => Finding::new(
+            "docker",
+            need,
+            format!("no running Docker engine on {on} (`docker version` failed)"),
+            Some("install Docker and start it (systemctl start docker)".into()),
+        ),
+    };
+    let cgroup = match out(&["stat", "-fc", "%T", "/sys/fs/cgroup"]) {
+        Some(t) => super::preflight::check_cgroup(&t, &on, start),
+        None => Finding::not_checked("cgroup", format!("could not read /sys/fs/cgroup on {on}")),
+    };
+    let read = |key: &str| {
+        out(&["cat", &format!("/proc/sys/fs/inotify/{key}")]).and_then(|s| s.parse().ok())
+    };
+    let inotify = super::preflight::check_inotify(
+        read("max_user_instances"),
+        read("max_user_watches"),
+        &on,
+        start,
+    );
+    vec![docker, compose_finding(host, need), cgroup, inotify]
+}
+
+/// Whether Compose v2 is on `host`, as [`crate::target::compose::find`] finds it.
+fn compose_finding(host: &dyn Exec, need: Level) -> Finding {
+    let on = host.place();
+    match crate::target::compose::find(host, None, &mut Vec::new()) {
+        Ok(c) if c.argv == ["docker", "compose"] => {
+            Finding::ok("compose", format!("Docker Compose {} on {on}", c.version))
+        }
+        Ok(c) => Finding::ok(
+            "compose",
+            format!("Docker Compose {} on {on} ({})", c.version, c.display()),
+        ),
+        Err(_) => Finding::new(
             "compose",
             need,
             format!("no Docker Compose v2 on {on} (the deployment needs `cgroup: host`, which only v2 supports)"),
             Some("apt-get install docker-compose-plugin (or docker-compose-v2)".into()),
         ),
-    });
-    f.push(match out(&["stat", "-fc", "%T", "/sys/fs/cgroup"]) {
-        Some(t) => super::preflight::check_cgroup(&t, &on, start),
-        None => Finding::not_checked("cgroup", format!("could not read /sys/fs/cgroup on {on}")),
-    });
-    let read = |key: &str| {
-        out(&["cat", &format!("/proc/sys/fs/inotify/{key}")]).and_then(|s| s.parse().ok())
-    };
-    f.push(super::preflight::check_inotify(
-        read("max_user_instances"),
-        read("max_user_watches"),
-        &on,
-        start,
-    ));
-    f
+    }
 }
 
 #[cfg(test)]
@@ -987,6 +988,77 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(o.stdout, b"x'y \"$HOME\"");
+    }
+
+    /// A Docker host that answers the commands it knows and fails the rest.
+    struct FakeHost(Vec<(&'static str, &'static str)>);
+
+    impl Exec for FakeHost {
+        fn output(&self, argv: &[&str]) -> io::Result<Output> {
+            use std::os::unix::process::ExitStatusExt;
+            let cmd = argv.join(" ");
+            let said = self.0.iter().find(|(c, _)| *c == cmd).map(|(_, o)| *o);
+            Ok(Output {
+                status: std::process::ExitStatus::from_raw(if said.is_some() { 0 } else { 256 }),
+                stdout: said.unwrap_or("").into(),
+                stderr: Vec::new(),
+            })
+        }
+        fn place(&self) -> String {
+            "far".into()
+        }
+    }
+
+    fn compose_of(host: &FakeHost, start: bool) -> Finding {
+        let f = docker_host_findings(host, start);
+        let checks: Vec<&str> = f.iter().map(|f| f.check.as_str()).collect();
+        assert_eq!(checks, ["docker", "compose", "cgroup", "inotify"]);
+        f.into_iter().find(|f| f.check == "compose").unwrap()
+    }
+
+    #[test]
+    fn compose_on_a_docker_host_is_found_as_the_target_finds_it() {
+        let plugin = FakeHost(vec![(
+            "docker compose version",
+            "Docker Compose version v2.29.7\n",
+        )]);
+        let f = compose_of(&plugin, true);
+        assert_eq!(
+            (f.level, f.message.as_str()),
+            (Level::Ok, "Docker Compose 2.29.7 on far")
+        );
+        // a standalone v2 binary, docker-compose-v2 too; a v1 docker-compose is passed over
+        let v2 = FakeHost(vec![
+            (
+                "docker-compose version",
+                "docker-compose version 1.29.2, build 5be",
+            ),
+            (
+                "docker-compose-v2 version",
+                "Docker Compose version 2.26.1-4\n",
+            ),
+        ]);
+        let f = compose_of(&v2, true);
+        assert_eq!(
+            (f.level, f.message.as_str()),
+            (
+                Level::Ok,
+                "Docker Compose 2.26.1-4 on far (docker-compose-v2)"
+            )
+        );
+        let v1 = FakeHost(vec![(
+            "docker-compose version",
+            "docker-compose version 1.29.2, build 5be",
+        )]);
+        for (start, level) in [(true, Level::Block), (false, Level::Warn)] {
+            let f = compose_of(&v1, start);
+            assert_eq!(f.level, level);
+            assert!(
+                f.message.starts_with("no Docker Compose v2 on far"),
+                "{f:?}"
+            );
+            assert!(f.fix.is_some_and(|x| x.contains("docker-compose-plugin")));
+        }
     }
 
     #[test]
