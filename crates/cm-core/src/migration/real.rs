@@ -94,6 +94,24 @@ pub struct TargetFiles {
     pub pending_volumes: bool,
 }
 
+/// (volume, source, where it goes) of every tree a copy reads that is a directory: each of
+/// `volumes` as `shown` shows it (where it goes, as the copier names it), then the trees of
+/// `target` whose named volume is not one of them and does not exist yet.
+pub(super) fn sources<V>(
+    volumes: &[V],
+    target: Option<&TargetFiles>,
+    shown: impl Fn(&V) -> (String, PathBuf, String),
+) -> Vec<(String, PathBuf, String)> {
+    let mut v: Vec<(String, PathBuf, String)> = volumes.iter().map(shown).collect();
+    if let Some(tf) = target {
+        let have: Vec<&str> = v.iter().map(|(name, _, _)| name.as_str()).collect();
+        let pending = tf.pending(&have);
+        v.extend(pending);
+    }
+    v.retain(|(_, src, _)| src.is_dir());
+    v
+}
+
 impl TargetFiles {
     /// The trees whose named volume does not exist yet (none of `have`): (volume, source,
     /// where it goes).
@@ -158,19 +176,12 @@ impl LocalCopier {
         }
     }
 
-    /// What is copied: (volume, source, where it goes) for every tree, also those whose
-    /// named volume the live pass has yet to create.
+    /// What is copied: (volume, source, where it goes) for every tree there, also those
+    /// whose named volume the live pass has yet to create.
     fn sources(&self) -> Vec<(String, PathBuf, String)> {
-        let mut v: Vec<(String, PathBuf, String)> = self
-            .volumes
-            .iter()
-            .map(|v| (v.name.clone(), v.src.clone(), v.dst.display().to_string()))
-            .collect();
-        if let Some(tf) = &self.target {
-            let have: Vec<&str> = self.volumes.iter().map(|v| v.name.as_str()).collect();
-            v.extend(tf.pending(&have));
-        }
-        v
+        sources(&self.volumes, self.target.as_ref(), |v| {
+            (v.name.clone(), v.src.clone(), v.dst.display().to_string())
+        })
     }
 
     /// Named volumes of the target that do not exist yet are created (with Compose's
@@ -241,20 +252,11 @@ impl LocalCopier {
 
 impl Copier for LocalCopier {
     fn roots(&self) -> Vec<PathBuf> {
-        self.sources()
-            .into_iter()
-            .map(|(_, src, _)| src)
-            .filter(|s| s.is_dir())
-            .collect()
+        self.sources().into_iter().map(|(_, src, _)| src).collect()
     }
 
     fn estimate(&mut self) -> Result<Estimate, MigrationError> {
-        let vols: Vec<(String, PathBuf, String)> = self
-            .sources()
-            .into_iter()
-            .filter(|(_, src, _)| src.is_dir())
-            .collect();
-        let mut est = estimate_sources(&vols)?;
+        let mut est = estimate_sources(&self.sources())?;
         if let Ok(plans) = self.plans(true) {
             if let Ok(space) = safety::check_space(&plans) {
                 est.space = space.iter().map(|s| s.to_string()).collect();

@@ -254,21 +254,12 @@ impl RemoteVolume {
 }
 
 impl RsyncCopier {
-    /// (volume, source, where it goes) of every tree, those still to be created too.
+    /// (volume, source, where it goes) of every tree there, those still to be created too.
     fn sources(&self) -> Vec<(String, PathBuf, String)> {
-        let mut v: Vec<(String, PathBuf, String)> = self
-            .present()
-            .iter()
-            .map(|v| {
-                let to = format!("{}:{}", self.remote.host, v.dst.display());
-                (v.name.clone(), v.src.clone(), to)
-            })
-            .collect();
-        if let Some(tf) = &self.target {
-            let have: Vec<&str> = self.volumes.iter().map(|v| v.name.as_str()).collect();
-            v.extend(tf.pending(&have));
-        }
-        v
+        super::real::sources(&self.volumes, self.target.as_ref(), |v| {
+            let to = format!("{}:{}", self.remote.host, v.dst.display());
+            (v.name.clone(), v.src.clone(), to)
+        })
     }
 
     /// The rsync options that map owners as the local copy does.
@@ -336,13 +327,6 @@ impl RsyncCopier {
         }
     }
 
-    fn present(&self) -> Vec<&RemoteVolume> {
-        self.volumes
-            .iter()
-            .filter(|v| v.src.symlink_metadata().is_ok())
-            .collect()
-    }
-
     fn args(&self, v: &RemoteVolume) -> Vec<OsString> {
         let mut a: Vec<OsString> = ["-aHAX", "--numeric-ids", "--delete", "--stats"]
             .iter()
@@ -379,20 +363,11 @@ fn stat(out: &str, label: &str) -> u64 {
 
 impl Copier for RsyncCopier {
     fn roots(&self) -> Vec<PathBuf> {
-        self.sources()
-            .into_iter()
-            .map(|(_, src, _)| src)
-            .filter(|s| s.is_dir())
-            .collect()
+        self.sources().into_iter().map(|(_, src, _)| src).collect()
     }
 
     fn estimate(&mut self) -> Result<Estimate, MigrationError> {
-        let v: Vec<_> = self
-            .sources()
-            .into_iter()
-            .filter(|(_, src, _)| src.is_dir())
-            .collect();
-        super::real::estimate_sources(&v)
+        super::real::estimate_sources(&self.sources())
     }
 
     fn preflight(&mut self) -> Vec<Finding> {
