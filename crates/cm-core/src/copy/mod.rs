@@ -575,92 +575,17 @@ fn map_st(st: &Stat, ids: Option<&dyn MapIds>) -> Stat {
 /// Execute a plan: walk again and copy. The caller then writes the manifest with
 /// [`write_manifest`] (which also removes the run marker).
 pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outcome {
-    let mut out = Outcome::default();
     if plan.skipped.is_some() {
-        return out;
+        return Outcome::default();
     }
-    let fatal = |out: &mut Outcome, what: &str, e: io::Error| {
-        let p = Problem {
-            severity: Severity::Error,
-            path: plan.dst_root.display().to_string(),
-            message: format!("{what}: {e}; nothing copied"),
-        };
-        on(Event::Problem(&p));
-        out.problems.push(p);
-        out.failed = plan.counts.entries.max(1);
-    };
-    let dst = &plan.dst_root;
-    if let Some(parent) = dst.parent() {
-        if let Err(e) = std::fs::create_dir_all(parent) {
-            fatal(&mut out, "cannot create the target's parent", e);
-            return out;
-        }
-    }
-    let marker = crate::manifest::marker_path_for(dst);
-    let made = marker.parent().map_or(Ok(()), |d| {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(d)
-    });
-    if let Err(e) =
-        made.and_then(|_| crate::fsutil::write_atomic(&marker, boot_id().as_bytes(), 0o600))
-    {
-        fatal(&mut out, "cannot write the run marker beside the target", e);
-        return out;
-    }
-    let mut root_created = false;
-    match lstat_path(dst) {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            use std::os::unix::fs::DirBuilderExt;
-            if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dst) {
-                fatal(&mut out, "cannot create the target", e);
-                return out;
-            }
-            root_created = true;
-        }
-        Err(e) => {
-            fatal(&mut out, "cannot use the target", e);
-            return out;
-        }
-    }
-    let droot = match sys::open_dir_path(dst) {
-        Ok(f) => f,
-        Err(e) => {
-            fatal(&mut out, "cannot open the target", e);
-            return out;
-        }
-    };
-    // What the run may write: the target's free space now (earlier volumes are done).
-    let budget = match sys::statvfs(dst) {
-        Ok((free, favail, files)) => Some((free, (files > 0).then_some(favail))),
-        Err(e) => {
-            fatal(&mut out, "cannot check free space on the target", e);
-            return out;
-        }
-    };
-    let sroot = match sys::open_dir_path(&plan.src_root) {
-        Ok(f) => f,
-        Err(e) => {
-            fatal(&mut out, "cannot open the source", e);
-            return out;
-        }
-    };
-    let header = crate::manifest::Header::of(opts.root.unwrap_or(Path::new("/")), &plan.volume.src);
-    let writer = match crate::manifest::Writer::create(
-        &crate::manifest::path_for(dst),
-        &header,
-        &[format!("source: {}", plan.src_root.display())],
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            fatal(
-                &mut out,
-                "cannot write the manifest",
-                io::Error::other(e.to_string()),
-            );
+    let ready = match Ready::make(plan, opts) {
+        Ok(r) => r,
+        Err((what, e)) => {
+            let mut out = Outcome::default();
+            let p = problem(plan, format!("{what}: {e}; nothing copied"));
+            on(Event::Problem(&p));
+            out.problems.push(p);
+            out.failed = plan.counts.entries.max(1);
             return out;
         }
     };
@@ -671,25 +596,21 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         opts,
         force_checksum: plan.force_checksum,
         dry: false,
-        root_created,
+        root_created: ready.root_created,
         only: run::only_dirs(opts, &plan.volume.src),
         on,
-        budget,
+        budget: ready.budget,
     };
-    let w = run::walk_volume(&setup, sroot, Some(droot), Some(writer));
+    let w = run::walk_volume(&setup, ready.sroot, Some(ready.droot), Some(ready.writer));
     let mut out = w.outcome;
     out.walked = w.counts;
     out.notes = w.notes;
     out.listed = w.listed;
     on(Event::Phase("flushing to disk"));
-    let synced =
-        sys::open_dir_path(dst).and_then(|d| sys::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)));
+    let synced = sys::open_dir_path(&plan.dst_root)
+        .and_then(|d| sys::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)));
     if let Err(e) = synced {
-        let p = Problem {
-            severity: Severity::Error,
-            path: plan.dst_root.display().to_string(),
-            message: format!("cannot flush the copy to disk: {e}"),
-        };
+        let p = problem(plan, format!("cannot flush the copy to disk: {e}"));
         on(Event::Problem(&p));
         out.problems.push(p);
     }
@@ -698,6 +619,90 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         out.manifest = Some(Arc::new(Mutex::new(Some(wr))));
     }
     out
+}
+
+/// An error of the run as a whole, on the target's root.
+fn problem(plan: &Plan, message: String) -> Problem {
+    Problem {
+        severity: Severity::Error,
+        path: plan.dst_root.display().to_string(),
+        message,
+    }
+}
+
+/// What a step of making the target ready was, and why it failed (nothing is copied then).
+type Unready = (&'static str, io::Error);
+
+/// The target made ready for a run: its run marker written, its root there, both roots
+/// open, its free space taken and its manifest begun.
+struct Ready {
+    sroot: std::os::fd::OwnedFd,
+    droot: std::os::fd::OwnedFd,
+    /// The copy's root was made by this run.
+    root_created: bool,
+    /// What the run may write: the target's free space now (earlier volumes are done).
+    budget: Option<(u64, Option<u64>)>,
+    writer: crate::manifest::Writer,
+}
+
+impl Ready {
+    fn make(plan: &Plan, opts: &Options) -> Result<Ready, Unready> {
+        let dst = &plan.dst_root;
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| ("cannot create the target's parent", e))?;
+        }
+        Ready::write_marker(dst)
+            .map_err(|e| ("cannot write the run marker beside the target", e))?;
+        let root_created = Ready::make_root(dst)?;
+        let droot = sys::open_dir_path(dst).map_err(|e| ("cannot open the target", e))?;
+        let (free, favail, files) =
+            sys::statvfs(dst).map_err(|e| ("cannot check free space on the target", e))?;
+        let sroot =
+            sys::open_dir_path(&plan.src_root).map_err(|e| ("cannot open the source", e))?;
+        let header =
+            crate::manifest::Header::of(opts.root.unwrap_or(Path::new("/")), &plan.volume.src);
+        let writer = crate::manifest::Writer::create(
+            &crate::manifest::path_for(dst),
+            &header,
+            &[format!("source: {}", plan.src_root.display())],
+        )
+        .map_err(|e| ("cannot write the manifest", io::Error::other(e.to_string())))?;
+        Ok(Ready {
+            sroot,
+            droot,
+            root_created,
+            budget: Some((free, (files > 0).then_some(favail))),
+            writer,
+        })
+    }
+
+    /// The run marker beside the target (this boot's id), in a private directory.
+    fn write_marker(dst: &Path) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        let marker = crate::manifest::marker_path_for(dst);
+        if let Some(d) = marker.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)?;
+        }
+        crate::fsutil::write_atomic(&marker, boot_id().as_bytes(), 0o600)
+    }
+
+    /// The copy's root, made (0700) when it is not there; whether this run made it.
+    fn make_root(dst: &Path) -> Result<bool, Unready> {
+        use std::os::unix::fs::DirBuilderExt;
+        match lstat_path(dst) {
+            Ok(Some(_)) => Ok(false),
+            Ok(None) => std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dst)
+                .map(|_| true)
+                .map_err(|e| ("cannot create the target", e)),
+            Err(e) => Err(("cannot use the target", e)),
+        }
+    }
 }
 
 /// After the manifest is written: the run is complete, remove its marker.
