@@ -738,35 +738,7 @@ fn parse_line(l: &str) -> Result<Entry, String> {
         unescape_field(f[0]).map_err(|e| format!("path: {e}"))?,
     ));
     check_rel(&path)?;
-    let mut t = f[1].split(':');
-    let letter = t.next().unwrap_or("");
-    let kind = letter
-        .chars()
-        .next()
-        .filter(|_| letter.len() == 1)
-        .and_then(FileType::from_letter)
-        .ok_or_else(|| format!("type {:?} is not one of f d l p c b s", f[1]))?;
-    let rdev = match kind {
-        FileType::CharDevice | FileType::BlockDevice => {
-            let maj: u32 = t.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
-                format!(
-                    "device type {:?} must be c:MAJOR:MINOR or b:MAJOR:MINOR",
-                    f[1]
-                )
-            })?;
-            let min: u32 = t.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
-                format!(
-                    "device type {:?} must be c:MAJOR:MINOR or b:MAJOR:MINOR",
-                    f[1]
-                )
-            })?;
-            libc::makedev(maj, min)
-        }
-        _ => 0,
-    };
-    if t.next().is_some() {
-        return Err(format!("type {:?} has extra parts", f[1]));
-    }
+    let (kind, rdev) = parse_type(f[1])?;
     let mode = u32::from_str_radix(f[2], 8)
         .ok()
         .filter(|m| *m <= 0o7777)
@@ -780,50 +752,26 @@ fn parse_line(l: &str) -> Result<Entry, String> {
     let size = num(f[5], "size")?;
     let mtime: Timestamp = f[6].parse().map_err(|e| format!("mtime: {e}"))?;
     let atime: Timestamp = f[7].parse().map_err(|e| format!("atime: {e}"))?;
-    let sha256 = if f[8] == "-" {
-        None
-    } else {
-        let v = unhex(f[8])
-            .filter(|v| v.len() == 32)
-            .ok_or_else(|| format!("sha256 {:?} is not 64 hex digits or -", f[8]))?;
-        let mut h = [0u8; 32];
-        h.copy_from_slice(&v);
-        Some(h)
-    };
+    let sha256 = parse_sha256(f[8])?;
     if sha256.is_some() && kind != FileType::File {
         return Err("only regular files have a sha256".into());
     }
-    let target = if f[9] == "-" {
-        None
-    } else {
-        Some(OsString::from_vec(
-            unescape_field(f[9]).map_err(|e| format!("target: {e}"))?,
-        ))
+    let target = match f[9] {
+        "-" => None,
+        t => Some(OsString::from_vec(
+            unescape_field(t).map_err(|e| format!("target: {e}"))?,
+        )),
     };
     if (kind == FileType::Symlink) != target.is_some() {
         return Err("a symlink needs a target, and only a symlink has one".into());
     }
-    let link_group = if f[10] == "-" {
-        None
-    } else {
-        Some(
-            f[10]
-                .parse::<u64>()
-                .map_err(|_| format!("link group {:?} is not a number or -", f[10]))?,
-        )
+    let link_group = match f[10] {
+        "-" => None,
+        g => Some(
+            g.parse::<u64>()
+                .map_err(|_| format!("link group {g:?} is not a number or -"))?,
+        ),
     };
-    let mut xattrs = Vec::new();
-    if f[11] != "-" {
-        for item in f[11].split(',') {
-            let (n, v) = item
-                .split_once('=')
-                .ok_or_else(|| format!("xattr {item:?} is not NAME=HEXVALUE"))?;
-            let name = OsString::from_vec(unescape(n).map_err(|e| format!("xattr name: {e}"))?);
-            let value = unhex(v).ok_or_else(|| format!("xattr {n} value is not hex"))?;
-            xattrs.push((name, value));
-        }
-        xattrs.sort();
-    }
     Ok(Entry {
         path,
         kind,
@@ -837,9 +785,70 @@ fn parse_line(l: &str) -> Result<Entry, String> {
         target,
         inode: None,
         link_group,
-        xattrs,
+        xattrs: parse_xattrs(f[11])?,
         sha256,
     })
+}
+
+/// The type field: a letter of `f d l p c b s`, `c:MAJOR:MINOR` or `b:MAJOR:MINOR` for a
+/// device (its rdev; 0 for the rest).
+fn parse_type(field: &str) -> Result<(FileType, u64), String> {
+    let mut t = field.split(':');
+    let letter = t.next().unwrap_or("");
+    let kind = letter
+        .chars()
+        .next()
+        .filter(|_| letter.len() == 1)
+        .and_then(FileType::from_letter)
+        .ok_or_else(|| format!("type {field:?} is not one of f d l p c b s"))?;
+    let rdev = match kind {
+        FileType::CharDevice | FileType::BlockDevice => {
+            let mut number = || -> Result<u32, String> {
+                t.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
+                    format!("device type {field:?} must be c:MAJOR:MINOR or b:MAJOR:MINOR")
+                })
+            };
+            let maj = number()?;
+            let min = number()?;
+            libc::makedev(maj, min)
+        }
+        _ => 0,
+    };
+    if t.next().is_some() {
+        return Err(format!("type {field:?} has extra parts"));
+    }
+    Ok((kind, rdev))
+}
+
+/// The sha256 field: 64 hex digits, or `-`.
+fn parse_sha256(field: &str) -> Result<Option<[u8; 32]>, String> {
+    if field == "-" {
+        return Ok(None);
+    }
+    let v = unhex(field)
+        .filter(|v| v.len() == 32)
+        .ok_or_else(|| format!("sha256 {field:?} is not 64 hex digits or -"))?;
+    let mut h = [0u8; 32];
+    h.copy_from_slice(&v);
+    Ok(Some(h))
+}
+
+/// The xattrs field: `-`, or `NAME=HEXVALUE` items joined by `,` (sorted as read).
+fn parse_xattrs(field: &str) -> Result<Vec<(OsString, Vec<u8>)>, String> {
+    let mut xattrs = Vec::new();
+    if field == "-" {
+        return Ok(xattrs);
+    }
+    for item in field.split(',') {
+        let (n, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("xattr {item:?} is not NAME=HEXVALUE"))?;
+        let name = OsString::from_vec(unescape(n).map_err(|e| format!("xattr name: {e}"))?);
+        let value = unhex(v).ok_or_else(|| format!("xattr {n} value is not hex"))?;
+        xattrs.push((name, value));
+    }
+    xattrs.sort();
+    Ok(xattrs)
 }
 
 /// Parse manifest text; `file` only names the source in errors.
