@@ -335,12 +335,23 @@ enum Token {
 /// Parse ini text. `path` is only used in messages.
 pub fn parse_str(path: &str, text: &str) -> Result<IniFile, IniError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let err = |line: usize, kind: SyntaxKind| IniError::Syntax {
+    let err = |(line, kind): (usize, SyntaxKind)| IniError::Syntax {
         path: path.to_string(),
         line,
         kind,
     };
-    // Pass 1: lines to tokens (line-level errors).
+    let sections = tokens(text).and_then(sections).map_err(err)?;
+    Ok(IniFile {
+        path: path.to_string(),
+        sections,
+    })
+}
+
+/// A syntax error and its line.
+type LineError = (usize, SyntaxKind);
+
+/// Pass 1: lines to tokens (line-level errors), continuation lines joined to their value.
+fn tokens(text: &str) -> Result<Vec<Token>, LineError> {
     let mut tokens: Vec<Token> = Vec::new();
     for (idx, raw) in py_splitlines(text).into_iter().enumerate() {
         let lineno = idx + 1;
@@ -349,71 +360,72 @@ pub fn parse_str(path: &str, text: &str) -> Result<IniFile, IniError> {
             continue;
         }
         let line = raw.trim_end_matches(is_py_space);
-        let first = line.chars().next().unwrap_or(' ');
-        let continuation: Option<String> = if first == '[' {
-            let cut = line.split('#').next().unwrap_or("");
-            let cut = cut.trim_end_matches(is_py_space);
-            let cut = cut.split(';').next().unwrap_or("");
-            let cut = cut.trim_end_matches(is_py_space);
-            if cut.ends_with(']') && cut.len() >= 2 {
-                let name = &cut[1..cut.len() - 1];
-                if name.is_empty() {
-                    return Err(err(lineno, SyntaxKind::EmptySectionName));
-                }
-                tokens.push(Token::Section {
-                    name: name.to_string(),
-                    line: lineno,
-                });
-                None
-            } else {
-                Some(py_strip(line).to_string())
-            }
-        } else if !is_py_space(first) {
-            let (name, value) = match line.split_once('=') {
-                Some((n, v)) if !n.contains(':') => (n, v),
-                _ => match line.split_once(':') {
-                    Some(nv) => nv,
-                    None => return Err(err(lineno, SyntaxKind::UnexpectedLine(line.to_string()))),
-                },
-            };
-            let value = py_strip(value);
-            tokens.push(Token::Value {
-                key: py_strip(name).to_string(),
-                parts: if value.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![value.to_string()]
-                },
-                line: lineno,
-                end: lineno,
-            });
-            None
-        } else {
-            Some(py_strip(line).to_string())
-        };
-        if let Some(data) = continuation {
-            match tokens.last_mut() {
+        match line_token(line, lineno).map_err(|k| (lineno, k))? {
+            Ok(t) => tokens.push(t),
+            Err(data) => match tokens.last_mut() {
                 Some(Token::Value { parts, end, .. }) => {
                     parts.push(data);
                     *end = lineno;
                 }
-                _ => return Err(err(lineno, SyntaxKind::UnexpectedContinuation)),
-            }
+                _ => return Err((lineno, SyntaxKind::UnexpectedContinuation)),
+            },
         }
     }
-    // Pass 2: tokens to sections (structural errors).
+    Ok(tokens)
+}
+
+/// What line `lineno` (neither blank nor a comment, trailing space cut) is: a section
+/// header or a `name = value`, else (`Err`) a continuation of the value before, stripped.
+fn line_token(line: &str, lineno: usize) -> Result<Result<Token, String>, SyntaxKind> {
+    let first = line.chars().next().unwrap_or(' ');
+    if first == '[' {
+        let cut = line.split('#').next().unwrap_or("");
+        let cut = cut.trim_end_matches(is_py_space);
+        let cut = cut.split(';').next().unwrap_or("");
+        let cut = cut.trim_end_matches(is_py_space);
+        if !(cut.ends_with(']') && cut.len() >= 2) {
+            return Ok(Err(py_strip(line).to_string()));
+        }
+        let name = &cut[1..cut.len() - 1];
+        if name.is_empty() {
+            return Err(SyntaxKind::EmptySectionName);
+        }
+        return Ok(Ok(Token::Section {
+            name: name.to_string(),
+            line: lineno,
+        }));
+    }
+    if is_py_space(first) {
+        return Ok(Err(py_strip(line).to_string()));
+    }
+    let (name, value) = match line.split_once('=') {
+        Some((n, v)) if !n.contains(':') => (n, v),
+        _ => line
+            .split_once(':')
+            .ok_or_else(|| SyntaxKind::UnexpectedLine(line.to_string()))?,
+    };
+    let value = py_strip(value);
+    Ok(Ok(Token::Value {
+        key: py_strip(name).to_string(),
+        parts: if value.is_empty() {
+            Vec::new()
+        } else {
+            vec![value.to_string()]
+        },
+        line: lineno,
+        end: lineno,
+    }))
+}
+
+/// Pass 2: tokens to sections (structural errors).
+fn sections(tokens: Vec<Token>) -> Result<Vec<Section>, LineError> {
     let mut sections: Vec<Section> = Vec::new();
     for tok in tokens {
         match tok {
             Token::Section { name, line } => {
                 if let Some(prev) = sections.iter().find(|s| s.name == name) {
-                    return Err(err(
-                        line,
-                        SyntaxKind::DuplicateSection {
-                            name,
-                            first: prev.line,
-                        },
-                    ));
+                    let first = prev.line;
+                    return Err((line, SyntaxKind::DuplicateSection { name, first }));
                 }
                 sections.push(Section {
                     name,
@@ -428,16 +440,11 @@ pub fn parse_str(path: &str, text: &str) -> Result<IniFile, IniError> {
                 end,
             } => {
                 let Some(sec) = sections.last_mut() else {
-                    return Err(err(line, SyntaxKind::NoSectionHeader(key)));
+                    return Err((line, SyntaxKind::NoSectionHeader(key)));
                 };
                 if let Some(prev) = sec.entry(&key) {
-                    return Err(err(
-                        line,
-                        SyntaxKind::DuplicateKey {
-                            key,
-                            first: prev.line,
-                        },
-                    ));
+                    let first = prev.line;
+                    return Err((line, SyntaxKind::DuplicateKey { key, first }));
                 }
                 sec.entries.push(Entry {
                     key,
@@ -448,10 +455,7 @@ pub fn parse_str(path: &str, text: &str) -> Result<IniFile, IniError> {
             }
         }
     }
-    Ok(IniFile {
-        path: path.to_string(),
-        sections,
-    })
+    Ok(sections)
 }
 
 /// Parse raw bytes: they must be UTF-8 (the error names the line of the first bad byte).
