@@ -320,65 +320,17 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
         force_checksum: false,
         counted: Counted::Walked,
     };
-    let src_err = |source| CopyError::Source {
-        path: vol.src.clone(),
-        source,
-    };
-    let dst_err = |source| CopyError::Target {
-        path: vol.dst.clone(),
-        source,
-    };
-    match lstat_path(&vol.src).map_err(src_err)? {
-        None if vol.optional => {
-            p.skipped = Some(format!(
-                "{}: not present on this host, nothing to copy",
-                vol.src.display()
-            ));
+    match source_root(vol)? {
+        Ok(root) => p.src_root = root,
+        Err(skipped) => {
+            p.skipped = Some(skipped);
             return Ok(p);
         }
-        None => return Err(CopyError::SourceMissing(vol.src.clone())),
-        Some(_) => {}
     }
-    p.src_root = std::fs::canonicalize(&vol.src).map_err(src_err)?;
-    if !std::fs::metadata(&p.src_root).map_err(src_err)?.is_dir() {
-        return Err(CopyError::Refused(format!(
-            "{}: the source is not a directory",
-            vol.src.display()
-        )));
-    }
-    let dst_meta = lstat_path(&vol.dst).map_err(dst_err)?;
-    if let Some(m) = &dst_meta {
-        if !m.file_type().is_dir() {
-            return Err(CopyError::Refused(format!(
-                "{}: the target exists and is not a directory (a symlink is never followed); move it away",
-                vol.dst.display()
-            )));
-        }
-    }
-    let marker = crate::manifest::marker_path_for(&vol.dst);
-    let manifest = crate::manifest::path_for(&vol.dst);
-    let ours = lstat_path(&marker).ok().flatten().is_some()
-        || lstat_path(&manifest).ok().flatten().is_some();
-    if dst_meta.is_some() && !ours && !opts.adopt {
-        let mut names = sys::read_dir_path(&vol.dst).map_err(dst_err)?;
-        if !names.is_empty() {
-            names.sort();
-            let n = names.len();
-            let shown: Vec<String> = names.iter().take(5).map(|b| show(b)).collect();
-            return Err(CopyError::Refused(format!(
-                "{}: the target is not empty ({n} {}: {}{}) and no earlier copy of this suite is recorded there (no {}); \
-                 move them away, or pass --adopt to take them as a partial copy (what the source lacks is then moved aside beside the target, never deleted)",
-                crate::quote::quote_path(&vol.dst),
-                if n == 1 { "entry" } else { "entries" },
-                shown.join(", "),
-                if n > 5 { ", ..." } else { "" },
-                manifest.display()
-            )));
-        }
-    }
+    let ours = check_target(vol, opts)?;
     // A run that was interrupted by a reboot may have renamed files whose data never reached
     // the disk: compare contents of everything an earlier finished run did not record.
-    if let Ok(b) = std::fs::read_to_string(&marker) {
+    if let Ok(b) = std::fs::read_to_string(crate::manifest::marker_path_for(&vol.dst)) {
         if b.trim() != boot_id() {
             p.force_checksum = true;
             p.note = Some(format!(
@@ -388,6 +340,7 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
         }
     }
     if opts.lazy_plan && sys::is_root() {
+        let manifest = crate::manifest::path_for(&vol.dst);
         if ours && lstat_path(&manifest).ok().flatten().is_some() {
             p.counted = Counted::Run;
             return Ok(p);
@@ -401,6 +354,76 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
     }
     count(&mut p, opts)?;
     Ok(p)
+}
+
+/// The volume's source, resolved (it must be a directory); `Err` with why it is skipped
+/// when an optional one is not there.
+fn source_root(vol: &Volume) -> Result<Result<PathBuf, String>, CopyError> {
+    let src_err = |source| CopyError::Source {
+        path: vol.src.clone(),
+        source,
+    };
+    match lstat_path(&vol.src).map_err(src_err)? {
+        None if vol.optional => {
+            return Ok(Err(format!(
+                "{}: not present on this host, nothing to copy",
+                vol.src.display()
+            )));
+        }
+        None => return Err(CopyError::SourceMissing(vol.src.clone())),
+        Some(_) => {}
+    }
+    let root = std::fs::canonicalize(&vol.src).map_err(src_err)?;
+    if !std::fs::metadata(&root).map_err(src_err)?.is_dir() {
+        return Err(CopyError::Refused(format!(
+            "{}: the source is not a directory",
+            vol.src.display()
+        )));
+    }
+    Ok(Ok(root))
+}
+
+/// The volume's target: absent, or a directory that is empty, ours (a run marker or a
+/// manifest of this suite beside it) or adopted (`opts.adopt`); whether it is ours.
+fn check_target(vol: &Volume, opts: &Options) -> Result<bool, CopyError> {
+    let dst_err = |source| CopyError::Target {
+        path: vol.dst.clone(),
+        source,
+    };
+    let dst_meta = lstat_path(&vol.dst).map_err(dst_err)?;
+    if let Some(m) = &dst_meta {
+        if !m.file_type().is_dir() {
+            return Err(CopyError::Refused(format!(
+                "{}: the target exists and is not a directory (a symlink is never followed); move it away",
+                vol.dst.display()
+            )));
+        }
+    }
+    let manifest = crate::manifest::path_for(&vol.dst);
+    let ours = lstat_path(&crate::manifest::marker_path_for(&vol.dst))
+        .ok()
+        .flatten()
+        .is_some()
+        || lstat_path(&manifest).ok().flatten().is_some();
+    if dst_meta.is_none() || ours || opts.adopt {
+        return Ok(ours);
+    }
+    let mut names = sys::read_dir_path(&vol.dst).map_err(dst_err)?;
+    if names.is_empty() {
+        return Ok(ours);
+    }
+    names.sort();
+    let n = names.len();
+    let shown: Vec<String> = names.iter().take(5).map(|b| show(b)).collect();
+    Err(CopyError::Refused(format!(
+        "{}: the target is not empty ({n} {}: {}{}) and no earlier copy of this suite is recorded there (no {}); \
+         move them away, or pass --adopt to take them as a partial copy (what the source lacks is then moved aside beside the target, never deleted)",
+        crate::quote::quote_path(&vol.dst),
+        if n == 1 { "entry" } else { "entries" },
+        shown.join(", "),
+        if n > 5 { ", ..." } else { "" },
+        manifest.display()
+    )))
 }
 
 /// Walk source and copy and count what the plan's run would do (exact counts, the dry-run
