@@ -262,6 +262,65 @@ impl RsyncCopier {
         })
     }
 
+    /// One volume of a pass sent with rsync (its directory there made first), rsync's counts
+    /// and outcome added to `out` (on the live pass, files that changed or vanished are a
+    /// note: the final pass copies them).
+    fn sync_volume(
+        &self,
+        v: &RemoteVolume,
+        pass: Pass,
+        out: &mut CopyOutcome,
+        on: &mut dyn FnMut(String),
+    ) -> Result<(), MigrationError> {
+        let step = pass.step();
+        let mk = self
+            .remote
+            .run(&[b"mkdir", b"-p", v.dst.as_os_str().as_bytes()])
+            .map_err(|e| MigrationError::step(step, format!("ssh: {e}")))?;
+        if !mk.status.success() {
+            out.errors.push(format!(
+                "{}: mkdir {} on {}: {}",
+                v.name,
+                v.dst.display(),
+                self.remote.host,
+                String::from_utf8_lossy(&mk.stderr).trim()
+            ));
+            return Ok(());
+        }
+        on(format!(
+            "{}: rsync {} -> {}:{}",
+            v.name,
+            v.src.display(),
+            self.remote.host,
+            v.dst.display()
+        ));
+        let o = Command::new(&self.rsync)
+            .args(self.args(v))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| MigrationError::step(step, format!("running {}: {e}", self.rsync)))?;
+        let text = String::from_utf8_lossy(&o.stdout);
+        out.entries += stat(&text, "Number of files:");
+        out.scanned += stat(&text, "Number of files:");
+        out.copied += stat(&text, "Number of regular files transferred:");
+        out.copied_bytes += stat(&text, "Total transferred file size:");
+        out.deleted += stat(&text, "Number of deleted files:");
+        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+        match o.status.code() {
+            Some(0) => {}
+            // 24: files vanished; 23: some files could not be transferred (in use)
+            Some(23) | Some(24) if pass == Pass::Live => out.notes.push(format!(
+                "{}: some files changed or vanished while the relay ran; the final pass \
+                 copies them ({err})",
+                v.name
+            )),
+            c => out
+                .errors
+                .push(format!("{}: rsync exited {c:?}: {err}", v.name)),
+        }
+        Ok(())
+    }
+
     /// The rsync options that map owners as the local copy does.
     fn owner_args(&self) -> Vec<OsString> {
         let mut a = Vec::new();
@@ -428,21 +487,11 @@ impl Copier for RsyncCopier {
         changed: &Changed,
         on: &mut dyn FnMut(String),
     ) -> Result<CopyOutcome, MigrationError> {
-        let step = pass.step();
         let mut out = CopyOutcome::default();
-        if let Some(why) = &self.unusable {
-            return Err(MigrationError::step(step, why));
-        }
-        if pass == Pass::Live {
-            let made = self
-                .target
-                .as_mut()
-                .map(|t| t.create_volumes(&mut out.notes))
-                .transpose()
-                .map_err(|e| MigrationError::step(step, e))?;
-            if let Some(Some(v)) = made {
-                self.volumes = v.into_iter().map(RemoteVolume::of).collect();
-            }
+        let target = self.target.as_mut();
+        let made = super::real::begin_pass(pass, self.unusable.as_ref(), target, &mut out.notes)?;
+        if let Some(v) = made {
+            self.volumes = v.into_iter().map(RemoteVolume::of).collect();
         }
         if let (Pass::Final, Changed::Dirs(_)) = (pass, changed) {
             out.notes.push(
@@ -465,52 +514,7 @@ impl Copier for RsyncCopier {
                     .push(format!("{}: {} does not exist", v.name, v.src.display()));
                 continue;
             }
-            let dst = v.dst.clone();
-            let mk = self
-                .remote
-                .run(&[b"mkdir", b"-p", dst.as_os_str().as_bytes()])
-                .map_err(|e| MigrationError::step(step, format!("ssh: {e}")))?;
-            if !mk.status.success() {
-                out.errors.push(format!(
-                    "{}: mkdir {} on {}: {}",
-                    v.name,
-                    dst.display(),
-                    self.remote.host,
-                    String::from_utf8_lossy(&mk.stderr).trim()
-                ));
-                continue;
-            }
-            on(format!(
-                "{}: rsync {} -> {}:{}",
-                v.name,
-                v.src.display(),
-                self.remote.host,
-                dst.display()
-            ));
-            let o = Command::new(&self.rsync)
-                .args(self.args(v))
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| MigrationError::step(step, format!("running {}: {e}", self.rsync)))?;
-            let text = String::from_utf8_lossy(&o.stdout);
-            out.entries += stat(&text, "Number of files:");
-            out.scanned += stat(&text, "Number of files:");
-            out.copied += stat(&text, "Number of regular files transferred:");
-            out.copied_bytes += stat(&text, "Total transferred file size:");
-            out.deleted += stat(&text, "Number of deleted files:");
-            let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            match o.status.code() {
-                Some(0) => {}
-                // 24: files vanished; 23: some files could not be transferred (in use)
-                Some(23) | Some(24) if pass == Pass::Live => out.notes.push(format!(
-                    "{}: some files changed or vanished while the relay ran; the final pass \
-                     copies them ({err})",
-                    v.name
-                )),
-                c => out
-                    .errors
-                    .push(format!("{}: rsync exited {c:?}: {err}", v.name)),
-            }
+            self.sync_volume(v, pass, &mut out, on)?;
         }
         if out.errors.is_empty() {
             self.send_files(&mut out);
