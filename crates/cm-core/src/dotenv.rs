@@ -387,63 +387,12 @@ pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
                 rest = &after[n..];
             }
             Some('{') => {
-                // find the matching close brace, counting nested `${`
                 let body = &after[1..];
-                let bb = body.as_bytes();
-                let mut depth = 1;
-                let mut j = 0;
-                let mut close = None;
-                while j < bb.len() {
-                    if bb[j] == b'}' {
-                        depth -= 1;
-                        if depth == 0 {
-                            close = Some(j);
-                            break;
-                        }
-                    } else if bb[j] == b'$' && bb.get(j + 1) == Some(&b'{') {
-                        depth += 1;
-                        j += 1;
-                    }
-                    j += 1;
-                }
-                let Some(close) = close else {
-                    return Err(format!("invalid template: {s:?}"));
-                };
-                let inner = &body[..close];
-                let n = inner
-                    .find(|c: char| !is_name_char(c))
-                    .unwrap_or(inner.len());
-                let name = &inner[..n];
-                if name.is_empty() || !name.starts_with(is_name_start) {
-                    return Err(format!("invalid template: {s:?}"));
-                }
-                let op = &inner[n..];
-                let val = lookup(name);
-                // compose substitutes the operand first, even when it is not used
-                let (kind, operand) = ["", ":-", ":?", ":+", "-", "?", "+"]
-                    .iter()
-                    .rev()
-                    .find_map(|k| op.strip_prefix(k).map(|rest| (*k, rest)))
-                    .filter(|(k, rest)| !k.is_empty() || rest.is_empty())
-                    .ok_or_else(|| format!("invalid template: {s:?}"))?;
-                let operand = substitute(operand, lookup)?;
-                let set = val.is_some();
-                let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
-                let missing = || format!("required variable {name} is missing a value: {operand}");
-                let piece = match kind {
-                    "" => val.unwrap_or_default(),
-                    ":-" if nonempty => val.unwrap_or_default(),
-                    ":-" => operand.clone(),
-                    "-" if set => val.unwrap_or_default(),
-                    "-" => operand.clone(),
-                    ":?" if nonempty => val.unwrap_or_default(),
-                    "?" if set => val.unwrap_or_default(),
-                    ":?" | "?" => return Err(missing()),
-                    ":+" if nonempty => operand.clone(),
-                    "+" if set => operand.clone(),
-                    _ => String::new(),
-                };
-                out.push_str(&piece);
+                let invalid = || format!("invalid template: {s:?}");
+                let close = closing_brace(body).ok_or_else(invalid)?;
+                out.push_str(
+                    &braced(&body[..close], lookup).map_err(|e| e.unwrap_or_else(invalid))?,
+                );
                 rest = &body[close + 1..];
             }
             // a `$` not followed by a name, `{` or `$` is a literal `$`
@@ -455,6 +404,67 @@ pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The offset of the `}` that closes a `${` whose body `body` is (nested `${` counted).
+fn closing_brace(body: &str) -> Option<usize> {
+    let bb = body.as_bytes();
+    let mut depth = 1;
+    let mut j = 0;
+    while j < bb.len() {
+        if bb[j] == b'}' {
+            depth -= 1;
+            if depth == 0 {
+                return Some(j);
+            }
+        } else if bb[j] == b'$' && bb.get(j + 1) == Some(&b'{') {
+            depth += 1;
+            j += 1;
+        }
+        j += 1;
+    }
+    None
+}
+
+/// What `${inner}` stands for: `NAME`, or `NAME` with `:-`, `-`, `:?`, `?`, `:+` or `+` and
+/// its operand. An error is `None` for an invalid template, or the message.
+fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Option<String>> {
+    let n = inner
+        .find(|c: char| !is_name_char(c))
+        .unwrap_or(inner.len());
+    let name = &inner[..n];
+    if name.is_empty() || !name.starts_with(is_name_start) {
+        return Err(None);
+    }
+    let op = &inner[n..];
+    let val = lookup(name);
+    // compose substitutes the operand first, even when it is not used
+    let (kind, operand) = ["", ":-", ":?", ":+", "-", "?", "+"]
+        .iter()
+        .rev()
+        .find_map(|k| op.strip_prefix(k).map(|rest| (*k, rest)))
+        .filter(|(k, rest)| !k.is_empty() || rest.is_empty())
+        .ok_or(None)?;
+    let operand = substitute(operand, lookup)?;
+    let set = val.is_some();
+    let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
+    Ok(match kind {
+        "" => val.unwrap_or_default(),
+        ":-" if nonempty => val.unwrap_or_default(),
+        ":-" => operand,
+        "-" if set => val.unwrap_or_default(),
+        "-" => operand,
+        ":?" if nonempty => val.unwrap_or_default(),
+        "?" if set => val.unwrap_or_default(),
+        ":?" | "?" => {
+            return Err(Some(format!(
+                "required variable {name} is missing a value: {operand}"
+            )))
+        }
+        ":+" if nonempty => operand,
+        "+" if set => operand,
+        _ => String::new(),
+    })
 }
 
 /// Parse .env text with Compose v2's rules; `lookup` is the calling environment.
