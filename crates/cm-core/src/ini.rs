@@ -591,60 +591,13 @@ pub fn update_section(
         .map(|l| l.1)
         .find(|e| !e.is_empty())
         .unwrap_or("\n");
-    let sec = parsed.section(section);
-    // line index (0-based) -> replacement text (Some("") = delete)
-    let mut replace: Vec<Option<String>> = vec![None; lines.len()];
-    let mut skip = vec![false; lines.len()];
-    let mut appended = String::new();
-    for (k, r) in &rendered {
-        match sec.and_then(|s| s.entry(k)) {
-            Some(e) => {
-                let end = lines.get(e.end_line - 1).map_or(eol, |l| l.1);
-                let end = if end.is_empty() { "" } else { end };
-                let r = r.as_deref().map(|r| {
-                    let t = with_eol(r, if end.is_empty() { eol } else { end });
-                    // a last line without an ending stays without one
-                    if end.is_empty() {
-                        t.strip_suffix(eol).unwrap_or(&t).to_string()
-                    } else {
-                        t
-                    }
-                });
-                replace[e.line - 1] = Some(r.unwrap_or_default());
-                for s in skip.iter_mut().take(e.end_line).skip(e.line) {
-                    *s = true;
-                }
-            }
-            None => {
-                if let Some(r) = r {
-                    appended.push_str(&with_eol(r, eol));
-                }
-            }
-        }
-    }
-    let insert_after = sec.map(|s| s.entries.iter().map(|e| e.end_line).max().unwrap_or(s.line));
-    let mut out = String::with_capacity(text.len() + appended.len() + 16);
+    let edit = Edit::plan(&lines, parsed.section(section), &rendered, eol);
+    let mut out = String::with_capacity(text.len() + edit.appended.len() + 16);
     if text.starts_with('\u{feff}') {
         out.push('\u{feff}');
     }
-    for (i, (l, end)) in lines.iter().enumerate() {
-        if !skip[i] {
-            match &replace[i] {
-                Some(r) => out.push_str(r),
-                None => {
-                    out.push_str(l);
-                    out.push_str(end);
-                }
-            }
-        }
-        if insert_after == Some(i + 1) && !appended.is_empty() {
-            if !out.is_empty() && !out.ends_with(['\n', '\r']) {
-                out.push_str(eol);
-            }
-            out.push_str(&appended);
-        }
-    }
-    if sec.is_none() && !appended.is_empty() {
+    edit.write(&lines, &mut out);
+    if edit.insert_after.is_none() && !edit.appended.is_empty() {
         if !out.is_empty() && !out.ends_with(['\n', '\r']) {
             out.push_str(eol);
         }
@@ -652,9 +605,90 @@ pub fn update_section(
             out.push_str(eol);
         }
         out.push_str(&format!("[{section}]{eol}"));
-        out.push_str(&appended);
+        out.push_str(&edit.appended);
     }
     Ok(out)
+}
+
+/// The changes [`update_section`] makes to the lines of a file.
+struct Edit<'a> {
+    /// Line index (0-based) -> replacement text (Some("") = delete).
+    replace: Vec<Option<String>>,
+    /// Continuation lines of a replaced entry.
+    skip: Vec<bool>,
+    /// The new keys' lines.
+    appended: String,
+    /// The 1-based line the new keys follow (the section's last entry, or its header);
+    /// None when the section is not there yet.
+    insert_after: Option<usize>,
+    eol: &'a str,
+}
+
+impl<'a> Edit<'a> {
+    fn plan(
+        lines: &[(&str, &str)],
+        sec: Option<&Section>,
+        rendered: &[(String, Option<String>)],
+        eol: &'a str,
+    ) -> Edit<'a> {
+        let mut e = Edit {
+            replace: vec![None; lines.len()],
+            skip: vec![false; lines.len()],
+            appended: String::new(),
+            insert_after: sec.map(|s| s.entries.iter().map(|e| e.end_line).max().unwrap_or(s.line)),
+            eol,
+        };
+        for (k, r) in rendered {
+            match sec.and_then(|s| s.entry(k)) {
+                Some(entry) => {
+                    let end = lines.get(entry.end_line - 1).map_or(eol, |l| l.1);
+                    let r = r.as_deref().map(|r| e.replacement(r, end));
+                    e.replace[entry.line - 1] = Some(r.unwrap_or_default());
+                    for s in e.skip.iter_mut().take(entry.end_line).skip(entry.line) {
+                        *s = true;
+                    }
+                }
+                None => {
+                    if let Some(r) = r {
+                        e.appended.push_str(&with_eol(r, eol));
+                    }
+                }
+            }
+        }
+        e
+    }
+
+    /// `rendered` in place of an entry whose last line ended with `end` (a last line
+    /// without an ending stays without one).
+    fn replacement(&self, rendered: &str, end: &str) -> String {
+        if end.is_empty() {
+            let t = with_eol(rendered, self.eol);
+            t.strip_suffix(self.eol).unwrap_or(&t).to_string()
+        } else {
+            with_eol(rendered, end)
+        }
+    }
+
+    /// The lines with the replacements, the new keys after the section's last entry.
+    fn write(&self, lines: &[(&str, &str)], out: &mut String) {
+        for (i, (l, end)) in lines.iter().enumerate() {
+            if !self.skip[i] {
+                match &self.replace[i] {
+                    Some(r) => out.push_str(r),
+                    None => {
+                        out.push_str(l);
+                        out.push_str(end);
+                    }
+                }
+            }
+            if self.insert_after == Some(i + 1) && !self.appended.is_empty() {
+                if !out.is_empty() && !out.ends_with(['\n', '\r']) {
+                    out.push_str(self.eol);
+                }
+                out.push_str(&self.appended);
+            }
+        }
+    }
 }
 
 /// Why [`update_section`] failed.
