@@ -956,20 +956,86 @@ pub fn write_tree_mapped(
     owners: Option<&crate::owners::OwnerMap>,
     progress: &dyn crate::tree::Progress,
 ) -> Result<Written, ManifestError> {
-    use crate::tree::Walked;
-    let mut w = Writer::create_new(output, header, comments)?;
-    let mut done = Written::default();
-    let mut groups: std::collections::HashMap<(u64, u64), (u64, u64)> = Default::default();
-    let mut next_group = 0u64;
-    let mut chunk = Snapshot::default();
-    let mut werr: Option<ManifestError> = None;
-    let mut flush = |chunk: &mut Snapshot, w: &mut Writer, werr: &mut Option<ManifestError>| {
-        if opts.hash {
-            let mut items = vec![(root, &mut *chunk, None)];
-            crate::tree::hash_snapshots(&mut items, opts.jobs, progress);
+    let mut r = TreeRecorder {
+        root,
+        opts,
+        owners,
+        progress,
+        w: Writer::create_new(output, header, comments)?,
+        done: Written::default(),
+        groups: Default::default(),
+        next_group: 0,
+        chunk: Snapshot::default(),
+        werr: None,
+    };
+    crate::tree::walk_stream(root, opts, progress, &mut |it| match it {
+        crate::tree::Walked::Error(e) => r.chunk.errors.push(e),
+        crate::tree::Walked::Entry(e) => r.entry(e),
+    })?;
+    r.finish()
+}
+
+/// [`write_tree_mapped`] under way: the entries walked, a chunk at a time.
+struct TreeRecorder<'a> {
+    root: &'a Path,
+    opts: &'a crate::tree::ScanOptions,
+    owners: Option<&'a crate::owners::OwnerMap>,
+    progress: &'a dyn crate::tree::Progress,
+    w: Writer,
+    done: Written,
+    /// (dev, ino) of a hard-linked inode -> (its group, names of it met so far).
+    groups: std::collections::HashMap<(u64, u64), (u64, u64)>,
+    next_group: u64,
+    chunk: Snapshot,
+    /// The first error writing the manifest.
+    werr: Option<ManifestError>,
+}
+
+impl TreeRecorder<'_> {
+    fn entry(&mut self, mut e: Entry) {
+        if e.kind == FileType::File {
+            self.done.files += 1;
+            self.done.bytes += e.size;
         }
-        for mut e in chunk.entries.drain(..) {
-            if let Some(m) = owners {
+        self.done.entries += 1;
+        if let Some(i) = e.inode.filter(|i| i.nlink > 1 && e.kind != FileType::Dir) {
+            e.link_group = Some(self.link_group(i.dev, i.ino, i.nlink));
+        }
+        self.chunk.entries.push(e);
+        if self.chunk.entries.len() >= crate::tree::CHUNK {
+            self.flush();
+        }
+    }
+
+    /// The hard-link group of inode (dev, ino) with `nlink` names, numbered when first met
+    /// (and forgotten once all its names were met).
+    fn link_group(&mut self, dev: u64, ino: u64, nlink: u64) -> u64 {
+        let k = (dev, ino);
+        match self.groups.get_mut(&k) {
+            Some(g) => {
+                g.1 += 1;
+                let n = g.0;
+                if g.1 >= nlink {
+                    self.groups.remove(&k);
+                }
+                n
+            }
+            None => {
+                self.next_group += 1;
+                self.groups.insert(k, (self.next_group, 1));
+                self.next_group
+            }
+        }
+    }
+
+    /// The chunk hashed, its owners mapped, written.
+    fn flush(&mut self) {
+        if self.opts.hash {
+            let mut items = vec![(self.root, &mut self.chunk, None)];
+            crate::tree::hash_snapshots(&mut items, self.opts.jobs, self.progress);
+        }
+        for mut e in self.chunk.entries.drain(..) {
+            if let Some(m) = self.owners {
                 (e.uid, e.gid) = m.map(e.uid, e.gid);
                 for (n, val) in &mut e.xattrs {
                     if crate::owners::is_acl_xattr(n.as_bytes()) {
@@ -977,58 +1043,30 @@ pub fn write_tree_mapped(
                     }
                 }
             }
-            if werr.is_none() {
-                if let Err(x) = w.entry(&e) {
-                    *werr = Some(x);
+            if self.werr.is_none() {
+                if let Err(x) = self.w.entry(&e) {
+                    self.werr = Some(x);
                 }
             }
         }
-        done.errors.append(&mut chunk.errors);
-    };
-    crate::tree::walk_stream(root, opts, progress, &mut |it| match it {
-        Walked::Error(e) => chunk.errors.push(e),
-        Walked::Entry(mut e) => {
-            if e.kind == FileType::File {
-                done.files += 1;
-                done.bytes += e.size;
-            }
-            done.entries += 1;
-            if let Some(i) = e.inode.filter(|i| i.nlink > 1 && e.kind != FileType::Dir) {
-                let k = (i.dev, i.ino);
-                let g = match groups.get_mut(&k) {
-                    Some(g) => {
-                        g.1 += 1;
-                        let n = g.0;
-                        if g.1 >= i.nlink {
-                            groups.remove(&k);
-                        }
-                        n
-                    }
-                    None => {
-                        next_group += 1;
-                        groups.insert(k, (next_group, 1));
-                        next_group
-                    }
-                };
-                e.link_group = Some(g);
-            }
-            chunk.entries.push(e);
-            if chunk.entries.len() >= crate::tree::CHUNK {
-                flush(&mut chunk, &mut w, &mut werr);
-            }
+        self.done.errors.append(&mut self.chunk.errors);
+    }
+
+    /// The last chunk written, and the manifest finished when every entry was read.
+    fn finish(mut self) -> Result<Written, ManifestError> {
+        self.flush();
+        if let Some(e) = self.werr {
+            return Err(e);
         }
-    })?;
-    flush(&mut chunk, &mut w, &mut werr);
-    if let Some(e) = werr {
-        return Err(e);
+        let d = self.done;
+        if d.errors.is_empty() {
+            self.w.finish(&[format!(
+                "entries: {}, files: {}, bytes: {}",
+                d.entries, d.files, d.bytes
+            )])?;
+        }
+        Ok(d)
     }
-    if done.errors.is_empty() {
-        w.finish(&[format!(
-            "entries: {}, files: {}, bytes: {}",
-            done.entries, done.files, done.bytes
-        )])?;
-    }
-    Ok(done)
 }
 
 /// Where a volume's manifest lives: `<parent of target>/.cm-manifest/<target name>.manifest`
