@@ -591,19 +591,7 @@ pub fn merge(
             _ => report.removed.push(e.key.clone()),
         }
     }
-    // An untouched assignment sharing a line with a replaced one would be lost: refuse.
-    for e in &entries {
-        let touched = set.iter().any(|(k, _)| *k == e.key) || remove.contains(&e.key);
-        if !touched && (e.line - 1..e.end_line).any(|i| drop.get(i) == Some(&true)) {
-            return Err(DotenvError::Syntax {
-                line: e.line,
-                message: format!(
-                    "{} shares its line with another assignment; put each on its own line before merging",
-                    e.key
-                ),
-            });
-        }
-    }
+    refuse_shared_lines(&entries, set, remove, &drop)?;
     let mut out = String::with_capacity(existing.len() + 64);
     if bom {
         out.push('\u{feff}');
@@ -620,20 +608,53 @@ pub fn merge(
         .filter(|(k, _)| !done.contains(&k.as_str()))
         .collect();
     if !missing.is_empty() {
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        for h in append_header {
-            out.push_str("# ");
-            out.push_str(&h.replace(['\n', '\r'], " "));
-            out.push('\n');
-        }
-        for (k, v) in missing {
-            out.push_str(&line(k, v)?);
-            report.added.push(k.clone());
-        }
+        append(&mut out, &missing, append_header)?;
+        report.added.extend(missing.iter().map(|(k, _)| k.clone()));
     }
     Ok((out, report))
+}
+
+/// An untouched assignment sharing a line with a replaced or dropped one (`drop`, per
+/// line) would be lost: refused.
+fn refuse_shared_lines(
+    entries: &[EnvEntry],
+    set: &[(String, String)],
+    remove: &[String],
+    drop: &[bool],
+) -> Result<(), DotenvError> {
+    for e in entries {
+        let touched = set.iter().any(|(k, _)| *k == e.key) || remove.contains(&e.key);
+        if !touched && (e.line - 1..e.end_line).any(|i| drop.get(i) == Some(&true)) {
+            return Err(DotenvError::Syntax {
+                line: e.line,
+                message: format!(
+                    "{} shares its line with another assignment; put each on its own line before merging",
+                    e.key
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The keys the file lacked, after `header` (comment lines), at the end of `out`.
+fn append(
+    out: &mut String,
+    missing: &[&(String, String)],
+    header: &[String],
+) -> Result<(), DotenvError> {
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for h in header {
+        out.push_str("# ");
+        out.push_str(&h.replace(['\n', '\r'], " "));
+        out.push('\n');
+    }
+    for (k, v) in missing {
+        out.push_str(&line(k, v)?);
+    }
+    Ok(())
 }
 
 /// The variables a compose file interpolates (`$NAME`, `${NAME}`, `${NAME:-default}`, ...;
