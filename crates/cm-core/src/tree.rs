@@ -1460,7 +1460,11 @@ pub fn walk_stream(
     f: &mut dyn FnMut(Walked),
 ) -> Result<(), TreeError> {
     let (rfd, rst) = open_stream_root(root)?;
-    let lister = crate::walk::Lister::new();
+    // A walk that leaves some directories out would prefetch them for nothing.
+    let lister = match opts.exclude.is_empty() {
+        true => crate::walk::Lister::with_prefetch(crate::walk::PREFETCH_DEPTH),
+        false => crate::walk::Lister::new(),
+    };
     let threads = opts.jobs.clamp(2, 8);
     std::thread::scope(|sc| -> Result<(), TreeError> {
         for _ in 0..threads {
@@ -1512,6 +1516,8 @@ struct StreamFrame {
     i: usize,
     ahead: std::collections::VecDeque<(usize, crate::walk::Ticket)>,
     next: usize,
+    /// Listings of subdirectories the lister prefetched.
+    sub: crate::walk::Subs,
 }
 
 /// One [`walk_stream`]: the listing threads' queue, the root, and a buffer for xattrs.
@@ -1546,7 +1552,8 @@ impl StreamWalk<'_> {
             if self.excluded(&rel) {
                 continue;
             }
-            fr.ahead.push_back((i, self.request(&rel)));
+            let t = fr.sub.take(i).unwrap_or_else(|| self.request(&rel));
+            fr.ahead.push_back((i, t));
         }
     }
 
@@ -1624,6 +1631,7 @@ impl StreamWalk<'_> {
             i: 0,
             ahead: Default::default(),
             next: 0,
+            sub: l.sub,
         };
         self.ahead(&mut fr);
         Some(fr)

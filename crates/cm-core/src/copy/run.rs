@@ -437,6 +437,9 @@ struct Frame {
     unsure: HashSet<Vec<u8>>,
     ahead: VecDeque<(usize, Ticket, Option<Ticket>)>,
     next_ahead: usize,
+    /// Listings of subdirectories the lister prefetched, source and copy.
+    ssub: walk::Subs,
+    tsub: walk::Subs,
     st: Stat,
     /// The copy's directory as listed (None: created by this run).
     tst: Option<Stat>,
@@ -751,6 +754,8 @@ impl Walker<'_, '_> {
             unsure,
             ahead: VecDeque::new(),
             next_ahead: 0,
+            ssub: sl.sub,
+            tsub: tl.sub,
             st,
             tst,
             src_x,
@@ -764,6 +769,7 @@ impl Walker<'_, '_> {
 
     /// Request listings of the next child directories.
     fn look_ahead(&self, f: &mut Frame) {
+        let src = &self.sroot;
         while f.ahead.len() < AHEAD && f.next_ahead < f.src.len() {
             let i = f.next_ahead;
             f.next_ahead += 1;
@@ -775,14 +781,19 @@ impl Walker<'_, '_> {
             if self.s.only.as_ref().is_some_and(|o| !must_walk(o, &rel)) {
                 continue;
             }
-            let st = self.request(&self.sroot, &rel, true);
+            let st = f
+                .ssub
+                .take(i)
+                .unwrap_or_else(|| self.request(src, &rel, true));
             let tt = match (
                 &self.droot,
                 f.tgt.binary_search_by(|t| t.name.as_slice().cmp(&it.name)),
             ) {
-                (Some(d), Ok(j)) if f.tgt[j].st.kind == Kind::Dir => {
-                    Some(self.request(d, &rel, true))
-                }
+                (Some(d), Ok(j)) if f.tgt[j].st.kind == Kind::Dir => Some(
+                    f.tsub
+                        .take(j)
+                        .unwrap_or_else(|| self.request(d, &rel, true)),
+                ),
                 _ => None,
             };
             f.ahead.push_back((i, st, tt));
@@ -1834,7 +1845,11 @@ pub(super) fn walk_volume(
 ) -> Walked {
     let sroot = Arc::new(sroot);
     let droot = droot.map(Arc::new);
-    let lister = Lister::new();
+    // A walk restricted to some directories would prefetch others for nothing.
+    let lister = match s.only {
+        Some(_) => Lister::new(),
+        None => Lister::with_prefetch(walk::PREFETCH_DEPTH),
+    };
     let written = Written::default();
     let threads = s.opts.jobs.clamp(2, 8);
     let prev = Prev::open(s.dst_root);
