@@ -603,13 +603,17 @@ pub fn merge(
             out.push_str(l);
         }
     }
-    let missing: Vec<&(String, String)> = set
+    let missing: Vec<(String, String)> = set
         .iter()
         .filter(|(k, _)| !done.contains(&k.as_str()))
+        .cloned()
         .collect();
     if !missing.is_empty() {
-        append(&mut out, &missing, append_header)?;
-        report.added.extend(missing.iter().map(|(k, _)| k.clone()));
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&render(append_header, &missing)?);
+        report.added.extend(missing.into_iter().map(|(k, _)| k));
     }
     Ok((out, report))
 }
@@ -633,26 +637,6 @@ fn refuse_shared_lines(
                 ),
             });
         }
-    }
-    Ok(())
-}
-
-/// The keys the file lacked, after `header` (comment lines), at the end of `out`.
-fn append(
-    out: &mut String,
-    missing: &[&(String, String)],
-    header: &[String],
-) -> Result<(), DotenvError> {
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    for h in header {
-        out.push_str("# ");
-        out.push_str(&h.replace(['\n', '\r'], " "));
-        out.push('\n');
-    }
-    for (k, v) in missing {
-        out.push_str(&line(k, v)?);
     }
     Ok(())
 }
