@@ -626,6 +626,46 @@ impl<R: std::io::BufRead> Reader<R> {
         }
     }
 
+    /// A version 2 line `l` starting with `@` (`rest` after it) among the entries: only the
+    /// end line, with the count of the entries read.
+    fn end_line(&mut self, rest: &str, l: &str) -> Result<(), ManifestError> {
+        match rest
+            .strip_prefix("end ")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            Some(n) if n == self.count => {
+                self.ended = true;
+                Ok(())
+            }
+            Some(n) => Err(self.err(format!(
+                "manifest truncated or edited: its end line counts {n} entries, {} were read",
+                self.count
+            ))),
+            None => Err(self.err(format!(
+                "unknown line {l:?} (only the header and the end line start with @)"
+            ))),
+        }
+    }
+
+    /// `path` comes after the entry before it (entries are sorted by path, each once).
+    fn check_order(&self, path: &Path) -> Result<(), ManifestError> {
+        let Some(prev) = &self.last else {
+            return Ok(());
+        };
+        match crate::tree::path_cmp(prev, path) {
+            std::cmp::Ordering::Less => Ok(()),
+            std::cmp::Ordering::Equal => Err(self.err(format!(
+                "path {} is listed twice",
+                crate::quote::quote_path(path)
+            ))),
+            std::cmp::Ordering::Greater => Err(self.err(format!(
+                "path {} is out of order (after {}): entries are sorted by path",
+                crate::quote::quote_path(path),
+                crate::quote::quote_path(prev)
+            ))),
+        }
+    }
+
     /// The next entry, or None after the last one.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, ManifestError> {
         loop {
@@ -650,43 +690,12 @@ impl<R: std::io::BufRead> Reader<R> {
             }
             if self.v2 {
                 if let Some(rest) = l.strip_prefix('@') {
-                    let n = rest
-                        .strip_prefix("end ")
-                        .and_then(|n| n.parse::<u64>().ok());
-                    match n {
-                        Some(n) if n == self.count => {
-                            self.ended = true;
-                            continue;
-                        }
-                        Some(n) => {
-                            return Err(self.err(format!(
-                                "manifest truncated or edited: its end line counts {n} entries, {} were read",
-                                self.count
-                            )))
-                        }
-                        None => return Err(self.err(format!("unknown line {l:?} (only the header and the end line start with @)"))),
-                    }
+                    self.end_line(rest, &l)?;
+                    continue;
                 }
             }
             let e = parse_line(&l).map_err(|m| self.err(m))?;
-            if let Some(prev) = &self.last {
-                match crate::tree::path_cmp(prev, &e.path) {
-                    std::cmp::Ordering::Less => {}
-                    std::cmp::Ordering::Equal => {
-                        return Err(self.err(format!(
-                            "path {} is listed twice",
-                            crate::quote::quote_path(&e.path)
-                        )))
-                    }
-                    std::cmp::Ordering::Greater => {
-                        return Err(self.err(format!(
-                            "path {} is out of order (after {}): entries are sorted by path",
-                            crate::quote::quote_path(&e.path),
-                            crate::quote::quote_path(prev)
-                        )))
-                    }
-                }
-            }
+            self.check_order(&e.path)?;
             self.last = Some(e.path.clone());
             self.count += 1;
             return Ok(Some(e));

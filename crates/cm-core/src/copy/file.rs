@@ -467,31 +467,9 @@ pub fn copy_special(
     ids: Option<&dyn MapIds>,
 ) -> Result<(Stat, Option<Vec<u8>>, Xattrs), ItemError> {
     for _attempt in 0..3 {
-        let st0 = match sys::lstat_at(sdir, name) {
-            Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(ItemError::Vanished),
-            Err(e) => return Err(ItemError::Io("stat source", e)),
-        };
+        let st0 = lstat_source(sdir, name)?;
         let tmp = w.temp_name();
-        let mut link = None;
-        match st0.kind {
-            Kind::Symlink => {
-                let t = match sys::readlink_at(sdir, name) {
-                    Ok(t) => t,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                        return Err(ItemError::Vanished)
-                    }
-                    Err(e) => return Err(ItemError::Io("read symlink", e)),
-                };
-                sys::symlink_at(&t, ddir, &tmp).map_err(io("create symlink"))?;
-                link = Some(t);
-            }
-            Kind::Fifo | Kind::Char | Kind::Block => {
-                sys::mknod_at(ddir, &tmp, st0.kind.ifmt() | 0o600, st0.rdev)
-                    .map_err(io("create node"))?;
-            }
-            Kind::File | Kind::Dir | Kind::Socket => return Err(ItemError::Changed),
-        }
+        let link = make_special(sdir, ddir, name, &tmp, &st0)?;
         let mut guard = TempGuard {
             dir: ddir,
             name: tmp,
@@ -509,11 +487,7 @@ pub fn copy_special(
             ids,
             false,
         )?;
-        let st1 = match sys::lstat_at(sdir, name) {
-            Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(ItemError::Vanished),
-            Err(e) => return Err(ItemError::Io("stat source", e)),
-        };
+        let st1 = lstat_source(sdir, name)?;
         if changed(&st0, &st1) || st0.kind != st1.kind {
             continue;
         }
@@ -523,6 +497,44 @@ pub fn copy_special(
         return Ok((st1, link, xattrs));
     }
     Err(ItemError::Changed)
+}
+
+/// The source entry's own metadata (a symlink not followed).
+fn lstat_source(sdir: RawFd, name: &CStr) -> Result<Stat, ItemError> {
+    match sys::lstat_at(sdir, name) {
+        Ok(s) => Ok(s),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(ItemError::Vanished),
+        Err(e) => Err(ItemError::Io("stat source", e)),
+    }
+}
+
+/// The temporary `tmp` made anew in `ddir` as the source `name` (`st`) is: a symlink to its
+/// target (returned), a FIFO or a device node (0600 until its mode is set).
+fn make_special(
+    sdir: RawFd,
+    ddir: RawFd,
+    name: &CStr,
+    tmp: &CStr,
+    st: &Stat,
+) -> Result<Option<Vec<u8>>, ItemError> {
+    match st.kind {
+        Kind::Symlink => {
+            let t = match sys::readlink_at(sdir, name) {
+                Ok(t) => t,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    return Err(ItemError::Vanished)
+                }
+                Err(e) => return Err(ItemError::Io("read symlink", e)),
+            };
+            sys::symlink_at(&t, ddir, tmp).map_err(io("create symlink"))?;
+            Ok(Some(t))
+        }
+        Kind::Fifo | Kind::Char | Kind::Block => {
+            sys::mknod_at(ddir, tmp, st.kind.ifmt() | 0o600, st.rdev).map_err(io("create node"))?;
+            Ok(None)
+        }
+        Kind::File | Kind::Dir | Kind::Socket => Err(ItemError::Changed),
+    }
 }
 
 /// Make `name` in `ddir` another name of the inode at `pname` in `pdir` (a hard link), via a
