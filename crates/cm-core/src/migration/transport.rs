@@ -605,58 +605,81 @@ impl RemoteVerifier {
     }
 }
 
+impl RemoteVerifier {
+    /// One volume proven on the far side: its manifest written here and sent, then checked
+    /// there against the copy by cm-verify (`bin` there); None when it holds, else what
+    /// differs.
+    fn check_there(
+        &self,
+        v: &super::verify::VolumePair,
+        bin: &Path,
+        on: &mut dyn FnMut(String),
+    ) -> Result<Option<String>, MigrationError> {
+        let err = |m: String| MigrationError::step(Step::Verify, m);
+        on(format!("{}: manifest of {}", v.name, v.src.display()));
+        let m = self
+            .write_manifest(v)
+            .map_err(|e| err(format!("{}: {e}", v.name)))?;
+        let there = self
+            .send(&m, &format!("{}.manifest", v.name))
+            .map_err(|e| err(format!("{}: sending the manifest: {e}", v.name)))?;
+        on(format!(
+            "{}: cm-verify manifest check on {}",
+            v.name, self.remote.host
+        ));
+        let r = self
+            .remote
+            .run(&[
+                bin.as_os_str().as_bytes(),
+                b"manifest",
+                b"check",
+                there.as_os_str().as_bytes(),
+                v.dst.as_os_str().as_bytes(),
+                b"--quiet",
+            ])
+            .map_err(|e| err(format!("ssh: {e}")))?;
+        let said = String::from_utf8_lossy(&r.stderr);
+        Ok(match r.status.code() {
+            Some(0) => None,
+            Some(1) => Some(format!(
+                "{}: the copy on {} differs from the manifest of {}: {}",
+                v.name,
+                self.remote.host,
+                v.src.display(),
+                said.trim()
+            )),
+            c => Some(format!(
+                "{}: cm-verify on {} exited {c:?}: {}",
+                v.name,
+                self.remote.host,
+                said.trim()
+            )),
+        })
+    }
+}
+
 impl Verifier for RemoteVerifier {
     fn verify(
         &mut self,
         _changed: &Changed,
         on: &mut dyn FnMut(String),
     ) -> Result<StepOutcome, MigrationError> {
-        let err = |m: String| MigrationError::step(Step::Verify, m);
-        let bin = self
-            .send(&self.cm_verify, "cm-verify")
-            .map_err(|e| err(format!("sending cm-verify to {}: {e}", self.remote.host)))?;
+        let bin = self.send(&self.cm_verify, "cm-verify").map_err(|e| {
+            MigrationError::step(
+                Step::Verify,
+                format!("sending cm-verify to {}: {e}", self.remote.host),
+            )
+        })?;
         let mut o = StepOutcome::ok("");
         let mut held = Vec::new();
-        let volumes = self.volumes.get().map_err(err)?;
+        let volumes = self
+            .volumes
+            .get()
+            .map_err(|e| MigrationError::step(Step::Verify, e))?;
         for v in volumes.iter().filter(|v| v.src.symlink_metadata().is_ok()) {
-            on(format!("{}: manifest of {}", v.name, v.src.display()));
-            let m = self
-                .write_manifest(v)
-                .map_err(|e| err(format!("{}: {e}", v.name)))?;
-            let there = self
-                .send(&m, &format!("{}.manifest", v.name))
-                .map_err(|e| err(format!("{}: sending the manifest: {e}", v.name)))?;
-            on(format!(
-                "{}: cm-verify manifest check on {}",
-                v.name, self.remote.host
-            ));
-            let dst = v.dst.clone();
-            let r = self
-                .remote
-                .run(&[
-                    bin.as_os_str().as_bytes(),
-                    b"manifest",
-                    b"check",
-                    there.as_os_str().as_bytes(),
-                    dst.as_os_str().as_bytes(),
-                    b"--quiet",
-                ])
-                .map_err(|e| err(format!("ssh: {e}")))?;
-            match r.status.code() {
-                Some(0) => held.push(v.name.clone()),
-                Some(1) => o.problems.push(format!(
-                    "{}: the copy on {} differs from the manifest of {}: {}",
-                    v.name,
-                    self.remote.host,
-                    v.src.display(),
-                    String::from_utf8_lossy(&r.stderr).trim()
-                )),
-                c => o.problems.push(format!(
-                    "{}: cm-verify on {} exited {c:?}: {}",
-                    v.name,
-                    self.remote.host,
-                    String::from_utf8_lossy(&r.stderr).trim()
-                )),
+            match self.check_there(v, &bin, on)? {
+                None => held.push(v.name.clone()),
+                Some(p) => o.problems.push(p),
             }
         }
         o.ok = o.problems.is_empty();
