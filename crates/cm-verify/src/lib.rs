@@ -475,18 +475,21 @@ fn manifest_check(
     ))
 }
 
+/// `env`: the ini's settings against the .env's.
+fn env_check(ini: &Path, env: &Path, out: &ReportArgs) -> Result<ExitCode> {
+    must_exist("the ini", ini)?;
+    must_exist("the .env", env)?;
+    let o = checks::check_env(ini, env)?;
+    let what = format!("env {} vs {}", q(ini), q(env));
+    Ok(emit(
+        CheckReport::from_outcome("env", what, &o, out.examples),
+        out,
+    ))
+}
+
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Env { ini, env, out } => {
-            must_exist("the ini", &ini)?;
-            must_exist("the .env", &env)?;
-            let o = checks::check_env(&ini, &env)?;
-            let what = format!("env {} vs {}", q(&ini), q(&env));
-            Ok(emit(
-                CheckReport::from_outcome("env", what, &o, out.examples),
-                &out,
-            ))
-        }
+        Cmd::Env { ini, env, out } => env_check(&ini, &env, &out),
         Cmd::Services { svc, out } => Ok(emit(services_check(&svc, false, out.examples), &out)),
         Cmd::Layout { lay, out } => {
             let o = layout(&lay, None)?;
