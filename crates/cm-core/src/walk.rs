@@ -14,7 +14,7 @@
 //! Invariant: no symlink is followed (directories are opened beneath their root with
 //! RESOLVE_NO_SYMLINKS, entries are `lstat`ed relative to their directory's descriptor).
 
-use crate::sys::{self, Kind, Stat};
+use crate::sys::{self, FileType, Stat};
 use std::collections::VecDeque;
 use std::ffi::CStr;
 use std::io;
@@ -240,7 +240,7 @@ impl Lister {
         }
         let mut reqs = Vec::new();
         for (i, it) in l.items.iter().enumerate() {
-            if it.st.kind != Kind::Dir {
+            if it.st.kind != FileType::Dir {
                 continue;
             }
             let t = Ticket::new();
@@ -304,12 +304,12 @@ pub fn list(root: RawFd, rel: &[u8], noatime: bool, xattrs: bool, xbuf: &mut Vec
         let r = (|| -> io::Result<Item> {
             let c = sys::cstr(&name)?;
             let st = sys::lstat_at(d, &c)?;
-            let link = if st.kind == Kind::Symlink {
+            let link = if st.kind == FileType::Symlink {
                 Some(sys::readlink_at(d, &c)?)
             } else {
                 None
             };
-            let x = if xattrs && st.kind != Kind::Dir && st.kind != Kind::Socket {
+            let x = if xattrs && st.kind != FileType::Dir && st.kind != FileType::Socket {
                 read_xattrs_at(d, &c, xbuf)?
             } else {
                 Vec::new()

@@ -3,7 +3,7 @@
 //! place last.
 
 use super::MapIds;
-use crate::sys::{self, Kind, Stat, XTarget};
+use crate::sys::{self, FileType, Stat, XTarget};
 use sha2::{Digest, Sha256};
 use std::ffi::{CStr, CString};
 use std::io;
@@ -246,7 +246,7 @@ pub fn hash_at(
 ) -> io::Result<Copied> {
     let fd = sys::open_at(dir, name, libc::O_RDONLY, noatime)?;
     let st = sys::fstat(fd.as_raw_fd())?;
-    if st.kind != Kind::File {
+    if st.kind != FileType::File {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "not a regular file",
@@ -382,7 +382,7 @@ impl FileCopy<'_> {
         let sfd = self.open_source()?;
         let s = sfd.as_raw_fd();
         let st0 = sys::fstat(s).map_err(io("stat source"))?;
-        if st0.kind != Kind::File {
+        if st0.kind != FileType::File {
             return Err(ItemError::Changed);
         }
         let tmp = w.temp_name();
@@ -477,7 +477,7 @@ pub fn copy_special(
         };
         let (uid, gid) = owner(&st0, ids);
         sys::lchown_at(ddir, &guard.name, uid, gid).map_err(io("chown"))?;
-        if st0.kind != Kind::Symlink {
+        if st0.kind != FileType::Symlink {
             sys::chmod_at(ddir, &guard.name, st0.perm).map_err(io("chmod"))?;
         }
         let xattrs = copy_xattrs(
@@ -518,7 +518,7 @@ fn make_special(
     st: &Stat,
 ) -> Result<Option<Vec<u8>>, ItemError> {
     match st.kind {
-        Kind::Symlink => {
+        FileType::Symlink => {
             let t = match sys::readlink_at(sdir, name) {
                 Ok(t) => t,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
@@ -529,11 +529,11 @@ fn make_special(
             sys::symlink_at(&t, ddir, tmp).map_err(io("create symlink"))?;
             Ok(Some(t))
         }
-        Kind::Fifo | Kind::Char | Kind::Block => {
+        FileType::Fifo | FileType::CharDevice | FileType::BlockDevice => {
             sys::mknod_at(ddir, tmp, st.kind.ifmt() | 0o600, st.rdev).map_err(io("create node"))?;
             Ok(None)
         }
-        Kind::File | Kind::Dir | Kind::Socket => Err(ItemError::Changed),
+        FileType::File | FileType::Dir | FileType::Socket => Err(ItemError::Changed),
     }
 }
 

@@ -28,7 +28,7 @@ pub mod safety;
 use crate::sys;
 
 pub use run::is_temp;
-pub use sys::{Kind, Stat, Ts};
+pub use sys::{FileType, Stat, Timestamp};
 
 pub use file::Xattrs;
 use std::io;
@@ -294,7 +294,7 @@ fn same_meta(s: &Stat, t: &Stat, ids: Option<&dyn MapIds>) -> bool {
         None => (s.uid, s.gid),
     };
     s.kind == t.kind && t.uid == u && t.gid == g && s.mtime == t.mtime && {
-        s.kind == Kind::Symlink || s.perm == t.perm
+        s.kind == FileType::Symlink || s.perm == t.perm
     }
 }
 
