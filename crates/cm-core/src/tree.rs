@@ -1344,11 +1344,10 @@ pub fn walk_stream(
     f: &mut dyn FnMut(Walked),
 ) -> Result<(), TreeError> {
     let (rfd, rst) = open_stream_root(root)?;
-    // A walk that leaves some directories out would prefetch them for nothing.
-    let lister = match opts.exclude.is_empty() {
-        true => crate::walk::Lister::with_prefetch(crate::walk::PREFETCH_DEPTH),
-        false => crate::walk::Lister::new(),
-    };
+    // What the walk leaves out is not prefetched either.
+    let excluded: Vec<Vec<u8>> = opts.exclude.iter().map(|x| path_bytes(x).to_vec()).collect();
+    let lister = crate::walk::Lister::with_prefetch(crate::walk::PREFETCH_DEPTH)
+        .prefetch_only(Box::new(move |rel| !excluded.iter().any(|x| x == rel)));
     let threads = opts.jobs.clamp(2, 8);
     std::thread::scope(|sc| -> Result<(), TreeError> {
         for _ in 0..threads {

@@ -149,7 +149,12 @@ pub struct Lister {
     /// is started ([`PREFETCH_ITEMS`]).
     held: Arc<AtomicUsize>,
     bound: usize,
+    /// Which subdirectories may be prefetched (by path beneath the root): all when None.
+    only: Option<Prefilter>,
 }
+
+/// Says whether a subdirectory (its path beneath the root) is worth prefetching.
+pub type Prefilter = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
 impl Lister {
     /// A lister that lists only what it is asked for.
@@ -165,6 +170,15 @@ impl Lister {
             depth,
             bound: PREFETCH_ITEMS,
             ..Lister::default()
+        }
+    }
+
+    /// Prefetch only the subdirectories `keep` accepts (a walk that goes into some
+    /// directories only).
+    pub fn prefetch_only(self, keep: Prefilter) -> Lister {
+        Lister {
+            only: Some(keep),
+            ..self
         }
     }
 
@@ -243,10 +257,14 @@ impl Lister {
             if it.st.kind != FileType::Dir {
                 continue;
             }
+            let rel = join(&r.rel, &it.name);
+            if self.only.as_ref().is_some_and(|keep| !keep(&rel)) {
+                continue;
+            }
             let t = Ticket::new();
             reqs.push(Req {
                 root: r.root.clone(),
-                rel: join(&r.rel, &it.name),
+                rel,
                 noatime: r.noatime,
                 xattrs: r.xattrs,
                 depth: r.depth - 1,
@@ -453,6 +471,19 @@ mod tests {
         with_lister(&lister, 2, || {
             let mut top = lister.request(&root, b"", true, true).wait();
             assert!(top.sub.take(0).is_none());
+        });
+    }
+
+    #[test]
+    fn a_filtered_lister_prefetches_only_what_the_filter_keeps() {
+        let (_t, root) = tree();
+        let lister = Lister::with_prefetch(2).prefetch_only(Box::new(|rel| rel == b"d2"));
+        with_lister(&lister, 2, || {
+            let mut top = lister.request(&root, b"", true, true).wait();
+            assert!(top.sub.take(0).is_none() && top.sub.take(1).is_none());
+            let d2 = top.sub.take(2).expect("d2 kept").wait();
+            assert_eq!(names(&d2), ["f0", "f1", "f2", "f3", "f4"]);
+            assert!(top.sub.take(3).is_none());
         });
     }
 

@@ -1827,10 +1827,11 @@ pub(super) fn walk_volume(
 ) -> Walked {
     let sroot = Arc::new(sroot);
     let droot = droot.map(Arc::new);
-    // A walk restricted to some directories would prefetch others for nothing.
-    let lister = match s.only {
-        Some(_) => Lister::new(),
-        None => Lister::with_prefetch(walk::PREFETCH_DEPTH),
+    // A walk restricted to some directories prefetches only those.
+    let lister = Lister::with_prefetch(walk::PREFETCH_DEPTH);
+    let lister = match s.only.clone() {
+        Some(o) => lister.prefetch_only(Box::new(move |rel| must_walk(&o, rel))),
+        None => lister,
     };
     let written = Written::default();
     let threads = s.opts.jobs.clamp(2, 8);
