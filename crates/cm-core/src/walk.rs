@@ -129,10 +129,17 @@ struct Req {
     slot: Arc<Slot>,
 }
 
+/// What a worker does next: list a directory, or help stat a large one.
+enum Job {
+    List(Req),
+    Help(Arc<Split>),
+}
+
 #[derive(Default)]
 struct Queue {
-    /// What the walker asked for, first come first served.
-    asked: VecDeque<Req>,
+    /// What the walker asked for, first come first served (help with a large directory
+    /// first of all).
+    asked: VecDeque<Job>,
     /// Prefetches, taken only when nothing is asked.
     prefetch: VecDeque<Req>,
     closed: bool,
@@ -203,7 +210,7 @@ impl Lister {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .asked
-            .push_back(req);
+            .push_back(Job::List(req));
         self.cv.notify_one();
         t
     }
@@ -214,7 +221,7 @@ impl Lister {
         self.cv.notify_all();
     }
 
-    fn next(&self) -> Option<Req> {
+    fn next(&self) -> Option<Job> {
         let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(r) = q.asked.pop_front() {
@@ -223,7 +230,7 @@ impl Lister {
             while let Some(r) = q.prefetch.pop_front() {
                 // nobody holds its ticket any more: not worth listing
                 if Arc::strong_count(&r.slot) > 1 {
-                    return Some(r);
+                    return Some(Job::List(r));
                 }
             }
             if q.closed {
@@ -236,8 +243,15 @@ impl Lister {
     /// A worker's loop.
     pub fn work(&self) {
         let mut xbuf = vec![0u8; 1024];
-        while let Some(r) = self.next() {
-            let mut l = list(r.root.as_raw_fd(), &r.rel, r.noatime, r.xattrs, &mut xbuf);
+        while let Some(job) = self.next() {
+            let r = match job {
+                Job::List(r) => r,
+                Job::Help(split) => {
+                    split.help(&mut xbuf);
+                    continue;
+                }
+            };
+            let mut l = self.list(&r, &mut xbuf);
             if r.prefetched {
                 let n = l.items.len();
                 self.held.fetch_add(n, Ordering::Relaxed);
@@ -249,6 +263,36 @@ impl Lister {
             *r.slot.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
             r.slot.cv.notify_all();
         }
+    }
+
+    /// List a directory asked for: a large one is stat'ed in chunks, by this worker and
+    /// whichever others are free.
+    fn list(&self, r: &Req, xbuf: &mut Vec<u8>) -> Listing {
+        let (dir, names) = match open_and_read(r.root.as_raw_fd(), &r.rel, r.noatime) {
+            Ok(x) => x,
+            Err(e) => return Listing::failed(e),
+        };
+        if names.len() < SPLIT_AT {
+            return stat_names(dir.as_raw_fd(), &names, r.xattrs, xbuf).into_listing(dir);
+        }
+        let chunks = names.len().div_ceil(CHUNK);
+        let split = Arc::new(Split {
+            dir,
+            names,
+            xattrs: r.xattrs,
+            next: AtomicUsize::new(0),
+            parts: Mutex::new((0, (0..chunks).map(|_| None).collect())),
+            cv: Condvar::new(),
+        });
+        {
+            let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+            for _ in 0..(chunks - 1).min(SPLIT_HELPERS) {
+                q.asked.push_front(Job::Help(split.clone()));
+            }
+        }
+        self.cv.notify_all();
+        split.help(xbuf);
+        split.finish()
     }
 
     /// Request the first subdirectories of a listing just made, unless the bound is reached.
@@ -304,57 +348,150 @@ impl Drop for CloseOnDrop<'_> {
 
 /// List one directory now.
 pub fn list(root: RawFd, rel: &[u8], noatime: bool, xattrs: bool, xbuf: &mut Vec<u8>) -> Listing {
-    let mut out = Listing::default();
-    let dir = match sys::open_dir_beneath(root, rel, noatime) {
-        Ok(d) => d,
-        Err(e) => {
-            out.error = Some(e);
-            return out;
-        }
+    let (dir, names) = match open_and_read(root, rel, noatime) {
+        Ok(x) => x,
+        Err(e) => return Listing::failed(e),
     };
-    let d = dir.as_raw_fd();
-    let mut names = match sys::read_dir(d) {
-        Ok(n) => n,
-        Err(e) => {
-            out.error = Some(e);
-            return out;
-        }
-    };
+    let part = stat_names(dir.as_raw_fd(), &names, xattrs, xbuf);
+    part.into_listing(dir)
+}
+
+/// The directory open, and its names sorted.
+fn open_and_read(
+    root: RawFd,
+    rel: &[u8],
+    noatime: bool,
+) -> io::Result<(Arc<OwnedFd>, Vec<Vec<u8>>)> {
+    let dir = sys::open_dir_beneath(root, rel, noatime)?;
+    let mut names = sys::read_dir(dir.as_raw_fd())?;
     names.sort_unstable();
-    out.items.reserve(names.len());
-    for name in names {
-        let r = (|| -> io::Result<Item> {
-            let c = sys::cstr(&name)?;
-            let st = sys::lstat_at(d, &c)?;
-            let link = if st.kind == FileType::Symlink {
-                Some(sys::readlink_at(d, &c)?)
-            } else {
-                None
-            };
-            let x = if xattrs && st.kind != FileType::Dir && st.kind != FileType::Socket {
-                read_xattrs_at(d, &c, xbuf)?
-            } else {
-                Vec::new()
-            };
-            Ok(Item {
-                name: Vec::new(),
-                st,
-                link,
-                xattrs: x,
-            })
-        })();
-        match r {
-            Ok(mut it) => {
-                it.name = name;
-                out.items.push(it);
-            }
-            // Vanished between readdir and lstat: not an entry any more.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => out.problems.push((name, e)),
+    Ok((Arc::new(dir), names))
+}
+
+/// Entries of a directory, stat'ed (a whole listing, or one chunk of a large one).
+#[derive(Debug, Default)]
+struct Part {
+    items: Vec<Item>,
+    problems: Vec<(Vec<u8>, io::Error)>,
+}
+
+impl Part {
+    fn into_listing(self, dir: Arc<OwnedFd>) -> Listing {
+        Listing {
+            fd: Some(dir),
+            items: self.items,
+            problems: self.problems,
+            ..Listing::default()
         }
     }
-    out.fd = Some(Arc::new(dir));
+}
+
+impl Listing {
+    fn failed(e: io::Error) -> Listing {
+        Listing {
+            error: Some(e),
+            ..Listing::default()
+        }
+    }
+}
+
+/// `lstat` (and readlink, xattrs) of each of `names` in the directory `d`, in order.
+fn stat_names(d: RawFd, names: &[Vec<u8>], xattrs: bool, xbuf: &mut Vec<u8>) -> Part {
+    let mut out = Part {
+        items: Vec::with_capacity(names.len()),
+        problems: Vec::new(),
+    };
+    for name in names {
+        match stat_one(d, name, xattrs, xbuf) {
+            Ok(it) => out.items.push(it),
+            // Vanished between readdir and lstat: not an entry any more.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => out.problems.push((name.clone(), e)),
+        }
+    }
     out
+}
+
+fn stat_one(d: RawFd, name: &[u8], xattrs: bool, xbuf: &mut Vec<u8>) -> io::Result<Item> {
+    let c = sys::cstr(name)?;
+    let st = sys::lstat_at(d, &c)?;
+    let link = if st.kind == FileType::Symlink {
+        Some(sys::readlink_at(d, &c)?)
+    } else {
+        None
+    };
+    let x = if xattrs && st.kind != FileType::Dir && st.kind != FileType::Socket {
+        read_xattrs_at(d, &c, xbuf)?
+    } else {
+        Vec::new()
+    };
+    Ok(Item {
+        name: name.to_vec(),
+        st,
+        link,
+        xattrs: x,
+    })
+}
+
+/// Names of a directory at least this many are stat'ed by several workers, in chunks.
+pub const SPLIT_AT: usize = 2048;
+/// Other workers asked to help with a split directory, at most.
+const SPLIT_HELPERS: usize = 7;
+/// Names per chunk of a split directory.
+const CHUNK: usize = 1024;
+
+/// A large directory being stat'ed: workers claim chunks until none is left; the worker
+/// that listed it waits for the last and puts the parts together in order.
+struct Split {
+    dir: Arc<OwnedFd>,
+    names: Vec<Vec<u8>>,
+    xattrs: bool,
+    next: AtomicUsize,
+    parts: Mutex<(usize, Vec<Option<Part>>)>,
+    cv: Condvar,
+}
+
+impl Split {
+    fn chunks(&self) -> usize {
+        self.names.len().div_ceil(CHUNK)
+    }
+
+    /// Stat chunks until none is left unclaimed.
+    fn help(&self, xbuf: &mut Vec<u8>) {
+        let n = self.chunks();
+        loop {
+            let c = self.next.fetch_add(1, Ordering::Relaxed);
+            if c >= n {
+                return;
+            }
+            let names = &self.names[c * CHUNK..((c + 1) * CHUNK).min(self.names.len())];
+            let part = stat_names(self.dir.as_raw_fd(), names, self.xattrs, xbuf);
+            let mut g = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            g.1[c] = Some(part);
+            g.0 += 1;
+            if g.0 == n {
+                self.cv.notify_all();
+            }
+        }
+    }
+
+    /// Wait for every chunk; the listing.
+    fn finish(&self) -> Listing {
+        let n = self.chunks();
+        let mut g = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        while g.0 < n {
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        let mut all = Part {
+            items: Vec::with_capacity(self.names.len()),
+            problems: Vec::new(),
+        };
+        for p in g.1.iter_mut().filter_map(Option::take) {
+            all.items.extend(p.items);
+            all.problems.extend(p.problems);
+        }
+        all.into_listing(self.dir.clone())
+    }
 }
 
 /// The one reader of extended attributes: the entry's own (never following a symlink),
@@ -466,6 +603,39 @@ mod tests {
             assert!(top.sub.take(2).is_some());
             assert!(top.sub.take(1).is_none());
         });
+    }
+
+    #[test]
+    fn a_large_directory_is_listed_in_chunks_as_one_listing_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        let n = SPLIT_AT + 2 * CHUNK + 7;
+        for i in 0..n {
+            let name = format!("m{:05}", (i * 7919) % n);
+            if i % 100 == 0 {
+                std::os::unix::fs::symlink(format!("target-{i}"), t.path().join(name)).unwrap();
+            } else {
+                fs::write(t.path().join(name), i.to_string()).unwrap();
+            }
+        }
+        fs::create_dir(t.path().join("sub")).unwrap();
+        let root = Arc::new(sys::open_dir_path(t.path()).unwrap());
+        let direct = list(root.as_raw_fd(), b"", true, true, &mut Vec::new());
+        assert_eq!(direct.items.len(), n + 1);
+        let key = |l: &Listing| -> Vec<(Vec<u8>, FileType, u64, Option<Vec<u8>>)> {
+            l.items
+                .iter()
+                .map(|i| (i.name.clone(), i.st.kind, i.st.ino, i.link.clone()))
+                .collect()
+        };
+        for workers in [1, 3] {
+            let lister = Lister::new();
+            let l = with_lister(&lister, workers, || {
+                lister.request(&root, b"", true, true).wait()
+            });
+            assert!(l.error.is_none() && l.problems.is_empty());
+            assert_eq!(key(&l), key(&direct), "{workers} worker(s)");
+            assert!(l.items.windows(2).all(|w| w[0].name < w[1].name));
+        }
     }
 
     #[test]
