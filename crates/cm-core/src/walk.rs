@@ -621,7 +621,8 @@ mod tests {
         let root = Arc::new(sys::open_dir_path(t.path()).unwrap());
         let direct = list(root.as_raw_fd(), b"", true, true, &mut Vec::new());
         assert_eq!(direct.items.len(), n + 1);
-        let key = |l: &Listing| -> Vec<(Vec<u8>, FileType, u64, Option<Vec<u8>>)> {
+        type Key = (Vec<u8>, FileType, u64, Option<Vec<u8>>);
+        let key = |l: &Listing| -> Vec<Key> {
             l.items
                 .iter()
                 .map(|i| (i.name.clone(), i.st.kind, i.st.ino, i.link.clone()))
