@@ -20,6 +20,9 @@
 # vs rsync 1.01 / 0.97 (0.83 / 0.94: a delta still lstat()s both trees cold, as rsync does;
 # two du -s of them in parallel take 0.70 s), cm-verify tree 3.51 / 2.58 vs rsync -aHc
 # 7.47 / 6.02 (0.47 / 0.43).
+# Measured 2026-12-04 evening, with the lister's prefetch (load 3-4, delta median of 5), two
+# runs: cm-copy-data 4.31 / 4.33, xcp 3.34 / 3.41 (1.29 / 1.27); delta 0.55 / 0.74 vs rsync
+# 0.74 / 0.83 (0.74 / 0.89); cm-verify tree 3.65 / 3.27 vs rsync -aHc 6.84 / 5.50 (0.53 / 0.59).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-500}
