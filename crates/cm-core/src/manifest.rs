@@ -610,6 +610,11 @@ impl<R: std::io::BufRead> Reader<R> {
                 path: self.path.clone(),
                 source,
             })?;
+        self.finish_line(n)
+    }
+
+    /// The line of `n` bytes just read into the buffer, checked and converted.
+    fn finish_line(&mut self, n: usize) -> Result<Option<String>, ManifestError> {
         if n == 0 {
             return Ok(None);
         }
@@ -626,11 +631,52 @@ impl<R: std::io::BufRead> Reader<R> {
         }
     }
 
+    /// [`Reader::raw_line`], passing over (and counting) the entry lines without a hard-link
+    /// group, unconverted.
+    fn raw_linked_line(&mut self) -> Result<Option<String>, ManifestError> {
+        loop {
+            self.buf.clear();
+            let n =
+                self.r
+                    .read_until(b'\n', &mut self.buf)
+                    .map_err(|source| ManifestError::Io {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+            let b = &self.buf;
+            let unlinked = n > 0
+                && b.last() == Some(&b'\n')
+                && !matches!(b[0], b'#' | b'@' | b'\n')
+                && !self.ended
+                && b.split(|&c| c == b' ').count() == 12
+                && b.split(|&c| c == b' ').nth(10) == Some(b"-");
+            if !unlinked {
+                // anything else is read as a whole line, as `raw_line` does
+                return self.finish_line(n);
+            }
+            self.line += 1;
+            self.count += 1;
+        }
+    }
+
     /// The next entry, or None after the last one.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, ManifestError> {
+        self.next_of(false)
+    }
+
+    /// The next entry with a hard-link group, passing over the other entry lines unparsed (so
+    /// about three times as fast): their order is not checked here, their count against the
+    /// end line is. For a reader that needs only the linked entries (the copy engine's
+    /// restricted delta); the order of the lines returned is checked among them.
+    pub fn next_linked(&mut self) -> Result<Option<Entry>, ManifestError> {
+        self.next_of(true)
+    }
+
+    fn next_of(&mut self, linked_only: bool) -> Result<Option<Entry>, ManifestError> {
         loop {
             let l = match self.pending.take() {
                 Some(l) => Some(l),
+                None if linked_only => self.raw_linked_line()?,
                 None => self.raw_line()?,
             };
             let Some(l) = l else {
@@ -689,6 +735,9 @@ impl<R: std::io::BufRead> Reader<R> {
             }
             self.last = Some(e.path.clone());
             self.count += 1;
+            if linked_only && e.link_group.is_none() {
+                continue;
+            }
             return Ok(Some(e));
         }
     }

@@ -23,6 +23,7 @@
 //! through [`Event`]s and returns its findings.
 
 mod file;
+mod links;
 pub(crate) mod run;
 pub mod safety;
 use crate::sys;
