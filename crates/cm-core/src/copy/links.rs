@@ -179,8 +179,7 @@ pub(super) fn plan(
         xbuf: vec![0u8; 1024],
     };
     let carried = spanning(&mut l, &old, &mut sides);
-    drop(old);
-    if let Err(n) = unseen(&mut l, &carried, manifest, &mut sides) {
+    if let Err(n) = unseen(&mut l, &carried, &old, manifest, &mut sides) {
         return full(Some(format!(
             "{n} {} with several names reach{} from the changed directories to names the change journal did not name (or outside the volume): walked in full",
             if n == 1 { "inode" } else { "inodes" },
@@ -255,11 +254,34 @@ fn spanning(l: &mut Linking, old: &[Old], sides: &mut Sides) -> HashMap<(u64, u6
     carried_names
 }
 
-/// A walked inode whose names are not all met by the walk: its stat and the walked names.
+/// A walked inode whose names are not all met by the walk.
 struct Unseen {
     st: Stat,
+    /// How many of its names the walk will not meet.
     missing: u64,
+    /// Its walked names.
+    names: Vec<Vec<u8>>,
+    /// The groups the earlier manifest gave its walked names, where it recorded them as
+    /// they are (same size and time).
+    recorded: Vec<u64>,
+    /// Its carried names found: path, content hash, group.
     found: Vec<(Vec<u8>, Option<[u8; 32]>, Option<u64>)>,
+}
+
+impl Unseen {
+    /// Recorded alone: its walked names were a whole group of the earlier manifest, as they
+    /// are now, so its other names were outside the volume then (and a carried directory
+    /// has no new ones).
+    fn alone(&self, old: &[Old]) -> bool {
+        let [g, rest @ ..] = self.recorded.as_slice() else {
+            return false;
+        };
+        let members = old.iter().filter(|o| o.group == *g).count();
+        self.found.is_empty()
+            && rest.iter().all(|r| r == g)
+            && self.recorded.len() == self.names.len()
+            && members == self.names.len()
+    }
 }
 
 /// Inodes of the walked directories with names the walk will not meet and the earlier
@@ -268,6 +290,7 @@ struct Unseen {
 fn unseen(
     l: &mut Linking,
     carried: &HashMap<(u64, u64), u64>,
+    old: &[Old],
     manifest: &Path,
     sides: &mut Sides,
 ) -> Result<(), usize> {
@@ -284,9 +307,12 @@ fn unseen(
             let u = seen.entry((it.st.dev, it.st.ino)).or_insert(Unseen {
                 st: it.st,
                 missing: it.st.nlink,
+                names: Vec::new(),
+                recorded: Vec::new(),
                 found: Vec::new(),
             });
             u.missing = u.missing.saturating_sub(1);
+            u.names.push(walk::join(&d, &it.name));
         }
     }
     seen.retain(|k, u| {
@@ -302,6 +328,9 @@ fn unseen(
     find_carried(&mut seen, only, manifest, sides);
     let mut lost = 0;
     for u in seen.into_values() {
+        if u.alone(old) {
+            continue;
+        }
         match adopt(l, u, sides) {
             Some(k) => l.known.push(k),
             None => lost += 1,
@@ -335,9 +364,11 @@ fn find_carried(
     sides: &mut Sides,
 ) {
     let mut by_meta: HashMap<(u64, i64, i64), Vec<(u64, u64)>> = HashMap::new();
+    let mut by_name: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
     for (k, u) in seen.iter() {
         let m = (u.st.size, u.st.mtime.sec, u.st.mtime.nsec);
         by_meta.entry(m).or_default().push(*k);
+        by_name.extend(u.names.iter().map(|n| (n.clone(), *k)));
     }
     let Ok(mut r) = manifest::Reader::open(manifest) else {
         return;
@@ -348,7 +379,16 @@ fn find_carried(
             continue;
         };
         let rel = rel_of(&e);
-        if e.kind != FileType::File || walked(only, &rel) {
+        if e.kind != FileType::File {
+            continue;
+        }
+        if walked(only, &rel) {
+            let u = by_name.get(&rel).and_then(|k| seen.get_mut(k));
+            if let (Some(u), Some(g)) = (u, e.link_group) {
+                if keys.contains(&(u.st.dev, u.st.ino)) {
+                    u.recorded.push(g);
+                }
+            }
             continue;
         }
         let Some((st, _)) = stat_beneath(sides.src, &rel, &mut sides.xbuf) else {

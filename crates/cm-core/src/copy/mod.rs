@@ -1018,6 +1018,52 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_inode_linked_into_carried_directories_is_linked_to_them_unread() {
+        let t = tempfile::tempdir().unwrap();
+        let v = link_volume(&t, &["a", "b"]);
+        let s = &v.src;
+        std::fs::write(s.join("a/1"), b"shared").unwrap();
+        std::fs::hard_link(s.join("a/1"), s.join("b/1")).unwrap();
+        full(&v);
+        // a changes (a new file, a new name of the shared inode); b is not named
+        std::fs::write(s.join("a/2"), b"new").unwrap();
+        std::fs::hard_link(s.join("a/1"), s.join("a/3")).unwrap();
+        let o = restricted(&v, &["a"]);
+        assert_eq!((o.copied, o.linked, o.failed), (1, 1, 0), "{o:?}");
+        assert_eq!(o.carried, 2, "b and b/1 carried, unread: {o:?}");
+        let d = &v.dst;
+        assert_eq!(ino(&d.join("a/3")), ino(&d.join("b/1")));
+        assert_eq!(ino(&d.join("a/1")), ino(&d.join("b/1")));
+        assert_eq!(recorded_groups(&v), groups(&[&["a/1", "a/3", "b/1"]]));
+        assert_whole(&v);
+        assert_full_delta_agrees(&v);
+    }
+
+    #[test]
+    fn a_name_linked_outside_the_volume_makes_a_restricted_delta_walk_in_full() {
+        let t = tempfile::tempdir().unwrap();
+        let v = link_volume(&t, &["a", "b"]);
+        let s = &v.src;
+        full(&v);
+        std::fs::write(t.path().join("outside"), b"out").unwrap();
+        std::fs::hard_link(t.path().join("outside"), s.join("a/in")).unwrap();
+        std::fs::write(s.join("b/unseen"), b"unseen").unwrap();
+        let o = restricted(&v, &["a"]);
+        assert_eq!(o.failed, 0, "{o:?}");
+        assert!(
+            o.notes.iter().any(|n| n.contains("walked in full")),
+            "{o:?}"
+        );
+        assert!(v.dst.join("b/unseen").exists(), "walked in full");
+        assert_eq!(o.carried, 0);
+        assert_whole(&v);
+        // recorded now (a group of one name): the next restricted delta needs no full walk
+        let o = restricted(&v, &["a"]);
+        assert!(o.notes.is_empty(), "{o:?}");
+        assert!(o.carried > 0, "{o:?}");
+    }
+
+    #[test]
     fn link_groups_carried_from_the_earlier_manifest_never_clash_with_new_ones() {
         let t = tempfile::tempdir().unwrap();
         let v = link_volume(&t, &["a", "x", "y", "z"]);
