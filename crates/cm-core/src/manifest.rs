@@ -1302,6 +1302,41 @@ mod tests {
     }
 
     #[test]
+    fn linked_entries_are_read_alone_and_the_end_line_still_counts_them_all() {
+        let names: [&[u8]; 6] = [b".", b"a", b"a/1", b"a/2", b"b", b"b/1"];
+        let mut snap = Snapshot::default();
+        for (i, p) in names.iter().enumerate() {
+            let mut e = entry(p);
+            e.link_group = (i % 2 == 0 && i > 0).then_some(i as u64);
+            snap.entries.push(e);
+        }
+        let text = render(&snap, &[]);
+        let linked = |t: &str| -> Result<Vec<PathBuf>, ManifestError> {
+            let mut r = Reader::new(t.as_bytes(), Path::new("m"))?;
+            let mut v = Vec::new();
+            while let Some(e) = r.next_linked()? {
+                v.push(e.path);
+            }
+            Ok(v)
+        };
+        assert_eq!(
+            linked(&text).unwrap(),
+            [PathBuf::from("a/1"), PathBuf::from("b")]
+        );
+        // an unlinked line dropped (the count no longer matches) or the end cut off
+        let fewer = text.replacen(&format!("{}\n", render_entry(&snap.entries[3])), "", 1);
+        assert_ne!(fewer, text);
+        let e = linked(&fewer).unwrap_err().to_string();
+        assert!(e.contains("end line counts 6 entries, 5 were read"), "{e}");
+        let cut: String = text
+            .lines()
+            .filter(|l| !l.starts_with("@end"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(linked(&cut).unwrap_err().to_string().contains("truncated"));
+    }
+
+    #[test]
     fn inside_tree_resolves_both_paths() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("tree");

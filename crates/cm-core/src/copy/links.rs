@@ -264,8 +264,15 @@ struct Unseen {
     /// The groups the earlier manifest gave its walked names, where it recorded them as
     /// they are (same size and time).
     recorded: Vec<u64>,
-    /// Its carried names found: path, content hash, group.
-    found: Vec<(Vec<u8>, Option<[u8; 32]>, Option<u64>)>,
+    /// Its carried names found.
+    found: Vec<Found>,
+}
+
+/// A carried name of an unseen inode, as the earlier manifest records it.
+struct Found {
+    path: Vec<u8>,
+    sha: Option<[u8; 32]>,
+    group: Option<u64>,
 }
 
 impl Unseen {
@@ -396,7 +403,11 @@ fn find_carried(
         };
         let k = (st.dev, st.ino);
         if let (true, Some(u)) = (keys.contains(&k), seen.get_mut(&k)) {
-            u.found.push((rel, e.sha256, e.link_group));
+            u.found.push(Found {
+                path: rel,
+                sha: e.sha256,
+                group: e.link_group,
+            });
         }
     }
 }
@@ -407,7 +418,7 @@ fn adopt(l: &mut Linking, u: Unseen, sides: &mut Sides) -> Option<Known> {
     if u.found.len() as u64 != u.missing {
         return None;
     }
-    let groups: BTreeSet<Option<u64>> = u.found.iter().map(|f| f.2).collect();
+    let groups: BTreeSet<Option<u64>> = u.found.iter().map(|f| f.group).collect();
     let group = match groups.into_iter().collect::<Vec<_>>().as_slice() {
         [Some(g)] => *g,
         [None] if u.found.len() == 1 => {
@@ -421,14 +432,14 @@ fn adopt(l: &mut Linking, u: Unseen, sides: &mut Sides) -> Option<Known> {
         .iter()
         .map(|f| Old {
             group,
-            path: f.0.clone().into_boxed_slice(),
-            sha: f.1,
+            path: f.path.clone().into_boxed_slice(),
+            sha: f.sha,
         })
         .collect();
     let refs: Vec<&Old> = names.iter().collect();
     let (_, k) = sides.carried(&refs, group)?;
-    if u.found[0].2.is_none() {
-        l.regroup.insert(u.found[0].0.clone(), group);
+    if u.found[0].group.is_none() {
+        l.regroup.insert(u.found[0].path.clone(), group);
     }
     Some(k)
 }
