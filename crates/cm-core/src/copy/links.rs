@@ -100,8 +100,10 @@ struct Sides<'a> {
 }
 
 impl Sides<'_> {
-    /// The inode the carried names `names` share, when it is unchanged since it was recorded
-    /// and its copy is as the source: (source stat, its manifest line). None: walk them.
+    /// The inode the carried names `names` share, when its copy is right: each side's names
+    /// one regular file, source and copy with the same metadata, size and attributes (the
+    /// walk's own test), its content hash recorded. Its source stat and manifest line; None:
+    /// walk them.
     fn carried(&mut self, names: &[&Old], group: u64) -> Option<(Stat, Known)> {
         let first = names.first()?;
         let sha = first.sha?;
@@ -197,7 +199,8 @@ fn read_linked(manifest: &Path) -> Result<Option<Vec<Old>>, ()> {
     let mut r = manifest::Reader::open(manifest).map_err(|_| ())?;
     let mut v = Vec::new();
     while let Some(e) = r.next_linked().map_err(|_| ())? {
-        if let (Some(g), true) = (e.link_group, e.kind == FileType::File) {
+        // (a linked symlink or node is never known from a carried name: walked)
+        if let (Some(g), true) = (e.link_group, e.kind != FileType::Dir) {
             v.push(Old {
                 group: g,
                 path: rel_of(&e).into_boxed_slice(),
