@@ -15,8 +15,10 @@
 //!   (a name made in a changed directory for an inode whose other names are in carried ones:
 //!   the journal names only the new name's directory). Their other names are looked for in
 //!   the earlier manifest among the carried files of the same size and time, and confirmed
-//!   by their inode. What cannot be found (or a name outside the volume) cannot be linked
-//!   without reading every carried directory: the volume is then walked in full.
+//!   by their inode. A name that cannot be found so (one outside the volume, unless the
+//!   earlier manifest recorded the inode's walked names as a group of their own), or whose
+//!   copy is not as the source, cannot be linked without reading every carried directory:
+//!   the volume is then walked in full (and said so in a note).
 //!
 //! New groups are numbered above the earlier manifest's highest, so they never clash with a
 //! carried one.
