@@ -385,7 +385,12 @@ fn find_carried(
     let Ok(mut r) = manifest::Reader::open(manifest) else {
         return;
     };
-    while let Ok(Some(e)) = r.next_entry() {
+    // only the lines of those sizes are parsed
+    let sizes: HashSet<Vec<u8>> = seen
+        .values()
+        .map(|u| u.st.size.to_string().into())
+        .collect();
+    while let Ok(Some(e)) = r.next_picked(&|f| sizes.contains(f[5])) {
         let m = (e.size, e.mtime.sec, i64::from(e.mtime.nsec));
         let Some(keys) = by_meta.get(&m) else {
             continue;
