@@ -6,7 +6,8 @@
 #   bench/copy.sh [USERS=500] [FILES_PER_USER=40]
 # Prints one table. Page cache is dropped before each timed run when the kernel allows it
 # (otherwise all runs are warm: the source is read once first). Tools alternate order
-# between the two rounds so none always runs second; the table shows the median of 2.
+# between the two rounds so none always runs second; the table shows the median of 2 (of 5
+# for the delta).
 #
 # Measured 2026-12-03 (2 CPUs shared with three other jobs, load 10-12; 22,980 files, 1.1 GB,
 # 980 hard links; seconds until on disk, medians of 2, cold): cm-copy-data 9.98, xcp -r -o
@@ -101,11 +102,13 @@ run1() { # name command: timed after a cache drop, appended to T/S
   T[$name]="${T[$name]:-} $(secs "$t0" "$t1")"
   S[$name]="${S[$name]:-} $(secs "$t0" "$t2")"
 }
-for round in 1 2; do
+# Five rounds (a cold delta takes well under a second, so one slow disk request moves a
+# round's figure by a tenth: the median of five is steadier than of two).
+for round in 1 2 3 4 5; do
   awk -v r=$round 'NR % 100 == r' "$W/mail" > "$W/changed"
   while IFS= read -r f; do printf 'changed %s\n' "$f" >> "$f"; done < "$W/changed"
   nchanged=$(wc -l < "$W/changed")
-  if [ $round = 1 ]; then run1 dcm dcm; run1 drs drs; else run1 drs drs; run1 dcm dcm; fi
+  if [ $((round % 2)) = 1 ]; then run1 dcm dcm; run1 drs drs; else run1 drs drs; run1 dcm dcm; fi
 done
 # Verification of the up-to-date copies: cm-verify tree (every byte compared) vs rsync's
 # checksum dry run.
@@ -116,7 +119,7 @@ done
 med() { echo "$1" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {printf "%.2f", (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }'; }
 echo
-echo "tree: $nfiles files, $size, on loop-mounted ext4; $cold runs; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg); median of 2 (seconds)"
+echo "tree: $nfiles files, $size, on loop-mounted ext4; $cold runs; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg); median of 2, of 5 for the delta (seconds)"
 echo "'+sync': until the data is on disk (cm-copy-data syncs before it writes the manifest)"
 row() { printf '%-58s %8s %8s\n' "$1" "$2" "$3"; }
 row "tool" "exit" "+sync"

@@ -7,6 +7,10 @@
 # Run as root from the repository, by hand, under the benchmark lock:
 #   flock /var/tmp/cm-bench.lock bench/scale.sh [SIZES="100000 500000 1000000"]
 #
+# Measured 2026-12-04 evening (with the lister's prefetch; 2 CPUs, load 5-7 from other work):
+#   100k      10.1 / 5.6 (10.3 / 12.0)   9.8 / 1.9 (10.8 / 2.8)      25.7 / 2.8 (7.3 / 4.1)
+#   1M        14.5 / 92.7 (23.2 / 168.6) 15.1 / 24.8 (22.0 / 31.6)   43.7 / 42.2 (17.3 / 50.3)
+#   100k -> 1M: 1.44x / 1.54x / 1.70x.
 # Measured 2026-12-04 (after the speed work of issue 11; 2 CPUs, load ~2.5), peak MB / s:
 #   entries   full copy (rsync -aH)      delta 1% (rsync --delete)   cm-verify tree (rsync -aHc -n)
 #   100k      10.0 / 4.4 (9.4 / 6.5)     8.7 / 2.4 (11.0 / 2.0)      25.4 / 2.6 (7.3 / 2.4)

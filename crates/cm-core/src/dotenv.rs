@@ -139,136 +139,125 @@ impl Parser<'_> {
     }
 
     fn parse(&self) -> Result<Vec<EnvEntry>, DotenvError> {
-        let s = self.src;
         let mut out: Vec<EnvEntry> = Vec::new();
         let mut vars: BTreeMap<String, String> = BTreeMap::new();
         let mut pos = 0;
-        loop {
-            // statement start: skip whitespace and comment lines
-            loop {
-                match s[pos..].find(|c: char| !go_is_space(c)) {
-                    None => return Ok(out),
-                    Some(off) => pos += off,
-                }
-                if s[pos..].starts_with('#') {
-                    match s[pos..].find('\n') {
-                        None => return Ok(out),
-                        Some(off) => pos += off,
-                    }
-                } else {
-                    break;
-                }
-            }
-            let start = pos;
-            // export prefix: `export` followed by [\t\n\f\r ]
-            let rest = &s[pos..];
-            if let Some(after) = rest.strip_prefix("export") {
-                if after.starts_with(['\t', '\n', '\x0c', '\r', ' ']) {
-                    pos += "export".len();
-                    pos += s[pos..].len() - s[pos..].trim_start_matches(inline_space).len();
-                }
-            }
-            // key
-            let key_start = pos;
-            let mut term: Option<(usize, char)> = None;
-            for (i, c) in s[pos..].char_indices() {
-                if inline_space(c) {
+        while let Some(start) = self.statement(pos) {
+            let key_start = self.after_export(start);
+            let (key, value_start, inherited) = self.key(start, key_start)?;
+            pos = self.skip_inline(value_start);
+            let (value, last) = if inherited {
+                // `KEY` alone: the calling environment's value, if it has one
+                let Some(v) = (self.lookup)(&key) else {
                     continue;
-                }
-                match c {
-                    '=' | ':' | '\n' => {
-                        term = Some((pos + i, c));
-                        break;
-                    }
-                    c if valid_key_char(c) => continue,
-                    c => {
-                        let l = s[key_start..].split('\n').next().unwrap_or("");
-                        return Err(self.err(
-                            pos + i,
-                            format!("unexpected character {c:?} in variable name {l:?}"),
-                        ));
-                    }
-                }
-            }
-            let (key_end, value_start, inherited) = match term {
-                Some((i, c)) => (i, i + c.len_utf8(), c == '\n'),
-                None => (key_start, key_start, false),
+                };
+                (v, start)
+            } else {
+                let (v, end) = self.value(pos, &vars)?;
+                pos = end;
+                (v, pos.saturating_sub(1).max(start))
             };
-            let key = s[key_start..key_end]
-                .trim_end_matches(go_is_space)
-                .to_string();
-            if key.contains(' ') {
-                return Err(self.err(start, "key cannot contain a space".into()));
-            }
-            pos = value_start;
-            pos += s[pos..].len() - s[pos..].trim_start_matches(inline_space).len();
-            if inherited {
-                if let Some(v) = (self.lookup)(&key) {
-                    vars.insert(key.clone(), v.clone());
-                    out.push(EnvEntry {
-                        key,
-                        value: v,
-                        line: self.line_at(start),
-                        end_line: self.line_at(start),
-                    });
-                }
-                continue;
-            }
-            let rest = &s[pos..];
-            let value;
-            match rest.chars().next() {
-                Some(q @ ('"' | '\'')) => {
-                    let mut chars = String::new();
-                    let mut esc = false;
-                    let mut end = None;
-                    for (i, c) in rest.char_indices().skip(1) {
-                        if esc {
-                            esc = false;
-                            if c != q {
-                                chars.push('\\');
-                            }
-                            chars.push(c);
-                            continue;
-                        }
-                        if c == '\\' {
-                            esc = true;
-                        } else if c == q {
-                            end = Some(i);
-                            break;
-                        } else {
-                            chars.push(c);
-                        }
-                    }
-                    let Some(end) = end else {
-                        let l = rest.split('\n').next().unwrap_or("");
-                        return Err(self.err(pos, format!("unterminated quoted value {l}")));
-                    };
-                    value = if q == '"' {
-                        self.expand(&expand_escapes(&chars), &vars, pos)?
-                    } else {
-                        chars
-                    };
-                    pos += end + 1;
-                }
-                _ => {
-                    let line_end = rest.find('\n').unwrap_or(rest.len());
-                    let mut v = &rest[..line_end];
-                    if let Some(i) = v.find(" #") {
-                        v = &v[..i];
-                    }
-                    let v = v.trim_end_matches(go_is_space);
-                    value = self.expand(v, &vars, pos)?;
-                    pos += line_end;
-                }
-            }
             vars.insert(key.clone(), value.clone());
             out.push(EnvEntry {
                 key,
                 value,
                 line: self.line_at(start),
-                end_line: self.line_at(pos.saturating_sub(1).max(start)),
+                end_line: self.line_at(last),
             });
         }
+        Ok(out)
+    }
+
+    /// Where the next statement starts at or after `pos` (whitespace and comment lines
+    /// skipped), None at the end.
+    fn statement(&self, mut pos: usize) -> Option<usize> {
+        let s = self.src;
+        loop {
+            pos += s[pos..].find(|c: char| !go_is_space(c))?;
+            if !s[pos..].starts_with('#') {
+                return Some(pos);
+            }
+            pos += s[pos..].find('\n')?;
+        }
+    }
+
+    fn skip_inline(&self, pos: usize) -> usize {
+        let rest = &self.src[pos..];
+        pos + rest.len() - rest.trim_start_matches(inline_space).len()
+    }
+
+    /// Past an `export` prefix (`export` followed by [\t\n\f\r ]) at `pos`, if any.
+    fn after_export(&self, pos: usize) -> usize {
+        match self.src[pos..].strip_prefix("export") {
+            Some(after) if after.starts_with(['\t', '\n', '\x0c', '\r', ' ']) => {
+                self.skip_inline(pos + "export".len())
+            }
+            _ => pos,
+        }
+    }
+
+    /// The key of the statement at `start` (read from `key_start`): the key, where its value
+    /// starts, and whether it has none (`KEY` alone on its line: inherited).
+    fn key(&self, start: usize, key_start: usize) -> Result<(String, usize, bool), DotenvError> {
+        let s = self.src;
+        let mut term: Option<(usize, char)> = None;
+        for (i, c) in s[key_start..].char_indices() {
+            if inline_space(c) {
+                continue;
+            }
+            match c {
+                '=' | ':' | '\n' => {
+                    term = Some((key_start + i, c));
+                    break;
+                }
+                c if valid_key_char(c) => continue,
+                c => {
+                    let l = s[key_start..].split('\n').next().unwrap_or("");
+                    return Err(self.err(
+                        key_start + i,
+                        format!("unexpected character {c:?} in variable name {l:?}"),
+                    ));
+                }
+            }
+        }
+        let (key_end, value_start, inherited) = match term {
+            Some((i, c)) => (i, i + c.len_utf8(), c == '\n'),
+            None => (key_start, key_start, false),
+        };
+        let key = s[key_start..key_end].trim_end_matches(go_is_space);
+        if key.contains(' ') {
+            return Err(self.err(start, "key cannot contain a space".into()));
+        }
+        Ok((key.to_string(), value_start, inherited))
+    }
+
+    /// The value starting at `pos` (quoted, or to the end of the line less a ` #` comment),
+    /// expanded with the variables so far; and where the statement ends.
+    fn value(
+        &self,
+        pos: usize,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<(String, usize), DotenvError> {
+        let rest = &self.src[pos..];
+        if let Some(q @ ('"' | '\'')) = rest.chars().next() {
+            let Some((chars, end)) = quoted(rest, q) else {
+                let l = rest.split('\n').next().unwrap_or("");
+                return Err(self.err(pos, format!("unterminated quoted value {l}")));
+            };
+            let value = if q == '"' {
+                self.expand(&expand_escapes(&chars), vars, pos)?
+            } else {
+                chars
+            };
+            return Ok((value, pos + end + 1));
+        }
+        let line_end = rest.find('\n').unwrap_or(rest.len());
+        let mut v = &rest[..line_end];
+        if let Some(i) = v.find(" #") {
+            v = &v[..i];
+        }
+        let v = v.trim_end_matches(go_is_space);
+        Ok((self.expand(v, vars, pos)?, pos + line_end))
     }
 
     fn expand(
@@ -282,6 +271,31 @@ impl Parser<'_> {
         };
         substitute(v, &lookup).map_err(|m| self.err(pos, m))
     }
+}
+
+/// The body of the value quoted with `q` that `rest` starts with (a backslash kept before
+/// anything but `q`), and the offset of its closing quote; None when it is not closed.
+fn quoted(rest: &str, q: char) -> Option<(String, usize)> {
+    let mut chars = String::new();
+    let mut esc = false;
+    for (i, c) in rest.char_indices().skip(1) {
+        if esc {
+            esc = false;
+            if c != q {
+                chars.push('\\');
+            }
+            chars.push(c);
+            continue;
+        }
+        if c == '\\' {
+            esc = true;
+        } else if c == q {
+            return Some((chars, i));
+        } else {
+            chars.push(c);
+        }
+    }
+    None
 }
 
 /// compose-go's `expandEscapes` for double-quoted values.
@@ -373,63 +387,12 @@ pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
                 rest = &after[n..];
             }
             Some('{') => {
-                // find the matching close brace, counting nested `${`
                 let body = &after[1..];
-                let bb = body.as_bytes();
-                let mut depth = 1;
-                let mut j = 0;
-                let mut close = None;
-                while j < bb.len() {
-                    if bb[j] == b'}' {
-                        depth -= 1;
-                        if depth == 0 {
-                            close = Some(j);
-                            break;
-                        }
-                    } else if bb[j] == b'$' && bb.get(j + 1) == Some(&b'{') {
-                        depth += 1;
-                        j += 1;
-                    }
-                    j += 1;
-                }
-                let Some(close) = close else {
-                    return Err(format!("invalid template: {s:?}"));
-                };
-                let inner = &body[..close];
-                let n = inner
-                    .find(|c: char| !is_name_char(c))
-                    .unwrap_or(inner.len());
-                let name = &inner[..n];
-                if name.is_empty() || !name.starts_with(is_name_start) {
-                    return Err(format!("invalid template: {s:?}"));
-                }
-                let op = &inner[n..];
-                let val = lookup(name);
-                // compose substitutes the operand first, even when it is not used
-                let (kind, operand) = ["", ":-", ":?", ":+", "-", "?", "+"]
-                    .iter()
-                    .rev()
-                    .find_map(|k| op.strip_prefix(k).map(|rest| (*k, rest)))
-                    .filter(|(k, rest)| !k.is_empty() || rest.is_empty())
-                    .ok_or_else(|| format!("invalid template: {s:?}"))?;
-                let operand = substitute(operand, lookup)?;
-                let set = val.is_some();
-                let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
-                let missing = || format!("required variable {name} is missing a value: {operand}");
-                let piece = match kind {
-                    "" => val.unwrap_or_default(),
-                    ":-" if nonempty => val.unwrap_or_default(),
-                    ":-" => operand.clone(),
-                    "-" if set => val.unwrap_or_default(),
-                    "-" => operand.clone(),
-                    ":?" if nonempty => val.unwrap_or_default(),
-                    "?" if set => val.unwrap_or_default(),
-                    ":?" | "?" => return Err(missing()),
-                    ":+" if nonempty => operand.clone(),
-                    "+" if set => operand.clone(),
-                    _ => String::new(),
-                };
-                out.push_str(&piece);
+                let invalid = || format!("invalid template: {s:?}");
+                let close = closing_brace(body).ok_or_else(invalid)?;
+                out.push_str(
+                    &braced(&body[..close], lookup).map_err(|e| e.unwrap_or_else(invalid))?,
+                );
                 rest = &body[close + 1..];
             }
             // a `$` not followed by a name, `{` or `$` is a literal `$`
@@ -441,6 +404,67 @@ pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The offset of the `}` that closes a `${` whose body `body` is (nested `${` counted).
+fn closing_brace(body: &str) -> Option<usize> {
+    let bb = body.as_bytes();
+    let mut depth = 1;
+    let mut j = 0;
+    while j < bb.len() {
+        if bb[j] == b'}' {
+            depth -= 1;
+            if depth == 0 {
+                return Some(j);
+            }
+        } else if bb[j] == b'$' && bb.get(j + 1) == Some(&b'{') {
+            depth += 1;
+            j += 1;
+        }
+        j += 1;
+    }
+    None
+}
+
+/// What `${inner}` stands for: `NAME`, or `NAME` with `:-`, `-`, `:?`, `?`, `:+` or `+` and
+/// its operand. An error is `None` for an invalid template, or the message.
+fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Option<String>> {
+    let n = inner
+        .find(|c: char| !is_name_char(c))
+        .unwrap_or(inner.len());
+    let name = &inner[..n];
+    if name.is_empty() || !name.starts_with(is_name_start) {
+        return Err(None);
+    }
+    let op = &inner[n..];
+    let val = lookup(name);
+    // compose substitutes the operand first, even when it is not used
+    let (kind, operand) = ["", ":-", ":?", ":+", "-", "?", "+"]
+        .iter()
+        .rev()
+        .find_map(|k| op.strip_prefix(k).map(|rest| (*k, rest)))
+        .filter(|(k, rest)| !k.is_empty() || rest.is_empty())
+        .ok_or(None)?;
+    let operand = substitute(operand, lookup)?;
+    let set = val.is_some();
+    let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
+    Ok(match kind {
+        "" => val.unwrap_or_default(),
+        ":-" if nonempty => val.unwrap_or_default(),
+        ":-" => operand,
+        "-" if set => val.unwrap_or_default(),
+        "-" => operand,
+        ":?" if nonempty => val.unwrap_or_default(),
+        "?" if set => val.unwrap_or_default(),
+        ":?" | "?" => {
+            return Err(Some(format!(
+                "required variable {name} is missing a value: {operand}"
+            )))
+        }
+        ":+" if nonempty => operand,
+        "+" if set => operand,
+        _ => String::new(),
+    })
 }
 
 /// Parse .env text with Compose v2's rules; `lookup` is the calling environment.
@@ -567,19 +591,7 @@ pub fn merge(
             _ => report.removed.push(e.key.clone()),
         }
     }
-    // An untouched assignment sharing a line with a replaced one would be lost: refuse.
-    for e in &entries {
-        let touched = set.iter().any(|(k, _)| *k == e.key) || remove.contains(&e.key);
-        if !touched && (e.line - 1..e.end_line).any(|i| drop.get(i) == Some(&true)) {
-            return Err(DotenvError::Syntax {
-                line: e.line,
-                message: format!(
-                    "{} shares its line with another assignment; put each on its own line before merging",
-                    e.key
-                ),
-            });
-        }
-    }
+    refuse_shared_lines(&entries, set, remove, &drop)?;
     let mut out = String::with_capacity(existing.len() + 64);
     if bom {
         out.push('\u{feff}');
@@ -591,25 +603,42 @@ pub fn merge(
             out.push_str(l);
         }
     }
-    let missing: Vec<&(String, String)> = set
+    let missing: Vec<(String, String)> = set
         .iter()
         .filter(|(k, _)| !done.contains(&k.as_str()))
+        .cloned()
         .collect();
     if !missing.is_empty() {
         if !out.is_empty() && !out.ends_with('\n') {
             out.push('\n');
         }
-        for h in append_header {
-            out.push_str("# ");
-            out.push_str(&h.replace(['\n', '\r'], " "));
-            out.push('\n');
-        }
-        for (k, v) in missing {
-            out.push_str(&line(k, v)?);
-            report.added.push(k.clone());
-        }
+        out.push_str(&render(append_header, &missing)?);
+        report.added.extend(missing.into_iter().map(|(k, _)| k));
     }
     Ok((out, report))
+}
+
+/// An untouched assignment sharing a line with a replaced or dropped one (`drop`, per
+/// line) would be lost: refused.
+fn refuse_shared_lines(
+    entries: &[EnvEntry],
+    set: &[(String, String)],
+    remove: &[String],
+    drop: &[bool],
+) -> Result<(), DotenvError> {
+    for e in entries {
+        let touched = set.iter().any(|(k, _)| *k == e.key) || remove.contains(&e.key);
+        if !touched && (e.line - 1..e.end_line).any(|i| drop.get(i) == Some(&true)) {
+            return Err(DotenvError::Syntax {
+                line: e.line,
+                message: format!(
+                    "{} shares its line with another assignment; put each on its own line before merging",
+                    e.key
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The variables a compose file interpolates (`$NAME`, `${NAME}`, `${NAME:-default}`, ...;

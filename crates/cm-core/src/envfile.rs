@@ -168,21 +168,7 @@ pub fn plan(
         (Some(_), Existing::Refuse) => return Err(PlanError::Exists(shown)),
         (Some(_), Existing::Replace) => (text.to_string(), Action::Replace),
         (Some(old), Existing::Merge) => {
-            let at = shown.display().to_string();
-            let old = std::str::from_utf8(old).map_err(|_| PlanError::NotUtf8(shown.clone()))?;
-            let set = conv.env_entries(all);
-            let keep: BTreeSet<&str> = set.iter().map(|(k, _)| k.as_str()).collect();
-            let existing_keys =
-                dotenv::parse(old, &|_| None).map_err(|e| PlanError::Unparsable(e.at(&at)))?;
-            let remove: Vec<String> = existing_keys
-                .iter()
-                .filter(|e| {
-                    params::from_env_key(&e.key).is_some() && !keep.contains(e.key.as_str())
-                })
-                .map(|e| e.key.clone())
-                .collect();
-            let (merged, rep) = dotenv::merge(old, &set, &remove, &conv.header(all))
-                .map_err(|e| PlanError::Unmergeable(e.at(&at)))?;
+            let (merged, rep) = merged(conv, all, old, &shown)?;
             (merged, Action::Merge(rep))
         }
     };
@@ -192,6 +178,29 @@ pub fn plan(
         content,
         action,
     })
+}
+
+/// The existing .env `old` (at `shown`) with `conv`'s values merged in: chatmail's keys the
+/// conversion no longer writes removed, every other line kept.
+fn merged(
+    conv: &params::Conversion,
+    all: bool,
+    old: &[u8],
+    shown: &Path,
+) -> Result<(String, dotenv::MergeReport), PlanError> {
+    let at = shown.display().to_string();
+    let old = std::str::from_utf8(old).map_err(|_| PlanError::NotUtf8(shown.to_path_buf()))?;
+    let set = conv.env_entries(all);
+    let keep: BTreeSet<&str> = set.iter().map(|(k, _)| k.as_str()).collect();
+    let existing_keys =
+        dotenv::parse(old, &|_| None).map_err(|e| PlanError::Unparsable(e.at(&at)))?;
+    let remove: Vec<String> = existing_keys
+        .iter()
+        .filter(|e| params::from_env_key(&e.key).is_some() && !keep.contains(e.key.as_str()))
+        .map(|e| e.key.clone())
+        .collect();
+    dotenv::merge(old, &set, &remove, &conv.header(all))
+        .map_err(|e| PlanError::Unmergeable(e.at(&at)))
 }
 
 impl Plan {

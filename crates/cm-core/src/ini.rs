@@ -335,12 +335,23 @@ enum Token {
 /// Parse ini text. `path` is only used in messages.
 pub fn parse_str(path: &str, text: &str) -> Result<IniFile, IniError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let err = |line: usize, kind: SyntaxKind| IniError::Syntax {
+    let err = |(line, kind): (usize, SyntaxKind)| IniError::Syntax {
         path: path.to_string(),
         line,
         kind,
     };
-    // Pass 1: lines to tokens (line-level errors).
+    let sections = tokens(text).and_then(sections).map_err(err)?;
+    Ok(IniFile {
+        path: path.to_string(),
+        sections,
+    })
+}
+
+/// A syntax error and its line.
+type LineError = (usize, SyntaxKind);
+
+/// Pass 1: lines to tokens (line-level errors), continuation lines joined to their value.
+fn tokens(text: &str) -> Result<Vec<Token>, LineError> {
     let mut tokens: Vec<Token> = Vec::new();
     for (idx, raw) in py_splitlines(text).into_iter().enumerate() {
         let lineno = idx + 1;
@@ -349,71 +360,72 @@ pub fn parse_str(path: &str, text: &str) -> Result<IniFile, IniError> {
             continue;
         }
         let line = raw.trim_end_matches(is_py_space);
-        let first = line.chars().next().unwrap_or(' ');
-        let continuation: Option<String> = if first == '[' {
-            let cut = line.split('#').next().unwrap_or("");
-            let cut = cut.trim_end_matches(is_py_space);
-            let cut = cut.split(';').next().unwrap_or("");
-            let cut = cut.trim_end_matches(is_py_space);
-            if cut.ends_with(']') && cut.len() >= 2 {
-                let name = &cut[1..cut.len() - 1];
-                if name.is_empty() {
-                    return Err(err(lineno, SyntaxKind::EmptySectionName));
-                }
-                tokens.push(Token::Section {
-                    name: name.to_string(),
-                    line: lineno,
-                });
-                None
-            } else {
-                Some(py_strip(line).to_string())
-            }
-        } else if !is_py_space(first) {
-            let (name, value) = match line.split_once('=') {
-                Some((n, v)) if !n.contains(':') => (n, v),
-                _ => match line.split_once(':') {
-                    Some(nv) => nv,
-                    None => return Err(err(lineno, SyntaxKind::UnexpectedLine(line.to_string()))),
-                },
-            };
-            let value = py_strip(value);
-            tokens.push(Token::Value {
-                key: py_strip(name).to_string(),
-                parts: if value.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![value.to_string()]
-                },
-                line: lineno,
-                end: lineno,
-            });
-            None
-        } else {
-            Some(py_strip(line).to_string())
-        };
-        if let Some(data) = continuation {
-            match tokens.last_mut() {
+        match line_token(line, lineno).map_err(|k| (lineno, k))? {
+            Ok(t) => tokens.push(t),
+            Err(data) => match tokens.last_mut() {
                 Some(Token::Value { parts, end, .. }) => {
                     parts.push(data);
                     *end = lineno;
                 }
-                _ => return Err(err(lineno, SyntaxKind::UnexpectedContinuation)),
-            }
+                _ => return Err((lineno, SyntaxKind::UnexpectedContinuation)),
+            },
         }
     }
-    // Pass 2: tokens to sections (structural errors).
+    Ok(tokens)
+}
+
+/// What line `lineno` (neither blank nor a comment, trailing space cut) is: a section
+/// header or a `name = value`, else (`Err`) a continuation of the value before, stripped.
+fn line_token(line: &str, lineno: usize) -> Result<Result<Token, String>, SyntaxKind> {
+    let first = line.chars().next().unwrap_or(' ');
+    if first == '[' {
+        let cut = line.split('#').next().unwrap_or("");
+        let cut = cut.trim_end_matches(is_py_space);
+        let cut = cut.split(';').next().unwrap_or("");
+        let cut = cut.trim_end_matches(is_py_space);
+        if !(cut.ends_with(']') && cut.len() >= 2) {
+            return Ok(Err(py_strip(line).to_string()));
+        }
+        let name = &cut[1..cut.len() - 1];
+        if name.is_empty() {
+            return Err(SyntaxKind::EmptySectionName);
+        }
+        return Ok(Ok(Token::Section {
+            name: name.to_string(),
+            line: lineno,
+        }));
+    }
+    if is_py_space(first) {
+        return Ok(Err(py_strip(line).to_string()));
+    }
+    let (name, value) = match line.split_once('=') {
+        Some((n, v)) if !n.contains(':') => (n, v),
+        _ => line
+            .split_once(':')
+            .ok_or_else(|| SyntaxKind::UnexpectedLine(line.to_string()))?,
+    };
+    let value = py_strip(value);
+    Ok(Ok(Token::Value {
+        key: py_strip(name).to_string(),
+        parts: if value.is_empty() {
+            Vec::new()
+        } else {
+            vec![value.to_string()]
+        },
+        line: lineno,
+        end: lineno,
+    }))
+}
+
+/// Pass 2: tokens to sections (structural errors).
+fn sections(tokens: Vec<Token>) -> Result<Vec<Section>, LineError> {
     let mut sections: Vec<Section> = Vec::new();
     for tok in tokens {
         match tok {
             Token::Section { name, line } => {
                 if let Some(prev) = sections.iter().find(|s| s.name == name) {
-                    return Err(err(
-                        line,
-                        SyntaxKind::DuplicateSection {
-                            name,
-                            first: prev.line,
-                        },
-                    ));
+                    let first = prev.line;
+                    return Err((line, SyntaxKind::DuplicateSection { name, first }));
                 }
                 sections.push(Section {
                     name,
@@ -428,16 +440,11 @@ pub fn parse_str(path: &str, text: &str) -> Result<IniFile, IniError> {
                 end,
             } => {
                 let Some(sec) = sections.last_mut() else {
-                    return Err(err(line, SyntaxKind::NoSectionHeader(key)));
+                    return Err((line, SyntaxKind::NoSectionHeader(key)));
                 };
                 if let Some(prev) = sec.entry(&key) {
-                    return Err(err(
-                        line,
-                        SyntaxKind::DuplicateKey {
-                            key,
-                            first: prev.line,
-                        },
-                    ));
+                    let first = prev.line;
+                    return Err((line, SyntaxKind::DuplicateKey { key, first }));
                 }
                 sec.entries.push(Entry {
                     key,
@@ -448,10 +455,7 @@ pub fn parse_str(path: &str, text: &str) -> Result<IniFile, IniError> {
             }
         }
     }
-    Ok(IniFile {
-        path: path.to_string(),
-        sections,
-    })
+    Ok(sections)
 }
 
 /// Parse raw bytes: they must be UTF-8 (the error names the line of the first bad byte).
@@ -587,60 +591,13 @@ pub fn update_section(
         .map(|l| l.1)
         .find(|e| !e.is_empty())
         .unwrap_or("\n");
-    let sec = parsed.section(section);
-    // line index (0-based) -> replacement text (Some("") = delete)
-    let mut replace: Vec<Option<String>> = vec![None; lines.len()];
-    let mut skip = vec![false; lines.len()];
-    let mut appended = String::new();
-    for (k, r) in &rendered {
-        match sec.and_then(|s| s.entry(k)) {
-            Some(e) => {
-                let end = lines.get(e.end_line - 1).map_or(eol, |l| l.1);
-                let end = if end.is_empty() { "" } else { end };
-                let r = r.as_deref().map(|r| {
-                    let t = with_eol(r, if end.is_empty() { eol } else { end });
-                    // a last line without an ending stays without one
-                    if end.is_empty() {
-                        t.strip_suffix(eol).unwrap_or(&t).to_string()
-                    } else {
-                        t
-                    }
-                });
-                replace[e.line - 1] = Some(r.unwrap_or_default());
-                for s in skip.iter_mut().take(e.end_line).skip(e.line) {
-                    *s = true;
-                }
-            }
-            None => {
-                if let Some(r) = r {
-                    appended.push_str(&with_eol(r, eol));
-                }
-            }
-        }
-    }
-    let insert_after = sec.map(|s| s.entries.iter().map(|e| e.end_line).max().unwrap_or(s.line));
-    let mut out = String::with_capacity(text.len() + appended.len() + 16);
+    let edit = Edit::plan(&lines, parsed.section(section), &rendered, eol);
+    let mut out = String::with_capacity(text.len() + edit.appended.len() + 16);
     if text.starts_with('\u{feff}') {
         out.push('\u{feff}');
     }
-    for (i, (l, end)) in lines.iter().enumerate() {
-        if !skip[i] {
-            match &replace[i] {
-                Some(r) => out.push_str(r),
-                None => {
-                    out.push_str(l);
-                    out.push_str(end);
-                }
-            }
-        }
-        if insert_after == Some(i + 1) && !appended.is_empty() {
-            if !out.is_empty() && !out.ends_with(['\n', '\r']) {
-                out.push_str(eol);
-            }
-            out.push_str(&appended);
-        }
-    }
-    if sec.is_none() && !appended.is_empty() {
+    edit.write(&lines, &mut out);
+    if edit.insert_after.is_none() && !edit.appended.is_empty() {
         if !out.is_empty() && !out.ends_with(['\n', '\r']) {
             out.push_str(eol);
         }
@@ -648,9 +605,90 @@ pub fn update_section(
             out.push_str(eol);
         }
         out.push_str(&format!("[{section}]{eol}"));
-        out.push_str(&appended);
+        out.push_str(&edit.appended);
     }
     Ok(out)
+}
+
+/// The changes [`update_section`] makes to the lines of a file.
+struct Edit<'a> {
+    /// Line index (0-based) -> replacement text (Some("") = delete).
+    replace: Vec<Option<String>>,
+    /// Continuation lines of a replaced entry.
+    skip: Vec<bool>,
+    /// The new keys' lines.
+    appended: String,
+    /// The 1-based line the new keys follow (the section's last entry, or its header);
+    /// None when the section is not there yet.
+    insert_after: Option<usize>,
+    eol: &'a str,
+}
+
+impl<'a> Edit<'a> {
+    fn plan(
+        lines: &[(&str, &str)],
+        sec: Option<&Section>,
+        rendered: &[(String, Option<String>)],
+        eol: &'a str,
+    ) -> Edit<'a> {
+        let mut e = Edit {
+            replace: vec![None; lines.len()],
+            skip: vec![false; lines.len()],
+            appended: String::new(),
+            insert_after: sec.map(|s| s.entries.iter().map(|e| e.end_line).max().unwrap_or(s.line)),
+            eol,
+        };
+        for (k, r) in rendered {
+            match sec.and_then(|s| s.entry(k)) {
+                Some(entry) => {
+                    let end = lines.get(entry.end_line - 1).map_or(eol, |l| l.1);
+                    let r = r.as_deref().map(|r| e.replacement(r, end));
+                    e.replace[entry.line - 1] = Some(r.unwrap_or_default());
+                    for s in e.skip.iter_mut().take(entry.end_line).skip(entry.line) {
+                        *s = true;
+                    }
+                }
+                None => {
+                    if let Some(r) = r {
+                        e.appended.push_str(&with_eol(r, eol));
+                    }
+                }
+            }
+        }
+        e
+    }
+
+    /// `rendered` in place of an entry whose last line ended with `end` (a last line
+    /// without an ending stays without one).
+    fn replacement(&self, rendered: &str, end: &str) -> String {
+        if end.is_empty() {
+            let t = with_eol(rendered, self.eol);
+            t.strip_suffix(self.eol).unwrap_or(&t).to_string()
+        } else {
+            with_eol(rendered, end)
+        }
+    }
+
+    /// The lines with the replacements, the new keys after the section's last entry.
+    fn write(&self, lines: &[(&str, &str)], out: &mut String) {
+        for (i, (l, end)) in lines.iter().enumerate() {
+            if !self.skip[i] {
+                match &self.replace[i] {
+                    Some(r) => out.push_str(r),
+                    None => {
+                        out.push_str(l);
+                        out.push_str(end);
+                    }
+                }
+            }
+            if self.insert_after == Some(i + 1) && !self.appended.is_empty() {
+                if !out.is_empty() && !out.ends_with(['\n', '\r']) {
+                    out.push_str(self.eol);
+                }
+                out.push_str(&self.appended);
+            }
+        }
+    }
 }
 
 /// Why [`update_section`] failed.

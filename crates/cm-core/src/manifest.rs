@@ -671,6 +671,46 @@ impl<R: std::io::BufRead> Reader<R> {
         }
     }
 
+    /// A version 2 line `l` starting with `@` (`rest` after it) among the entries: only the
+    /// end line, with the count of the entries read.
+    fn end_line(&mut self, rest: &str, l: &str) -> Result<(), ManifestError> {
+        match rest
+            .strip_prefix("end ")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            Some(n) if n == self.count => {
+                self.ended = true;
+                Ok(())
+            }
+            Some(n) => Err(self.err(format!(
+                "manifest truncated or edited: its end line counts {n} entries, {} were read",
+                self.count
+            ))),
+            None => Err(self.err(format!(
+                "unknown line {l:?} (only the header and the end line start with @)"
+            ))),
+        }
+    }
+
+    /// `path` comes after the entry before it (entries are sorted by path, each once).
+    fn check_order(&self, path: &Path) -> Result<(), ManifestError> {
+        let Some(prev) = &self.last else {
+            return Ok(());
+        };
+        match crate::tree::path_cmp(prev, path) {
+            std::cmp::Ordering::Less => Ok(()),
+            std::cmp::Ordering::Equal => Err(self.err(format!(
+                "path {} is listed twice",
+                crate::quote::quote_path(path)
+            ))),
+            std::cmp::Ordering::Greater => Err(self.err(format!(
+                "path {} is out of order (after {}): entries are sorted by path",
+                crate::quote::quote_path(path),
+                crate::quote::quote_path(prev)
+            ))),
+        }
+    }
+
     /// The next entry, or None after the last one.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, ManifestError> {
         self.next_of(None)
@@ -714,43 +754,12 @@ impl<R: std::io::BufRead> Reader<R> {
             }
             if self.v2 {
                 if let Some(rest) = l.strip_prefix('@') {
-                    let n = rest
-                        .strip_prefix("end ")
-                        .and_then(|n| n.parse::<u64>().ok());
-                    match n {
-                        Some(n) if n == self.count => {
-                            self.ended = true;
-                            continue;
-                        }
-                        Some(n) => {
-                            return Err(self.err(format!(
-                                "manifest truncated or edited: its end line counts {n} entries, {} were read",
-                                self.count
-                            )))
-                        }
-                        None => return Err(self.err(format!("unknown line {l:?} (only the header and the end line start with @)"))),
-                    }
+                    self.end_line(rest, &l)?;
+                    continue;
                 }
             }
             let e = parse_line(&l).map_err(|m| self.err(m))?;
-            if let Some(prev) = &self.last {
-                match crate::tree::path_cmp(prev, &e.path) {
-                    std::cmp::Ordering::Less => {}
-                    std::cmp::Ordering::Equal => {
-                        return Err(self.err(format!(
-                            "path {} is listed twice",
-                            crate::quote::quote_path(&e.path)
-                        )))
-                    }
-                    std::cmp::Ordering::Greater => {
-                        return Err(self.err(format!(
-                            "path {} is out of order (after {}): entries are sorted by path",
-                            crate::quote::quote_path(&e.path),
-                            crate::quote::quote_path(prev)
-                        )))
-                    }
-                }
-            }
+            self.check_order(&e.path)?;
             self.last = Some(e.path.clone());
             self.count += 1;
             if pick.is_some_and(|p| fields(l.as_bytes()).is_some_and(|f| !p(&f))) {
@@ -805,35 +814,7 @@ fn parse_line(l: &str) -> Result<Entry, String> {
         unescape_field(f[0]).map_err(|e| format!("path: {e}"))?,
     ));
     check_rel(&path)?;
-    let mut t = f[1].split(':');
-    let letter = t.next().unwrap_or("");
-    let kind = letter
-        .chars()
-        .next()
-        .filter(|_| letter.len() == 1)
-        .and_then(FileType::from_letter)
-        .ok_or_else(|| format!("type {:?} is not one of f d l p c b s", f[1]))?;
-    let rdev = match kind {
-        FileType::CharDevice | FileType::BlockDevice => {
-            let maj: u32 = t.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
-                format!(
-                    "device type {:?} must be c:MAJOR:MINOR or b:MAJOR:MINOR",
-                    f[1]
-                )
-            })?;
-            let min: u32 = t.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
-                format!(
-                    "device type {:?} must be c:MAJOR:MINOR or b:MAJOR:MINOR",
-                    f[1]
-                )
-            })?;
-            libc::makedev(maj, min)
-        }
-        _ => 0,
-    };
-    if t.next().is_some() {
-        return Err(format!("type {:?} has extra parts", f[1]));
-    }
+    let (kind, rdev) = parse_type(f[1])?;
     let mode = u32::from_str_radix(f[2], 8)
         .ok()
         .filter(|m| *m <= 0o7777)
@@ -847,50 +828,26 @@ fn parse_line(l: &str) -> Result<Entry, String> {
     let size = num(f[5], "size")?;
     let mtime: Timestamp = f[6].parse().map_err(|e| format!("mtime: {e}"))?;
     let atime: Timestamp = f[7].parse().map_err(|e| format!("atime: {e}"))?;
-    let sha256 = if f[8] == "-" {
-        None
-    } else {
-        let v = unhex(f[8])
-            .filter(|v| v.len() == 32)
-            .ok_or_else(|| format!("sha256 {:?} is not 64 hex digits or -", f[8]))?;
-        let mut h = [0u8; 32];
-        h.copy_from_slice(&v);
-        Some(h)
-    };
+    let sha256 = parse_sha256(f[8])?;
     if sha256.is_some() && kind != FileType::File {
         return Err("only regular files have a sha256".into());
     }
-    let target = if f[9] == "-" {
-        None
-    } else {
-        Some(OsString::from_vec(
-            unescape_field(f[9]).map_err(|e| format!("target: {e}"))?,
-        ))
+    let target = match f[9] {
+        "-" => None,
+        t => Some(OsString::from_vec(
+            unescape_field(t).map_err(|e| format!("target: {e}"))?,
+        )),
     };
     if (kind == FileType::Symlink) != target.is_some() {
         return Err("a symlink needs a target, and only a symlink has one".into());
     }
-    let link_group = if f[10] == "-" {
-        None
-    } else {
-        Some(
-            f[10]
-                .parse::<u64>()
-                .map_err(|_| format!("link group {:?} is not a number or -", f[10]))?,
-        )
+    let link_group = match f[10] {
+        "-" => None,
+        g => Some(
+            g.parse::<u64>()
+                .map_err(|_| format!("link group {g:?} is not a number or -"))?,
+        ),
     };
-    let mut xattrs = Vec::new();
-    if f[11] != "-" {
-        for item in f[11].split(',') {
-            let (n, v) = item
-                .split_once('=')
-                .ok_or_else(|| format!("xattr {item:?} is not NAME=HEXVALUE"))?;
-            let name = OsString::from_vec(unescape(n).map_err(|e| format!("xattr name: {e}"))?);
-            let value = unhex(v).ok_or_else(|| format!("xattr {n} value is not hex"))?;
-            xattrs.push((name, value));
-        }
-        xattrs.sort();
-    }
     Ok(Entry {
         path,
         kind,
@@ -904,9 +861,70 @@ fn parse_line(l: &str) -> Result<Entry, String> {
         target,
         inode: None,
         link_group,
-        xattrs,
+        xattrs: parse_xattrs(f[11])?,
         sha256,
     })
+}
+
+/// The type field: a letter of `f d l p c b s`, `c:MAJOR:MINOR` or `b:MAJOR:MINOR` for a
+/// device (its rdev; 0 for the rest).
+fn parse_type(field: &str) -> Result<(FileType, u64), String> {
+    let mut t = field.split(':');
+    let letter = t.next().unwrap_or("");
+    let kind = letter
+        .chars()
+        .next()
+        .filter(|_| letter.len() == 1)
+        .and_then(FileType::from_letter)
+        .ok_or_else(|| format!("type {field:?} is not one of f d l p c b s"))?;
+    let rdev = match kind {
+        FileType::CharDevice | FileType::BlockDevice => {
+            let mut number = || -> Result<u32, String> {
+                t.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
+                    format!("device type {field:?} must be c:MAJOR:MINOR or b:MAJOR:MINOR")
+                })
+            };
+            let maj = number()?;
+            let min = number()?;
+            libc::makedev(maj, min)
+        }
+        _ => 0,
+    };
+    if t.next().is_some() {
+        return Err(format!("type {field:?} has extra parts"));
+    }
+    Ok((kind, rdev))
+}
+
+/// The sha256 field: 64 hex digits, or `-`.
+fn parse_sha256(field: &str) -> Result<Option<[u8; 32]>, String> {
+    if field == "-" {
+        return Ok(None);
+    }
+    let v = unhex(field)
+        .filter(|v| v.len() == 32)
+        .ok_or_else(|| format!("sha256 {field:?} is not 64 hex digits or -"))?;
+    let mut h = [0u8; 32];
+    h.copy_from_slice(&v);
+    Ok(Some(h))
+}
+
+/// The xattrs field: `-`, or `NAME=HEXVALUE` items joined by `,` (sorted as read).
+fn parse_xattrs(field: &str) -> Result<Vec<(OsString, Vec<u8>)>, String> {
+    let mut xattrs = Vec::new();
+    if field == "-" {
+        return Ok(xattrs);
+    }
+    for item in field.split(',') {
+        let (n, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("xattr {item:?} is not NAME=HEXVALUE"))?;
+        let name = OsString::from_vec(unescape(n).map_err(|e| format!("xattr name: {e}"))?);
+        let value = unhex(v).ok_or_else(|| format!("xattr {n} value is not hex"))?;
+        xattrs.push((name, value));
+    }
+    xattrs.sort();
+    Ok(xattrs)
 }
 
 /// Parse manifest text; `file` only names the source in errors.
@@ -1014,20 +1032,86 @@ pub fn write_tree_mapped(
     owners: Option<&crate::owners::OwnerMap>,
     progress: &dyn crate::tree::Progress,
 ) -> Result<Written, ManifestError> {
-    use crate::tree::Walked;
-    let mut w = Writer::create_new(output, header, comments)?;
-    let mut done = Written::default();
-    let mut groups: std::collections::HashMap<(u64, u64), (u64, u64)> = Default::default();
-    let mut next_group = 0u64;
-    let mut chunk = Snapshot::default();
-    let mut werr: Option<ManifestError> = None;
-    let mut flush = |chunk: &mut Snapshot, w: &mut Writer, werr: &mut Option<ManifestError>| {
-        if opts.hash {
-            let mut items = vec![(root, &mut *chunk, None)];
-            crate::tree::hash_snapshots(&mut items, opts.jobs, progress);
+    let mut r = TreeRecorder {
+        root,
+        opts,
+        owners,
+        progress,
+        w: Writer::create_new(output, header, comments)?,
+        done: Written::default(),
+        groups: Default::default(),
+        next_group: 0,
+        chunk: Snapshot::default(),
+        werr: None,
+    };
+    crate::tree::walk_stream(root, opts, progress, &mut |it| match it {
+        crate::tree::Walked::Error(e) => r.chunk.errors.push(e),
+        crate::tree::Walked::Entry(e) => r.entry(e),
+    })?;
+    r.finish()
+}
+
+/// [`write_tree_mapped`] under way: the entries walked, a chunk at a time.
+struct TreeRecorder<'a> {
+    root: &'a Path,
+    opts: &'a crate::tree::ScanOptions,
+    owners: Option<&'a crate::owners::OwnerMap>,
+    progress: &'a dyn crate::tree::Progress,
+    w: Writer,
+    done: Written,
+    /// (dev, ino) of a hard-linked inode -> (its group, names of it met so far).
+    groups: std::collections::HashMap<(u64, u64), (u64, u64)>,
+    next_group: u64,
+    chunk: Snapshot,
+    /// The first error writing the manifest.
+    werr: Option<ManifestError>,
+}
+
+impl TreeRecorder<'_> {
+    fn entry(&mut self, mut e: Entry) {
+        if e.kind == FileType::File {
+            self.done.files += 1;
+            self.done.bytes += e.size;
         }
-        for mut e in chunk.entries.drain(..) {
-            if let Some(m) = owners {
+        self.done.entries += 1;
+        if let Some(i) = e.inode.filter(|i| i.nlink > 1 && e.kind != FileType::Dir) {
+            e.link_group = Some(self.link_group(i.dev, i.ino, i.nlink));
+        }
+        self.chunk.entries.push(e);
+        if self.chunk.entries.len() >= crate::tree::CHUNK {
+            self.flush();
+        }
+    }
+
+    /// The hard-link group of inode (dev, ino) with `nlink` names, numbered when first met
+    /// (and forgotten once all its names were met).
+    fn link_group(&mut self, dev: u64, ino: u64, nlink: u64) -> u64 {
+        let k = (dev, ino);
+        match self.groups.get_mut(&k) {
+            Some(g) => {
+                g.1 += 1;
+                let n = g.0;
+                if g.1 >= nlink {
+                    self.groups.remove(&k);
+                }
+                n
+            }
+            None => {
+                self.next_group += 1;
+                self.groups.insert(k, (self.next_group, 1));
+                self.next_group
+            }
+        }
+    }
+
+    /// The chunk hashed, its owners mapped, written.
+    fn flush(&mut self) {
+        if self.opts.hash {
+            let mut items = vec![(self.root, &mut self.chunk, None)];
+            crate::tree::hash_snapshots(&mut items, self.opts.jobs, self.progress);
+        }
+        for mut e in self.chunk.entries.drain(..) {
+            if let Some(m) = self.owners {
                 (e.uid, e.gid) = m.map(e.uid, e.gid);
                 for (n, val) in &mut e.xattrs {
                     if crate::owners::is_acl_xattr(n.as_bytes()) {
@@ -1035,58 +1119,30 @@ pub fn write_tree_mapped(
                     }
                 }
             }
-            if werr.is_none() {
-                if let Err(x) = w.entry(&e) {
-                    *werr = Some(x);
+            if self.werr.is_none() {
+                if let Err(x) = self.w.entry(&e) {
+                    self.werr = Some(x);
                 }
             }
         }
-        done.errors.append(&mut chunk.errors);
-    };
-    crate::tree::walk_stream(root, opts, progress, &mut |it| match it {
-        Walked::Error(e) => chunk.errors.push(e),
-        Walked::Entry(mut e) => {
-            if e.kind == FileType::File {
-                done.files += 1;
-                done.bytes += e.size;
-            }
-            done.entries += 1;
-            if let Some(i) = e.inode.filter(|i| i.nlink > 1 && e.kind != FileType::Dir) {
-                let k = (i.dev, i.ino);
-                let g = match groups.get_mut(&k) {
-                    Some(g) => {
-                        g.1 += 1;
-                        let n = g.0;
-                        if g.1 >= i.nlink {
-                            groups.remove(&k);
-                        }
-                        n
-                    }
-                    None => {
-                        next_group += 1;
-                        groups.insert(k, (next_group, 1));
-                        next_group
-                    }
-                };
-                e.link_group = Some(g);
-            }
-            chunk.entries.push(e);
-            if chunk.entries.len() >= crate::tree::CHUNK {
-                flush(&mut chunk, &mut w, &mut werr);
-            }
+        self.done.errors.append(&mut self.chunk.errors);
+    }
+
+    /// The last chunk written, and the manifest finished when every entry was read.
+    fn finish(mut self) -> Result<Written, ManifestError> {
+        self.flush();
+        if let Some(e) = self.werr {
+            return Err(e);
         }
-    })?;
-    flush(&mut chunk, &mut w, &mut werr);
-    if let Some(e) = werr {
-        return Err(e);
+        let d = self.done;
+        if d.errors.is_empty() {
+            self.w.finish(&[format!(
+                "entries: {}, files: {}, bytes: {}",
+                d.entries, d.files, d.bytes
+            )])?;
+        }
+        Ok(d)
     }
-    if done.errors.is_empty() {
-        w.finish(&[format!(
-            "entries: {}, files: {}, bytes: {}",
-            done.entries, done.files, done.bytes
-        )])?;
-    }
-    Ok(done)
 }
 
 /// Where a volume's manifest lives: `<parent of target>/.cm-manifest/<target name>.manifest`

@@ -209,85 +209,23 @@ impl OwnerMap {
     /// line is skipped and recorded in [`OwnerMap::skipped`]) or `host-uid:host-gid=uid:gid`.
     /// `#` starts a comment; blank lines are ignored.
     pub fn parse(text: &str, file: &Path, root: &Path) -> Result<OwnerMap, OwnerMapError> {
-        let mut map = OwnerMap::default();
-        let mut db: Option<IdDb> = None;
+        let mut p = MapParser {
+            file,
+            root,
+            db: None,
+            map: OwnerMap::default(),
+        };
         for (i, raw) in text.lines().enumerate() {
-            let lineno = i + 1;
-            let err = |message: String| OwnerMapError::Line {
-                path: file.to_path_buf(),
-                line: lineno,
-                message,
-            };
             let line = match raw.find('#') {
                 Some(p) => &raw[..p],
                 None => raw,
             }
             .trim();
-            if line.is_empty() {
-                continue;
+            if !line.is_empty() {
+                p.line(i + 1, line)?;
             }
-            let mut name = None;
-            let (host_uid, host_gid, uid, gid) = if let Some((host, target)) = line.split_once('=')
-            {
-                let (hu, hg) = parse_pair(host.trim()).ok_or_else(|| {
-                    err(format!("expected host-uid:host-gid=uid:gid, got {line:?}"))
-                })?;
-                let (u, g) = parse_pair(target.trim()).ok_or_else(|| {
-                    err(format!("expected host-uid:host-gid=uid:gid, got {line:?}"))
-                })?;
-                (hu, hg, u, g)
-            } else {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                if f.len() != 3 {
-                    return Err(err(format!(
-                        "expected `name uid gid` or `host-uid:host-gid=uid:gid`, got {line:?}"
-                    )));
-                }
-                let u: u32 = f[1]
-                    .parse()
-                    .map_err(|_| err(format!("uid {:?} is not a number", f[1])))?;
-                let g: u32 = f[2]
-                    .parse()
-                    .map_err(|_| err(format!("gid {:?} is not a number", f[2])))?;
-                let uname = f[0];
-                name = Some(uname.to_string());
-                if db.is_none() {
-                    db = Some(
-                        IdDb::load(root).map_err(|(p, source)| OwnerMapError::NoIdDb {
-                            path: file.to_path_buf(),
-                            line: lineno,
-                            name: uname.to_string(),
-                            db: p,
-                            source,
-                        })?,
-                    );
-                }
-                let Some(db) = db.as_ref() else { continue };
-                let Some(&(hu, primary)) = db.users.get(uname) else {
-                    map.skipped.push(SkippedName {
-                        path: file.to_path_buf(),
-                        line: lineno,
-                        name: uname.to_string(),
-                        passwd: root.join("etc/passwd"),
-                    });
-                    continue;
-                };
-                let hg = db.groups.get(uname).copied().unwrap_or(primary);
-                (hu, hg, u, g)
-            };
-            insert(&mut map.uids, host_uid, uid)
-                .map_err(|prev| err(format!("host uid {host_uid} is already mapped to {prev}")))?;
-            insert(&mut map.gids, host_gid, gid)
-                .map_err(|prev| err(format!("host gid {host_gid} is already mapped to {prev}")))?;
-            map.lines.push(Mapping {
-                name,
-                host_uid,
-                host_gid,
-                uid,
-                gid,
-            });
         }
-        Ok(map)
+        Ok(p.map)
     }
 
     /// Add one numeric mapping (host uid/gid -> uid/gid). Later calls for the same host id
@@ -366,6 +304,114 @@ impl fmt::Display for OwnerMap {
         let u: Vec<String> = self.uids.iter().map(|(a, b)| format!("{a}->{b}")).collect();
         let g: Vec<String> = self.gids.iter().map(|(a, b)| format!("{a}->{b}")).collect();
         write!(f, "uids [{}], gids [{}]", u.join(", "), g.join(", "))
+    }
+}
+
+/// [`OwnerMap::parse`] under way: the map so far, and the source root's users and groups
+/// once a name line needed them.
+struct MapParser<'a> {
+    file: &'a Path,
+    root: &'a Path,
+    db: Option<IdDb>,
+    map: OwnerMap,
+}
+
+/// A mapping line's ids: host uid, host gid, uid, gid.
+type Ids = (u32, u32, u32, u32);
+
+impl MapParser<'_> {
+    fn err(&self, line: usize, message: String) -> OwnerMapError {
+        OwnerMapError::Line {
+            path: self.file.to_path_buf(),
+            line,
+            message,
+        }
+    }
+
+    /// One line (comment cut, trimmed, not empty).
+    fn line(&mut self, lineno: usize, line: &str) -> Result<(), OwnerMapError> {
+        let (name, ids) = match line.split_once('=') {
+            Some((host, target)) => {
+                let bad = || {
+                    self.err(
+                        lineno,
+                        format!("expected host-uid:host-gid=uid:gid, got {line:?}"),
+                    )
+                };
+                let (hu, hg) = parse_pair(host.trim()).ok_or_else(bad)?;
+                let (u, g) = parse_pair(target.trim()).ok_or_else(bad)?;
+                (None, (hu, hg, u, g))
+            }
+            None => match self.named(lineno, line)? {
+                Some((name, ids)) => (Some(name), ids),
+                None => return Ok(()),
+            },
+        };
+        let (host_uid, host_gid, uid, gid) = ids;
+        insert(&mut self.map.uids, host_uid, uid).map_err(|prev| {
+            self.err(
+                lineno,
+                format!("host uid {host_uid} is already mapped to {prev}"),
+            )
+        })?;
+        insert(&mut self.map.gids, host_gid, gid).map_err(|prev| {
+            self.err(
+                lineno,
+                format!("host gid {host_gid} is already mapped to {prev}"),
+            )
+        })?;
+        self.map.lines.push(Mapping {
+            name,
+            host_uid,
+            host_gid,
+            uid,
+            gid,
+        });
+        Ok(())
+    }
+
+    /// A `name uid gid` line: the name and its ids, the host's resolved in the source root
+    /// (its user's primary group when no group has the name); None when the root has no
+    /// such user (the line is skipped and recorded).
+    fn named(&mut self, lineno: usize, line: &str) -> Result<Option<(String, Ids)>, OwnerMapError> {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 3 {
+            return Err(self.err(
+                lineno,
+                format!("expected `name uid gid` or `host-uid:host-gid=uid:gid`, got {line:?}"),
+            ));
+        }
+        let u: u32 = f[1]
+            .parse()
+            .map_err(|_| self.err(lineno, format!("uid {:?} is not a number", f[1])))?;
+        let g: u32 = f[2]
+            .parse()
+            .map_err(|_| self.err(lineno, format!("gid {:?} is not a number", f[2])))?;
+        let uname = f[0];
+        if self.db.is_none() {
+            let db = IdDb::load(self.root).map_err(|(p, source)| OwnerMapError::NoIdDb {
+                path: self.file.to_path_buf(),
+                line: lineno,
+                name: uname.to_string(),
+                db: p,
+                source,
+            })?;
+            self.db = Some(db);
+        }
+        let Some(db) = self.db.as_ref() else {
+            return Ok(None);
+        };
+        let Some(&(hu, primary)) = db.users.get(uname) else {
+            self.map.skipped.push(SkippedName {
+                path: self.file.to_path_buf(),
+                line: lineno,
+                name: uname.to_string(),
+                passwd: self.root.join("etc/passwd"),
+            });
+            return Ok(None);
+        };
+        let hg = db.groups.get(uname).copied().unwrap_or(primary);
+        Ok(Some((uname.to_string(), (hu, hg, u, g))))
     }
 }
 

@@ -677,41 +677,8 @@ pub fn check_value(key: &str, value: &str) -> Option<String> {
     let p = lookup(key)?;
     let shown = crate::ini::repr_excerpt(value);
     match p.kind {
-        Kind::Domain => {
-            if value.is_empty() {
-                Some("mail_domain is empty; chatmail needs the relay's domain".into())
-            } else if value.contains('{') || value.contains('}') {
-                Some(format!("mail_domain = {shown} looks like an unfilled template placeholder"))
-            } else if value.chars().any(|c| c.is_whitespace() || c == '/' || c == '@') {
-                Some(format!("mail_domain = {shown} is not a domain name"))
-            } else {
-                None
-            }
-        }
-        Kind::Int => match parse_py_int(value) {
-            None => {
-                let mut m = format!("{key} = {shown} is not an integer: chatmail would fail to start");
-                if key == "max_message_size" {
-                    if let Some(b) = parse_size(value) {
-                        m.push_str(&format!(" (it is a number of bytes without suffix: {value} is {b})"));
-                    } else {
-                        m.push_str(" (it is a number of bytes without suffix, e.g. 31457280)");
-                    }
-                }
-                Some(m)
-            }
-            Some(n) => {
-                let is_port = key.ends_with("_port") || key.contains("_port_");
-                let v: i128 = n.parse().unwrap_or(-1);
-                if is_port && !(1..=65535).contains(&v) {
-                    Some(format!("{key} = {shown} is not a TCP port (1 to 65535)"))
-                } else if v < 0 {
-                    Some(format!("{key} = {shown} is negative"))
-                } else {
-                    None
-                }
-            }
-        },
+        Kind::Domain => check_domain(value, &shown),
+        Kind::Int => check_int(key, value, &shown),
         Kind::Float => match parse_py_float(value) {
             None => Some(format!("{key} = {shown} is not a number: chatmail would fail to start")),
             Some(_) => None,
@@ -746,6 +713,51 @@ pub fn check_value(key: &str, value: &str) -> Option<String> {
     }
 }
 
+/// Why `mail_domain = value` (shown as `shown`) is not the relay's domain.
+fn check_domain(value: &str, shown: &str) -> Option<String> {
+    if value.is_empty() {
+        Some("mail_domain is empty; chatmail needs the relay's domain".into())
+    } else if value.contains('{') || value.contains('}') {
+        Some(format!(
+            "mail_domain = {shown} looks like an unfilled template placeholder"
+        ))
+    } else if value
+        .chars()
+        .any(|c| c.is_whitespace() || c == '/' || c == '@')
+    {
+        Some(format!("mail_domain = {shown} is not a domain name"))
+    } else {
+        None
+    }
+}
+
+/// Why the integer setting `key = value` (shown as `shown`) is refused: not an integer
+/// (for max_message_size, with what a size suffix would mean), not a port, negative.
+fn check_int(key: &str, value: &str, shown: &str) -> Option<String> {
+    let Some(n) = parse_py_int(value) else {
+        let mut m = format!("{key} = {shown} is not an integer: chatmail would fail to start");
+        if key == "max_message_size" {
+            if let Some(b) = parse_size(value) {
+                m.push_str(&format!(
+                    " (it is a number of bytes without suffix: {value} is {b})"
+                ));
+            } else {
+                m.push_str(" (it is a number of bytes without suffix, e.g. 31457280)");
+            }
+        }
+        return Some(m);
+    };
+    let is_port = key.ends_with("_port") || key.contains("_port_");
+    let v: i128 = n.parse().unwrap_or(-1);
+    if is_port && !(1..=65535).contains(&v) {
+        Some(format!("{key} = {shown} is not a TCP port (1 to 65535)"))
+    } else if v < 0 {
+        Some(format!("{key} = {shown} is negative"))
+    } else {
+        None
+    }
+}
+
 /// Every warning about the [params] section (and ignored sections) of a parsed ini.
 pub fn warnings(ini: &IniFile) -> Vec<Warning> {
     let mut out = Vec::new();
@@ -770,44 +782,10 @@ pub fn warnings(ini: &IniFile) -> Vec<Warning> {
             message,
         };
         match lookup(&e.key) {
-            None => {
-                let hint = match suggest(&e.key) {
-                    Some(s) if s.eq_ignore_ascii_case(&e.key) => {
-                        format!(" (keys are case-sensitive: did you mean '{s}'?)")
-                    }
-                    Some(s) => format!(" (did you mean '{s}'?)"),
-                    None => String::new(),
-                };
-                out.push(w(
-                    WarningKind::Unknown,
-                    format!(
-                        "unknown key {}{hint}: chatmail ignores it; not written",
-                        py_repr(&e.key)
-                    ),
-                ));
-            }
+            None => out.push(w(WarningKind::Unknown, unknown_key(&e.key))),
             Some(p) => {
-                match p.status {
-                    Status::Active => {}
-                    Status::Deprecated => out.push(w(
-                        WarningKind::Deprecated,
-                        format!(
-                            "key '{}' is deprecated ({}); chatmail still reads it",
-                            p.name, p.doc
-                        ),
-                    )),
-                    Status::Unused => out.push(w(
-                        WarningKind::Unused,
-                        format!(
-                            "key '{}' is unused since chatmail {}: it has no effect",
-                            p.name,
-                            p.until.unwrap_or("?")
-                        ),
-                    )),
-                    Status::DockerOnly => out.push(w(
-                        WarningKind::DockerOnly,
-                        format!("key '{}' is only read by chatmail's Docker branch", p.name),
-                    )),
+                if let Some((kind, m)) = status_warning(p) {
+                    out.push(w(kind, m));
                 }
                 if let Some(m) = check_value(&e.key, &e.value) {
                     out.push(w(WarningKind::BadValue, m));
@@ -816,6 +794,47 @@ pub fn warnings(ini: &IniFile) -> Vec<Warning> {
         }
     }
     out
+}
+
+/// What is said of a key chatmail does not know (with the known key it may be meant as).
+fn unknown_key(key: &str) -> String {
+    let hint = match suggest(key) {
+        Some(s) if s.eq_ignore_ascii_case(key) => {
+            format!(" (keys are case-sensitive: did you mean '{s}'?)")
+        }
+        Some(s) => format!(" (did you mean '{s}'?)"),
+        None => String::new(),
+    };
+    format!(
+        "unknown key {}{hint}: chatmail ignores it; not written",
+        py_repr(key)
+    )
+}
+
+/// The warning a key's status calls for (none for an active key).
+fn status_warning(p: &Param) -> Option<(WarningKind, String)> {
+    match p.status {
+        Status::Active => None,
+        Status::Deprecated => Some((
+            WarningKind::Deprecated,
+            format!(
+                "key '{}' is deprecated ({}); chatmail still reads it",
+                p.name, p.doc
+            ),
+        )),
+        Status::Unused => Some((
+            WarningKind::Unused,
+            format!(
+                "key '{}' is unused since chatmail {}: it has no effect",
+                p.name,
+                p.until.unwrap_or("?")
+            ),
+        )),
+        Status::DockerOnly => Some((
+            WarningKind::DockerOnly,
+            format!("key '{}' is only read by chatmail's Docker branch", p.name),
+        )),
+    }
 }
 
 /// Why an ini cannot be converted.

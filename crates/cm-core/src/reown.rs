@@ -111,18 +111,7 @@ pub fn reown(
     let mut out = if dry_run {
         None
     } else {
-        if let Some(d) = record.parent() {
-            std::fs::create_dir_all(d).map_err(io_at(d))?;
-        }
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_at(&tmp))?;
-        let mut w = BufWriter::new(f);
-        writeln!(w, "{MAGIC}\n@root {}", quote::quote_path(root)).map_err(io_at(&tmp))?;
-        Some(w)
+        Some(begin_record(record, &tmp, root)?)
     };
     let walked = walk(root, &mut |rel, md| {
         r.entries += 1;
@@ -147,23 +136,58 @@ pub fn reown(
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    let Some(mut w) = out else {
+    let Some(w) = out else {
         return Ok(r);
     };
-    writeln!(w, "@end {}", r.changed).map_err(io_at(&tmp))?;
-    let f = w.into_inner().map_err(|e| io_at(&tmp)(e.into_error()))?;
-    f.sync_all().map_err(io_at(&tmp))?;
-    if r.changed == 0 {
-        std::fs::remove_file(&tmp).map_err(io_at(&tmp))?;
+    if !finish_record(w, &tmp, record, r.changed)? {
         return Ok(r);
     }
-    std::fs::rename(&tmp, record).map_err(io_at(record))?;
     r.record = Some(record.to_path_buf());
     apply(record, &mut |abs, uid, gid, mode| {
         let (u, g) = map.map(uid, gid);
         set_owner(abs, u, g, mode)
     })?;
     Ok(r)
+}
+
+/// The undo record begun in its private temporary `tmp` beside `record` (0600, never
+/// over an existing file): its magic line and the root.
+fn begin_record(
+    record: &Path,
+    tmp: &Path,
+    root: &Path,
+) -> Result<BufWriter<std::fs::File>, ReownError> {
+    if let Some(d) = record.parent() {
+        std::fs::create_dir_all(d).map_err(io_at(d))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(io_at(tmp))?;
+    let mut w = BufWriter::new(f);
+    writeln!(w, "{MAGIC}\n@root {}", quote::quote_path(root)).map_err(io_at(tmp))?;
+    Ok(w)
+}
+
+/// The undo record ended (`@end` with its count) and on disk, then renamed into place;
+/// with nothing to change it is removed instead (false).
+fn finish_record(
+    mut w: BufWriter<std::fs::File>,
+    tmp: &Path,
+    record: &Path,
+    changed: u64,
+) -> Result<bool, ReownError> {
+    writeln!(w, "@end {changed}").map_err(io_at(tmp))?;
+    let f = w.into_inner().map_err(|e| io_at(tmp)(e.into_error()))?;
+    f.sync_all().map_err(io_at(tmp))?;
+    if changed == 0 {
+        std::fs::remove_file(tmp).map_err(io_at(tmp))?;
+        return Ok(false);
+    }
+    std::fs::rename(tmp, record).map_err(io_at(record))?;
+    Ok(true)
 }
 
 /// lchown `abs` to `u:g`, then put back a setuid/setgid bit the kernel cleared.

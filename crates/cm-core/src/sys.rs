@@ -36,74 +36,150 @@ pub fn cstr(b: &[u8]) -> Result<CString> {
     CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
 }
 
-/// A timestamp in nanoseconds precision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Ts {
-    pub sec: i64,
-    pub nsec: i64,
+/// The type of a directory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
 }
 
-impl Ts {
+impl FileType {
+    /// From `st_mode`.
+    pub fn from_mode(mode: u32) -> FileType {
+        match mode & libc::S_IFMT {
+            libc::S_IFDIR => FileType::Dir,
+            libc::S_IFLNK => FileType::Symlink,
+            libc::S_IFIFO => FileType::Fifo,
+            libc::S_IFCHR => FileType::CharDevice,
+            libc::S_IFBLK => FileType::BlockDevice,
+            libc::S_IFSOCK => FileType::Socket,
+            _ => FileType::File,
+        }
+    }
+
+    /// The `S_IF*` bits of `st_mode`.
+    pub fn ifmt(self) -> u32 {
+        match self {
+            FileType::File => libc::S_IFREG,
+            FileType::Dir => libc::S_IFDIR,
+            FileType::Symlink => libc::S_IFLNK,
+            FileType::Fifo => libc::S_IFIFO,
+            FileType::CharDevice => libc::S_IFCHR,
+            FileType::BlockDevice => libc::S_IFBLK,
+            FileType::Socket => libc::S_IFSOCK,
+        }
+    }
+
+    /// One-letter code, as in the manifest: f d l p c b s.
+    pub fn letter(self) -> char {
+        match self {
+            FileType::File => 'f',
+            FileType::Dir => 'd',
+            FileType::Symlink => 'l',
+            FileType::Fifo => 'p',
+            FileType::CharDevice => 'c',
+            FileType::BlockDevice => 'b',
+            FileType::Socket => 's',
+        }
+    }
+
+    /// Inverse of [`FileType::letter`].
+    pub fn from_letter(c: char) -> Option<FileType> {
+        Some(match c {
+            'f' => FileType::File,
+            'd' => FileType::Dir,
+            'l' => FileType::Symlink,
+            'p' => FileType::Fifo,
+            'c' => FileType::CharDevice,
+            'b' => FileType::BlockDevice,
+            's' => FileType::Socket,
+            _ => return None,
+        })
+    }
+
+    /// A word for humans.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::File => "file",
+            FileType::Dir => "directory",
+            FileType::Symlink => "symlink",
+            FileType::Fifo => "fifo",
+            FileType::CharDevice => "char device",
+            FileType::BlockDevice => "block device",
+            FileType::Socket => "socket",
+        }
+    }
+}
+
+/// A point in time, seconds since the epoch plus nanoseconds (`0 <= nsec < 1e9`), as `stat`
+/// gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Timestamp {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:09}", self.sec, self.nsec)
+    }
+}
+
+impl Timestamp {
     fn spec(self) -> libc::timespec {
         libc::timespec {
             tv_sec: self.sec as libc::time_t,
             tv_nsec: self.nsec as _,
         }
     }
-}
 
-/// The kind of a directory entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    Fifo,
-    Char,
-    Block,
-    Socket,
-}
-
-impl Kind {
-    pub fn from_mode(mode: u32) -> Kind {
-        match mode & libc::S_IFMT {
-            libc::S_IFDIR => Kind::Dir,
-            libc::S_IFLNK => Kind::Symlink,
-            libc::S_IFIFO => Kind::Fifo,
-            libc::S_IFCHR => Kind::Char,
-            libc::S_IFBLK => Kind::Block,
-            libc::S_IFSOCK => Kind::Socket,
-            _ => Kind::File,
+    /// From `stat`'s seconds and nanoseconds.
+    fn from_stat(sec: i64, nsec: i64) -> Timestamp {
+        Timestamp {
+            sec,
+            nsec: nsec.clamp(0, 999_999_999) as u32,
         }
     }
-    pub fn ifmt(self) -> u32 {
-        match self {
-            Kind::File => libc::S_IFREG,
-            Kind::Dir => libc::S_IFDIR,
-            Kind::Symlink => libc::S_IFLNK,
-            Kind::Fifo => libc::S_IFIFO,
-            Kind::Char => libc::S_IFCHR,
-            Kind::Block => libc::S_IFBLK,
-            Kind::Socket => libc::S_IFSOCK,
-        }
+
+    /// For people: UTC with the nanoseconds, `2026-12-03 16:34:34.123456789 UTC` (the
+    /// manifest keeps [`std::fmt::Display`]'s `SECONDS.NANOSECONDS`).
+    pub fn utc(&self) -> String {
+        let (y, m, d, hh, mm, ss) = crate::fsutil::civil(self.sec);
+        format!(
+            "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}.{:09} UTC",
+            self.nsec
+        )
     }
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::File => "file",
-            Kind::Dir => "directory",
-            Kind::Symlink => "symlink",
-            Kind::Fifo => "fifo",
-            Kind::Char => "char device",
-            Kind::Block => "block device",
-            Kind::Socket => "socket",
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Timestamp, String> {
+        let (a, b) = s
+            .split_once('.')
+            .ok_or_else(|| format!("time {s:?} is not SECONDS.NANOSECONDS"))?;
+        let sec: i64 = a
+            .parse()
+            .map_err(|_| format!("time {s:?}: seconds are not a number"))?;
+        if b.len() != 9 || !b.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(format!("time {s:?}: nanoseconds must be 9 digits"));
         }
+        let nsec: u32 = b
+            .parse()
+            .map_err(|_| format!("time {s:?}: nanoseconds are not a number"))?;
+        Ok(Timestamp { sec, nsec })
     }
 }
 
 /// What `lstat` says about an entry, reduced to what the engine uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stat {
-    pub kind: Kind,
+    pub kind: FileType,
     /// Permission bits including setuid, setgid and sticky (`mode & 07777`).
     pub perm: u32,
     pub uid: u32,
@@ -111,9 +187,9 @@ pub struct Stat {
     pub size: u64,
     /// Allocated 512-byte blocks.
     pub blocks: u64,
-    pub atime: Ts,
-    pub mtime: Ts,
-    pub ctime: Ts,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
     pub dev: u64,
     pub ino: u64,
     pub nlink: u64,
@@ -123,24 +199,15 @@ pub struct Stat {
 impl Stat {
     fn from(st: &libc::stat) -> Stat {
         Stat {
-            kind: Kind::from_mode(st.st_mode),
+            kind: FileType::from_mode(st.st_mode),
             perm: st.st_mode & 0o7777,
             uid: st.st_uid,
             gid: st.st_gid,
             size: st.st_size as u64,
             blocks: st.st_blocks as u64,
-            atime: Ts {
-                sec: st.st_atime,
-                nsec: st.st_atime_nsec,
-            },
-            mtime: Ts {
-                sec: st.st_mtime,
-                nsec: st.st_mtime_nsec,
-            },
-            ctime: Ts {
-                sec: st.st_ctime,
-                nsec: st.st_ctime_nsec,
-            },
+            atime: Timestamp::from_stat(st.st_atime, st.st_atime_nsec),
+            mtime: Timestamp::from_stat(st.st_mtime, st.st_mtime_nsec),
+            ctime: Timestamp::from_stat(st.st_ctime, st.st_ctime_nsec),
             dev: st.st_dev,
             ino: st.st_ino,
             nlink: st.st_nlink,
@@ -149,7 +216,7 @@ impl Stat {
     }
     /// Sparse: fewer bytes allocated than the file's length.
     pub fn is_sparse(&self) -> bool {
-        self.kind == Kind::File && self.blocks.saturating_mul(512) < self.size
+        self.kind == FileType::File && self.blocks.saturating_mul(512) < self.size
     }
 }
 
@@ -389,13 +456,13 @@ pub fn chmod_at(dir: RawFd, name: &CStr, perm: u32) -> Result<()> {
     cvt(unsafe { libc::fchmodat(dir, name.as_ptr(), perm as libc::mode_t, 0) }).map(|_| ())
 }
 
-pub fn futimens(fd: RawFd, atime: Ts, mtime: Ts) -> Result<()> {
+pub fn futimens(fd: RawFd, atime: Timestamp, mtime: Timestamp) -> Result<()> {
     let t = [atime.spec(), mtime.spec()];
     cvt(unsafe { libc::futimens(fd, t.as_ptr()) }).map(|_| ())
 }
 
 /// Set the times of `name` in `dir` itself (a symlink's own times).
-pub fn lutimens_at(dir: RawFd, name: &CStr, atime: Ts, mtime: Ts) -> Result<()> {
+pub fn lutimens_at(dir: RawFd, name: &CStr, atime: Timestamp, mtime: Timestamp) -> Result<()> {
     let t = [atime.spec(), mtime.spec()];
     cvt(unsafe { libc::utimensat(dir, name.as_ptr(), t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
         .map(|_| ())

@@ -34,117 +34,7 @@ use std::os::fd::{IntoRawFd, RawFd};
 
 use crate::owners::OwnerMap;
 
-/// The type of a directory entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FileType {
-    File,
-    Dir,
-    Symlink,
-    Fifo,
-    CharDevice,
-    BlockDevice,
-    Socket,
-}
-
-impl FileType {
-    /// From `st_mode`.
-    pub fn from_mode(mode: u32) -> FileType {
-        match mode & libc::S_IFMT {
-            libc::S_IFDIR => FileType::Dir,
-            libc::S_IFLNK => FileType::Symlink,
-            libc::S_IFIFO => FileType::Fifo,
-            libc::S_IFCHR => FileType::CharDevice,
-            libc::S_IFBLK => FileType::BlockDevice,
-            libc::S_IFSOCK => FileType::Socket,
-            _ => FileType::File,
-        }
-    }
-
-    /// One-letter code, as in the manifest: f d l p c b s.
-    pub fn letter(self) -> char {
-        match self {
-            FileType::File => 'f',
-            FileType::Dir => 'd',
-            FileType::Symlink => 'l',
-            FileType::Fifo => 'p',
-            FileType::CharDevice => 'c',
-            FileType::BlockDevice => 'b',
-            FileType::Socket => 's',
-        }
-    }
-
-    /// Inverse of [`FileType::letter`].
-    pub fn from_letter(c: char) -> Option<FileType> {
-        Some(match c {
-            'f' => FileType::File,
-            'd' => FileType::Dir,
-            'l' => FileType::Symlink,
-            'p' => FileType::Fifo,
-            'c' => FileType::CharDevice,
-            'b' => FileType::BlockDevice,
-            's' => FileType::Socket,
-            _ => return None,
-        })
-    }
-
-    /// A word for humans.
-    pub fn name(self) -> &'static str {
-        match self {
-            FileType::File => "file",
-            FileType::Dir => "directory",
-            FileType::Symlink => "symlink",
-            FileType::Fifo => "fifo",
-            FileType::CharDevice => "char device",
-            FileType::BlockDevice => "block device",
-            FileType::Socket => "socket",
-        }
-    }
-}
-
-/// A point in time, seconds since the epoch plus nanoseconds (`0 <= nsec < 1e9`), as `stat`
-/// gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Timestamp {
-    pub sec: i64,
-    pub nsec: u32,
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:09}", self.sec, self.nsec)
-    }
-}
-
-impl Timestamp {
-    /// For people: UTC with the nanoseconds, `2026-12-03 16:34:34.123456789 UTC` (the
-    /// manifest keeps [`fmt::Display`]'s `SECONDS.NANOSECONDS`).
-    pub fn utc(&self) -> String {
-        let (y, m, d, hh, mm, ss) = crate::fsutil::civil(self.sec);
-        format!(
-            "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}.{:09} UTC",
-            self.nsec
-        )
-    }
-}
-
-impl std::str::FromStr for Timestamp {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Timestamp, String> {
-        let (a, b) = s
-            .split_once('.')
-            .ok_or_else(|| format!("time {s:?} is not SECONDS.NANOSECONDS"))?;
-        let sec: i64 = a
-            .parse()
-            .map_err(|_| format!("time {s:?}: seconds are not a number"))?;
-        if b.len() != 9 || !b.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(format!("time {s:?}: nanoseconds must be 9 digits"));
-        }
-        let nsec: u32 = b
-            .parse()
-            .map_err(|_| format!("time {s:?}: nanoseconds are not a number"))?;
-        Ok(Timestamp { sec, nsec })
-    }
-}
+pub use crate::sys::{FileType, Timestamp};
 
 /// Identity of an inode, from a live scan (not stored in manifests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1397,23 +1287,17 @@ pub const CHUNK: usize = 4096;
 impl Entry {
     /// An entry from the engine's `lstat` model (no xattrs, no target, no hash).
     pub fn from_sys(path: PathBuf, st: &crate::sys::Stat) -> Entry {
-        use crate::sys::Kind;
-        let ts = |t: crate::sys::Ts| Timestamp {
-            sec: t.sec,
-            nsec: t.nsec.clamp(0, 999_999_999) as u32,
-        };
-        let kind = FileType::from_mode(st.kind.ifmt());
         Entry {
             path,
-            kind,
+            kind: st.kind,
             mode: st.perm,
             uid: st.uid,
             gid: st.gid,
             size: st.size,
-            mtime: ts(st.mtime),
-            atime: ts(st.atime),
+            mtime: st.mtime,
+            atime: st.atime,
             rdev: match st.kind {
-                Kind::Char | Kind::Block => st.rdev,
+                FileType::CharDevice | FileType::BlockDevice => st.rdev,
                 _ => 0,
             },
             target: None,
@@ -1460,7 +1344,14 @@ pub fn walk_stream(
     f: &mut dyn FnMut(Walked),
 ) -> Result<(), TreeError> {
     let (rfd, rst) = open_stream_root(root)?;
-    let lister = crate::walk::Lister::new();
+    // What the walk leaves out is not prefetched either.
+    let excluded: Vec<Vec<u8>> = opts
+        .exclude
+        .iter()
+        .map(|x| path_bytes(x).to_vec())
+        .collect();
+    let lister = crate::walk::Lister::with_prefetch(crate::walk::PREFETCH_DEPTH)
+        .prefetch_only(Box::new(move |rel| !excluded.iter().any(|x| x == rel)));
     let threads = opts.jobs.clamp(2, 8);
     std::thread::scope(|sc| -> Result<(), TreeError> {
         for _ in 0..threads {
@@ -1512,6 +1403,8 @@ struct StreamFrame {
     i: usize,
     ahead: std::collections::VecDeque<(usize, crate::walk::Ticket)>,
     next: usize,
+    /// Listings of subdirectories the lister prefetched.
+    sub: crate::walk::Subs,
 }
 
 /// One [`walk_stream`]: the listing threads' queue, the root, and a buffer for xattrs.
@@ -1539,14 +1432,15 @@ impl StreamWalk<'_> {
             let i = fr.next;
             fr.next += 1;
             let it = &fr.items[i];
-            if it.st.kind != crate::sys::Kind::Dir {
+            if it.st.kind != crate::sys::FileType::Dir {
                 continue;
             }
             let rel = crate::walk::join(&fr.rel, &it.name);
             if self.excluded(&rel) {
                 continue;
             }
-            fr.ahead.push_back((i, self.request(&rel)));
+            let t = fr.sub.take(i).unwrap_or_else(|| self.request(&rel));
+            fr.ahead.push_back((i, t));
         }
     }
 
@@ -1566,7 +1460,7 @@ impl StreamWalk<'_> {
             if self.excluded(&rel) {
                 continue;
             }
-            if it.st.kind != crate::sys::Kind::Dir {
+            if it.st.kind != crate::sys::FileType::Dir {
                 f(Walked::Entry(item_entry(&rel, it)));
                 continue;
             }
@@ -1624,6 +1518,7 @@ impl StreamWalk<'_> {
             i: 0,
             ahead: Default::default(),
             next: 0,
+            sub: l.sub,
         };
         self.ahead(&mut fr);
         Some(fr)

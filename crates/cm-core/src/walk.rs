@@ -5,15 +5,31 @@
 //! and handed over through [`Ticket`]s, so only the directories requested and not yet
 //! consumed are held in memory.
 //!
+//! A lister made [`Lister::with_prefetch`] also lists, after each directory it was asked
+//! for, that directory's first subdirectories (and theirs, to the depth given) at a lower
+//! priority than what the walker asks for: their tickets travel in the listing
+//! ([`Listing::sub`]), so a walker that never gets to them drops them with the listing. What
+//! prefetched listings hold is bounded ([`PREFETCH_ITEMS`] entries listed and not yet taken).
+//!
 //! Invariant: no symlink is followed (directories are opened beneath their root with
 //! RESOLVE_NO_SYMLINKS, entries are `lstat`ed relative to their directory's descriptor).
 
-use crate::sys::{self, Kind, Stat};
+use crate::sys::{self, FileType, Stat};
 use std::collections::VecDeque;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+
+/// Levels of subdirectories a walk that goes everywhere has listed ahead below each
+/// directory it asks for (a cold delta of a maildir store: 0.62 s with none, 0.47 s with 3).
+pub const PREFETCH_DEPTH: u8 = 3;
+/// Subdirectories of a listed directory that are prefetched, at most.
+pub const PREFETCH_DIRS: usize = 8;
+/// Entries in prefetched listings not yet taken by the walker, beyond which no more
+/// prefetching is started.
+pub const PREFETCH_ITEMS: usize = 16_384;
 
 /// One entry of a listed directory.
 #[derive(Clone, Debug)]
@@ -36,22 +52,64 @@ pub struct Listing {
     pub problems: Vec<(Vec<u8>, io::Error)>,
     /// The directory itself could not be opened or read.
     pub error: Option<io::Error>,
+    /// Listings of subdirectories already requested by the lister (prefetch).
+    pub sub: Subs,
+    /// What this listing counts against the prefetch bound until the walker takes it.
+    charge: Option<Charge>,
 }
 
+/// Tickets of prefetched subdirectory listings, by the index of their item, in order.
+#[derive(Debug, Default)]
+pub struct Subs(VecDeque<(usize, Ticket)>);
+
+impl Subs {
+    /// The prefetched listing of item `i`, if any. Indexes are asked in increasing order:
+    /// tickets of items passed over are dropped (and their listings with them).
+    pub fn take(&mut self, i: usize) -> Option<Ticket> {
+        while self.0.front().is_some_and(|(j, _)| *j < i) {
+            self.0.pop_front();
+        }
+        match self.0.front() {
+            Some((j, _)) if *j == i => self.0.pop_front().map(|(_, t)| t),
+            _ => None,
+        }
+    }
+}
+
+/// Entries of a prefetched listing, counted in the lister's bound until released.
+#[derive(Debug)]
+struct Charge(Arc<AtomicUsize>, usize);
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
 struct Slot {
     done: Mutex<Option<Listing>>,
     cv: Condvar,
 }
 
 /// A listing requested and not yet taken.
+#[derive(Debug)]
 pub struct Ticket(Arc<Slot>);
 
 impl Ticket {
+    fn new() -> Ticket {
+        Ticket(Arc::new(Slot {
+            done: Mutex::new(None),
+            cv: Condvar::new(),
+        }))
+    }
+
     /// Wait for the listing.
     pub fn wait(self) -> Listing {
         let mut g = self.0.done.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(l) = g.take() {
+            if let Some(mut l) = g.take() {
+                l.charge = None;
                 return l;
             }
             g = self.0.cv.wait(g).unwrap_or_else(|e| e.into_inner());
@@ -64,68 +122,173 @@ struct Req {
     rel: Vec<u8>,
     noatime: bool,
     xattrs: bool,
+    /// Levels of subdirectories to prefetch below this one.
+    depth: u8,
+    /// Made by the lister on its own (counted in the prefetch bound until taken).
+    prefetched: bool,
     slot: Arc<Slot>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// What the walker asked for, first come first served.
+    asked: VecDeque<Req>,
+    /// Prefetches, taken only when nothing is asked.
+    prefetch: VecDeque<Req>,
+    closed: bool,
 }
 
 /// The pool's queue: workers run [`Lister::work`] inside a thread scope until
 /// [`Lister::close`].
 #[derive(Default)]
 pub struct Lister {
-    q: Mutex<(VecDeque<Req>, bool)>,
+    q: Mutex<Queue>,
     cv: Condvar,
+    depth: u8,
+    /// Entries in prefetched listings not yet taken, and the bound past which no prefetch
+    /// is started ([`PREFETCH_ITEMS`]).
+    held: Arc<AtomicUsize>,
+    bound: usize,
+    /// Which subdirectories may be prefetched (by path beneath the root): all when None.
+    only: Option<Prefilter>,
 }
 
+/// Says whether a subdirectory (its path beneath the root) is worth prefetching.
+pub type Prefilter = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 impl Lister {
+    /// A lister that lists only what it is asked for.
     pub fn new() -> Lister {
         Lister::default()
     }
 
+    /// A lister that also prefetches `depth` levels of subdirectories below each directory
+    /// it is asked for (for a walk that goes into every directory: a walk that skips some
+    /// would have them listed for nothing).
+    pub fn with_prefetch(depth: u8) -> Lister {
+        Lister {
+            depth,
+            bound: PREFETCH_ITEMS,
+            ..Lister::default()
+        }
+    }
+
+    /// Prefetch only the subdirectories `keep` accepts (a walk that goes into some
+    /// directories only).
+    pub fn prefetch_only(self, keep: Prefilter) -> Lister {
+        Lister {
+            only: Some(keep),
+            ..self
+        }
+    }
+
+    /// Entries in prefetched listings not yet taken by the walker (nor dropped).
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
     /// Ask for the listing of `rel` beneath `root`.
     pub fn request(&self, root: &Arc<OwnedFd>, rel: &[u8], noatime: bool, xattrs: bool) -> Ticket {
-        let slot = Arc::new(Slot {
-            done: Mutex::new(None),
-            cv: Condvar::new(),
-        });
-        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
-        q.0.push_back(Req {
+        let t = Ticket::new();
+        let req = Req {
             root: root.clone(),
             rel: rel.to_vec(),
             noatime,
             xattrs,
-            slot: slot.clone(),
-        });
-        drop(q);
+            depth: self.depth,
+            prefetched: false,
+            slot: t.0.clone(),
+        };
+        self.q
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .asked
+            .push_back(req);
         self.cv.notify_one();
-        Ticket(slot)
+        t
     }
 
     /// No more requests: workers end once the queue is empty.
     pub fn close(&self) {
-        self.q.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.q.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         self.cv.notify_all();
+    }
+
+    fn next(&self) -> Option<Req> {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = q.asked.pop_front() {
+                return Some(r);
+            }
+            while let Some(r) = q.prefetch.pop_front() {
+                // nobody holds its ticket any more: not worth listing
+                if Arc::strong_count(&r.slot) > 1 {
+                    return Some(r);
+                }
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// A worker's loop.
     pub fn work(&self) {
         let mut xbuf = vec![0u8; 1024];
-        loop {
-            let req = {
-                let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    if let Some(r) = q.0.pop_front() {
-                        break Some(r);
-                    }
-                    if q.1 {
-                        break None;
-                    }
-                    q = self.cv.wait(q).unwrap_or_else(|e| e.into_inner());
-                }
-            };
-            let Some(r) = req else { return };
-            let l = list(r.root.as_raw_fd(), &r.rel, r.noatime, r.xattrs, &mut xbuf);
+        while let Some(r) = self.next() {
+            let mut l = list(r.root.as_raw_fd(), &r.rel, r.noatime, r.xattrs, &mut xbuf);
+            if r.prefetched {
+                let n = l.items.len();
+                self.held.fetch_add(n, Ordering::Relaxed);
+                l.charge = Some(Charge(self.held.clone(), n));
+            }
+            if r.depth > 0 {
+                self.prefetch_below(&r, &mut l);
+            }
             *r.slot.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
             r.slot.cv.notify_all();
         }
+    }
+
+    /// Request the first subdirectories of a listing just made, unless the bound is reached.
+    fn prefetch_below(&self, r: &Req, l: &mut Listing) {
+        if self.held() >= self.bound {
+            return;
+        }
+        let mut reqs = Vec::new();
+        for (i, it) in l.items.iter().enumerate() {
+            if it.st.kind != FileType::Dir {
+                continue;
+            }
+            let rel = join(&r.rel, &it.name);
+            if self.only.as_ref().is_some_and(|keep| !keep(&rel)) {
+                continue;
+            }
+            let t = Ticket::new();
+            reqs.push(Req {
+                root: r.root.clone(),
+                rel,
+                noatime: r.noatime,
+                xattrs: r.xattrs,
+                depth: r.depth - 1,
+                prefetched: true,
+                slot: t.0.clone(),
+            });
+            l.sub.0.push_back((i, t));
+            if reqs.len() == PREFETCH_DIRS {
+                break;
+            }
+        }
+        if reqs.is_empty() {
+            return;
+        }
+        self.q
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .prefetch
+            .extend(reqs);
+        self.cv.notify_all();
     }
 }
 
@@ -163,12 +326,12 @@ pub fn list(root: RawFd, rel: &[u8], noatime: bool, xattrs: bool, xbuf: &mut Vec
         let r = (|| -> io::Result<Item> {
             let c = sys::cstr(&name)?;
             let st = sys::lstat_at(d, &c)?;
-            let link = if st.kind == Kind::Symlink {
+            let link = if st.kind == FileType::Symlink {
                 Some(sys::readlink_at(d, &c)?)
             } else {
                 None
             };
-            let x = if xattrs && st.kind != Kind::Dir && st.kind != Kind::Socket {
+            let x = if xattrs && st.kind != FileType::Dir && st.kind != FileType::Socket {
                 read_xattrs_at(d, &c, xbuf)?
             } else {
                 Vec::new()
@@ -238,5 +401,125 @@ pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
         v.push(b'/');
         v.extend_from_slice(name);
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// root/{d0..d3}/{f0..f4} and d0/{s0,s1}/f, opened as the walk's root.
+    fn tree() -> (tempfile::TempDir, Arc<OwnedFd>) {
+        let t = tempfile::tempdir().unwrap();
+        for d in 0..4 {
+            for f in 0..5 {
+                let p = t.path().join(format!("d{d}"));
+                fs::create_dir_all(&p).unwrap();
+                fs::write(p.join(format!("f{f}")), b"x").unwrap();
+            }
+        }
+        for s in ["s0", "s1"] {
+            let p = t.path().join("d0").join(s);
+            fs::create_dir(&p).unwrap();
+            fs::write(p.join("f"), b"y").unwrap();
+        }
+        let fd = sys::open_dir_path(t.path()).unwrap();
+        (t, Arc::new(fd))
+    }
+
+    fn names(l: &Listing) -> Vec<String> {
+        l.items
+            .iter()
+            .map(|i| String::from_utf8_lossy(&i.name).into_owned())
+            .collect()
+    }
+
+    /// Run `f` with a lister of `workers` threads, closed afterwards.
+    fn with_lister<T>(l: &Lister, workers: usize, f: impl FnOnce() -> T) -> T {
+        std::thread::scope(|sc| {
+            for _ in 0..workers {
+                sc.spawn(|| l.work());
+            }
+            let _close = CloseOnDrop(l);
+            f()
+        })
+    }
+
+    #[test]
+    fn prefetched_listings_are_the_listings_of_the_subdirectories_to_the_depth_asked() {
+        let (_t, root) = tree();
+        let lister = Lister::with_prefetch(2);
+        with_lister(&lister, 3, || {
+            let mut top = lister.request(&root, b"", true, true).wait();
+            assert_eq!(names(&top), ["d0", "d1", "d2", "d3"]);
+            let mut d0 = top.sub.take(0).expect("d0 prefetched").wait();
+            assert_eq!(names(&d0), ["f0", "f1", "f2", "f3", "f4", "s0", "s1"]);
+            let direct = list(root.as_raw_fd(), b"d0", true, true, &mut Vec::new());
+            assert_eq!(names(&d0), names(&direct));
+            // depth 2: d0's subdirectories are listed too, and nothing below them
+            let mut s1 = d0.sub.take(6).expect("d0/s1 prefetched").wait();
+            assert_eq!(names(&s1), ["f"]);
+            assert!(s1.sub.take(0).is_none());
+            assert!(d0.sub.take(0).is_none(), "a file is not prefetched");
+            // passing over d1 drops its ticket; d2 is still there
+            assert!(top.sub.take(2).is_some());
+            assert!(top.sub.take(1).is_none());
+        });
+    }
+
+    #[test]
+    fn a_plain_lister_lists_only_what_it_is_asked() {
+        let (_t, root) = tree();
+        let lister = Lister::new();
+        with_lister(&lister, 2, || {
+            let mut top = lister.request(&root, b"", true, true).wait();
+            assert!(top.sub.take(0).is_none());
+        });
+    }
+
+    #[test]
+    fn a_filtered_lister_prefetches_only_what_the_filter_keeps() {
+        let (_t, root) = tree();
+        let lister = Lister::with_prefetch(2).prefetch_only(Box::new(|rel| rel == b"d2"));
+        with_lister(&lister, 2, || {
+            let mut top = lister.request(&root, b"", true, true).wait();
+            assert!(top.sub.take(0).is_none() && top.sub.take(1).is_none());
+            let d2 = top.sub.take(2).expect("d2 kept").wait();
+            assert_eq!(names(&d2), ["f0", "f1", "f2", "f3", "f4"]);
+            assert!(top.sub.take(3).is_none());
+        });
+    }
+
+    #[test]
+    fn prefetching_stops_at_the_bound_and_what_it_held_is_released() {
+        let (_t, root) = tree();
+        let lister = Lister {
+            bound: 3,
+            ..Lister::with_prefetch(2)
+        };
+        // one worker: the root first, then d0..d3 in order
+        with_lister(&lister, 1, || {
+            let mut top = lister.request(&root, b"", true, true).wait();
+            let t: Vec<Ticket> = (0..4)
+                .map(|i| top.sub.take(i).expect("prefetched"))
+                .collect();
+            let mut t = t.into_iter();
+            let (t0, t1, t2, t3) = (t.next(), t.next(), t.next(), t.next());
+            let d3 = t3.expect("d3").wait();
+            assert_eq!(names(&d3), ["f0", "f1", "f2", "f3", "f4"]);
+            // d0 (7 entries), d1 and d2 (5 each) are held, not taken; d3 was taken
+            assert_eq!(lister.held(), 17);
+            let mut d0 = t0.expect("d0").wait();
+            assert_eq!(lister.held(), 10);
+            // d0 was listed past the bound: its subdirectories were not prefetched
+            assert!(d0.sub.take(5).is_none() && d0.sub.take(6).is_none());
+            drop((t1, t2));
+            assert_eq!(
+                lister.held(),
+                0,
+                "dropping the listing releases what it held"
+            );
+        });
     }
 }

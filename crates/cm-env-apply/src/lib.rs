@@ -136,8 +136,10 @@ struct ApplyArgs {
     out: cm_cli::args::OutputArgs,
 }
 
-fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let vars = match &a.environ_file {
+/// The environment to apply: the file `--environ-file` names (its bad lines warned and
+/// ignored), else this process's.
+fn environment(a: &ApplyArgs) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    Ok(match &a.environ_file {
         Some(f) => {
             let (vars, bad) = envapply::read_environ_file(f)?;
             for b in &bad {
@@ -146,7 +148,50 @@ fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
             vars
         }
         None => envapply::vars_from_os(std::env::vars_os())?,
-    };
+    })
+}
+
+/// What the environment changes in the ini (of `settings` settings), as text or `--json`.
+fn print_changes(
+    a: &ApplyArgs,
+    outcome: &envapply::Outcome,
+    settings: usize,
+    changed: bool,
+) -> anyhow::Result<()> {
+    let shown = cm_core::quote::quote_path(&a.ini);
+    if a.out.json {
+        let v = serde_json::json!({
+            "ini": cm_core::quote::json_path(&a.ini),
+            "settings": settings,
+            "changes": outcome.changes,
+            "warnings": outcome.warnings,
+            "written": changed && !a.dry.dry_run && !a.check,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if !a.out.quiet {
+        for c in &outcome.changes {
+            let show = |v: &Option<String>| match v {
+                Some(v) => format!("{v:?}"),
+                None => "(not set)".to_string(),
+            };
+            println!("{}: {} -> {}", c.key, show(&c.from), show(&c.to));
+        }
+        let verb = if a.check || a.dry.dry_run {
+            "would change"
+        } else {
+            "changed"
+        };
+        println!(
+            "{shown}: {} of {} setting(s) from the environment {verb}",
+            outcome.changes.len(),
+            settings
+        );
+    }
+    Ok(())
+}
+
+fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let vars = environment(a)?;
     let settings = settings_from_env(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let shown = cm_core::quote::quote_path(&a.ini);
     let prepared = match envapply::prepare(&a.ini, a.create, &settings, a.accept_invalid) {
@@ -170,34 +215,7 @@ fn run_apply(a: &ApplyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let changed = prepared.changed();
-    if a.out.json {
-        let v = serde_json::json!({
-            "ini": cm_core::quote::json_path(&a.ini),
-            "settings": settings.len(),
-            "changes": outcome.changes,
-            "warnings": outcome.warnings,
-            "written": changed && !a.dry.dry_run && !a.check,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else if !a.out.quiet {
-        for c in &outcome.changes {
-            let show = |v: &Option<String>| match v {
-                Some(v) => format!("{v:?}"),
-                None => "(not set)".to_string(),
-            };
-            println!("{}: {} -> {}", c.key, show(&c.from), show(&c.to));
-        }
-        let verb = if a.check || a.dry.dry_run {
-            "would change"
-        } else {
-            "changed"
-        };
-        println!(
-            "{shown}: {} of {} setting(s) from the environment {verb}",
-            outcome.changes.len(),
-            settings.len()
-        );
-    }
+    print_changes(a, outcome, settings.len(), changed)?;
     if a.check {
         return Ok(if outcome.changes.is_empty() {
             ExitCode::SUCCESS

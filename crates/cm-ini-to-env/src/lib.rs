@@ -151,19 +151,7 @@ fn convert(args: &Args) -> Result<u8> {
         ),
         None => None,
     };
-    let env_path = match target.as_ref().map(|t| &t.settings) {
-        Some(cm_core::target::Settings::EnvFile { env }) => Some(env.clone()),
-        Some(cm_core::target::Settings::IniMount { .. }) => None,
-        Some(cm_core::target::Settings::Unknown) => {
-            return Err(Fail::usage(format!(
-                "{}: the compose file takes chatmail's settings neither from `env_file: .env` nor from a mounted {}: add `- ./chatmail.ini:{}` to the relay service's volumes",
-                q(args.project_dir.as_deref().unwrap_or(Path::new("."))),
-                cm_core::state::CONTAINER_INI,
-                cm_core::state::CONTAINER_INI
-            )))
-        }
-        None => args.env.clone(),
-    };
+    let env_path = env_path(args, target.as_ref().map(|t| &t.settings))?;
     let plan = match &env_path {
         Some(p) => Some(plan_write(args, &conv, p, &text)?),
         None => None,
@@ -183,16 +171,7 @@ fn convert(args: &Args) -> Result<u8> {
         return check(args, &parsed, path, &env);
     }
     if let Some(t) = target.as_ref().filter(|_| plan.is_none()) {
-        let (lines, json) = project::write_ini_mount(t, &args.ini, &parsed, args.dry.dry_run)
-            .map_err(Fail::usage)?;
-        if args.out.json {
-            println!("{}", serde_json::to_string_pretty(&json)?);
-        } else if !args.out.quiet {
-            for l in lines {
-                eprintln!("{l}");
-            }
-        }
-        return Ok(0);
+        return write_ini_mount(args, t, &parsed);
     }
     match plan {
         Some(plan) => execute(args, &conv, plan),
@@ -201,6 +180,40 @@ fn convert(args: &Args) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The .env to write: the one the project's compose file reads (none when it mounts the
+/// ini instead), else `--env`'s; a compose file that takes the settings neither way is an
+/// error.
+fn env_path(
+    args: &Args,
+    settings: Option<&cm_core::target::Settings>,
+) -> Result<Option<std::path::PathBuf>> {
+    match settings {
+        Some(cm_core::target::Settings::EnvFile { env }) => Ok(Some(env.clone())),
+        Some(cm_core::target::Settings::IniMount { .. }) => Ok(None),
+        Some(cm_core::target::Settings::Unknown) => Err(Fail::usage(format!(
+            "{}: the compose file takes chatmail's settings neither from `env_file: .env` nor from a mounted {}: add `- ./chatmail.ini:{}` to the relay service's volumes",
+            q(args.project_dir.as_deref().unwrap_or(Path::new("."))),
+            cm_core::state::CONTAINER_INI,
+            cm_core::state::CONTAINER_INI
+        ))),
+        None => Ok(args.env.clone()),
+    }
+}
+
+/// The old ini written where the project's compose file mounts it.
+fn write_ini_mount(args: &Args, t: &cm_core::target::Target, parsed: &ini::IniFile) -> Result<u8> {
+    let (lines, json) =
+        project::write_ini_mount(t, &args.ini, parsed, args.dry.dry_run).map_err(Fail::usage)?;
+    if args.out.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else if !args.out.quiet {
+        for l in lines {
+            eprintln!("{l}");
+        }
+    }
+    Ok(0)
 }
 
 fn q(p: &Path) -> String {

@@ -407,33 +407,8 @@ fn undo_command(state_file: &Path) -> String {
 }
 
 fn print_stop_result(r: &StopReport, quiet: bool) {
-    if let Some(q) = &r.queue_before {
-        if r.blocked_by_queue {
-            problem(
-                quiet,
-                format!(
-                    "NOT STOPPED: {} message(s) still in the postfix queue after waiting ({}). \
-                     Nothing was changed. Let them be delivered (postqueue -p shows them), or \
-                     pass --allow-queued-mail to stop anyway (they stay on this host).",
-                    q.total,
-                    q.describe()
-                ),
-            );
-            return;
-        }
-        if r.dry_run && q.total > 0 {
-            problem(
-                quiet,
-                format!(
-                    "postfix queue: {} message(s) ({}); stop-services will flush and wait up \
-                     to --queue-timeout for them",
-                    q.total,
-                    q.describe()
-                ),
-            );
-        } else if r.dry_run && !quiet {
-            println!("postfix queue: empty");
-        }
+    if print_queue_before(r, quiet) {
+        return;
     }
     for w in &r.warnings {
         eprintln!("cm-migrate: warning: {w}");
@@ -444,6 +419,54 @@ fn print_stop_result(r: &StopReport, quiet: bool) {
         }
         return;
     }
+    print_stop_problems(r, quiet);
+    let undo = undo_command(&r.state_file);
+    if quiet {
+        if !r.is_complete() {
+            eprintln!("cm-migrate: INCOMPLETE; undo with: {undo}");
+        }
+        return;
+    }
+    print_stop_summary(r, &undo);
+}
+
+/// The postfix queue before the stop; whether it blocked the stop (nothing more to say).
+fn print_queue_before(r: &StopReport, quiet: bool) -> bool {
+    let Some(q) = &r.queue_before else {
+        return false;
+    };
+    if r.blocked_by_queue {
+        problem(
+            quiet,
+            format!(
+                "NOT STOPPED: {} message(s) still in the postfix queue after waiting ({}). \
+                 Nothing was changed. Let them be delivered (postqueue -p shows them), or \
+                 pass --allow-queued-mail to stop anyway (they stay on this host).",
+                q.total,
+                q.describe()
+            ),
+        );
+        return true;
+    }
+    if r.dry_run && q.total > 0 {
+        problem(
+            quiet,
+            format!(
+                "postfix queue: {} message(s) ({}); stop-services will flush and wait up \
+                 to --queue-timeout for them",
+                q.total,
+                q.describe()
+            ),
+        );
+    } else if r.dry_run && !quiet {
+        println!("postfix queue: empty");
+    }
+    false
+}
+
+/// What the stop could not do: failed actions, units not down, mail left in the queue,
+/// ports still in use.
+fn print_stop_problems(r: &StopReport, quiet: bool) {
     print_failed_actions(&r.actions, quiet);
     for p in &r.problems {
         problem(quiet, format!("NOT DOWN: {}: {}", p.unit, p.problem));
@@ -464,13 +487,10 @@ fn print_stop_result(r: &StopReport, quiet: bool) {
     for l in &r.ports_in_use {
         problem(quiet, format!("PORT IN USE: {l}"));
     }
-    let undo = undo_command(&r.state_file);
-    if quiet {
-        if !r.is_complete() {
-            eprintln!("cm-migrate: INCOMPLETE; undo with: {undo}");
-        }
-        return;
-    }
+}
+
+/// What was stopped, how long it took, and the verdict with the way back (`undo`).
+fn print_stop_summary(r: &StopReport, undo: &str) {
     let n = |a: &str| r.actions.iter().filter(|x| x.ok && x.action == a).count();
     println!(
         "Stopped {} unit(s), disabled {}, moved {} cron file(s); prior state in {}.",

@@ -190,19 +190,8 @@ fn print_report(r: &RunReport, quiet: bool) {
     }
 }
 
-fn print_dry_run(d: &DryRun, out: Out, what: &str) -> i32 {
-    let code = if d.blocked { 1 } else { 0 };
-    if out.json {
-        print_json(d, code);
-        return code;
-    }
-    if out.quiet {
-        return code;
-    }
-    let e = &d.estimate;
-    println!("Dry run of cm-migrate run: {what}; nothing is changed.");
-    println!("Preflight:");
-    print_findings(&d.findings, true);
+/// The dry run's data: each volume, the space, the speeds measured.
+fn print_dry_data(e: &cm_core::migration::Estimate) {
     println!("Data:");
     for v in &e.volumes {
         println!(
@@ -221,6 +210,10 @@ fn print_dry_run(d: &DryRun, out: Out, what: &str) -> i32 {
         "  measured now: {:.0} entries/s walked, {:.0} files/s read and hashed (sample of {} files)",
         e.walk_per_sec, e.read_per_sec, e.sample_files
     );
+}
+
+/// The dry run's steps, each with what it would do and take.
+fn print_dry_steps(d: &DryRun) {
     println!("Steps:");
     println!("  {:<9} {}", Step::Watch.as_str(), d.change_journal);
     println!(
@@ -247,6 +240,22 @@ fn print_dry_run(d: &DryRun, out: Out, what: &str) -> i32 {
         Step::Verify.as_str(),
         d.expected.verify_s
     );
+}
+
+fn print_dry_run(d: &DryRun, out: Out, what: &str) -> i32 {
+    let code = if d.blocked { 1 } else { 0 };
+    if out.json {
+        print_json(d, code);
+        return code;
+    }
+    if out.quiet {
+        return code;
+    }
+    println!("Dry run of cm-migrate run: {what}; nothing is changed.");
+    println!("Preflight:");
+    print_findings(&d.findings, true);
+    print_dry_data(&d.estimate);
+    print_dry_steps(d);
     println!(
         "Expected downtime (stop not included): about {:.0} s with a complete change journal \
          and 1000 changed files; about {:.0} s without one.",

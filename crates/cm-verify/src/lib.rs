@@ -475,18 +475,21 @@ fn manifest_check(
     ))
 }
 
+/// `env`: the ini's settings against the .env's.
+fn env_check(ini: &Path, env: &Path, out: &ReportArgs) -> Result<ExitCode> {
+    must_exist("the ini", ini)?;
+    must_exist("the .env", env)?;
+    let o = checks::check_env(ini, env)?;
+    let what = format!("env {} vs {}", q(ini), q(env));
+    Ok(emit(
+        CheckReport::from_outcome("env", what, &o, out.examples),
+        out,
+    ))
+}
+
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Env { ini, env, out } => {
-            must_exist("the ini", &ini)?;
-            must_exist("the .env", &env)?;
-            let o = checks::check_env(&ini, &env)?;
-            let what = format!("env {} vs {}", q(&ini), q(&env));
-            Ok(emit(
-                CheckReport::from_outcome("env", what, &o, out.examples),
-                &out,
-            ))
-        }
+        Cmd::Env { ini, env, out } => env_check(&ini, &env, &out),
         Cmd::Services { svc, out } => Ok(emit(services_check(&svc, false, out.examples), &out)),
         Cmd::Layout { lay, out } => {
             let o = layout(&lay, None)?;
@@ -561,20 +564,7 @@ fn manifest_write(
         jobs: jobs.or(tree::default_io_jobs),
         exclude: Vec::new(),
     };
-    // A manifest inside the tree it records would be listed as extra by every check.
-    if cm_core::manifest::inside_tree(root, output) {
-        return Err(Fail::usage(format!(
-            "{} is inside the tree {} it would record: write it elsewhere (cm-copy-data keeps them in data/.cm-manifest/)",
-            q(output),
-            q(root)
-        )));
-    }
-    if std::fs::symlink_metadata(output).is_ok() {
-        return Err(Fail::usage(format!(
-            "{} exists already: a manifest is never overwritten; remove it or choose another file",
-            q(output)
-        )));
-    }
+    manifest_output_free(root, output)?;
     let comments = vec![
         "written by cm-verify manifest write".to_string(),
         format!("root: {}", q(root)),
@@ -583,29 +573,11 @@ fn manifest_write(
     let bar = Bar::new(out.quiet, "hashing");
     let done = cm_core::manifest::write_tree(root, output, &header, &comments, &opts, &bar)?;
     drop(bar);
-    let (files, bytes) = (done.files, done.bytes);
     if !done.errors.is_empty() {
-        for e in &done.errors {
-            msg::error(&format!("{}: {}", q(&e.path), e.message));
-        }
-        if out.json {
-            let errs: Vec<_> = done
-                .errors
-                .iter()
-                .map(|e| serde_json::json!({"path": cm_core::quote::json_path(&e.path), "error": e.message}))
-                .collect();
-            print_json(
-                &serde_json::json!({"ok": false, "exit_code": 1, "written": false, "errors": errs}),
-            );
-        }
-        msg::error(&format!(
-            "{} entries of {} could not be read; {} was NOT written (fix the permissions or run as root, then rerun)",
-            done.errors.len(),
-            q(root),
-            q(output)
-        ));
+        manifest_not_written(root, output, &done, out);
         return Ok(ExitCode::from(1));
     }
+    let (files, bytes) = (done.files, done.bytes);
     if out.json {
         print_json(
             &serde_json::json!({"ok": true, "exit_code": 0, "written": true,
@@ -623,6 +595,53 @@ fn manifest_write(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `output` may take a new manifest of `root`: outside the tree (a manifest inside the
+/// tree it records would be listed as extra by every check) and not there yet.
+fn manifest_output_free(root: &Path, output: &Path) -> Result<()> {
+    if cm_core::manifest::inside_tree(root, output) {
+        return Err(Fail::usage(format!(
+            "{} is inside the tree {} it would record: write it elsewhere (cm-copy-data keeps them in data/.cm-manifest/)",
+            q(output),
+            q(root)
+        )));
+    }
+    if std::fs::symlink_metadata(output).is_ok() {
+        return Err(Fail::usage(format!(
+            "{} exists already: a manifest is never overwritten; remove it or choose another file",
+            q(output)
+        )));
+    }
+    Ok(())
+}
+
+/// The entries of `root` that could not be read, so `output` was not written.
+fn manifest_not_written(
+    root: &Path,
+    output: &Path,
+    done: &cm_core::manifest::Written,
+    out: &cm_cli::args::OutputArgs,
+) {
+    for e in &done.errors {
+        msg::error(&format!("{}: {}", q(&e.path), e.message));
+    }
+    if out.json {
+        let errs: Vec<_> = done
+            .errors
+            .iter()
+            .map(|e| serde_json::json!({"path": cm_core::quote::json_path(&e.path), "error": e.message}))
+            .collect();
+        print_json(
+            &serde_json::json!({"ok": false, "exit_code": 1, "written": false, "errors": errs}),
+        );
+    }
+    msg::error(&format!(
+        "{} entries of {} could not be read; {} was NOT written (fix the permissions or run as root, then rerun)",
+        done.errors.len(),
+        q(root),
+        q(output)
+    ));
 }
 
 /// The tool's command-line definition (for `--help`, man pages and completions).

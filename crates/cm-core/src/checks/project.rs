@@ -42,43 +42,8 @@ pub fn resolve(p: &ProjectLayout, want_image: bool) -> Result<(Target, Resolved)
         ..Default::default()
     };
     let engine = engine_of(&t);
-    for pl in t.trees() {
-        let mut notes = Vec::new();
-        match target::plan::location(&t, pl, engine.as_ref(), false, &mut notes) {
-            Ok(Some(source)) => r.mounts.push(Mount {
-                source,
-                target: pl.mount.clone(),
-            }),
-            Ok(None) => {
-                if let Source::Volume { name, .. } = &pl.source {
-                    r.findings.push(finding(
-                        "layout",
-                        format!("volume {name}"),
-                        format!(
-                            "mounted at {} but does not exist: copy it (cm-copy-data)",
-                            pl.mount.display()
-                        ),
-                    ));
-                }
-            }
-            Err(e) => r.findings.push(finding(
-                "layout",
-                pl.mount.display().to_string(),
-                e.to_string(),
-            )),
-        }
-    }
-    // every other bind mount of the service: its host path must exist (Docker would create
-    // an empty directory owned by root)
-    for (source, target) in &t.binds {
-        let ini = matches!(&t.settings, Settings::IniMount { ini, .. } if ini == source);
-        if !ini && !r.mounts.iter().any(|m| &m.target == target) {
-            r.mounts.push(Mount {
-                source: source.clone(),
-                target: target.clone(),
-            });
-        }
-    }
+    r.add_trees(&t, engine.as_ref());
+    r.add_binds(&t);
     if let Settings::IniMount { ini, .. } = &t.settings {
         r.ini = Some(ini.clone());
         if !ini.is_file() {
@@ -90,21 +55,73 @@ pub fn resolve(p: &ProjectLayout, want_image: bool) -> Result<(Target, Resolved)
         }
     }
     if let (true, Some(e), Some(image)) = (want_image, &engine, &t.image) {
+        r.add_image(e, image);
+    }
+    Ok((t, r))
+}
+
+impl Resolved {
+    /// Each tree's data on this machine, or a finding: a named volume that does not exist,
+    /// a mount that cannot be placed.
+    fn add_trees(&mut self, t: &Target, engine: Option<&target::engine::Engine>) {
+        for pl in t.trees() {
+            let mut notes = Vec::new();
+            match target::plan::location(t, pl, engine, false, &mut notes) {
+                Ok(Some(source)) => self.mounts.push(Mount {
+                    source,
+                    target: pl.mount.clone(),
+                }),
+                Ok(None) => {
+                    if let Source::Volume { name, .. } = &pl.source {
+                        self.findings.push(finding(
+                            "layout",
+                            format!("volume {name}"),
+                            format!(
+                                "mounted at {} but does not exist: copy it (cm-copy-data)",
+                                pl.mount.display()
+                            ),
+                        ));
+                    }
+                }
+                Err(e) => self.findings.push(finding(
+                    "layout",
+                    pl.mount.display().to_string(),
+                    e.to_string(),
+                )),
+            }
+        }
+    }
+
+    /// Every other bind mount of the service: its host path must exist (Docker would create
+    /// an empty directory owned by root).
+    fn add_binds(&mut self, t: &Target) {
+        for (source, target) in &t.binds {
+            let ini = matches!(&t.settings, Settings::IniMount { ini, .. } if ini == source);
+            if !ini && !self.mounts.iter().any(|m| &m.target == target) {
+                self.mounts.push(Mount {
+                    source: source.clone(),
+                    target: target.clone(),
+                });
+            }
+        }
+    }
+
+    /// The image's users and groups, read through the engine (a note when they cannot be).
+    fn add_image(&mut self, e: &target::engine::Engine, image: &str) {
         match e.image_ids(image) {
             Ok(ids) => {
-                r.notes
+                self.notes
                     .push(format!("owners compared with the users of image {image}"));
-                r.image = Some(ImageIds {
+                self.image = Some(ImageIds {
                     users: ids.users.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
                     groups: ids.groups,
                 });
             }
-            Err(err) => r
+            Err(err) => self
                 .notes
                 .push(format!("owners not compared with the image's users: {err}")),
         }
     }
-    Ok((t, r))
 }
 
 /// The trees of the target: (container mount, data here) for each tree mounted and present

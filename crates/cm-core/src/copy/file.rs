@@ -3,7 +3,7 @@
 //! place last.
 
 use super::MapIds;
-use crate::sys::{self, Kind, Stat, XTarget};
+use crate::sys::{self, FileType, Stat, XTarget};
 use sha2::{Digest, Sha256};
 use std::ffi::{CStr, CString};
 use std::io;
@@ -50,7 +50,6 @@ pub struct Worker {
     /// The copy's bytes read back, compared with `buf`.
     back: Vec<u8>,
     xnames: Vec<u8>,
-    xval: Vec<u8>,
     seq: u64,
     pid: u32,
 }
@@ -66,7 +65,6 @@ impl Worker {
             buf: vec![0; BUF],
             back: Vec::new(),
             xnames: vec![0; 4096],
-            xval: vec![0; 4096],
             seq: 0,
             pid: std::process::id(),
         }
@@ -248,7 +246,7 @@ pub fn hash_at(
 ) -> io::Result<Copied> {
     let fd = sys::open_at(dir, name, libc::O_RDONLY, noatime)?;
     let st = sys::fstat(fd.as_raw_fd())?;
-    if st.kind != Kind::File {
+    if st.kind != FileType::File {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "not a regular file",
@@ -286,35 +284,35 @@ pub fn copy_xattrs(
     ids: Option<&dyn MapIds>,
     prune: bool,
 ) -> Result<Xattrs, ItemError> {
-    let mut done = Vec::new();
-    let n = src.list(&mut w.xnames).map_err(io("list xattrs"))?;
-    let names: Vec<Vec<u8>> = w.xnames[..n]
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_vec())
-        .collect();
+    let xa = read_xattrs(w, src).map_err(io("read xattrs"))?;
     if prune {
-        let mut dbuf = vec![0u8; 1024];
-        let m = dst.list(&mut dbuf).map_err(io("list xattrs of copy"))?;
-        for dn in dbuf[..m].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-            if !names.iter().any(|s| s == dn) {
-                let c = sys::cstr(dn).map_err(io("xattr name"))?;
-                match dst.remove(&c) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
-                    Err(e) => return Err(ItemError::Io("remove stale xattr", e)),
-                }
+        for c in stale_xattrs(dst, &xa)? {
+            match dst.remove(&c) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+                Err(e) => return Err(ItemError::Io("remove stale xattr", e)),
             }
         }
     }
-    for name in names {
+    set_xattrs(dst, xa, ids)
+}
+
+/// The attributes `dst` has that `keep` lacks.
+fn stale_xattrs(dst: &XTarget, keep: &Xattrs) -> Result<Vec<CString>, ItemError> {
+    let mut dbuf = vec![0u8; 1024];
+    let m = dst.list(&mut dbuf).map_err(io("list xattrs of copy"))?;
+    dbuf[..m]
+        .split(|&b| b == 0)
+        .filter(|dn| !dn.is_empty() && !keep.iter().any(|(n, _)| n == dn))
+        .map(|dn| sys::cstr(dn).map_err(io("xattr name")))
+        .collect()
+}
+
+/// Set each of `xa` on `dst` (ACL ids mapped); what was set, sorted by name.
+fn set_xattrs(dst: &XTarget, xa: Xattrs, ids: Option<&dyn MapIds>) -> Result<Xattrs, ItemError> {
+    let mut done = Vec::with_capacity(xa.len());
+    for (name, mut v) in xa {
         let c = sys::cstr(&name).map_err(io("xattr name"))?;
-        let len = match src.get(&c, &mut w.xval) {
-            Ok(l) => l,
-            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
-            Err(e) => return Err(ItemError::Io("read xattr", e)),
-        };
-        let mut v = w.xval[..len].to_vec();
         if let Some(ids) = ids {
             if is_acl(&name) {
                 map_acl(&mut v, ids);
@@ -351,103 +349,111 @@ pub fn copy_file(
     default_acl: bool,
     want_ino: bool,
 ) -> Result<Copied, ItemError> {
+    let job = FileCopy {
+        sdir,
+        ddir,
+        name,
+        ids,
+        default_acl,
+        want_ino,
+    };
     for _attempt in 0..3 {
-        let sfd: OwnedFd = match sys::open_at(sdir, name, libc::O_RDONLY, true) {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(ItemError::Vanished),
-            // ELOOP: replaced by a symlink since the scan.
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(ItemError::Changed),
-            Err(e) => return Err(ItemError::Io("open source", e)),
-        };
+        if let Some(c) = job.attempt(w)? {
+            return Ok(c);
+        }
+    }
+    Err(ItemError::Changed)
+}
+
+/// One regular file to copy: the arguments of [`copy_file`].
+struct FileCopy<'a> {
+    sdir: RawFd,
+    ddir: RawFd,
+    name: &'a CStr,
+    ids: Option<&'a dyn MapIds>,
+    default_acl: bool,
+    want_ino: bool,
+}
+
+impl FileCopy<'_> {
+    /// One attempt: data onto a temporary, then its metadata, then the rename into place;
+    /// None when the source changed while it was read (the temporary is removed).
+    fn attempt(&self, w: &mut Worker) -> Result<Option<Copied>, ItemError> {
+        let sfd = self.open_source()?;
         let s = sfd.as_raw_fd();
         let st0 = sys::fstat(s).map_err(io("stat source"))?;
-        if st0.kind != Kind::File {
+        if st0.kind != FileType::File {
             return Err(ItemError::Changed);
         }
         let tmp = w.temp_name();
-        let tfd = sys::create_at(ddir, &tmp, 0o600).map_err(io("create temporary"))?;
+        let tfd = sys::create_at(self.ddir, &tmp, 0o600).map_err(io("create temporary"))?;
         let mut guard = TempGuard {
-            dir: ddir,
+            dir: self.ddir,
             name: tmp,
             armed: true,
         };
         let t = tfd.as_raw_fd();
         let hash = match copy_data(w, s, t, &st0) {
             Ok(h) => h,
-            Err(ItemError::Changed) => continue,
+            Err(ItemError::Changed) => return Ok(None),
             Err(e) => return Err(e),
         };
         // Read the source's attributes before the second fstat, so a change to them counts.
-        let src_x = XTarget::Fd(s);
-        let mut xa = Vec::new();
-        {
-            let n = src_x.list(&mut w.xnames).map_err(io("list xattrs"))?;
-            for nm in w.xnames[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-                let c = sys::cstr(nm).map_err(io("xattr name"))?;
-                match src_x.get(&c, &mut w.xval) {
-                    Ok(l) => xa.push((nm.to_vec(), c, w.xval[..l].to_vec())),
-                    Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
-                    Err(e) => return Err(ItemError::Io("read xattr", e)),
-                }
-            }
-        }
+        let xa = read_xattrs(w, &XTarget::Fd(s)).map_err(io("read xattrs"))?;
         let st1 = sys::fstat(s).map_err(io("stat source"))?;
         if changed(&st0, &st1) {
-            continue;
+            return Ok(None);
         }
         drop(sfd);
-        let (uid, gid) = owner(&st1, ids);
-        sys::fchown(t, uid, gid).map_err(io("chown"))?;
-        sys::fchmod(t, st1.perm).map_err(io("chmod"))?;
-        let dst_x = XTarget::Fd(t);
-        if default_acl {
-            let mut dbuf = vec![0u8; 1024];
-            let m = dst_x.list(&mut dbuf).map_err(io("list xattrs of copy"))?;
-            for dn in dbuf[..m].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-                if !xa.iter().any(|(n, _, _)| n == dn) {
-                    let c = sys::cstr(dn).map_err(io("xattr name"))?;
-                    let _ = dst_x.remove(&c);
-                }
-            }
-        }
-        let mut xattrs = Vec::with_capacity(xa.len());
-        for (nm, c, mut v) in xa {
-            if let Some(ids) = ids {
-                if is_acl(&nm) {
-                    map_acl(&mut v, ids);
-                }
-            }
-            dst_x.set(&c, &v).map_err(|e| {
-                ItemError::Io(
-                    "set xattr (does the target file system support extended attributes and ACLs?)",
-                    e,
-                )
-            })?;
-            xattrs.push((nm, v));
-        }
-        xattrs.sort();
-        sys::futimens(t, st1.atime, st1.mtime).map_err(io("set times"))?;
+        let xattrs = self.set_metadata(t, &st1, xa)?;
         if st1.size >= 1 << 20 {
             sys::start_writeback(t);
         }
-        let dst = if want_ino {
+        let dst = if self.want_ino {
             let tst = sys::fstat(t).map_err(io("stat the copy"))?;
             (tst.ino, tst.dev)
         } else {
             (0, 0)
         };
         drop(tfd);
-        sys::rename_at(ddir, &guard.name, ddir, name).map_err(io("rename into place"))?;
+        sys::rename_at(self.ddir, &guard.name, self.ddir, self.name)
+            .map_err(io("rename into place"))?;
         guard.armed = false;
         crate::copy::run::renamed();
-        return Ok(Copied {
+        Ok(Some(Copied {
             st: st1,
             hash,
             xattrs,
             dst,
-        });
+        }))
     }
-    Err(ItemError::Changed)
+
+    fn open_source(&self) -> Result<OwnedFd, ItemError> {
+        match sys::open_at(self.sdir, self.name, libc::O_RDONLY, true) {
+            Ok(f) => Ok(f),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(ItemError::Vanished),
+            // ELOOP: replaced by a symlink since the scan.
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(ItemError::Changed),
+            Err(e) => Err(ItemError::Io("open source", e)),
+        }
+    }
+
+    /// Owner (mapped), mode, the source's attributes `xa` (what the directory's default
+    /// ACL gave the temporary pruned first) and times, onto the temporary `t`.
+    fn set_metadata(&self, t: RawFd, st: &Stat, xa: Xattrs) -> Result<Xattrs, ItemError> {
+        let (uid, gid) = owner(st, self.ids);
+        sys::fchown(t, uid, gid).map_err(io("chown"))?;
+        sys::fchmod(t, st.perm).map_err(io("chmod"))?;
+        let dst = XTarget::Fd(t);
+        if self.default_acl {
+            for c in stale_xattrs(&dst, &xa)? {
+                let _ = dst.remove(&c);
+            }
+        }
+        let xattrs = set_xattrs(&dst, xa, self.ids)?;
+        sys::futimens(t, st.atime, st.mtime).map_err(io("set times"))?;
+        Ok(xattrs)
+    }
 }
 
 /// Copy a symlink, FIFO or device node `name` (never opened: created anew beside, owner,
@@ -461,31 +467,9 @@ pub fn copy_special(
     ids: Option<&dyn MapIds>,
 ) -> Result<(Stat, Option<Vec<u8>>, Xattrs), ItemError> {
     for _attempt in 0..3 {
-        let st0 = match sys::lstat_at(sdir, name) {
-            Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(ItemError::Vanished),
-            Err(e) => return Err(ItemError::Io("stat source", e)),
-        };
+        let st0 = lstat_source(sdir, name)?;
         let tmp = w.temp_name();
-        let mut link = None;
-        match st0.kind {
-            Kind::Symlink => {
-                let t = match sys::readlink_at(sdir, name) {
-                    Ok(t) => t,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                        return Err(ItemError::Vanished)
-                    }
-                    Err(e) => return Err(ItemError::Io("read symlink", e)),
-                };
-                sys::symlink_at(&t, ddir, &tmp).map_err(io("create symlink"))?;
-                link = Some(t);
-            }
-            Kind::Fifo | Kind::Char | Kind::Block => {
-                sys::mknod_at(ddir, &tmp, st0.kind.ifmt() | 0o600, st0.rdev)
-                    .map_err(io("create node"))?;
-            }
-            Kind::File | Kind::Dir | Kind::Socket => return Err(ItemError::Changed),
-        }
+        let link = make_special(sdir, ddir, name, &tmp, &st0)?;
         let mut guard = TempGuard {
             dir: ddir,
             name: tmp,
@@ -493,7 +477,7 @@ pub fn copy_special(
         };
         let (uid, gid) = owner(&st0, ids);
         sys::lchown_at(ddir, &guard.name, uid, gid).map_err(io("chown"))?;
-        if st0.kind != Kind::Symlink {
+        if st0.kind != FileType::Symlink {
             sys::chmod_at(ddir, &guard.name, st0.perm).map_err(io("chmod"))?;
         }
         let xattrs = copy_xattrs(
@@ -503,11 +487,7 @@ pub fn copy_special(
             ids,
             false,
         )?;
-        let st1 = match sys::lstat_at(sdir, name) {
-            Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(ItemError::Vanished),
-            Err(e) => return Err(ItemError::Io("stat source", e)),
-        };
+        let st1 = lstat_source(sdir, name)?;
         if changed(&st0, &st1) || st0.kind != st1.kind {
             continue;
         }
@@ -517,6 +497,44 @@ pub fn copy_special(
         return Ok((st1, link, xattrs));
     }
     Err(ItemError::Changed)
+}
+
+/// The source entry's own metadata (a symlink not followed).
+fn lstat_source(sdir: RawFd, name: &CStr) -> Result<Stat, ItemError> {
+    match sys::lstat_at(sdir, name) {
+        Ok(s) => Ok(s),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(ItemError::Vanished),
+        Err(e) => Err(ItemError::Io("stat source", e)),
+    }
+}
+
+/// The temporary `tmp` made anew in `ddir` as the source `name` (`st`) is: a symlink to its
+/// target (returned), a FIFO or a device node (0600 until its mode is set).
+fn make_special(
+    sdir: RawFd,
+    ddir: RawFd,
+    name: &CStr,
+    tmp: &CStr,
+    st: &Stat,
+) -> Result<Option<Vec<u8>>, ItemError> {
+    match st.kind {
+        FileType::Symlink => {
+            let t = match sys::readlink_at(sdir, name) {
+                Ok(t) => t,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    return Err(ItemError::Vanished)
+                }
+                Err(e) => return Err(ItemError::Io("read symlink", e)),
+            };
+            sys::symlink_at(&t, ddir, tmp).map_err(io("create symlink"))?;
+            Ok(Some(t))
+        }
+        FileType::Fifo | FileType::CharDevice | FileType::BlockDevice => {
+            sys::mknod_at(ddir, tmp, st.kind.ifmt() | 0o600, st.rdev).map_err(io("create node"))?;
+            Ok(None)
+        }
+        FileType::File | FileType::Dir | FileType::Socket => Err(ItemError::Changed),
+    }
 }
 
 /// Make `name` in `ddir` another name of the inode at `pname` in `pdir` (a hard link), via a

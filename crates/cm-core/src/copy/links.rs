@@ -25,7 +25,7 @@
 
 use super::{same_meta, same_xattrs, MapIds, Xattrs};
 use crate::manifest;
-use crate::sys::{self, Kind, Stat, XTarget};
+use crate::sys::{self, Stat, XTarget};
 use crate::tree::{Entry, FileType};
 use crate::walk;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -113,7 +113,7 @@ impl Sides<'_> {
         for n in names {
             let s = stat_beneath(self.src, &n.path, &mut self.xbuf)?;
             let c = stat_beneath(self.dst, &n.path, &mut self.xbuf)?;
-            if s.0.kind != Kind::File || c.0.kind != Kind::File {
+            if s.0.kind != FileType::File || c.0.kind != FileType::File {
                 return None;
             }
             let same = |a: &Option<(Stat, Xattrs)>, b: &Stat| {
@@ -313,7 +313,7 @@ fn unseen(
     for d in walked_dirs(only) {
         let ls = walk::list(sides.src, &d, true, false, &mut sides.xbuf);
         for it in ls.items {
-            if it.st.kind == Kind::Dir || it.st.nlink < 2 {
+            if it.st.kind == FileType::Dir || it.st.nlink < 2 {
                 continue;
             }
             let u = seen.entry((it.st.dev, it.st.ino)).or_insert(Unseen {
@@ -375,7 +375,7 @@ fn find_carried(
     manifest: &Path,
     sides: &mut Sides,
 ) {
-    let mut by_meta: HashMap<(u64, i64, i64), Vec<(u64, u64)>> = HashMap::new();
+    let mut by_meta: HashMap<(u64, i64, u32), Vec<(u64, u64)>> = HashMap::new();
     let mut by_name: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
     for (k, u) in seen.iter() {
         let m = (u.st.size, u.st.mtime.sec, u.st.mtime.nsec);
@@ -391,7 +391,7 @@ fn find_carried(
         .map(|u| u.st.size.to_string().into())
         .collect();
     while let Ok(Some(e)) = r.next_picked(&|f| sizes.contains(f[5])) {
-        let m = (e.size, e.mtime.sec, i64::from(e.mtime.nsec));
+        let m = (e.size, e.mtime.sec, e.mtime.nsec);
         let Some(keys) = by_meta.get(&m) else {
             continue;
         };

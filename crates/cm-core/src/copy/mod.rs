@@ -29,7 +29,7 @@ pub mod safety;
 use crate::sys;
 
 pub use run::is_temp;
-pub use sys::{Kind, Stat, Ts};
+pub use sys::{FileType, Stat, Timestamp};
 
 pub use file::Xattrs;
 use std::io;
@@ -295,7 +295,7 @@ fn same_meta(s: &Stat, t: &Stat, ids: Option<&dyn MapIds>) -> bool {
         None => (s.uid, s.gid),
     };
     s.kind == t.kind && t.uid == u && t.gid == g && s.mtime == t.mtime && {
-        s.kind == Kind::Symlink || s.perm == t.perm
+        s.kind == FileType::Symlink || s.perm == t.perm
     }
 }
 
@@ -321,65 +321,17 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
         force_checksum: false,
         counted: Counted::Walked,
     };
-    let src_err = |source| CopyError::Source {
-        path: vol.src.clone(),
-        source,
-    };
-    let dst_err = |source| CopyError::Target {
-        path: vol.dst.clone(),
-        source,
-    };
-    match lstat_path(&vol.src).map_err(src_err)? {
-        None if vol.optional => {
-            p.skipped = Some(format!(
-                "{}: not present on this host, nothing to copy",
-                vol.src.display()
-            ));
+    match source_root(vol)? {
+        Ok(root) => p.src_root = root,
+        Err(skipped) => {
+            p.skipped = Some(skipped);
             return Ok(p);
         }
-        None => return Err(CopyError::SourceMissing(vol.src.clone())),
-        Some(_) => {}
     }
-    p.src_root = std::fs::canonicalize(&vol.src).map_err(src_err)?;
-    if !std::fs::metadata(&p.src_root).map_err(src_err)?.is_dir() {
-        return Err(CopyError::Refused(format!(
-            "{}: the source is not a directory",
-            vol.src.display()
-        )));
-    }
-    let dst_meta = lstat_path(&vol.dst).map_err(dst_err)?;
-    if let Some(m) = &dst_meta {
-        if !m.file_type().is_dir() {
-            return Err(CopyError::Refused(format!(
-                "{}: the target exists and is not a directory (a symlink is never followed); move it away",
-                vol.dst.display()
-            )));
-        }
-    }
-    let marker = crate::manifest::marker_path_for(&vol.dst);
-    let manifest = crate::manifest::path_for(&vol.dst);
-    let ours = lstat_path(&marker).ok().flatten().is_some()
-        || lstat_path(&manifest).ok().flatten().is_some();
-    if dst_meta.is_some() && !ours && !opts.adopt {
-        let mut names = sys::read_dir_path(&vol.dst).map_err(dst_err)?;
-        if !names.is_empty() {
-            names.sort();
-            let n = names.len();
-            let shown: Vec<String> = names.iter().take(5).map(|b| show(b)).collect();
-            return Err(CopyError::Refused(format!(
-                "{}: the target is not empty ({n} {}: {}{}) and no earlier copy of this suite is recorded there (no {}); \
-                 move them away, or pass --adopt to take them as a partial copy (what the source lacks is then moved aside beside the target, never deleted)",
-                crate::quote::quote_path(&vol.dst),
-                if n == 1 { "entry" } else { "entries" },
-                shown.join(", "),
-                if n > 5 { ", ..." } else { "" },
-                manifest.display()
-            )));
-        }
-    }
+    let ours = check_target(vol, opts)?;
     // A run that was interrupted by a reboot may have renamed files whose data never reached
     // the disk: compare contents of everything an earlier finished run did not record.
-    if let Ok(b) = std::fs::read_to_string(&marker) {
+    if let Ok(b) = std::fs::read_to_string(crate::manifest::marker_path_for(&vol.dst)) {
         if b.trim() != boot_id() {
             p.force_checksum = true;
             p.note = Some(format!(
@@ -389,6 +341,7 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
         }
     }
     if opts.lazy_plan && sys::is_root() {
+        let manifest = crate::manifest::path_for(&vol.dst);
         if ours && lstat_path(&manifest).ok().flatten().is_some() {
             p.counted = Counted::Run;
             return Ok(p);
@@ -402,6 +355,76 @@ pub fn plan(vol: &Volume, opts: &Options) -> Result<Plan, CopyError> {
     }
     count(&mut p, opts)?;
     Ok(p)
+}
+
+/// The volume's source, resolved (it must be a directory); `Err` with why it is skipped
+/// when an optional one is not there.
+fn source_root(vol: &Volume) -> Result<Result<PathBuf, String>, CopyError> {
+    let src_err = |source| CopyError::Source {
+        path: vol.src.clone(),
+        source,
+    };
+    match lstat_path(&vol.src).map_err(src_err)? {
+        None if vol.optional => {
+            return Ok(Err(format!(
+                "{}: not present on this host, nothing to copy",
+                vol.src.display()
+            )));
+        }
+        None => return Err(CopyError::SourceMissing(vol.src.clone())),
+        Some(_) => {}
+    }
+    let root = std::fs::canonicalize(&vol.src).map_err(src_err)?;
+    if !std::fs::metadata(&root).map_err(src_err)?.is_dir() {
+        return Err(CopyError::Refused(format!(
+            "{}: the source is not a directory",
+            vol.src.display()
+        )));
+    }
+    Ok(Ok(root))
+}
+
+/// The volume's target: absent, or a directory that is empty, ours (a run marker or a
+/// manifest of this suite beside it) or adopted (`opts.adopt`); whether it is ours.
+fn check_target(vol: &Volume, opts: &Options) -> Result<bool, CopyError> {
+    let dst_err = |source| CopyError::Target {
+        path: vol.dst.clone(),
+        source,
+    };
+    let dst_meta = lstat_path(&vol.dst).map_err(dst_err)?;
+    if let Some(m) = &dst_meta {
+        if !m.file_type().is_dir() {
+            return Err(CopyError::Refused(format!(
+                "{}: the target exists and is not a directory (a symlink is never followed); move it away",
+                vol.dst.display()
+            )));
+        }
+    }
+    let manifest = crate::manifest::path_for(&vol.dst);
+    let ours = lstat_path(&crate::manifest::marker_path_for(&vol.dst))
+        .ok()
+        .flatten()
+        .is_some()
+        || lstat_path(&manifest).ok().flatten().is_some();
+    if dst_meta.is_none() || ours || opts.adopt {
+        return Ok(ours);
+    }
+    let mut names = sys::read_dir_path(&vol.dst).map_err(dst_err)?;
+    if names.is_empty() {
+        return Ok(ours);
+    }
+    names.sort();
+    let n = names.len();
+    let shown: Vec<String> = names.iter().take(5).map(|b| show(b)).collect();
+    Err(CopyError::Refused(format!(
+        "{}: the target is not empty ({n} {}: {}{}) and no earlier copy of this suite is recorded there (no {}); \
+         move them away, or pass --adopt to take them as a partial copy (what the source lacks is then moved aside beside the target, never deleted)",
+        crate::quote::quote_path(&vol.dst),
+        if n == 1 { "entry" } else { "entries" },
+        shown.join(", "),
+        if n > 5 { ", ..." } else { "" },
+        manifest.display()
+    )))
 }
 
 /// Walk source and copy and count what the plan's run would do (exact counts, the dry-run
@@ -576,92 +599,17 @@ fn map_st(st: &Stat, ids: Option<&dyn MapIds>) -> Stat {
 /// Execute a plan: walk again and copy. The caller then writes the manifest with
 /// [`write_manifest`] (which also removes the run marker).
 pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outcome {
-    let mut out = Outcome::default();
     if plan.skipped.is_some() {
-        return out;
+        return Outcome::default();
     }
-    let fatal = |out: &mut Outcome, what: &str, e: io::Error| {
-        let p = Problem {
-            severity: Severity::Error,
-            path: plan.dst_root.display().to_string(),
-            message: format!("{what}: {e}; nothing copied"),
-        };
-        on(Event::Problem(&p));
-        out.problems.push(p);
-        out.failed = plan.counts.entries.max(1);
-    };
-    let dst = &plan.dst_root;
-    if let Some(parent) = dst.parent() {
-        if let Err(e) = std::fs::create_dir_all(parent) {
-            fatal(&mut out, "cannot create the target's parent", e);
-            return out;
-        }
-    }
-    let marker = crate::manifest::marker_path_for(dst);
-    let made = marker.parent().map_or(Ok(()), |d| {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(d)
-    });
-    if let Err(e) =
-        made.and_then(|_| crate::fsutil::write_atomic(&marker, boot_id().as_bytes(), 0o600))
-    {
-        fatal(&mut out, "cannot write the run marker beside the target", e);
-        return out;
-    }
-    let mut root_created = false;
-    match lstat_path(dst) {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            use std::os::unix::fs::DirBuilderExt;
-            if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dst) {
-                fatal(&mut out, "cannot create the target", e);
-                return out;
-            }
-            root_created = true;
-        }
-        Err(e) => {
-            fatal(&mut out, "cannot use the target", e);
-            return out;
-        }
-    }
-    let droot = match sys::open_dir_path(dst) {
-        Ok(f) => f,
-        Err(e) => {
-            fatal(&mut out, "cannot open the target", e);
-            return out;
-        }
-    };
-    // What the run may write: the target's free space now (earlier volumes are done).
-    let budget = match sys::statvfs(dst) {
-        Ok((free, favail, files)) => Some((free, (files > 0).then_some(favail))),
-        Err(e) => {
-            fatal(&mut out, "cannot check free space on the target", e);
-            return out;
-        }
-    };
-    let sroot = match sys::open_dir_path(&plan.src_root) {
-        Ok(f) => f,
-        Err(e) => {
-            fatal(&mut out, "cannot open the source", e);
-            return out;
-        }
-    };
-    let header = crate::manifest::Header::of(opts.root.unwrap_or(Path::new("/")), &plan.volume.src);
-    let writer = match crate::manifest::Writer::create(
-        &crate::manifest::path_for(dst),
-        &header,
-        &[format!("source: {}", plan.src_root.display())],
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            fatal(
-                &mut out,
-                "cannot write the manifest",
-                io::Error::other(e.to_string()),
-            );
+    let ready = match Ready::make(plan, opts) {
+        Ok(r) => r,
+        Err((what, e)) => {
+            let mut out = Outcome::default();
+            let p = problem(plan, format!("{what}: {e}; nothing copied"));
+            on(Event::Problem(&p));
+            out.problems.push(p);
+            out.failed = plan.counts.entries.max(1);
             return out;
         }
     };
@@ -672,25 +620,21 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         opts,
         force_checksum: plan.force_checksum,
         dry: false,
-        root_created,
+        root_created: ready.root_created,
         only: run::only_dirs(opts, &plan.volume.src),
         on,
-        budget,
+        budget: ready.budget,
     };
-    let w = run::walk_volume(&setup, sroot, Some(droot), Some(writer));
+    let w = run::walk_volume(&setup, ready.sroot, Some(ready.droot), Some(ready.writer));
     let mut out = w.outcome;
     out.walked = w.counts;
     out.notes = w.notes;
     out.listed = w.listed;
     on(Event::Phase("flushing to disk"));
-    let synced =
-        sys::open_dir_path(dst).and_then(|d| sys::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)));
+    let synced = sys::open_dir_path(&plan.dst_root)
+        .and_then(|d| sys::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)));
     if let Err(e) = synced {
-        let p = Problem {
-            severity: Severity::Error,
-            path: plan.dst_root.display().to_string(),
-            message: format!("cannot flush the copy to disk: {e}"),
-        };
+        let p = problem(plan, format!("cannot flush the copy to disk: {e}"));
         on(Event::Problem(&p));
         out.problems.push(p);
     }
@@ -699,6 +643,90 @@ pub fn execute(plan: &Plan, opts: &Options, on: &(dyn Fn(Event) + Sync)) -> Outc
         out.manifest = Some(Arc::new(Mutex::new(Some(wr))));
     }
     out
+}
+
+/// An error of the run as a whole, on the target's root.
+fn problem(plan: &Plan, message: String) -> Problem {
+    Problem {
+        severity: Severity::Error,
+        path: plan.dst_root.display().to_string(),
+        message,
+    }
+}
+
+/// What a step of making the target ready was, and why it failed (nothing is copied then).
+type Unready = (&'static str, io::Error);
+
+/// The target made ready for a run: its run marker written, its root there, both roots
+/// open, its free space taken and its manifest begun.
+struct Ready {
+    sroot: std::os::fd::OwnedFd,
+    droot: std::os::fd::OwnedFd,
+    /// The copy's root was made by this run.
+    root_created: bool,
+    /// What the run may write: the target's free space now (earlier volumes are done).
+    budget: Option<(u64, Option<u64>)>,
+    writer: crate::manifest::Writer,
+}
+
+impl Ready {
+    fn make(plan: &Plan, opts: &Options) -> Result<Ready, Unready> {
+        let dst = &plan.dst_root;
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| ("cannot create the target's parent", e))?;
+        }
+        Ready::write_marker(dst)
+            .map_err(|e| ("cannot write the run marker beside the target", e))?;
+        let root_created = Ready::make_root(dst)?;
+        let droot = sys::open_dir_path(dst).map_err(|e| ("cannot open the target", e))?;
+        let (free, favail, files) =
+            sys::statvfs(dst).map_err(|e| ("cannot check free space on the target", e))?;
+        let sroot =
+            sys::open_dir_path(&plan.src_root).map_err(|e| ("cannot open the source", e))?;
+        let header =
+            crate::manifest::Header::of(opts.root.unwrap_or(Path::new("/")), &plan.volume.src);
+        let writer = crate::manifest::Writer::create(
+            &crate::manifest::path_for(dst),
+            &header,
+            &[format!("source: {}", plan.src_root.display())],
+        )
+        .map_err(|e| ("cannot write the manifest", io::Error::other(e.to_string())))?;
+        Ok(Ready {
+            sroot,
+            droot,
+            root_created,
+            budget: Some((free, (files > 0).then_some(favail))),
+            writer,
+        })
+    }
+
+    /// The run marker beside the target (this boot's id), in a private directory.
+    fn write_marker(dst: &Path) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        let marker = crate::manifest::marker_path_for(dst);
+        if let Some(d) = marker.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)?;
+        }
+        crate::fsutil::write_atomic(&marker, boot_id().as_bytes(), 0o600)
+    }
+
+    /// The copy's root, made (0700) when it is not there; whether this run made it.
+    fn make_root(dst: &Path) -> Result<bool, Unready> {
+        use std::os::unix::fs::DirBuilderExt;
+        match lstat_path(dst) {
+            Ok(Some(_)) => Ok(false),
+            Ok(None) => std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dst)
+                .map(|_| true)
+                .map_err(|e| ("cannot create the target", e)),
+            Err(e) => Err(("cannot use the target", e)),
+        }
+    }
 }
 
 /// After the manifest is written: the run is complete, remove its marker.

@@ -21,8 +21,8 @@ use super::{
     Removal, Severity,
 };
 use crate::manifest;
-use crate::sys::{self, Kind, Stat, Ts, XTarget};
-use crate::tree::{Entry, FileType, Timestamp};
+use crate::sys::{self, FileType, Stat, XTarget};
+use crate::tree::Entry;
 use crate::walk::{self, Item, Lister, Listing, Ticket};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::{CString, OsString};
@@ -337,25 +337,6 @@ fn rel_path(rel: &[u8]) -> PathBuf {
     }
 }
 
-fn ftype(k: Kind) -> FileType {
-    match k {
-        Kind::File => FileType::File,
-        Kind::Dir => FileType::Dir,
-        Kind::Symlink => FileType::Symlink,
-        Kind::Fifo => FileType::Fifo,
-        Kind::Char => FileType::CharDevice,
-        Kind::Block => FileType::BlockDevice,
-        Kind::Socket => FileType::Socket,
-    }
-}
-
-fn stamp(t: Ts) -> Timestamp {
-    Timestamp {
-        sec: t.sec,
-        nsec: t.nsec.clamp(0, 999_999_999) as u32,
-    }
-}
-
 /// The manifest line of one entry of the copy.
 pub(super) fn entry(
     rel: &[u8],
@@ -367,15 +348,15 @@ pub(super) fn entry(
 ) -> Entry {
     Entry {
         path: rel_path(rel),
-        kind: ftype(st.kind),
+        kind: st.kind,
         mode: st.perm,
         uid: st.uid,
         gid: st.gid,
         size: st.size,
-        mtime: stamp(st.mtime),
-        atime: stamp(st.atime),
+        mtime: st.mtime,
+        atime: st.atime,
         rdev: match st.kind {
-            Kind::Char | Kind::Block => st.rdev,
+            FileType::CharDevice | FileType::BlockDevice => st.rdev,
             _ => 0,
         },
         target: link.map(OsString::from_vec),
@@ -385,7 +366,11 @@ pub(super) fn entry(
             .into_iter()
             .map(|(n, v)| (OsString::from_vec(n), v))
             .collect(),
-        sha256: if st.kind == Kind::File { hash } else { None },
+        sha256: if st.kind == FileType::File {
+            hash
+        } else {
+            None
+        },
     }
 }
 
@@ -438,6 +423,9 @@ struct Frame {
     unsure: HashSet<Vec<u8>>,
     ahead: VecDeque<(usize, Ticket, Option<Ticket>)>,
     next_ahead: usize,
+    /// Listings of subdirectories the lister prefetched, source and copy.
+    ssub: walk::Subs,
+    tsub: walk::Subs,
     st: Stat,
     /// The copy's directory as listed (None: created by this run).
     tst: Option<Stat>,
@@ -537,7 +525,7 @@ impl Walker<'_, '_> {
             .entry((st.uid, st.gid))
             .or_insert_with(|| (0, join_show(self.s.src_root, rel)));
         e.0 += 1;
-        if matches!(st.kind, Kind::Char | Kind::Block) {
+        if matches!(st.kind, FileType::CharDevice | FileType::BlockDevice) {
             let d = self
                 .devices
                 .get_or_insert_with(|| (0, join_show(self.s.src_root, rel)));
@@ -754,6 +742,8 @@ impl Walker<'_, '_> {
             unsure,
             ahead: VecDeque::new(),
             next_ahead: 0,
+            ssub: sl.sub,
+            tsub: tl.sub,
             st,
             tst,
             src_x,
@@ -767,25 +757,31 @@ impl Walker<'_, '_> {
 
     /// Request listings of the next child directories.
     fn look_ahead(&self, f: &mut Frame) {
+        let src = &self.sroot;
         while f.ahead.len() < AHEAD && f.next_ahead < f.src.len() {
             let i = f.next_ahead;
             f.next_ahead += 1;
             let it = &f.src[i];
-            if it.st.kind != Kind::Dir {
+            if it.st.kind != FileType::Dir {
                 continue;
             }
             let rel = walk::join(&f.rel, &it.name);
             if self.s.only.as_ref().is_some_and(|o| !must_walk(o, &rel)) {
                 continue;
             }
-            let st = self.request(&self.sroot, &rel, true);
+            let st = f
+                .ssub
+                .take(i)
+                .unwrap_or_else(|| self.request(src, &rel, true));
             let tt = match (
                 &self.droot,
                 f.tgt.binary_search_by(|t| t.name.as_slice().cmp(&it.name)),
             ) {
-                (Some(d), Ok(j)) if f.tgt[j].st.kind == Kind::Dir => {
-                    Some(self.request(d, &rel, true))
-                }
+                (Some(d), Ok(j)) if f.tgt[j].st.kind == FileType::Dir => Some(
+                    f.tsub
+                        .take(j)
+                        .unwrap_or_else(|| self.request(d, &rel, true)),
+                ),
                 _ => None,
             };
             f.ahead.push_back((i, st, tt));
@@ -875,13 +871,13 @@ impl Walker<'_, '_> {
         };
         let st = h.it.st;
         match st.kind {
-            Kind::Dir => {}
-            Kind::File => self.counts.files += 1,
-            Kind::Symlink => self.counts.symlinks += 1,
-            Kind::Socket => self.counts.sockets += 1,
+            FileType::Dir => {}
+            FileType::File => self.counts.files += 1,
+            FileType::Symlink => self.counts.symlinks += 1,
+            FileType::Socket => self.counts.sockets += 1,
             _ => self.counts.specials += 1,
         }
-        if st.kind == Kind::Socket {
+        if st.kind == FileType::Socket {
             let root = self.s.src_root;
             self.problem(
                 Severity::Warning,
@@ -898,7 +894,7 @@ impl Walker<'_, '_> {
         self.note_owner(&h.rel, &st);
         // A copy entry of another type (directory vs not) is out of the way.
         if let Some(ti) = h.titem.take() {
-            if (ti.st.kind == Kind::Dir) != (st.kind == Kind::Dir) || is_temp(&h.name) {
+            if (ti.st.kind == FileType::Dir) != (st.kind == FileType::Dir) || is_temp(&h.name) {
                 if let Some(d) = &h.dfd {
                     stack[depth].touched = true;
                     self.remove(d, &h.rel, &h.name, &ti, h.recorded.clone());
@@ -907,7 +903,7 @@ impl Walker<'_, '_> {
                 h.titem = Some(ti);
             }
         }
-        if st.kind == Kind::Dir {
+        if st.kind == FileType::Dir {
             return self.step_dir(stack, depth, h, tickets);
         }
         if st.nlink > 1 {
@@ -926,7 +922,7 @@ impl Walker<'_, '_> {
         let (Some(only), Some(rec), Some(ti)) = (&self.s.only, &h.recorded, &h.titem) else {
             return false;
         };
-        if must_walk(only, &h.rel) || rec.kind != FileType::Dir || ti.st.kind != Kind::Dir {
+        if must_walk(only, &h.rel) || rec.kind != FileType::Dir || ti.st.kind != FileType::Dir {
             return false;
         }
         let rec = rec.clone();
@@ -1066,20 +1062,20 @@ impl Walker<'_, '_> {
         let same = same_meta(st, &ti.st, ids)
             && same_xattrs(&h.it.xattrs, &ti.xattrs, ids)
             && match st.kind {
-                Kind::File => st.size == ti.st.size && (st.nlink > 1 || ti.st.nlink == 1),
-                Kind::Symlink => h.it.link == ti.link,
+                FileType::File => st.size == ti.st.size && (st.nlink > 1 || ti.st.nlink == 1),
+                FileType::Symlink => h.it.link == ti.link,
                 _ => st.rdev == ti.st.rdev,
             };
         if !same {
             return Some(Act::Create);
         }
-        if st.kind != Kind::File {
+        if st.kind != FileType::File {
             return None;
         }
         let rec = h.recorded.as_ref().filter(|e| {
             e.kind == FileType::File
                 && e.size == ti.st.size
-                && e.mtime == stamp(ti.st.mtime)
+                && e.mtime == ti.st.mtime
                 && e.mode == ti.st.perm
                 && e.uid == ti.st.uid
                 && e.gid == ti.st.gid
@@ -1111,7 +1107,7 @@ impl Walker<'_, '_> {
                 .insert((st.dev, st.ino), (slot.clone(), st.nlink - 1));
             first_slot = Some(slot);
         }
-        if st.kind == Kind::File {
+        if st.kind == FileType::File {
             self.counts.bytes += st.size;
         }
         let Some(a) = self.decide(&h) else {
@@ -1141,7 +1137,7 @@ impl Walker<'_, '_> {
             self.list(&h.rel, "copy");
             self.counts.copy += 1;
             self.counts.need_inodes += 1;
-            if st.kind == Kind::File {
+            if st.kind == FileType::File {
                 self.counts.copy_bytes += st.size;
                 self.counts.need_bytes += st.blocks * 512;
             }
@@ -1194,7 +1190,7 @@ impl Walker<'_, '_> {
             });
             if !self.s.dry {
                 if let Err(e) = sys::cstr(name)
-                    .and_then(|c| sys::unlink_at(dfd.as_raw_fd(), &c, t.st.kind == Kind::Dir))
+                    .and_then(|c| sys::unlink_at(dfd.as_raw_fd(), &c, t.st.kind == FileType::Dir))
                 {
                     if e.raw_os_error() != Some(libc::ENOENT) {
                         self.remove_failed(rel, e);
@@ -1205,12 +1201,12 @@ impl Walker<'_, '_> {
             }
             return;
         }
-        let ours = recorded.is_some_and(|e| e.kind == ftype(t.st.kind));
+        let ours = recorded.is_some_and(|e| e.kind == t.st.kind);
         if !ours {
             self.move_aside(dfd, rel, name);
             return;
         }
-        if t.st.kind == Kind::Dir {
+        if t.st.kind == FileType::Dir {
             // Its entries: those recorded are removed, others moved aside.
             let d = match sys::cstr(name).and_then(|c| {
                 sys::open_at(
@@ -1247,7 +1243,7 @@ impl Walker<'_, '_> {
             return;
         }
         let r = sys::cstr(name)
-            .and_then(|c| sys::unlink_at(dfd.as_raw_fd(), &c, t.st.kind == Kind::Dir));
+            .and_then(|c| sys::unlink_at(dfd.as_raw_fd(), &c, t.st.kind == FileType::Dir));
         match r {
             Ok(()) => self.send_item(None, Done::Removed, None),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -1346,7 +1342,7 @@ fn mkdir(dir: RawFd, name: &[u8]) -> io::Result<OwnedFd> {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             let st = sys::lstat_at(dir, &c)?;
-            if st.kind != Kind::Dir {
+            if st.kind != FileType::Dir {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
                     "exists in the copy and is not a directory",
@@ -1386,7 +1382,7 @@ fn run_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job) -> JobResult {
         return link_job(w, s, droot, j, &name);
     }
     let copy = |w: &mut Worker| -> Result<(Entry, u64, (u64, u64)), ItemError> {
-        if j.st.kind == Kind::File {
+        if j.st.kind == FileType::File {
             let c = file::copy_file(w, sd, dd, &name, ids, j.dacl, j.slot.is_some())?;
             let b = c.st.size;
             let ino = c.dst;
@@ -1888,7 +1884,12 @@ pub(super) fn walk_volume(
     let s = &Setup { only, ..*s };
     let sroot = Arc::new(sroot);
     let droot = droot.map(Arc::new);
-    let lister = Lister::new();
+    // A walk restricted to some directories prefetches only those.
+    let lister = Lister::with_prefetch(walk::PREFETCH_DEPTH);
+    let lister = match s.only.clone() {
+        Some(o) => lister.prefetch_only(Box::new(move |rel| must_walk(&o, rel))),
+        None => lister,
+    };
     let written = Written::default();
     let threads = s.opts.jobs.clamp(2, 8);
     let prev = Prev::open(s.dst_root);

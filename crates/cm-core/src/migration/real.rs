@@ -94,6 +94,86 @@ pub struct TargetFiles {
     pub pending_volumes: bool,
 }
 
+/// (volume, source, where it goes) of every tree a copy reads that is a directory: each of
+/// `volumes` as `shown` shows it (where it goes, as the copier names it), then the trees of
+/// `target` whose named volume is not one of them and does not exist yet.
+pub(super) fn sources<V>(
+    volumes: &[V],
+    target: Option<&TargetFiles>,
+    shown: impl Fn(&V) -> (String, PathBuf, String),
+) -> Vec<(String, PathBuf, String)> {
+    let mut v: Vec<(String, PathBuf, String)> = volumes.iter().map(shown).collect();
+    if let Some(tf) = target {
+        let have: Vec<&str> = v.iter().map(|(name, _, _)| name.as_str()).collect();
+        let pending = tf.pending(&have);
+        v.extend(pending);
+    }
+    v.retain(|(_, src, _)| src.is_dir());
+    v
+}
+
+/// A pass's start, for either copier: refused when the target is unusable; on the live
+/// pass the named volumes not there yet are created (`notes` say so) and the copy's volumes
+/// as they are then returned (None: as they were).
+pub(super) fn begin_pass(
+    pass: Pass,
+    unusable: Option<&String>,
+    target: Option<&mut TargetFiles>,
+    notes: &mut Vec<String>,
+) -> Result<Option<Vec<Volume>>, MigrationError> {
+    let step = pass.step();
+    if let Some(why) = unusable {
+        return Err(MigrationError::step(step, why));
+    }
+    match target {
+        Some(t) if pass == Pass::Live => t
+            .create_volumes(notes)
+            .map_err(|e| MigrationError::step(step, e)),
+        _ => Ok(None),
+    }
+}
+
+/// One volume of a pass copied by the engine, its counts and problems added to `out` (on the
+/// live pass an error is a note: the final pass, services stopped, copies what it could not),
+/// its manifest written; the volume's detail, None when the manifest could not be written.
+fn copy_volume(
+    p: &copy::Plan,
+    opts: &copy::Options,
+    live: bool,
+    out: &mut CopyOutcome,
+) -> Option<serde_json::Value> {
+    let o = copy::execute(p, opts, &|_| {});
+    out.entries += o.walked.entries;
+    out.scanned += o.walked.entries;
+    out.copied += o.copied + o.linked;
+    out.copied_bytes += o.copied_bytes;
+    out.deleted += o.deleted;
+    for pr in &o.problems {
+        let line = format!("{}: {}: {}", p.volume.name, pr.path, pr.message);
+        match pr.severity {
+            // while the relay serves mail, entries change under the copy: what the
+            // live pass could not copy, the final pass (services stopped) must
+            Severity::Error if live => out.notes.push(format!("{line} (left for the final pass)")),
+            Severity::Error => out.errors.push(line),
+            _ => out.notes.push(line),
+        }
+    }
+    let comments = vec![format!(
+        "written by cm-migrate {} (volume {}, {} pass)",
+        env!("CARGO_PKG_VERSION"),
+        p.volume.name,
+        if live { "live" } else { "final" }
+    )];
+    match copy::write_manifest(p, &o, &comments) {
+        Ok(m) => Some(serde_json::json!({"volume": p.volume.name, "manifest": m, "outcome": o})),
+        Err(e) => {
+            out.errors
+                .push(format!("{}: cannot write the manifest: {e}", p.volume.name));
+            None
+        }
+    }
+}
+
 impl TargetFiles {
     /// The trees whose named volume does not exist yet (none of `have`): (volume, source,
     /// where it goes).
@@ -158,33 +238,12 @@ impl LocalCopier {
         }
     }
 
-    /// What is copied: (volume, source, where it goes) for every tree, also those whose
-    /// named volume the live pass has yet to create.
+    /// What is copied: (volume, source, where it goes) for every tree there, also those
+    /// whose named volume the live pass has yet to create.
     fn sources(&self) -> Vec<(String, PathBuf, String)> {
-        let mut v: Vec<(String, PathBuf, String)> = self
-            .volumes
-            .iter()
-            .map(|v| (v.name.clone(), v.src.clone(), v.dst.display().to_string()))
-            .collect();
-        if let Some(tf) = &self.target {
-            let have: Vec<&str> = self.volumes.iter().map(|v| v.name.as_str()).collect();
-            v.extend(tf.pending(&have));
-        }
-        v
-    }
-
-    /// Named volumes of the target that do not exist yet are created (with Compose's
-    /// labels), and the volumes read again.
-    fn create_volumes(&mut self, notes: &mut Vec<String>) -> Result<(), String> {
-        if let Some(v) = self
-            .target
-            .as_mut()
-            .map(|t| t.create_volumes(notes))
-            .transpose()?
-        {
-            self.volumes = v.unwrap_or_else(|| std::mem::take(&mut self.volumes));
-        }
-        Ok(())
+        sources(&self.volumes, self.target.as_ref(), |v| {
+            (v.name.clone(), v.src.clone(), v.dst.display().to_string())
+        })
     }
 
     /// The single files the target mounts (self-signed TLS, the account-creation switch,
@@ -241,20 +300,11 @@ impl LocalCopier {
 
 impl Copier for LocalCopier {
     fn roots(&self) -> Vec<PathBuf> {
-        self.sources()
-            .into_iter()
-            .map(|(_, src, _)| src)
-            .filter(|s| s.is_dir())
-            .collect()
+        self.sources().into_iter().map(|(_, src, _)| src).collect()
     }
 
     fn estimate(&mut self) -> Result<Estimate, MigrationError> {
-        let vols: Vec<(String, PathBuf, String)> = self
-            .sources()
-            .into_iter()
-            .filter(|(_, src, _)| src.is_dir())
-            .collect();
-        let mut est = estimate_sources(&vols)?;
+        let mut est = estimate_sources(&self.sources())?;
         if let Ok(plans) = self.plans(true) {
             if let Ok(space) = safety::check_space(&plans) {
                 est.space = space.iter().map(|s| s.to_string()).collect();
@@ -332,12 +382,9 @@ impl Copier for LocalCopier {
     ) -> Result<CopyOutcome, MigrationError> {
         let step = pass.step();
         let mut out = CopyOutcome::default();
-        if let Some(why) = &self.unusable {
-            return Err(MigrationError::step(step, why));
-        }
-        if pass == Pass::Live {
-            self.create_volumes(&mut out.notes)
-                .map_err(|e| MigrationError::step(step, e))?;
+        let target = self.target.as_mut();
+        if let Some(v) = begin_pass(pass, self.unusable.as_ref(), target, &mut out.notes)? {
+            self.volumes = v;
         }
         // The final pass walks only the directories the change journal names (per volume
         // it followed), merging with the live pass's manifest for the rest.
@@ -361,48 +408,14 @@ impl Copier for LocalCopier {
             .plans_with(&opts)
             .map_err(|e| MigrationError::step(step, e))?;
         let mut per_volume = Vec::new();
-        for p in &plans {
-            if p.skipped.is_some() {
-                continue;
-            }
+        for p in plans.iter().filter(|p| p.skipped.is_none()) {
             on(format!(
                 "{}: {} -> {}",
                 p.volume.name,
                 p.volume.src.display(),
                 p.volume.dst.display()
             ));
-            let o = copy::execute(p, &opts, &|_| {});
-            out.entries += o.walked.entries;
-            out.scanned += o.walked.entries;
-            out.copied += o.copied + o.linked;
-            out.copied_bytes += o.copied_bytes;
-            out.deleted += o.deleted;
-            for pr in &o.problems {
-                let line = format!("{}: {}: {}", p.volume.name, pr.path, pr.message);
-                match pr.severity {
-                    // while the relay serves mail, entries change under the copy: what the
-                    // live pass could not copy, the final pass (services stopped) must
-                    Severity::Error if live => {
-                        out.notes.push(format!("{line} (left for the final pass)"))
-                    }
-                    Severity::Error => out.errors.push(line),
-                    _ => out.notes.push(line),
-                }
-            }
-            let comments = vec![format!(
-                "written by cm-migrate {} (volume {}, {} pass)",
-                env!("CARGO_PKG_VERSION"),
-                p.volume.name,
-                if live { "live" } else { "final" }
-            )];
-            match copy::write_manifest(p, &o, &comments) {
-                Ok(m) => per_volume.push(
-                    serde_json::json!({"volume": p.volume.name, "manifest": m, "outcome": o}),
-                ),
-                Err(e) => out
-                    .errors
-                    .push(format!("{}: cannot write the manifest: {e}", p.volume.name)),
-            }
+            per_volume.extend(copy_volume(p, &opts, live, &mut out));
         }
         out.detail = serde_json::Value::Array(per_volume);
         if out.errors.is_empty() {
@@ -778,7 +791,7 @@ impl ComposeTarget {
 
 impl Target for ComposeTarget {
     fn preflight(&mut self, start: bool) -> Vec<Finding> {
-        let mut f = super::transport::docker_host_findings(&self.host, start);
+        let mut f = super::transport::docker_host_findings(self.host.exec(), start);
         if let Some(r) = &self.resolved {
             f.extend(r.iter().cloned());
             return f;

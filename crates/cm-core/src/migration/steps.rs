@@ -325,27 +325,9 @@ pub fn run(
         return Ok(cx.report);
     }
     let roots = p.copier.roots();
-    let stopped_before = cx.journal.was_begun(Step::Stop);
-    let watching = if stopped_before {
-        let why = "the services were stopped by an earlier attempt";
-        cx.skip(Step::Watch, why);
-        cx.skip(Step::BulkCopy, why);
-        false
-    } else {
-        let w = watch_and_bulk_copy(&mut cx, p, &roots)?;
-        match w {
-            Some(w) => w,
-            None => return Ok(incomplete(cx)),
-        }
+    let Some(watching) = live_then_stop(&mut cx, p, &roots)? else {
+        return Ok(incomplete(cx));
     };
-    if cx.journal.is_done(Step::Stop) {
-        cx.skip(Step::Stop, "done by an earlier attempt");
-    } else {
-        let services = &mut *p.services;
-        if !cx.step(Step::Stop, |on| services.stop(on))? {
-            return Ok(incomplete(cx));
-        }
-    }
     let changed = if watching {
         p.watch.finish(&roots)
     } else {
@@ -369,6 +351,36 @@ pub fn run(
         p.target.next_step()
     };
     Ok(cx.report)
+}
+
+/// While the relay serves: the change journal started and the bulk copy (unless an earlier
+/// attempt stopped the services already), then the stop (unless done before). Whether the
+/// journal is watching; None when a step did not hold.
+fn live_then_stop(
+    cx: &mut Ctx,
+    p: &mut Parts,
+    roots: &[PathBuf],
+) -> Result<Option<bool>, MigrationError> {
+    let watching = if cx.journal.was_begun(Step::Stop) {
+        let why = "the services were stopped by an earlier attempt";
+        cx.skip(Step::Watch, why);
+        cx.skip(Step::BulkCopy, why);
+        false
+    } else {
+        match watch_and_bulk_copy(cx, p, roots)? {
+            Some(w) => w,
+            None => return Ok(None),
+        }
+    };
+    if cx.journal.is_done(Step::Stop) {
+        cx.skip(Step::Stop, "done by an earlier attempt");
+    } else {
+        let services = &mut *p.services;
+        if !cx.step(Step::Stop, |on| services.stop(on))? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(watching))
 }
 
 /// Preflight: the findings of the host, the target and the copy. Ok(false) when one blocks.

@@ -12,6 +12,7 @@ use super::{
     Changed, Copier, CopyOutcome, Estimate, MigrationError, Pass, Step, StepOutcome, Verifier,
 };
 use crate::owners::OwnerMap;
+use crate::target::exec::Exec;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -154,7 +155,7 @@ impl Remote {
     }
 }
 
-impl crate::target::exec::Exec for Remote {
+impl Exec for Remote {
     fn output(&self, argv: &[&str]) -> io::Result<Output> {
         let a: Vec<&[u8]> = argv.iter().map(|s| s.as_bytes()).collect();
         self.run(&a)
@@ -184,23 +185,18 @@ pub enum Host {
 }
 
 impl Host {
-    pub fn run(&self, argv: &[&str]) -> io::Result<Output> {
+    /// Where its programs run: [`Here`](crate::target::exec::Here), or the ssh connection.
+    pub fn exec(&self) -> &dyn Exec {
         match self {
-            Host::Local => Command::new(argv[0])
-                .args(&argv[1..])
-                .stdin(Stdio::null())
-                .output(),
-            Host::Remote(r) => {
-                let a: Vec<&[u8]> = argv.iter().map(|s| s.as_bytes()).collect();
-                r.run(&a)
-            }
+            Host::Local => &crate::target::exec::Here,
+            Host::Remote(r) => r,
         }
     }
+    pub fn run(&self, argv: &[&str]) -> io::Result<Output> {
+        self.exec().output(argv)
+    }
     pub fn name(&self) -> String {
-        match self {
-            Host::Local => "this host".into(),
-            Host::Remote(r) => r.host.clone(),
-        }
+        self.exec().place()
     }
 }
 
@@ -258,21 +254,71 @@ impl RemoteVolume {
 }
 
 impl RsyncCopier {
-    /// (volume, source, where it goes) of every tree, those still to be created too.
+    /// (volume, source, where it goes) of every tree there, those still to be created too.
     fn sources(&self) -> Vec<(String, PathBuf, String)> {
-        let mut v: Vec<(String, PathBuf, String)> = self
-            .present()
-            .iter()
-            .map(|v| {
-                let to = format!("{}:{}", self.remote.host, v.dst.display());
-                (v.name.clone(), v.src.clone(), to)
-            })
-            .collect();
-        if let Some(tf) = &self.target {
-            let have: Vec<&str> = self.volumes.iter().map(|v| v.name.as_str()).collect();
-            v.extend(tf.pending(&have));
+        super::real::sources(&self.volumes, self.target.as_ref(), |v| {
+            let to = format!("{}:{}", self.remote.host, v.dst.display());
+            (v.name.clone(), v.src.clone(), to)
+        })
+    }
+
+    /// One volume of a pass sent with rsync (its directory there made first), rsync's counts
+    /// and outcome added to `out` (on the live pass, files that changed or vanished are a
+    /// note: the final pass copies them).
+    fn sync_volume(
+        &self,
+        v: &RemoteVolume,
+        pass: Pass,
+        out: &mut CopyOutcome,
+        on: &mut dyn FnMut(String),
+    ) -> Result<(), MigrationError> {
+        let step = pass.step();
+        let mk = self
+            .remote
+            .run(&[b"mkdir", b"-p", v.dst.as_os_str().as_bytes()])
+            .map_err(|e| MigrationError::step(step, format!("ssh: {e}")))?;
+        if !mk.status.success() {
+            out.errors.push(format!(
+                "{}: mkdir {} on {}: {}",
+                v.name,
+                v.dst.display(),
+                self.remote.host,
+                String::from_utf8_lossy(&mk.stderr).trim()
+            ));
+            return Ok(());
         }
-        v
+        on(format!(
+            "{}: rsync {} -> {}:{}",
+            v.name,
+            v.src.display(),
+            self.remote.host,
+            v.dst.display()
+        ));
+        let o = Command::new(&self.rsync)
+            .args(self.args(v))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| MigrationError::step(step, format!("running {}: {e}", self.rsync)))?;
+        let text = String::from_utf8_lossy(&o.stdout);
+        out.entries += stat(&text, "Number of files:");
+        out.scanned += stat(&text, "Number of files:");
+        out.copied += stat(&text, "Number of regular files transferred:");
+        out.copied_bytes += stat(&text, "Total transferred file size:");
+        out.deleted += stat(&text, "Number of deleted files:");
+        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+        match o.status.code() {
+            Some(0) => {}
+            // 24: files vanished; 23: some files could not be transferred (in use)
+            Some(23) | Some(24) if pass == Pass::Live => out.notes.push(format!(
+                "{}: some files changed or vanished while the relay ran; the final pass \
+                 copies them ({err})",
+                v.name
+            )),
+            c => out
+                .errors
+                .push(format!("{}: rsync exited {c:?}: {err}", v.name)),
+        }
+        Ok(())
     }
 
     /// The rsync options that map owners as the local copy does.
@@ -340,13 +386,6 @@ impl RsyncCopier {
         }
     }
 
-    fn present(&self) -> Vec<&RemoteVolume> {
-        self.volumes
-            .iter()
-            .filter(|v| v.src.symlink_metadata().is_ok())
-            .collect()
-    }
-
     fn args(&self, v: &RemoteVolume) -> Vec<OsString> {
         let mut a: Vec<OsString> = ["-aHAX", "--numeric-ids", "--delete", "--stats"]
             .iter()
@@ -383,20 +422,11 @@ fn stat(out: &str, label: &str) -> u64 {
 
 impl Copier for RsyncCopier {
     fn roots(&self) -> Vec<PathBuf> {
-        self.sources()
-            .into_iter()
-            .map(|(_, src, _)| src)
-            .filter(|s| s.is_dir())
-            .collect()
+        self.sources().into_iter().map(|(_, src, _)| src).collect()
     }
 
     fn estimate(&mut self) -> Result<Estimate, MigrationError> {
-        let v: Vec<_> = self
-            .sources()
-            .into_iter()
-            .filter(|(_, src, _)| src.is_dir())
-            .collect();
-        super::real::estimate_sources(&v)
+        super::real::estimate_sources(&self.sources())
     }
 
     fn preflight(&mut self) -> Vec<Finding> {
@@ -457,21 +487,11 @@ impl Copier for RsyncCopier {
         changed: &Changed,
         on: &mut dyn FnMut(String),
     ) -> Result<CopyOutcome, MigrationError> {
-        let step = pass.step();
         let mut out = CopyOutcome::default();
-        if let Some(why) = &self.unusable {
-            return Err(MigrationError::step(step, why));
-        }
-        if pass == Pass::Live {
-            let made = self
-                .target
-                .as_mut()
-                .map(|t| t.create_volumes(&mut out.notes))
-                .transpose()
-                .map_err(|e| MigrationError::step(step, e))?;
-            if let Some(Some(v)) = made {
-                self.volumes = v.into_iter().map(RemoteVolume::of).collect();
-            }
+        let target = self.target.as_mut();
+        let made = super::real::begin_pass(pass, self.unusable.as_ref(), target, &mut out.notes)?;
+        if let Some(v) = made {
+            self.volumes = v.into_iter().map(RemoteVolume::of).collect();
         }
         if let (Pass::Final, Changed::Dirs(_)) = (pass, changed) {
             out.notes.push(
@@ -494,52 +514,7 @@ impl Copier for RsyncCopier {
                     .push(format!("{}: {} does not exist", v.name, v.src.display()));
                 continue;
             }
-            let dst = v.dst.clone();
-            let mk = self
-                .remote
-                .run(&[b"mkdir", b"-p", dst.as_os_str().as_bytes()])
-                .map_err(|e| MigrationError::step(step, format!("ssh: {e}")))?;
-            if !mk.status.success() {
-                out.errors.push(format!(
-                    "{}: mkdir {} on {}: {}",
-                    v.name,
-                    dst.display(),
-                    self.remote.host,
-                    String::from_utf8_lossy(&mk.stderr).trim()
-                ));
-                continue;
-            }
-            on(format!(
-                "{}: rsync {} -> {}:{}",
-                v.name,
-                v.src.display(),
-                self.remote.host,
-                dst.display()
-            ));
-            let o = Command::new(&self.rsync)
-                .args(self.args(v))
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| MigrationError::step(step, format!("running {}: {e}", self.rsync)))?;
-            let text = String::from_utf8_lossy(&o.stdout);
-            out.entries += stat(&text, "Number of files:");
-            out.scanned += stat(&text, "Number of files:");
-            out.copied += stat(&text, "Number of regular files transferred:");
-            out.copied_bytes += stat(&text, "Total transferred file size:");
-            out.deleted += stat(&text, "Number of deleted files:");
-            let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            match o.status.code() {
-                Some(0) => {}
-                // 24: files vanished; 23: some files could not be transferred (in use)
-                Some(23) | Some(24) if pass == Pass::Live => out.notes.push(format!(
-                    "{}: some files changed or vanished while the relay ran; the final pass \
-                     copies them ({err})",
-                    v.name
-                )),
-                c => out
-                    .errors
-                    .push(format!("{}: rsync exited {c:?}: {err}", v.name)),
-            }
+            self.sync_volume(v, pass, &mut out, on)?;
         }
         if out.errors.is_empty() {
             self.send_files(&mut out);
@@ -630,58 +605,81 @@ impl RemoteVerifier {
     }
 }
 
+impl RemoteVerifier {
+    /// One volume proven on the far side: its manifest written here and sent, then checked
+    /// there against the copy by cm-verify (`bin` there); None when it holds, else what
+    /// differs.
+    fn check_there(
+        &self,
+        v: &super::verify::VolumePair,
+        bin: &Path,
+        on: &mut dyn FnMut(String),
+    ) -> Result<Option<String>, MigrationError> {
+        let err = |m: String| MigrationError::step(Step::Verify, m);
+        on(format!("{}: manifest of {}", v.name, v.src.display()));
+        let m = self
+            .write_manifest(v)
+            .map_err(|e| err(format!("{}: {e}", v.name)))?;
+        let there = self
+            .send(&m, &format!("{}.manifest", v.name))
+            .map_err(|e| err(format!("{}: sending the manifest: {e}", v.name)))?;
+        on(format!(
+            "{}: cm-verify manifest check on {}",
+            v.name, self.remote.host
+        ));
+        let r = self
+            .remote
+            .run(&[
+                bin.as_os_str().as_bytes(),
+                b"manifest",
+                b"check",
+                there.as_os_str().as_bytes(),
+                v.dst.as_os_str().as_bytes(),
+                b"--quiet",
+            ])
+            .map_err(|e| err(format!("ssh: {e}")))?;
+        let said = String::from_utf8_lossy(&r.stderr);
+        Ok(match r.status.code() {
+            Some(0) => None,
+            Some(1) => Some(format!(
+                "{}: the copy on {} differs from the manifest of {}: {}",
+                v.name,
+                self.remote.host,
+                v.src.display(),
+                said.trim()
+            )),
+            c => Some(format!(
+                "{}: cm-verify on {} exited {c:?}: {}",
+                v.name,
+                self.remote.host,
+                said.trim()
+            )),
+        })
+    }
+}
+
 impl Verifier for RemoteVerifier {
     fn verify(
         &mut self,
         _changed: &Changed,
         on: &mut dyn FnMut(String),
     ) -> Result<StepOutcome, MigrationError> {
-        let err = |m: String| MigrationError::step(Step::Verify, m);
-        let bin = self
-            .send(&self.cm_verify, "cm-verify")
-            .map_err(|e| err(format!("sending cm-verify to {}: {e}", self.remote.host)))?;
+        let bin = self.send(&self.cm_verify, "cm-verify").map_err(|e| {
+            MigrationError::step(
+                Step::Verify,
+                format!("sending cm-verify to {}: {e}", self.remote.host),
+            )
+        })?;
         let mut o = StepOutcome::ok("");
         let mut held = Vec::new();
-        let volumes = self.volumes.get().map_err(err)?;
+        let volumes = self
+            .volumes
+            .get()
+            .map_err(|e| MigrationError::step(Step::Verify, e))?;
         for v in volumes.iter().filter(|v| v.src.symlink_metadata().is_ok()) {
-            on(format!("{}: manifest of {}", v.name, v.src.display()));
-            let m = self
-                .write_manifest(v)
-                .map_err(|e| err(format!("{}: {e}", v.name)))?;
-            let there = self
-                .send(&m, &format!("{}.manifest", v.name))
-                .map_err(|e| err(format!("{}: sending the manifest: {e}", v.name)))?;
-            on(format!(
-                "{}: cm-verify manifest check on {}",
-                v.name, self.remote.host
-            ));
-            let dst = v.dst.clone();
-            let r = self
-                .remote
-                .run(&[
-                    bin.as_os_str().as_bytes(),
-                    b"manifest",
-                    b"check",
-                    there.as_os_str().as_bytes(),
-                    dst.as_os_str().as_bytes(),
-                    b"--quiet",
-                ])
-                .map_err(|e| err(format!("ssh: {e}")))?;
-            match r.status.code() {
-                Some(0) => held.push(v.name.clone()),
-                Some(1) => o.problems.push(format!(
-                    "{}: the copy on {} differs from the manifest of {}: {}",
-                    v.name,
-                    self.remote.host,
-                    v.src.display(),
-                    String::from_utf8_lossy(&r.stderr).trim()
-                )),
-                c => o.problems.push(format!(
-                    "{}: cm-verify on {} exited {c:?}: {}",
-                    v.name,
-                    self.remote.host,
-                    String::from_utf8_lossy(&r.stderr).trim()
-                )),
+            match self.check_there(v, &bin, on)? {
+                None => held.push(v.name.clone()),
+                Some(p) => o.problems.push(p),
             }
         }
         o.ok = o.problems.is_empty();
@@ -893,55 +891,60 @@ impl super::Settings for RemoteSettings {
 }
 
 /// Findings about a Docker host reached through `host` (here or over ssh): the engine,
-/// Compose v2, cgroup v2 and the inotify limits the guide sets.
-pub fn docker_host_findings(host: &Host, start: bool) -> Vec<Finding> {
-    let mut f = Vec::new();
-    let on = host.name();
+/// Compose v2 (found as [`crate::target::compose::find`] finds it), cgroup v2 and the
+/// inotify limits the guide sets.
+pub fn docker_host_findings(host: &dyn Exec, start: bool) -> Vec<Finding> {
+    let on = host.place();
     let need = if start { Level::Block } else { Level::Warn };
     let out = |argv: &[&str]| -> Option<String> {
-        host.run(argv)
+        host.output(argv)
             .ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    f.push(
-        match out(&["docker", "version", "--format", "{{.Server.Version}}"]) {
-            Some(v) => Finding::ok("docker", format!("Docker engine {v} runs on {on}")),
-            None => Finding::new(
-                "docker",
-                need,
-                format!("no running Docker engine on {on} (`docker version` failed)"),
-                Some("install Docker and start it (systemctl start docker)".into()),
-            ),
-        },
-    );
-    let compose = out(&["docker", "compose", "version", "--short"]).or_else(|| {
-        out(&["docker-compose", "version", "--short"])
-            .filter(|v| v.starts_with('2') || v.starts_with("v2"))
-    });
-    f.push(match compose {
-        Some(v) => Finding::ok("compose", format!("Docker Compose {v} on {on}")),
+    let docker = match out(&["docker", "version", "--format", "{{.Server.Version}}"]) {
+        Some(v) => Finding::ok("docker", format!("Docker engine {v} runs on {on}")),
         None => Finding::new(
+            "docker",
+            need,
+            format!("no running Docker engine on {on} (`docker version` failed)"),
+            Some("install Docker and start it (systemctl start docker)".into()),
+        ),
+    };
+    let cgroup = match out(&["stat", "-fc", "%T", "/sys/fs/cgroup"]) {
+        Some(t) => super::preflight::check_cgroup(&t, &on, start),
+        None => Finding::not_checked("cgroup", format!("could not read /sys/fs/cgroup on {on}")),
+    };
+    let read = |key: &str| {
+        out(&["cat", &format!("/proc/sys/fs/inotify/{key}")]).and_then(|s| s.parse().ok())
+    };
+    let inotify = super::preflight::check_inotify(
+        read("max_user_instances"),
+        read("max_user_watches"),
+        &on,
+        start,
+    );
+    vec![docker, compose_finding(host, need), cgroup, inotify]
+}
+
+/// Whether Compose v2 is on `host`, as [`crate::target::compose::find`] finds it.
+fn compose_finding(host: &dyn Exec, need: Level) -> Finding {
+    let on = host.place();
+    match crate::target::compose::find(host, None, &mut Vec::new()) {
+        Ok(c) if c.argv == ["docker", "compose"] => {
+            Finding::ok("compose", format!("Docker Compose {} on {on}", c.version))
+        }
+        Ok(c) => Finding::ok(
+            "compose",
+            format!("Docker Compose {} on {on} ({})", c.version, c.display()),
+        ),
+        Err(_) => Finding::new(
             "compose",
             need,
             format!("no Docker Compose v2 on {on} (the deployment needs `cgroup: host`, which only v2 supports)"),
             Some("apt-get install docker-compose-plugin (or docker-compose-v2)".into()),
         ),
-    });
-    f.push(match out(&["stat", "-fc", "%T", "/sys/fs/cgroup"]) {
-        Some(t) => super::preflight::check_cgroup(&t, &on, start),
-        None => Finding::not_checked("cgroup", format!("could not read /sys/fs/cgroup on {on}")),
-    });
-    let read = |key: &str| {
-        out(&["cat", &format!("/proc/sys/fs/inotify/{key}")]).and_then(|s| s.parse().ok())
-    };
-    f.push(super::preflight::check_inotify(
-        read("max_user_instances"),
-        read("max_user_watches"),
-        &on,
-        start,
-    ));
-    f
+    }
 }
 
 #[cfg(test)]
@@ -987,6 +990,77 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(o.stdout, b"x'y \"$HOME\"");
+    }
+
+    /// A Docker host that answers the commands it knows and fails the rest.
+    struct FakeHost(Vec<(&'static str, &'static str)>);
+
+    impl Exec for FakeHost {
+        fn output(&self, argv: &[&str]) -> io::Result<Output> {
+            use std::os::unix::process::ExitStatusExt;
+            let cmd = argv.join(" ");
+            let said = self.0.iter().find(|(c, _)| *c == cmd).map(|(_, o)| *o);
+            Ok(Output {
+                status: std::process::ExitStatus::from_raw(if said.is_some() { 0 } else { 256 }),
+                stdout: said.unwrap_or("").into(),
+                stderr: Vec::new(),
+            })
+        }
+        fn place(&self) -> String {
+            "far".into()
+        }
+    }
+
+    fn compose_of(host: &FakeHost, start: bool) -> Finding {
+        let f = docker_host_findings(host, start);
+        let checks: Vec<&str> = f.iter().map(|f| f.check.as_str()).collect();
+        assert_eq!(checks, ["docker", "compose", "cgroup", "inotify"]);
+        f.into_iter().find(|f| f.check == "compose").unwrap()
+    }
+
+    #[test]
+    fn compose_on_a_docker_host_is_found_as_the_target_finds_it() {
+        let plugin = FakeHost(vec![(
+            "docker compose version",
+            "Docker Compose version v2.29.7\n",
+        )]);
+        let f = compose_of(&plugin, true);
+        assert_eq!(
+            (f.level, f.message.as_str()),
+            (Level::Ok, "Docker Compose 2.29.7 on far")
+        );
+        // a standalone v2 binary, docker-compose-v2 too; a v1 docker-compose is passed over
+        let v2 = FakeHost(vec![
+            (
+                "docker-compose version",
+                "docker-compose version 1.29.2, build 5be",
+            ),
+            (
+                "docker-compose-v2 version",
+                "Docker Compose version 2.26.1-4\n",
+            ),
+        ]);
+        let f = compose_of(&v2, true);
+        assert_eq!(
+            (f.level, f.message.as_str()),
+            (
+                Level::Ok,
+                "Docker Compose 2.26.1-4 on far (docker-compose-v2)"
+            )
+        );
+        let v1 = FakeHost(vec![(
+            "docker-compose version",
+            "docker-compose version 1.29.2, build 5be",
+        )]);
+        for (start, level) in [(true, Level::Block), (false, Level::Warn)] {
+            let f = compose_of(&v1, start);
+            assert_eq!(f.level, level);
+            assert!(
+                f.message.starts_with("no Docker Compose v2 on far"),
+                "{f:?}"
+            );
+            assert!(f.fix.is_some_and(|x| x.contains("docker-compose-plugin")));
+        }
     }
 
     #[test]

@@ -191,6 +191,96 @@ impl ChangedVerify {
     }
 }
 
+/// What a `--verify changed` found so far: its outcome, what held, and how many changed
+/// directories were compared.
+struct Tally {
+    o: StepOutcome,
+    held: Vec<String>,
+    compared: usize,
+}
+
+impl Tally {
+    /// A check's result: `what` held, or what it found.
+    fn add(&mut self, (ok, what): (bool, String)) {
+        if ok {
+            self.held.push(what);
+        } else {
+            self.o.problems.push(what);
+        }
+    }
+
+    fn outcome(self) -> StepOutcome {
+        let mut o = self.o;
+        o.ok = o.problems.is_empty();
+        o.summary = format!(
+            "{}: {} hold; {} changed directories compared by content",
+            if o.ok { "ALL OK" } else { "NOT OK" },
+            self.held.join(", "),
+            self.compared
+        );
+        o.notes.push(
+            "the directories the change journal did not name were verified by the bulk copy, \
+             which read each copy back"
+                .into(),
+        );
+        o
+    }
+}
+
+impl ChangedVerify {
+    /// A volume the journal followed: its changed directories compared by content.
+    fn compare_changed(
+        &self,
+        v: &VolumePair,
+        dirs: &[PathBuf],
+        t: &mut Tally,
+        on: &mut dyn FnMut(String),
+    ) -> Result<(), MigrationError> {
+        on(format!(
+            "{}: {} changed directories compared",
+            v.name,
+            dirs.len()
+        ));
+        t.compared += dirs.len();
+        let d = compare_dirs(v, dirs, &self.owners)
+            .map_err(|e| MigrationError::step(Step::Verify, e))?;
+        if d.is_empty() {
+            t.held
+                .push(format!("{} ({} changed dirs)", v.name, dirs.len()));
+        }
+        t.o.problems.extend(d);
+        Ok(())
+    }
+
+    /// A volume the journal did not follow: `cm-verify tree` in full.
+    fn compare_full(
+        &self,
+        v: &VolumePair,
+        t: &mut Tally,
+        on: &mut dyn FnMut(String),
+    ) -> Result<(), MigrationError> {
+        on(format!("{}: not journaled: cm-verify tree in full", v.name));
+        let mut args: Vec<OsString> =
+            vec!["tree".into(), v.src.clone().into(), v.dst.clone().into()];
+        args.extend(["--root".into(), self.root.clone().into()]);
+        if let Some(m) = &self.owner_map_file {
+            args.extend(["--owner-map".into(), m.clone().into()]);
+        }
+        t.o.notes
+            .push(format!("{}: compared in full (not journaled)", v.name));
+        let (ok, what) = self.tool(&args)?;
+        t.add((
+            ok,
+            if ok {
+                format!("{} (full tree)", v.name)
+            } else {
+                what
+            },
+        ));
+        Ok(())
+    }
+}
+
 impl Verifier for ChangedVerify {
     fn verify(
         &mut self,
@@ -201,17 +291,14 @@ impl Verifier for ChangedVerify {
             on("no complete change journal: the full cm-verify all".into());
             return self.full.verify(changed, on);
         };
-        let mut o = StepOutcome::ok("");
-        let mut held = Vec::new();
+        let mut t = Tally {
+            o: StepOutcome::ok(""),
+            held: Vec::new(),
+            compared: 0,
+        };
         for c in self.checks.clone() {
-            let (ok, what) = self.tool(&c)?;
-            if ok {
-                held.push(what);
-            } else {
-                o.problems.push(what);
-            }
+            t.add(self.tool(&c)?);
         }
-        let mut compared = 0usize;
         let volumes = self
             .volumes
             .get()
@@ -231,56 +318,13 @@ impl Verifier for ChangedVerify {
             on("a volume the change journal did not follow: the full cm-verify all".into());
             return self.full.verify(changed, on);
         }
-        for v in volumes {
-            if !v.src.exists() {
-                continue;
-            }
-            match journaled(&v).as_ref() {
-                Some(dirs) => {
-                    on(format!(
-                        "{}: {} changed directories compared",
-                        v.name,
-                        dirs.len()
-                    ));
-                    compared += dirs.len();
-                    let d = compare_dirs(&v, dirs, &self.owners)
-                        .map_err(|e| MigrationError::step(Step::Verify, e))?;
-                    if d.is_empty() {
-                        held.push(format!("{} ({} changed dirs)", v.name, dirs.len()));
-                    }
-                    o.problems.extend(d);
-                }
-                None => {
-                    on(format!("{}: not journaled: cm-verify tree in full", v.name));
-                    let mut args: Vec<OsString> =
-                        vec!["tree".into(), v.src.clone().into(), v.dst.clone().into()];
-                    args.extend(["--root".into(), self.root.clone().into()]);
-                    if let Some(m) = &self.owner_map_file {
-                        args.extend(["--owner-map".into(), m.clone().into()]);
-                    }
-                    o.notes
-                        .push(format!("{}: compared in full (not journaled)", v.name));
-                    let (ok, what) = self.tool(&args)?;
-                    if ok {
-                        held.push(format!("{} (full tree)", v.name));
-                    } else {
-                        o.problems.push(what);
-                    }
-                }
+        for v in volumes.iter().filter(|v| v.src.exists()) {
+            match journaled(v) {
+                Some(dirs) => self.compare_changed(v, &dirs, &mut t, on)?,
+                None => self.compare_full(v, &mut t, on)?,
             }
         }
-        o.ok = o.problems.is_empty();
-        o.summary = format!(
-            "{}: {} hold; {compared} changed directories compared by content",
-            if o.ok { "ALL OK" } else { "NOT OK" },
-            held.join(", ")
-        );
-        o.notes.push(
-            "the directories the change journal did not name were verified by the bulk copy, \
-             which read each copy back"
-                .into(),
-        );
-        Ok(o)
+        Ok(t.outcome())
     }
 }
 

@@ -81,37 +81,7 @@ fn plan_from(
             selected.insert(id.clone(), (c, None));
         }
     }
-    // triggers (timers, paths, sockets) of chatmail's units are chatmail's too
-    let mut missing = BTreeSet::new();
-    let mut extra: Vec<(String, String)> = Vec::new();
-    for id in selected.keys() {
-        if let Some(info) = by_id.get(id) {
-            for t in &info.triggered_by {
-                if !selected.contains_key(t) {
-                    extra.push((t.clone(), id.clone()));
-                    if !by_id.contains_key(t) {
-                        missing.insert(t.clone());
-                    }
-                }
-            }
-        }
-    }
-    if !missing.is_empty() {
-        let m: Vec<String> = missing.into_iter().collect();
-        for i in sm.show(&m)? {
-            if i.load_state != "not-found" {
-                by_id.entry(i.id.clone()).or_insert(i);
-            }
-        }
-    }
-    for (t, target) in extra {
-        if by_id.contains_key(&t) && matches!(unit_type(&t), "timer" | "path" | "socket") {
-            selected
-                .entry(t)
-                .or_insert_with(|| (trigger_class(), Some(target)));
-        }
-    }
-
+    add_triggers(&mut selected, &mut by_id, sm)?;
     let mut units: Vec<PlannedUnit> = selected
         .into_iter()
         .filter_map(|(id, (class, triggers))| {
@@ -135,18 +105,54 @@ fn plan_from(
         .cloned()
         .collect();
 
-    let mut cron_files = Vec::new();
-    for name in LEGACY_CRON_FILES {
-        let p = cron_dir.join(name);
-        if p.symlink_metadata().is_ok() {
-            cron_files.push(p);
-        }
-    }
+    let cron_files = LEGACY_CRON_FILES
+        .iter()
+        .map(|name| cron_dir.join(name))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect();
     Ok(Plan {
         units,
         leftovers,
         cron_files,
     })
+}
+
+/// The triggers (timers, paths, sockets) of the selected units are chatmail's too: added
+/// with the unit each triggers (those not loaded yet are asked for).
+fn add_triggers(
+    selected: &mut BTreeMap<String, (Class, Option<String>)>,
+    by_id: &mut BTreeMap<String, UnitInfo>,
+    sm: &mut dyn ServiceManager,
+) -> Result<(), SystemdError> {
+    let mut missing = BTreeSet::new();
+    let mut extra: Vec<(String, String)> = Vec::new();
+    for id in selected.keys() {
+        let Some(info) = by_id.get(id) else { continue };
+        for t in &info.triggered_by {
+            if !selected.contains_key(t) {
+                extra.push((t.clone(), id.clone()));
+                if !by_id.contains_key(t) {
+                    missing.insert(t.clone());
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let m: Vec<String> = missing.into_iter().collect();
+        for i in sm.show(&m)? {
+            if i.load_state != "not-found" {
+                by_id.entry(i.id.clone()).or_insert(i);
+            }
+        }
+    }
+    for (t, target) in extra {
+        if by_id.contains_key(&t) && matches!(unit_type(&t), "timer" | "path" | "socket") {
+            selected
+                .entry(t)
+                .or_insert_with(|| (trigger_class(), Some(target)));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -89,46 +89,9 @@ fn run(program: &str, args: &[&str], timeout: Option<Duration>) -> Result<Output
             source,
         })?;
     // read both pipes in threads so that a large output never blocks the child
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t_out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        if let Some(p) = so.as_mut() {
-            let _ = p.read_to_end(&mut s);
-        }
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        if let Some(p) = se.as_mut() {
-            let _ = p.read_to_end(&mut s);
-        }
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) => {}
-            Err(source) => {
-                return Err(SystemdError::Spawn {
-                    cmd: cmd_str,
-                    source,
-                })
-            }
-        }
-        if let Some(t) = timeout {
-            if start.elapsed() >= t {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(SystemdError::Timeout {
-                    cmd: cmd_str,
-                    secs: t.as_secs(),
-                });
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let t_out = drain(child.stdout.take());
+    let t_err = drain(child.stderr.take());
+    let status = wait_for(&mut child, timeout, &cmd_str)?;
     let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
     if !status.success() {
@@ -139,6 +102,49 @@ fn run(program: &str, args: &[&str], timeout: Option<Duration>) -> Result<Output
         });
     }
     Ok(Output { stdout })
+}
+
+/// All that `pipe` gives, read in a thread of its own.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut s);
+        }
+        s
+    })
+}
+
+/// `child`'s exit status (`cmd` in errors); with a deadline, it is killed when that passes.
+fn wait_for(
+    child: &mut std::process::Child,
+    timeout: Option<Duration>,
+    cmd: &str,
+) -> Result<std::process::ExitStatus, SystemdError> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Ok(st),
+            Ok(None) => {}
+            Err(source) => {
+                return Err(SystemdError::Spawn {
+                    cmd: cmd.to_string(),
+                    source,
+                })
+            }
+        }
+        if let Some(t) = timeout {
+            if start.elapsed() >= t {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SystemdError::Timeout {
+                    cmd: cmd.to_string(),
+                    secs: t.as_secs(),
+                });
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The real [`ServiceManager`]: `systemctl` on this host.

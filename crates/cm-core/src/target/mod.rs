@@ -420,50 +420,12 @@ pub fn from_model(
         .and_then(|s| s.as_object())
         .cloned()
         .unwrap_or_default();
-    // the service that mounts the most of the relay's state (a tie: `chatmail`, else the
-    // first by name)
-    let mut best: Option<(usize, bool, String)> = None;
-    for (name, svc) in &services {
-        let mounts = mounts_of(svc);
-        let n = table
-            .iter()
-            .filter(|s| place(s, &mounts, model).is_some())
-            .count();
-        let key = (n, name == "chatmail", name.clone());
-        if n > 0 && best.as_ref().map_or(true, |b| (key.0, key.1) > (b.0, b.1)) {
-            best = Some(key);
-        }
-    }
-    let Some((_, _, service)) = best else {
-        let want: Vec<&State> = table
-            .iter()
-            .filter(|s| s.form == Form::Tree || s.name == "ini")
-            .collect();
-        return Err(TargetError::NoState {
-            file: file.to_path_buf(),
-            missing: want
-                .iter()
-                .map(|s| format!("{} at {}", s.name, s.container.display()))
-                .collect(),
-            lines: want
-                .iter()
-                .map(|s| format!("    {}", add_line(s)))
-                .collect(),
-        });
+    let Some(service) = state_service(&services, &table, model) else {
+        return Err(no_state(file, &table));
     };
     let svc = &services[&service];
     let mounts = mounts_of(svc);
-    let mut placements = Vec::new();
-    let mut missing = Vec::new();
-    for s in table {
-        match place(&s, &mounts, model) {
-            Some(p) => placements.push(p),
-            None => missing.push(Missing {
-                line: add_line(&s),
-                state: s,
-            }),
-        }
-    }
+    let (placements, missing) = placements(table, &mounts, model);
     let interpolated = compose::interpolated(raw);
     let settings = settings::mode(
         dir,
@@ -497,6 +459,69 @@ pub fn from_model(
         interpolated,
         notes: vec![],
     })
+}
+
+/// The service that mounts the most of the relay's state (a tie: `chatmail`, else the
+/// first by name); None when none mounts any.
+fn state_service(
+    services: &serde_json::Map<String, serde_json::Value>,
+    table: &[State],
+    model: &serde_json::Value,
+) -> Option<String> {
+    let mut best: Option<(usize, bool, String)> = None;
+    for (name, svc) in services {
+        let mounts = mounts_of(svc);
+        let n = table
+            .iter()
+            .filter(|s| place(s, &mounts, model).is_some())
+            .count();
+        let key = (n, name == "chatmail", name.clone());
+        if n > 0 && best.as_ref().map_or(true, |b| (key.0, key.1) > (b.0, b.1)) {
+            best = Some(key);
+        }
+    }
+    best.map(|(_, _, service)| service)
+}
+
+/// No service of `file` mounts the relay's state: the trees and the ini it needs, with the
+/// lines that would mount them.
+fn no_state(file: &Path, table: &[State]) -> TargetError {
+    let want: Vec<&State> = table
+        .iter()
+        .filter(|s| s.form == Form::Tree || s.name == "ini")
+        .collect();
+    TargetError::NoState {
+        file: file.to_path_buf(),
+        missing: want
+            .iter()
+            .map(|s| format!("{} at {}", s.name, s.container.display()))
+            .collect(),
+        lines: want
+            .iter()
+            .map(|s| format!("    {}", add_line(s)))
+            .collect(),
+    }
+}
+
+/// Each state entry placed on one of `mounts`, or missing (with the line that would mount
+/// it).
+fn placements(
+    table: Vec<State>,
+    mounts: &[Mount],
+    model: &serde_json::Value,
+) -> (Vec<Placement>, Vec<Missing>) {
+    let mut placements = Vec::new();
+    let mut missing = Vec::new();
+    for s in table {
+        match place(&s, mounts, model) {
+            Some(p) => placements.push(p),
+            None => missing.push(Missing {
+                line: add_line(&s),
+                state: s,
+            }),
+        }
+    }
+    (placements, missing)
 }
 
 #[cfg(test)]
