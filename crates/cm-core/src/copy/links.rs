@@ -6,11 +6,11 @@
 //! - the earlier manifest's linked entries (only those: memory grows with the linked
 //!   entries, not the store) say which groups have names in walked and in carried
 //!   directories. A carried name lies in a directory that did not change, so it still names
-//!   the inode it named then: one `lstat` of it on each side tells whether that inode is
-//!   unchanged, and is in the copy as it was recorded. Then the walked names are linked to
-//!   its copy and recorded with its group ([`Known`]); otherwise its directories are walked
-//!   too (widened), as the walk cannot rewrite a carried name nor a manifest line written
-//!   before it.
+//!   the inode it named then: one `lstat` of it on each side (and its attributes) tells
+//!   whether its copy is right, by the walk's own test. Then the walked names are linked to
+//!   its copy and recorded with its group ([`Known`]); otherwise (or after a run a restart
+//!   interrupted, whose copies are read again) its directories are walked too (widened), as
+//!   the walk cannot rewrite a carried name nor a manifest line written before it.
 //! - the walked directories are listed for inodes with more names than the walk will meet
 //!   (a name made in a changed directory for an inode whose other names are in carried ones:
 //!   the journal names only the new name's directory). Their other names are looked for in
@@ -98,6 +98,8 @@ struct Sides<'a> {
     src: RawFd,
     dst: RawFd,
     ids: Option<&'a dyn MapIds>,
+    /// A copy as right as its metadata (false after a run a restart interrupted).
+    trust: bool,
     xbuf: Vec<u8>,
 }
 
@@ -107,7 +109,7 @@ impl Sides<'_> {
     /// walk's own test), its content hash recorded. Its source stat and manifest line; None:
     /// walk them.
     fn carried(&mut self, names: &[&Old], group: u64) -> Option<(Stat, Known)> {
-        let first = names.first()?;
+        let first = names.first().filter(|_| self.trust)?;
         let sha = first.sha?;
         let (mut s0, mut c0) = (None::<(Stat, Xattrs)>, None::<(Stat, Xattrs)>);
         for n in names {
@@ -151,6 +153,7 @@ pub(super) fn plan(
     src: RawFd,
     dst: Option<RawFd>,
     ids: Option<&dyn MapIds>,
+    trust: bool,
 ) -> Linking {
     let full = |note: Option<String>| Linking {
         only: None,
@@ -180,6 +183,7 @@ pub(super) fn plan(
         src,
         dst,
         ids,
+        trust,
         xbuf: vec![0u8; 1024],
     };
     let carried = spanning(&mut l, &old, &mut sides);

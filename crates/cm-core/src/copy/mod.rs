@@ -1068,6 +1068,31 @@ mod tests {
     }
 
     #[test]
+    fn after_a_restart_cut_a_run_short_a_linked_copy_is_read_again_not_taken_from_its_name() {
+        let t = tempfile::tempdir().unwrap();
+        let v = link_volume(&t, &["a", "b"]);
+        let s = &v.src;
+        std::fs::write(s.join("a/1"), b"before").unwrap();
+        std::fs::hard_link(s.join("a/1"), s.join("b/1")).unwrap();
+        full(&v);
+        // The interrupted run had written the new content into the copy's inode (size and
+        // time as the source's), whose data the restart lost.
+        append(&s.join("a/1"), b" after");
+        let d = &v.dst;
+        std::fs::write(d.join("a/1"), b"lost lost...").unwrap();
+        let mtime = filetime::FileTime::from_last_modification_time(
+            &std::fs::symlink_metadata(s.join("a/1")).unwrap(),
+        );
+        filetime::set_symlink_file_times(d.join("a/1"), mtime, mtime).unwrap();
+        std::fs::write(crate::manifest::marker_path_for(d), b"another boot").unwrap();
+        let o = restricted(&v, &["a"]);
+        assert_eq!(o.failed, 0, "{o:?}");
+        assert_eq!(std::fs::read(d.join("b/1")).unwrap(), b"before after");
+        assert_eq!(ino(&d.join("a/1")), ino(&d.join("b/1")));
+        assert_whole(&v);
+    }
+
+    #[test]
     fn a_name_linked_outside_the_volume_makes_a_restricted_delta_walk_in_full() {
         let t = tempfile::tempdir().unwrap();
         let v = link_volume(&t, &["a", "b"]);

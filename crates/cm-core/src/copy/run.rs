@@ -1875,7 +1875,7 @@ pub(super) fn walk_volume(
     let linking = s.only.clone().map(|o| {
         let dr = droot.as_ref().map(|d| d.as_raw_fd());
         let m = manifest::path_for(s.dst_root);
-        links::plan(o, &m, sroot.as_raw_fd(), dr, s.opts.ids)
+        links::plan(o, &m, sroot.as_raw_fd(), dr, s.opts.ids, !s.force_checksum)
     });
     let (only, known) = match linking {
         Some(l) => (l.only.clone(), Some(l)),
