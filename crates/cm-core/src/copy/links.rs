@@ -165,12 +165,10 @@ pub(super) fn plan(
     let Some(dst) = dst else {
         return full(None);
     };
-    let old = match read_linked(manifest) {
-        Ok(Some(o)) => o,
-        // no earlier manifest: nothing is carried
-        Ok(None) => return full(None),
-        // the walk's own reader says why
-        Err(()) => return full(None),
+    // No earlier manifest: nothing is carried. One that cannot be read: the walk's own
+    // reader says why, and what it would carry is walked.
+    let Some(old) = read_linked(manifest) else {
+        return full(None);
     };
     let mut l = Linking {
         only: Some(only),
@@ -197,14 +195,11 @@ pub(super) fn plan(
     l
 }
 
-/// The earlier manifest's linked entries, in group order; None without a manifest.
-fn read_linked(manifest: &Path) -> Result<Option<Vec<Old>>, ()> {
-    if std::fs::symlink_metadata(manifest).is_err() {
-        return Ok(None);
-    }
-    let mut r = manifest::Reader::open(manifest).map_err(|_| ())?;
+/// The earlier manifest's linked entries, in group order; None without a readable one.
+fn read_linked(manifest: &Path) -> Option<Vec<Old>> {
+    let mut r = manifest::Reader::open(manifest).ok()?;
     let mut v = Vec::new();
-    while let Some(e) = r.next_linked().map_err(|_| ())? {
+    while let Some(e) = r.next_linked().ok()? {
         // (a linked symlink or node is never known from a carried name: walked)
         if let (Some(g), true) = (e.link_group, e.kind != FileType::Dir) {
             v.push(Old {
@@ -216,7 +211,7 @@ fn read_linked(manifest: &Path) -> Result<Option<Vec<Old>>, ()> {
     }
     v.sort_by_key(|o| o.group);
     v.shrink_to_fit();
-    Ok(Some(v))
+    Some(v)
 }
 
 /// Groups with names on both sides: resolved from a carried name ([`Known`]) or walked
