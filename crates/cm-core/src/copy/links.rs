@@ -233,7 +233,12 @@ fn spanning(l: &mut Linking, old: &[Old], sides: &mut Sides) -> HashMap<(u64, u6
                 continue;
             }
             done.insert(group);
-            match sides.carried(&c, group) {
+            // (an inode two groups name, as a manifest of a release before this fix may
+            // record it: the second group's names are walked and take the first's group)
+            let known = sides
+                .carried(&c, group)
+                .filter(|(_, k)| !carried_names.contains_key(&k.src));
+            match known {
                 Some((st, k)) => {
                     // a link count no higher than the carried names: no walked name is left
                     if st.nlink > c.len() as u64 {
