@@ -141,8 +141,12 @@ pub const WRITER: &str = r#"#!/bin/sh
 d=/home/vmail/mail/chat.example.org
 i=0
 while :; do
-  i=$((i+1)); u=u$((i % 20))@chat.example.org
+  i=$((i+1)); u=u$((i % 20))@chat.example.org; v=u$(((i + 7) % 20))@chat.example.org
   echo "mail $i" > $d/$u/tmp/w$i && mv $d/$u/tmp/w$i $d/$u/new/w$i
+  # as dovecot does: a message for two recipients is one inode in both mailboxes, a
+  # message copied into another mailbox a new name of its inode
+  [ $((i % 4)) = 0 ] && ln $d/$u/new/w$i $d/$v/new/w$i.l
+  [ $((i % 6)) = 0 ] && ln "$d/$u/cur/m1:2,S" "$d/$v/cur/c$i:2,S"
   [ $((i % 3)) = 0 ] && mv $d/$u/new/w$((i-1)) "$d/$u/cur/w$((i-1)):2,S" 2>/dev/null
   [ $((i % 7)) = 0 ] && rm -f "$d/$u/cur/w$((i-6)):2,S"
   [ $((i % 5)) = 0 ] && touch $d/$u/password

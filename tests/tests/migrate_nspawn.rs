@@ -93,6 +93,33 @@ fn assert_restored(c: &nspawn::Container, before: &BTreeMap<String, (String, Str
     );
 }
 
+/// The store's hard links (the writer's, made as dovecot makes them, also between a
+/// mailbox the final delta walked and one it carried over) are the copy's, and its manifest
+/// records them.
+fn assert_links_kept(c: &nspawn::Container) {
+    let groups = |root: &str| {
+        c.sh(&format!(
+            "cd {root} && find . -type f -links +1 -printf '%i %P\\n' | sort -k1,1n -k2 |
+             awk '$1 != i {{ if (g != \"\") print g; g = \"\" }} {{ i = $1; g = g \" \" $2 }}
+                  END {{ if (g != \"\") print g }}' | sort"
+        ))
+    };
+    let (src, copy) = (groups("/home"), groups("/srv/proj/data/chatmail"));
+    assert!(
+        src.lines().count() > 10,
+        "the writer linked messages:\n{src}"
+    );
+    assert_eq!(src, copy, "hard links of the store and of the copy");
+    let o = c.exec(&[
+        "cm-verify",
+        "manifest",
+        "check",
+        "/srv/proj/data/.cm-manifest/chatmail.manifest",
+        "/srv/proj/data/chatmail",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 #[test]
 fn run_moves_a_serving_relay_with_a_writer_verifies_it_and_rollback_brings_it_back() {
     let c = relay("run", 20, 50);
@@ -163,6 +190,7 @@ fn run_moves_a_serving_relay_with_a_writer_verifies_it_and_rollback_brings_it_ba
         .unwrap()
         .contains("docker compose up -d"));
     assert_down(&c, "after run");
+    assert_links_kept(&c);
     assert!(c.exists("/srv/proj/.env"));
     assert!(c.sh("cat /srv/proj/.env").contains(DOMAIN));
 

@@ -23,6 +23,7 @@
 //! through [`Event`]s and returns its findings.
 
 mod file;
+mod links;
 pub(crate) mod run;
 pub mod safety;
 use crate::sys;
@@ -774,6 +775,7 @@ pub fn write_manifest(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn shown_names_escape_control_and_invalid_bytes() {
@@ -860,6 +862,294 @@ mod tests {
         let o = run_copy(&v, &opts);
         assert_eq!(o.copied, 1);
         assert!(v.dst.join("b/cur/unseen").exists());
+    }
+
+    /// A volume `src` -> `data/copy` in a temporary directory, with `dirs` made.
+    fn link_volume(t: &tempfile::TempDir, dirs: &[&str]) -> Volume {
+        let src = t.path().join("src");
+        for d in dirs {
+            std::fs::create_dir_all(src.join(d)).unwrap();
+        }
+        Volume {
+            name: "copy".into(),
+            src,
+            dst: t.path().join("data/copy"),
+            optional: false,
+            mail_store: false,
+        }
+    }
+
+    /// A delta restricted to `changed` (directories relative to the source).
+    fn restricted(v: &Volume, changed: &[&str]) -> Outcome {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(v.src.clone(), changed.iter().map(PathBuf::from).collect());
+        let opts = Options {
+            jobs: 2,
+            changed: Some(&m),
+            ..Default::default()
+        };
+        run_copy(v, &opts)
+    }
+
+    fn full(v: &Volume) -> Outcome {
+        run_copy(
+            v,
+            &Options {
+                jobs: 2,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The hard-link groups the volume's manifest records, as sets of paths.
+    fn recorded_groups(v: &Volume) -> BTreeSet<BTreeSet<String>> {
+        let snap = crate::manifest::read(&crate::manifest::path_for(&v.dst)).unwrap();
+        snap.link_groups()
+            .into_values()
+            .filter(|p| p.len() > 1)
+            .map(|p| p.iter().map(|p| p.display().to_string()).collect())
+            .collect()
+    }
+
+    fn groups(g: &[&[&str]]) -> BTreeSet<BTreeSet<String>> {
+        g.iter()
+            .map(|p| p.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    /// The copy is the source (contents and hard links included), and so is its manifest, read
+    /// as a stream against the copy and against the source.
+    fn assert_whole(v: &Volume) {
+        let opts = crate::tree::CompareOptions {
+            jobs: 2,
+            ..Default::default()
+        };
+        let (d, _) = crate::tree::compare_trees(&v.src, &v.dst, &opts, &()).unwrap();
+        assert!(d.is_empty(), "copy vs source: {d:?}");
+        let m = crate::manifest::path_for(&v.dst);
+        for tree in [&v.dst, &v.src] {
+            let (d, _) = crate::manifest::check(&m, tree, &opts, &()).unwrap();
+            assert!(d.is_empty(), "manifest vs {}: {d:?}", tree.display());
+        }
+    }
+
+    fn ino(p: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).unwrap().ino()
+    }
+
+    /// A later delta that walks everything finds nothing to do and records the same groups.
+    fn assert_full_delta_agrees(v: &Volume) {
+        let before = recorded_groups(v);
+        let o = full(v);
+        assert_eq!((o.copied, o.linked, o.failed), (0, 0, 0), "{o:?}");
+        assert_eq!(recorded_groups(v), before);
+        assert_whole(v);
+    }
+
+    fn append(p: &Path, b: &[u8]) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+        f.write_all(b).unwrap();
+    }
+
+    #[test]
+    fn a_restricted_delta_keeps_a_changed_inode_linked_to_its_names_in_carried_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let v = link_volume(&t, &["a", "b", "c", "d"]);
+        let s = &v.src;
+        // a/1 = b/1 (the carried name after the changed one), c/1 = d/1 (before it)
+        std::fs::write(s.join("a/1"), b"first").unwrap();
+        std::fs::hard_link(s.join("a/1"), s.join("b/1")).unwrap();
+        std::fs::write(s.join("c/1"), b"second").unwrap();
+        std::fs::hard_link(s.join("c/1"), s.join("d/1")).unwrap();
+        std::fs::write(s.join("b/2"), b"alone").unwrap();
+        full(&v);
+        assert_eq!(
+            recorded_groups(&v),
+            groups(&[&["a/1", "b/1"], &["c/1", "d/1"]])
+        );
+        // Written through the names in a and d: the journal names a and d only.
+        append(&s.join("a/1"), b" and more");
+        append(&s.join("d/1"), b" and more");
+        let o = restricted(&v, &["a", "d"]);
+        assert_eq!(o.failed, 0, "{o:?}");
+        let d = &v.dst;
+        assert_eq!(
+            ino(&d.join("a/1")),
+            ino(&d.join("b/1")),
+            "a/1 and b/1 split"
+        );
+        assert_eq!(
+            ino(&d.join("c/1")),
+            ino(&d.join("d/1")),
+            "c/1 and d/1 split"
+        );
+        assert_eq!(std::fs::read(d.join("b/1")).unwrap(), b"first and more");
+        assert_eq!(std::fs::read(d.join("c/1")).unwrap(), b"second and more");
+        assert_eq!(
+            recorded_groups(&v),
+            groups(&[&["a/1", "b/1"], &["c/1", "d/1"]])
+        );
+        assert_whole(&v);
+        assert_full_delta_agrees(&v);
+    }
+
+    #[test]
+    fn a_restricted_delta_links_a_new_name_to_an_inode_of_a_carried_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let v = link_volume(&t, &["e", "f", "g", "h", "i", "j", "k"]);
+        let s = &v.src;
+        std::fs::write(s.join("e/1"), b"one").unwrap();
+        std::fs::write(s.join("h/1"), b"two").unwrap();
+        // an inode linked already: i/1 = j/1, both carried
+        std::fs::write(s.join("i/1"), b"three").unwrap();
+        std::fs::hard_link(s.join("i/1"), s.join("j/1")).unwrap();
+        full(&v);
+        // New names in f, g and k of inodes whose only names are in carried directories.
+        std::fs::hard_link(s.join("e/1"), s.join("f/new")).unwrap();
+        std::fs::hard_link(s.join("h/1"), s.join("g/new")).unwrap();
+        std::fs::hard_link(s.join("i/1"), s.join("k/new")).unwrap();
+        let o = restricted(&v, &["f", "g", "k"]);
+        assert_eq!(o.failed, 0, "{o:?}");
+        let d = &v.dst;
+        assert_eq!(
+            ino(&d.join("e/1")),
+            ino(&d.join("f/new")),
+            "e/1 and f/new split"
+        );
+        assert_eq!(
+            ino(&d.join("g/new")),
+            ino(&d.join("h/1")),
+            "g/new and h/1 split"
+        );
+        assert_eq!(
+            ino(&d.join("i/1")),
+            ino(&d.join("k/new")),
+            "i/1 and k/new split"
+        );
+        assert_eq!(
+            ino(&d.join("j/1")),
+            ino(&d.join("k/new")),
+            "j/1 and k/new split"
+        );
+        assert_eq!(
+            recorded_groups(&v),
+            groups(&[
+                &["e/1", "f/new"],
+                &["g/new", "h/1"],
+                &["i/1", "j/1", "k/new"]
+            ])
+        );
+        assert_whole(&v);
+        assert_full_delta_agrees(&v);
+    }
+
+    #[test]
+    fn an_unchanged_inode_linked_into_carried_directories_is_linked_to_them_unread() {
+        let t = tempfile::tempdir().unwrap();
+        let v = link_volume(&t, &["a", "b"]);
+        let s = &v.src;
+        std::fs::write(s.join("a/1"), b"shared").unwrap();
+        std::fs::hard_link(s.join("a/1"), s.join("b/1")).unwrap();
+        full(&v);
+        // a changes (a new file, a new name of the shared inode); b is not named
+        std::fs::write(s.join("a/2"), b"new").unwrap();
+        std::fs::hard_link(s.join("a/1"), s.join("a/3")).unwrap();
+        let o = restricted(&v, &["a"]);
+        assert_eq!((o.copied, o.linked, o.failed), (1, 1, 0), "{o:?}");
+        assert_eq!(o.carried, 2, "b and b/1 carried, unread: {o:?}");
+        let d = &v.dst;
+        assert_eq!(ino(&d.join("a/3")), ino(&d.join("b/1")));
+        assert_eq!(ino(&d.join("a/1")), ino(&d.join("b/1")));
+        assert_eq!(recorded_groups(&v), groups(&[&["a/1", "a/3", "b/1"]]));
+        assert_whole(&v);
+        assert_full_delta_agrees(&v);
+    }
+
+    #[test]
+    fn after_a_restart_cut_a_run_short_a_linked_copy_is_read_again_not_taken_from_its_name() {
+        let t = tempfile::tempdir().unwrap();
+        let v = link_volume(&t, &["a", "b"]);
+        let s = &v.src;
+        std::fs::write(s.join("a/1"), b"before").unwrap();
+        std::fs::hard_link(s.join("a/1"), s.join("b/1")).unwrap();
+        full(&v);
+        // The interrupted run had written the new content into the copy's inode (size and
+        // time as the source's), whose data the restart lost.
+        append(&s.join("a/1"), b" after");
+        let d = &v.dst;
+        std::fs::write(d.join("a/1"), b"lost lost...").unwrap();
+        let mtime = filetime::FileTime::from_last_modification_time(
+            &std::fs::symlink_metadata(s.join("a/1")).unwrap(),
+        );
+        filetime::set_symlink_file_times(d.join("a/1"), mtime, mtime).unwrap();
+        std::fs::write(crate::manifest::marker_path_for(d), b"another boot").unwrap();
+        let o = restricted(&v, &["a"]);
+        assert_eq!(o.failed, 0, "{o:?}");
+        assert_eq!(std::fs::read(d.join("b/1")).unwrap(), b"before after");
+        assert_eq!(ino(&d.join("a/1")), ino(&d.join("b/1")));
+        assert_whole(&v);
+    }
+
+    #[test]
+    fn a_name_linked_outside_the_volume_makes_a_restricted_delta_walk_in_full() {
+        let t = tempfile::tempdir().unwrap();
+        let v = link_volume(&t, &["a", "b"]);
+        let s = &v.src;
+        full(&v);
+        std::fs::write(t.path().join("outside"), b"out").unwrap();
+        std::fs::hard_link(t.path().join("outside"), s.join("a/in")).unwrap();
+        std::fs::write(s.join("b/unseen"), b"unseen").unwrap();
+        let o = restricted(&v, &["a"]);
+        assert_eq!(o.failed, 0, "{o:?}");
+        assert!(
+            o.notes.iter().any(|n| n.contains("walked in full")),
+            "{o:?}"
+        );
+        assert!(v.dst.join("b/unseen").exists(), "walked in full");
+        assert_eq!(o.carried, 0);
+        assert_whole(&v);
+        // recorded now (a group of one name): the next restricted delta needs no full walk
+        let o = restricted(&v, &["a"]);
+        assert!(o.notes.is_empty(), "{o:?}");
+        assert!(o.carried > 0, "{o:?}");
+    }
+
+    #[test]
+    fn link_groups_carried_from_the_earlier_manifest_never_clash_with_new_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let v = link_volume(&t, &["a", "x", "y", "z"]);
+        let s = &v.src;
+        // groups 1 and 2 of the first manifest, carried: a/1 = a/2, and x/1 = y/1 whose name
+        // in the changed directory x is removed
+        std::fs::write(s.join("a/1"), b"one").unwrap();
+        std::fs::hard_link(s.join("a/1"), s.join("a/2")).unwrap();
+        std::fs::write(s.join("x/1"), b"two").unwrap();
+        std::fs::hard_link(s.join("x/1"), s.join("y/1")).unwrap();
+        std::fs::write(s.join("z/0"), b"zero").unwrap();
+        full(&v);
+        assert_eq!(
+            recorded_groups(&v),
+            groups(&[&["a/1", "a/2"], &["x/1", "y/1"]])
+        );
+        std::fs::remove_file(s.join("x/1")).unwrap();
+        // new inodes with several names in the changed directories, numbered by this run
+        std::fs::write(s.join("x/2"), b"new").unwrap();
+        std::fs::hard_link(s.join("x/2"), s.join("x/3")).unwrap();
+        std::fs::write(s.join("z/1"), b"newer").unwrap();
+        std::fs::hard_link(s.join("z/1"), s.join("z/2")).unwrap();
+        let o = restricted(&v, &["x", "z"]);
+        assert_eq!(o.failed, 0, "{o:?}");
+        assert_eq!(
+            recorded_groups(&v),
+            groups(&[&["a/1", "a/2"], &["x/2", "x/3"], &["z/1", "z/2"]])
+        );
+        let d = &v.dst;
+        assert_ne!(ino(&d.join("a/1")), ino(&d.join("z/1")));
+        assert_eq!(ino(&d.join("z/1")), ino(&d.join("z/2")));
+        assert_whole(&v);
+        assert_full_delta_agrees(&v);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! deleted.
 
 use super::file::{self, ItemError, Worker};
+use super::links;
 use super::{
     join_show, map_st, same_meta, same_xattrs, Counts, Event, MapIds, Options, Outcome, Problem,
     Removal, Severity,
@@ -317,7 +318,7 @@ pub(super) fn only_dirs(opts: &Options, src: &Path) -> Option<std::collections::
 }
 
 /// Must the directory `rel` be walked: it changed, or a changed directory lies below it.
-fn must_walk(only: &std::collections::BTreeSet<Vec<u8>>, rel: &[u8]) -> bool {
+pub(super) fn must_walk(only: &std::collections::BTreeSet<Vec<u8>>, rel: &[u8]) -> bool {
     if only.contains(rel) || (rel.is_empty() && !only.is_empty()) {
         return true;
     }
@@ -337,7 +338,7 @@ fn rel_path(rel: &[u8]) -> PathBuf {
 }
 
 /// The manifest line of one entry of the copy.
-fn entry(
+pub(super) fn entry(
     rel: &[u8],
     st: &Stat,
     hash: Option<[u8; 32]>,
@@ -443,6 +444,8 @@ struct Walker<'a, 's> {
     /// Inodes with several names: the slot and how many names are still to come.
     links: HashMap<(u64, u64), (Arc<LinkSlot>, u64)>,
     next_group: u64,
+    /// Carried entries given a link group (see [`links::Linking::regroup`]).
+    regroup: HashMap<Vec<u8>, u64>,
     seq: u64,
     counts: Counts,
     problems: Vec<Problem>,
@@ -926,9 +929,15 @@ impl Walker<'_, '_> {
         self.counts.unchanged += 1;
         self.counts.carried += 1;
         self.send_item(Some(rec), Done::Carried, None);
-        while let Some(e) = self.prev.next_below(&h.rel) {
+        while let Some(mut e) = self.prev.next_below(&h.rel) {
             self.counts.unchanged += 1;
             self.counts.carried += 1;
+            if !self.regroup.is_empty() {
+                use std::os::unix::ffi::OsStrExt;
+                if let Some(g) = self.regroup.get(e.path.as_os_str().as_bytes()) {
+                    e.link_group = Some(*g);
+                }
+            }
             self.send_item(Some(e), Done::Carried, None);
         }
         true
@@ -1821,6 +1830,40 @@ fn work(s: &Setup, id: usize, dr: RawFd, jobs: &JobQueue, rtx: mpsc::Sender<Msg>
     send(&mut held);
 }
 
+/// The walker's link slots, first group number and regrouped carried entries from a
+/// restricted delta's link plan: every known inode's slot is filled (its copy is its
+/// carried name's) and kept to the end (the walk never meets all its names).
+type Prefilled = (
+    HashMap<(u64, u64), (Arc<LinkSlot>, u64)>,
+    u64,
+    HashMap<Vec<u8>, u64>,
+);
+
+fn prefill(l: Option<links::Linking>, notes: &mut Vec<String>) -> Prefilled {
+    let Some(l) = l else {
+        return (HashMap::new(), 0, HashMap::new());
+    };
+    notes.extend(l.note);
+    let slots = l
+        .known
+        .into_iter()
+        .map(|k| {
+            let slot = LinkSlot {
+                group: k.group,
+                first_rel: k.first_rel,
+                state: Mutex::new(LinkState::Done {
+                    ino: k.copy.0,
+                    dev: k.copy.1,
+                    entry: Box::new(k.entry),
+                }),
+                cv: Condvar::new(),
+            };
+            (k.src, (Arc::new(slot), u64::MAX))
+        })
+        .collect();
+    (slots, l.next_group, l.regroup)
+}
+
 /// Walk (and, unless `dry`, copy) one volume.
 pub(super) fn walk_volume(
     s: &Setup,
@@ -1828,6 +1871,17 @@ pub(super) fn walk_volume(
     droot: Option<OwnedFd>,
     writer: Option<manifest::Writer>,
 ) -> Walked {
+    // A restricted delta: its hard links first (the restriction may widen, or go).
+    let linking = s.only.clone().map(|o| {
+        let dr = droot.as_ref().map(|d| d.as_raw_fd());
+        let m = manifest::path_for(s.dst_root);
+        links::plan(o, &m, sroot.as_raw_fd(), dr, s.opts.ids, !s.force_checksum)
+    });
+    let (only, known) = match linking {
+        Some(l) => (l.only.clone(), Some(l)),
+        None => (None, None),
+    };
+    let s = &Setup { only, ..*s };
     let sroot = Arc::new(sroot);
     let droot = droot.map(Arc::new);
     // A walk restricted to some directories prefetches only those.
@@ -1840,6 +1894,7 @@ pub(super) fn walk_volume(
     let threads = s.opts.jobs.clamp(2, 8);
     let prev = Prev::open(s.dst_root);
     let mut notes = Vec::new();
+    let (links, next_group, regroup) = prefill(known, &mut notes);
     let jobs = JobQueue::new(s.opts.jobs.max(1) * 8);
     std::thread::scope(|sc| {
         for _ in 0..threads {
@@ -1867,8 +1922,9 @@ pub(super) fn walk_volume(
             sroot: sroot.clone(),
             droot: droot.clone(),
             prev,
-            links: HashMap::new(),
-            next_group: 0,
+            links,
+            next_group,
+            regroup,
             seq: 0,
             counts: Counts::default(),
             problems: Vec::new(),
