@@ -684,31 +684,8 @@ impl Walker<'_, '_> {
             return None;
         }
         let sfd = sl.fd?;
-        let mut unsure = HashSet::new();
-        for (name, e) in sl.problems {
-            let r = walk::join(&rel, &name);
-            self.problem(
-                Severity::Error,
-                self.s.src_root,
-                &r,
-                format!(
-                    "cannot read: {e} (not copied; nothing beneath it is removed from the copy)"
-                ),
-            );
-            unsure.insert(name);
-        }
-        let src_x = match walk::read_xattrs(&XTarget::Fd(sfd.as_raw_fd()), &mut self.xbuf) {
-            Ok(x) => x,
-            Err(e) => {
-                self.problem(
-                    Severity::Error,
-                    self.s.src_root,
-                    &rel,
-                    format!("cannot read extended attributes: {e}"),
-                );
-                Vec::new()
-            }
-        };
+        let unsure = self.unreadable(&rel, sl.problems);
+        let src_x = self.dir_xattrs(&rel, &sfd);
         let dfd = match (tl.fd, dfd) {
             (Some(f), _) => Some(f),
             (None, d) => d,
@@ -716,21 +693,7 @@ impl Walker<'_, '_> {
         let dacl = dfd
             .as_ref()
             .is_some_and(|d| file::has_default_acl(d.as_raw_fd()));
-        self.counts.dirs += 1;
-        let mapped_st = map_st(&st, self.ids());
-        let mut mx = src_x.clone();
-        if let Some(m) = self.ids() {
-            for (n, v) in mx.iter_mut() {
-                if file::is_acl(n) {
-                    file::map_acl(v, m);
-                }
-            }
-        }
-        self.send_item(
-            Some(entry(&rel, &mapped_st, None, None, mx, None)),
-            Done::Dir,
-            None,
-        );
+        self.record_dir(&rel, &st, &src_x);
         let mut f = Frame {
             rel,
             src: sl.items,
@@ -753,6 +716,60 @@ impl Walker<'_, '_> {
         };
         self.look_ahead(&mut f);
         Some(f)
+    }
+
+    /// Report the entries of a directory that could not be read; their names (nothing of
+    /// the copy is removed under them).
+    fn unreadable(&mut self, rel: &[u8], problems: Vec<(Vec<u8>, io::Error)>) -> HashSet<Vec<u8>> {
+        let mut unsure = HashSet::new();
+        for (name, e) in problems {
+            let r = walk::join(rel, &name);
+            self.problem(
+                Severity::Error,
+                self.s.src_root,
+                &r,
+                format!(
+                    "cannot read: {e} (not copied; nothing beneath it is removed from the copy)"
+                ),
+            );
+            unsure.insert(name);
+        }
+        unsure
+    }
+
+    /// A source directory's own xattrs (none, reported, when they cannot be read).
+    fn dir_xattrs(&mut self, rel: &[u8], sfd: &OwnedFd) -> super::Xattrs {
+        match walk::read_xattrs(&XTarget::Fd(sfd.as_raw_fd()), &mut self.xbuf) {
+            Ok(x) => x,
+            Err(e) => {
+                self.problem(
+                    Severity::Error,
+                    self.s.src_root,
+                    rel,
+                    format!("cannot read extended attributes: {e}"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Count a directory and hand its entry (owners and ACLs mapped) to the recorder.
+    fn record_dir(&mut self, rel: &[u8], st: &Stat, src_x: &super::Xattrs) {
+        self.counts.dirs += 1;
+        let mapped_st = map_st(st, self.ids());
+        let mut mx = src_x.clone();
+        if let Some(m) = self.ids() {
+            for (n, v) in mx.iter_mut() {
+                if file::is_acl(n) {
+                    file::map_acl(v, m);
+                }
+            }
+        }
+        self.send_item(
+            Some(entry(rel, &mapped_st, None, None, mx, None)),
+            Done::Dir,
+            None,
+        );
     }
 
     /// Request listings of the next child directories.
@@ -1884,12 +1901,7 @@ pub(super) fn walk_volume(
     let s = &Setup { only, ..*s };
     let sroot = Arc::new(sroot);
     let droot = droot.map(Arc::new);
-    // A walk restricted to some directories prefetches only those.
-    let lister = Lister::with_prefetch(walk::PREFETCH_DEPTH);
-    let lister = match s.only.clone() {
-        Some(o) => lister.prefetch_only(Box::new(move |rel| must_walk(&o, rel))),
-        None => lister,
-    };
+    let lister = lister_for(&s.only);
     let written = Written::default();
     let threads = s.opts.jobs.clamp(2, 8);
     let prev = Prev::open(s.dst_root);
@@ -1943,21 +1955,44 @@ pub(super) fn walk_volume(
         };
         wk.run();
         wk.flush();
-        if let Some(n) = wk.prev.note.take() {
-            notes.push(n);
-        }
-        let aside = wk.aside.take().map(|(p, _)| p);
         // Hang up: workers drain the queue, then the recorder ends.
         wk.jobs = None;
         drop(_hangup);
-        wk.rec = None;
-        let counts = std::mem::take(&mut wk.counts);
-        let problems = std::mem::take(&mut wk.problems);
-        let removals = std::mem::take(&mut wk.removals);
-        let owners = std::mem::take(&mut wk.owners);
-        let devices = wk.devices.take();
-        let listed = std::mem::take(&mut wk.listed);
-        drop(wk);
+        wk.finish(notes, recorder)
+    })
+}
+
+/// The lister of a walk: a walk restricted to some directories prefetches only those.
+fn lister_for(only: &Option<std::collections::BTreeSet<Vec<u8>>>) -> Lister {
+    let lister = Lister::with_prefetch(walk::PREFETCH_DEPTH);
+    match only.clone() {
+        Some(o) => lister.prefetch_only(Box::new(move |rel| must_walk(&o, rel))),
+        None => lister,
+    }
+}
+
+/// What the recorder gives back when it ends.
+type Recorded = (Outcome, Option<manifest::Writer>);
+
+impl Walker<'_, '_> {
+    /// The walk is over (the workers told): let the recorder end, and what was found.
+    fn finish(
+        mut self,
+        mut notes: Vec<String>,
+        recorder: Option<std::thread::ScopedJoinHandle<'_, Recorded>>,
+    ) -> Walked {
+        if let Some(n) = self.prev.note.take() {
+            notes.push(n);
+        }
+        let aside = self.aside.take().map(|(p, _)| p);
+        self.rec = None;
+        let counts = std::mem::take(&mut self.counts);
+        let problems = std::mem::take(&mut self.problems);
+        let removals = std::mem::take(&mut self.removals);
+        let owners = std::mem::take(&mut self.owners);
+        let devices = self.devices.take();
+        let listed = std::mem::take(&mut self.listed);
+        drop(self);
         let (mut outcome, writer) = match recorder {
             Some(h) => h.join().unwrap_or_else(|_| (Outcome::default(), None)),
             None => (Outcome::default(), None),
@@ -1974,7 +2009,7 @@ pub(super) fn walk_volume(
             devices,
             listed,
         }
-    })
+    }
 }
 
 #[cfg(test)]
