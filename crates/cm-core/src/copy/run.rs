@@ -1389,44 +1389,16 @@ struct JobResult {
 }
 
 fn run_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job) -> JobResult {
-    let ids = s.opts.ids;
     let name = match sys::cstr(&j.rel[j.name_at..]) {
         Ok(c) => c,
         Err(e) => return fail(s, j, ItemError::Io("name", e)),
     };
-    let (sd, dd) = (j.sd.as_raw_fd(), j.dd.as_raw_fd());
+    let dd = j.dd.as_raw_fd();
     if j.act == Act::Link {
         return link_job(w, s, droot, j, &name);
     }
-    let copy = |w: &mut Worker| -> Result<(Entry, u64, (u64, u64)), ItemError> {
-        if j.st.kind == FileType::File {
-            let c = file::copy_file(w, sd, dd, &name, ids, j.dacl, j.slot.is_some())?;
-            let b = c.st.size;
-            let ino = c.dst;
-            Ok((
-                entry(
-                    &j.rel,
-                    &map_st(&c.st, ids),
-                    Some(c.hash),
-                    None,
-                    c.xattrs,
-                    j.group,
-                ),
-                b,
-                ino,
-            ))
-        } else {
-            let (st, link, x) = file::copy_special(w, sd, dd, &name, ids)?;
-            let tst = sys::lstat_at(dd, &name).map_err(|e| ItemError::Io("stat the copy", e))?;
-            Ok((
-                entry(&j.rel, &map_st(&st, ids), None, link, x, j.group),
-                0,
-                (tst.ino, tst.dev),
-            ))
-        }
-    };
     let r: Result<(Entry, Done, (u64, u64)), ItemError> = match j.act {
-        Act::Create => copy(w).map(|(e, b, i)| (e, Done::Copied(b), i)),
+        Act::Create => copy_job(w, s, j, &name).map(|(e, b, i)| (e, Done::Copied(b), i)),
         Act::HashTarget => match file::hash_at(w, dd, &name, true, true) {
             Ok(c) => {
                 let b = c.st.size;
@@ -1438,29 +1410,69 @@ fn run_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job) -> JobResult {
             }
             Err(e) => Err(ItemError::Io("read the copy to checksum it", e)),
         },
-        Act::Checksum => {
-            let src = match file::hash_at(w, sd, &name, true, false) {
-                Ok(c) => Ok(c),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(ItemError::Vanished),
-                Err(e) => Err(ItemError::Io("read source", e)),
-            };
-            match src {
-                Err(e) => Err(e),
-                Ok(src) => match file::hash_at(w, dd, &name, true, true) {
-                    Ok(t) if t.hash == src.hash && !changed_meta(&src.st, &j.st) => {
-                        let b = t.st.size;
-                        Ok((
-                            entry(&j.rel, &t.st, Some(t.hash), None, t.xattrs, j.group),
-                            Done::Same(b),
-                            (t.st.ino, t.st.dev),
-                        ))
-                    }
-                    _ => copy(w).map(|(e, b, i)| (e, Done::Copied(b), i)),
-                },
-            }
-        }
+        Act::Checksum => checksum_job(w, s, j, &name),
         Act::Link => unreachable!("handled above"),
     };
+    settle(s, j, r)
+}
+
+/// Copy one entry: its recorded entry, the bytes copied and the copy's (inode, device).
+fn copy_job(
+    w: &mut Worker,
+    s: &Setup,
+    j: &Job,
+    name: &std::ffi::CStr,
+) -> Result<(Entry, u64, (u64, u64)), ItemError> {
+    let ids = s.opts.ids;
+    let (sd, dd) = (j.sd.as_raw_fd(), j.dd.as_raw_fd());
+    if j.st.kind == FileType::File {
+        let c = file::copy_file(w, sd, dd, name, ids, j.dacl, j.slot.is_some())?;
+        let b = c.st.size;
+        let e = entry(
+            &j.rel,
+            &map_st(&c.st, ids),
+            Some(c.hash),
+            None,
+            c.xattrs,
+            j.group,
+        );
+        Ok((e, b, c.dst))
+    } else {
+        let (st, link, x) = file::copy_special(w, sd, dd, name, ids)?;
+        let tst = sys::lstat_at(dd, name).map_err(|e| ItemError::Io("stat the copy", e))?;
+        let e = entry(&j.rel, &map_st(&st, ids), None, link, x, j.group);
+        Ok((e, 0, (tst.ino, tst.dev)))
+    }
+}
+
+/// Compare both sides' contents: the same (with the same metadata) is kept, else copied.
+fn checksum_job(
+    w: &mut Worker,
+    s: &Setup,
+    j: &Job,
+    name: &std::ffi::CStr,
+) -> Result<(Entry, Done, (u64, u64)), ItemError> {
+    let (sd, dd) = (j.sd.as_raw_fd(), j.dd.as_raw_fd());
+    let src = match file::hash_at(w, sd, name, true, false) {
+        Ok(c) => c,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(ItemError::Vanished),
+        Err(e) => return Err(ItemError::Io("read source", e)),
+    };
+    match file::hash_at(w, dd, name, true, true) {
+        Ok(t) if t.hash == src.hash && !changed_meta(&src.st, &j.st) => {
+            let b = t.st.size;
+            Ok((
+                entry(&j.rel, &t.st, Some(t.hash), None, t.xattrs, j.group),
+                Done::Same(b),
+                (t.st.ino, t.st.dev),
+            ))
+        }
+        _ => copy_job(w, s, j, name).map(|(e, b, i)| (e, Done::Copied(b), i)),
+    }
+}
+
+/// A job's result: its link slot told (done, or failed), and what the recorder gets.
+fn settle(s: &Setup, j: &Job, r: Result<(Entry, Done, (u64, u64)), ItemError>) -> JobResult {
     match r {
         Ok((e, done, (ino, dev))) => {
             if let Some(slot) = &j.slot {
