@@ -1659,94 +1659,118 @@ fn count(out: &mut Outcome, done: &Done, recorded: bool, problem: Option<&Proble
 fn record(
     s: &Setup,
     rx: mpsc::Receiver<Msg>,
-    mut writer: Option<manifest::Writer>,
+    writer: Option<manifest::Writer>,
     written: &Written,
 ) -> (Outcome, Option<manifest::Writer>) {
-    let mut out = Outcome::default();
-    let mut pending: BTreeMap<u64, Msg> = BTreeMap::new();
-    let mut next = 0u64;
-    let mut w = Worker::new(usize::MAX / 2);
-    let mut werr: Option<String> = None;
-    let push = |out: &mut Outcome, p: Problem| {
-        (s.on)(Event::Problem(&p));
-        out.problems.push(p);
+    let mut r = Recorder {
+        s,
+        out: Outcome::default(),
+        pending: BTreeMap::new(),
+        next: 0,
+        w: Worker::new(usize::MAX / 2),
+        writer,
+        werr: None,
     };
     for m in rx {
-        let mut add = |m: Msg| match &m {
-            Msg::Item { seq, .. } | Msg::Close { seq, .. } => {
-                pending.insert(*seq, m);
-            }
-            Msg::Batch(_) => {}
-        };
         match m {
-            Msg::Batch(v) => v.into_iter().for_each(&mut add),
-            m => add(m),
+            Msg::Batch(v) => v.into_iter().for_each(|m| r.arrived(m)),
+            m => r.arrived(m),
         }
-        while let Some(m) = pending.remove(&next) {
-            next += 1;
+        while let Some(m) = r.pending.remove(&r.next) {
+            r.next += 1;
             match m {
                 Msg::Item {
                     entry,
                     done,
                     problem,
                     ..
-                } => {
-                    let bytes = count(&mut out, &done, entry.is_some(), problem.as_ref());
-                    if let Some(p) = problem {
-                        push(&mut out, p);
-                    }
-                    if let (Some(e), Some(wr)) = (entry, writer.as_mut()) {
-                        if let Err(e) = wr.entry(&e) {
-                            werr.get_or_insert(e.to_string());
-                        }
-                    }
-                    if bytes > 0
-                        || matches!(
-                            done,
-                            Done::Copied(_) | Done::Linked | Done::Unchanged | Done::Failed
-                        )
-                    {
-                        (s.on)(Event::Done { bytes });
-                    }
-                }
+                } => r.item(entry, done, problem),
                 // never kept in `pending`: unpacked on arrival
                 Msg::Batch(_) => {}
-                Msg::Close { close, .. } => match close_dir(&mut w, s, &close) {
-                    Ok(()) => {
-                        if close.created {
-                            out.copied += 1;
-                        } else {
-                            out.unchanged += 1;
-                        }
-                    }
-                    Err(e) => {
-                        out.failed += 1;
-                        push(
-                            &mut out,
-                            Problem {
-                                severity: Severity::Error,
-                                path: join_show(s.src_root, &close.rel),
-                                message: e.to_string(),
-                            },
-                        );
-                    }
-                },
+                Msg::Close { close, .. } => r.close(&close),
             }
         }
-        written.set(next);
+        written.set(r.next);
     }
-    if let Some(e) = werr {
-        push(
-            &mut out,
-            Problem {
+    r.finish()
+}
+
+/// The recorder's state: messages waiting for their turn, the outcome so far, the manifest.
+struct Recorder<'a, 's> {
+    s: &'a Setup<'s>,
+    out: Outcome,
+    pending: BTreeMap<u64, Msg>,
+    next: u64,
+    w: Worker,
+    writer: Option<manifest::Writer>,
+    /// The first error writing the manifest.
+    werr: Option<String>,
+}
+
+impl Recorder<'_, '_> {
+    fn arrived(&mut self, m: Msg) {
+        match &m {
+            Msg::Item { seq, .. } | Msg::Close { seq, .. } => {
+                self.pending.insert(*seq, m);
+            }
+            Msg::Batch(_) => {}
+        }
+    }
+
+    fn push(&mut self, p: Problem) {
+        (self.s.on)(Event::Problem(&p));
+        self.out.problems.push(p);
+    }
+
+    /// An entry done (or failed): counted, written to the manifest, progress told.
+    fn item(&mut self, entry: Option<Box<Entry>>, done: Done, problem: Option<Problem>) {
+        let bytes = count(&mut self.out, &done, entry.is_some(), problem.as_ref());
+        if let Some(p) = problem {
+            self.push(p);
+        }
+        if let (Some(e), Some(wr)) = (entry, self.writer.as_mut()) {
+            if let Err(e) = wr.entry(&e) {
+                self.werr.get_or_insert(e.to_string());
+            }
+        }
+        if bytes > 0
+            || matches!(
+                done,
+                Done::Copied(_) | Done::Linked | Done::Unchanged | Done::Failed
+            )
+        {
+            (self.s.on)(Event::Done { bytes });
+        }
+    }
+
+    /// A directory whose subtree is done: its own metadata set last.
+    fn close(&mut self, close: &Close) {
+        match close_dir(&mut self.w, self.s, close) {
+            Ok(()) if close.created => self.out.copied += 1,
+            Ok(()) => self.out.unchanged += 1,
+            Err(e) => {
+                self.out.failed += 1;
+                self.push(Problem {
+                    severity: Severity::Error,
+                    path: join_show(self.s.src_root, &close.rel),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// The outcome, and the manifest's writer unless writing it failed.
+    fn finish(mut self) -> (Outcome, Option<manifest::Writer>) {
+        if let Some(e) = self.werr.take() {
+            self.push(Problem {
                 severity: Severity::Error,
-                path: s.dst_root.display().to_string(),
+                path: self.s.dst_root.display().to_string(),
                 message: format!("cannot write the manifest: {e}"),
-            },
-        );
-        writer = None;
+            });
+            self.writer = None;
+        }
+        (self.out, self.writer)
     }
-    (out, writer)
 }
 
 /// The bounded queue from the walker to the workers. Wake-ups only when someone waits: a
