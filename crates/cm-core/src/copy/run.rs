@@ -772,6 +772,47 @@ impl Walker<'_, '_> {
         );
     }
 
+    fn count_kind(&mut self, kind: FileType) {
+        match kind {
+            FileType::Dir => {}
+            FileType::File => self.counts.files += 1,
+            FileType::Symlink => self.counts.symlinks += 1,
+            FileType::Socket => self.counts.sockets += 1,
+            _ => self.counts.specials += 1,
+        }
+    }
+
+    /// A socket of the source is not copied (its service makes it again); one in the copy
+    /// is removed.
+    fn skip_socket(&mut self, f: &mut Frame, h: Here) {
+        let root = self.s.src_root;
+        self.problem(
+            Severity::Warning,
+            root,
+            &h.rel,
+            "a socket: not copied (its service creates it again at start)".into(),
+        );
+        if let (Some(ti), Some(d)) = (h.titem, h.dfd) {
+            f.touched = true;
+            self.remove(&d, &h.rel, &h.name, &ti, h.recorded);
+        }
+    }
+
+    /// A copy entry of another type (directory vs not), or one of our temporaries, is out
+    /// of the way: removed (or moved aside), and `h.titem` cleared.
+    fn out_of_the_way(&mut self, f: &mut Frame, h: &mut Here) {
+        let Some(ti) = h.titem.take() else { return };
+        let st = h.it.st;
+        if (ti.st.kind == FileType::Dir) != (st.kind == FileType::Dir) || is_temp(&h.name) {
+            if let Some(d) = &h.dfd {
+                f.touched = true;
+                self.remove(d, &h.rel, &h.name, &ti, h.recorded.clone());
+            }
+        } else {
+            h.titem = Some(ti);
+        }
+    }
+
     /// Request listings of the next child directories.
     fn look_ahead(&self, f: &mut Frame) {
         let src = &self.sroot;
@@ -887,39 +928,13 @@ impl Walker<'_, '_> {
             recorded,
         };
         let st = h.it.st;
-        match st.kind {
-            FileType::Dir => {}
-            FileType::File => self.counts.files += 1,
-            FileType::Symlink => self.counts.symlinks += 1,
-            FileType::Socket => self.counts.sockets += 1,
-            _ => self.counts.specials += 1,
-        }
+        self.count_kind(st.kind);
         if st.kind == FileType::Socket {
-            let root = self.s.src_root;
-            self.problem(
-                Severity::Warning,
-                root,
-                &h.rel,
-                "a socket: not copied (its service creates it again at start)".into(),
-            );
-            if let (Some(ti), Some(d)) = (h.titem, h.dfd) {
-                stack[depth].touched = true;
-                self.remove(&d, &h.rel, &h.name, &ti, h.recorded);
-            }
+            self.skip_socket(&mut stack[depth], h);
             return None;
         }
         self.note_owner(&h.rel, &st);
-        // A copy entry of another type (directory vs not) is out of the way.
-        if let Some(ti) = h.titem.take() {
-            if (ti.st.kind == FileType::Dir) != (st.kind == FileType::Dir) || is_temp(&h.name) {
-                if let Some(d) = &h.dfd {
-                    stack[depth].touched = true;
-                    self.remove(d, &h.rel, &h.name, &ti, h.recorded.clone());
-                }
-            } else {
-                h.titem = Some(ti);
-            }
-        }
+        self.out_of_the_way(&mut stack[depth], &mut h);
         if st.kind == FileType::Dir {
             return self.step_dir(stack, depth, h, tickets);
         }
