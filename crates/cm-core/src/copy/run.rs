@@ -1123,46 +1123,53 @@ impl Walker<'_, '_> {
 
     /// A file, symlink or node (a first name when it has several): kept, or given to a
     /// worker.
+    /// The first name of an inode with several: a new link group and the slot its other
+    /// names wait on.
+    fn first_name(&mut self, rel: &[u8], st: &Stat) -> Arc<LinkSlot> {
+        self.next_group += 1;
+        let slot = Arc::new(LinkSlot {
+            group: self.next_group,
+            first_rel: rel.to_vec(),
+            state: Mutex::new(LinkState::Pending),
+            cv: Condvar::new(),
+        });
+        self.links
+            .insert((st.dev, st.ino), (slot.clone(), st.nlink - 1));
+        slot
+    }
+
+    /// An entry whose copy is already right: recorded as the copy holds it.
+    fn already_right(&mut self, h: &Here, group: Option<u64>, slot: Option<&LinkSlot>) {
+        let Some(ti) = &h.titem else { return };
+        let hash = h.recorded.as_ref().and_then(|e| e.sha256);
+        let e = entry(
+            &h.rel,
+            &ti.st,
+            hash,
+            ti.link.clone(),
+            ti.xattrs.clone(),
+            group,
+        );
+        if let Some(slot) = slot {
+            slot.set(LinkState::Done {
+                ino: ti.st.ino,
+                dev: ti.st.dev,
+                entry: Box::new(e.clone()),
+            });
+        }
+        self.counts.unchanged += 1;
+        self.send_item(Some(e), Done::Unchanged, None);
+    }
+
     fn step_entry(&mut self, stack: &mut [Frame], depth: usize, h: Here) {
         let st = h.it.st;
-        let (mut first_slot, mut group) = (None, None);
-        if st.nlink > 1 {
-            self.next_group += 1;
-            group = Some(self.next_group);
-            let slot = Arc::new(LinkSlot {
-                group: self.next_group,
-                first_rel: h.rel.clone(),
-                state: Mutex::new(LinkState::Pending),
-                cv: Condvar::new(),
-            });
-            self.links
-                .insert((st.dev, st.ino), (slot.clone(), st.nlink - 1));
-            first_slot = Some(slot);
-        }
+        let first_slot = (st.nlink > 1).then(|| self.first_name(&h.rel, &st));
+        let group = first_slot.as_ref().map(|s| s.group);
         if st.kind == FileType::File {
             self.counts.bytes += st.size;
         }
         let Some(a) = self.decide(&h) else {
-            // Already right: recorded as the copy holds it.
-            let Some(ti) = &h.titem else { return };
-            let hash = h.recorded.as_ref().and_then(|e| e.sha256);
-            let e = entry(
-                &h.rel,
-                &ti.st,
-                hash,
-                ti.link.clone(),
-                ti.xattrs.clone(),
-                group,
-            );
-            if let Some(slot) = &first_slot {
-                slot.set(LinkState::Done {
-                    ino: ti.st.ino,
-                    dev: ti.st.dev,
-                    entry: Box::new(e.clone()),
-                });
-            }
-            self.counts.unchanged += 1;
-            self.send_item(Some(e), Done::Unchanged, None);
+            self.already_right(&h, group, first_slot.as_deref());
             return;
         };
         if a == Act::Create {
