@@ -1547,53 +1547,60 @@ fn changed_meta(a: &Stat, b: &Stat) -> bool {
     a.size != b.size || a.mtime != b.mtime || a.perm != b.perm || a.uid != b.uid || a.gid != b.gid
 }
 
-fn link_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job, name: &CString) -> JobResult {
-    let Some(slot) = &j.slot else {
-        return fail(s, j, ItemError::Changed);
-    };
-    let state = {
-        let mut g = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+impl LinkSlot {
+    /// Wait for the first name's copy: its (inode, device, entry), or whether its failure
+    /// was soft (the first name vanished or changed).
+    fn wait_first(&self) -> Result<(u64, u64, Box<Entry>), bool> {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         while matches!(*g, LinkState::Pending) {
-            g = slot.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
         }
         match &*g {
             LinkState::Done { ino, dev, entry } => Ok((*ino, *dev, entry.clone())),
             LinkState::Failed { soft } => Err(*soft),
             LinkState::Pending => Err(false),
         }
+    }
+}
+
+/// A further name not linked because its first name was not copied. Under --live (or when
+/// the first name vanished) that is a change for the next pass, not a failure.
+fn not_linked(s: &Setup, j: &Job, slot: &LinkSlot, soft: bool) -> JobResult {
+    let sev = if soft || s.opts.live {
+        Severity::Warning
+    } else {
+        Severity::Error
     };
-    let (ino, dev, first) = match state {
-        Ok(x) => x,
-        Err(soft) => {
-            // Under --live (or when the first name vanished) that is a change for the next
-            // pass, not a failure.
-            let sev = if soft || s.opts.live {
-                Severity::Warning
-            } else {
-                Severity::Error
-            };
-            return JobResult {
-                entry: None,
-                done: if sev == Severity::Error {
-                    Done::Failed
+    JobResult {
+        entry: None,
+        done: if sev == Severity::Error {
+            Done::Failed
+        } else {
+            Done::Unchanged
+        },
+        problem: Some(Problem {
+            severity: sev,
+            path: join_show(s.src_root, &j.rel),
+            message: format!(
+                "not linked: its other name {} was not copied{}",
+                super::show(&slot.first_rel),
+                if sev == Severity::Warning {
+                    " (the next run links it)"
                 } else {
-                    Done::Unchanged
-                },
-                problem: Some(Problem {
-                    severity: sev,
-                    path: join_show(s.src_root, &j.rel),
-                    message: format!(
-                        "not linked: its other name {} was not copied{}",
-                        super::show(&slot.first_rel),
-                        if sev == Severity::Warning {
-                            " (the next run links it)"
-                        } else {
-                            ""
-                        }
-                    ),
-                }),
-            };
-        }
+                    ""
+                }
+            ),
+        }),
+    }
+}
+
+fn link_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job, name: &CString) -> JobResult {
+    let Some(slot) = &j.slot else {
+        return fail(s, j, ItemError::Changed);
+    };
+    let (ino, dev, first) = match slot.wait_first() {
+        Ok(x) => x,
+        Err(soft) => return not_linked(s, j, slot, soft),
     };
     let e = with_path(&first, &j.rel);
     let dd = j.dd.as_raw_fd();
