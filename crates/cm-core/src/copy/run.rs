@@ -1213,6 +1213,56 @@ impl Walker<'_, '_> {
     }
 
     /// An entry of the copy that is in the way or that the source no longer has.
+    /// A temporary of an earlier run, left by a kill: removed.
+    fn remove_leftover(&mut self, dfd: &Arc<OwnedFd>, rel: &[u8], name: &[u8], t: &Item) {
+        self.counts.leftovers += 1;
+        self.removals.push(Removal {
+            path: join_show(self.s.dst_root, rel),
+            action: "remove leftover temporary",
+        });
+        if self.s.dry {
+            return;
+        }
+        match sys::cstr(name)
+            .and_then(|c| sys::unlink_at(dfd.as_raw_fd(), &c, t.st.kind == FileType::Dir))
+        {
+            Ok(()) => self.send_item(None, Done::Leftover, None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => self.remove_failed(rel, e),
+        }
+    }
+
+    /// Empty a recorded directory of the copy before it is removed: its entries that were
+    /// recorded are removed, the others moved aside. False when it could not be read
+    /// (reported; nothing removed).
+    fn empty_recorded_dir(&mut self, dfd: &Arc<OwnedFd>, rel: &[u8], name: &[u8]) -> bool {
+        let d = match sys::cstr(name).and_then(|c| {
+            sys::open_at(
+                dfd.as_raw_fd(),
+                &c,
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                false,
+            )
+        }) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                self.remove_failed(rel, e);
+                return false;
+            }
+        };
+        let l = walk::list(d.as_raw_fd(), b"", false, false, &mut self.xbuf);
+        if let Some(e) = l.error {
+            self.remove_failed(rel, e);
+            return false;
+        }
+        for it in &l.items {
+            let crel = walk::join(rel, &it.name);
+            let rec = self.prev.find(&crel);
+            self.remove(&d, &crel, &it.name, it, rec);
+        }
+        true
+    }
+
     fn remove(
         &mut self,
         dfd: &Arc<OwnedFd>,
@@ -1222,22 +1272,7 @@ impl Walker<'_, '_> {
         recorded: Option<Entry>,
     ) {
         if is_temp(name) {
-            self.counts.leftovers += 1;
-            self.removals.push(Removal {
-                path: join_show(self.s.dst_root, rel),
-                action: "remove leftover temporary",
-            });
-            if !self.s.dry {
-                if let Err(e) = sys::cstr(name)
-                    .and_then(|c| sys::unlink_at(dfd.as_raw_fd(), &c, t.st.kind == FileType::Dir))
-                {
-                    if e.raw_os_error() != Some(libc::ENOENT) {
-                        self.remove_failed(rel, e);
-                    }
-                } else {
-                    self.send_item(None, Done::Leftover, None);
-                }
-            }
+            self.remove_leftover(dfd, rel, name, t);
             return;
         }
         let ours = recorded.is_some_and(|e| e.kind == t.st.kind);
@@ -1245,32 +1280,8 @@ impl Walker<'_, '_> {
             self.move_aside(dfd, rel, name);
             return;
         }
-        if t.st.kind == FileType::Dir {
-            // Its entries: those recorded are removed, others moved aside.
-            let d = match sys::cstr(name).and_then(|c| {
-                sys::open_at(
-                    dfd.as_raw_fd(),
-                    &c,
-                    libc::O_RDONLY | libc::O_DIRECTORY,
-                    false,
-                )
-            }) {
-                Ok(d) => Arc::new(d),
-                Err(e) => {
-                    self.remove_failed(rel, e);
-                    return;
-                }
-            };
-            let l = walk::list(d.as_raw_fd(), b"", false, false, &mut self.xbuf);
-            if let Some(e) = l.error {
-                self.remove_failed(rel, e);
-                return;
-            }
-            for it in &l.items {
-                let crel = walk::join(rel, &it.name);
-                let rec = self.prev.find(&crel);
-                self.remove(&d, &crel, &it.name, it, rec);
-            }
+        if t.st.kind == FileType::Dir && !self.empty_recorded_dir(dfd, rel, name) {
+            return;
         }
         self.counts.delete += 1;
         self.list(rel, "delete");
