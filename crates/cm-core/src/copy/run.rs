@@ -1312,6 +1312,35 @@ impl Walker<'_, '_> {
     }
 
     /// Move an entry this suite never recorded out of the copy, into the dated folder.
+    /// The folder for entries moved aside (made, private, the first time), open.
+    fn aside_folder(&mut self) -> io::Result<(&Path, &OwnedFd)> {
+        if self.aside.is_none() {
+            if self.aside_err {
+                return Err(io::Error::other(
+                    "the folder for entries moved aside could not be made",
+                ));
+            }
+            let root = aside_root(self.s.dst_root);
+            let made = std::fs::DirBuilder::new()
+                .mode_0700()
+                .create(&root)
+                .and_then(|_| sys::open_dir_path(&root));
+            match made {
+                Ok(fd) => self.aside = Some((root, fd)),
+                Err(e) => {
+                    self.aside_err = true;
+                    return Err(e);
+                }
+            }
+        }
+        match &self.aside {
+            Some((root, fd)) => Ok((root.as_path(), fd)),
+            None => Err(io::Error::other(
+                "the folder for entries moved aside is gone",
+            )),
+        }
+    }
+
     fn move_aside(&mut self, dfd: &Arc<OwnedFd>, rel: &[u8], name: &[u8]) {
         self.counts.aside += 1;
         if self.s.dry {
@@ -1321,45 +1350,9 @@ impl Walker<'_, '_> {
             });
             return;
         }
-        let r = (|| -> io::Result<PathBuf> {
-            if self.aside.is_none() {
-                if self.aside_err {
-                    return Err(io::Error::other(
-                        "the folder for entries moved aside could not be made",
-                    ));
-                }
-                let root = aside_root(self.s.dst_root);
-                let made = std::fs::DirBuilder::new()
-                    .mode_0700()
-                    .create(&root)
-                    .and_then(|_| sys::open_dir_path(&root));
-                match made {
-                    Ok(fd) => self.aside = Some((root, fd)),
-                    Err(e) => {
-                        self.aside_err = true;
-                        return Err(e);
-                    }
-                }
-            }
-            let (root, afd) = self.aside.as_ref().expect("made above");
-            // Its parent directories, private, inside the folder.
-            let parent = &rel[..rel.len() - name.len()];
-            let mut cur: Option<OwnedFd> = None;
-            for comp in parent.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-                let at = cur
-                    .as_ref()
-                    .map(|f| f.as_raw_fd())
-                    .unwrap_or(afd.as_raw_fd());
-                cur = Some(mkdir(at, comp)?);
-            }
-            let at = cur
-                .as_ref()
-                .map(|f| f.as_raw_fd())
-                .unwrap_or(afd.as_raw_fd());
-            let c = sys::cstr(name)?;
-            sys::rename_at(dfd.as_raw_fd(), &c, at, &c)?;
-            Ok(root.join(rel_path(rel)))
-        })();
+        let r = self
+            .aside_folder()
+            .and_then(|(root, afd)| rename_aside(root, afd, dfd, rel, name));
         match r {
             Ok(to) => {
                 let p = Problem {
@@ -1603,6 +1596,27 @@ fn not_linked(s: &Setup, j: &Job, slot: &LinkSlot, soft: bool) -> JobResult {
             ),
         }),
     }
+}
+
+/// Move `rel` (named `name` in `dfd`) into the folder `afd` at `root`, below its parent
+/// directories made there (private); where it went.
+fn rename_aside(
+    root: &Path,
+    afd: &OwnedFd,
+    dfd: &OwnedFd,
+    rel: &[u8],
+    name: &[u8],
+) -> io::Result<PathBuf> {
+    let parent = &rel[..rel.len() - name.len()];
+    let mut cur: Option<OwnedFd> = None;
+    for comp in parent.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        let at = cur.as_ref().map_or(afd.as_raw_fd(), |f| f.as_raw_fd());
+        cur = Some(mkdir(at, comp)?);
+    }
+    let at = cur.as_ref().map_or(afd.as_raw_fd(), |f| f.as_raw_fd());
+    let c = sys::cstr(name)?;
+    sys::rename_at(dfd.as_raw_fd(), &c, at, &c)?;
+    Ok(root.join(rel_path(rel)))
 }
 
 fn link_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job, name: &CString) -> JobResult {
