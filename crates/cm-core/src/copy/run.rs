@@ -435,6 +435,35 @@ struct Frame {
     dacl: bool,
 }
 
+impl Frame {
+    /// The next name of the merge of both listings (in name order): its index in the
+    /// source's listing, the copy's, or both; None when both are done.
+    fn next_pair(&mut self) -> Option<(Option<usize>, Option<usize>)> {
+        let (si, ti) = (self.si, self.ti);
+        let order = match (self.src.get(si), self.tgt.get(ti)) {
+            (None, None) => return None,
+            (Some(a), Some(b)) => a.name.cmp(&b.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+        };
+        Some(match order {
+            std::cmp::Ordering::Equal => {
+                self.si += 1;
+                self.ti += 1;
+                (Some(si), Some(ti))
+            }
+            std::cmp::Ordering::Less => {
+                self.si += 1;
+                (Some(si), None)
+            }
+            std::cmp::Ordering::Greater => {
+                self.ti += 1;
+                (None, Some(ti))
+            }
+        })
+    }
+}
+
 struct Walker<'a, 's> {
     s: &'a Setup<'a>,
     lister: &'a Lister,
@@ -619,32 +648,11 @@ impl Walker<'_, '_> {
                 stack.clear();
                 break;
             }
-            let sname = top.src.get(top.si).map(|i| i.name.clone());
-            let tname = top.tgt.get(top.ti).map(|i| i.name.clone());
-            let (s, t) = match (&sname, &tname) {
-                (None, None) => {
-                    if let Some(f) = stack.pop() {
-                        self.close_frame(f);
-                    }
-                    continue;
+            let Some((s, t)) = top.next_pair() else {
+                if let Some(f) = stack.pop() {
+                    self.close_frame(f);
                 }
-                (Some(a), Some(b)) if a == b => {
-                    top.si += 1;
-                    top.ti += 1;
-                    (Some(top.si - 1), Some(top.ti - 1))
-                }
-                (Some(a), Some(b)) if a < b => {
-                    top.si += 1;
-                    (Some(top.si - 1), None)
-                }
-                (Some(_), None) => {
-                    top.si += 1;
-                    (Some(top.si - 1), None)
-                }
-                _ => {
-                    top.ti += 1;
-                    (None, Some(top.ti - 1))
-                }
+                continue;
             };
             let depth = stack.len() - 1;
             if let Some(child) = self.step(&mut stack, depth, s, t) {
