@@ -1540,6 +1540,11 @@ fn fail(s: &Setup, j: &Job, e: ItemError) -> JobResult {
         } else {
             Severity::Error
         };
+    not_done(s, j, sev, e.to_string())
+}
+
+/// A job that did not get done: failed (an error) or left for the next pass (a warning).
+fn not_done(s: &Setup, j: &Job, sev: Severity, message: String) -> JobResult {
     JobResult {
         entry: None,
         done: if sev == Severity::Error {
@@ -1550,7 +1555,7 @@ fn fail(s: &Setup, j: &Job, e: ItemError) -> JobResult {
         problem: Some(Problem {
             severity: sev,
             path: join_show(s.src_root, &j.rel),
-            message: e.to_string(),
+            message,
         }),
     }
 }
@@ -1583,27 +1588,16 @@ fn not_linked(s: &Setup, j: &Job, slot: &LinkSlot, soft: bool) -> JobResult {
     } else {
         Severity::Error
     };
-    JobResult {
-        entry: None,
-        done: if sev == Severity::Error {
-            Done::Failed
-        } else {
-            Done::Unchanged
-        },
-        problem: Some(Problem {
-            severity: sev,
-            path: join_show(s.src_root, &j.rel),
-            message: format!(
-                "not linked: its other name {} was not copied{}",
-                super::show(&slot.first_rel),
-                if sev == Severity::Warning {
-                    " (the next run links it)"
-                } else {
-                    ""
-                }
-            ),
-        }),
-    }
+    let later = if sev == Severity::Warning {
+        " (the next run links it)"
+    } else {
+        ""
+    };
+    let message = format!(
+        "not linked: its other name {} was not copied{later}",
+        super::show(&slot.first_rel)
+    );
+    not_done(s, j, sev, message)
 }
 
 /// Move `rel` (named `name` in `dfd`) into the folder `afd` at `root`, below its parent
