@@ -19,6 +19,9 @@
 # second run. The guide: caches dropped, then `rsync -a` of the whole store into an empty
 # target: its downtime is that rsync.
 #
+# Measured 2026-12-04 evening (with the lister's prefetch and copy::links; compile jobs paused):
+# guide 57.6 s; cm-migrate run --verify changed 2.2 s (delta 0.82 s for 6,493 entries, verify
+# 1.30 s) = 26.7x; --verify full 17.1 s; bulk copy 43.4 s. Earlier the same day:
 # Measured 2026-12-04 (2 CPUs, cold caches, other work light): store 242,896 entries, 206,892
 # files, 8.8 GB; guide `rsync -a` 63.2 s of downtime; `cm-migrate run --verify changed` 2.1 s
 # (delta 0.79 s for 6,431 entries in the 180 changed directories = 8,130 entries/s, verify
