@@ -273,20 +273,12 @@ impl Lister {
             Err(e) => return Listing::failed(e),
         };
         if names.len() < SPLIT_AT {
-            return stat_names(dir.as_raw_fd(), &names, r.xattrs, xbuf).into_listing(dir);
+            return stat_names(dir.as_raw_fd(), names, r.xattrs, xbuf).into_listing(dir);
         }
-        let chunks = names.len().div_ceil(CHUNK);
-        let split = Arc::new(Split {
-            dir,
-            names,
-            xattrs: r.xattrs,
-            next: AtomicUsize::new(0),
-            parts: Mutex::new((0, (0..chunks).map(|_| None).collect())),
-            cv: Condvar::new(),
-        });
+        let split = Arc::new(Split::new(dir, names, r.xattrs));
         {
             let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
-            for _ in 0..(chunks - 1).min(SPLIT_HELPERS) {
+            for _ in 0..(split.chunks.len() - 1).min(SPLIT_HELPERS) {
                 q.asked.push_front(Job::Help(split.clone()));
             }
         }
@@ -352,7 +344,7 @@ pub fn list(root: RawFd, rel: &[u8], noatime: bool, xattrs: bool, xbuf: &mut Vec
         Ok(x) => x,
         Err(e) => return Listing::failed(e),
     };
-    let part = stat_names(dir.as_raw_fd(), &names, xattrs, xbuf);
+    let part = stat_names(dir.as_raw_fd(), names, xattrs, xbuf);
     part.into_listing(dir)
 }
 
@@ -395,23 +387,28 @@ impl Listing {
     }
 }
 
-/// `lstat` (and readlink, xattrs) of each of `names` in the directory `d`, in order.
-fn stat_names(d: RawFd, names: &[Vec<u8>], xattrs: bool, xbuf: &mut Vec<u8>) -> Part {
+/// `lstat` (and readlink, xattrs) of each of `names` in the directory `d`, in order (each
+/// name moves into its item).
+fn stat_names(d: RawFd, names: Vec<Vec<u8>>, xattrs: bool, xbuf: &mut Vec<u8>) -> Part {
     let mut out = Part {
         items: Vec::with_capacity(names.len()),
         problems: Vec::new(),
     };
     for name in names {
-        match stat_one(d, name, xattrs, xbuf) {
-            Ok(it) => out.items.push(it),
+        match stat_one(d, &name, xattrs, xbuf) {
+            Ok(mut it) => {
+                it.name = name;
+                out.items.push(it);
+            }
             // Vanished between readdir and lstat: not an entry any more.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => out.problems.push((name.clone(), e)),
+            Err(e) => out.problems.push((name, e)),
         }
     }
     out
 }
 
+/// One entry's item, its name left empty (the caller moves it in).
 fn stat_one(d: RawFd, name: &[u8], xattrs: bool, xbuf: &mut Vec<u8>) -> io::Result<Item> {
     let c = sys::cstr(name)?;
     let st = sys::lstat_at(d, &c)?;
@@ -426,7 +423,7 @@ fn stat_one(d: RawFd, name: &[u8], xattrs: bool, xbuf: &mut Vec<u8>) -> io::Resu
         Vec::new()
     };
     Ok(Item {
-        name: name.to_vec(),
+        name: Vec::new(),
         st,
         link,
         xattrs: x,
@@ -444,7 +441,10 @@ const CHUNK: usize = 1024;
 /// that listed it waits for the last and puts the parts together in order.
 struct Split {
     dir: Arc<OwnedFd>,
-    names: Vec<Vec<u8>>,
+    /// Each chunk's names, taken by the worker that claims the chunk.
+    chunks: Vec<Mutex<Vec<Vec<u8>>>>,
+    /// Names in all, for the listing's capacity.
+    total: usize,
     xattrs: bool,
     next: AtomicUsize,
     parts: Mutex<(usize, Vec<Option<Part>>)>,
@@ -452,19 +452,34 @@ struct Split {
 }
 
 impl Split {
-    fn chunks(&self) -> usize {
-        self.names.len().div_ceil(CHUNK)
+    fn new(dir: Arc<OwnedFd>, names: Vec<Vec<u8>>, xattrs: bool) -> Split {
+        let total = names.len();
+        let mut rest = names.into_iter();
+        let chunks: Vec<Mutex<Vec<Vec<u8>>>> = (0..total.div_ceil(CHUNK))
+            .map(|_| Mutex::new(rest.by_ref().take(CHUNK).collect()))
+            .collect();
+        let parts = Mutex::new((0, (0..chunks.len()).map(|_| None).collect()));
+        Split {
+            dir,
+            chunks,
+            total,
+            xattrs,
+            next: AtomicUsize::new(0),
+            parts,
+            cv: Condvar::new(),
+        }
     }
 
     /// Stat chunks until none is left unclaimed.
     fn help(&self, xbuf: &mut Vec<u8>) {
-        let n = self.chunks();
+        let n = self.chunks.len();
         loop {
             let c = self.next.fetch_add(1, Ordering::Relaxed);
             if c >= n {
                 return;
             }
-            let names = &self.names[c * CHUNK..((c + 1) * CHUNK).min(self.names.len())];
+            let names =
+                std::mem::take(&mut *self.chunks[c].lock().unwrap_or_else(|e| e.into_inner()));
             let part = stat_names(self.dir.as_raw_fd(), names, self.xattrs, xbuf);
             let mut g = self.parts.lock().unwrap_or_else(|e| e.into_inner());
             g.1[c] = Some(part);
@@ -477,13 +492,13 @@ impl Split {
 
     /// Wait for every chunk; the listing.
     fn finish(&self) -> Listing {
-        let n = self.chunks();
+        let n = self.chunks.len();
         let mut g = self.parts.lock().unwrap_or_else(|e| e.into_inner());
         while g.0 < n {
             g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
         }
         let mut all = Part {
-            items: Vec::with_capacity(self.names.len()),
+            items: Vec::with_capacity(self.total),
             problems: Vec::new(),
         };
         for p in g.1.iter_mut().filter_map(Option::take) {
