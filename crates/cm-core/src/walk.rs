@@ -543,6 +543,14 @@ fn read_xattrs_at(
     read_xattrs(&sys::XTarget::At(dir, name), buf)
 }
 
+/// The parent and the last name of `rel` (the parent empty at the root): [`join`]'s inverse.
+pub fn split(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(k) => (&rel[..k], &rel[k + 1..]),
+        None => (&rel[..0], rel),
+    }
+}
+
 /// `parent/name` (or `name` at the root).
 pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     if parent.is_empty() {
@@ -651,6 +659,13 @@ mod tests {
             assert!(l.error.is_none() && l.problems.is_empty());
             assert_eq!(key(&l), key(&direct), "{workers} worker(s)");
             assert!(l.items.windows(2).all(|w| w[0].name < w[1].name));
+        }
+    }
+
+    #[test]
+    fn split_is_the_inverse_of_join() {
+        for (parent, name) in [(&b""[..], &b"a"[..]), (b"a", b"b"), (b"a/b", b"c d")] {
+            assert_eq!(split(&join(parent, name)), (parent, name));
         }
     }
 

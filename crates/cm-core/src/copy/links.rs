@@ -30,7 +30,6 @@ use crate::tree::{Entry, FileType};
 use crate::walk;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// An inode with names in carried directories, to which walked names are linked.
@@ -72,21 +71,17 @@ fn walked(only: &BTreeSet<Vec<u8>>, rel: &[u8]) -> bool {
 }
 
 fn parent_of(rel: &[u8]) -> &[u8] {
-    match rel.iter().rposition(|&b| b == b'/') {
-        Some(k) => &rel[..k],
-        None => &rel[..0],
-    }
+    walk::split(rel).0
 }
 
 fn rel_of(e: &Entry) -> Vec<u8> {
-    e.path.as_os_str().as_bytes().to_vec()
+    crate::tree::path_bytes(&e.path).to_vec()
 }
 
 /// The entry at `rel` beneath `root`, unfollowed, with its extended attributes.
 fn stat_beneath(root: RawFd, rel: &[u8], xbuf: &mut Vec<u8>) -> Option<(Stat, Xattrs)> {
-    let name = &rel[parent_of(rel).len()..];
-    let name = name.strip_prefix(b"/").unwrap_or(name);
-    let d = sys::open_dir_beneath(root, parent_of(rel), true).ok()?;
+    let (parent, name) = walk::split(rel);
+    let d = sys::open_dir_beneath(root, parent, true).ok()?;
     let c = sys::cstr(name).ok()?;
     let st = sys::lstat_at(d.as_raw_fd(), &c).ok()?;
     let x = walk::read_xattrs(&XTarget::At(d.as_raw_fd(), &c), xbuf).ok()?;

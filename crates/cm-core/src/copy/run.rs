@@ -1640,12 +1640,7 @@ fn link_job(w: &mut Worker, s: &Setup, droot: RawFd, j: &Job, name: &CString) ->
             };
         }
     }
-    let fr = &slot.first_rel;
-    let cut = fr.iter().rposition(|&b| b == b'/');
-    let (pdir, pname) = match cut {
-        Some(k) => (&fr[..k], &fr[k + 1..]),
-        None => (&fr[..0], &fr[..]),
-    };
+    let (pdir, pname) = walk::split(&slot.first_rel);
     let r = (|| -> Result<(), ItemError> {
         let pd = sys::open_dir_beneath(droot, pdir, false)
             .map_err(|e| ItemError::Io("open directory in the copy", e))?;
