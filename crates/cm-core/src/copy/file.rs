@@ -274,6 +274,15 @@ pub fn map_acl(value: &mut [u8], ids: &dyn MapIds) {
 
 pub use crate::owners::is_acl_xattr as is_acl;
 
+/// Map the ids in the ACLs among `xa` (the other attributes stay as they are).
+pub fn map_acls(xa: &mut Xattrs, ids: &dyn MapIds) {
+    for (n, v) in xa.iter_mut() {
+        if is_acl(n) {
+            map_acl(v, ids);
+        }
+    }
+}
+
 /// Copy every extended attribute (ACLs included, their ids mapped) from `src` to `dst`;
 /// with `prune`, remove attributes `dst` has that `src` lacks (an inherited default ACL, or
 /// a directory's stale attributes).
@@ -309,15 +318,17 @@ fn stale_xattrs(dst: &XTarget, keep: &Xattrs) -> Result<Vec<CString>, ItemError>
 }
 
 /// Set each of `xa` on `dst` (ACL ids mapped); what was set, sorted by name.
-fn set_xattrs(dst: &XTarget, xa: Xattrs, ids: Option<&dyn MapIds>) -> Result<Xattrs, ItemError> {
+fn set_xattrs(
+    dst: &XTarget,
+    mut xa: Xattrs,
+    ids: Option<&dyn MapIds>,
+) -> Result<Xattrs, ItemError> {
+    if let Some(ids) = ids {
+        map_acls(&mut xa, ids);
+    }
     let mut done = Vec::with_capacity(xa.len());
-    for (name, mut v) in xa {
+    for (name, v) in xa {
         let c = sys::cstr(&name).map_err(io("xattr name"))?;
-        if let Some(ids) = ids {
-            if is_acl(&name) {
-                map_acl(&mut v, ids);
-            }
-        }
         dst.set(&c, &v).map_err(|e| {
             ItemError::Io(
                 "set xattr (does the target file system support extended attributes and ACLs?)",

@@ -767,11 +767,7 @@ impl Walker<'_, '_> {
         let mapped_st = map_st(st, self.ids());
         let mut mx = src_x.clone();
         if let Some(m) = self.ids() {
-            for (n, v) in mx.iter_mut() {
-                if file::is_acl(n) {
-                    file::map_acl(v, m);
-                }
-            }
+            file::map_acls(&mut mx, m);
         }
         self.send_item(
             Some(entry(rel, &mapped_st, None, None, mx, None)),
