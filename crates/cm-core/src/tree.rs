@@ -1345,13 +1345,9 @@ pub fn walk_stream(
 ) -> Result<(), TreeError> {
     let (rfd, rst) = open_stream_root(root)?;
     // What the walk leaves out is not prefetched either.
-    let excluded: Vec<Vec<u8>> = opts
-        .exclude
-        .iter()
-        .map(|x| path_bytes(x).to_vec())
-        .collect();
+    let exclude = opts.exclude.clone();
     let lister = crate::walk::Lister::with_prefetch(crate::walk::PREFETCH_DEPTH)
-        .prefetch_only(Box::new(move |rel| !excluded.iter().any(|x| x == rel)));
+        .prefetch_only(Box::new(move |rel| !stream_excluded(&exclude, rel)));
     let threads = opts.jobs.clamp(2, 8);
     std::thread::scope(|sc| -> Result<(), TreeError> {
         for _ in 0..threads {
@@ -1392,6 +1388,11 @@ fn open_stream_root(
     Ok((rfd, rst))
 }
 
+/// Is `rel` one of the paths [`walk_stream`] leaves out (by the walk and the prefetch alike)?
+fn stream_excluded(exclude: &[PathBuf], rel: &[u8]) -> bool {
+    !exclude.is_empty() && exclude.iter().any(|x| path_bytes(x) == rel)
+}
+
 /// Child directories listed ahead of [`walk_stream`], per directory on its path.
 const STREAM_AHEAD: usize = 6;
 
@@ -1418,8 +1419,7 @@ struct StreamWalk<'w> {
 
 impl StreamWalk<'_> {
     fn excluded(&self, rel: &[u8]) -> bool {
-        let x = &self.opts.exclude;
-        !x.is_empty() && x.iter().any(|x| path_bytes(x) == rel)
+        stream_excluded(&self.opts.exclude, rel)
     }
 
     fn request(&self, rel: &[u8]) -> crate::walk::Ticket {
